@@ -1,0 +1,43 @@
+# doorpi: `make demo` runs the gate on simulated hardware, `make test` runs the suite.
+# Both set up what they need (system packages, the venv, the face models) by themselves.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODELS := models/build
+
+.PHONY: demo test lint system-deps venv models bench image-test clean
+
+system-deps:
+	@./scripts/system-deps.sh
+
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: system-deps $(STAMP)
+
+models: venv
+	@if [ -f tools/models/build.py ]; then $(BIN)/python tools/models/build.py --out $(MODELS); fi
+
+demo: venv
+	$(BIN)/doorpi demo
+
+lint: venv
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+
+test: venv models lint
+	$(BIN)/python -m pytest -q
+
+bench: venv models
+	$(BIN)/doorpi bench core --json
+
+image-test: venv models
+	./firmware_image/rootfs-test.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Install the Debian packages doorpi's build and tests need, if any is missing.
+# Runs apt-get only when something is absent; needs root (or sudo) then.
+set -eu
+PKGS="python3-venv python3-dev gcc swig libpcsclite-dev pcscd vsmartcard-vpcd shellcheck systemd"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing system packages:$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

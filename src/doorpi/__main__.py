@@ -1,0 +1,5 @@
+import sys
+
+from doorpi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,242 @@
+"""`doorpi resident|card|pin ...`: managing residents on the device itself."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+
+from doorpi.cli import CliError, common
+from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
+from doorpi.store.residents import ResidentError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("resident", help="add, list, show, change or remove residents")
+    rs = r.add_subparsers(dest="action", required=True)
+    add = rs.add_parser("add", help="add a resident")
+    add.add_argument("name")
+    add.add_argument("--unit", default="")
+    add.add_argument("--keypad-id", help="number typed before the PIN at the keypad")
+    add.add_argument("--valid-from")
+    add.add_argument("--valid-until", help="e.g. 2027-06-30 (end of tenancy)")
+    add.add_argument("--schedule", help="a schedule name from the config")
+    add.set_defaults(func=cmd_add)
+    ls = rs.add_parser("list", help="list residents")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    show = rs.add_parser("show", help="show one resident")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+    for name, active in (("disable", False), ("enable", True)):
+        d = rs.add_parser(name, help=f"{name} a resident's access")
+        d.add_argument("id", type=int)
+        d.set_defaults(func=cmd_enable, active=active)
+    rm = rs.add_parser("remove", help="remove a resident, their cards and PIN")
+    rm.add_argument("id", type=int)
+    rm.set_defaults(func=cmd_remove)
+
+    c = sub.add_parser("card", help="bind or remove cards")
+    cs = c.add_subparsers(dest="action", required=True)
+    en = cs.add_parser("enroll", help="bind a card: tap it on the reader (or give --uid)")
+    en.add_argument("id", type=int, help="resident id")
+    en.add_argument("--uid", help="card UID in hex instead of a tap")
+    en.add_argument("--label", default="")
+    en.add_argument("--timeout", type=float, default=30.0)
+    en.set_defaults(func=cmd_card_enroll)
+    cr = cs.add_parser("remove", help="remove a card by the reference `resident show` prints")
+    cr.add_argument("id", type=int)
+    cr.add_argument("ref")
+    cr.set_defaults(func=cmd_card_remove)
+
+    p = sub.add_parser("pin", help="set or clear a resident's PIN")
+    ps = p.add_subparsers(dest="action", required=True)
+    st = ps.add_parser("set", help="set a PIN (asked twice, never on the command line)")
+    st.add_argument("id", type=int)
+    st.add_argument("--stdin", action="store_true", help="read the PIN from standard input")
+    st.set_defaults(func=cmd_pin_set)
+    cl = ps.add_parser("clear", help="remove a PIN")
+    cl.add_argument("id", type=int)
+    cl.set_defaults(func=cmd_pin_clear)
+
+
+def _check_schedule(cfg: common.Config, name: str | None) -> None:
+    if name is not None and name not in cfg.schedules:
+        known = ", ".join(sorted(cfg.schedules)) or "none configured"
+        raise CliError(f"--schedule: unknown schedule {name!r} (known: {known})")
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    _check_schedule(cfg, args.schedule)
+    store = common.storage(cfg)
+    try:
+        r = store.residents.add(
+            args.name,
+            time.time(),
+            unit=args.unit,
+            keypad_id=args.keypad_id,
+            valid_from=common.parse_date(args.valid_from, "--valid-from"),
+            valid_until=common.parse_date(args.valid_until, "--valid-until"),
+            schedule=args.schedule,
+        )
+    except ResidentError as exc:
+        raise CliError(str(exc)) from None
+    common.audit_admin(store, "resident_added", resident_id=r.id)
+    print(f"resident {r.id} added: {r.name} ({r.unit or 'no unit'})")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = common.storage(common.config(args))
+    residents = store.residents.all()
+    if args.json:
+        common.print_json([r.public() for r in residents])
+        return 0
+    print(f"{'id':>4}  {'name':<24} {'unit':<8} {'keypad':<7} {'until':<16} {'schedule':<10} state")
+    for r in residents:
+        state = "active" if r.active else "disabled"
+        print(
+            f"{r.id:>4}  {r.name[:24]:<24} {r.unit[:8]:<8} {(r.keypad_id or '-'):<7} "
+            f"{common.when(r.valid_until):<16} {(r.schedule or 'any'):<10} {state}"
+        )
+    return 0
+
+
+def _get(store: common.Storage, rid: int) -> common.Any:
+    r = store.residents.get(rid)
+    if r is None:
+        raise CliError(f"no resident {rid}")
+    return r
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = common.storage(common.config(args))
+    r = _get(store, args.id)
+    info = r.public() | {"cards": store.residents.cards(r.id)}
+    if args.json:
+        common.print_json(info)
+        return 0
+    for key in ("id", "name", "unit", "keypad_id", "schedule", "active", "has_pin"):
+        print(f"{key:>12}: {info[key]}")
+    print(f"{'valid':>12}: {common.when(r.valid_from)} .. {common.when(r.valid_until)}")
+    for c in info["cards"]:
+        print(f"{'card':>12}: ref {c['ref']} {c['label']} (added {common.when(c['added'])})")
+    return 0
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    store = common.storage(common.config(args))
+    try:
+        store.residents.update(args.id, time.time(), active=args.active)
+    except ResidentError as exc:
+        raise CliError(str(exc)) from None
+    common.audit_admin(store, "resident_enabled" if args.active else "resident_disabled",
+                       resident_id=args.id)  # fmt: skip
+    print(f"resident {args.id} {'enabled' if args.active else 'disabled'}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    store = common.storage(common.config(args))
+    try:
+        store.residents.remove(args.id)
+    except ResidentError as exc:
+        raise CliError(str(exc)) from None
+    common.audit_admin(store, "resident_removed", resident_id=args.id)
+    print(f"resident {args.id} removed with their cards and PIN")
+    return 0
+
+
+def _tap(cfg: common.Config, timeout: float) -> bytes:
+    """Wait for one card on the configured reader and return its identifier."""
+    import queue
+
+    from doorpi.cards.uid import UidCard
+    from doorpi.core.events import CardPresented, CardReadFailed
+    from doorpi.hardware.reader import PcscReader
+
+    got: queue.Queue = queue.Queue()
+    reader = PcscReader(cfg.reader.name, UidCard())
+    reader.start(got.put)
+    print("tap the card on the reader ...", file=sys.stderr)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                ev = got.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(ev, CardPresented):
+                return ev.card_id
+            if isinstance(ev, CardReadFailed):
+                raise CliError(f"card could not be read: {ev.reason}")
+        raise CliError(f"no card was tapped within {timeout:.0f} s")
+    finally:
+        reader.stop()
+
+
+def cmd_card_enroll(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    store = common.storage(cfg)
+    _get(store, args.id)
+    if args.uid:
+        try:
+            card_id = bytes.fromhex(args.uid.replace(":", ""))
+        except ValueError:
+            raise CliError(f"--uid: {args.uid!r} is not hex") from None
+        if len(card_id) not in (4, 7, 10):
+            raise CliError("--uid: a card UID has 4, 7 or 10 bytes")
+    else:
+        card_id = _tap(cfg, args.timeout)
+    h = card_hash(store.secrets, card_id)
+    try:
+        store.residents.add_card(args.id, h, time.time(), args.label)
+    except ResidentError as exc:
+        raise CliError(str(exc)) from None
+    common.audit_admin(store, "card_enrolled", resident_id=args.id, card=h[:8])
+    print(f"card {h[:8]} bound to resident {args.id}")
+    return 0
+
+
+def cmd_card_remove(args: argparse.Namespace) -> int:
+    store = common.storage(common.config(args))
+    if len(args.ref) < 8:
+        raise CliError("give the 8-character card reference from `doorpi resident show`")
+    if store.residents.remove_card(args.id, args.ref) != 1:
+        raise CliError(f"resident {args.id} has no card {args.ref}")
+    common.audit_admin(store, "card_removed", resident_id=args.id, card=args.ref)
+    print(f"card {args.ref} removed")
+    return 0
+
+
+def cmd_pin_set(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    store = common.storage(cfg)
+    _get(store, args.id)
+    if args.stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        pin = getpass.getpass("new PIN: ")
+        if getpass.getpass("again: ") != pin:
+            raise CliError("the two PINs differ")
+    try:
+        check_pin_rules(pin, cfg.keypad.pin_min_length, cfg.keypad.pin_max_length)
+    except PinPolicyError as exc:
+        raise CliError(str(exc)) from None
+    h = hash_pin(store.secrets, pin, cfg.pin.opslimit, cfg.pin.memlimit_kib)
+    store.residents.set_pin_hash(args.id, h, time.time())
+    common.audit_admin(store, "pin_set", resident_id=args.id)
+    print(f"PIN set for resident {args.id}")
+    return 0
+
+
+def cmd_pin_clear(args: argparse.Namespace) -> int:
+    store = common.storage(common.config(args))
+    _get(store, args.id)
+    store.residents.set_pin_hash(args.id, None, time.time())
+    common.audit_admin(store, "pin_cleared", resident_id=args.id)
+    print(f"PIN cleared for resident {args.id}")
+    return 0

@@ -1,0 +1,76 @@
+"""`doorpi run`: the gate process (what systemd starts)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+
+from doorpi.cli import common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the gate (systemd starts this)")
+    p.add_argument("--sim", action="store_true", help="simulated GPIO and reader (MockFactory)")
+    p.add_argument("--json-events", action="store_true", help="print every event as JSON lines")
+    p.set_defaults(func=main)
+
+
+def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) -> int:
+    from doorpi.clocks import SystemClock
+    from doorpi.device import build_outputs
+    from doorpi.gate import Gate, dump
+    from doorpi.sdnotify import SdNotifier
+
+    t0 = time.monotonic()
+    cfg = common.config(args)
+    devices = build_outputs(cfg, sim)  # strike first: safe level before anything else
+    stop = threading.Event()
+    notifier = SdNotifier()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    gate = None
+    try:
+        store = common.storage(cfg)
+        obs = list(observers or [])
+        if getattr(args, "json_events", False):
+            obs.append(lambda rec: print(dump(rec), flush=True))
+        gate = Gate(cfg, store, devices.strike, devices.feedback, SystemClock(), obs)
+        devices.start(gate.submit, cfg, sim)
+        startup = time.monotonic() - t0
+        gate.note("gate_started", startup_seconds=round(startup, 3), problems=devices.problems)
+        notifier.ready(f"serving {cfg.door.name}; startup {startup * 1000:.0f} ms")
+        logging.getLogger("doorpi").info("ready in %.0f ms", startup * 1000)
+
+        def heartbeat() -> None:
+            reader_ok = devices.reader is None or _alive(devices.reader)
+            notifier.watchdog(alive=reader_ok)
+
+        gate.run(stop, heartbeat)
+        notifier.stopping()
+        return 0
+    finally:
+        if gate is not None:
+            try:
+                gate.shutdown()
+                gate.note("gate_stopped")
+            except Exception as exc:
+                print(f"doorpi: shutdown: {exc}", file=sys.stderr)
+        devices.close()
+
+
+def _alive(reader: object, stale_after: float = 30.0) -> bool:
+    last = getattr(reader, "last_alive", None)
+    return last is None or last == 0 or time.monotonic() - last < stale_after
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return serve(args, sim=args.sim)

@@ -1,0 +1,416 @@
+"""One TOML file -> typed, validated settings. Every error names its key.
+
+`load_config(path)` raises `ConfigError` with a single line such as
+``/etc/doorpi/doorpi.toml: door.unlock_seconds: must be a number from 0.5 to
+120, got "five"``. Unknown keys are errors too (a typo must not silently fall
+back to a default on a door). Defaults live here; the shipped
+``data/doorpi.toml`` documents them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from doorpi.core.policy import (
+    Combination,
+    DoorPolicy,
+    PolicyError,
+    ScheduledRule,
+    check_parity,
+    parse_rule,
+)
+from doorpi.core.schedule import Schedule, ScheduleError
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, as one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    name: str = "doorpi"
+    controller: str = ""
+    contact: str = ""
+    data_dir: Path = Path("/var/lib/doorpi")
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    name: str = "door"
+    policy: DoorPolicy = field(
+        default_factory=lambda: DoorPolicy((frozenset({"card"}), frozenset({"pin"})))
+    )
+    unlock_seconds: float = 5.0
+    held_open_seconds: float = 30.0
+    fail_secure: bool = True
+    exit_button_unlocks: bool = True
+    relock_on_open: bool = True
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    strike: int = 17
+    strike_active_high: bool = True
+    door_contact: int = 27
+    exit_button: int = 22
+    tamper: int = 23
+    led_green: int = 24
+    led_red: int = 25
+    buzzer: int = 18
+    camera_led: int = 12
+    presence: int = 4
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    enabled: bool = True
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class KeypadConfig:
+    kind: str = "matrix"
+    rows: tuple[int, ...] = (5, 6, 13, 19)
+    cols: tuple[int, ...] = (26, 16, 20, 21)
+    layout: str = "4x4"
+    device: str = ""
+    entry_timeout_seconds: float = 10.0
+    pin_min_length: int = 4
+    pin_max_length: int = 8
+
+
+@dataclass(frozen=True)
+class LockoutConfig:
+    threshold: int = 5
+    base_seconds: float = 30.0
+    max_seconds: float = 900.0
+    window_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
+class PinConfig:
+    opslimit: int = 2
+    memlimit_kib: int = 19456
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    retention_days: int = 30
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    enabled: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    site: SiteConfig = SiteConfig()
+    door: DoorConfig = DoorConfig()
+    gpio: GpioConfig = GpioConfig()
+    reader: ReaderConfig = ReaderConfig()
+    keypad: KeypadConfig = KeypadConfig()
+    lockout: LockoutConfig = LockoutConfig()
+    pin: PinConfig = PinConfig()
+    audit: AuditConfig = AuditConfig()
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    face: FaceConfig = FaceConfig()
+
+    @property
+    def db_path(self) -> Path:
+        return self.site.data_dir / "doorpi.db"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.site.data_dir / "keys"
+
+
+# ------------------------------------------------------------------ reading
+
+
+class _Section:
+    """Typed access to one TOML table, remembering which keys were used."""
+
+    def __init__(self, name: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{name}: must be a table, got {_show(data)}")
+        self.name = name
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def _raw(self, key: str, default: Any) -> Any:
+        self.used.add(key)
+        return self.data.get(key, default)
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.name}.{key}: {msg}")
+
+    def str(self, key: str, default: str, choices: tuple[str, ...] = ()) -> str:
+        v = self._raw(key, default)
+        if not isinstance(v, str):
+            raise self.fail(key, f"must be a string, got {_show(v)}")
+        if choices and v not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}, got {_show(v)}")
+        return v
+
+    def bool(self, key: str, default: bool) -> bool:
+        v = self._raw(key, default)
+        if not isinstance(v, bool):
+            raise self.fail(key, f"must be true or false, got {_show(v)}")
+        return v
+
+    def num(self, key: str, default: float, lo: float, hi: float) -> float:
+        v = self._raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+            raise self.fail(key, f"must be a number from {lo:g} to {hi:g}, got {_show(v)}")
+        return float(v)
+
+    def int(self, key: str, default: int, lo: int, hi: int) -> int:
+        v = self._raw(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise self.fail(key, f"must be a whole number from {lo} to {hi}, got {_show(v)}")
+        return v
+
+    def pin(self, key: str, default: int, optional: bool = False) -> int:
+        v = self._raw(key, default)
+        lo = 0 if optional else 2
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= 27:
+            hint = " (0 disables)" if optional else ""
+            raise self.fail(key, f"must be a BCM GPIO number from 2 to 27{hint}, got {_show(v)}")
+        return v
+
+    def list(self, key: str, default: list[Any]) -> list[Any]:
+        v = self._raw(key, default)
+        if not isinstance(v, list):
+            raise self.fail(key, f"must be a list, got {_show(v)}")
+        return v
+
+    def check_unknown(self) -> None:
+        for key in self.data:
+            if key not in self.used:
+                near = difflib.get_close_matches(key, sorted(self.used), n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise ConfigError(f"{self.name}.{key}: unknown key{hint}")
+
+
+def _show(v: Any) -> str:
+    text = repr(v) if not isinstance(v, str) else f'"{v}"'
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _section(doc: dict[str, Any], name: str) -> _Section:
+    return _Section(name, doc.get(name, {}))
+
+
+def _parse_schedules(doc: dict[str, Any]) -> dict[str, Schedule]:
+    raw = doc.get("schedules", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"schedules: must be a table, got {_show(raw)}")
+    out: dict[str, Schedule] = {}
+    for name, windows in raw.items():
+        if not isinstance(windows, list) or not all(isinstance(w, str) for w in windows):
+            raise ConfigError(
+                f'schedules.{name}: must be a list of windows like "mon-fri 07:00-19:00"'
+            )
+        try:
+            out[name] = Schedule.parse(name, windows)
+        except ScheduleError as exc:
+            raise ConfigError(f"schedules.{name}: {exc}") from None
+    return out
+
+
+def _rule(sec: _Section, key: str, entries: Any) -> tuple[Combination, ...]:
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise sec.fail(key, 'must be a list like ["card", "pin", "face+card"]')
+    try:
+        rule = parse_rule(entries)
+        check_parity(rule)
+    except PolicyError as exc:
+        raise sec.fail(key, str(exc)) from None
+    return rule
+
+
+def _parse_door(doc: dict[str, Any], schedules: dict[str, Schedule]) -> DoorConfig:
+    s = _section(doc, "door")
+    default = _rule(s, "access", s.list("access", ["card", "pin"]))
+    scheduled: list[ScheduledRule] = []
+    for i, item in enumerate(s.list("schedule_access", [])):
+        key = f"schedule_access[{i}]"
+        if not isinstance(item, dict) or set(item) != {"schedule", "access"}:
+            raise s.fail(key, 'must be a table with "schedule" and "access"')
+        if item["schedule"] not in schedules:
+            raise s.fail(key, f"unknown schedule {_show(item['schedule'])}")
+        scheduled.append(ScheduledRule(item["schedule"], _rule(s, key, item["access"])))
+    strike = s.str("strike", "fail-secure", ("fail-secure", "fail-safe"))
+    cfg = DoorConfig(
+        name=s.str("name", "door"),
+        policy=DoorPolicy(default, tuple(scheduled)),
+        unlock_seconds=s.num("unlock_seconds", 5.0, 0.5, 120.0),
+        held_open_seconds=s.num("held_open_seconds", 30.0, 1.0, 3600.0),
+        fail_secure=strike == "fail-secure",
+        exit_button_unlocks=s.bool("exit_button_unlocks", True),
+        relock_on_open=s.bool("relock_on_open", True),
+    )
+    s.check_unknown()
+    return cfg
+
+
+def _parse_gpio(doc: dict[str, Any]) -> GpioConfig:
+    s = _section(doc, "gpio")
+    d = GpioConfig()
+    cfg = GpioConfig(
+        strike=s.pin("strike", d.strike),
+        strike_active_high=s.bool("strike_active_high", d.strike_active_high),
+        door_contact=s.pin("door_contact", d.door_contact, optional=True),
+        exit_button=s.pin("exit_button", d.exit_button, optional=True),
+        tamper=s.pin("tamper", d.tamper, optional=True),
+        led_green=s.pin("led_green", d.led_green, optional=True),
+        led_red=s.pin("led_red", d.led_red, optional=True),
+        buzzer=s.pin("buzzer", d.buzzer, optional=True),
+        camera_led=s.pin("camera_led", d.camera_led, optional=True),
+        presence=s.pin("presence", d.presence, optional=True),
+    )
+    s.check_unknown()
+    return cfg
+
+
+def _parse_keypad(doc: dict[str, Any]) -> KeypadConfig:
+    s = _section(doc, "keypad")
+    d = KeypadConfig()
+    kind = s.str("kind", d.kind, ("matrix", "usb", "none"))
+    layout = s.str("layout", d.layout, ("3x4", "4x4"))
+    pins: dict[str, tuple[int, ...]] = {}
+    for key, want in (("rows", 4), ("cols", 3 if layout == "3x4" else 4)):
+        value = s.list(key, list(getattr(d, key)))
+        ok = len(value) == want and all(
+            isinstance(p, int) and not isinstance(p, bool) and 2 <= p <= 27 for p in value
+        )
+        if kind == "matrix" and not ok:
+            raise s.fail(key, f"must list {want} BCM GPIO numbers for a {layout} keypad")
+        pins[key] = tuple(value)
+    lo = s.int("pin_min_length", d.pin_min_length, 4, 12)
+    hi = s.int("pin_max_length", d.pin_max_length, 4, 12)
+    if hi < lo:
+        raise s.fail("pin_max_length", f"must not be below pin_min_length ({lo})")
+    device = s.str("device", d.device)
+    if kind == "usb" and not device:
+        raise s.fail("device", 'must name the evdev device when kind = "usb"')
+    cfg = KeypadConfig(
+        kind=kind,
+        rows=pins["rows"],
+        cols=pins["cols"],
+        layout=layout,
+        device=device,
+        entry_timeout_seconds=s.num("entry_timeout_seconds", d.entry_timeout_seconds, 2, 120),
+        pin_min_length=lo,
+        pin_max_length=hi,
+    )
+    s.check_unknown()
+    return cfg
+
+
+def _check_pin_clash(gpio: GpioConfig, keypad: KeypadConfig) -> None:
+    used: dict[int, str] = {}
+    named = [(f"gpio.{k}", v) for k, v in vars(gpio).items() if k != "strike_active_high"]
+    if keypad.kind == "matrix":
+        named += [(f"keypad.rows[{i}]", p) for i, p in enumerate(keypad.rows)]
+        named += [(f"keypad.cols[{i}]", p) for i, p in enumerate(keypad.cols)]
+    for name, pin in named:
+        if pin == 0:
+            continue
+        if pin in used:
+            raise ConfigError(f"{name}: GPIO{pin} is already used by {used[pin]}")
+        used[pin] = name
+
+
+def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
+    known = {"site", "door", "gpio", "reader", "keypad", "lockout", "pin", "audit",
+             "schedules", "face"}  # fmt: skip
+    for key in doc:
+        if key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=1)
+            raise ConfigError(
+                f"{key}: unknown section" + (f" (did you mean {near[0]}?)" if near else "")
+            )
+    schedules = _parse_schedules(doc)
+
+    s = _section(doc, "site")
+    site = SiteConfig(
+        name=s.str("name", "doorpi"),
+        controller=s.str("controller", ""),
+        contact=s.str("contact", ""),
+        data_dir=Path(s.str("data_dir", "/var/lib/doorpi")),
+    )
+    s.check_unknown()
+    if not site.data_dir.is_absolute() and path is not None:
+        site = SiteConfig(site.name, site.controller, site.contact, path.parent / site.data_dir)
+
+    door = _parse_door(doc, schedules)
+    gpio = _parse_gpio(doc)
+
+    s = _section(doc, "reader")
+    reader = ReaderConfig(enabled=s.bool("enabled", True), name=s.str("name", ""))
+    s.check_unknown()
+
+    keypad = _parse_keypad(doc)
+    _check_pin_clash(gpio, keypad)
+
+    s = _section(doc, "lockout")
+    lockout = LockoutConfig(
+        threshold=s.int("threshold", 5, 1, 100),
+        base_seconds=s.num("base_seconds", 30.0, 1, 86400),
+        max_seconds=s.num("max_seconds", 900.0, 1, 86400),
+        window_seconds=s.num("window_seconds", 900.0, 10, 86400),
+    )
+    s.check_unknown()
+
+    s = _section(doc, "pin")
+    pin = PinConfig(
+        opslimit=s.int("opslimit", 2, 1, 10),
+        memlimit_kib=s.int("memlimit_kib", 19456, 8192, 262144),
+    )
+    s.check_unknown()
+
+    s = _section(doc, "audit")
+    audit = AuditConfig(retention_days=s.int("retention_days", 30, 1, 3650))
+    s.check_unknown()
+
+    face_raw = doc.get("face", {})
+    if not isinstance(face_raw, dict):
+        raise ConfigError(f"face: must be a table, got {_show(face_raw)}")
+    s = _section(doc, "face")
+    face = FaceConfig(enabled=s.bool("enabled", False),
+                      settings={k: v for k, v in face_raw.items() if k != "enabled"})  # fmt: skip
+
+    return Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; every failure is one ConfigError line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file (copy data/doorpi.toml from the package)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return parse_config(doc, p)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def default_config_text() -> str:
+    """The shipped, commented example configuration."""
+    return resources.files("doorpi").joinpath("data/doorpi.toml").read_text(encoding="utf-8")

@@ -1,0 +1,119 @@
+"""The door as a state machine: locked, unlocked, open, held open, forced.
+
+Inputs are grants, door-contact changes and the passage of time; outputs are
+commands (Unlock, Lock, Alarm) and notices (door_opened, door_closed). The
+strike is relocked as soon as the door opens (anti-tailgating) unless
+``relock_on_open`` is off. Pure: time is monotonic seconds passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from doorpi.core.events import Alarm, Command, Lock, Notice, Unlock
+
+
+class DoorState(Enum):
+    LOCKED = "locked"
+    UNLOCKED = "unlocked"
+    OPEN = "open"
+    HELD = "held_open"
+    FORCED = "forced"
+
+
+@dataclass(frozen=True, slots=True)
+class DoorTiming:
+    unlock_seconds: float = 5.0
+    held_open_seconds: float = 30.0
+    relock_on_open: bool = True
+    has_contact: bool = True
+
+
+Output = Command | Notice
+
+
+class DoorMachine:
+    def __init__(self, timing: DoorTiming, door_open: bool = False) -> None:
+        self.timing = timing
+        self.state = DoorState.OPEN if door_open else DoorState.LOCKED
+        self.strike_released = False
+        self._relock_at = 0.0
+        self._held_at = 0.0
+        self._tamper = False
+
+    def _lock(self, reason: str) -> list[Output]:
+        if not self.strike_released:
+            return []
+        self.strike_released = False
+        return [Lock(reason)]
+
+    def grant(self, now: float) -> list[Output]:
+        """Release the strike for the configured time (extends a running unlock)."""
+        out: list[Output] = []
+        self._relock_at = now + self.timing.unlock_seconds
+        if not self.strike_released:
+            self.strike_released = True
+            out.append(Unlock(self.timing.unlock_seconds))
+        if self.state is DoorState.LOCKED:
+            self.state = DoorState.UNLOCKED
+        return out
+
+    def contact(self, is_open: bool, now: float) -> list[Output]:
+        out: list[Output] = []
+        if is_open:
+            if self.state in (DoorState.OPEN, DoorState.HELD, DoorState.FORCED):
+                return out
+            out.append(Notice("door_opened"))
+            if self.state is DoorState.UNLOCKED:
+                self.state = DoorState.OPEN
+                self._held_at = now + self.timing.held_open_seconds
+                if self.timing.relock_on_open:
+                    out += self._lock("door_opened")
+            else:
+                self.state = DoorState.FORCED
+                out.append(Alarm("forced", True))
+            return out
+        if self.state in (DoorState.LOCKED, DoorState.UNLOCKED):
+            return out
+        out.append(Notice("door_closed"))
+        if self.state is DoorState.HELD:
+            out.append(Alarm("held", False))
+        elif self.state is DoorState.FORCED:
+            out.append(Alarm("forced", False))
+        self.state = DoorState.UNLOCKED if self.strike_released else DoorState.LOCKED
+        return out
+
+    def tick(self, now: float) -> list[Output]:
+        out: list[Output] = []
+        if self.strike_released and now >= self._relock_at:
+            out += self._lock("timeout")
+            if self.state is DoorState.UNLOCKED:
+                self.state = DoorState.LOCKED
+        if self.state is DoorState.OPEN and now >= self._held_at:
+            self.state = DoorState.HELD
+            out.append(Alarm("held", True))
+        return out
+
+    def tamper(self, active: bool) -> list[Output]:
+        if active == self._tamper:
+            return []
+        self._tamper = active
+        return [Alarm("tamper", active)]
+
+    def shutdown(self) -> list[Output]:
+        """Process is stopping: the strike goes back to its safe state."""
+        out = self._lock("shutdown")
+        if self.state is DoorState.UNLOCKED:
+            self.state = DoorState.LOCKED
+        return out
+
+    @property
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the next timer, so the loop knows when to tick."""
+        times = []
+        if self.strike_released:
+            times.append(self._relock_at)
+        if self.state is DoorState.OPEN:
+            times.append(self._held_at)
+        return min(times) if times else None

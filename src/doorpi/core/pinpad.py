@@ -1,0 +1,74 @@
+"""The keypad's typing buffer: digits, '*' to clear, '#' to submit, timeout.
+
+Pure: `press()` gets the key and monotonic time and says what the press
+means; the gate decides what a submitted entry is (a resident number or a PIN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class PadAction(Enum):
+    TYPING = "typing"  # a digit was taken
+    SUBMIT = "submit"  # '#': entry is complete (digits in .digits)
+    CLEAR = "clear"  # '*' with something typed: start this entry again
+    CANCEL = "cancel"  # '*' on an empty entry: abandon the whole attempt
+    FACE = "face"  # the face key ('F', or 'A' on a 4x4 pad): ask for the camera
+    TIMED_OUT = "timed_out"  # the previous entry was forgotten before this key
+    IGNORED = "ignored"  # unknown key, or too many digits
+
+
+@dataclass(frozen=True, slots=True)
+class PadResult:
+    action: PadAction
+    digits: str = ""
+
+
+FACE_KEYS = frozenset({"F", "A"})
+
+
+class PinPad:
+    def __init__(self, timeout: float = 10.0, max_digits: int = 12) -> None:
+        self.timeout = timeout
+        self.max_digits = max_digits
+        self._buf: list[str] = []
+        self._last = 0.0
+
+    @property
+    def typed(self) -> int:
+        return len(self._buf)
+
+    def expired(self, now: float) -> bool:
+        return bool(self._buf) and now - self._last > self.timeout
+
+    def reset(self) -> None:
+        self._buf.clear()
+
+    def press(self, key: str, now: float) -> PadResult:
+        if self.expired(now):
+            self._buf.clear()
+            self._last = now
+            result = self.press(key, now)
+            if result.action is PadAction.TYPING:
+                return PadResult(PadAction.TIMED_OUT)
+            return result
+        self._last = now
+        if key.isdigit() and len(key) == 1:
+            if len(self._buf) >= self.max_digits:
+                return PadResult(PadAction.IGNORED)
+            self._buf.append(key)
+            return PadResult(PadAction.TYPING)
+        if key == "*":
+            if self._buf:
+                self._buf.clear()
+                return PadResult(PadAction.CLEAR)
+            return PadResult(PadAction.CANCEL)
+        if key == "#":
+            digits = "".join(self._buf)
+            self._buf.clear()
+            return PadResult(PadAction.SUBMIT, digits)
+        if key in FACE_KEYS:
+            return PadResult(PadAction.FACE)
+        return PadResult(PadAction.IGNORED)

@@ -1,0 +1,157 @@
+"""Who may enter, when, and by which factors. Pure functions only.
+
+An *access rule* is a set of combinations, each a set of factors ("card",
+"pin", "face") that must all come from the same resident. The door may have a
+default rule and rules that apply inside named schedules. Face is never the
+only way in: `check_parity` refuses any rule without a face-free combination,
+and config validation calls it for every rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from doorpi.core.events import Decision
+from doorpi.core.schedule import Schedule
+
+FACTORS = ("card", "pin", "face")
+
+Combination = frozenset[str]
+
+
+class Reason:
+    """Stable reason codes used in the audit log, the demo output and tests."""
+
+    GRANTED = "granted"
+    EXIT = "exit_request"
+    UNKNOWN_CARD = "unknown_card"
+    UNKNOWN_RESIDENT = "unknown_resident"
+    WRONG_PIN = "wrong_pin"
+    NO_PIN_SET = "no_pin_set"
+    INACTIVE = "resident_inactive"
+    NOT_YET_VALID = "not_yet_valid"
+    EXPIRED = "expired"
+    OUTSIDE_SCHEDULE = "outside_schedule"
+    CLOCK_UNTRUSTED = "clock_untrusted"
+    LOCKED_OUT = "locked_out"
+    FACTOR_NOT_ALLOWED = "factor_not_allowed"
+    INCOMPLETE = "incomplete"  # the second factor never came
+    FACE_PAUSED = "face_paused"
+
+
+class PolicyError(ValueError):
+    """A rule that may not be configured (e.g. face as the only way in)."""
+
+
+def parse_rule(entries: Iterable[str]) -> tuple[Combination, ...]:
+    combos: list[Combination] = []
+    for entry in entries:
+        parts = [p.strip() for p in str(entry).lower().split("+")]
+        for p in parts:
+            if p not in FACTORS:
+                raise PolicyError(f"unknown factor {p!r} in {entry!r} (use card, pin, face)")
+        if len(set(parts)) != len(parts):
+            raise PolicyError(f"factor repeated in {entry!r}")
+        combos.append(frozenset(parts))
+    if not combos:
+        raise PolicyError("no way in is listed")
+    return tuple(combos)
+
+
+def check_parity(rule: tuple[Combination, ...]) -> None:
+    """Face may never be required: some combination must work without it."""
+    if not any("face" not in c for c in rule):
+        raise PolicyError("face is the only way in; add a card or PIN combination")
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledRule:
+    schedule: str
+    rule: tuple[Combination, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DoorPolicy:
+    default: tuple[Combination, ...]
+    scheduled: tuple[ScheduledRule, ...] = ()
+
+    def rule_at(
+        self, local: datetime, schedules: Mapping[str, Schedule]
+    ) -> tuple[Combination, ...]:
+        for sr in self.scheduled:
+            if schedules[sr.schedule].allows(local):
+                return sr.rule
+        return self.default
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentView:
+    """What the core needs to know about a resident (no names, no biometrics)."""
+
+    id: int
+    active: bool = True
+    valid_from: float | None = None  # epoch seconds
+    valid_until: float | None = None
+    schedule: str | None = None  # None: any time
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """The time as the clock guard vouches for it."""
+
+    epoch: float  # effective epoch seconds (never earlier than the trusted floor)
+    local: datetime  # local wall time for schedules
+    trusted: bool = True
+
+
+def completes(rule: tuple[Combination, ...], factors: frozenset[str]) -> bool:
+    return any(c <= factors for c in rule)
+
+
+def could_complete(rule: tuple[Combination, ...], factors: frozenset[str]) -> bool:
+    """True if adding factors could still satisfy some combination."""
+    return any(factors < c for c in rule)
+
+
+def check_resident(
+    resident: ResidentView, at: Moment, schedules: Mapping[str, Schedule]
+) -> str | None:
+    """The reason this resident may not enter now, or None if they may."""
+    if not resident.active:
+        return Reason.INACTIVE
+    if resident.valid_from is not None and at.epoch < resident.valid_from:
+        return Reason.NOT_YET_VALID
+    if resident.valid_until is not None and at.epoch >= resident.valid_until:
+        return Reason.EXPIRED
+    if resident.schedule is not None:
+        sched = schedules.get(resident.schedule)
+        if sched is None:
+            return Reason.OUTSIDE_SCHEDULE  # unknown schedule: fail closed
+        if not sched.is_always:
+            if not at.trusted:
+                return Reason.CLOCK_UNTRUSTED
+            if not sched.allows(at.local):
+                return Reason.OUTSIDE_SCHEDULE
+    return None
+
+
+def decide(
+    rule: tuple[Combination, ...],
+    resident: ResidentView,
+    factors: frozenset[str],
+    at: Moment,
+    schedules: Mapping[str, Schedule],
+) -> Decision | None:
+    """Final decision for a resident who showed ``factors``, or None when the
+    rule wants more factors (the gate then prompts and waits)."""
+    ordered = tuple(f for f in FACTORS if f in factors)
+    if not completes(rule, factors):
+        if could_complete(rule, factors):
+            return None
+        return Decision(False, Reason.FACTOR_NOT_ALLOWED, resident.id, ordered)
+    problem = check_resident(resident, at, schedules)
+    if problem is not None:
+        return Decision(False, problem, resident.id, ordered)
+    return Decision(True, Reason.GRANTED, resident.id, ordered)

@@ -1,0 +1,107 @@
+"""Building the gate's devices from config: real hardware or simulated.
+
+The strike is created first of all, so its GPIO line is driven to the safe
+level before anything else can fail. Optional devices (reader, keypad, door
+inputs) that fail to start are reported and left out: the other entry paths
+keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from doorpi.config import Config
+from doorpi.core.events import Event
+from doorpi.hardware.feedback import GateFeedback
+from doorpi.hardware.inputs import DoorContact, ExitButton, TamperSwitch
+from doorpi.hardware.pins import make_pin_factory
+from doorpi.hardware.strike import DoorStrike
+
+log = logging.getLogger("doorpi.device")
+
+
+@dataclass
+class Devices:
+    pin_factory: Any
+    strike: DoorStrike
+    feedback: GateFeedback
+    inputs: list[Any] = field(default_factory=list)
+    reader: Any = None
+    keypad: Any = None
+    problems: list[str] = field(default_factory=list)
+
+    def start(self, emit: Callable[[Event], None], cfg: Config, sim: bool) -> None:
+        """Attach inputs, reader and keypad to ``emit`` (the gate's submit)."""
+        g = cfg.gpio
+        for cls, pin in ((DoorContact, g.door_contact), (ExitButton, g.exit_button),
+                         (TamperSwitch, g.tamper)):  # fmt: skip
+            if pin:
+                try:
+                    self.inputs.append(cls(pin, emit, pin_factory=self.pin_factory))
+                except Exception as exc:
+                    self.problems.append(f"{cls.__name__} on GPIO{pin}: {exc}")
+        if cfg.reader.enabled:
+            try:
+                self.reader = _make_reader(cfg, sim)
+                self.reader.start(emit)
+            except Exception as exc:
+                self.reader = None
+                self.problems.append(f"card reader: {exc}")
+        if not sim and cfg.keypad.kind != "none":
+            try:
+                self.keypad = _make_keypad(cfg, emit, self.pin_factory)
+                self.keypad.start()
+            except Exception as exc:
+                self.keypad = None
+                self.problems.append(f"keypad: {exc}")
+        for p in self.problems:
+            log.error("%s (other entry paths keep working)", p)
+
+    def close(self) -> None:
+        for dev in (self.keypad, self.reader, *self.inputs):
+            if dev is None:
+                continue
+            try:
+                (dev.stop if hasattr(dev, "stop") else dev.close)()
+            except Exception as exc:
+                log.warning("closing %s: %s", type(dev).__name__, exc)
+        self.feedback.close()
+        self.strike.close()  # last: the door is secured after everything else stopped
+
+
+def build_outputs(cfg: Config, sim: bool) -> Devices:
+    factory = make_pin_factory("mock" if sim else "auto")
+    strike = DoorStrike(
+        cfg.gpio.strike,
+        active_high=cfg.gpio.strike_active_high,
+        fail_secure=cfg.door.fail_secure,
+        pin_factory=factory,
+    )
+    g = cfg.gpio
+    feedback = GateFeedback(
+        g.led_green, g.led_red, g.buzzer, g.camera_led,
+        pin_factory=factory, unlock_seconds=cfg.door.unlock_seconds,
+    )  # fmt: skip
+    return Devices(factory, strike, feedback)
+
+
+def _make_reader(cfg: Config, sim: bool) -> Any:
+    from doorpi.hardware import reader
+
+    if sim:
+        return reader.SimulatedReader()
+    from doorpi.cards.uid import UidCard
+
+    return reader.PcscReader(cfg.reader.name, UidCard())
+
+
+def _make_keypad(cfg: Config, emit: Callable[[Event], None], factory: Any) -> Any:
+    from doorpi.hardware.keypad import EvdevKeypad, MatrixKeypad
+
+    k = cfg.keypad
+    if k.kind == "usb":
+        return EvdevKeypad(k.device, emit)
+    return MatrixKeypad(k.rows, k.cols, emit, layout=k.layout, pin_factory=factory)

@@ -1,0 +1,500 @@
+"""The gate: one thread that turns events into decisions, commands and records.
+
+Adapters (reader, keypad, door inputs, face path) call `submit()` from their
+own threads; `run()` takes events off the queue one at a time, so decisions
+never race. For each event the order is fixed: decide (pure core), act
+(strike and feedback first, so latency does not include disk), then record
+(audit log and observers).
+
+An *attempt* is one person's interaction: a card tap or a keypad number
+identifies a resident, further factors (PIN, face) are collected until the
+door's access rule is met, refused, or the attempt times out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from doorpi.clocks import Clock
+from doorpi.config import Config
+from doorpi.core.clock import ClockGuard
+from doorpi.core.door import DoorMachine, DoorTiming
+from doorpi.core.events import (
+    Alarm,
+    CardPresented,
+    CardReadFailed,
+    CardRemoved,
+    Command,
+    Decision,
+    DoorContactChanged,
+    Event,
+    ExitRequested,
+    FaceMatched,
+    FaceRejected,
+    Feedback,
+    KeyPressed,
+    Lock,
+    Notice,
+    ReaderStatus,
+    TamperChanged,
+    Tick,
+    Unlock,
+    as_record,
+)
+from doorpi.core.lockout import Lockout, LockoutPolicy
+from doorpi.core.pinpad import PadAction, PinPad
+from doorpi.core.policy import Moment, Reason, decide
+from doorpi.hardware.feedback import Indicator
+from doorpi.hardware.strike import Strike
+from doorpi.store import Storage
+from doorpi.store.credentials import card_hash, verify_pin
+from doorpi.store.db import get_state, set_state
+from doorpi.store.residents import Resident
+
+log = logging.getLogger("doorpi.gate")
+
+Observer = Callable[[dict[str, Any]], None]
+
+# Record kinds kept only for live observers (demo, tests), not in the audit log.
+NOT_AUDITED = frozenset({"feedback", "key_pressed", "card_removed", "tick"})
+
+FACE_PAUSE_AFTER = 5
+FACE_PAUSE_SECONDS = 30.0
+
+
+@dataclass
+class Attempt:
+    """One person's interaction at the gate, until granted, refused or timed out."""
+
+    resident: Resident | None
+    factors: set[str] = field(default_factory=set)
+    via: str = "card"  # what identified them: card, keypad, face
+    last: float = 0.0
+    awaiting: str = ""  # "pin", "card", "face" or ""
+
+
+class Gate:
+    def __init__(
+        self,
+        cfg: Config,
+        storage: Storage,
+        strike: Strike,
+        feedback: Indicator,
+        clock: Clock,
+        observers: list[Observer] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.storage = storage
+        self.strike = strike
+        self.feedback = feedback
+        self.clock = clock
+        self.observers: list[Observer] = list(observers or [])
+        self.queue: queue.Queue[Event] = queue.Queue()
+        self.door = DoorMachine(
+            DoorTiming(
+                cfg.door.unlock_seconds,
+                cfg.door.held_open_seconds,
+                cfg.door.relock_on_open,
+                has_contact=cfg.gpio.door_contact != 0,
+            )
+        )
+        lk = cfg.lockout
+        self.lockout = Lockout(
+            LockoutPolicy(lk.threshold, lk.base_seconds, lk.max_seconds, lk.window_seconds)
+        )
+        self.face_lockout = Lockout(
+            LockoutPolicy(FACE_PAUSE_AFTER, FACE_PAUSE_SECONDS, FACE_PAUSE_SECONDS, 3600.0)
+        )
+        self.pinpad = PinPad(cfg.keypad.entry_timeout_seconds, max_digits=12)
+        floor = float(get_state(storage.db, "clock_floor", "0") or 0)
+        self.clock_guard = ClockGuard(floor)
+        self._floor_saved = floor
+        self.attempt: Attempt | None = None
+        self.readers: dict[str, bool] = {}
+        self.started_mono = clock.mono()
+        self.stats = {"granted": 0, "denied": 0}
+        self.face_requested_at: float | None = None
+        self.on_face_request: Callable[[], None] | None = None
+        self.moment = self.now()  # observe the clock at once: the floor starts here
+
+    # ------------------------------------------------------------ plumbing
+
+    def submit(self, event: Event) -> None:
+        """Thread-safe: adapters call this from their own threads."""
+        self.queue.put(event)
+
+    def now(self) -> Moment:
+        reading = self.clock_guard.observe(self.clock.wall(), self.clock.mono())
+        if reading.jumped_by:
+            self._record(Notice("clock_jumped", {"by_seconds": round(reading.jumped_by, 1)}))
+        return Moment(reading.effective, self.clock.local(reading.effective), reading.trusted)
+
+    def _record(self, item: Any, **extra: Any) -> None:
+        rec = as_record(item)
+        rec.update(extra)
+        kind = rec["event"]
+        if kind not in NOT_AUDITED:
+            data = {k: v for k, v in rec.items() if k != "event"}
+            try:
+                self.storage.audit.append(kind, data, ts=self.clock.wall())
+            except Exception as exc:  # the door keeps working if the disk does not
+                log.error("audit write failed: %s", exc)
+        if self.observers:
+            rec = {"t": round(self.clock.mono() - self.started_mono, 3), **rec}
+            for obs in self.observers:
+                obs(rec)
+
+    def note(self, what: str, **detail: Any) -> None:
+        """Record a notice (start, stop, sync ...) in the audit log and for observers."""
+        self._record(Notice(what, detail))
+
+    def _apply(self, outputs: list[Any]) -> None:
+        """Carry out commands first, then record everything."""
+        for item in outputs:
+            if isinstance(item, Unlock):
+                self.strike.release()
+            elif isinstance(item, Lock):
+                self.strike.secure()
+            elif isinstance(item, Feedback):
+                self.feedback.show(item.pattern)
+            elif isinstance(item, Alarm):
+                self.feedback.alarm(item.active)
+        for item in outputs:
+            self._record(item)
+
+    def _say(self, pattern: str) -> Feedback:
+        return Feedback(pattern)
+
+    # ------------------------------------------------------------ main loop
+
+    def process_pending(self) -> int:
+        """Handle every queued event (tests and the scenario runner call this)."""
+        n = 0
+        while True:
+            try:
+                event = self.queue.get_nowait()
+            except queue.Empty:
+                return n
+            self.handle(event)
+            n += 1
+
+    def run(self, stop: threading.Event, heartbeat: Callable[[], None] | None = None) -> None:
+        """Serve until ``stop`` is set; ``heartbeat`` is called at least every second."""
+        while not stop.is_set():
+            deadline = self.door.next_deadline
+            wait = 0.5
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - self.clock.mono()))
+            try:
+                event = self.queue.get(timeout=wait)
+            except queue.Empty:
+                event = Tick()
+            self.handle(event)
+            if heartbeat is not None:
+                heartbeat()
+
+    def shutdown(self) -> None:
+        self._apply(self.door.shutdown())
+        self.strike.secure()
+        self._persist_floor(force=True)
+
+    # ------------------------------------------------------------ events
+
+    def handle(self, event: Event) -> None:
+        try:
+            self._handle(event)
+        except Exception:  # one bad event must never stop the gate
+            log.exception("error while handling %s", type(event).__name__)
+            if not self.door.strike_released:
+                self.strike.secure()
+        self._tick()
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, Tick):
+            return
+        if isinstance(event, CardPresented):
+            self._on_card(event)
+        elif isinstance(event, KeyPressed):
+            self._on_key(event)
+        elif isinstance(event, DoorContactChanged):
+            self._apply(self.door.contact(event.is_open, self.clock.mono()))
+        elif isinstance(event, ExitRequested):
+            self._on_exit()
+        elif isinstance(event, TamperChanged):
+            self._apply(self.door.tamper(event.active))
+        elif isinstance(event, FaceMatched):
+            self._on_face_match(event)
+        elif isinstance(event, FaceRejected):
+            self._on_face_reject(event)
+        elif isinstance(event, CardReadFailed):
+            self._apply([event_notice(event), self._say("denied")])
+        elif isinstance(event, ReaderStatus):
+            if self.readers.get(event.reader) != event.present:
+                self.readers[event.reader] = event.present
+                self._record(event)
+        elif isinstance(event, CardRemoved):
+            self._record(event)
+
+    def _tick(self) -> None:
+        self.moment = self.now()
+        mono = self.clock.mono()
+        out: list[Any] = list(self.door.tick(mono))
+        a = self.attempt
+        if a is not None and mono - a.last > self.cfg.keypad.entry_timeout_seconds:
+            self.attempt = None
+            self.pinpad.reset()
+            rid = a.resident.id if a.resident else None
+            out.append(Decision(False, Reason.INCOMPLETE, rid, tuple(sorted(a.factors))))
+            self.stats["denied"] += 1
+        if out:
+            self._apply(out)
+        self._persist_floor()
+
+    def _persist_floor(self, force: bool = False) -> None:
+        floor = self.clock_guard.floor
+        if force or floor - self._floor_saved >= 60:
+            try:
+                set_state(self.storage.db, "clock_floor", repr(floor))
+                self._floor_saved = floor
+            except Exception as exc:
+                log.error("cannot save clock floor: %s", exc)
+
+    # ------------------------------------------------------------ credentials
+
+    def _on_card(self, ev: CardPresented) -> None:
+        mono = self.clock.mono()
+        h = card_hash(self.storage.secrets, ev.card_id)
+        self._record(
+            Notice("credential_presented", {"factor": "card", "reader": ev.reader, "card": h[:8]})
+        )
+        subject = f"reader:{ev.reader or 'reader'}"
+        if self.lockout.locked_for(subject, mono):
+            self._deny(Decision(False, Reason.LOCKED_OUT, None, ("card",), "reader"))
+            return
+        resident = self.storage.residents.by_card_hash(h)
+        if resident is None:
+            started = self.lockout.failure(subject, mono)
+            self._deny(Decision(False, Reason.UNKNOWN_CARD, None, ("card",)))
+            if started:
+                self._lockout_notice(subject, started)
+            return
+        self.lockout.success(subject)
+        if (
+            self.attempt is None
+            or self.attempt.resident is None
+            or (self.attempt.resident.id != resident.id)
+        ):
+            self.attempt = Attempt(resident, via="card")
+            self.pinpad.reset()
+        self.attempt.factors.add("card")
+        self.attempt.last = mono
+        self._evaluate()
+
+    def _on_key(self, ev: KeyPressed) -> None:
+        mono = self.clock.mono()
+        result = self.pinpad.press(ev.key, mono)
+        if result.action is PadAction.TYPING or result.action is PadAction.TIMED_OUT:
+            if self.attempt is not None:
+                self.attempt.last = mono
+            self._apply([self._say("key")])
+            return
+        if result.action is PadAction.CLEAR:
+            self._apply([self._say("key")])
+            return
+        if result.action is PadAction.CANCEL:
+            if self.attempt is not None:
+                self.attempt = None
+                self._record(Notice("attempt_cancelled"))
+            return
+        if result.action is PadAction.FACE:
+            self._face_requested()
+            return
+        if result.action is not PadAction.SUBMIT:
+            return
+        digits = result.digits
+        keypad_subject = f"keypad:{ev.keypad}"
+        a = self.attempt
+        if a is not None and a.awaiting == "pin":
+            a.last = mono
+            self._check_pin(a, digits, keypad_subject)
+            return
+        # No attempt waiting for a PIN: the digits are a resident's keypad number.
+        if not digits:
+            return
+        if self.lockout.locked_for(keypad_subject, mono):
+            self._deny(Decision(False, Reason.LOCKED_OUT, None, (), "keypad"))
+            return
+        resident = self.storage.residents.by_keypad_id(digits)
+        # An unknown number still asks for a PIN, so numbers cannot be enumerated.
+        self.attempt = Attempt(resident, via="keypad", last=mono, awaiting="pin")
+        self._apply([self._say("pin_needed")])
+
+    def _check_pin(self, a: Attempt, pin: str, keypad_subject: str) -> None:
+        mono = self.clock.mono()
+        rid = a.resident.id if a.resident else None
+        self._record(
+            Notice("credential_presented", {"factor": "pin", "keypad": keypad_subject[7:]})
+        )
+        subjects = [keypad_subject] + ([f"resident:{rid}"] if rid is not None else [])
+        locked = max(self.lockout.locked_for(s, mono) for s in subjects)
+        if locked:
+            self.attempt = None
+            self._deny(Decision(False, Reason.LOCKED_OUT, rid, ("pin",), f"{locked:.0f}s left"))
+            return
+        stored = self.storage.residents.pin_hash(rid) if rid is not None else None
+        ok = stored is not None and verify_pin(self.storage.secrets, stored, pin)
+        if not ok:
+            self.attempt = None
+            if a.resident is None:
+                reason = Reason.UNKNOWN_RESIDENT
+            elif stored is None:
+                reason = Reason.NO_PIN_SET
+            else:
+                reason = Reason.WRONG_PIN
+            started = 0.0
+            for s in subjects:
+                started = max(started, self.lockout.failure(s, mono))
+            self._deny(Decision(False, reason, rid, tuple(sorted(a.factors | {"pin"}))))
+            if started:
+                for s in subjects:
+                    if self.lockout.locked_for(s, mono):
+                        self._lockout_notice(s, self.lockout.locked_for(s, mono))
+            return
+        for s in subjects:
+            self.lockout.success(s)
+        a.factors.add("pin")
+        a.awaiting = ""
+        self._evaluate()
+
+    def _lockout_notice(self, subject: str, seconds: float) -> None:
+        self._apply(
+            [
+                Notice("lockout_started", {"subject": subject, "seconds": round(seconds, 1)}),
+                self._say("locked_out"),
+            ]
+        )
+
+    def _on_exit(self) -> None:
+        if not self.cfg.door.exit_button_unlocks:
+            self._record(Notice("exit_requested", {"unlocks": False}))
+            return
+        self._apply([Decision(True, Reason.EXIT), *self.door.grant(self.clock.mono())])
+
+    # ------------------------------------------------------------ face
+
+    def _face_requested(self) -> None:
+        mono = self.clock.mono()
+        if not self.cfg.face.enabled:
+            self._apply([Notice("face_unavailable", {"reason": "face_disabled"}),
+                         self._say("card_needed")])  # fmt: skip
+            return
+        if self.face_lockout.locked_for("face", mono):
+            self._apply([Notice("face_unavailable", {"reason": Reason.FACE_PAUSED}),
+                         self._say("card_needed")])  # fmt: skip
+            return
+        self.face_requested_at = mono
+        self._record(Notice("face_requested"))
+        if self.on_face_request is not None:
+            self.on_face_request()
+
+    def face_paused(self) -> bool:
+        return bool(self.face_lockout.locked_for("face", self.clock.mono()))
+
+    def _on_face_match(self, ev: FaceMatched) -> None:
+        mono = self.clock.mono()
+        if self.face_lockout.locked_for("face", mono):
+            self._apply([Notice("face_ignored", {"reason": Reason.FACE_PAUSED})])
+            return
+        resident = self.storage.residents.get(ev.resident_id)
+        if resident is None:
+            self._on_face_reject(FaceRejected("no_match"))
+            return
+        self.face_lockout.success("face")
+        self._record(
+            Notice("credential_presented", {"factor": "face", "score": round(ev.score, 3)})
+        )
+        if (
+            self.attempt is None
+            or self.attempt.resident is None
+            or (self.attempt.resident.id != resident.id)
+        ):
+            self.attempt = Attempt(resident, via="face")
+        self.attempt.factors.add("face")
+        self.attempt.last = mono
+        self._evaluate()
+
+    def _on_face_reject(self, ev: FaceRejected) -> None:
+        """Every face failure falls back to card/PIN; 5 in a row pause face for 30 s."""
+        mono = self.clock.mono()
+        started = self.face_lockout.failure("face", mono)
+        out: list[Any] = [Notice("face_rejected", {"reason": ev.reason}), self._say("card_needed")]
+        if started:
+            out.append(Notice("face_paused", {"seconds": started}))
+        self._apply(out)
+
+    # ------------------------------------------------------------ decisions
+
+    def _evaluate(self) -> None:
+        a = self.attempt
+        assert a is not None and a.resident is not None
+        # Re-read the resident: the admin may have changed them since the attempt began.
+        fresh = self.storage.residents.get(a.resident.id)
+        if fresh is None:
+            self.attempt = None
+            self._deny(Decision(False, Reason.UNKNOWN_RESIDENT, None, tuple(sorted(a.factors))))
+            return
+        at = self.now()
+        rule = self.cfg.door.policy.rule_at(at.local, self.cfg.schedules)
+        decision = decide(rule, fresh.view(), frozenset(a.factors), at, self.cfg.schedules)
+        if decision is None:
+            missing = _next_factor(rule, frozenset(a.factors))
+            if missing == "pin" and not fresh.has_pin:
+                self.attempt = None
+                self._deny(Decision(False, Reason.NO_PIN_SET, fresh.id, tuple(sorted(a.factors))))
+                return
+            a.awaiting = missing
+            a.last = self.clock.mono()
+            self._apply([Notice("factor_needed", {"factor": missing, "resident_id": fresh.id}),
+                         self._say(f"{missing}_needed")])  # fmt: skip
+            if missing == "face":
+                self._face_requested()
+            return
+        self.attempt = None
+        self.pinpad.reset()
+        if decision.granted:
+            self.stats["granted"] += 1
+            self._apply([decision, *self.door.grant(self.clock.mono()), self._say("granted")])
+        else:
+            self._deny(decision)
+
+    def _deny(self, decision: Decision) -> None:
+        self.stats["denied"] += 1
+        pattern = "locked_out" if decision.reason == Reason.LOCKED_OUT else "denied"
+        self._apply([decision, self._say(pattern)])
+
+
+def _next_factor(rule: tuple[frozenset[str], ...], have: frozenset[str]) -> str:
+    """The cheapest factor that brings the attempt closer to a combination."""
+    options = sorted((len(c - have), sorted(c - have)) for c in rule if have < c)
+    missing = options[0][1]
+    for pref in ("pin", "card", "face"):
+        if pref in missing:
+            return pref
+    return missing[0]
+
+
+def event_notice(ev: CardReadFailed) -> Notice:
+    return Notice("card_read_failed", {"reader": ev.reader, "reason": ev.reason})
+
+
+def dump(rec: dict[str, Any]) -> str:
+    return json.dumps(rec, sort_keys=False, separators=(",", ":"))
+
+
+__all__ = ["Attempt", "Command", "Gate", "dump"]

@@ -1,0 +1,580 @@
+"""NFC card readers: the PC/SC adapter (pyscard) and its test double.
+
+Both readers share one contract::
+
+    reader.start(emit)   # emit(event) is called from the reader's thread
+    reader.stop()        # returns promptly (well under 2 s)
+    reader.last_alive    # time.monotonic() of the last healthy loop pass
+
+and emit only `doorpi.core.events` types: `CardPresented` (once per tap),
+`CardRemoved`, `CardReadFailed` (bad card answer, one-line reason) and
+`ReaderStatus` (reader appeared / went away, including pcscd restarts).
+
+Why direct ``SCardGetStatusChange`` and not pyscard's ``CardMonitor`` or
+``CardRequest``: see `PcscReader`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from doorpi.cards.uid import GET_UID_APDU, CardProtocol, CardProtocolError, Transmit, UidCard
+from doorpi.core.events import CardPresented, CardReadFailed, CardRemoved, Event, ReaderStatus
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], None]
+
+PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
+
+_MASK = 0xFFFFFFFF
+# PC/SC codes (pcsc-lite values), kept here so this module imports without pyscard.
+SCARD_S_SUCCESS = 0x0
+SCARD_E_CANCELLED = 0x80100002
+SCARD_E_INVALID_HANDLE = 0x80100003
+SCARD_E_UNKNOWN_READER = 0x80100009
+SCARD_E_TIMEOUT = 0x8010000A
+SCARD_E_NO_SMARTCARD = 0x8010000C
+SCARD_E_READER_UNAVAILABLE = 0x80100017
+SCARD_E_NO_SERVICE = 0x8010001D
+SCARD_E_SERVICE_STOPPED = 0x8010001E
+SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
+SCARD_F_COMM_ERROR = 0x80100013
+SCARD_E_PROTO_MISMATCH = 0x8010000F
+SCARD_W_UNRESPONSIVE_CARD = 0x80100066
+SCARD_W_UNPOWERED_CARD = 0x80100067
+SCARD_W_RESET_CARD = 0x80100068
+SCARD_W_REMOVED_CARD = 0x80100069
+
+SCARD_STATE_UNAWARE = 0x0
+SCARD_STATE_IGNORE = 0x1
+SCARD_STATE_CHANGED = 0x2
+SCARD_STATE_UNKNOWN = 0x4
+SCARD_STATE_UNAVAILABLE = 0x8
+SCARD_STATE_EMPTY = 0x10
+SCARD_STATE_PRESENT = 0x20
+SCARD_STATE_MUTE = 0x200
+
+# The daemon is gone (stopped, restarted, crashed): drop the context, back off.
+# (pcsc-lite returns SCARD_F_COMM_ERROR when the daemon dies mid-call.)
+_SERVICE_DOWN = frozenset(
+    {SCARD_E_NO_SERVICE, SCARD_E_SERVICE_STOPPED, SCARD_E_INVALID_HANDLE, SCARD_F_COMM_ERROR}
+)
+_CARD_GONE = frozenset({SCARD_W_REMOVED_CARD, SCARD_E_NO_SMARTCARD, SCARD_W_RESET_CARD})
+
+_ERROR_TEXT = {
+    SCARD_E_NO_SERVICE: "pcscd not running",
+    SCARD_E_SERVICE_STOPPED: "pcscd stopped",
+    SCARD_E_INVALID_HANDLE: "PC/SC context lost",
+    SCARD_F_COMM_ERROR: "lost connection to pcscd",
+    SCARD_E_PROTO_MISMATCH: "no common protocol (card lifted during power-up?)",
+    SCARD_E_UNKNOWN_READER: "reader unknown",
+    SCARD_E_READER_UNAVAILABLE: "reader unavailable",
+    SCARD_E_NO_SMARTCARD: "card gone",
+    SCARD_W_REMOVED_CARD: "card removed during read",
+    SCARD_W_RESET_CARD: "card reset during read",
+    SCARD_W_UNRESPONSIVE_CARD: "card unresponsive",
+    SCARD_W_UNPOWERED_CARD: "card unpowered",
+}
+
+
+def pcsc_error_text(hresult: int) -> str:
+    hresult &= _MASK
+    return _ERROR_TEXT.get(hresult, f"PC/SC error 0x{hresult:08X}")
+
+
+class CardReader(Protocol):
+    """What the gate needs from any card reader (real or simulated)."""
+
+    name: str
+
+    @property
+    def last_alive(self) -> float: ...
+
+    def start(self, emit: Emit) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _ServiceDown(Exception):
+    """pcscd went away; the loop drops its context and backs off."""
+
+    def __init__(self, hresult: int) -> None:
+        super().__init__(pcsc_error_text(hresult))
+        self.hresult = hresult & _MASK
+
+
+class _PcscError(Exception):
+    def __init__(self, call: str, hresult: int) -> None:
+        super().__init__(f"{call}: {pcsc_error_text(hresult)}")
+        self.hresult = hresult & _MASK
+
+
+@dataclass
+class _ReaderState:
+    name: str
+    current: int = SCARD_STATE_UNAWARE  # what we tell SCardGetStatusChange we know
+    card_present: bool = False  # a tap is in progress (CardPresented/Failed sent)
+    counter: int | None = None  # pcsc-lite's per-reader card event counter
+
+
+class PcscReader:
+    """A PC/SC reader watched with direct ``SCardGetStatusChange`` calls.
+
+    One daemon thread owns the PC/SC context. It lists the readers whose name
+    contains ``name_filter`` (empty = all), waits at most ``poll_seconds``
+    for a state change (readers plus pcsc-lite's PnP pseudo-reader, so USB
+    hot-plug is seen at once), and on a new card connects, runs
+    ``protocol.identify(transmit)`` and disconnects with SCARD_LEAVE_CARD.
+
+    Survival rules:
+
+    * pcscd down or restarted (``SCARD_E_NO_SERVICE`` / ``SERVICE_STOPPED``
+      / ``INVALID_HANDLE`` from any call): release the context, emit
+      ``ReaderStatus(present=False)`` once per reader, retry
+      ``SCardEstablishContext`` with exponential back-off
+      (``backoff_initial`` doubling to ``backoff_max``), then emit
+      ``ReaderStatus(present=True)`` when the reader is back.
+    * any other exception (pyscard, the protocol, the emit callback) is
+      logged as one line; the thread never dies.
+    * ``last_alive`` is refreshed every loop pass and during back-off, at
+      least every ``poll_seconds``: if it is older than a few polls, a
+      PC/SC call is hanging (see `healthy`).
+
+    Why not pyscard's helpers (measured with pyscard 2.3.1, pcsc-lite 1.9.9
+    and vpcd, pcscd killed and restarted while watching): ``CardMonitor``'s
+    process-wide singleton thread died with the daemon and never saw another
+    tap; a ``CardRequest`` loop got ``SCARD_F_COMM_ERROR``, then
+    ``SCARD_E_INVALID_HANDLE`` on every call forever (it re-establishes its
+    context only on NO_SERVICE / SERVICE_STOPPED, and the stale handle gives
+    INVALID_HANDLE), so it never recovered either. Both hide pcsc-lite's
+    per-reader event counter. Direct calls give one thread we own, an
+    ``SCardCancel`` stop, and explicit recovery (first tap works ~0.3 s after
+    pcscd is back, bounded by ``backoff_max``).
+    """
+
+    def __init__(
+        self,
+        name_filter: str,
+        protocol: CardProtocol | None = None,
+        poll_seconds: float = 0.5,
+        *,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 2.0,
+        relist_seconds: float = 5.0,
+        scard: Any = None,
+    ) -> None:
+        if poll_seconds <= 0:
+            raise ValueError("poll_seconds must be > 0")
+        self.name_filter = name_filter
+        self.name = name_filter or "pcsc"
+        self.protocol: CardProtocol = protocol if protocol is not None else UidCard()
+        self.poll_seconds = poll_seconds
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.relist_seconds = relist_seconds
+        self._scard = scard  # the smartcard.scard module (injectable for tests)
+        self._emit_cb: Emit | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ctx: int | None = None
+        self._readers: dict[str, _ReaderState] = {}
+        self._pnp_state = SCARD_STATE_UNAWARE
+        self._use_pnp = True
+        self._relist_at = 0.0
+        self._absent_reported: str | None = None  # reason last sent for "no reader"
+        self._last_alive = time.monotonic()
+        self.loops = 0  # loop passes, for tests and diagnostics
+        self.errors = 0  # unexpected exceptions survived
+
+    # ------------------------------------------------------------ contract
+
+    @property
+    def last_alive(self) -> float:
+        """``time.monotonic()`` of the reader thread's last healthy pass."""
+        return self._last_alive
+
+    def healthy(self, now: float | None = None, max_age: float | None = None) -> bool:
+        """True if the thread runs and has been alive within ``max_age``
+        (default: 4 polls + 2 s, generous enough for a slow card read)."""
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        now = time.monotonic() if now is None else now
+        max_age = 4 * self.poll_seconds + 2.0 if max_age is None else max_age
+        return now - self._last_alive <= max_age
+
+    @property
+    def readers(self) -> list[str]:
+        """Reader names currently present (a snapshot)."""
+        return list(self._readers)
+
+    def start(self, emit: Emit) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("reader already started")
+        if self._scard is None:
+            from smartcard import scard  # lazy: the simulated reader needs no pyscard
+
+            self._scard = scard
+        self._emit_cb = emit
+        self._stop.clear()
+        self._last_alive = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"pcsc-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the thread: cancel a blocking SCardGetStatusChange and join."""
+        self._stop.set()
+        ctx = self._ctx
+        if ctx is not None and self._scard is not None:
+            try:
+                self._scard.SCardCancel(ctx)
+            except Exception as exc:  # the context may be gone already
+                log.debug("SCardCancel: %s", exc)
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("reader %s: thread did not stop within %.1f s", self.name, timeout)
+            else:
+                self._thread = None
+
+    # ------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        backoff = self.backoff_initial
+        while not self._stop.is_set():
+            self._alive()
+            try:
+                if self._ctx is None:
+                    self._establish()
+                    backoff = self.backoff_initial
+                self._poll_once()
+            except _ServiceDown as exc:
+                self._lose_service(str(exc))
+                self._sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+            except Exception as exc:
+                # One line, never a traceback flood, never a dead thread.
+                self.errors += 1
+                log.warning("reader %s: %s: %s", self.name, type(exc).__name__, exc)
+                self._release_context()
+                self._sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+        self._release_context()
+
+    def _alive(self) -> None:
+        self._last_alive = time.monotonic()
+        self.loops += 1
+
+    def _sleep(self, seconds: float) -> None:
+        """Interruptible back-off that keeps ``last_alive`` fresh."""
+        end = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, self.poll_seconds))
+            self._last_alive = time.monotonic()
+
+    def _establish(self) -> None:
+        s = self._scard
+        hresult, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+        hresult &= _MASK
+        if hresult != SCARD_S_SUCCESS:
+            if hresult in _SERVICE_DOWN:
+                raise _ServiceDown(hresult)
+            raise _PcscError("SCardEstablishContext", hresult)
+        self._ctx = ctx
+        self._pnp_state = SCARD_STATE_UNAWARE
+        self._relist_at = 0.0
+
+    def _release_context(self) -> None:
+        ctx, self._ctx = self._ctx, None
+        if ctx is not None:
+            try:
+                self._scard.SCardReleaseContext(ctx)
+            except Exception as exc:
+                log.debug("SCardReleaseContext: %s", exc)
+
+    def _lose_service(self, reason: str) -> None:
+        self._release_context()
+        if self._readers:
+            for name in list(self._readers):
+                self._reader_gone(name, reason)
+        self._report_absent(reason)
+
+    def _report_absent(self, reason: str) -> None:
+        """One ReaderStatus(present=False) per outage when no reader is known."""
+        if self._readers or self._absent_reported is not None:
+            return
+        self._absent_reported = reason
+        self._emit(ReaderStatus(self.name, False, reason))
+
+    def _list_readers(self) -> list[str]:
+        s = self._scard
+        hresult, names = s.SCardListReaders(self._ctx, [])
+        hresult &= _MASK
+        if hresult == SCARD_E_NO_READERS_AVAILABLE:
+            return []
+        if hresult in _SERVICE_DOWN:
+            raise _ServiceDown(hresult)
+        if hresult != SCARD_S_SUCCESS:
+            raise _PcscError("SCardListReaders", hresult)
+        return [n for n in names or [] if self.name_filter in n]
+
+    def _sync_readers(self) -> None:
+        names = self._list_readers()
+        for gone in [n for n in self._readers if n not in names]:
+            self._reader_gone(gone, "reader removed")
+        for name in names:
+            if name not in self._readers:
+                self._readers[name] = _ReaderState(name)
+                self._absent_reported = None
+                self._emit(ReaderStatus(name, True, "reader ready"))
+        if not names:
+            self._report_absent(f"no reader matching {self.name_filter!r}")
+        self._relist_at = time.monotonic() + self.relist_seconds
+
+    def _reader_gone(self, name: str, reason: str) -> None:
+        state = self._readers.pop(name, None)
+        if state is None:
+            return
+        if state.card_present:
+            self._emit(CardRemoved(name))
+        self._emit(ReaderStatus(name, False, reason))
+        if not self._readers:
+            self._absent_reported = reason  # already said per reader
+
+    def _poll_once(self) -> None:
+        s = self._scard
+        if time.monotonic() >= self._relist_at:
+            self._sync_readers()
+        query = [(name, st.current) for name, st in self._readers.items()]
+        if self._use_pnp:
+            query.append((PNP_NOTIFICATION, self._pnp_state))
+        if not query:
+            self._sleep(self.poll_seconds)
+            self._relist_at = 0.0
+            return
+        timeout_ms = max(1, int(self.poll_seconds * 1000))
+        hresult, states = s.SCardGetStatusChange(self._ctx, timeout_ms, query)
+        hresult &= _MASK
+        if hresult in (SCARD_E_TIMEOUT, SCARD_E_CANCELLED):
+            return
+        if hresult in _SERVICE_DOWN:
+            raise _ServiceDown(hresult)
+        if hresult in (SCARD_E_UNKNOWN_READER, SCARD_E_READER_UNAVAILABLE):
+            self._relist_at = 0.0
+            return
+        if hresult != SCARD_S_SUCCESS:
+            raise _PcscError("SCardGetStatusChange", hresult)
+        for name, event_state, atr in states:
+            if self._stop.is_set():
+                return
+            if name == PNP_NOTIFICATION:
+                self._on_pnp(event_state)
+            elif name in self._readers:
+                self._on_reader_state(self._readers[name], event_state, atr)
+
+    def _on_pnp(self, event_state: int) -> None:
+        if event_state & SCARD_STATE_UNKNOWN:
+            # This pcsc implementation has no PnP pseudo-reader: poll instead.
+            self._use_pnp = False
+            return
+        if event_state & SCARD_STATE_CHANGED:
+            self._relist_at = 0.0
+        self._pnp_state = event_state & ~SCARD_STATE_CHANGED
+
+    def _on_reader_state(self, st: _ReaderState, event_state: int, atr: Any) -> None:
+        st.current = event_state & ~SCARD_STATE_CHANGED
+        if event_state & (SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE | SCARD_STATE_IGNORE):
+            self._relist_at = 0.0
+            return
+        counter = (event_state >> 16) & 0xFFFF
+        present = bool(event_state & SCARD_STATE_PRESENT)
+        if present:
+            if st.card_present and st.counter is not None and counter != st.counter:
+                # Lifted and tapped again between two polls: that is a new tap.
+                st.card_present = False
+                self._emit(CardRemoved(st.name))
+            if not st.card_present:
+                st.card_present = True
+                if event_state & SCARD_STATE_MUTE:
+                    self._emit(CardReadFailed(st.name, "card mute: no answer to reset"))
+                else:
+                    self._read_card(st.name)
+        elif st.card_present:
+            st.card_present = False
+            self._emit(CardRemoved(st.name))
+        st.counter = counter
+
+    # ------------------------------------------------------------ one card
+
+    def _read_card(self, reader: str) -> None:
+        try:
+            event = self._identify(reader)
+        except _ServiceDown:
+            raise
+        except Exception as exc:
+            # pyscard itself failed: tell the core (feedback "try again")
+            # rather than lose the tap silently; the loop goes on.
+            self.errors += 1
+            log.warning("reader %s: reading card: %s: %s", reader, type(exc).__name__, exc)
+            event = CardReadFailed(reader, f"reader error: {type(exc).__name__}: {exc}")
+        if event is not None:
+            self._emit(event)
+
+    def _identify(self, reader: str) -> Event | None:
+        s = self._scard
+        hresult, hcard, proto = s.SCardConnect(
+            self._ctx, reader, s.SCARD_SHARE_SHARED, s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1
+        )
+        hresult &= _MASK
+        if hresult in _SERVICE_DOWN:
+            raise _ServiceDown(hresult)
+        if hresult != SCARD_S_SUCCESS:
+            return CardReadFailed(reader, f"connect failed: {pcsc_error_text(hresult)}")
+        try:
+            card_id = self.protocol.identify(self._transmit_for(hcard, proto))
+            return CardPresented(card_id, reader, self.protocol.method)
+        except _ServiceDown:
+            raise
+        except CardProtocolError as exc:
+            return CardReadFailed(reader, exc.reason)
+        except Exception as exc:  # a protocol bug must not kill the reader
+            log.warning(
+                "reader %s: protocol %s raised %s: %s",
+                reader,
+                self.protocol.method,
+                type(exc).__name__,
+                exc,
+            )
+            return CardReadFailed(reader, f"protocol error: {type(exc).__name__}: {exc}")
+        finally:
+            try:
+                s.SCardDisconnect(hcard, s.SCARD_LEAVE_CARD)
+            except Exception as exc:
+                log.debug("SCardDisconnect: %s", exc)
+
+    def _transmit_for(self, hcard: int, proto: int) -> Transmit:
+        s = self._scard
+
+        def transmit(apdu: list[int]) -> tuple[list[int], int, int]:
+            hresult, response = s.SCardTransmit(hcard, proto, list(apdu))
+            hresult &= _MASK
+            if hresult in _SERVICE_DOWN:
+                raise _ServiceDown(hresult)
+            if hresult != SCARD_S_SUCCESS:
+                raise CardProtocolError(f"transmit failed: {pcsc_error_text(hresult)}")
+            if len(response) < 2:
+                raise CardProtocolError(
+                    f"response too short: {len(response)} byte(s), no status word"
+                )
+            return list(response[:-2]), response[-2], response[-1]
+
+        return transmit
+
+    def _emit(self, event: Event) -> None:
+        cb = self._emit_cb
+        if cb is None:
+            return
+        try:
+            cb(event)
+        except Exception as exc:
+            self.errors += 1
+            log.warning(
+                "reader %s: emit(%s) raised %s: %s", self.name, event.kind, type(exc).__name__, exc
+            )
+
+
+class SimulatedReader:
+    """The test double used by the demo and by gate tests.
+
+    Same contract as `PcscReader`; events are emitted synchronously from the
+    caller's thread. `present` runs the real ``protocol.identify`` against a
+    fake card answering ``FF CA 00 00 00``, so the protocol's validation
+    (status word, UID length) is exercised exactly as on hardware.
+    """
+
+    def __init__(
+        self, name: str = "Simulated Reader", protocol: CardProtocol | None = None
+    ) -> None:
+        self.name = name
+        self.protocol: CardProtocol = protocol if protocol is not None else UidCard()
+        self._emit_cb: Emit | None = None
+        self._last_alive = time.monotonic()
+        self._lock = threading.Lock()
+        self.plugged = True
+
+    @property
+    def last_alive(self) -> float:
+        return self._last_alive
+
+    def healthy(self, now: float | None = None, max_age: float | None = None) -> bool:
+        return self._emit_cb is not None
+
+    def start(self, emit: Emit) -> None:
+        if self._emit_cb is not None:
+            raise RuntimeError("reader already started")
+        self._emit_cb = emit
+        self._touch()
+        emit(ReaderStatus(self.name, self.plugged, "simulated" if self.plugged else "unplugged"))
+
+    def stop(self) -> None:
+        self._emit_cb = None
+
+    def present(
+        self, card_id: bytes | str, *, status: bytes = b"\x90\x00", remove: bool = True
+    ) -> None:
+        """A tap: ``card_id`` (bytes or hex) answers the UID APDU with
+        ``status``. Emits CardPresented (or CardReadFailed if the protocol
+        rejects the answer), then CardRemoved unless ``remove`` is False."""
+        uid = bytes.fromhex(card_id) if isinstance(card_id, str) else bytes(card_id)
+
+        def transmit(apdu: list[int]) -> tuple[list[int], int, int]:
+            if tuple(apdu[:4]) == GET_UID_APDU[:4]:
+                return list(uid), status[0], status[1]
+            return [], 0x6A, 0x81
+
+        if not self.plugged:
+            raise RuntimeError(f"{self.name} is unplugged")
+        try:
+            event: Event = CardPresented(
+                self.protocol.identify(transmit), self.name, self.protocol.method
+            )
+        except CardProtocolError as exc:
+            event = CardReadFailed(self.name, exc.reason)
+        self._send(event)
+        if remove:
+            self._send(CardRemoved(self.name))
+
+    def fail(self, reason: str) -> None:
+        """A card that answered badly."""
+        self._send(CardReadFailed(self.name, reason))
+
+    def unplug(self, reason: str = "reader removed") -> None:
+        self.plugged = False
+        self._send(ReaderStatus(self.name, False, reason))
+
+    def replug(self) -> None:
+        self.plugged = True
+        self._send(ReaderStatus(self.name, True, "reader ready"))
+
+    def _touch(self) -> None:
+        self._last_alive = time.monotonic()
+
+    def _send(self, event: Event) -> None:
+        with self._lock:
+            self._touch()
+            cb = self._emit_cb
+            if cb is None:
+                raise RuntimeError(f"{self.name} is not started")
+            cb(event)
+
+
+__all__ = ["CardReader", "PcscReader", "SimulatedReader", "pcsc_error_text"]

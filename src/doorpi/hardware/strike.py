@@ -1,0 +1,94 @@
+"""The door strike relay, modelled on gpiozero's output devices.
+
+Two kinds of lock:
+
+* fail-secure (electric strike, the default): energised = released. The relay
+  is created de-energised (``initial_value=False``) so it cannot twitch while
+  the process starts, and `close()` de-energises it. If the process dies, the
+  GPIO line is released, the relay drops, the door stays locked.
+* fail-safe (maglock, for fire-code exits): energised = locked. It is
+  energised the moment the device exists, and a dead process releases the
+  door. That is what fail-safe means; choose it only where the law asks.
+
+``active_high`` is the relay board's input polarity (many opto-isolated
+boards switch on a low input), independent of the lock kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from gpiozero import DigitalOutputDevice
+
+
+class Strike(Protocol):
+    def release(self) -> None: ...
+    def secure(self) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def released(self) -> bool: ...
+
+
+class DoorStrike:
+    def __init__(
+        self,
+        pin: int,
+        *,
+        active_high: bool = True,
+        fail_secure: bool = True,
+        pin_factory: Any = None,
+    ) -> None:
+        self.fail_secure = fail_secure
+        self._relay = DigitalOutputDevice(
+            pin,
+            active_high=active_high,
+            initial_value=not fail_secure,
+            pin_factory=pin_factory,
+        )
+
+    @property
+    def energised(self) -> bool:
+        return bool(self._relay.value)
+
+    @property
+    def released(self) -> bool:
+        return self.energised == self.fail_secure
+
+    def release(self) -> None:
+        if self.fail_secure:
+            self._relay.on()
+        else:
+            self._relay.off()
+
+    def secure(self) -> None:
+        if self.fail_secure:
+            self._relay.off()
+        else:
+            self._relay.on()
+
+    def close(self) -> None:
+        """Secure, then free the GPIO line (a fail-safe lock then releases)."""
+        try:
+            self.secure()
+        finally:
+            self._relay.close()
+
+
+class SimulatedStrike:
+    """Test double without GPIO: remembers every change."""
+
+    def __init__(self) -> None:
+        self.released = False
+        self.history: list[bool] = []
+
+    def release(self) -> None:
+        self.released = True
+        self.history.append(True)
+
+    def secure(self) -> None:
+        if self.released:
+            self.history.append(False)
+        self.released = False
+
+    def close(self) -> None:
+        self.secure()

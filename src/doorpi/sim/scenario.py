@@ -1,0 +1,167 @@
+"""Scripted scenarios: a TOML file of residents, steps and expected events.
+
+Runs headless in virtual time on a `SimulatedSite` and yields one JSON-able
+dict per event. The format is documented in the README; examples live in
+``examples/scenarios/``. A scenario's ``expect`` list, when present, is the
+full sequence of significant events (feedback clicks and key presses left
+out), each entry naming the fields that must match.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from doorpi.clocks import ManualClock
+from doorpi.sim.site import SimulatedSite, sim_config, temp_data_dir
+
+# Events left out of the comparison with `expect` (still printed).
+CHATTER = frozenset({"feedback", "key_pressed", "card_removed", "reader_status"})
+
+STEP_KEYS = {"card", "card_fault", "keys", "door", "exit", "tamper", "wait", "clock", "face"}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run; one line naming file and step."""
+
+
+@dataclass
+class Scenario:
+    path: Path
+    name: str
+    description: str
+    start: datetime
+    config: dict[str, Any]
+    residents: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    expect: list[dict[str, Any]] | None = None
+    tz_hours: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scenario:
+        p = Path(path)
+        try:
+            doc = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ScenarioError(f"{p}: {exc}") from None
+        steps = doc.get("steps", [])
+        for i, step in enumerate(steps):
+            actions = set(step) & STEP_KEYS
+            if len(actions) != 1 or set(step) - STEP_KEYS - {"at"}:
+                raise ScenarioError(
+                    f"{p}: steps[{i}] needs exactly one of {', '.join(sorted(STEP_KEYS))} and 'at'"
+                )
+        try:
+            start = datetime.fromisoformat(str(doc.get("start", "2026-03-02T10:00")))
+        except ValueError as exc:
+            raise ScenarioError(f"{p}: start: {exc}") from None
+        return cls(
+            p,
+            doc.get("name", p.stem),
+            doc.get("description", ""),
+            start,
+            doc.get("config", {}),
+            doc.get("residents", []),
+            steps,
+            doc.get("expect"),
+            extra={
+                k: v
+                for k, v in doc.items()
+                if k
+                not in {"name", "description", "start", "config", "residents", "steps", "expect"}
+            },
+        )
+
+
+@dataclass
+class ScenarioRun:
+    events: list[dict[str, Any]]
+    relay_states: list[bool]
+    site: SimulatedSite | None = None
+
+    @property
+    def significant(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] not in CHATTER]
+
+    def mismatch(self, expect: list[dict[str, Any]]) -> str | None:
+        """None if the significant events match ``expect`` exactly, else what differs."""
+        got = self.significant
+        for i, want in enumerate(expect):
+            if i >= len(got):
+                return f"event {i}: expected {want}, got nothing more"
+            actual = {k: got[i].get(k) for k in want}
+            if actual != want:
+                return f"event {i}: expected {want}, got {got[i]}"
+        if len(got) > len(expect):
+            return f"event {len(expect)}: unexpected {got[len(expect)]}"
+        return None
+
+
+def run(scenario: Scenario, data_dir: Path | None = None, keep: bool = False) -> ScenarioRun:
+    events: list[dict[str, Any]] = []
+    cfg = sim_config(scenario.config, data_dir or temp_data_dir())
+    clock = ManualClock(0.0)
+    clock.set_wall(clock.epoch(scenario.start))
+    site = SimulatedSite(cfg, clock, observers=[events.append])
+    try:
+        for spec in scenario.residents:
+            site.add_resident(spec)
+        site.strike_pin.clear_states()
+        now = 0.0
+        for i, step in enumerate(sorted(scenario.steps, key=lambda s: s.get("at", 0.0))):
+            at = float(step.get("at", now))
+            if at > now:
+                site.advance(at - now)
+                now = at
+            try:
+                now += _do(site, step, clock)
+            except (ValueError, KeyError) as exc:
+                raise ScenarioError(f"{scenario.path}: steps[{i}]: {exc}") from None
+        site.advance(float(scenario.extra.get("settle", cfg.door.unlock_seconds + 1.0)))
+        relay = [bool(s.state) for s in site.strike_pin.states]
+    finally:
+        if not keep:
+            site.close()
+    return ScenarioRun(events, relay, site if keep else None)
+
+
+def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
+    """Perform one step; return the virtual seconds it took."""
+    if "card" in step:
+        site.card(str(step["card"]))
+    elif "card_fault" in step:
+        site.card_fault(str(step["card_fault"]))
+    elif "keys" in step:
+        keys = str(step["keys"])
+        for k in keys:
+            site.key(k)
+            site.advance(0.2)
+        return 0.2 * len(keys)
+    elif "door" in step:
+        if step["door"] not in ("open", "closed"):
+            raise ValueError(f"door must be 'open' or 'closed', got {step['door']!r}")
+        site.door(step["door"] == "open")
+    elif "exit" in step:
+        site.press_exit()
+    elif "tamper" in step:
+        site.tamper(bool(step["tamper"]))
+    elif "wait" in step:
+        site.advance(float(step["wait"]))
+        return float(step["wait"])
+    elif "clock" in step:
+        clock.set_wall(clock.epoch(datetime.fromisoformat(str(step["clock"]))))
+    elif "face" in step:
+        raise ValueError("face steps need the face module (doorpi.vision)")
+    return 0.0
+
+
+def iter_lines(run_: ScenarioRun) -> Iterator[str]:
+    import json
+
+    for e in run_.events:
+        yield json.dumps(e, separators=(",", ":"))

@@ -1,0 +1,158 @@
+"""The audit log: append-only, hash-chained, short retention.
+
+Each record's hash is keyed BLAKE2b over the previous hash and the record's
+canonical JSON, keyed with the device's audit key. Editing, reordering or
+deleting a record in the middle breaks the chain, which `verify` reports with
+the first bad sequence number. Pruning old records (retention) moves a signed
+anchor forward so the chain still verifies from the oldest kept record.
+Triggers refuse UPDATE and out-of-order DELETE as a second line.
+Records never hold card identifiers, PINs, images or embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+from nacl.encoding import HexEncoder
+from nacl.hash import blake2b
+
+from doorpi.store.db import get_state, set_state
+
+GENESIS = "0" * 64
+
+
+def _canonical(seq: int, ts: float, kind: str, data: dict[str, Any]) -> bytes:
+    return json.dumps(
+        [seq, round(float(ts), 6), kind, data], sort_keys=True, separators=(",", ":")
+    ).encode()
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    seq: int
+    ts: float
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad: int | None = None
+    problem: str = ""
+
+
+class AuditLog:
+    def __init__(self, db: sqlite_utils.Database, key: bytes) -> None:
+        self.db = db
+        self._key = key
+        self._lock = threading.Lock()
+
+    def _link(self, prev: str, seq: int, ts: float, kind: str, data: dict[str, Any]) -> str:
+        return blake2b(
+            prev.encode() + _canonical(seq, ts, kind, data),
+            digest_size=32,
+            key=self._key,
+            encoder=HexEncoder,
+        ).decode()
+
+    def append(self, kind: str, data: dict[str, Any], ts: float) -> AuditRecord:
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                if row is None:
+                    anchor = get_state(self.db, "audit_anchor")
+                    prev_seq, prev = json.loads(anchor) if anchor else (0, GENESIS)
+                else:
+                    prev_seq, prev = row
+                seq = prev_seq + 1
+                clean = json.loads(json.dumps(data, default=str))
+                h = self._link(prev, seq, ts, kind, clean)
+                conn.execute(
+                    "INSERT INTO audit(seq, ts, kind, data, hash) VALUES (?, ?, ?, ?, ?)",
+                    [seq, ts, kind, json.dumps(clean, sort_keys=True), h],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return AuditRecord(seq, ts, kind, clean)
+
+    def records(self, since_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:
+        sql = "SELECT seq, ts, kind, data FROM audit WHERE seq > ? ORDER BY seq"
+        params: list[Any] = [since_seq]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        for seq, ts, kind, data in self.db.execute(sql, params).fetchall():
+            yield AuditRecord(seq, ts, kind, json.loads(data))
+
+    def tail(self, n: int) -> list[AuditRecord]:
+        rows = self.db.execute(
+            "SELECT seq, ts, kind, data FROM audit ORDER BY seq DESC LIMIT ?", [n]
+        ).fetchall()
+        return [AuditRecord(s, t, k, json.loads(d)) for s, t, k, d in reversed(rows)]
+
+    def verify(self) -> VerifyResult:
+        anchor = get_state(self.db, "audit_anchor")
+        prev_seq, prev = json.loads(anchor) if anchor else (0, GENESIS)
+        checked = 0
+        for seq, ts, kind, data, h in self.db.execute(
+            "SELECT seq, ts, kind, data, hash FROM audit ORDER BY seq"
+        ):
+            if seq != prev_seq + 1:
+                return VerifyResult(False, checked, seq, f"record {prev_seq + 1} is missing")
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                return VerifyResult(False, checked, seq, f"record {seq} is not valid JSON")
+            if self._link(prev, seq, ts, kind, parsed) != h:
+                return VerifyResult(False, checked, seq, f"record {seq} was altered")
+            prev_seq, prev = seq, h
+            checked += 1
+        if anchor:
+            upto = json.loads(anchor)[0]
+            vouched = self.db.execute(
+                "SELECT 1 FROM audit WHERE kind = 'audit_pruned' "
+                "AND json_extract(data, '$.upto') = ?",
+                [upto],
+            ).fetchone()
+            if vouched is None:
+                return VerifyResult(False, checked, upto, "records were cut from the start")
+        return VerifyResult(True, checked)
+
+    def prune(self, older_than: float) -> int:
+        """Delete records with ts < older_than; keep the chain verifiable."""
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT seq, hash FROM audit WHERE ts < ? ORDER BY seq DESC LIMIT 1",
+                    [older_than],
+                ).fetchone()
+                if row is None:
+                    conn.execute("COMMIT")
+                    return 0
+                upto, h = row
+                set_state(self.db, "audit_prune_upto", str(upto))
+                n = conn.execute("DELETE FROM audit WHERE seq <= ?", [upto]).rowcount
+                set_state(self.db, "audit_anchor", json.dumps([upto, h]))
+                set_state(self.db, "audit_prune_upto", "0")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        # The chain vouches for the anchor: verify() looks for this record.
+        self.append("audit_pruned", {"upto": upto, "count": n}, ts=older_than)
+        return n

@@ -1,0 +1,180 @@
+"""Residents and their cards and PINs: the identity side of the database.
+
+Face templates live elsewhere (the vault), keyed by the resident's random
+pseudonym, never by name or id.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from doorpi.core.policy import ResidentView
+
+
+class ResidentError(ValueError):
+    """A resident operation that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class Resident:
+    id: int
+    pseudonym: str
+    name: str
+    unit: str
+    keypad_id: str | None
+    valid_from: float | None
+    valid_until: float | None
+    schedule: str | None
+    active: bool
+    has_pin: bool
+    face_refused: bool
+    created: float
+
+    def view(self) -> ResidentView:
+        return ResidentView(self.id, self.active, self.valid_from, self.valid_until, self.schedule)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "unit": self.unit,
+            "keypad_id": self.keypad_id,
+            "valid_from": self.valid_from,
+            "valid_until": self.valid_until,
+            "schedule": self.schedule,
+            "active": self.active,
+            "has_pin": self.has_pin,
+            "face_refused": self.face_refused,
+        }
+
+
+_COLS = (
+    "id, pseudonym, name, unit, keypad_id, valid_from, valid_until, schedule, active, "
+    "pin_hash IS NOT NULL, face_refused, created"
+)
+
+_RCOLS = ", ".join("r." + c for c in _COLS.split(", "))
+
+
+def _row(r: tuple[Any, ...]) -> Resident:
+    return Resident(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), bool(r[9]), bool(r[10]), r[11]
+    )
+
+
+class ResidentStore:
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    def add(
+        self,
+        name: str,
+        now: float,
+        unit: str = "",
+        keypad_id: str | None = None,
+        valid_from: float | None = None,
+        valid_until: float | None = None,
+        schedule: str | None = None,
+    ) -> Resident:
+        if not name.strip():
+            raise ResidentError("a resident needs a name")
+        if keypad_id is not None and not (keypad_id.isdigit() and 1 <= len(keypad_id) <= 8):
+            raise ResidentError("a keypad number has 1 to 8 digits")
+        if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+            raise ResidentError("valid-until must be after valid-from")
+        try:
+            cur = self.db.execute(
+                "INSERT INTO residents(pseudonym, name, unit, keypad_id, valid_from, valid_until, "
+                "schedule, active, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                [_random.token_hex(16), name.strip(), unit, keypad_id, valid_from, valid_until,
+                 schedule, now, now],
+            )  # fmt: skip
+        except sqlite3.IntegrityError:
+            raise ResidentError(f"keypad number {keypad_id} is already taken") from None
+        resident = self.get(int(cur.lastrowid or 0))
+        assert resident is not None
+        return resident
+
+    def get(self, resident_id: int) -> Resident | None:
+        r = self.db.execute(f"SELECT {_COLS} FROM residents WHERE id = ?", [resident_id]).fetchone()
+        return _row(r) if r else None
+
+    def by_keypad_id(self, keypad_id: str) -> Resident | None:
+        r = self.db.execute(
+            f"SELECT {_COLS} FROM residents WHERE keypad_id = ?", [keypad_id]
+        ).fetchone()
+        return _row(r) if r else None
+
+    def by_card_hash(self, card_hash: str) -> Resident | None:
+        r = self.db.execute(
+            f"SELECT {_RCOLS} FROM cards c JOIN residents r ON r.id = c.resident_id "
+            "WHERE c.card_hash = ?",
+            [card_hash],
+        ).fetchone()
+        return _row(r) if r else None
+
+    def all(self) -> list[Resident]:
+        return [_row(r) for r in self.db.execute(f"SELECT {_COLS} FROM residents ORDER BY id")]
+
+    def pin_hash(self, resident_id: int) -> str | None:
+        r = self.db.execute("SELECT pin_hash FROM residents WHERE id = ?", [resident_id]).fetchone()
+        return r[0] if r else None
+
+    def set_pin_hash(self, resident_id: int, pin_hash: str | None, now: float) -> None:
+        self._update(resident_id, now, pin_hash=pin_hash)
+
+    def update(self, resident_id: int, now: float, **fields: Any) -> None:
+        allowed = {"name", "unit", "keypad_id", "valid_from", "valid_until", "schedule", "active",
+                   "face_refused"}  # fmt: skip
+        bad = set(fields) - allowed
+        if bad:
+            raise ResidentError(f"cannot change {', '.join(sorted(bad))}")
+        self._update(resident_id, now, **fields)
+
+    def _update(self, resident_id: int, now: float, **fields: Any) -> None:
+        if self.get(resident_id) is None:
+            raise ResidentError(f"no resident {resident_id}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        try:
+            self.db.execute(
+                f"UPDATE residents SET {sets}, updated = ? WHERE id = ?",
+                [*fields.values(), now, resident_id],
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ResidentError(f"cannot update resident {resident_id}: {exc}") from None
+
+    def remove(self, resident_id: int) -> None:
+        """Delete the resident and their cards (face data is the vault's job)."""
+        if self.get(resident_id) is None:
+            raise ResidentError(f"no resident {resident_id}")
+        self.db.execute("DELETE FROM residents WHERE id = ?", [resident_id])
+
+    def add_card(self, resident_id: int, card_hash: str, now: float, label: str = "") -> None:
+        if self.get(resident_id) is None:
+            raise ResidentError(f"no resident {resident_id}")
+        owner = self.by_card_hash(card_hash)
+        if owner is not None:
+            raise ResidentError(f"that card already belongs to resident {owner.id}")
+        self.db.execute(
+            "INSERT INTO cards(card_hash, resident_id, label, added) VALUES (?, ?, ?, ?)",
+            [card_hash, resident_id, label, now],
+        )
+
+    def cards(self, resident_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT label, added, substr(card_hash, 1, 8) FROM cards WHERE resident_id = ? "
+            "ORDER BY added",
+            [resident_id],
+        ).fetchall()
+        return [{"label": r[0], "added": r[1], "ref": r[2]} for r in rows]
+
+    def remove_card(self, resident_id: int, ref: str) -> int:
+        return self.db.execute(
+            "DELETE FROM cards WHERE resident_id = ? AND card_hash LIKE ?",
+            [resident_id, ref + "%"],
+        ).rowcount

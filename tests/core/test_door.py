@@ -1,0 +1,102 @@
+"""The door state machine: every transition, timers, alarms."""
+
+from __future__ import annotations
+
+from doorpi.core.door import DoorMachine, DoorState, DoorTiming
+from doorpi.core.events import Alarm, Lock, Notice, Unlock
+
+
+def kinds(out):
+    return [o.kind if not isinstance(o, Notice) else o.what for o in out]
+
+
+def machine(**kw):
+    return DoorMachine(DoorTiming(unlock_seconds=5, held_open_seconds=30, **kw))
+
+
+def test_grant_unlocks_and_relocks_after_the_pulse():
+    d = machine()
+    assert d.grant(0) == [Unlock(5)]
+    assert d.state is DoorState.UNLOCKED and d.strike_released
+    assert d.tick(4.9) == []
+    assert d.tick(5.0) == [Lock("timeout")]
+    assert d.state is DoorState.LOCKED and not d.strike_released
+
+
+def test_second_grant_extends_without_a_second_unlock_command():
+    d = machine()
+    d.grant(0)
+    assert d.grant(3) == []
+    assert d.tick(5.0) == []
+    assert d.tick(8.0) == [Lock("timeout")]
+
+
+def test_opening_relocks_immediately_then_close_returns_to_locked():
+    d = machine()
+    d.grant(0)
+    assert kinds(d.contact(True, 1)) == ["door_opened", "relay_off"]
+    assert d.state is DoorState.OPEN
+    assert kinds(d.contact(False, 2)) == ["door_closed"]
+    assert d.state is DoorState.LOCKED
+
+
+def test_without_relock_on_open_the_strike_stays_released_until_timeout():
+    d = machine(relock_on_open=False)
+    d.grant(0)
+    assert kinds(d.contact(True, 1)) == ["door_opened"]
+    assert d.strike_released
+    assert d.tick(5) == [Lock("timeout")]
+    assert d.state is DoorState.OPEN
+
+
+def test_held_open_alarm_and_clear():
+    d = machine()
+    d.grant(0)
+    d.contact(True, 1)
+    assert d.tick(30.9) == []
+    assert d.tick(31) == [Alarm("held", True)]
+    assert d.state is DoorState.HELD
+    assert d.tick(40) == []  # raised once
+    assert kinds(d.contact(False, 50)) == ["door_closed", "alarm"]
+    assert d.state is DoorState.LOCKED
+
+
+def test_forced_open_alarm_and_clear():
+    d = machine()
+    out = d.contact(True, 0)
+    assert kinds(out) == ["door_opened", "alarm"] and out[1] == Alarm("forced", True)
+    assert d.state is DoorState.FORCED
+    assert d.contact(True, 1) == []  # bounce
+    out = d.contact(False, 2)
+    assert out[1] == Alarm("forced", False)
+    assert d.state is DoorState.LOCKED
+
+
+def test_forced_door_never_releases_the_strike():
+    d = machine()
+    d.contact(True, 0)
+    assert not d.strike_released
+    assert d.tick(100) == []
+
+
+def test_tamper_alarm_edges_only():
+    d = machine()
+    assert d.tamper(True) == [Alarm("tamper", True)]
+    assert d.tamper(True) == []
+    assert d.tamper(False) == [Alarm("tamper", False)]
+
+
+def test_shutdown_secures_a_released_strike():
+    d = machine()
+    d.grant(0)
+    assert d.shutdown() == [Lock("shutdown")]
+    assert d.shutdown() == []
+
+
+def test_next_deadline_tracks_timers():
+    d = machine()
+    assert d.next_deadline is None
+    d.grant(10)
+    assert d.next_deadline == 15
+    d.contact(True, 11)
+    assert d.next_deadline == 41

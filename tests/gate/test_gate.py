@@ -1,0 +1,159 @@
+"""The gate on a simulated site: real SQLite, real Gate, MockFactory pins."""
+
+from __future__ import annotations
+
+import pytest
+
+from doorpi.clocks import ManualClock
+from doorpi.core.events import FaceRejected
+from doorpi.sim.site import SimulatedSite, sim_config
+
+MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
+
+
+@pytest.fixture
+def site(tmp_path):
+    events: list[dict] = []
+    s = SimulatedSite(
+        sim_config({}, tmp_path / "data"), ManualClock(MONDAY_9), observers=[events.append]
+    )
+    s.events = events
+    s.add_resident({"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"],
+                    "pin": "2468"})  # fmt: skip
+    s.strike_pin.clear_states()
+    yield s
+    s.close()
+
+
+def decisions(site):
+    return [(e["granted"], e["reason"]) for e in site.events if e["event"] == "access"]
+
+
+def test_strike_pin_idle_at_start_and_active_only_on_grant(site):
+    assert site.strike_pin.state is False
+    site.card("0400000000000a")
+    assert site.strike_pin.state is False
+    site.card("04a1b2c3d4e5f6")
+    assert site.strike_pin.state is True
+    site.advance(5.1)
+    assert site.strike_pin.state is False
+    assert [s.state for s in site.strike_pin.states] == [False, True, False]
+
+
+def test_every_decision_is_in_the_audit_log_without_secrets(site):
+    site.card("04a1b2c3d4e5f6")
+    for k in "101#9999#":
+        site.key(k)
+    recs = list(site.storage.audit.records())
+    access = [r for r in recs if r.kind == "access"]
+    assert [(r.data["granted"], r.data["reason"]) for r in access] == [
+        (True, "granted"),
+        (False, "wrong_pin"),
+    ]
+    blob = repr([r.data for r in recs])
+    assert "9999" not in blob and "04a1b2c3d4e5f6" not in blob
+    assert site.storage.audit.verify().ok
+
+
+def test_unknown_keypad_number_still_asks_for_a_pin(site):
+    for k in "999#":
+        site.key(k)
+    assert site.events[-1] == {**site.events[-1], "event": "feedback", "pattern": "pin_needed"}
+    for k in "2468#":
+        site.key(k)
+    assert decisions(site)[-1] == (False, "unknown_resident")
+
+
+def test_attempt_times_out_if_the_pin_never_comes(site):
+    for k in "101#":
+        site.key(k)
+    site.advance(site.cfg.keypad.entry_timeout_seconds + 0.5)
+    assert decisions(site)[-1] == (False, "incomplete")
+
+
+def test_resident_disabled_mid_attempt_is_refused(site):
+    for k in "101#":
+        site.key(k)
+    site.storage.residents.update(1, MONDAY_9, active=False)
+    for k in "2468#":
+        site.key(k)
+    assert decisions(site)[-1] == (False, "resident_inactive")
+
+
+def test_reader_lockout_after_many_unknown_cards(site):
+    for i in range(5):
+        site.card(f"04000000000{i:03x}")
+    assert any(e["event"] == "lockout_started" for e in site.events)
+    site.card("04a1b2c3d4e5f6")  # even a good card waits while the reader is locked
+    assert decisions(site)[-1] == (False, "locked_out")
+    site.advance(31)
+    site.card("04a1b2c3d4e5f6")
+    assert decisions(site)[-1] == (True, "granted")
+
+
+def test_clock_reset_keeps_unrestricted_residents_working(site):
+    site.advance(61)  # the floor is persisted
+    site.clock.set_wall(0.0)  # the Pi booted without RTC and NTP
+    site.card("04a1b2c3d4e5f6")
+    assert decisions(site)[-1] == (True, "granted")
+
+
+def test_clock_reset_refuses_schedule_restricted_residents(site):
+    site.add_resident({"name": "Bo", "cards": ["04b0b0b0b0b0b0"], "schedule": "workdays"})
+    site.card("04b0b0b0b0b0b0")
+    assert decisions(site)[-1] == (True, "granted")
+    site.advance(6)
+    site.clock.set_wall(0.0)
+    site.card("04b0b0b0b0b0b0")
+    assert decisions(site)[-1] == (False, "clock_untrusted")
+
+
+def test_clock_set_back_cannot_revive_an_expired_resident(site):
+    site.add_resident({"name": "Chen", "cards": ["04c0c0c0c0c0c0"],
+                       "valid_until": "2026-03-01T00:00"})  # fmt: skip
+    site.clock.set_wall(MONDAY_9 - 10 * 86400)  # before the expiry
+    site.card("04c0c0c0c0c0c0")
+    assert decisions(site)[-1] == (False, "expired")
+
+
+def test_face_failures_fall_back_and_pause_after_five(site):
+    for _ in range(5):
+        site.gate.submit(FaceRejected("no_match"))
+        site.gate.process_pending()
+    assert site.gate.face_paused()
+    assert any(e["event"] == "face_paused" for e in site.events)
+    site.card("04a1b2c3d4e5f6")  # card still works while face is paused
+    assert decisions(site)[-1] == (True, "granted")
+    site.advance(31)
+    assert not site.gate.face_paused()
+
+
+def test_corrupt_card_response_keeps_other_paths_working(site):
+    site.card_fault("response too short")
+    assert site.events[-2]["event"] in ("card_read_failed", "feedback")
+    for k in "101#2468#":
+        site.key(k)
+    assert decisions(site)[-1] == (True, "granted")
+
+
+def test_audit_failure_does_not_block_the_door(site, monkeypatch):
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(site.storage.audit, "append", broken)
+    site.card("04a1b2c3d4e5f6")
+    assert site.strike_pin.state is True
+
+
+def test_fail_safe_strike_is_energised_to_lock(tmp_path):
+    cfg = sim_config({"door": {"strike": "fail-safe"}}, tmp_path / "d")
+    s = SimulatedSite(cfg, ManualClock(MONDAY_9))
+    try:
+        s.add_resident({"name": "A", "cards": ["04a1b2c3d4e5f6"]})
+        assert s.strike_pin.state is True  # energised = locked
+        s.card("04a1b2c3d4e5f6")
+        assert s.strike_pin.state is False and s.devices.strike.released
+        s.advance(6)
+        assert s.strike_pin.state is True
+    finally:
+        s.close()

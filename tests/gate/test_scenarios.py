@@ -1,0 +1,70 @@
+"""Every shipped scenario runs on the simulated site and yields its full expected
+event sequence; the strike pin's history agrees with the relay commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from doorpi.sim.scenario import Scenario, ScenarioError, run
+
+SCENARIOS = sorted((Path(__file__).parents[2] / "examples" / "scenarios").glob("*.toml"))
+REQUIRED = {
+    "card-granted", "unknown-card", "pin-right-and-wrong", "pin-brute-force", "card-and-pin",
+    "outside-schedule", "expired-resident", "exit-button", "door-forced", "door-held-open",
+}  # fmt: skip
+
+
+def test_all_required_scenarios_are_shipped():
+    assert {p.stem for p in SCENARIOS} >= REQUIRED
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_matches_expected_sequence(path, tmp_path):
+    scenario = Scenario.load(path)
+    assert scenario.expect, f"{path.name} has no expect list"
+    result = run(scenario, tmp_path / "data")
+    assert result.mismatch(scenario.expect) is None, result.mismatch(scenario.expect)
+    # The strike pin went high exactly once per relay_on, and low again each time.
+    ons = sum(1 for e in result.events if e["event"] == "relay_on")
+    offs = sum(1 for e in result.events if e["event"] == "relay_off")
+    assert ons == offs
+    rises = sum(
+        1 for a, b in zip(result.relay_states, result.relay_states[1:], strict=False) if b and not a
+    )
+    assert rises == ons
+    assert result.relay_states[-1] is False
+    grants = sum(1 for e in result.events if e["event"] == "access" and e["granted"])
+    assert ons <= grants  # the strike never energises without a grant
+
+
+def test_mismatch_reports_the_first_difference(tmp_path):
+    scenario = Scenario.load(next(p for p in SCENARIOS if p.stem == "unknown-card"))
+    result = run(scenario, tmp_path / "d")
+    wrong = [dict(e) for e in scenario.expect or []]
+    wrong[-1]["reason"] = "granted"
+    assert "event 1: expected" in (result.mismatch(wrong) or "")
+    assert "got nothing more" in (result.mismatch([*scenario.expect, {"event": "x"}]) or "")
+
+
+def test_cli_prints_json_lines_and_checks(tmp_path):
+    path = next(p for p in SCENARIOS if p.stem == "card-granted")
+    out = subprocess.run(
+        [sys.executable, "-m", "doorpi", "demo", "--scenario", str(path), "--check"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    kinds = [r["event"] for r in records]
+    assert "credential_presented" in kinds and "relay_on" in kinds and "door_opened" in kinds
+    assert all("t" in r for r in records)
+
+
+def test_bad_scenario_step_is_one_line(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[[steps]]\nat = 1\ncard = "04"\ndoor = "open"\n')
+    with pytest.raises(ScenarioError, match=r"bad.toml: steps\[0\] needs exactly one of"):
+        Scenario.load(p)

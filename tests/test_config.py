@@ -1,0 +1,80 @@
+"""Config validation: every mistake is one line naming the file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from doorpi.config import ConfigError, default_config_text, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "doorpi.toml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_default_config_is_valid(tmp_path):
+    cfg = load_config(write(tmp_path, default_config_text()))
+    assert cfg.gpio.strike == 17
+    assert cfg.door.fail_secure
+    assert {frozenset({"card"}), frozenset({"pin"})} == set(cfg.door.policy.default)
+    assert set(cfg.schedules) >= {"always", "daytime", "workdays"}
+
+
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ('[door]\nunlock_seconds = "five"', 'door.unlock_seconds: must be a number from 0.5 to 120, got "five"'),
+        ("[door]\nunlock_secs = 5", "door.unlock_secs: unknown key (did you mean unlock_seconds?)"),
+        ('[door]\naccess = ["face"]', "door.access: face is the only way in"),
+        ('[door]\naccess = ["card", "retina"]', "door.access: unknown factor 'retina'"),
+        ('[door]\nstrike = "fail-open"', "door.strike: must be one of fail-secure, fail-safe"),
+        ("[gpio]\nstrike = 40", "gpio.strike: must be a BCM GPIO number from 2 to 27"),
+        ("[gpio]\nbuzzer = 17", "gpio.buzzer: GPIO17 is already used by gpio.strike"),
+        ("[keypad]\nrows = [5, 6]", "keypad.rows: must list 4 BCM GPIO numbers"),
+        ('[keypad]\nkind = "usb"', 'keypad.device: must name the evdev device'),
+        ("[keypad]\npin_min_length = 6\npin_max_length = 5", "keypad.pin_max_length: must not be below"),
+        ('[schedules]\nnight = ["mon 22:00-06:00"]', "schedules.night: window 'mon 22:00-06:00' ends before it starts"),
+        ("[dor]\nname = 'x'", "dor: unknown section (did you mean door?)"),
+        ("[door\nname = 'x'", "not valid TOML"),
+        ('[[door.schedule_access]]\nschedule = "nope"\naccess = ["card"]', "door.schedule_access[0]: unknown schedule"),
+        ('[schedules]\nnight = ["daily 00:00-06:00"]\n[door]\nschedule_access = [{schedule = "night", access = ["face"]}]',
+         "door.schedule_access[0]: face is the only way in"),
+        ("[audit]\nretention_days = 0", "audit.retention_days: must be a whole number from 1 to 3650"),
+        ("[door]\nexit_button_unlocks = 1", "door.exit_button_unlocks: must be true or false"),
+    ],
+)  # fmt: skip
+def test_each_mistake_is_one_line_naming_the_key(tmp_path, text, fragment):
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(str(p))
+    assert fragment in msg
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_scheduled_access_rule(tmp_path):
+    cfg = load_config(write(tmp_path, '[schedules]\nnight = ["daily 00:00-06:00"]\n'
+                            '[door]\naccess = ["card"]\n'
+                            'schedule_access = [{schedule = "night", access = ["card+pin"]}]\n'))  # fmt: skip
+    from datetime import datetime
+
+    assert cfg.door.policy.rule_at(datetime(2026, 3, 2, 3, 0), cfg.schedules) == (
+        frozenset({"card", "pin"}),
+    )
+    assert cfg.door.policy.rule_at(datetime(2026, 3, 2, 12, 0), cfg.schedules) == (
+        frozenset({"card"}),
+    )
+
+
+def test_relative_data_dir_is_relative_to_the_config(tmp_path):
+    cfg = load_config(write(tmp_path, '[site]\ndata_dir = "state"'))
+    assert cfg.site.data_dir == tmp_path / "state"
