@@ -95,6 +95,7 @@ class Gate:
         self.feedback = feedback
         self.clock = clock
         self.observers: list[Observer] = list(observers or [])
+        self._outbox: list[tuple[float, float, dict[str, Any]]] = []
         self.queue: queue.Queue[Event] = queue.Queue()
         self.door = DoorMachine(
             DoorTiming(
@@ -136,23 +137,35 @@ class Gate:
         return Moment(reading.effective, self.clock.local(reading.effective), reading.trusted)
 
     def _record(self, item: Any, **extra: Any) -> None:
+        """Queue a record; `_flush` writes them after the actuators have acted."""
         rec = as_record(item)
         rec.update(extra)
-        kind = rec["event"]
-        if kind not in NOT_AUDITED:
-            data = {k: v for k, v in rec.items() if k != "event"}
+        self._outbox.append((self.clock.wall(), self.clock.mono(), rec))
+
+    def _flush(self) -> None:
+        """Write queued records: audit in one transaction, then the observers."""
+        if not self._outbox:
+            return
+        batch, self._outbox = self._outbox, []
+        audited = [
+            (rec["event"], {k: v for k, v in rec.items() if k != "event"}, wall)
+            for wall, _, rec in batch
+            if rec["event"] not in NOT_AUDITED
+        ]
+        if audited:
             try:
-                self.storage.audit.append(kind, data, ts=self.clock.wall())
+                self.storage.audit.append_many(audited)
             except Exception as exc:  # the door keeps working if the disk does not
                 log.error("audit write failed: %s", exc)
-        if self.observers:
-            rec = {"t": round(self.clock.mono() - self.started_mono, 3), **rec}
+        for _, mono, rec in batch:
+            out = {"t": round(mono - self.started_mono, 3), **rec}
             for obs in self.observers:
-                obs(rec)
+                obs(out)
 
     def note(self, what: str, **detail: Any) -> None:
         """Record a notice (start, stop, sync ...) in the audit log and for observers."""
         self._record(Notice(what, detail))
+        self._flush()
 
     def _apply(self, outputs: list[Any]) -> None:
         """Carry out commands first, then record everything."""
@@ -203,6 +216,7 @@ class Gate:
         self._apply(self.door.shutdown())
         self.strike.secure()
         self._persist_floor(force=True)
+        self._flush()
 
     # ------------------------------------------------------------ events
 
@@ -214,6 +228,7 @@ class Gate:
             if not self.door.strike_released:
                 self.strike.secure()
         self._tick()
+        self._flush()
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Tick):

@@ -140,7 +140,7 @@ def test_audit_failure_does_not_block_the_door(site, monkeypatch):
     def broken(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(site.storage.audit, "append", broken)
+    monkeypatch.setattr(site.storage.audit, "append_many", broken)
     site.card("04a1b2c3d4e5f6")
     assert site.strike_pin.state is True
 

@@ -63,6 +63,11 @@ class AuditLog:
         ).decode()
 
     def append(self, kind: str, data: dict[str, Any], ts: float) -> AuditRecord:
+        return self.append_many([(kind, data, ts)])[0]
+
+    def append_many(self, items: list[tuple[str, dict[str, Any], float]]) -> list[AuditRecord]:
+        """Append records in one transaction (one fsync for a whole gate event)."""
+        out: list[AuditRecord] = []
         with self._lock:
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
@@ -75,18 +80,21 @@ class AuditLog:
                     prev_seq, prev = json.loads(anchor) if anchor else (0, GENESIS)
                 else:
                     prev_seq, prev = row
-                seq = prev_seq + 1
-                clean = json.loads(json.dumps(data, default=str))
-                h = self._link(prev, seq, ts, kind, clean)
-                conn.execute(
-                    "INSERT INTO audit(seq, ts, kind, data, hash) VALUES (?, ?, ?, ?, ?)",
-                    [seq, ts, kind, json.dumps(clean, sort_keys=True), h],
-                )
+                for kind, data, ts in items:
+                    seq = prev_seq + 1
+                    clean = json.loads(json.dumps(data, default=str))
+                    h = self._link(prev, seq, ts, kind, clean)
+                    conn.execute(
+                        "INSERT INTO audit(seq, ts, kind, data, hash) VALUES (?, ?, ?, ?, ?)",
+                        [seq, float(ts), kind, json.dumps(clean, sort_keys=True), h],
+                    )
+                    out.append(AuditRecord(seq, float(ts), kind, clean))
+                    prev_seq, prev = seq, h
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return AuditRecord(seq, ts, kind, clean)
+        return out
 
     def records(self, since_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:
         sql = "SELECT seq, ts, kind, data FROM audit WHERE seq > ? ORDER BY seq"

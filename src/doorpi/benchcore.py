@@ -1,0 +1,150 @@
+"""`doorpi bench core`: the numbers that matter for the card/PIN gate.
+
+* card event -> relay command, through the real gate thread and queue
+  (simulated reader and MockFactory pins; reader polling excluded);
+* PIN verification time at the configured Argon2id cost;
+* time from process start to READY=1, and resident memory once idle, for the
+  real `doorpi run --sim` process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def card_to_relay(n: int = 200) -> dict[str, float]:
+    from doorpi.clocks import SystemClock
+    from doorpi.sim.site import SimulatedSite, sim_config
+
+    tmp = Path(tempfile.mkdtemp(prefix="doorpi-bench-"))
+    site = SimulatedSite(sim_config({}, tmp), SystemClock())
+    site.add_resident({"name": "Bench", "cards": ["04a1b2c3d4e5f6"]})
+    released = threading.Event()
+    locked = threading.Event()
+    strike = site.devices.strike
+    t_release: list[float] = []
+    orig_release, orig_secure = strike.release, strike.secure
+
+    def release() -> None:
+        orig_release()
+        t_release.append(time.perf_counter())
+        released.set()
+
+    def secure() -> None:
+        orig_secure()
+        locked.set()
+
+    strike.release, strike.secure = release, secure  # type: ignore[method-assign]
+    stop = threading.Event()
+    loop = threading.Thread(target=site.gate.run, args=(stop,), daemon=True)
+    loop.start()
+    samples: list[float] = []
+    door = site.factory.pin(site.cfg.gpio.door_contact)
+    try:
+        for _ in range(n):
+            released.clear()
+            locked.clear()
+            t0 = time.perf_counter()
+            site.devices.reader.present(bytes.fromhex("04a1b2c3d4e5f6"))
+            if not released.wait(5):
+                raise RuntimeError("no relay command within 5 s")
+            samples.append((t_release[-1] - t0) * 1000)
+            door.drive_high()  # walks through: the strike relocks on open
+            locked.wait(5)
+            door.drive_low()
+            time.sleep(0.02)  # let the door-close record reach the disk first
+    finally:
+        stop.set()
+        loop.join(timeout=2)
+        site.close()
+    return {
+        "samples": n,
+        "median_ms": round(statistics.median(samples), 3),
+        "p99_ms": round(_pct(samples, 0.99), 3),
+        "max_ms": round(max(samples), 3),
+    }
+
+
+def pin_verify(opslimit: int, memlimit_kib: int, n: int = 10) -> dict[str, float]:
+    from doorpi.store.credentials import hash_pin, verify_pin
+    from doorpi.store.secrets import DeviceSecrets
+
+    secrets = DeviceSecrets(os.urandom(32))
+    h = hash_pin(secrets, "2468", opslimit, memlimit_kib)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        verify_pin(secrets, h, "2468" if i % 2 else "1357")
+        times.append((time.perf_counter() - t0) * 1000)
+    return {
+        "opslimit": opslimit,
+        "memlimit_kib": memlimit_kib,
+        "median_ms": round(statistics.median(times), 1),
+        "max_ms": round(max(times), 1),
+    }
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def process_startup(runs: int = 3) -> dict[str, Any]:
+    """Start `doorpi run --sim` for real; time to READY=1 and idle RSS."""
+    times, rss = [], []
+    for _ in range(runs):
+        tmp = Path(tempfile.mkdtemp(prefix="doorpi-bench-"))
+        cfg = tmp / "doorpi.toml"
+        cfg.write_text(f'[site]\ndata_dir = "{tmp / "data"}"\n[keypad]\nkind = "none"\n')
+        sock_path = str(tmp / "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.settimeout(30)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "doorpi", "--config", str(cfg), "run", "--sim"],
+            env={**os.environ, "NOTIFY_SOCKET": sock_path},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            while b"READY=1" not in sock.recv(4096):
+                pass
+            times.append((time.perf_counter() - t0) * 1000)
+            time.sleep(1.0)
+            rss.append(_rss_kib(proc.pid))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            sock.close()
+    return {
+        "startup_to_ready_ms": round(statistics.median(times), 1),
+        "idle_rss_mib": round(statistics.median(rss) / 1024, 1),
+    }
+
+
+def bench_core(opslimit: int, memlimit_kib: int) -> dict[str, Any]:
+    import platform
+
+    return {
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
+        "card_to_relay": card_to_relay(),
+        "pin_verify": pin_verify(opslimit, memlimit_kib),
+        "process": process_startup(),
+    }
