@@ -106,6 +106,12 @@ class AuditConfig:
 @dataclass(frozen=True)
 class FaceConfig:
     enabled: bool = False
+    trigger: str = "on_request"  # on_request | presence | continuous
+    window_seconds: float = 8.0
+    max_hands_free: int = 1000  # above this many templates, face alone (1:N) is refused
+    threshold: float = 0.0  # 0 = the threshold shipped with the models
+    num_threads: int = 2
+    models_dir: str = ""  # "" = $DOORPI_MODELS_DIR, models/build, /opt/doorpi/models
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -316,6 +322,29 @@ def _parse_keypad(doc: dict[str, Any]) -> KeypadConfig:
     return cfg
 
 
+def _parse_face(doc: dict[str, Any]) -> FaceConfig:
+    s = _section(doc, "face")
+    d = FaceConfig()
+    trigger = s.str("trigger", d.trigger, ("on_request", "presence", "continuous"))
+    allow_continuous = s.bool("allow_continuous", False)
+    if trigger == "continuous" and not allow_continuous:
+        raise s.fail(
+            "trigger",
+            '"continuous" scans everyone passing by; set allow_continuous = true to confirm',
+        )
+    cfg = FaceConfig(
+        enabled=s.bool("enabled", d.enabled),
+        trigger=trigger,
+        window_seconds=s.num("window_seconds", d.window_seconds, 2, 60),
+        max_hands_free=s.int("max_hands_free", d.max_hands_free, 0, 100000),
+        threshold=s.num("threshold", d.threshold, 0, 1),
+        num_threads=s.int("num_threads", d.num_threads, 1, 8),
+        models_dir=s.str("models_dir", d.models_dir),
+        settings={k: v for k, v in s.data.items() if k not in s.used},
+    )
+    return cfg
+
+
 def _check_pin_clash(gpio: GpioConfig, keypad: KeypadConfig) -> None:
     used: dict[int, str] = {}
     named = [(f"gpio.{k}", v) for k, v in vars(gpio).items() if k != "strike_active_high"]
@@ -382,12 +411,7 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     audit = AuditConfig(retention_days=s.int("retention_days", 30, 1, 3650))
     s.check_unknown()
 
-    face_raw = doc.get("face", {})
-    if not isinstance(face_raw, dict):
-        raise ConfigError(f"face: must be a table, got {_show(face_raw)}")
-    s = _section(doc, "face")
-    face = FaceConfig(enabled=s.bool("enabled", False),
-                      settings={k: v for k, v in face_raw.items() if k != "enabled"})  # fmt: skip
+    face = _parse_face(doc)
 
     return Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
 

@@ -35,6 +35,7 @@ from doorpi.core.events import (
     DoorContactChanged,
     Event,
     ExitRequested,
+    FaceHint,
     FaceMatched,
     FaceRejected,
     Feedback,
@@ -62,7 +63,7 @@ log = logging.getLogger("doorpi.gate")
 Observer = Callable[[dict[str, Any]], None]
 
 # Record kinds kept only for live observers (demo, tests), not in the audit log.
-NOT_AUDITED = frozenset({"feedback", "key_pressed", "card_removed", "tick"})
+NOT_AUDITED = frozenset({"feedback", "key_pressed", "card_removed", "tick", "face_hint"})
 
 FACE_PAUSE_AFTER = 5
 FACE_PAUSE_SECONDS = 30.0
@@ -121,8 +122,12 @@ class Gate:
         self.started_mono = clock.mono()
         self.stats = {"granted": 0, "denied": 0}
         self.face_requested_at: float | None = None
-        self.on_face_request: Callable[[], None] | None = None
+        # The face path's trigger: called with the resident to verify (1:1) or None (1:N).
+        self.on_face_request: Callable[[int | None], None] | None = None
         self.moment = self.now()  # observe the clock at once: the floor starts here
+        # Retention jobs (face templates ...) called hourly with the effective epoch.
+        self.sweepers: list[Callable[[float], None]] = []
+        self._last_sweep = float("-inf")
 
     # ------------------------------------------------------------ plumbing
 
@@ -247,6 +252,8 @@ class Gate:
             self._on_face_match(event)
         elif isinstance(event, FaceRejected):
             self._on_face_reject(event)
+        elif isinstance(event, FaceHint):
+            self._apply([Notice("face_hint", {"hint": event.hint}), self._say("face_needed")])
         elif isinstance(event, CardReadFailed):
             self._apply([event_notice(event), self._say("denied")])
         elif isinstance(event, ReaderStatus):
@@ -270,6 +277,25 @@ class Gate:
         if out:
             self._apply(out)
         self._persist_floor()
+        self._sweep(mono)
+
+    def _sweep(self, mono: float, every: float = 3600.0) -> None:
+        """Hourly: drop audit records past retention, run registered sweepers."""
+        if mono - self._last_sweep < every:
+            return
+        self._last_sweep = mono
+        cutoff = self.moment.epoch - self.cfg.audit.retention_days * 86400
+        try:
+            n = self.storage.audit.prune(cutoff)
+            if n:
+                log.info("audit retention: pruned %d records", n)
+        except Exception as exc:
+            log.error("audit retention failed: %s", exc)
+        for sweeper in self.sweepers:
+            try:
+                sweeper(self.moment.epoch)
+            except Exception as exc:
+                log.error("retention sweeper failed: %s", exc)
 
     def _persist_floor(self, force: bool = False) -> None:
         floor = self.clock_guard.floor
@@ -406,17 +432,31 @@ class Gate:
     def _face_requested(self) -> None:
         mono = self.clock.mono()
         if not self.cfg.face.enabled:
-            self._apply([Notice("face_unavailable", {"reason": "face_disabled"}),
-                         self._say("card_needed")])  # fmt: skip
+            self._face_unavailable("face_disabled")
             return
         if self.face_lockout.locked_for("face", mono):
-            self._apply([Notice("face_unavailable", {"reason": Reason.FACE_PAUSED}),
-                         self._say("card_needed")])  # fmt: skip
+            self._face_unavailable(Reason.FACE_PAUSED)
             return
         self.face_requested_at = mono
-        self._record(Notice("face_requested"))
-        if self.on_face_request is not None:
-            self.on_face_request()
+        a = self.attempt
+        target = a.resident.id if a is not None and a.resident is not None else None
+        self._record(Notice("face_requested", {"one_to_one": target is not None}))
+        if self.on_face_request is None:
+            self._face_unavailable("no_camera")
+            return
+        self.on_face_request(target)
+
+    def _face_unavailable(self, reason: str) -> None:
+        self._apply([Notice("face_unavailable", {"reason": reason}), *self._fallback_from_face()])
+
+    def _fallback_from_face(self) -> list[Any]:
+        """Face failed or is unavailable: whoever is mid-attempt may finish by PIN."""
+        a = self.attempt
+        if a is not None and a.resident is not None and a.awaiting == "face":
+            a.awaiting = "pin"
+            a.last = self.clock.mono()
+            return [self._say("pin_needed")]
+        return [self._say("card_needed")]
 
     def face_paused(self) -> bool:
         return bool(self.face_lockout.locked_for("face", self.clock.mono()))
@@ -448,7 +488,10 @@ class Gate:
         """Every face failure falls back to card/PIN; 5 in a row pause face for 30 s."""
         mono = self.clock.mono()
         started = self.face_lockout.failure("face", mono)
-        out: list[Any] = [Notice("face_rejected", {"reason": ev.reason}), self._say("card_needed")]
+        out: list[Any] = [
+            Notice("face_rejected", {"reason": ev.reason}),
+            *self._fallback_from_face(),
+        ]
         if started:
             out.append(Notice("face_paused", {"seconds": started}))
         self._apply(out)

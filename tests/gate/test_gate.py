@@ -157,3 +157,25 @@ def test_fail_safe_strike_is_energised_to_lock(tmp_path):
         assert s.strike_pin.state is True
     finally:
         s.close()
+
+
+def test_audit_retention_prunes_old_records_and_keeps_the_chain(site):
+    site.card("04a1b2c3d4e5f6")
+    before = [r.seq for r in site.storage.audit.records()]
+    assert before
+    site.clock.advance(31 * 86400)  # past the 30-day default retention
+    site.advance(3601, step=600)
+    kinds = [r.kind for r in site.storage.audit.records()]
+    assert "access" not in kinds[: len(before)]
+    assert "audit_pruned" in kinds
+    assert site.storage.audit.verify().ok
+
+
+def test_sweepers_run_hourly_with_the_effective_time(site):
+    calls: list[float] = []
+    site.gate.sweepers.append(calls.append)
+    site.advance(1)
+    n = len(calls)
+    site.advance(3600, step=300)
+    assert len(calls) == n + 1
+    assert calls[-1] == pytest.approx(site.clock.wall(), abs=1)

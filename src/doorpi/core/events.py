@@ -106,6 +106,14 @@ class FaceRejected(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class FaceHint(Event):
+    """Guidance for the person at the camera: too_far, too_dark, look_straight ..."""
+
+    kind: ClassVar[str] = "face_hint"
+    hint: str
+
+
+@dataclass(frozen=True, slots=True)
 class Tick(Event):
     """Time passes: lets timers (relay pulse, held-open, PIN timeout) fire."""
 
@@ -208,6 +216,7 @@ __all__ = [
     "DoorContactChanged",
     "Event",
     "ExitRequested",
+    "FaceHint",
     "FaceMatched",
     "FaceRejected",
     "Feedback",
