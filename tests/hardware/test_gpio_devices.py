@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from gpiozero.pins.mock import MockPin
 
@@ -123,3 +125,56 @@ def test_feedback_patterns_and_alarm_priority(mock_factory):
         assert fb.camera.is_lit
     finally:
         fb.close()
+
+
+class PipeInputDevice:
+    """Stands in for evdev.InputDevice where no /dev/uinput exists: a real fd
+    for select() and real evdev InputEvent objects."""
+
+    def __init__(self):
+        self.r, self.w = os.pipe()
+        self.fd = self.r
+        self.pending: list = []
+        self.grabbed = False
+
+    def push(self, events):
+        self.pending.extend(events)
+        os.write(self.w, b"x")
+
+    def read(self):
+        os.read(self.r, 1)
+        out, self.pending = self.pending, []
+        return out
+
+    def grab(self):
+        self.grabbed = True
+
+    def close(self):
+        os.close(self.r)
+        os.close(self.w)
+
+
+def test_usb_keypad_reads_key_downs_only():
+    import time
+
+    from evdev import InputEvent, ecodes
+
+    from doorpi.hardware.keypad import EvdevKeypad
+
+    dev = PipeInputDevice()
+    got: list = []
+    pad = EvdevKeypad(dev, got.append)
+    pad.start()
+    try:
+        events = []
+        for code in (ecodes.KEY_KP1, ecodes.KEY_KP0, ecodes.KEY_KPENTER, ecodes.KEY_Q):
+            events.append(InputEvent(0, 0, ecodes.EV_KEY, code, 1))  # down
+            events.append(InputEvent(0, 0, ecodes.EV_KEY, code, 0))  # up
+        dev.push(events)
+        deadline = time.monotonic() + 2
+        while len(got) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        pad.close()
+    assert dev.grabbed
+    assert [e.key for e in got] == ["1", "0", "#"]

@@ -115,11 +115,12 @@ def evdev_key(name: str | list[str] | tuple[str, ...]) -> str | None:
 class EvdevKeypad:
     """A USB keypad read through evdev; grabbed so its keys reach nobody else."""
 
-    def __init__(self, device: str, emit: Emit, name: str = "usb-keypad") -> None:
+    def __init__(self, device: Any, emit: Emit, name: str = "usb-keypad") -> None:
+        """``device`` is an evdev path, or an object with fd/read/grab/close (tests)."""
         import evdev
 
         self._evdev = evdev
-        self.device = evdev.InputDevice(device)
+        self.device = evdev.InputDevice(device) if isinstance(device, str) else device
         self.name = name
         self._emit = emit
         self._stop = threading.Event()
