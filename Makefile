@@ -6,8 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODELS := models/build
+SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test lint system-deps venv models bench image-test clean
+.PHONY: demo test lint system-deps venv models bench image-test image clean
 
 system-deps:
 	@./scripts/system-deps.sh
@@ -36,8 +37,13 @@ test: venv models lint
 bench: venv models
 	$(BIN)/doorpi bench core --json
 
+# Opt-in, slow (minutes): an arm64 root filesystem through qemu-user, with doorpi installed.
 image-test: venv models
-	./firmware_image/rootfs-test.sh
+	$(SUDO) firmware_image/rootfs-test.sh
+
+# The real Raspberry Pi OS image (needs pi-gen and the Raspberry Pi OS archive).
+image: models
+	$(SUDO) firmware_image/build.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "status",
     "log",
     "bench",
+    "selftest",
 ]
 
 

@@ -1,0 +1,96 @@
+#!/bin/bash
+# build.sh: build the doorpi SD-card image with pi-gen (Raspberry Pi OS Lite, arm64,
+# bookworm) plus stage-doorpi, then add the data partition.
+#
+# Cannot run on the project's CI machines: pi-gen needs the Raspberry Pi OS archive
+# (archive.raspberrypi.com) for the kernel, firmware, python3-picamera2 and
+# python3-lgpio. Run it on a Debian/Ubuntu machine with that access, as root:
+#
+#   sudo firmware_image/build.sh [PI_GEN_DIR]
+#
+# PI_GEN_DIR: a checkout of https://github.com/RPi-Distro/pi-gen (branch "bookworm"
+# for 32-bit, "arm64" for 64-bit; default ./pi-gen, cloned if missing). Needs pi-gen's
+# dependencies (see its README: coreutils quilt parted qemu-user-static debootstrap
+# zerofree zip dosfstools libarchive-tools libcap2-bin grep rsync xz-utils file git
+# curl bc gpg pigz xxd arch-test bmap-tools kmod) plus mtools for add-data-partition.sh.
+#
+# What it does:
+#  1. builds the doorpi wheel and downloads its aarch64 dependencies (a wheelhouse:
+#     the image installs offline), copies models/build + models/manifest.toml, the
+#     systemd files and the default config into stage-doorpi/01-doorpi/files/;
+#  2. runs pi-gen with stages 0-2 (Lite) and stage-doorpi (config: ./config);
+#  3. runs add-data-partition.sh on the exported image (ext4 "doorpi-data" for
+#     /var/lib/doorpi, data=journal) and compresses it.
+# The result: deploy/<date>-doorpi-arm64.img.xz, to flash with Raspberry Pi Imager
+# (no customisation: the image has no login user with a password and no SSH).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+PI_GEN="${1:-$HERE/pi-gen}"
+STAGE="$HERE/stage-doorpi"
+FILES="$STAGE/01-doorpi/files"
+PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
+
+[[ $EUID -eq 0 ]] || { echo "build.sh: run as root (pi-gen needs it)" >&2; exit 1; }
+if [[ ! -d "$PI_GEN" ]]; then
+	git clone --depth 1 --branch arm64 https://github.com/RPi-Distro/pi-gen "$PI_GEN"
+fi
+
+echo "== 1. doorpi build artefacts -> $FILES"
+rm -rf "$FILES/wheels" "$FILES/models" "$FILES/systemd" "$FILES/requirement.txt"
+mkdir -p "$FILES/wheels" "$FILES/systemd"
+SRC="$(mktemp -d)"
+trap 'rm -rf "$SRC"' EXIT
+tar -C "$REPO" --exclude=./.venv --exclude=./.git --exclude=./models --exclude=./build \
+	--exclude=./firmware_image --exclude='*.egg-info' -cf - . | tar -C "$SRC" -xf -
+"$PYTHON" -m pip wheel --no-deps -w "$FILES/wheels" "$SRC"
+# Extras: the reader and keypad extras are satisfied by Raspberry Pi OS's python3-pyscard
+# and python3-evdev. The face extra (TFLite runtime) only with DOORPI_FACE=1: check first
+# that its numpy requirement matches the system numpy that python3-picamera2 was built
+# against (bookworm: 1.24), or the camera stops working.
+# pyscard has no Linux wheels: only the face extra is downloaded; the others must be met
+# by the system packages at install time.
+EXTRAS="reader,keypad"
+WHEEL="$(find "$FILES/wheels" -name 'doorpi-*.whl' | head -n 1)"
+SPEC="$WHEEL"
+if [[ "${DOORPI_FACE:-0}" == "1" ]]; then
+	EXTRAS="$EXTRAS,face"
+	SPEC="doorpi[face] @ file://$WHEEL"
+fi
+echo "doorpi[$EXTRAS]" > "$FILES/requirement.txt"
+"$PYTHON" -m pip download --dest "$FILES/wheels" --only-binary=:all: \
+	--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 \
+	--python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+	"$SPEC"
+if [[ -d "$REPO/models/build" ]]; then
+	cp -r "$REPO/models/build" "$FILES/models"
+	cp "$REPO/models/manifest.toml" "$FILES/models/manifest.toml"
+else
+	echo "   (no models/build: the image ships without face models; face stays disabled)"
+fi
+cp "$REPO"/systemd/*.service "$REPO/systemd/99-doorpi-usb.rules" "$REPO/systemd/doorpi-sysusers.conf" \
+	"$REPO/systemd/doorpi-tmpfiles.conf" "$REPO/systemd/doorpi-usb-sync" "$FILES/systemd/"
+cp "$REPO/src/doorpi/data/doorpi.toml" "$FILES/doorpi.toml"
+
+echo "== 2. pi-gen"
+cp "$HERE/config" "$PI_GEN/config"
+# stage2 must not export its own image; only stage-doorpi does.
+touch "$PI_GEN/stage2/SKIP_IMAGES"
+rm -f "$PI_GEN/stage2/EXPORT_IMAGE"
+ln -sfn "$STAGE" "$PI_GEN/stage-doorpi"
+(cd "$PI_GEN" && ./build.sh -c config)
+
+echo "== 3. data partition"
+shopt -s nullglob
+IMG=""
+for candidate in "$PI_GEN"/deploy/*doorpi*.img; do
+	[[ -z "$IMG" || "$candidate" -nt "$IMG" ]] && IMG="$candidate"
+done
+[[ -n "$IMG" ]] || { echo "build.sh: pi-gen exported no *doorpi*.img in $PI_GEN/deploy" >&2; exit 1; }
+OUT="$HERE/deploy"
+mkdir -p "$OUT"
+cp "$IMG" "$OUT/"
+"$HERE/add-data-partition.sh" "$OUT/$(basename "$IMG")"
+xz -T0 -f "$OUT/$(basename "$IMG")"
+echo "done: $OUT/$(basename "$IMG").xz"

@@ -1,0 +1,319 @@
+"""The pi-gen stage and image scripts, checked without building an image.
+
+A full pi-gen build needs the Raspberry Pi OS archive and cannot run here
+(firmware_image/build.sh). These tests catch what would otherwise only fail an hour
+into that build or on the device: a step pi-gen silently ignores because of its name or
+mode, a shell error, a package the units need missing from the lists, a file installed
+with the wrong mode, and a data partition or boot command line that is not what the
+read-only design assumes. (rootfs-test.sh is the slow, opt-in install test.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = REPO / "firmware_image"
+STAGE = IMAGE / "stage-doorpi"
+SYSTEMD = REPO / "systemd"
+
+# pi-gen runs, in each numbered sub-stage, only files with exactly these names
+# (scripts must be executable, or pi-gen skips them without a word).
+STEP_FILE = re.compile(r"^\d\d-(packages|packages-nr|debconf|run\.sh|run-chroot\.sh|patches)$")
+
+
+def all_scripts() -> list[Path]:
+    """Every shell script of the appliance: image scripts, stage steps, the sync helper."""
+    scripts = sorted(IMAGE.glob("*.sh")) + sorted(STAGE.glob("**/*.sh"))
+    return [*scripts, STAGE / "EXPORT_IMAGE", IMAGE / "config", SYSTEMD / "doorpi-usb-sync"]
+
+
+def package_list() -> set[str]:
+    names: set[str] = set()
+    for path in STAGE.glob("*/[0-9][0-9]-packages*"):
+        for line in path.read_text().splitlines():
+            names.update(line.split("#")[0].split())
+    return names
+
+
+def test_stage_top_level_layout() -> None:
+    prerun = STAGE / "prerun.sh"
+    assert "copy_previous" in prerun.read_text()
+    assert os.access(prerun, os.X_OK)
+    assert (STAGE / "EXPORT_IMAGE").is_file()
+    assert 'IMG_SUFFIX="-doorpi"' in (STAGE / "EXPORT_IMAGE").read_text()
+    steps = sorted(p.name for p in STAGE.iterdir() if p.is_dir())
+    assert steps == ["00-system", "01-doorpi", "02-readonly"]
+
+
+@pytest.mark.parametrize("step", ["00-system", "01-doorpi", "02-readonly"])
+def test_step_files_are_named_and_executable_as_pi_gen_expects(step: str) -> None:
+    entries = [p for p in (STAGE / step).iterdir() if p.name != "files"]
+    assert entries
+    for path in entries:
+        assert STEP_FILE.match(path.name), f"pi-gen ignores {step}/{path.name}"
+        if path.name.endswith(".sh"):
+            assert os.access(path, os.X_OK), f"{step}/{path.name} not executable"
+            assert path.read_text().startswith("#!/bin/bash -e"), "pi-gen steps stop on error"
+
+
+def test_packages_lists_are_clean() -> None:
+    for path in STAGE.glob("*/[0-9][0-9]-packages*"):
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        assert lines, path
+        assert len(lines) == len(set(lines)), f"duplicates in {path}"
+        for line in lines:
+            assert re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", line), f"{path}: {line!r}"
+
+
+def test_packages_cover_what_the_units_and_gate_need() -> None:
+    packages = package_list()
+    needed = {
+        "pcscd",  # doorpi.service Wants=pcscd.socket
+        "libccid",  # USB CCID readers
+        "python3-venv",  # /opt/doorpi/venv
+        "python3-picamera2",  # camera, through --system-site-packages
+        "python3-lgpio",  # gpiozero's pin factory on Pi 5
+        "python3-pyscard",  # selftest and the reader adapter
+        "util-linux",  # setpriv, blkid in doorpi-usb-sync
+        "mount",  # mount/umount in doorpi-usb-sync
+        "exfatprogs",  # exFAT sticks
+        "overlayroot",  # read-only root
+        "initramfs-tools",  # overlayroot runs in the initramfs
+    }
+    assert needed <= packages, needed - packages
+    # Tools the sync helper calls are in the lists' packages.
+    script = (SYSTEMD / "doorpi-usb-sync").read_text()
+    for tool in ("blkid", "mount", "setpriv", "umount"):
+        assert re.search(rf"\b{tool}\b", script)
+
+
+@pytest.mark.parametrize("script", all_scripts(), ids=lambda p: str(p.relative_to(REPO)))
+def test_shellcheck(script: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is required (apt-get install shellcheck)"
+    # EXPORT_IMAGE and config have no shebang (pi-gen sources them from bash).
+    shell = ["--shell=bash"] if script.name in ("EXPORT_IMAGE", "config") else []
+    proc = subprocess.run(
+        [shellcheck, *shell, str(script)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_image_scripts_are_executable() -> None:
+    for name in ("build.sh", "rootfs-test.sh", "add-data-partition.sh", "update-card.sh"):
+        assert os.access(IMAGE / name, os.X_OK), name
+    assert "stage-doorpi" in (IMAGE / "config").read_text()
+    config = (IMAGE / "config").read_text()
+    assert re.search(r"^ENABLE_SSH=0$", config, re.M)
+    assert re.search(r"^ENABLE_CLOUD_INIT=0$", config, re.M)
+
+
+def test_doorpi_step_installs_every_systemd_file_with_modes() -> None:
+    run = (STAGE / "01-doorpi/00-run.sh").read_text()
+    for path in SYSTEMD.iterdir():
+        assert path.name in run, f"{path.name} is not installed into the image"
+    assert re.search(r"install -m 0640 files/doorpi\.toml", run)
+    assert re.search(r"install -m 0755 files/systemd/doorpi-usb-sync", run)
+    for unit in ("doorpi.service", "doorpi-firstboot.service", "doorpi-sync@.service"):
+        assert unit in run
+    chroot = (STAGE / "01-doorpi/01-run-chroot.sh").read_text()
+    assert "--system-site-packages" in chroot
+    assert "--no-index" in chroot, "the image installs from the wheelhouse, offline"
+    assert "systemctl enable doorpi.service doorpi-firstboot.service" in chroot
+    assert "systemd-sysusers" in chroot
+    assert "passwd -l root" in chroot
+
+
+def test_files_in_the_stage_are_not_executable_by_accident() -> None:
+    for path in STAGE.glob("*/files/**/*"):
+        if path.is_file():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert not mode & 0o111, f"{path} is executable"
+
+
+def test_data_partition_and_read_only_root_settings() -> None:
+    fstab = (STAGE / "00-system/files/fstab-doorpi").read_text()
+    entry = next(line for line in fstab.splitlines() if line.startswith("LABEL="))
+    spec, mountpoint, fstype, options, _, passno = entry.split()
+    assert (spec, mountpoint, fstype, passno) == (
+        "LABEL=doorpi-data",
+        "/var/lib/doorpi",
+        "ext4",
+        "2",
+    )
+    opts = set(options.split(","))
+    assert {"data=journal", "nosuid", "nodev", "noexec"} <= opts
+    readonly = (STAGE / "02-readonly/01-run.sh").read_text()
+    assert "overlayroot=tmpfs:recurse=0" in readonly
+    assert "update-initramfs" in readonly
+    journald = (STAGE / "00-system/files/journald-doorpi.conf").read_text()
+    assert "Storage=volatile" in journald
+
+
+def make_pi_gen_like_image(path: Path) -> None:
+    """A 64 MiB image shaped like pi-gen's: FAT boot partition with cmdline.txt + root."""
+    subprocess.run(["truncate", "-s", "64M", str(path)], check=True)
+    table = "label: dos\nstart=2048, size=32768, type=c\nstart=34816, type=83\n"
+    subprocess.run(["sfdisk", "-q", str(path)], input=table, text=True, check=True)
+    boot = path.with_suffix(".fat")
+    subprocess.run(["truncate", "-s", "16M", str(boot)], check=True)
+    subprocess.run(["mkfs.vfat", "-n", "BOOTFS", str(boot)], check=True, capture_output=True)
+    cmdline = path.with_suffix(".txt")
+    cmdline.write_text(
+        "console=serial0,115200 console=tty1 root=PARTUUID=1234abcd-02 rootfstype=ext4 "
+        "fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"
+    )
+    subprocess.run(["mcopy", "-i", str(boot), str(cmdline), "::cmdline.txt"], check=True)
+    subprocess.run(
+        ["dd", f"if={boot}", f"of={path}", "bs=512", "seek=2048", "conv=notrunc", "status=none"],
+        check=True,
+    )
+
+
+def test_add_data_partition_on_a_synthetic_image(tmp_path: Path) -> None:
+    image = tmp_path / "doorpi.img"
+    make_pi_gen_like_image(image)
+    run = subprocess.run(
+        [str(IMAGE / "add-data-partition.sh"), str(image), "32"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    dump = subprocess.run(
+        ["sfdisk", "--json", str(image)], capture_output=True, text=True, check=True
+    ).stdout
+    parts = json.loads(dump)["partitiontable"]["partitions"]
+    assert len(parts) == 3
+    data = parts[2]
+    assert data["type"] == "83"
+    assert data["start"] >= parts[1]["start"] + parts[1]["size"], "after the root partition"
+    assert data["size"] == 32 * 2048
+    # Pull the new file system out and read its superblock.
+    fs = tmp_path / "data.ext4"
+    subprocess.run(
+        [
+            "dd",
+            f"if={image}",
+            f"of={fs}",
+            "bs=512",
+            f"skip={data['start']}",
+            f"count={data['size']}",
+            "status=none",
+        ],
+        check=True,
+    )
+    sb = subprocess.run(
+        ["dumpe2fs", "-h", str(fs)], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(r"Filesystem volume name:\s+doorpi-data", sb)
+    assert re.search(r"Default mount options:.*journal_data", sb)
+    assert "has_journal" in sb
+    cmdline = subprocess.run(
+        ["mtype", "-i", f"{image}@@{2048 * 512}", "::cmdline.txt"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert cmdline.startswith("overlayroot=tmpfs:recurse=0 ")
+    assert "raspberrypi-sys-mods/firstboot" not in cmdline
+    assert "root=PARTUUID=1234abcd-02" in cmdline
+
+    # A second run must refuse rather than add a fourth partition.
+    again = subprocess.run(
+        [str(IMAGE / "add-data-partition.sh"), str(image), "32"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode != 0 and "already" in again.stderr
+
+
+def sfdisk_parts(image: Path) -> list[dict[str, int | str]]:
+    dump = subprocess.run(
+        ["sfdisk", "--json", str(image)], capture_output=True, text=True, check=True
+    )
+    return json.loads(dump.stdout)["partitiontable"]["partitions"]
+
+
+def read_sectors(image: Path, start: int, count: int) -> bytes:
+    with open(image, "rb") as fh:
+        fh.seek(start * 512)
+        return fh.read(count * 512)
+
+
+def test_update_card_keeps_the_data_partition(tmp_path: Path) -> None:
+    """An update rewrites boot and root, never the keys and database on partition 3."""
+    card = tmp_path / "card.img"
+    make_pi_gen_like_image(card)
+    subprocess.run(
+        [str(IMAGE / "add-data-partition.sh"), str(card), "16"], check=True, capture_output=True
+    )
+    data = sfdisk_parts(card)[2]
+    data_before = read_sectors(card, int(data["start"]), int(data["size"]))
+
+    new = tmp_path / "new.img"
+    make_pi_gen_like_image(new)
+    root = sfdisk_parts(new)[1]
+    marker = b"doorpi 0.2.0 root".ljust(512, b"\0")
+    with open(new, "r+b") as fh:
+        fh.seek(int(root["start"]) * 512 + 4096)
+        fh.write(marker)
+    subprocess.run(["sfdisk", "--disk-id", str(new), "0x0badcafe"], check=True, capture_output=True)
+
+    run = subprocess.run(
+        [str(IMAGE / "update-card.sh"), str(new), str(card)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert read_sectors(card, int(root["start"]) + 8, 1) == marker
+    assert read_sectors(card, int(data["start"]), int(data["size"])) == data_before
+    assert len(sfdisk_parts(card)) == 3
+    disk_id = subprocess.run(
+        ["sfdisk", "--disk-id", str(card)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert disk_id == "0x0badcafe", "PARTUUIDs in cmdline.txt and fstab must match"
+
+
+def test_update_card_refuses_a_root_that_does_not_fit(tmp_path: Path) -> None:
+    card = tmp_path / "card.img"
+    make_pi_gen_like_image(card)
+    subprocess.run(
+        [str(IMAGE / "add-data-partition.sh"), str(card), "16"], check=True, capture_output=True
+    )
+    before = card.read_bytes()
+    new = tmp_path / "new.img"
+    subprocess.run(["truncate", "-s", "96M", str(new)], check=True)
+    table = "label: dos\nstart=2048, size=32768, type=c\nstart=34816, type=83\n"
+    subprocess.run(["sfdisk", "-q", str(new)], input=table, text=True, check=True)
+    run = subprocess.run(
+        [str(IMAGE / "update-card.sh"), str(new), str(card)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode != 0 and "does not fit" in run.stderr
+    assert card.read_bytes() == before
+
+
+def test_update_card_refuses_a_card_without_data_partition(tmp_path: Path) -> None:
+    card = tmp_path / "card.img"
+    make_pi_gen_like_image(card)
+    run = subprocess.run(
+        [str(IMAGE / "update-card.sh"), str(card), str(card)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode != 0 and "no data partition" in run.stderr

@@ -1,0 +1,335 @@
+"""The systemd units, udev rule, sysusers and tmpfiles files of the appliance.
+
+The units are checked with the real systemd tools (`systemd-analyze verify` and
+`systemd-analyze security --offline`), not by reading text, because the failure modes
+that matter on a door are systemd's: a unit that does not load, or a sandbox that is
+weaker than it looks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from doorpi.sync.keys import GATE_BOX_FILE, GATE_SIGN_FILE
+
+REPO = Path(__file__).resolve().parents[2]
+UNITS_DIR = REPO / "systemd"
+UNITS = [
+    "doorpi.service",
+    "doorpi-firstboot.service",
+    "doorpi-sync@.service",
+    "doorpi-selftest.service",
+]
+# Executables the units start, relative to the device root.
+EXECUTABLES = ["opt/doorpi/venv/bin/doorpi", "opt/doorpi/libexec/doorpi-usb-sync"]
+SECURITY_LIMIT = 2.0
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+assert SYSTEMD_ANALYZE, "systemd-analyze is required (apt-get install systemd)"
+
+
+def parse_unit(path: Path) -> dict[str, list[str]]:
+    """Read a unit file into "Section.Key" -> values; repeated keys accumulate as in systemd."""
+    values: dict[str, list[str]] = {}
+    section = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        values.setdefault(f"{section}.{key}", []).append(value)
+    return values
+
+
+@pytest.fixture()
+def device_root(tmp_path: Path) -> Path:
+    """A fake device root with the units installed and stub executables.
+
+    `systemd-analyze verify` always fails when an ExecStart binary does not exist,
+    and on this machine /opt/doorpi is not installed. Instead of weakening the check,
+    the units are verified with `--root=` pointing at this directory, where the
+    binaries exist as executable stubs at the same absolute paths as on the Pi: a typo
+    in a path still fails, a wrong value still fails.
+    """
+    unit_dir = tmp_path / "etc/systemd/system"
+    unit_dir.mkdir(parents=True)
+    for unit in UNITS:
+        shutil.copy(UNITS_DIR / unit, unit_dir / unit)
+    for exe in EXECUTABLES:
+        target = tmp_path / exe
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("#!/bin/sh\nexit 0\n")
+        target.chmod(0o755)
+    return tmp_path
+
+
+def verify(root: Path, unit: str) -> subprocess.CompletedProcess[str]:
+    """Run `systemd-analyze verify`; --recursive-errors=no makes bad values exit 1."""
+    return subprocess.run(
+        [
+            str(SYSTEMD_ANALYZE),
+            "verify",
+            "--recursive-errors=no",
+            f"--root={root}",
+            str(root / "etc/systemd/system" / unit),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def security_score(unit_path: Path, threshold: float) -> tuple[int, float, str]:
+    """Return (exit code, overall exposure, output) of the offline security analysis.
+
+    systemd 252 takes --threshold as an integer on its internal 0..100 scale, where
+    the printed exposure 0.0..10.0 is that value divided by ten: 2.0 is passed as 20.
+    """
+    proc = subprocess.run(
+        [
+            str(SYSTEMD_ANALYZE),
+            "security",
+            "--offline=yes",
+            f"--threshold={round(threshold * 10)}",
+            str(unit_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=unit_path.parent,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d)", proc.stdout)
+    assert match, proc.stdout + proc.stderr
+    return proc.returncode, float(match.group(1)), proc.stdout
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_verifies(device_root: Path, unit: str) -> None:
+    proc = verify(device_root, unit)
+    assert proc.returncode == 0, proc.stderr
+    # Unknown keys are only warnings (exit 0): a clean unit prints nothing at all.
+    assert proc.stderr.strip() == "", proc.stderr
+
+
+def test_verify_catches_a_bad_value(device_root: Path) -> None:
+    """The harness is able to fail: a malformed WatchdogSec= is rejected."""
+    unit = device_root / "etc/systemd/system/doorpi.service"
+    unit.write_text(unit.read_text().replace("WatchdogSec=10s", "WatchdogSec=ten"))
+    assert verify(device_root, "doorpi.service").returncode != 0
+
+
+def test_verify_catches_a_missing_executable(device_root: Path) -> None:
+    """The stub root matters: without the binary at the unit's path, verify fails."""
+    (device_root / EXECUTABLES[0]).unlink()
+    proc = verify(device_root, "doorpi.service")
+    assert proc.returncode != 0
+    assert "/opt/doorpi/venv/bin/doorpi" in proc.stderr
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_security_exposure_within_limit(unit: str) -> None:
+    code, score, output = security_score(UNITS_DIR / unit, SECURITY_LIMIT)
+    assert score <= SECURITY_LIMIT, output
+    assert code == 0, output
+
+
+def test_main_unit_score_is_low() -> None:
+    """The gate reaches the network of nothing and holds no capability: it scores < 1."""
+    _, score, output = security_score(UNITS_DIR / "doorpi.service", SECURITY_LIMIT)
+    assert score < 1.0, output
+
+
+def test_security_threshold_fails_a_weak_unit(tmp_path: Path) -> None:
+    """The same check fails a unit without the sandbox, so the pass above means something."""
+    weak = tmp_path / "weak.service"
+    weak.write_text("[Service]\nExecStart=/bin/true\n")
+    code, score, _ = security_score(weak, SECURITY_LIMIT)
+    assert score > SECURITY_LIMIT
+    assert code != 0
+
+
+def test_gate_unit_settings() -> None:
+    unit = parse_unit(UNITS_DIR / "doorpi.service")
+    expect = {
+        "Service.Type": ["notify"],
+        "Service.NotifyAccess": ["main"],
+        "Service.Restart": ["always"],
+        "Service.User": ["doorpi"],
+        "Service.PrivateNetwork": ["yes"],
+        "Service.IPAddressDeny": ["any"],
+        "Service.RestrictAddressFamilies": ["AF_UNIX"],
+        "Service.CapabilityBoundingSet": [""],
+        "Service.ProtectSystem": ["strict"],
+        "Service.ReadWritePaths": ["/var/lib/doorpi"],
+        "Service.DevicePolicy": ["closed"],
+        "Service.NoNewPrivileges": ["yes"],
+        "Service.MemoryDenyWriteExecute": ["yes"],
+    }
+    for key, value in expect.items():
+        assert unit.get(key) == value, key
+    assert set(unit["Service.SupplementaryGroups"][0].split()) == {"gpio", "video", "input"}
+    assert unit["Service.ExecStart"][0].endswith(" run")
+    assert "/etc/doorpi/doorpi.toml" in unit["Service.ExecStart"][0]
+    # A watchdog and a bounded restart loop.
+    assert unit["Service.WatchdogSec"] and unit["Unit.StartLimitBurst"]
+    # After the burst the device reboots instead of leaving the door without a gate.
+    assert unit["Unit.StartLimitAction"] == ["reboot"]
+    allowed = {line.split()[0] for line in unit["Service.DeviceAllow"]}
+    assert "char-gpiochip" in allowed and "char-video4linux" in allowed
+    assert not any(dev.startswith("block-") for dev in allowed), "the gate needs no disk"
+
+
+def test_sync_unit_mounts_privately() -> None:
+    unit = parse_unit(UNITS_DIR / "doorpi-sync@.service")
+    assert unit["Service.PrivateMounts"] == ["yes"]
+    assert unit["Service.PrivateNetwork"] == ["yes"]
+    assert unit["Unit.BindsTo"] == ["dev-%i.device"]
+    assert unit["Unit.ConditionPathExists"] == [f"/var/lib/doorpi/keys/{GATE_BOX_FILE}"]
+    caps = set(unit["Service.CapabilityBoundingSet"][0].split())
+    assert caps == {"CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID"}
+    script = (UNITS_DIR / "doorpi-usb-sync").read_text()
+    assert "nosuid,nodev,noexec" in script
+    assert "sync import" in script and "umount" in script
+    assert os.access(UNITS_DIR / "doorpi-usb-sync", os.X_OK)
+
+
+def test_firstboot_runs_only_without_keys() -> None:
+    unit = parse_unit(UNITS_DIR / "doorpi-firstboot.service")
+    assert unit["Unit.ConditionPathExists"] == [f"!/var/lib/doorpi/keys/{GATE_SIGN_FILE}"]
+    assert unit["Service.ExecStart"][0].endswith("keys init")
+    assert "console" in unit["Service.StandardOutput"][0]
+    assert "doorpi.service" in unit["Unit.Before"][0]
+
+
+def test_udev_rule_starts_sync_only_for_usb_filesystems() -> None:
+    rules = [
+        line
+        for line in (UNITS_DIR / "99-doorpi-usb.rules").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules
+    for rule in rules:
+        assert 'ACTION=="add"' in rule
+        assert 'ENV{ID_BUS}=="usb"' in rule
+        assert 'ENV{ID_FS_USAGE}=="filesystem"' in rule
+        assert 'ENV{SYSTEMD_WANTS}+="doorpi-sync@%k.service"' in rule
+        assert 'TAG+="systemd"' in rule
+        # udev must not run the import itself (it kills long RUN+= programs).
+        assert "RUN" not in rule
+
+
+def test_usb_sync_script_refuses_non_usb_devices(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["sh", str(UNITS_DIR / "doorpi-usb-sync"), "/dev/mmcblk0p2"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ["PATH"], "RUNTIME_DIRECTORY": str(tmp_path)},
+    )
+    assert proc.returncode == 2
+    assert "not a USB disk" in proc.stderr
+    assert not (tmp_path / "usb").exists()
+
+
+def test_sysusers_and_tmpfiles_create_user_and_private_data_dir(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    subprocess.run(
+        ["systemd-sysusers", f"--root={tmp_path}", str(UNITS_DIR / "doorpi-sysusers.conf")],
+        check=True,
+        capture_output=True,
+    )
+    passwd = {
+        line.split(":")[0]: line.split(":")
+        for line in (tmp_path / "etc/passwd").read_text().splitlines()
+    }
+    assert passwd["doorpi"][6] == "/usr/sbin/nologin"
+    uid = int(passwd["doorpi"][2])
+    assert 0 < uid < 1000, "a system user"
+    groups = {
+        line.split(":")[0]: line.split(":")[3].split(",")
+        for line in (tmp_path / "etc/group").read_text().splitlines()
+    }
+    for group in ("gpio", "video", "input"):
+        assert "doorpi" in groups[group]
+
+    subprocess.run(
+        [
+            "systemd-tmpfiles",
+            f"--root={tmp_path}",
+            "--create",
+            str(UNITS_DIR / "doorpi-tmpfiles.conf"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for rel in ("var/lib/doorpi", "var/lib/doorpi/keys"):
+        st = (tmp_path / rel).stat()
+        assert stat.S_IMODE(st.st_mode) == 0o700, rel
+        assert st.st_uid == uid, rel
+    conf = (tmp_path / "etc/doorpi").stat()
+    assert stat.S_IMODE(conf.st_mode) == 0o750
+
+
+MDWE_PROBE = """
+import ctypes, mmap, sys
+libc = ctypes.CDLL(None, use_errno=True)
+# PR_SET_MDWE (65), PR_MDWE_REFUSE_EXEC_GAIN (1): the kernel's version of systemd's
+# MemoryDenyWriteExecute= (systemd >= 254 uses it; 252 uses an equivalent seccomp filter).
+assert libc.prctl(65, 1, 0, 0, 0) == 0, ctypes.get_errno()
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+except PermissionError:
+    pass
+else:
+    sys.exit("W+X mapping was allowed: the restriction is not active")
+import numpy as np
+a = np.random.default_rng(0).random((64, 64))
+assert np.allclose(a @ np.linalg.inv(a), np.eye(64), atol=1e-6)
+from ai_edge_litert.interpreter import Interpreter
+for path in sys.argv[1:]:
+    it = Interpreter(model_path=path, num_threads=2)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    it.set_tensor(inp["index"], np.zeros(inp["shape"], dtype=inp["dtype"]))
+    it.invoke()
+print("ok", len(sys.argv) - 1)
+"""
+
+
+def test_numpy_and_tflite_survive_memory_deny_write_execute() -> None:
+    """MemoryDenyWriteExecute=yes must not break the face pipeline's runtime.
+
+    Runs numpy and the TFLite runtime (with any built model found) in a process where
+    the kernel refuses writable+executable memory, as the unit asks of systemd.
+    """
+    models_dir = Path(os.environ.get("DOORPI_MODELS_DIR", REPO / "models" / "build"))
+    models = sorted(str(p) for p in models_dir.glob("**/*.tflite")) if models_dir.is_dir() else []
+    proc = subprocess.run(
+        [sys.executable, "-c", MDWE_PROBE, *models],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"ok {len(models)}"
+
+
+def test_selftest_unit_reports_without_failing_the_boot() -> None:
+    unit = parse_unit(UNITS_DIR / "doorpi-selftest.service")
+    assert unit["Service.ExecStart"][0].endswith(" selftest")
+    assert unit["Service.SuccessExitStatus"] == ["1"]
+    assert "console" in unit["Service.StandardOutput"][0]
+    # It must see the data directory but never change it.
+    assert unit["Service.ReadOnlyPaths"] == ["/var/lib/doorpi"]
+    assert "ReadWritePaths" not in {k.split(".")[1] for k in unit}
