@@ -15,9 +15,9 @@ mode, since ``tests/`` has no ``__init__.py``).
 * ``pcsc`` (function): the same daemon, restarted first if an earlier test
   left it stopped.
 * ``vcard``: a factory for `VirtualCard`s that lifts every card at teardown.
-* ``events``: an `EventRecorder` (thread-safe list with ``wait_for``).
+* ``pcsc_events``: an `EventRecorder` (thread-safe list with ``wait_for``).
 * ``pcsc_reader``: a started `PcscReader` on ``Virtual PCD 00 00`` feeding
-  ``events``, stopped at teardown.
+  ``pcsc_events``, stopped at teardown.
 
 Environment: ``DOORPI_PCSCD_DEBUG=1`` adds ``-d`` (very verbose log).
 """
@@ -199,6 +199,8 @@ class PcscDaemon:
         if proc is None:
             return
         if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # in case a test froze it
             proc.send_signal(sig)
             try:
                 proc.wait(timeout)
@@ -214,6 +216,15 @@ class PcscDaemon:
     def kill(self) -> None:
         """Crash it: SIGKILL, as an OOM kill or a segfault would."""
         self.stop(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        """SIGSTOP: pcscd hangs (clients block), like a wedged daemon."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
 
     def restart(self, down_seconds: float = 1.0, sig: int = signal.SIGTERM) -> None:
         """Stop, stay down ``down_seconds``, start again (readers listed)."""
@@ -315,19 +326,19 @@ def vcard() -> Iterator[Callable[..., VirtualCard]]:
 
 
 @pytest.fixture
-def events() -> EventRecorder:
+def pcsc_events() -> EventRecorder:
     return EventRecorder()
 
 
 @pytest.fixture
-def pcsc_reader(pcsc: PcscDaemon, events: EventRecorder) -> Iterator[object]:
+def pcsc_reader(pcsc: PcscDaemon, pcsc_events: EventRecorder) -> Iterator[object]:
     from doorpi.cards import UidCard
     from doorpi.core.events import ReaderStatus
     from doorpi.hardware.reader import PcscReader
 
     reader = PcscReader(READER_0, UidCard(), poll_seconds=0.5, backoff_max=1.0)
-    reader.start(events)
-    events.wait_for(lambda e: isinstance(e, ReaderStatus) and e.present, timeout=5)
+    reader.start(pcsc_events)
+    pcsc_events.wait_for(lambda e: isinstance(e, ReaderStatus) and e.present, timeout=5)
     try:
         yield reader
     finally:

@@ -55,7 +55,10 @@ class FakeCamera:
 FACEY = Frame(np.full((240, 320, 3), 128, np.uint8), np.full((240, 320), 128, np.uint8))
 
 
-def make(mode="on_request", outcomes=(FaceOutcome("pending", hint="no_face"),), **kw):
+NO_FACE = (FaceOutcome("pending", hint="no_face"),)
+
+
+def make(mode="on_request", outcomes=NO_FACE, **kw):
     events: list = []
     leds: list = []
     engine = ScriptedEngine(outcomes)
@@ -95,7 +98,7 @@ def test_one_to_one_target_is_passed_to_the_engine():
 
 
 def test_window_times_out_with_the_last_hint():
-    fp, engine, events, *_ = make(window_seconds=2.0)
+    fp, _engine, events, *_ = make(window_seconds=2.0)
     fp.trigger(0.0)
     fp.on_frame(FACEY, 1.0)
     fp.on_frame(FACEY, 2.5)
@@ -125,7 +128,7 @@ def test_final_rejection_from_engine():
 
 
 def test_presence_mode_wakes_on_motion_only():
-    fp, engine, events, *_ = make(mode="presence")
+    fp, engine, _events, *_ = make(mode="presence")
     still = Frame(FACEY.rgb, np.full((240, 320), 100, np.uint8))
     for i in range(20):
         fp.on_frame(still, float(i))

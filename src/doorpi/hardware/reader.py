@@ -183,12 +183,14 @@ class PcscReader:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._ctx: int | None = None
-        self._readers: dict[str, _ReaderState] = {}
+        self._readers: dict[str, _ReaderState] = {}  # owned by the reader thread
+        self._reader_names: tuple[str, ...] = ()
         self._pnp_state = SCARD_STATE_UNAWARE
         self._use_pnp = True
         self._relist_at = 0.0
         self._absent_reported: str | None = None  # reason last sent for "no reader"
         self._last_alive = time.monotonic()
+        self._last_error: str | None = None
         self.loops = 0  # loop passes, for tests and diagnostics
         self.errors = 0  # unexpected exceptions survived
 
@@ -210,8 +212,8 @@ class PcscReader:
 
     @property
     def readers(self) -> list[str]:
-        """Reader names currently present (a snapshot)."""
-        return list(self._readers)
+        """Reader names currently present (a snapshot, safe from any thread)."""
+        return list(self._reader_names)
 
     def start(self, emit: Emit) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -226,22 +228,43 @@ class PcscReader:
         self._thread = threading.Thread(target=self._run, name=f"pcsc-{self.name}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread: cancel a blocking SCardGetStatusChange and join."""
+    def stop(self, timeout: float = 1.5) -> None:
+        """Stop the thread: cancel a blocking SCardGetStatusChange and join.
+
+        Returns within ``timeout`` even if pcscd hangs: SCardCancel itself
+        blocks on a frozen daemon, so it runs on a throw-away daemon thread,
+        repeated until the reader thread ends (one cancel sent just before
+        the thread enters SCardGetStatusChange would be lost).
+        """
         self._stop.set()
+        thread = self._thread
+        if thread is None:
+            return
+        end = time.monotonic() + timeout
+
+        def cancel_until_stopped() -> None:
+            while thread.is_alive() and time.monotonic() < end:
+                self._cancel()
+                thread.join(0.1)
+
+        threading.Thread(
+            target=cancel_until_stopped, name=f"pcsc-cancel-{self.name}", daemon=True
+        ).start()
+        thread.join(max(0.0, end - time.monotonic()))
+        if thread.is_alive():
+            log.warning(
+                "reader %s: thread did not stop within %.1f s (pcscd hung?)", self.name, timeout
+            )
+        else:
+            self._thread = None
+
+    def _cancel(self) -> None:
         ctx = self._ctx
         if ctx is not None and self._scard is not None:
             try:
                 self._scard.SCardCancel(ctx)
             except Exception as exc:  # the context may be gone already
                 log.debug("SCardCancel: %s", exc)
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("reader %s: thread did not stop within %.1f s", self.name, timeout)
-            else:
-                self._thread = None
 
     # ------------------------------------------------------------ the loop
 
@@ -259,9 +282,9 @@ class PcscReader:
                 self._sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
             except Exception as exc:
-                # One line, never a traceback flood, never a dead thread.
+                # One line, never a traceback, never a dead thread.
                 self.errors += 1
-                log.warning("reader %s: %s: %s", self.name, type(exc).__name__, exc)
+                self._log_error(f"{type(exc).__name__}: {exc}")
                 self._release_context()
                 self._sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
@@ -270,6 +293,15 @@ class PcscReader:
     def _alive(self) -> None:
         self._last_alive = time.monotonic()
         self.loops += 1
+
+    def _log_error(self, text: str) -> None:
+        """WARNING once per distinct error; repeats (a persistent fault
+        retried every back-off) go to DEBUG until a poll succeeds."""
+        if text == self._last_error:
+            log.debug("reader %s: again: %s", self.name, text)
+        else:
+            self._last_error = text
+            log.warning("reader %s: %s", self.name, text)
 
     def _sleep(self, seconds: float) -> None:
         """Interruptible back-off that keeps ``last_alive`` fresh."""
@@ -334,6 +366,7 @@ class PcscReader:
         for name in names:
             if name not in self._readers:
                 self._readers[name] = _ReaderState(name)
+                self._reader_names = tuple(self._readers)
                 self._absent_reported = None
                 self._emit(ReaderStatus(name, True, "reader ready"))
         if not names:
@@ -342,6 +375,7 @@ class PcscReader:
 
     def _reader_gone(self, name: str, reason: str) -> None:
         state = self._readers.pop(name, None)
+        self._reader_names = tuple(self._readers)
         if state is None:
             return
         if state.card_present:
@@ -365,6 +399,7 @@ class PcscReader:
         hresult, states = s.SCardGetStatusChange(self._ctx, timeout_ms, query)
         hresult &= _MASK
         if hresult in (SCARD_E_TIMEOUT, SCARD_E_CANCELLED):
+            self._last_error = None
             return
         if hresult in _SERVICE_DOWN:
             raise _ServiceDown(hresult)
@@ -373,6 +408,7 @@ class PcscReader:
             return
         if hresult != SCARD_S_SUCCESS:
             raise _PcscError("SCardGetStatusChange", hresult)
+        self._last_error = None
         for name, event_state, atr in states:
             if self._stop.is_set():
                 return

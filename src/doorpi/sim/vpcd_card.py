@@ -134,7 +134,6 @@ class VirtualCard:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._deadline: float | None = None
-        self._lock = threading.Lock()
         self.error: BaseException | None = None
 
     # ------------------------------------------------------------ public API
