@@ -580,3 +580,25 @@ def test_tap_latency(pcsc_reader, pcsc_events, vcard, capsys) -> None:
 def test_thread_names_are_clean(pcsc_reader) -> None:
     names = [t.name for t in threading.enumerate()]
     assert names.count(f"pcsc-{READER_0}") == 1, names
+
+
+def test_card_left_on_the_reader_at_start_is_not_a_tap(pcsc, pcsc_events, vcard) -> None:
+    """A fob lying on the reader when the gate (or pcscd) starts must not unlock;
+    lifting it and tapping again is a tap."""
+    card = vcard(UID4)
+    card.insert()
+    time.sleep(1.0)  # pcscd has seen it
+    reader = PcscReader(READER_0, UidCard(), poll_seconds=0.5)
+    reader.start(pcsc_events)
+    try:
+        pcsc_events.wait_for(lambda e: isinstance(e, ReaderStatus) and e.present, timeout=5)
+        time.sleep(1.5)
+        assert pcsc_events.of(CardPresented) == []
+        card.remove()
+        since = pcsc_events.mark()
+        tap_and_wait(vcard(UID4), pcsc_events)
+        assert [e for e in card_events(pcsc_events, since) if isinstance(e, CardPresented)] == [
+            CardPresented(UID4, READER_0, "uid")
+        ]
+    finally:
+        reader.stop()

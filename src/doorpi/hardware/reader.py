@@ -433,6 +433,13 @@ class PcscReader:
             return
         counter = (event_state >> 16) & 0xFFFF
         present = bool(event_state & SCARD_STATE_PRESENT)
+        if present and st.counter is None:
+            # A card already lying on a reader we just (re)found is not a tap: a
+            # pcscd restart must not unlock for a fob left on the reader.
+            st.card_present = True
+            st.counter = counter
+            log.info("%s: card already present when the reader appeared; ignored", st.name)
+            return
         if present:
             if st.card_present and st.counter is not None and counter != st.counter:
                 # Lifted and tapped again between two polls: that is a new tap.
