@@ -1,0 +1,143 @@
+"""``doorpi bench face``: per-stage timings, 1:N search cost and memory of the face pipeline.
+
+The lead's ``bench`` group hangs this under ``doorpi bench face``: call
+``add_arguments(parser)`` on the sub-parser and set ``func=bench_face``.
+Prints one JSON object. Photos are replayed from a folder (the gate's
+camera is replaced by the same frame source the tests use); random unit
+vectors stand in for enrolled templates, so no real template is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# (flag, add_argument kwargs): read by cli/bench.py for ``doorpi bench face``.
+ARGUMENTS: list[tuple[str, dict[str, Any]]] = [
+    ("--photos", {"type": Path, "default": os.environ.get("DOORPI_BENCH_PHOTOS"),
+                  "help": "folder of face photos to replay (default: $DOORPI_BENCH_PHOTOS)"}),
+    ("--models", {"help": "models folder (default: $DOORPI_MODELS_DIR, models/build)"}),
+    ("--threads", {"type": int, "default": None,
+                   "help": "TFLite threads (default: $DOORPI_THREADS or all cores)"}),
+    ("--frames", {"type": int, "default": 50, "help": "frames to time"}),
+    ("--gallery", {"default": "1000,10000,100000",
+                   "help": "comma-separated template counts for the 1:N search"}),
+    ("--max-side", {"type": int, "default": 1280, "help": "decode photos at most this large"}),
+]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the benchmark's options to a parser."""
+    for name, kw in ARGUMENTS:
+        p.add_argument(name, **kw)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Stand-alone registration as ``bench-face`` (until the lead's ``bench`` group exists)."""
+    p = subparsers.add_parser("bench-face", help="benchmark the face pipeline (JSON)")
+    add_arguments(p)
+    p.set_defaults(func=bench_face)
+
+
+def _rss_mb() -> dict[str, float]:
+    """Current and peak resident set size of this process, from /proc (Linux)."""
+    out = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key = "rss_mb" if line.startswith("VmRSS") else "peak_rss_mb"
+                out[key] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def _stats(v: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    a = np.asarray(v)
+    return {"median": round(float(np.median(a)), 3), "p90": round(float(np.percentile(a, 90)), 3)}
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from doorpi.hardware.camera import FolderSource
+    from doorpi.vision.match import Gallery
+    from doorpi.vision.pipeline import FacePipeline
+    from doorpi.vision.runtime import default_threads
+
+    report: dict[str, Any] = {"threads": args.threads or default_threads()}
+    report["memory_before_models"] = _rss_mb()
+    t0 = time.perf_counter()
+    pipe = FacePipeline.load(args.models, args.threads)
+    report["model_load_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    report["models_dir"] = str(pipe.models.directory)
+    # First inference allocates XNNPACK buffers: count it as start-up.
+    if not args.photos:
+        raise FileNotFoundError("no photos to replay: pass --photos DIR or set DOORPI_BENCH_PHOTOS")
+    paths = FolderSource(args.photos).paths()
+    if not paths:
+        raise FileNotFoundError(f"{args.photos}: no images")
+    from doorpi.hardware.camera import load_rgb
+
+    frames = [load_rgb(p, args.max_side) for p in paths[: min(len(paths), 20)]]
+    t0 = time.perf_counter()
+    pipe.process(frames[0])
+    report["first_frame_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    report["memory_models_loaded"] = _rss_mb()
+
+    stages: dict[str, list[float]] = {}
+    ok = 0
+    t0 = time.perf_counter()
+    for k in range(args.frames):
+        res = pipe.process(frames[k % len(frames)])
+        ok += int(res.ok)
+        for name, ms in res.timings_ms.items():
+            stages.setdefault(name, []).append(ms)
+    total = time.perf_counter() - t0
+    report["frames"] = args.frames
+    report["frames_ok"] = ok
+    report["fps_end_to_end"] = round(args.frames / total, 2)
+    report["stage_ms"] = {k: _stats(v) for k, v in stages.items()}
+    report["frame_size"] = [list(f.shape) for f in frames[:3]]
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal(128).astype(np.float32)
+    match: dict[str, Any] = {}
+    for n in (int(x) for x in args.gallery.split(",") if x):
+        for dtype in (np.float32, np.int8):
+            g = Gallery(dtype)
+            g.set([f"p{i}" for i in range(n)], rng.standard_normal((n, 128), dtype=np.float32))
+            g.search(q)
+            times = []
+            for _ in range(30):
+                t1 = time.perf_counter()
+                g.search(q)
+                times.append((time.perf_counter() - t1) * 1e3)
+            match[f"{n}_{np.dtype(dtype).name}"] = {**_stats(times),
+                                                    "min": round(min(times), 3)}
+            del g
+    report["match_ms"] = match
+    report["memory_end"] = _rss_mb()
+    return report
+
+
+def bench_face(args: argparse.Namespace) -> int:
+    """Print the benchmark as JSON; a model problem is a one-line error (exit 2)."""
+    from doorpi.vision.runtime import ModelError
+
+    try:
+        report = run_bench(args)
+    except (ModelError, FileNotFoundError) as exc:
+        print(f"doorpi: {exc}", file=sys.stderr)
+        return 2
+    json.dump(report, sys.stdout, indent=1)
+    print()
+    return 0

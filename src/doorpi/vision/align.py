@@ -1,0 +1,162 @@
+"""Five-point similarity alignment onto the ArcFace 112x112 template.
+
+Why: SFace was trained on crops aligned this way; keypoint precision, not
+the embedding model, decides most of the error (see models/README.md), so
+BlazeFace's coarse points are refined with the MediaPipe face mesh, which
+gives eye centres and the mouth corners the template needs.
+
+Coordinates here use the pixel-centre convention (pixel i is centred at i),
+as the ArcFace template does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from doorpi.vision.detect import KP_LEFT_EYE, KP_MOUTH, KP_NOSE, KP_RIGHT_EYE, Detection
+from doorpi.vision.runtime import ModelError, TFLiteModel
+
+CROP_SIZE = 112
+# Image-left eye, image-right eye, nose tip, image-left and image-right mouth corner.
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    np.float32,
+)
+
+MESH_SIZE = 192
+# Face-mesh landmark indices (image-left = subject's right).
+_MESH_EYE_L = (33, 133, 159, 145)
+_MESH_EYE_R = (362, 263, 386, 374)
+_MESH_NOSE = 4
+_MESH_MOUTH = (61, 291)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama, no reflection) mapping src -> dst, as 2x3."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rot = u @ np.diag(sign) @ vt
+    scale = float((sig * sign).sum() / s.var(0).sum())
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine matrix."""
+    a_inv = np.linalg.inv(m[:, :2])
+    return np.hstack([a_inv, -(a_inv @ m[:, 2:3])])
+
+
+def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Map (N, 2) points through a 2x3 affine matrix."""
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def warp(frame: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """Warp ``frame`` by the frame->output affine ``m`` into a size x size RGB crop.
+
+    Only the needed region of the frame is read (a view; Pillow copies just
+    that), and when the crop shrinks the face by 2x or more it is first
+    box-reduced so the bilinear sampling does not alias.
+    """
+    inv = invert_affine(m)
+    corners = apply_affine(inv, np.array([[0, 0], [size, 0], [0, size], [size, size]], float))
+    h, w = frame.shape[:2]
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, w - 1))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, h - 1))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 3, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 3, y0 + 1, h))
+    img = Image.fromarray(frame[y0:y1, x0:x1])
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    # output (centre coords) -> region (centre coords)
+    a = inv[:, :2].copy()
+    t = inv[:, 2] - np.array([x0, y0], float)
+    factor = int(np.sqrt(abs(np.linalg.det(a))))
+    if factor >= 2:
+        img = img.reduce(factor)
+        # region centre p = f*q + (f-1)/2  ->  q = (p - (f-1)/2) / f
+        a /= factor
+        t = (t - (factor - 1) / 2) / factor
+    # Pillow maps output pixel edges to input edges: shift by half a pixel both sides.
+    c = t + 0.5 - a @ np.array([0.5, 0.5])
+    coeffs = (a[0, 0], a[0, 1], c[0], a[1, 0], a[1, 1], c[1])
+    out = img.transform((size, size), Image.AFFINE, coeffs, Image.BILINEAR)
+    return np.asarray(out)
+
+
+def blazeface_points(det: Detection) -> tuple[np.ndarray, np.ndarray]:
+    """Eyes, nose and mouth centre from BlazeFace, with their template points."""
+    kp = det.keypoints - 0.5  # detector works in pixel-edge coordinates
+    src = kp[[KP_RIGHT_EYE, KP_LEFT_EYE, KP_NOSE, KP_MOUTH]]
+    dst = np.vstack([ARCFACE_TEMPLATE[:3], ARCFACE_TEMPLATE[3:].mean(0)])
+    return src, dst
+
+
+class MeshRefiner:
+    """Five precise points (eye centres, nose tip, mouth corners) from the face mesh."""
+
+    def __init__(self, model: TFLiteModel) -> None:
+        if model.input_shape != (1, MESH_SIZE, MESH_SIZE, 3):
+            raise ModelError(f"{model.path}: not a MediaPipe face-mesh model")
+        self.model = model
+
+    def roi_transform(self, det: Detection) -> np.ndarray:
+        """Frame->192x192 affine of MediaPipe's ROI: 1.5x the box, rotated level with the eyes."""
+        kp = det.keypoints - 0.5
+        box = det.box - 0.5
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        side = 1.5 * max(det.width, det.height)
+        dx, dy = kp[KP_LEFT_EYE] - kp[KP_RIGHT_EYE]
+        theta = np.arctan2(dy, dx)
+        k = MESH_SIZE / side
+        cos, sin = np.cos(-theta) * k, np.sin(-theta) * k
+        m = np.array([[cos, -sin, 0.0], [sin, cos, 0.0]])
+        m[:, 2] = (MESH_SIZE - 1) / 2 - m[:, :2] @ centre
+        return m
+
+    def landmarks(self, frame: np.ndarray, det: Detection) -> tuple[np.ndarray, float]:
+        """468 (x, y) landmarks in frame coordinates and the mesh's face score."""
+        m = self.roi_transform(det)
+        crop = warp(frame, m, MESH_SIZE)
+        x = crop.astype(np.float32)[None] * (1.0 / 255.0)
+        outs = self.model.run(x)
+        mesh = next(o for o in outs if o.size == 468 * 3).reshape(468, 3)[:, :2] - 0.5
+        flag = next(o for o in outs if o.size == 1)
+        score = float(0.5 * (1.0 + np.tanh(0.5 * float(flag.reshape(-1)[0]))))
+        return apply_affine(invert_affine(m), mesh), score
+
+    def five_points(self, frame: np.ndarray, det: Detection) -> tuple[np.ndarray, float]:
+        """Template-ordered five points in frame coordinates, and the face score."""
+        lm, score = self.landmarks(frame, det)
+        pts = np.stack(
+            [
+                lm[list(_MESH_EYE_L)].mean(0),
+                lm[list(_MESH_EYE_R)].mean(0),
+                lm[_MESH_NOSE],
+                lm[_MESH_MOUTH[0]],
+                lm[_MESH_MOUTH[1]],
+            ]
+        )
+        return pts, score
+
+
+def align(frame: np.ndarray, src: np.ndarray, dst: np.ndarray = ARCFACE_TEMPLATE) -> np.ndarray:
+    """The 112x112 RGB crop with ``src`` frame points moved onto ``dst`` template points."""
+    return warp(frame, similarity_transform(src, dst), CROP_SIZE)
