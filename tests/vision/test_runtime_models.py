@@ -82,8 +82,9 @@ def test_falls_back_to_tflite_runtime(monkeypatch: pytest.MonkeyPatch, models_di
     assert len(m.run(np.zeros((1, 128, 128, 3), np.float32))) == 2
 
 
-def test_no_runtime_at_all_is_model_error(monkeypatch: pytest.MonkeyPatch,
-                                          models_dir: Path) -> None:
+def test_no_runtime_at_all_is_model_error(
+    monkeypatch: pytest.MonkeyPatch, models_dir: Path
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)

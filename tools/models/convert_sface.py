@@ -26,8 +26,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 
-def dequantize_blocked(q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None,
-                       axis: int, block: int) -> np.ndarray:
+def dequantize_blocked(
+    q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, axis: int, block: int
+) -> np.ndarray:
     """(q - zero) * scale with scale/zero repeated ``block`` times along ``axis``."""
     n = q.shape[axis]
     s = np.repeat(scale, block, axis=axis).take(np.arange(n), axis=axis) if block else scale
@@ -35,7 +36,7 @@ def dequantize_blocked(q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None
         z = 0
     else:
         z = np.repeat(zero, block, axis=axis).take(np.arange(n), axis=axis) if block else zero
-    return ((q.astype(np.float32) - np.asarray(z, np.float32)) * s.astype(np.float32))
+    return (q.astype(np.float32) - np.asarray(z, np.float32)) * s.astype(np.float32)
 
 
 def to_float_graph(model: onnx.ModelProto, prelu_rewrite: bool) -> onnx.ModelProto:
@@ -66,7 +67,9 @@ def to_float_graph(model: onnx.ModelProto, prelu_rewrite: bool) -> onnx.ModelPro
         new_nodes = _rewrite_prelu(new_nodes, inits)
     used = {i for n in new_nodes for i in n.input} | {o.name for o in g.output}
     graph_inputs = [i for i in g.input if i.name not in inits and i.name in used]
-    initializers = [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items() if k in used]
+    initializers = [
+        numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items() if k in used
+    ]
     graph = helper.make_graph(new_nodes, g.name, graph_inputs, list(g.output), initializers)
     out = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     out.ir_version = 8
@@ -151,12 +154,22 @@ def main() -> int:
     e_f = np.concatenate([ref_f.run(None, {"data": x[None]})[0] for x in nchw])
 
     # onnx2tf reads this before trying to download its own sample.
-    np.save(work / "calibration_image_sample_data_20x128x128x3_float32.npy",
-            np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
+    np.save(
+        work / "calibration_image_sample_data_20x128x128x3_float32.npy",
+        np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32),
+    )
     cmd = [sys.executable, "-m", "onnx2tf", "-i", fp32.name, "-o", "out", "-odrqt"]
     if args.calib:
-        cmd += ["-oiqt", "-qt", "per-channel", "-cind", "data", str(Path(args.calib).resolve()),
-                "[[[[0,0,0]]]]", "[[[[1,1,1]]]]"]
+        cmd += [
+            "-oiqt",
+            "-qt",
+            "per-channel",
+            "-cind",
+            "data",
+            str(Path(args.calib).resolve()),
+            "[[[[0,0,0]]]]",
+            "[[[[1,1,1]]]]",
+        ]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run(cmd, cwd=work, check=True, env=env, stdout=subprocess.DEVNULL)
 

@@ -20,14 +20,31 @@ from typing import Any
 
 # (flag, add_argument kwargs): read by cli/bench.py for ``doorpi bench face``.
 ARGUMENTS: list[tuple[str, dict[str, Any]]] = [
-    ("--photos", {"type": Path, "default": os.environ.get("DOORPI_BENCH_PHOTOS"),
-                  "help": "folder of face photos to replay (default: $DOORPI_BENCH_PHOTOS)"}),
+    (
+        "--photos",
+        {
+            "type": Path,
+            "default": os.environ.get("DOORPI_BENCH_PHOTOS"),
+            "help": "folder of face photos to replay (default: $DOORPI_BENCH_PHOTOS)",
+        },
+    ),
     ("--models", {"help": "models folder (default: $DOORPI_MODELS_DIR, models/build)"}),
-    ("--threads", {"type": int, "default": None,
-                   "help": "TFLite threads (default: $DOORPI_THREADS or all cores)"}),
+    (
+        "--threads",
+        {
+            "type": int,
+            "default": None,
+            "help": "TFLite threads (default: $DOORPI_THREADS or all cores)",
+        },
+    ),
     ("--frames", {"type": int, "default": 50, "help": "frames to time"}),
-    ("--gallery", {"default": "1000,10000,100000",
-                   "help": "comma-separated template counts for the 1:N search"}),
+    (
+        "--gallery",
+        {
+            "default": "1000,10000,100000",
+            "help": "comma-separated template counts for the 1:N search",
+        },
+    ),
     ("--max-side", {"type": int, "default": 1280, "help": "decode photos at most this large"}),
 ]
 
@@ -121,8 +138,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 t1 = time.perf_counter()
                 g.search(q)
                 times.append((time.perf_counter() - t1) * 1e3)
-            match[f"{n}_{np.dtype(dtype).name}"] = {**_stats(times),
-                                                    "min": round(min(times), 3)}
+            match[f"{n}_{np.dtype(dtype).name}"] = {**_stats(times), "min": round(min(times), 3)}
             del g
     report["match_ms"] = match
     report["memory_end"] = _rss_mb()

@@ -57,6 +57,76 @@ MIGRATIONS: list[str] = [
                              WHERE key = 'audit_prune_upto'), 0)
     BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
     """,
+    # 2: face privacy (doorpi.privacy): consent records, templates kept apart from
+    # identity data and keyed by the resident's random pseudonym, per-template
+    # wrapped keys (crypto-shredding), impact assessments. The triggers are the
+    # last line: no template without a live consent; withdrawal or removal of the
+    # resident deletes the template in the same transaction; every change to the
+    # templates bumps state.face_generation so a matcher in any process reloads.
+    """
+    CREATE TABLE face_consents (
+        id INTEGER PRIMARY KEY,
+        pseudonym TEXT NOT NULL,
+        notice_version TEXT NOT NULL,
+        notice_hash TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        given_at REAL NOT NULL,
+        confirmed_by TEXT NOT NULL,
+        channel TEXT NOT NULL CHECK (channel IN ('gate', 'admin_present')),
+        retention_end REAL NOT NULL CHECK (retention_end > given_at),
+        minor INTEGER NOT NULL DEFAULT 0,
+        guardian TEXT,
+        share_site_gates INTEGER NOT NULL DEFAULT 0,
+        withdrawn_at REAL,
+        withdrawn_by TEXT,
+        CHECK (minor = 0 OR (guardian IS NOT NULL AND length(trim(guardian)) > 0))
+    );
+    CREATE INDEX face_consents_pseudonym ON face_consents(pseudonym);
+    CREATE TABLE face_templates (
+        id INTEGER PRIMARY KEY,
+        pseudonym TEXT NOT NULL UNIQUE,
+        consent_id INTEGER NOT NULL REFERENCES face_consents(id),
+        nonce BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE TABLE face_template_keys (
+        template_id INTEGER PRIMARY KEY REFERENCES face_templates(id) ON DELETE CASCADE,
+        vault_key_id TEXT NOT NULL,
+        nonce BLOB NOT NULL,
+        wrapped_key BLOB NOT NULL
+    );
+    CREATE TABLE impact_assessments (
+        id INTEGER PRIMARY KEY,
+        created REAL NOT NULL,
+        author TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        necessity TEXT NOT NULL,
+        impact TEXT NOT NULL,
+        measures TEXT NOT NULL,
+        digest TEXT NOT NULL
+    );
+    CREATE TRIGGER face_template_needs_consent BEFORE INSERT ON face_templates
+    WHEN NOT EXISTS (SELECT 1 FROM face_consents c WHERE c.id = NEW.consent_id
+                     AND c.pseudonym = NEW.pseudonym AND c.withdrawn_at IS NULL
+                     AND NEW.expires <= c.retention_end)
+    BEGIN SELECT RAISE(ABORT, 'no live face consent for this template'); END;
+    CREATE TRIGGER face_consent_withdrawn AFTER UPDATE OF withdrawn_at ON face_consents
+    WHEN NEW.withdrawn_at IS NOT NULL
+    BEGIN DELETE FROM face_templates WHERE consent_id = NEW.id; END;
+    CREATE TRIGGER face_resident_removed AFTER DELETE ON residents
+    BEGIN DELETE FROM face_templates WHERE pseudonym = OLD.pseudonym; END;
+    INSERT OR IGNORE INTO state(key, value) VALUES ('face_generation', '0');
+    CREATE TRIGGER face_gen_insert AFTER INSERT ON face_templates
+    BEGIN UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'face_generation'; END;
+    CREATE TRIGGER face_gen_update AFTER UPDATE ON face_templates
+    BEGIN UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'face_generation'; END;
+    CREATE TRIGGER face_gen_delete AFTER DELETE ON face_templates
+    BEGIN UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'face_generation'; END;
+    CREATE TRIGGER face_gen_resident AFTER UPDATE OF active, valid_until ON residents
+    BEGIN UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'face_generation'; END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
