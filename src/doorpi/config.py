@@ -108,7 +108,7 @@ class FaceConfig:
     enabled: bool = False
     trigger: str = "on_request"  # on_request | presence | continuous
     window_seconds: float = 8.0
-    max_hands_free: int = 1000  # above this many templates, face alone (1:N) is refused
+    max_hands_free: int = 100  # above this many templates, face alone (1:N) is refused
     threshold: float = 0.0  # 0 = the threshold shipped with the models
     num_threads: int = 2
     models_dir: str = ""  # "" = $DOORPI_MODELS_DIR, models/build, /opt/doorpi/models
@@ -342,6 +342,16 @@ def _parse_face(doc: dict[str, Any]) -> FaceConfig:
         models_dir=s.str("models_dir", d.models_dir),
         settings={k: v for k, v in s.data.items() if k not in s.used},
     )
+    from doorpi.privacy.settings import PRIVACY_KEYS, privacy_settings
+
+    for key in cfg.settings:
+        if key not in PRIVACY_KEYS:
+            s.used.update(PRIVACY_KEYS)
+            s.check_unknown()
+    try:
+        privacy_settings(cfg.settings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return cfg
 
 

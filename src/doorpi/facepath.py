@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from doorpi.core.events import Event, FaceHint, FaceMatched, FaceRejected
+from doorpi.core.events import Event, FaceEnrolled, FaceHint, FaceMatched, FaceRejected
 
 MODES = ("on_request", "presence", "continuous")
 
@@ -31,7 +31,8 @@ MODES = ("on_request", "presence", "continuous")
 class FaceOutcome:
     """What the engine made of one frame.
 
-    ``state`` is "matched" (resident_id, score), "rejected" (a final no, with
+    ``state`` is "matched" (resident_id, score), "enrolled" (a consented capture
+    was stored), "rejected" (a final no, with
     ``reason``) or "pending" (keep looking; ``hint`` tells the person why:
     too_far, too_dark, look_straight, turn_left, no_face ...).
     """
@@ -191,6 +192,9 @@ class FacePath:
             if out.state == "matched" and out.resident_id is not None:
                 self.stats.matched += 1
                 self._finish(FaceMatched(out.resident_id, out.score), "matched")
+            elif out.state == "enrolled" and out.resident_id is not None:
+                self._close()
+                self.emit(FaceEnrolled(out.resident_id))
             elif out.state == "rejected":
                 self.stats.rejected += 1
                 self._finish(FaceRejected(out.reason or "no_match"), out.reason or "no_match")

@@ -35,6 +35,7 @@ from doorpi.core.events import (
     DoorContactChanged,
     Event,
     ExitRequested,
+    FaceEnrolled,
     FaceHint,
     FaceMatched,
     FaceRejected,
@@ -124,10 +125,53 @@ class Gate:
         self.face_requested_at: float | None = None
         # The face path's trigger: called with the resident to verify (1:1) or None (1:N).
         self.on_face_request: Callable[[int | None], None] | None = None
+        # Enrolment capture after consent at the gate (set with the camera path).
+        self.on_face_enrol: Callable[[int], None] | None = None
         self.moment = self.now()  # observe the clock at once: the floor starts here
         # Retention jobs (face templates ...) called hourly with the effective epoch.
         self.sweepers: list[Callable[[float], None]] = []
         self._last_sweep = float("-inf")
+        self.face_privacy: Any = None
+        self.face_menu: Any = None
+        self.face_engine: Any = None  # set by doorpi.facebuild when a camera path exists
+        self.face_problem = ""
+        if cfg.face.enabled:
+            self._start_face_privacy()
+
+    def _start_face_privacy(self) -> None:
+        """Face needs valid privacy settings and a stored impact assessment;
+        without them the gate runs with face off and card and PIN unchanged."""
+        from doorpi.privacy.enrolment import (
+            GateFaceMenu,
+            build_face_privacy,
+            face_enable_problem,
+        )
+        from doorpi.privacy.retention import RetentionSweeper
+
+        problem = face_enable_problem(self.cfg, self.storage.db)
+        if problem:
+            self.face_problem = problem
+            log.error("face stays off: %s", problem)
+            return
+        self.face_privacy = build_face_privacy(self.cfg, self.storage, clock=self.clock.wall)
+        self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin)
+        sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, self.clock.wall)
+        self.sweepers.append(lambda _now: sweeper.sweep())
+
+    def _menu_verify_pin(self, rid: int, pin: str) -> bool:
+        """The face menu's PIN check: the same lockout as the door's."""
+        mono = self.clock.mono()
+        subject = f"resident:{rid}"
+        if self.lockout.locked_for(subject, mono):
+            return False
+        stored = self.storage.residents.pin_hash(rid)
+        if stored is not None and verify_pin(self.storage.secrets, stored, pin):
+            self.lockout.success(subject)
+            return True
+        started = self.lockout.failure(subject, mono)
+        if started:
+            self._lockout_notice(subject, started)
+        return False
 
     # ------------------------------------------------------------ plumbing
 
@@ -252,6 +296,9 @@ class Gate:
             self._on_face_match(event)
         elif isinstance(event, FaceRejected):
             self._on_face_reject(event)
+        elif isinstance(event, FaceEnrolled):
+            self._apply([Notice("face_enrolled", {"resident_id": event.resident_id}),
+                         self._say("done")])  # fmt: skip
         elif isinstance(event, FaceHint):
             self._apply([Notice("face_hint", {"hint": event.hint}), self._say("face_needed")])
         elif isinstance(event, CardReadFailed):
@@ -338,6 +385,32 @@ class Gate:
         self._evaluate()
 
     def _on_key(self, ev: KeyPressed) -> None:
+        if self.face_menu is not None:
+            action = self.face_menu.feed(ev.key, self.clock.mono())
+            if action is not None:
+                self._on_menu(action, ev)
+                return
+        self._on_pad_key(ev)
+
+    def _on_menu(self, action: Any, ev: KeyPressed) -> None:
+        """The face enrolment/withdrawal menu took the key (never logs digits)."""
+        if action.kind == "release":
+            for key in action.detail:
+                self._on_pad_key(KeyPressed(key, ev.keypad))
+            return
+        patterns = {"typing": "key", "pin_needed": "pin_needed", "wrong_pin": "denied",
+                    "error": "denied", "capture": "face_needed"}  # fmt: skip
+        out: list[Any] = [self._say(patterns.get(action.kind, "done"))]
+        if action.kind != "typing":
+            detail = {"action": action.kind, "resident_id": action.resident_id}
+            if action.kind == "error":
+                detail["reason"] = action.detail
+            out.insert(0, Notice("face_menu", detail))
+        self._apply(out)
+        if action.kind == "capture" and self.on_face_enrol is not None:
+            self.on_face_enrol(action.resident_id)
+
+    def _on_pad_key(self, ev: KeyPressed) -> None:
         mono = self.clock.mono()
         result = self.pinpad.press(ev.key, mono)
         if result.action is PadAction.TYPING or result.action is PadAction.TIMED_OUT:
@@ -363,6 +436,8 @@ class Gate:
         a = self.attempt
         if a is not None and a.awaiting == "pin":
             a.last = mono
+            if not digits:
+                return  # a bare '#' before the PIN: the same key sequence on every door
             self._check_pin(a, digits, keypad_subject)
             return
         # No attempt waiting for a PIN: the digits are a resident's keypad number.
@@ -528,6 +603,12 @@ class Gate:
         if decision.granted:
             self.stats["granted"] += 1
             self._apply([decision, *self.door.grant(self.clock.mono()), self._say("granted")])
+            if self.face_menu is not None:
+                mono = self.clock.mono()
+                if {"card", "pin"} <= a.factors:
+                    self.face_menu.open(fresh.id, frozenset(a.factors), mono)
+                elif "card" in a.factors:
+                    self.face_menu.after_card(fresh.id, mono)
         else:
             self._deny(decision)
 

@@ -25,6 +25,9 @@ COMMAND_MODULES: list[str] = [
     "bench",
     "selftest",
     "eval",
+    "notice",
+    "pia",
+    "consent",
 ]
 
 

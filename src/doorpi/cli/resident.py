@@ -34,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         d = rs.add_parser(name, help=f"{name} a resident's access")
         d.add_argument("id", type=int)
         d.set_defaults(func=cmd_enable, active=active)
-    rm = rs.add_parser("remove", help="remove a resident, their cards and PIN")
+    rep = rs.add_parser("report", help="what is stored about a resident (never the template)")
+    rep.add_argument("id", type=int)
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(func=cmd_report)
+    rm = rs.add_parser("remove", help="remove a resident, their cards, PIN and face data")
     rm.add_argument("id", type=int)
     rm.set_defaults(func=cmd_remove)
 
@@ -139,8 +143,20 @@ def cmd_enable(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from doorpi.cli.consent import cmd_report as report
+
+    return report(args)
+
+
 def cmd_remove(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
+    _get(store, args.id)
+    from doorpi.privacy.enrolment import build_face_privacy
+
+    # Face data first, and logged: a moving-out resident's template must not outlive them.
+    build_face_privacy(cfg, store).forget_resident(args.id, by="admin")
     try:
         store.residents.remove(args.id)
     except ResidentError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from doorpi.cli import common
 from doorpi.store.db import get_state, integrity_check
@@ -41,10 +42,51 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
         "face_enabled": cfg.face.enabled,
         "warnings": [],
     }
+    from doorpi.privacy.report import face_status
+    from doorpi.privacy.settings import privacy_settings
+
+    face = face_status(store, privacy_settings(cfg.face.settings), now)
+    info["warnings"].extend(face.pop("warnings", []))
+    info.update(face)
+    path_info = _face_path_info(cfg, store, now)
+    info["warnings"].extend(path_info.pop("warnings"))
+    info.update(path_info)
     if not info["clock_trusted"]:
         info["warnings"].append(
             "system clock is behind the last trusted time: schedule-restricted residents are "
             "refused until the clock is set"
+        )
+    return info
+
+
+def _face_path_info(cfg: common.Config, store: common.Storage, now: float) -> dict[str, Any]:
+    """Trigger mode, today's face attempts and the honest 1:N false-accept estimate."""
+    from doorpi.vision.match import SHIPPED_FAR_UPPER
+
+    day = now - (now % 86400)
+    attempts = store.db.execute(
+        "SELECT count(*) FROM audit WHERE ts >= ? AND (kind = 'face_rejected' OR "
+        "(kind = 'credential_presented' AND json_extract(data, '$.factor') = 'face'))",
+        [day],
+    ).fetchone()[0]
+    n = store.db.execute("SELECT count(*) FROM face_templates").fetchone()[0]
+    chance = 1.0 - (1.0 - SHIPPED_FAR_UPPER) ** n if n else 0.0
+    info: dict[str, Any] = {
+        "face_trigger": cfg.face.trigger,
+        "face_attempts_today": attempts,
+        "face_false_accept_chance_per_stranger": round(chance, 5),
+        "face_hands_free": n <= cfg.face.max_hands_free,
+        "warnings": [],
+    }
+    if cfg.face.enabled and cfg.face.trigger == "continuous":
+        info["warnings"].append(
+            "face trigger is CONTINUOUS: everyone passing the camera is processed; "
+            "the printed sign must say so"
+        )
+    if cfg.face.enabled and n > cfg.face.max_hands_free:
+        info["warnings"].append(
+            f"{n} face templates exceed face.max_hands_free ({cfg.face.max_hands_free}): face "
+            "alone is refused; residents use face with their card, PIN or resident number"
         )
     return info
 

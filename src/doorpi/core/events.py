@@ -106,6 +106,14 @@ class FaceRejected(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class FaceEnrolled(Event):
+    """A consented enrolment capture finished; the template is in the vault."""
+
+    kind: ClassVar[str] = "face_enrolled"
+    resident_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class FaceHint(Event):
     """Guidance for the person at the camera: too_far, too_dark, look_straight ..."""
 
@@ -216,6 +224,7 @@ __all__ = [
     "DoorContactChanged",
     "Event",
     "ExitRequested",
+    "FaceEnrolled",
     "FaceHint",
     "FaceMatched",
     "FaceRejected",

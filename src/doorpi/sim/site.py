@@ -56,6 +56,10 @@ class SimulatedSite:
             cfg, self.storage, self.devices.strike, self.devices.feedback, self.clock, observers
         )
         self.devices.start(self.gate.submit, cfg, sim=True)
+        from doorpi.facebuild import build_face_path
+
+        self.face_path = build_face_path(self.gate, indicator=self.devices.feedback.camera_active)
+        self.face_engine = self.gate.face_engine
         # Door shut and enclosure closed: both switches pull their lines low.
         for pin in (cfg.gpio.door_contact, cfg.gpio.tamper):
             if pin:
@@ -121,6 +125,18 @@ class SimulatedSite:
         (pin.drive_high if active else pin.drive_low)()
         self.gate.process_pending()
 
+    def face(self, frames: Any, seconds_per_frame: float = 0.1) -> int:
+        """Show frames to the camera (always offered: the face path decides whether
+        to look). Returns the number of frames shown."""
+        n = 0
+        for frame in frames:
+            if self.face_path is not None:
+                self.face_path.on_frame(frame, self.clock.mono())
+                self.gate.process_pending()
+            self.advance(seconds_per_frame)
+            n += 1
+        return n
+
     def advance(self, seconds: float, step: float = 0.1) -> None:
         """Let virtual time pass, ticking the gate so timers fire."""
         assert isinstance(self.clock, ManualClock)
@@ -129,6 +145,9 @@ class SimulatedSite:
             dt = min(step, remaining)
             self.clock.advance(dt)
             remaining -= dt
+            if self.face_path is not None:
+                self.face_path.tick(self.clock.mono())
+            self.gate.process_pending()
             self.gate.handle(Tick())
 
     @property

@@ -1,0 +1,188 @@
+"""`doorpi consent ...` and `doorpi keys rotate` (`add_rotate`): face consent on the device.
+
+Admin side of consent (the resident present), withdrawal, refusal, the
+resident's report, the retention sweep, and re-keying of the template vault.
+Every command is written to the audit log with the admin's login name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from doorpi.cli import CliError, common
+
+if TYPE_CHECKING:
+    pass
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("consent", help="face consent: record, withdraw, refuse, report")
+    cs = c.add_subparsers(dest="action", required=True)
+    r = cs.add_parser("record", help="record consent given on the form, resident present")
+    r.add_argument("id", type=int, help="resident id")
+    r.add_argument("--lang", choices=("zh", "en"))
+    r.add_argument("--retention-days", type=int)
+    r.add_argument("--minor", action="store_true", help="the resident is under 14")
+    r.add_argument("--guardian", help="parent or guardian who consented (needed with --minor)")
+    r.add_argument("--share-site-gates", action="store_true",
+                   help="the resident ticked: the template may be used at the site's other gates")  # fmt: skip
+    r.add_argument("--yes", action="store_true",
+                   help="the resident read and signed the printed form (skip the question)")  # fmt: skip
+    r.set_defaults(func=cmd_record)
+    for name, helptext, func in (
+        ("withdraw", "withdraw consent: matching stops and the template is deleted", cmd_withdraw),
+        ("refuse", "remember that the resident said no (never offered again)", cmd_refuse),
+        ("show", "the resident's consent records", cmd_show),
+    ):
+        p = cs.add_parser(name, help=helptext)
+        p.add_argument("id", type=int)
+        p.set_defaults(func=func)
+    rep = cs.add_parser("report", help="what is stored about a resident (never the template)")
+    rep.add_argument("id", type=int)
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(func=cmd_report)
+    sw = cs.add_parser("sweep", help="delete templates whose retention has ended")
+    sw.set_defaults(func=cmd_sweep)
+
+
+def add_rotate(keys_sub: argparse._SubParsersAction) -> None:
+    """`doorpi keys rotate [--revoke]`: added to the `keys` group (cli/keys.py)."""
+    rot = keys_sub.add_parser(
+        "rotate", help="new face vault key: re-encrypt every template (or --revoke all)"
+    )
+    rot.add_argument("--revoke", action="store_true", help="delete every face template instead")
+    rot.set_defaults(func=cmd_rotate)
+
+
+def _who() -> str:
+    try:
+        return f"admin:{getpass.getuser()}"
+    except Exception:
+        return "admin:unknown"
+
+
+def _privacy(args: argparse.Namespace):
+    from doorpi.privacy.enrolment import build_face_privacy
+
+    cfg = common.config(args)
+    store = common.storage(cfg)
+    try:
+        return store, build_face_privacy(cfg, store)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from doorpi.privacy.consent import ConsentError
+    from doorpi.privacy.enrolment import EnrolmentError
+    from doorpi.privacy.notices import NoticeError
+
+    store, privacy = _privacy(args)
+    who = _who()
+    try:
+        ticket = privacy.start_enrolment(args.id, "admin_present", by=who, lang=args.lang)
+    except (EnrolmentError, NoticeError) as exc:
+        raise CliError(str(exc)) from None
+    if not args.yes:
+        print(ticket.notice.text)
+        answer = input("Has the resident read this and agreed? Type yes: ").strip().lower()
+        if answer != "yes":
+            print("no consent recorded")
+            return 1
+    try:
+        rec = privacy.consent(
+            ticket,
+            confirmed_by=who,
+            retention_days=args.retention_days,
+            minor=args.minor,
+            guardian=args.guardian,
+            share_site_gates=args.share_site_gates,
+        )
+    except ConsentError as exc:
+        raise CliError(str(exc)) from None
+    common.audit_admin(store, "consent_record", resident_id=args.id, consent_id=rec.id)
+    print(f"consent {rec.id} recorded for resident {args.id} until {common.when(rec.retention_end)}"
+          f" (notice {rec.notice_version}, sha256 {rec.notice_hash[:16]})")  # fmt: skip
+    return 0
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    from doorpi.privacy.enrolment import EnrolmentError
+
+    store, privacy = _privacy(args)
+    try:
+        had = privacy.withdraw(args.id, by=_who(), channel="admin")
+    except EnrolmentError as exc:
+        raise CliError(str(exc)) from None
+    common.audit_admin(store, "consent_withdraw", resident_id=args.id)
+    print(f"resident {args.id}: " + ("consent withdrawn, face template deleted" if had
+                                       else "had no face consent or template"))  # fmt: skip
+    return 0
+
+
+def cmd_refuse(args: argparse.Namespace) -> int:
+    from doorpi.privacy.enrolment import EnrolmentError
+
+    store, privacy = _privacy(args)
+    try:
+        privacy.refuse(args.id, by=_who())
+    except EnrolmentError as exc:
+        raise CliError(str(exc)) from None
+    common.audit_admin(store, "consent_refuse", resident_id=args.id)
+    print(f"resident {args.id}: refusal recorded; face will not be offered again")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store, privacy = _privacy(args)
+    r = store.residents.get(args.id)
+    if r is None:
+        raise CliError(f"no resident {args.id}")
+    common.audit_admin(store, "consent_show", resident_id=args.id)
+    common.print_json([c.public() for c in privacy.consents.history(r.pseudonym)])
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from doorpi.privacy.report import ReportError, format_report, resident_report
+
+    cfg = common.config(args)
+    store = common.storage(cfg)
+    try:
+        rep = resident_report(store, args.id, by=_who())
+    except ReportError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        common.print_json(rep)
+    else:
+        sys.stdout.write(format_report(rep) + "\n")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from doorpi.privacy.retention import RetentionSweeper
+
+    store, privacy = _privacy(args)
+    gone = RetentionSweeper(store, privacy.vault).sweep()
+    common.audit_admin(store, "retention_sweep", deleted=len(gone))
+    for g in gone:
+        print(f"deleted the face template of resident {g.resident_id}: {g.reason}")
+    print(f"{len(gone)} template(s) deleted")
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    store, privacy = _privacy(args)
+    started = time.monotonic()
+    kept = privacy.vault.rotate(revoke=args.revoke, by=_who())
+    common.audit_admin(store, "keys_rotate", revoke=args.revoke, kept=kept)
+    if args.revoke:
+        print("vault key replaced; every face template deleted")
+    else:
+        print(f"vault key replaced; {kept} template(s) re-encrypted "
+              f"in {time.monotonic() - started:.1f} s")  # fmt: skip
+    return 0

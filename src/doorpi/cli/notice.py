@@ -1,0 +1,57 @@
+"""`doorpi notice`: the printable gate sign and consent form (zh or en).
+
+Why generated from the config: the sign must name the controller, how to
+reach them and the capture zone of *this* gate (MFR 13, PIPL 17), and the
+consent form must be exactly the text whose hash a consent record stores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from doorpi.cli import CliError, common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("notice", help="print the gate sign and the face consent form")
+    p.add_argument("--lang", choices=("zh", "en"), default=None,
+                   help="language (default: face.notice_lang, else zh)")  # fmt: skip
+    p.add_argument("--format", choices=("html", "md"), default="html", dest="fmt")
+    p.add_argument("--kind", choices=("all", "sign", "consent"), default="all",
+                   help="the gate sign, the consent form, or both (default)")  # fmt: skip
+    p.add_argument("--out", help="write to this file instead of standard output")
+    p.set_defaults(func=main)
+
+
+def render(cfg: common.Config, lang: str | None, fmt: str, kind: str) -> str:
+    """The requested notices as one HTML document or Markdown text."""
+    from doorpi.privacy.notices import NoticeError, load_notice, to_html, to_markdown
+    from doorpi.privacy.settings import privacy_settings
+
+    try:
+        settings = privacy_settings(cfg.face.settings)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    lang = lang or settings.notice_lang
+    kinds = ("sign", "consent") if kind == "all" else (kind,)
+    details = settings.notice_details(cfg.site.name, cfg.site.controller, cfg.site.contact, lang)
+    try:
+        notices = [load_notice(k, lang, details) for k in kinds]
+    except NoticeError as exc:
+        raise CliError(str(exc)) from None
+    if fmt == "md":
+        return to_markdown(notices)
+    title = "人脸识别告知" if lang == "zh" else "Face recognition notice"
+    return to_html(notices, f"{cfg.site.name}: {title}")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    text = render(cfg, args.lang, args.fmt, args.kind)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0

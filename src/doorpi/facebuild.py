@@ -1,0 +1,130 @@
+"""Assembling the optional face path: models, vault gallery, engine, trigger.
+
+Only when the gate's face privacy is up (face enabled, privacy settings
+valid, impact assessment stored). Any failure here (missing or corrupt
+model, no runtime) is one log line and face stays off: card and PIN are
+untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from doorpi.facepath import FaceOutcome, FacePath
+from doorpi.gate import Gate
+
+log = logging.getLogger("doorpi.face")
+
+ENROL_FRAMES = 3  # good frames averaged into one template
+
+
+class GateFaceEngine:
+    """The engine the face path runs: the pipeline engine, plus the site's rules.
+
+    * hands-free 1:N is refused above ``max_hands_free`` templates (the chance of
+      a stranger matching someone grows with every template): the person is
+      asked for a card, a PIN, or their resident number first (1:1);
+    * enrolment capture: a few good frames averaged, handed straight to the
+      vault, never kept here.
+    """
+
+    def __init__(self, inner: Any, max_hands_free: int, enrol_sink: Any = None) -> None:
+        self.inner = inner
+        self.max_hands_free = max_hands_free
+        self.enrol_sink = enrol_sink
+        self._target: int | None = None
+        self._enrolling: int | None = None
+        self._acc: list[np.ndarray] = []
+
+    @property
+    def gallery(self) -> Any:
+        return self.inner.gallery
+
+    @property
+    def threshold(self) -> float:
+        return float(self.inner.threshold)
+
+    def begin(self, resident_id: int | None) -> None:
+        self._target = resident_id
+        self.inner.begin(resident_id)
+
+    def begin_enrolment(self, resident_id: int) -> None:
+        self._enrolling = resident_id
+        self._acc = []
+
+    def end(self) -> None:
+        self._target = None
+        self._enrolling = None
+        self._acc = []
+        self.inner.end()
+
+    def process(self, frame: Any, now: float) -> FaceOutcome:
+        if self._enrolling is not None:
+            return self._enrol(frame)
+        if self._target is None and len(self.inner.gallery) > self.max_hands_free:
+            return FaceOutcome("rejected", reason="hands_free_disabled")
+        return self.inner.process(frame, now)
+
+    def _enrol(self, frame: Any) -> FaceOutcome:
+        rid = self._enrolling
+        assert rid is not None
+        res = self.inner.pipeline.process(np.asarray(getattr(frame, "rgb", frame)))
+        if not res.ok:
+            return FaceOutcome("pending", hint=res.reason)
+        self._acc.append(res.embedding)
+        res.embedding = None
+        if len(self._acc) < ENROL_FRAMES:
+            return FaceOutcome("pending", hint="hold_still")
+        template = np.mean(self._acc, axis=0).astype(np.float32)
+        template /= np.linalg.norm(template)
+        self._acc = []
+        self._enrolling = None
+        self.enrol_sink(rid, template)
+        return FaceOutcome("enrolled", resident_id=rid)
+
+
+def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> FacePath | None:
+    """The face path for ``gate``, or None (face off, or it cannot run here)."""
+    if gate.face_privacy is None:
+        return None
+    cfg = gate.cfg
+    try:
+        from doorpi.privacy.gallery import VaultGallery
+        from doorpi.vision.engine import PipelineFaceEngine
+        from doorpi.vision.match import SHIPPED_THRESHOLD
+        from doorpi.vision.pipeline import FacePipeline
+
+        pipeline = FacePipeline.load(cfg.face.models_dir or None, cfg.face.num_threads)
+    except Exception as exc:  # ModelError, no runtime: one line, face off
+        gate.face_problem = f"face models: {exc}"
+        log.error("face stays off: %s", gate.face_problem)
+        return None
+    gallery = VaultGallery(gate.face_privacy.vault, gate.clock.wall)
+    inner = PipelineFaceEngine(pipeline, gallery, threshold=cfg.face.threshold or SHIPPED_THRESHOLD)
+    engine = GateFaceEngine(inner, cfg.face.max_hands_free, gate.face_privacy.enrol)
+    path = FacePath(
+        engine,
+        gate.submit,
+        mode=cfg.face.trigger,
+        window_seconds=cfg.face.window_seconds,
+        camera=camera,
+        indicator=indicator,
+    )
+    gate.face_engine = engine
+
+    def request(resident_id: int | None) -> None:
+        path.trigger(gate.clock.mono(), resident_id)
+
+    def enrol(resident_id: int) -> None:
+        path.trigger(gate.clock.mono(), None)
+        engine.begin_enrolment(resident_id)
+
+    gate.on_face_request = request
+    gate.on_face_enrol = enrol
+    return path
+
+
+__all__ = ["GateFaceEngine", "build_face_path"]
