@@ -72,9 +72,12 @@ class MotionDetector:
 
     def moved(self, luma: np.ndarray) -> bool:
         small = luma[:: self.step, :: self.step].astype(np.float32)
-        if self._bg is None or self._bg.shape != small.shape:
+        if self._bg is None:
             self._bg = small
             return False
+        if self._bg.shape != small.shape:  # a different picture altogether (replay)
+            self._bg = small
+            return True
         diff = float(np.abs(small - self._bg).mean())
         self._bg += self.adapt * (small - self._bg)
         return diff > self.threshold

@@ -135,6 +135,11 @@ class Gate:
         self.face_menu: Any = None
         self.face_engine: Any = None  # set by doorpi.facebuild when a camera path exists
         self.face_problem = ""
+        from doorpi.sync.importer import SyncSignalWatcher
+
+        # A USB import runs in its own process; it leaves a signal for us to show.
+        self.sync_watch = SyncSignalWatcher(storage.db)
+        self._sync_polled = float("-inf")
         if cfg.face.enabled:
             self._start_face_privacy()
 
@@ -325,6 +330,20 @@ class Gate:
             self._apply(out)
         self._persist_floor()
         self._sweep(mono)
+        if mono - self._sync_polled >= 1.0:
+            self._sync_polled = mono
+            self._poll_sync()
+
+    def _poll_sync(self) -> None:
+        try:
+            sig = self.sync_watch.poll()
+        except Exception as exc:
+            log.error("sync signal: %s", exc)
+            return
+        if sig is not None:
+            pattern, floor = sig
+            self.clock_guard.raise_floor(floor)
+            self._apply([Notice("sync_finished", {"result": pattern}), self._say(pattern)])
 
     def _sweep(self, mono: float, every: float = 3600.0) -> None:
         """Hourly: drop audit records past retention, run registered sweepers."""
@@ -586,7 +605,7 @@ class Gate:
         rule = self.cfg.door.policy.rule_at(at.local, self.cfg.schedules)
         decision = decide(rule, fresh.view(), frozenset(a.factors), at, self.cfg.schedules)
         if decision is None:
-            missing = _next_factor(rule, frozenset(a.factors))
+            missing = _next_factor(rule, frozenset(a.factors), self._face_ready(fresh))
             if missing == "pin" and not fresh.has_pin:
                 self.attempt = None
                 self._deny(Decision(False, Reason.NO_PIN_SET, fresh.id, tuple(sorted(a.factors))))
@@ -612,20 +631,28 @@ class Gate:
         else:
             self._deny(decision)
 
+    def _face_ready(self, resident: Resident) -> bool:
+        """Would asking this resident for their face make sense right now?"""
+        if self.face_privacy is None or self.on_face_request is None or self.face_paused():
+            return False
+        return self.face_privacy.vault.info(resident.pseudonym) is not None
+
     def _deny(self, decision: Decision) -> None:
         self.stats["denied"] += 1
         pattern = "locked_out" if decision.reason == Reason.LOCKED_OUT else "denied"
         self._apply([decision, self._say(pattern)])
 
 
-def _next_factor(rule: tuple[frozenset[str], ...], have: frozenset[str]) -> str:
-    """The cheapest factor that brings the attempt closer to a combination."""
+def _next_factor(
+    rule: tuple[frozenset[str], ...], have: frozenset[str], face_ready: bool = False
+) -> str:
+    """The cheapest factor that brings the attempt closer to a combination:
+    face for a resident who enrolled (PIN stays the fallback), else PIN."""
     options = sorted((len(c - have), sorted(c - have)) for c in rule if have < c)
-    missing = options[0][1]
-    for pref in ("pin", "card", "face"):
-        if pref in missing:
-            return pref
-    return missing[0]
+    fewest = options[0][0]
+    missing = {f for n, fs in options if n == fewest for f in fs}
+    order = ("face", "pin", "card") if face_ready else ("pin", "card", "face")
+    return next(f for f in order if f in missing)
 
 
 def event_notice(ev: CardReadFailed) -> Notice:

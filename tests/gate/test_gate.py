@@ -179,3 +179,20 @@ def test_sweepers_run_hourly_with_the_effective_time(site):
     site.advance(3600, step=300)
     assert len(calls) == n + 1
     assert calls[-1] == pytest.approx(site.clock.wall(), abs=1)
+
+
+def test_finished_usb_import_is_shown_and_raises_the_clock_floor(site):
+    """The import runs in its own process and leaves a signal; the gate shows it."""
+    import json
+
+    from doorpi.store.db import set_state
+
+    later = site.clock.wall() + 86400
+    set_state(site.storage.db, "clock_floor", repr(later))
+    set_state(site.storage.db, "sync_signal", json.dumps({"count": 1, "result": "applied"}))
+    site.advance(1.5)
+    assert [e["result"] for e in site.events if e["event"] == "sync_finished"] == ["done"]
+    assert site.devices.feedback.last == "done"
+    assert site.gate.clock_guard.floor >= later
+    site.advance(2)  # shown once
+    assert len([e for e in site.events if e["event"] == "sync_finished"]) == 1

@@ -28,6 +28,9 @@ COMMAND_MODULES: list[str] = [
     "notice",
     "pia",
     "consent",
+    "keys",
+    "sync",
+    "admin",
 ]
 
 

@@ -23,6 +23,10 @@ from doorpi.sim.site import SimulatedSite, sim_config, temp_data_dir
 CHATTER = frozenset({"feedback", "key_pressed", "card_removed", "reader_status"})
 
 STEP_KEYS = {"card", "card_fault", "keys", "door", "exit", "tamper", "wait", "clock", "face"}
+# Optional step fields: `frames` (how many frames a face step shows; a single
+# photo repeated is what a printed photo held still looks like) and `shift`
+# (pixels the photo moves per frame: a photo waved in front of the camera).
+STEP_EXTRAS = {"at", "frames", "shift"}
 
 
 class ScenarioError(ValueError):
@@ -52,7 +56,7 @@ class Scenario:
         steps = doc.get("steps", [])
         for i, step in enumerate(steps):
             actions = set(step) & STEP_KEYS
-            if len(actions) != 1 or set(step) - STEP_KEYS - {"at"}:
+            if len(actions) != 1 or set(step) - STEP_KEYS - STEP_EXTRAS:
                 raise ScenarioError(
                     f"{p}: steps[{i}] needs exactly one of {', '.join(sorted(STEP_KEYS))} and 'at'"
                 )
@@ -105,12 +109,17 @@ class ScenarioRun:
 def run(scenario: Scenario, data_dir: Path | None = None, keep: bool = False) -> ScenarioRun:
     events: list[dict[str, Any]] = []
     cfg = sim_config(scenario.config, data_dir or temp_data_dir())
+    if cfg.face.enabled:
+        _record_demo_assessment(cfg, scenario)
     clock = ManualClock(0.0)
     clock.set_wall(clock.epoch(scenario.start))
     site = SimulatedSite(cfg, clock, observers=[events.append])
+    site.scenario_path = scenario.path
     try:
         for spec in scenario.residents:
-            site.add_resident(spec)
+            rid = site.add_resident({k: v for k, v in spec.items() if k != "face"})
+            if spec.get("face"):
+                _enrol_face(site, rid, resolve(scenario.path, str(spec["face"])))
         site.strike_pin.clear_states()
         now = 0.0
         for i, step in enumerate(sorted(scenario.steps, key=lambda s: s.get("at", 0.0))):
@@ -156,8 +165,98 @@ def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
     elif "clock" in step:
         clock.set_wall(clock.epoch(datetime.fromisoformat(str(step["clock"]))))
     elif "face" in step:
-        raise ValueError("face steps need the face module (doorpi.vision)")
+        frames = list(face_frames(site.scenario_path, step))
+        return 0.1 * site.face(frames)
     return 0.0
+
+
+def resolve(scenario_path: Path, ref: str) -> Path:
+    """``shared:faces/X/1.jpg`` -> the shared data folder (beside the clone, or
+    $DOORPI_SHARED_DIR); other relative paths are relative to the scenario."""
+    import os
+
+    if ref.startswith("shared:"):
+        rel = ref.removeprefix("shared:")
+        candidates = (
+            [Path(os.environ["DOORPI_SHARED_DIR"])] if "DOORPI_SHARED_DIR" in os.environ else []
+        )
+        here = scenario_path.resolve().parent
+        candidates += [p / "shared" for p in (here, *here.parents)]
+        candidates.append(Path("/work/shared"))
+        for base in candidates:
+            if (base / rel).exists():
+                return base / rel
+        raise ValueError(f"{ref}: not found in the shared data folder (set DOORPI_SHARED_DIR)")
+    p = Path(ref)
+    return p if p.is_absolute() else scenario_path.parent / p
+
+
+def face_frames(scenario_path: Path, step: dict[str, Any]) -> Iterator[Any]:
+    """Frames for a face step: every photo of a folder once, or one photo
+    ``frames`` times (moved by ``shift`` pixels per frame if given)."""
+    import numpy as np
+
+    from doorpi.hardware.camera import FolderSource, Frame, load_rgb
+
+    if step["face"] == "empty":  # the camera sees the empty entrance
+        rgb = np.full((250, 250, 3), 96, np.uint8)
+        for _ in range(int(step.get("frames", 1))):
+            yield Frame(rgb, luma=rgb[:, :, 1], name="empty")
+        return
+    path = resolve(scenario_path, str(step["face"]))
+    if path.is_dir():
+        for f in FolderSource(path, max_side=640).frames():
+            yield Frame(f.rgb, luma=f.rgb[:, :, 1], name=f.name)
+        return
+    rgb = load_rgb(path, max_side=640)
+    shift = int(step.get("shift", 0))
+    for i in range(int(step.get("frames", 1))):
+        img = np.roll(rgb, shift * i, axis=1) if shift else rgb
+        # The green channel stands in for the camera's low-resolution luma plane.
+        yield Frame(img, luma=img[:, :, 1], name=path.name)
+
+
+def _record_demo_assessment(cfg: Any, scenario: Scenario) -> None:
+    """Scenarios with face on run as a site that has done its impact assessment."""
+    import time
+
+    from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
+    from doorpi.store import Storage
+
+    store = Storage.open(cfg.site.data_dir)
+    try:
+        reg = AssessmentRegistry(store.db, store.audit)
+        if reg.latest() is None:
+            reg.record(ImpactAssessment(
+                purpose=f"Scenario {scenario.name}: open the gate for residents who opt in.",
+                necessity="Demonstration; card and PIN remain at every door.",
+                impact="Templates of the scenario's residents in a throwaway database.",
+                measures="Consent, encrypted templates, deletion after the run.",
+                author="scenario", created=time.time(),
+            ))  # fmt: skip
+    finally:
+        store.close()
+
+
+def _enrol_face(site: SimulatedSite, resident_id: int, photo: Path) -> None:
+    """Consent (admin present) and a template from one photo, as the admin would."""
+    import numpy as np
+
+    from doorpi.hardware.camera import load_rgb
+
+    privacy = site.gate.face_privacy
+    engine = site.face_engine
+    if privacy is None or engine is None:
+        raise ValueError(
+            f"face enrolment needs face on: {site.gate.face_problem or 'face.enabled'}"
+        )
+    ticket = privacy.start_enrolment(resident_id, "admin_present", by="admin:scenario")
+    privacy.consent(ticket, confirmed_by="admin:scenario")
+    res = engine.inner.pipeline.process(np.asarray(load_rgb(photo, max_side=640)))
+    if not res.ok:
+        raise ValueError(f"{photo}: no usable face for enrolment ({res.reason})")
+    privacy.enrol(resident_id, res.embedding)
+    res.embedding = None
 
 
 def iter_lines(run_: ScenarioRun) -> Iterator[str]:

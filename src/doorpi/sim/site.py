@@ -48,6 +48,7 @@ class SimulatedSite:
         observers: list[Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.scenario_path = Path(".")
         self.clock = clock or ManualClock(time.time())
         self.devices: Devices = build_outputs(cfg, sim=True)
         self.factory = self.devices.pin_factory

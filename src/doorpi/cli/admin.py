@@ -1,0 +1,247 @@
+"""`doorpi admin ...`: the laptop side of USB sync (site key, gates, roster, bundles).
+
+Runs anywhere the package is installed; it never reads the gate config. State
+is kept in --admin-dir (default $DOORPI_ADMIN_DIR or ~/.local/share/doorpi-admin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+from datetime import datetime
+from pathlib import Path
+
+from doorpi.cli import CliError, common
+from doorpi.sync.admin import AdminError, AdminSite
+from doorpi.sync.keys import KeyFileError, PublicIdentity, pretty
+from doorpi.sync.report import SyncReport
+from doorpi.sync.roster import EXAMPLE, Roster, RosterError, load_roster
+
+
+def _default_dir() -> Path:
+    env = os.environ.get("DOORPI_ADMIN_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "doorpi-admin"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    opts = argparse.ArgumentParser(add_help=False)
+    opts.add_argument("--admin-dir", type=Path, default=_default_dir(),
+                      help="admin state directory (default: %(default)s)")  # fmt: skip
+    a = sub.add_parser("admin", help="laptop side: site key, gates, roster, bundles, reports")
+    acts = a.add_subparsers(dest="action", required=True)
+
+    init = acts.add_parser("init", parents=[opts], help="create the site key (once per site)")
+    init.add_argument("--site-name", required=True)
+    init.add_argument("--roster", type=Path, help="also write an example roster file here")
+    init.set_defaults(func=cmd_init)
+
+    acts.add_parser("show", parents=[opts], help="site fingerprint, sequence, gates").set_defaults(
+        func=cmd_show
+    )
+
+    stick = acts.add_parser("stick", parents=[opts], help="put the site's public key on a stick")
+    stick.add_argument("stick", type=Path, help="the stick's mount point")
+    stick.set_defaults(func=cmd_stick)
+
+    gate = acts.add_parser("gate", help="register, list or remove gates")
+    gs = gate.add_subparsers(dest="gate_action", required=True)
+    add = gs.add_parser("add", parents=[opts], help="register a gate from its public key file")
+    add.add_argument("path", type=Path, help="<stick>/doorpi/gates/<fingerprint>.pub")
+    add.add_argument("--name", help="name for the gate (default: the name it reports)")
+    add.add_argument("--fingerprint", help="expected fingerprint, as shown on the gate")
+    add.set_defaults(func=cmd_gate_add)
+    gs.add_parser("list", parents=[opts], help="registered gates").set_defaults(func=cmd_gate_list)
+    rm = gs.add_parser("remove", parents=[opts], help="forget a gate")
+    rm.add_argument("gate", help="name or fingerprint prefix")
+    rm.set_defaults(func=cmd_gate_remove)
+
+    chk = acts.add_parser("check", parents=[opts], help="validate a roster file")
+    chk.add_argument("roster", type=Path)
+    chk.set_defaults(func=cmd_check)
+
+    b = acts.add_parser(
+        "bundle", parents=[opts], help="write one sealed bundle per gate to a stick"
+    )
+    b.add_argument("roster", type=Path)
+    b.add_argument("stick", type=Path, help="the stick's mount point")
+    b.add_argument("--gate", action="append", help="only this gate (repeatable)")
+    b.set_defaults(func=cmd_bundle)
+
+    rep = acts.add_parser("report", help="read the gates' reports")
+    rs = rep.add_subparsers(dest="report_action", required=True)
+    rd = rs.add_parser("read", parents=[opts], help="verify and show the reports on a stick")
+    rd.add_argument("path", type=Path, help="the stick's mount point or one .report file")
+    rd.add_argument("--audit", action="store_true", help="also print each gate's audit records")
+    rd.add_argument("--json", action="store_true")
+    rd.set_defaults(func=cmd_report_read)
+
+
+def _site(args: argparse.Namespace) -> AdminSite:
+    try:
+        return AdminSite.load(args.admin_dir)
+    except (AdminError, KeyFileError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _roster(site: AdminSite, path: Path) -> Roster:
+    try:
+        roster = load_roster(path, site.key.pin_tag_key)
+    except RosterError as exc:
+        raise CliError(str(exc)) from None
+    mode = path.stat().st_mode
+    if any(r.entry.pin for r in roster.residents) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(f"warning: {path} holds PINs and is readable by others (chmod 600 {path})")
+    return roster
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    try:
+        site = AdminSite.init(args.admin_dir, args.site_name)
+    except (AdminError, KeyFileError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"site {args.site_name!r} created in {args.admin_dir}")
+    print(f"site fingerprint: {pretty(site.key.fingerprint)}")
+    print("back up site.key: it signs every bundle and opens every report")
+    if args.roster is not None and not args.roster.exists():
+        fd = os.open(args.roster, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(EXAMPLE.replace("Example Court", args.site_name))
+        print(f"example roster written to {args.roster}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    site = _site(args)
+    print(f"site:     {site.key.name} {pretty(site.key.fingerprint)}")
+    print(f"sequence: {site.sequence}")
+    print(f"gates:    {len(site.gates)}")
+    return 0
+
+
+def cmd_stick(args: argparse.Namespace) -> int:
+    site = _site(args)
+    try:
+        site.write_stick(args.stick, [])
+    except AdminError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{args.stick}: cannot write: {exc.strerror}") from None
+    print(f"site key {pretty(site.key.fingerprint)} written to {args.stick}/doorpi/site.pub")
+    print("at each new gate: `doorpi keys export STICK` and `doorpi keys trust-site STICK`")
+    return 0
+
+
+def cmd_gate_add(args: argparse.Namespace) -> int:
+    site = _site(args)
+    try:
+        pub = PublicIdentity.read(args.path, "gate")
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+    if args.fingerprint is not None:
+        want = args.fingerprint.replace("-", "").replace(" ", "").lower()
+        if len(want) < 16 or not pub.fingerprint.startswith(want):
+            raise CliError(
+                f"gate key fingerprint {pretty(pub.fingerprint)} does not match --fingerprint"
+            )
+    try:
+        rec = site.add_gate(pub, args.name)
+    except AdminError as exc:
+        raise CliError(str(exc)) from None
+    print(f"gate {rec.name!r} registered: {pretty(rec.fingerprint)}")
+    return 0
+
+
+def cmd_gate_list(args: argparse.Namespace) -> int:
+    site = _site(args)
+    print(f"{'name':<16} {'fingerprint':<40} {'applied':>7}  last report")
+    for g in site.gates.values():
+        last = g.last_report.get("summary", "-")
+        print(f"{g.name[:16]:<16} {pretty(g.fingerprint):<40} {g.last_sequence:>7}  {last}")
+    return 0
+
+
+def cmd_gate_remove(args: argparse.Namespace) -> int:
+    site = _site(args)
+    try:
+        rec = site.remove_gate(args.gate)
+    except AdminError as exc:
+        raise CliError(str(exc)) from None
+    print(f"gate {rec.name!r} forgotten")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    site = _site(args)
+    roster = _roster(site, args.roster)
+    pins = sum(1 for r in roster.residents if r.entry.pin)
+    cards = sum(len(r.entry.cards) for r in roster.residents)
+    print(f"{args.roster}: {len(roster.residents)} residents, {cards} cards, {pins} PINs: ok")
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    site = _site(args)
+    roster = _roster(site, args.roster)
+    if not args.stick.is_dir():
+        raise CliError(f"{args.stick}: not a directory (give the stick's mount point)")
+    try:
+        relayed = site.collect_outbox(args.stick)  # sealed gate to gate: unreadable here
+        built = site.build(roster, only=args.gate, templates=relayed)
+        site.write_stick(args.stick, built)
+        site.clear_outbox(args.stick, relayed)
+    except AdminError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{args.stick}: cannot write: {exc.strerror}") from None
+    signed_at = _when(built[0].bundle.created) if built else "-"
+    print(f"sequence {site.sequence}, signed by site {pretty(site.key.fingerprint)} at {signed_at}")
+    print("  (the gates raise their clock floor to this time: check the laptop's clock)")
+    for b in built:
+        print(
+            f"  {b.gate.name:<16} {len(b.bundle.residents):>5} residents "
+            f"{len(b.bundle.tombstones):>4} deletions {len(b.bundle.templates):>4} face templates "
+            f"{len(b.data):>9} bytes  {b.path}"
+        )
+    print("plug the stick into each gate; bring it back and run `doorpi admin report read`")
+    return 0
+
+
+def _when(t: float) -> str:
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_report_read(args: argparse.Namespace) -> int:
+    site = _site(args)
+    results = site.read_reports(args.path)
+    if not results:
+        raise CliError(f"{args.path}: no reports found")
+    bad = 0
+    docs = []
+    for path, rep in results:
+        if not isinstance(rep, SyncReport):
+            bad += 1
+            print(f"{path.name}: cannot be trusted: {rep}")
+            continue
+        if args.json:
+            docs.append(
+                vars(rep) if args.audit else {k: v for k, v in vars(rep).items() if k != "audit"}
+            )
+            continue
+        name = site.gates[rep.gate].name
+        st = rep.status
+        print(f"{name} ({_when(rep.created)}): {rep.summary()}")
+        print(
+            f"  {st.get('residents')} residents ({st.get('active')} active), {st.get('cards')} cards, "
+            f"{st.get('pins')} PINs; database {st.get('integrity')}; audit chain "
+            f"{st.get('audit_chain')}; {len(rep.audit)} audit records"
+        )
+        if args.audit:
+            for a in rep.audit:
+                print(f"    {a['seq']:>7} {_when(a['ts'])} {a['kind']:<12} {a['data']}")
+    if args.json:
+        common.print_json(docs)
+    return 1 if bad else 0

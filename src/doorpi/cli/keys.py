@@ -1,0 +1,140 @@
+"""`doorpi keys init|show|export|trust-site`: the gate's identity for USB sync."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from doorpi.cli import CliError, common
+from doorpi.store.db import set_state
+from doorpi.store.secrets import DeviceSecrets
+from doorpi.sync.importer import SITE_CARD, STICK_DIR, BundleImporter, GateRules
+from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity, pretty
+from doorpi.sync.report import write_atomic
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    k = sub.add_parser("keys", help="the gate's keys for signed, encrypted USB sync")
+    ks = k.add_subparsers(dest="action", required=True)
+    from doorpi.cli.consent import add_rotate
+
+    add_rotate(ks)  # `keys rotate [--revoke]`: the face vault key (doorpi.privacy)
+    ks.add_parser("init", help="create the gate's key pairs (once)").set_defaults(func=cmd_init)
+    show = ks.add_parser("show", help="fingerprint, trusted site, last bundle")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+    ex = ks.add_parser("export", help="write the gate's public key to a stick or a file")
+    ex.add_argument("path", type=Path, help="the stick's mount point, or a file name")
+    ex.set_defaults(func=cmd_export)
+    tr = ks.add_parser("trust-site", help="pin the site's public key (pairing)")
+    tr.add_argument("path", type=Path, help="site.pub, or a stick holding doorpi/site.pub")
+    tr.add_argument("--fingerprint", help="the fingerprint `doorpi admin init` showed")
+    tr.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    tr.add_argument("--replace", action="store_true", help="replace a different trusted site")
+    tr.set_defaults(func=cmd_trust_site)
+
+
+def identity(cfg: common.Config) -> GateIdentity:
+    try:
+        return GateIdentity.load(cfg.keys_dir, cfg.door.name)
+    except KeyFileError as exc:
+        raise CliError(f"{exc} (run `doorpi keys init` first)") from None
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    try:
+        gate = GateIdentity.create(cfg.keys_dir, cfg.door.name)
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+    DeviceSecrets.load_or_create(cfg.keys_dir)
+    print(f"gate keys created in {cfg.keys_dir}")
+    print(f"gate fingerprint: {pretty(gate.fingerprint)}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    gate = identity(cfg)
+    store = common.storage(cfg)
+    imp = BundleImporter(store, gate, GateRules.from_config(cfg))
+    site = imp.trusted_site()
+    info = {
+        "gate": gate.name,
+        "fingerprint": gate.fingerprint,
+        "site": site.fingerprint if site else None,
+        "site_name": site.name if site else None,
+        "last_sequence": imp.last_sequence(),
+    }
+    if args.json:
+        common.print_json(info)
+        return 0
+    print(f"gate:        {gate.name}")
+    print(f"fingerprint: {pretty(gate.fingerprint)}")
+    if site:
+        print(f"site:        {site.name} {pretty(site.fingerprint)}")
+    else:
+        print("site:        none trusted yet (`doorpi keys trust-site`)")
+    print(f"last bundle: {info['last_sequence'] or 'none'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    gate = identity(cfg)
+    dest: Path = args.path
+    if dest.is_dir():
+        dest = dest / STICK_DIR / "gates" / f"{gate.fingerprint}.pub"
+    try:
+        write_atomic(dest, (gate.public.to_json() + "\n").encode())
+    except OSError as exc:
+        raise CliError(f"{dest}: cannot write: {exc.strerror}") from None
+    print(f"public key of gate {gate.name!r} written to {dest}")
+    print(f"gate fingerprint: {pretty(gate.fingerprint)}")
+    site_card = args.path / STICK_DIR / SITE_CARD
+    if args.path.is_dir() and site_card.exists():
+        print(
+            f"the stick carries a site key; trust it with `doorpi keys trust-site {args.path} "
+            "--fingerprint FP` (FP as `doorpi admin init` showed it)"
+        )
+    return 0
+
+
+def cmd_trust_site(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    gate = identity(cfg)
+    path: Path = args.path
+    if path.is_dir():
+        path = path / STICK_DIR / SITE_CARD
+    try:
+        site = PublicIdentity.read(path, "site")
+    except KeyFileError as exc:
+        raise CliError(str(exc)) from None
+    if args.fingerprint is not None:
+        want = args.fingerprint.replace("-", "").replace(" ", "").lower()
+        if len(want) < 16 or not site.fingerprint.startswith(want):
+            raise CliError(
+                f"site key fingerprint {pretty(site.fingerprint)} does not match --fingerprint"
+            )
+    elif not args.yes:
+        print(f"site {site.name!r} fingerprint: {pretty(site.fingerprint)}")
+        if not sys.stdin.isatty():
+            raise CliError(
+                "confirm with --fingerprint (the one `doorpi admin init` showed) or --yes"
+            )
+        if input("is this the fingerprint on the admin's screen? [y/N] ").strip().lower() != "y":
+            raise CliError("not trusted")
+    store = common.storage(cfg)
+    imp = BundleImporter(store, gate, GateRules.from_config(cfg))
+    old = imp.trusted_site()
+    if old is not None and old.fingerprint != site.fingerprint:
+        if not args.replace:
+            raise CliError(
+                f"this gate already trusts site {pretty(old.fingerprint)}; use --replace to re-pair"
+            )
+        set_state(store.db, "sync_sequence", "0")  # the new site counts from 1
+    imp.trust_site(site)
+    common.audit_admin(store, "site_trusted", site=site.fingerprint)
+    print(f"gate {gate.name!r} now accepts bundles signed by site {pretty(site.fingerprint)}")
+    return 0

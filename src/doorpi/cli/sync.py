@@ -1,0 +1,76 @@
+"""`doorpi sync import PATH`: apply the admin's bundle from a stick (or a file).
+
+Run by hand or by doorpi-sync@.service when a stick is plugged in. Prints one
+line for the journal; exit 0 when applied, 1 when refused (the report on the
+stick and the audit log say why), 2 when there is nothing to import.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from doorpi.cli import CliError, common
+from doorpi.cli.keys import identity
+from doorpi.sync.importer import (
+    STICK_DIR,
+    BundleImporter,
+    GateRules,
+    TemplateSink,
+    TemplateSource,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("sync", help="import the admin's bundle from a USB stick")
+    ss = s.add_subparsers(dest="action", required=True)
+    im = ss.add_parser("import", help="apply a bundle, all or nothing, and write a report")
+    im.add_argument("path", type=Path, help="the stick's mount point, or a .bundle file")
+    im.add_argument("--json", action="store_true", help="print the report (without audit)")
+    im.set_defaults(func=cmd_import)
+
+
+def template_sink(cfg: common.Config, store: common.Storage) -> TemplateSink | None:
+    """The face vault that receives templates from other gates; None while face is off."""
+    return None
+
+
+def template_source(cfg: common.Config, store: common.Storage) -> TemplateSource | None:
+    """The face vault that gives this gate's templates to share; None while face is off."""
+    return None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    cfg = common.config(args)
+    gate = identity(cfg)
+    store = common.storage(cfg)
+    imp = BundleImporter(
+        store,
+        gate,
+        GateRules.from_config(cfg),
+        sink=template_sink(cfg, store),
+        source=template_source(cfg, store),
+    )
+    path: Path = args.path
+    out: Path | None
+    if path.is_dir():
+        if not (path / STICK_DIR).is_dir():
+            raise CliError(f"{path}: no {STICK_DIR}/ folder: not an admin stick")
+        report, out = imp.import_stick(path)
+    else:
+        if not path.exists():
+            raise CliError(f"{path}: no such file or directory")
+        report = imp.import_file(path)
+        out = path.with_suffix(".report")
+        try:
+            imp.write_report(report, out)
+        except OSError:
+            out = None
+    if args.json:
+        doc = dict(vars(report))
+        doc.pop("audit")
+        common.print_json(doc)
+    else:
+        where = f"report: {out}" if out else "report NOT written: stick read-only or removed"
+        print(f"doorpi sync: {report.summary()} ({where})")
+    return 0 if report.result == "applied" else 1

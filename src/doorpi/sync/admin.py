@@ -1,0 +1,272 @@
+"""Laptop side: the site key, the registry of gates, sequence numbers, bundle building.
+
+State lives in one directory (default ``~/.local/share/doorpi-admin``)::
+
+    site.key     the site's 32-byte secret seed (0600): back it up, it signs everything
+    site.pub     the public half, copied to every stick for pairing
+    state.json   sequence number, registered gates, keys sent to each gate (0600)
+
+The sequence number is raised and saved *before* any bundle is written, so a
+crash can skip a number but never reuse one (gates refuse older or equal).
+For each gate the registry remembers every roster key ever sent to it; keys
+that are no longer in that gate's part of the roster travel as tombstones in
+every later bundle, so a gate that missed a stick still deletes them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from doorpi.store.secrets import write_secret_file
+from doorpi.sync.bundle import EnrollmentBundle, TemplateEntry, seal_bundle
+from doorpi.sync.importer import SITE_CARD, STICK_DIR
+from doorpi.sync.keys import KeyFileError, PublicIdentity, SiteKey, pretty
+from doorpi.sync.report import SyncReport, open_report, read_report_file
+
+STATE_FILE = "state.json"
+
+
+class AdminError(ValueError):
+    """An admin-side mistake, as one line."""
+
+
+@dataclass
+class GateRecord:
+    public: PublicIdentity
+    added: float
+    sent_keys: list[str] = field(default_factory=list)
+    last_sequence: int = 0
+    last_report: dict[str, Any] = field(default_factory=dict)
+    templates_sent: list[str] = field(default_factory=list)  # roster keys relayed to it
+
+    @property
+    def name(self) -> str:
+        return self.public.name
+
+    @property
+    def fingerprint(self) -> str:
+        return self.public.fingerprint
+
+
+@dataclass
+class BuiltBundle:
+    gate: GateRecord
+    bundle: EnrollmentBundle
+    data: bytes
+    path: Path | None = None
+
+
+class AdminSite:
+    def __init__(self, admin_dir: Path, key: SiteKey, state: dict[str, Any]) -> None:
+        self.dir = admin_dir
+        self.key = key
+        self.sequence: int = int(state.get("sequence", 0))
+        self.gates: dict[str, GateRecord] = {}
+        for g in state.get("gates", []):
+            pub = PublicIdentity.from_json(json.dumps(g["public"]), "gate", "state.json")
+            self.gates[pub.fingerprint] = GateRecord(
+                pub, g["added"], g.get("sent_keys", []), g.get("last_sequence", 0),
+                g.get("last_report", {}), g.get("templates_sent", []),
+            )  # fmt: skip
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def init(cls, admin_dir: Path, site_name: str) -> AdminSite:
+        admin_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = SiteKey.create(admin_dir, site_name)
+        site = cls(admin_dir, key, {"site_name": site_name})
+        site.save()
+        (admin_dir / "site.pub").write_text(key.public.to_json() + "\n")
+        return site
+
+    @classmethod
+    def load(cls, admin_dir: Path) -> AdminSite:
+        path = admin_dir / STATE_FILE
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise AdminError(f"{admin_dir}: no admin state here; run `doorpi admin init`") from None
+        except (OSError, ValueError) as exc:
+            raise AdminError(f"{path}: unreadable: {exc}") from None
+        key = SiteKey.load(admin_dir, state.get("site_name", ""))
+        return cls(admin_dir, key, state)
+
+    def save(self) -> None:
+        state = {
+            "site_name": self.key.name,
+            "site": self.key.fingerprint,
+            "sequence": self.sequence,
+            "gates": [
+                {
+                    "public": json.loads(g.public.to_json()),
+                    "added": g.added,
+                    "sent_keys": sorted(g.sent_keys),
+                    "last_sequence": g.last_sequence,
+                    "last_report": g.last_report,
+                    "templates_sent": sorted(g.templates_sent),
+                }
+                for g in self.gates.values()
+            ],
+        }
+        write_secret_file(self.dir / STATE_FILE, json.dumps(state, indent=2).encode())
+
+    # ------------------------------------------------------------ gates
+
+    def add_gate(self, public: PublicIdentity, name: str | None = None) -> GateRecord:
+        if name:
+            public = PublicIdentity("gate", name, public.box_key, public.sign_key)
+        if not public.name:
+            raise AdminError("the gate needs a name: give --name")
+        if public.fingerprint in self.gates:
+            raise AdminError(f"gate {pretty(public.fingerprint)} is already registered")
+        if any(g.name == public.name for g in self.gates.values()):
+            raise AdminError(f"a gate named {public.name!r} is already registered")
+        rec = GateRecord(public, time.time())
+        self.gates[public.fingerprint] = rec
+        self.save()
+        return rec
+
+    def find_gate(self, name_or_fp: str) -> GateRecord:
+        probe = name_or_fp.replace("-", "").lower()
+        hits = [g for g in self.gates.values()
+                if g.name == name_or_fp or (len(probe) >= 8 and g.fingerprint.startswith(probe))]  # fmt: skip
+        if len(hits) != 1:
+            raise AdminError(f"no single registered gate matches {name_or_fp!r}")
+        return hits[0]
+
+    def remove_gate(self, name_or_fp: str) -> GateRecord:
+        rec = self.find_gate(name_or_fp)
+        del self.gates[rec.fingerprint]
+        self.save()
+        return rec
+
+    # ------------------------------------------------------------ bundles
+
+    def build(
+        self,
+        roster: Any,
+        only: list[str] | None = None,
+        templates: dict[str, list[TemplateEntry]] | None = None,
+        now: float | None = None,
+    ) -> list[BuiltBundle]:
+        """One signed, sealed bundle per gate, all with the same new sequence number."""
+        if not self.gates:
+            raise AdminError("no gates registered; add one with `doorpi admin gate add FILE`")
+        gates = [self.find_gate(n) for n in only] if only else list(self.gates.values())
+        names = {g.name for g in self.gates.values()}
+        for r in roster.residents:
+            for g in r.gates or ():
+                if g not in names:
+                    raise AdminError(f"resident {r.entry.key}: unknown gate {g!r} in gates")
+        self.sequence += 1
+        self.save()  # before anything is written: a number is never used twice
+        created = time.time() if now is None else now
+        out: list[BuiltBundle] = []
+        for g in gates:
+            residents = roster.for_gate(g.name)
+            keys = {r.key for r in residents}
+            tombstones = sorted(set(g.sent_keys) - keys)
+            consented = {r.key for r in residents if r.share_with_site_gates}
+            peers = tuple(p.public for p in self.gates.values() if p is not g)
+            peer_fps = {p.fingerprint for p in peers}
+            tpl = [t for t in (templates or {}).get(g.fingerprint, [])
+                   if t.resident in consented and t.source_gate in peer_fps]  # fmt: skip
+            # Consent withdrawn (or resident gone): the copies relayed earlier must go.
+            withdrawn = sorted(set(g.templates_sent) - consented)
+            bundle = EnrollmentBundle(
+                site=self.key.fingerprint,
+                gate=g.fingerprint,
+                sequence=self.sequence,
+                created=created,
+                site_name=roster.site_name or self.key.name,
+                residents=tuple(residents),
+                tombstones=tuple(tombstones),
+                templates=tuple(tpl),
+                template_tombstones=tuple(k for k in withdrawn if k in keys),
+                peers=peers,
+            )
+            out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
+            g.sent_keys = sorted(set(g.sent_keys) | keys)
+            g.templates_sent = sorted((set(g.templates_sent) - set(withdrawn))
+                                      | {t.resident for t in tpl})  # fmt: skip
+        self.save()
+        return out
+
+    def write_stick(self, stick: Path, built: list[BuiltBundle]) -> list[Path]:
+        from doorpi.sync.report import write_atomic
+
+        folder = stick / STICK_DIR
+        if not stick.is_dir():
+            raise AdminError(f"{stick}: not a directory (give the stick's mount point)")
+        write_atomic(folder / SITE_CARD, (self.key.public.to_json() + "\n").encode())
+        paths = []
+        for b in built:
+            b.path = folder / f"{b.gate.fingerprint}.bundle"
+            write_atomic(b.path, b.data)
+            old = folder / f"{b.gate.fingerprint}.report"
+            if old.exists():
+                old.rename(old.with_name(old.name + ".read"))  # never confuse last round's report
+            paths.append(b.path)
+        return paths
+
+    def collect_outbox(self, stick: Path) -> dict[str, list[TemplateEntry]]:
+        """Sealed templates the gates left on the stick, by destination gate.
+
+        The laptop cannot open them; it only checks names and sizes and hands
+        them on. Only files from and to registered gates are taken.
+        """
+        from doorpi.sync.bundle import KEY_RE, BundleError, read_stable
+        from doorpi.sync.importer import OUTBOX
+        from doorpi.sync.templates import MAX_TEMPLATE
+
+        out: dict[str, list[TemplateEntry]] = {}
+        root = stick / STICK_DIR / OUTBOX
+        for dest in sorted(root.glob("*")) if root.is_dir() else []:
+            if dest.name not in self.gates:
+                continue
+            for f in sorted(dest.glob("*.tpl")):
+                source, _, key = f.name[: -len(".tpl")].partition(".")
+                if source not in self.gates or source == dest.name or not KEY_RE.fullmatch(key):
+                    continue
+                try:
+                    sealed = read_stable(f, MAX_TEMPLATE + 200)
+                except BundleError:
+                    continue
+                out.setdefault(dest.name, []).append(TemplateEntry(key, source, True, sealed))
+        return out
+
+    def clear_outbox(self, stick: Path, relayed: dict[str, list[TemplateEntry]]) -> None:
+        """Remove relayed templates from the stick once they are inside sealed bundles."""
+        from doorpi.sync.importer import OUTBOX
+
+        for dest, entries in relayed.items():
+            for t in entries:
+                path = stick / STICK_DIR / OUTBOX / dest / f"{t.source_gate}.{t.resident}.tpl"
+                path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ reports
+
+    def read_reports(self, where: Path) -> list[tuple[Path, SyncReport | str]]:
+        """Every report on a stick (or one file): the report, or why it cannot be read."""
+        from doorpi.sync.bundle import BundleError
+
+        files = [where] if where.is_file() else sorted((where / STICK_DIR).glob("*.report"))
+        gates = {fp: g.public for fp, g in self.gates.items()}
+        out: list[tuple[Path, SyncReport | str]] = []
+        for f in files:
+            try:
+                rep = open_report(read_report_file(f), self.key, gates)
+            except (BundleError, KeyFileError) as exc:
+                out.append((f, str(exc)))
+                continue
+            rec = self.gates[rep.gate]
+            rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
+            rec.last_report = {"created": rep.created, "summary": rep.summary()}
+            out.append((f, rep))
+        self.save()
+        return out

@@ -1,0 +1,660 @@
+"""Gate side: apply a bundle all or nothing, then write the signed report.
+
+Order of work, so the door keeps working and a crash changes nothing:
+
+1. read the file (size limit, must not change while read), check the header,
+   decrypt, verify the site's signature, parse every field;
+2. check the sequence (older or equal is refused: no rollback, no replay) and
+   the gate's own rules (known schedules, PIN length);
+3. hash new PINs *outside* the write transaction (Argon2id is slow on a Pi;
+   the gate must not wait on the database lock meanwhile);
+4. one ``BEGIN IMMEDIATE`` transaction: tombstones, upserts, cards, templates,
+   the new sequence number and clock floor; any error rolls it all back.
+
+Roster residents are tied to gate residents through ``sync_residents``
+(roster key -> resident id, plus the PIN's change tag). It is a table of its
+own, created here with IF NOT EXISTS, not a migration: it belongs to sync, and
+its foreign key with ON DELETE CASCADE keeps it right when a resident is
+removed on the gate by hand. Residents added on the gate by hand are never
+touched by a bundle; for roster residents the roster is authoritative.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from doorpi import __version__ as doorpi_version
+from doorpi.store import Storage
+from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
+from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
+from doorpi.sync.bundle import (
+    BundleError,
+    EnrollmentBundle,
+    ResidentEntry,
+    open_bundle,
+    read_header,
+    read_stable,
+)
+from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
+from doorpi.sync.report import SyncReport, seal_report, write_atomic
+from doorpi.sync.templates import open_template, seal_template
+
+STICK_DIR = "doorpi"
+SITE_CARD = "site.pub"
+OUTBOX = "outbox"
+MAX_AUDIT_IN_REPORT = 50_000
+
+MAPPING_DDL = """
+CREATE TABLE IF NOT EXISTS sync_residents (
+    key TEXT PRIMARY KEY,
+    resident_id INTEGER NOT NULL UNIQUE REFERENCES residents(id) ON DELETE CASCADE,
+    pin_tag TEXT,
+    share_face INTEGER NOT NULL DEFAULT 0,
+    template_from TEXT
+)
+"""
+
+
+class TemplateSink(Protocol):
+    """Where face templates from other gates go (the vault, wired by the gate).
+
+    ``sealed`` has already been verified (source gate's signature, resident,
+    this gate); `doorpi.sync.templates.unseal_for_vault` gives its bytes.
+    Called inside the import transaction: raising refuses the whole bundle.
+    """
+
+    def store_sealed(self, pseudonym: str, sealed: bytes) -> None: ...
+
+    def delete(self, pseudonym: str) -> None: ...
+
+
+class TemplateSource(Protocol):
+    """The vault's side of export: this gate's template for a pseudonym, or None."""
+
+    def template_bytes(self, pseudonym: str) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """What the gate's own config says a bundle must respect."""
+
+    schedules: frozenset[str] = frozenset()
+    pin_min: int = 4
+    pin_max: int = 8
+    opslimit: int = 2
+    memlimit_kib: int = 19456
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> GateRules:
+        return cls(frozenset(cfg.schedules), cfg.keypad.pin_min_length, cfg.keypad.pin_max_length,
+                   cfg.pin.opslimit, cfg.pin.memlimit_kib)  # fmt: skip
+
+
+@dataclass
+class Changes:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    pins_hashed: int = 0
+    templates_stored: int = 0
+    templates_deleted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
+class _Plan:
+    """Everything computed before the transaction: card hashes and new PIN hashes."""
+
+    cards: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # key -> (hash, label)
+    pin_hashes: dict[str, str] = field(default_factory=dict)
+
+
+class BundleImporter:
+    def __init__(
+        self,
+        storage: Storage,
+        identity: GateIdentity,
+        rules: GateRules,
+        sink: TemplateSink | None = None,
+        clock: Callable[[], float] = time.time,
+        source: TemplateSource | None = None,
+    ) -> None:
+        self.storage = storage
+        self.db = storage.db
+        self.identity = identity
+        self.rules = rules
+        self.sink = sink
+        self.source = source
+        self.clock = clock
+
+    # ------------------------------------------------------------ trust
+
+    def trusted_site(self) -> PublicIdentity | None:
+        raw = get_state(self.db, "sync_site_key")
+        return PublicIdentity.from_json(raw, "site", "trusted site key") if raw else None
+
+    def trust_site(self, site: PublicIdentity) -> None:
+        """Pin the site's public key; changing it later is a deliberate re-pairing.
+
+        The caller records who did it in the audit log (`doorpi keys trust-site`).
+        """
+        set_state(self.db, "sync_site_key", site.to_json())
+
+    def last_sequence(self) -> int:
+        return int(get_state(self.db, "sync_sequence", "0") or 0)
+
+    # ------------------------------------------------------------ entry points
+
+    def import_stick(self, stick: Path) -> tuple[SyncReport, Path | None]:
+        """Import ``<stick>/doorpi/<fingerprint>.bundle``; write the report beside it."""
+        folder = stick / STICK_DIR
+        fp = self.identity.fingerprint
+        bundle_path = folder / f"{fp}.bundle"
+        if not bundle_path.exists():
+            # A pairing visit: leave the gate's public key for the admin.
+            with suppress(OSError):
+                write_atomic(
+                    folder / "gates" / f"{fp}.pub", self.identity.public.to_json().encode()
+                )
+        report = self.import_file(bundle_path)
+        out = folder / f"{fp}.report"
+        try:
+            self.write_report(report, out)
+        except OSError:
+            return report, None  # a read-only or pulled stick: the import itself stands
+        if self.source is not None:
+            with suppress(OSError):
+                self.export_templates(stick)
+        return report, out
+
+    def peers(self) -> list[PublicIdentity]:
+        """The site's other gates, as the last applied bundle listed them."""
+        raw = get_state(self.db, "sync_peers")
+        cards = json.loads(raw) if raw else []
+        return [PublicIdentity.from_json(c, "gate", "sync_peers") for c in cards]
+
+    def export_templates(self, stick: Path) -> int:
+        """Seal this gate's templates of sharing residents to every other gate of the site.
+
+        Files go to ``<stick>/doorpi/outbox/<destination>/<this gate>.<key>.tpl``;
+        the admin relays them in the destination's next bundle without being
+        able to read them. Only residents whose roster entry consents are exported,
+        and only templates enrolled here (never one received from another gate).
+        """
+        if self.source is None:
+            return 0
+        me = self.identity.fingerprint
+        peers = [p for p in self.peers() if p.fingerprint != me]
+        try:
+            rows = self.db.execute(
+                "SELECT s.key, r.pseudonym FROM sync_residents s "
+                "JOIN residents r ON r.id = s.resident_id "
+                "WHERE s.share_face = 1 AND s.template_from IS NULL ORDER BY s.key"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return 0
+        written = 0
+        for key, pseudonym in rows:
+            template = self.source.template_bytes(pseudonym)
+            if template is None:
+                continue
+            for peer in peers:
+                blob = seal_template(self.identity, peer, key, template)
+                path = stick / STICK_DIR / OUTBOX / peer.fingerprint / f"{me}.{key}.tpl"
+                write_atomic(path, blob)
+                written += 1
+        if written:
+            self.storage.audit.append(
+                "sync", {"action": "templates_exported", "count": written}, ts=self.clock()
+            )
+        return written
+
+    def import_file(self, path: Path) -> SyncReport:
+        try:
+            data = read_stable(path)
+        except BundleError as exc:
+            return self._refused(exc, None)
+        return self.import_bytes(data)
+
+    def import_bytes(self, data: bytes) -> SyncReport:
+        """Apply a bundle or refuse it; never raises for bad input, the report says why."""
+        bundle: EnrollmentBundle | None = None
+        try:
+            read_header(data)  # size, magic, version, truncation: before anything else
+            site = self.trusted_site()
+            if site is None:
+                raise BundleError(
+                    "no_site_key", "no site key is trusted yet: run `doorpi keys trust-site FILE`"
+                )
+            bundle = open_bundle(data, self.identity, site)
+            self._check_sequence(bundle)
+            self._check_rules(bundle)
+            plan = self._plan(bundle)
+            changes = self._apply(bundle, plan)
+        except BundleError as exc:
+            return self._refused(exc, bundle)
+        except KeyFileError as exc:
+            return self._refused(BundleError("no_site_key", str(exc)), bundle)
+        except sqlite3.DatabaseError as exc:
+            return self._refused(BundleError("database", f"database error: {exc}"), bundle)
+        self.storage.audit.append(
+            "sync",
+            {"action": "applied", "sequence": bundle.sequence, **changes.as_dict()},
+            ts=self.clock(),
+        )
+        return self._report("applied", bundle, changes=changes.as_dict())
+
+    # ------------------------------------------------------------ checks
+
+    def _check_sequence(self, bundle: EnrollmentBundle) -> None:
+        last = self.last_sequence()
+        if bundle.sequence == last:
+            raise BundleError(
+                "stale",
+                f"sequence {last} is already applied here (replay refused, nothing changed)",
+            )
+        if bundle.sequence < last:
+            raise BundleError(
+                "stale",
+                f"sequence {bundle.sequence} is older than the applied {last} (rollback refused)",
+            )
+
+    def _check_rules(self, bundle: EnrollmentBundle) -> None:
+        for i, r in enumerate(bundle.residents):
+            if r.schedule is not None and r.schedule not in self.rules.schedules:
+                known = ", ".join(sorted(self.rules.schedules)) or "none"
+                raise BundleError(
+                    "malformed",
+                    f"residents[{i}].schedule: {r.schedule!r} is not a schedule on this gate "
+                    f"(known: {known})",
+                )
+            if r.pin is not None:
+                try:
+                    check_pin_rules(r.pin, self.rules.pin_min, self.rules.pin_max)
+                except PinPolicyError as exc:
+                    raise BundleError("malformed", f"residents[{i}].pin ({r.key}): {exc}") from None
+        if bundle.templates and self.sink is None:
+            raise BundleError(
+                "no_vault", "bundle carries face templates but face is not set up here"
+            )
+        peers = {p.fingerprint: p for p in bundle.peers}
+        for i, t in enumerate(bundle.templates):
+            try:
+                open_template(t.sealed, self.identity, peers[t.source_gate], t.resident)
+            except BundleError as exc:
+                raise BundleError(exc.code, f"templates[{i}] ({t.resident}): {exc}") from None
+
+    def _plan(self, bundle: EnrollmentBundle) -> _Plan:
+        plan = _Plan()
+        secrets = self.storage.secrets
+        for r in bundle.residents:
+            plan.cards[r.key] = sorted(
+                (card_hash(secrets, bytes.fromhex(c.uid)), c.label) for c in r.cards
+            )
+        known = self._mapping()
+        todo = [
+            r
+            for r in bundle.residents
+            if r.pin is not None and (r.key not in known or known[r.key][1] != r.pin_tag)
+        ]
+        if todo:
+            workers = max(1, min(4, os.cpu_count() or 1))
+            with ThreadPoolExecutor(workers) as pool:  # libsodium releases the GIL
+                hashes = pool.map(
+                    lambda r: hash_pin(
+                        secrets, r.pin, self.rules.opslimit, self.rules.memlimit_kib
+                    ),
+                    todo,
+                )
+                plan.pin_hashes = {r.key: h for r, h in zip(todo, hashes, strict=True)}
+        return plan
+
+    def _mapping(self) -> dict[str, tuple[int, str | None, bool]]:
+        try:
+            rows = self.db.execute(
+                "SELECT key, resident_id, pin_tag, share_face FROM sync_residents"
+            )
+        except sqlite3.OperationalError:
+            return {}  # no import yet
+        return {k: (rid, tag, bool(share)) for k, rid, tag, share in rows.fetchall()}
+
+    # ------------------------------------------------------------ the transaction
+
+    def _step(self) -> None:
+        """Called between statements of the transaction: the crash test's kill points."""
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _apply(self, bundle: EnrollmentBundle, plan: _Plan) -> Changes:
+        ch = Changes()
+        now = self.clock()
+        with self._transaction() as conn:
+            conn.execute(MAPPING_DDL)
+            self._check_sequence(bundle)  # again, under the write lock
+            mapping = {k: rid for k, (rid, _, _) in self._mapping().items()}
+            pseudonyms = dict(conn.execute("SELECT id, pseudonym FROM residents").fetchall())
+
+            for key in bundle.tombstones:
+                rid = mapping.pop(key, None)
+                if rid is None:
+                    continue
+                self._vault(f"tombstones ({key})", "delete", pseudonyms[rid])
+                conn.execute("DELETE FROM residents WHERE id = ?", [rid])
+                ch.removed += 1
+                self._step()
+            received = dict(
+                conn.execute(
+                    "SELECT key, template_from FROM sync_residents WHERE template_from IS NOT NULL"
+                ).fetchall()
+            )
+            for key in bundle.template_tombstones:
+                # Only copies received from other gates: a template enrolled here stays.
+                if key in received and key in mapping:
+                    self._vault(f"template_tombstones ({key})", "delete", pseudonyms[mapping[key]])
+                    conn.execute(
+                        "UPDATE sync_residents SET template_from = NULL WHERE key = ?", [key]
+                    )
+                    ch.templates_deleted += 1
+
+            current = self._current(conn, mapping)
+            changed = [
+                (i, r)
+                for i, r in enumerate(bundle.residents)
+                if r.key not in mapping or current.get(mapping[r.key]) != self._wanted(r, plan)
+            ]
+            ch.unchanged = len(bundle.residents) - len(changed)
+            # Free keypad numbers and cards first, so two residents can swap them.
+            for _, r in changed:
+                if r.key in mapping:
+                    conn.execute(
+                        "UPDATE residents SET keypad_id = NULL WHERE id = ?", [mapping[r.key]]
+                    )
+                    conn.execute("DELETE FROM cards WHERE resident_id = ?", [mapping[r.key]])
+                    self._step()
+            for i, r in changed:
+                rid = self._upsert(conn, i, r, mapping.get(r.key), plan, now)
+                if r.key in mapping:
+                    ch.updated += 1
+                else:
+                    mapping[r.key] = rid
+                    pseudonyms[rid] = self._pseudonym(conn, rid)
+                    ch.added += 1
+                for card, label in plan.cards[r.key]:
+                    self._insert_card(conn, i, r, rid, card, label, now)
+                self._step()
+            ch.pins_hashed = len(plan.pin_hashes)
+
+            for i, t in enumerate(bundle.templates):
+                where = f"templates[{i}] ({t.resident})"
+                self._vault(where, "store_sealed", pseudonyms[mapping[t.resident]], t.sealed)
+                conn.execute(
+                    "UPDATE sync_residents SET template_from = ? WHERE key = ?",
+                    [t.source_gate, t.resident],
+                )
+                ch.templates_stored += 1
+                self._step()
+
+            set_state(self.db, "sync_sequence", str(bundle.sequence))
+            set_state(self.db, "sync_peers", json.dumps([p.to_json() for p in bundle.peers]))
+            floor = float(get_state(self.db, "clock_floor", "0") or 0)
+            if bundle.created > floor:
+                set_state(self.db, "clock_floor", repr(bundle.created))
+            set_state(self.db, "sync_last", json.dumps({"sequence": bundle.sequence, "at": now}))
+            self._step()
+        return ch
+
+    def _vault(self, where: str, method: str, *args: Any) -> None:
+        """Call the template sink inside the transaction; its refusal refuses the bundle."""
+        if self.sink is None:
+            return
+        try:
+            getattr(self.sink, method)(*args)
+        except Exception as exc:
+            raise BundleError("vault", f"{where}: {exc}") from None
+
+    def _current(
+        self, conn: sqlite3.Connection, mapping: dict[str, int]
+    ) -> dict[int, tuple[Any, ...]]:
+        """What the gate holds for each roster resident, in the shape of `_wanted`."""
+        tags = {rid: (tag, share) for _, (rid, tag, share) in self._mapping().items()}
+        cards: dict[int, list[tuple[str, str]]] = {}
+        for h, rid, label in conn.execute("SELECT card_hash, resident_id, label FROM cards"):
+            cards.setdefault(rid, []).append((h, label))
+        out: dict[int, tuple[Any, ...]] = {}
+        ids = set(mapping.values())
+        for row in conn.execute(
+            "SELECT id, name, unit, keypad_id, valid_from, valid_until, schedule, active, "
+            "face_refused, pin_hash IS NOT NULL FROM residents"
+        ):
+            if row[0] in ids:
+                out[row[0]] = (*row[1:7], bool(row[7]), bool(row[8]), bool(row[9]),
+                               tags.get(row[0]), sorted(cards.get(row[0], [])))  # fmt: skip
+        return out
+
+    @staticmethod
+    def _wanted(r: ResidentEntry, plan: _Plan) -> tuple[Any, ...]:
+        return (r.name, r.unit, r.keypad_id, r.valid_from, r.valid_until, r.schedule, r.active,
+                r.face_refused, r.pin is not None, (r.pin_tag, r.share_with_site_gates),
+                plan.cards[r.key])  # fmt: skip
+
+    def _upsert(
+        self,
+        conn: sqlite3.Connection,
+        i: int,
+        r: ResidentEntry,
+        rid: int | None,
+        plan: _Plan,
+        now: float,
+    ) -> int:
+        fields = [r.name, r.unit, r.keypad_id, r.valid_from, r.valid_until, r.schedule,
+                  int(r.active), int(r.face_refused)]  # fmt: skip
+        try:
+            if rid is None:
+                cur = conn.execute(
+                    "INSERT INTO residents(pseudonym, name, unit, keypad_id, valid_from, "
+                    "valid_until, schedule, active, face_refused, pin_hash, created, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_random.token_hex(16), *fields, plan.pin_hashes.get(r.key), now, now],
+                )
+                rid = int(cur.lastrowid or 0)
+                conn.execute(
+                    "INSERT INTO sync_residents(key, resident_id, pin_tag, share_face) "
+                    "VALUES (?, ?, ?, ?)",
+                    [r.key, rid, r.pin_tag, int(r.share_with_site_gates)],
+                )
+            else:
+                conn.execute(
+                    "UPDATE residents SET name = ?, unit = ?, keypad_id = ?, valid_from = ?, "
+                    "valid_until = ?, schedule = ?, active = ?, face_refused = ?, updated = ? "
+                    "WHERE id = ?",
+                    [*fields, now, rid],
+                )
+                if r.pin is None:
+                    conn.execute("UPDATE residents SET pin_hash = NULL WHERE id = ?", [rid])
+                elif r.key in plan.pin_hashes:
+                    conn.execute(
+                        "UPDATE residents SET pin_hash = ? WHERE id = ?",
+                        [plan.pin_hashes[r.key], rid],
+                    )
+                conn.execute(
+                    "UPDATE sync_residents SET pin_tag = ?, share_face = ? WHERE resident_id = ?",
+                    [r.pin_tag, int(r.share_with_site_gates), rid],
+                )
+        except sqlite3.IntegrityError:
+            owner = conn.execute(
+                "SELECT id FROM residents WHERE keypad_id = ?", [r.keypad_id]
+            ).fetchone()
+            who = f"resident {owner[0]} on this gate" if owner else "another resident"
+            raise BundleError(
+                "conflict",
+                f"residents[{i}] ({r.key}): keypad number {r.keypad_id} is already used by {who}",
+            ) from None
+        if r.pin is not None and r.key not in plan.pin_hashes:
+            has = conn.execute("SELECT pin_hash IS NOT NULL FROM residents WHERE id = ?", [rid])
+            if not has.fetchone()[0]:  # tag matched but the hash was cleared on the gate
+                h = hash_pin(
+                    self.storage.secrets, r.pin, self.rules.opslimit, self.rules.memlimit_kib
+                )
+                conn.execute("UPDATE residents SET pin_hash = ? WHERE id = ?", [h, rid])
+        return rid
+
+    def _insert_card(
+        self,
+        conn: sqlite3.Connection,
+        i: int,
+        r: ResidentEntry,
+        rid: int,
+        card: str,
+        label: str,
+        now: float,
+    ) -> None:
+        try:
+            conn.execute(
+                "INSERT INTO cards(card_hash, resident_id, label, added) VALUES (?, ?, ?, ?)",
+                [card, rid, label, now],
+            )
+        except sqlite3.IntegrityError:
+            owner = conn.execute(
+                "SELECT resident_id FROM cards WHERE card_hash = ?", [card]
+            ).fetchone()
+            raise BundleError(
+                "conflict",
+                f"residents[{i}] ({r.key}): card {card[:8]} already belongs to resident "
+                f"{owner[0] if owner else '?'} on this gate",
+            ) from None
+
+    @staticmethod
+    def _pseudonym(conn: sqlite3.Connection, rid: int) -> str:
+        return str(
+            conn.execute("SELECT pseudonym FROM residents WHERE id = ?", [rid]).fetchone()[0]
+        )
+
+    # ------------------------------------------------------------ reports
+
+    def _refused(self, exc: BundleError, bundle: EnrollmentBundle | None) -> SyncReport:
+        data: dict[str, Any] = {"action": "refused", "code": exc.code, "reason": str(exc)}
+        if bundle is not None:
+            data["sequence"] = bundle.sequence
+        with suppress(sqlite3.DatabaseError):  # the report still says why
+            self.storage.audit.append("sync", data, ts=self.clock())
+        return self._report("refused", bundle, code=exc.code, reason=str(exc))
+
+    def _report(
+        self,
+        result: str,
+        bundle: EnrollmentBundle | None,
+        code: str = "",
+        reason: str = "",
+        changes: dict[str, int] | None = None,
+    ) -> SyncReport:
+        try:
+            site = self.trusted_site()
+        except KeyFileError:
+            site = None
+        since = int(get_state(self.db, "sync_audit_reported", "0") or 0)
+        audit = [
+            {"seq": a.seq, "ts": a.ts, "kind": a.kind, "data": a.data}
+            for a in self.storage.audit.records(since, limit=MAX_AUDIT_IN_REPORT)
+        ]
+        return SyncReport(
+            gate=self.identity.fingerprint,
+            created=self.clock(),
+            result=result,
+            code=code,
+            reason=reason,
+            site=site.fingerprint if site else None,
+            gate_name=self.identity.name,
+            bundle_sequence=bundle.sequence if bundle else None,
+            gate_sequence=self.last_sequence(),
+            changes=changes or {},
+            status=self.status(),
+            audit=audit,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Counts and health only: nothing that identifies a resident or a face."""
+        q = self.db.execute
+        verify = self.storage.audit.verify()
+        return {
+            "doorpi": doorpi_version,
+            "schema": SCHEMA_VERSION,
+            "residents": q("SELECT count(*) FROM residents").fetchone()[0],
+            "active": q("SELECT count(*) FROM residents WHERE active = 1").fetchone()[0],
+            "cards": q("SELECT count(*) FROM cards").fetchone()[0],
+            "pins": q("SELECT count(*) FROM residents WHERE pin_hash IS NOT NULL").fetchone()[0],
+            "from_roster": len(self._mapping()),
+            "integrity": integrity_check(self.db),
+            "audit_chain": "ok" if verify.ok else verify.problem,
+            "clock_floor": float(get_state(self.db, "clock_floor", "0") or 0),
+            "gate_time": self.clock(),
+        }
+
+    def write_report(self, report: SyncReport, path: Path) -> None:
+        """Seal the report to the site and write it; then remember what audit was sent."""
+        try:
+            site = self.trusted_site()
+        except KeyFileError:
+            site = None
+        write_atomic(path, seal_report(report, self.identity, site))
+        if report.audit:
+            set_state(self.db, "sync_audit_reported", str(report.audit[-1]["seq"]))
+        count = (read_signal(self.db) or {}).get("count", 0) + 1
+        signal = {"count": count, "result": report.result, "sequence": report.bundle_sequence,
+                  "at": report.created}  # fmt: skip
+        set_state(self.db, "sync_signal", json.dumps(signal))
+
+
+def read_signal(db: Any) -> dict[str, Any] | None:
+    """The last import's outcome, for the running gate to show on LED and buzzer.
+
+    The import runs in its own process (systemd unit) while the gate process
+    owns the GPIO lines, so the gate polls this value and plays "done"
+    (applied) or "denied" (refused) when ``count`` changes.
+    """
+    raw = get_state(db, "sync_signal")
+    return json.loads(raw) if raw else None
+
+
+class SyncSignalWatcher:
+    """Lets the running gate notice a finished import: poll() once per tick.
+
+    Returns the feedback pattern to play ("done" when applied, "denied" when
+    refused) once per import, and the bundle's clock floor for
+    ClockGuard.raise_floor, so the gate's in-memory floor follows the
+    database. Imports from before the gate started are not replayed.
+    """
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        seen = read_signal(db)
+        self._seen = seen.get("count") if seen else None
+
+    def poll(self) -> tuple[str, float] | None:
+        sig = read_signal(self.db)
+        if sig is None or sig.get("count") == self._seen:
+            return None
+        self._seen = sig.get("count")
+        floor = float(get_state(self.db, "clock_floor", "0") or 0)
+        return ("done" if sig.get("result") == "applied" else "denied"), floor

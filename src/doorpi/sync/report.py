@@ -1,0 +1,142 @@
+"""The gate's signed report, written back to the stick after every import attempt.
+
+It says what was applied or why the bundle was refused, the gate's status and
+its audit records since the last report. Never biometric data: counts only.
+Layout of version 1 (integers big-endian)::
+
+    0   8  magic  b"DOORPI-R"
+    8   2  format version (1)
+    10 16  gate fingerprint (raw)
+    26  1  1 = sealed to the site's X25519 key, 0 = signed only (no site trusted yet)
+    27  4  N = payload length
+    31  N  SealedBox(site, signature(64) || body) or signature(64) || body
+
+The audit log names residents by number and records who came in when, so it
+is only included when the report can be sealed to the site.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.public import SealedBox
+
+from doorpi.sync.bundle import SIGNATURE_BYTES, BundleError, read_stable
+from doorpi.sync.keys import GateIdentity, PublicIdentity, SiteKey
+
+MAGIC = b"DOORPI-R"
+FORMAT_VERSION = 1
+HEADER = struct.Struct(">8sH16sBI")
+MAX_REPORT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class SyncReport:
+    gate: str
+    created: float
+    result: str  # "applied" or "refused"
+    code: str = ""  # machine reason when refused
+    reason: str = ""  # one line for people
+    site: str | None = None
+    gate_name: str = ""
+    bundle_sequence: int | None = None
+    gate_sequence: int = 0
+    changes: dict[str, int] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    sealed: bool = True
+
+    def summary(self) -> str:
+        """The one line the admin (and the journal) sees."""
+        if self.result == "applied":
+            order = ("added", "updated", "removed", "unchanged", "pins_hashed",
+                     "templates_stored", "templates_deleted")  # fmt: skip
+            parts = ", ".join(f"{self.changes[k]} {k}" for k in order if self.changes.get(k))
+            return f"applied bundle {self.bundle_sequence}: {parts or 'no changes'}"
+        return f"refused ({self.code}): {self.reason}"
+
+    def to_body(self) -> bytes:
+        doc = asdict(self)
+        doc.pop("sealed")
+        doc.update(format="doorpi-report", version=FORMAT_VERSION)
+        return json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str).encode()
+
+
+def seal_report(report: SyncReport, gate: GateIdentity, site: PublicIdentity | None) -> bytes:
+    """Sign with the gate key; seal to the site when one is trusted (else drop the audit)."""
+    if site is None:
+        report.audit = []
+        report.sealed = False
+    signed = bytes(gate.signing.sign(report.to_body()))
+    payload = SealedBox(site.box).encrypt(signed) if site is not None else signed
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, bytes.fromhex(gate.fingerprint),
+                         1 if site is not None else 0, len(payload))  # fmt: skip
+    return header + payload
+
+
+def open_report(data: bytes, site: SiteKey, gates: dict[str, PublicIdentity]) -> SyncReport:
+    """Verify and decrypt a report on the admin side; `BundleError` says what is wrong."""
+    if len(data) < HEADER.size or data[:8] != MAGIC:
+        raise BundleError("bad_magic", "not a doorpi report")
+    _, version, fp_raw, sealed, length = HEADER.unpack_from(data)
+    if version != FORMAT_VERSION:
+        raise BundleError("unknown_version", f"report version {version} is not supported")
+    if len(data) - HEADER.size != length:
+        raise BundleError("truncated", "report length does not match its header")
+    fp = fp_raw.hex()
+    gate = gates.get(fp)
+    if gate is None:
+        raise BundleError("unknown_gate", f"report from gate {fp[:12]}, which is not registered")
+    payload = data[HEADER.size :]
+    if sealed:
+        try:
+            payload = SealedBox(site.box).decrypt(payload)
+        except CryptoError:
+            raise BundleError("undecryptable", "report is not sealed to this site") from None
+    try:
+        body = gate.verify_key.verify(payload[SIGNATURE_BYTES:], payload[:SIGNATURE_BYTES])
+    except (BadSignatureError, ValueError):
+        raise BundleError(
+            "bad_signature", f"report signature does not match gate {fp[:12]}"
+        ) from None
+    try:
+        doc = json.loads(body)
+        if doc.pop("format") != "doorpi-report" or doc.pop("version") != FORMAT_VERSION:
+            raise ValueError("not a version 1 report")
+        report = SyncReport(**doc, sealed=bool(sealed))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BundleError("malformed", f"report body: {exc}") from None
+    if report.gate != fp:
+        raise BundleError("malformed", "report body names another gate")
+    return report
+
+
+def read_report_file(path: Path) -> bytes:
+    return read_stable(path, MAX_REPORT_BYTES)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file, fsync, rename: a pulled stick never holds half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # some file systems (FAT via some drivers) refuse fsync on a directory

@@ -1,0 +1,78 @@
+"""Face templates sealed gate to gate, so the laptop and the stick only carry ciphertext.
+
+A template leaves its source gate as::
+
+    SealedBox(destination X25519, Ed25519-signature(source) || inner)
+    inner = b"doorpi-template-v1\\0" || destination fingerprint (16) || len(key) (1)
+            || roster key || template bytes
+
+The signature matters: SealedBox alone is anonymous, so without it anyone
+with a stick could slip their own face in under a resident's name. The
+destination checks that a gate of the site (from the signed peer list in the
+bundle) made it, for this resident and for this gate. Only residents whose
+roster entry says ``share_face_with_site_gates`` are exported or accepted.
+"""
+
+from __future__ import annotations
+
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.public import SealedBox
+
+from doorpi.sync.bundle import SIGNATURE_BYTES, BundleError
+from doorpi.sync.keys import GateIdentity, PublicIdentity
+
+DOMAIN = b"doorpi-template-v1\0"
+MAX_TEMPLATE = 48 * 1024
+
+
+def seal_template(source: GateIdentity, dest: PublicIdentity, key: str, template: bytes) -> bytes:
+    """The source gate's side: sign, bind to resident and destination, seal."""
+    if len(template) > MAX_TEMPLATE:
+        raise ValueError(f"template of {len(template)} bytes is over {MAX_TEMPLATE}")
+    raw_key = key.encode()
+    inner = DOMAIN + bytes.fromhex(dest.fingerprint) + bytes([len(raw_key)]) + raw_key + template
+    return SealedBox(dest.box).encrypt(bytes(source.signing.sign(inner)))
+
+
+def _open(sealed: bytes, dest: GateIdentity) -> tuple[bytes, bytes]:
+    try:
+        signed = SealedBox(dest.box).decrypt(sealed)
+    except CryptoError:
+        raise BundleError("undecryptable", "template is not sealed to this gate") from None
+    return signed[:SIGNATURE_BYTES], signed[SIGNATURE_BYTES:]
+
+
+def _parse_inner(inner: bytes, dest: GateIdentity) -> tuple[str, bytes]:
+    head = len(DOMAIN) + 16
+    if len(inner) < head + 1 or not inner.startswith(DOMAIN):
+        raise BundleError("malformed", "template envelope is not doorpi-template-v1")
+    if inner[len(DOMAIN) : head].hex() != dest.fingerprint:
+        raise BundleError("wrong_gate", "template was sealed for another gate")
+    n = inner[head]
+    key = inner[head + 1 : head + 1 + n].decode("utf-8", "replace")
+    return key, inner[head + 1 + n :]
+
+
+def open_template(sealed: bytes, dest: GateIdentity, source: PublicIdentity, key: str) -> bytes:
+    """The destination's check: made by ``source``, for ``key``, for this gate."""
+    signature, inner = _open(sealed, dest)
+    try:
+        source.verify_key.verify(inner, signature)
+    except (BadSignatureError, ValueError):
+        raise BundleError(
+            "bad_signature", f"template was not signed by gate {source.fingerprint[:12]}"
+        ) from None
+    got, template = _parse_inner(inner, dest)
+    if got != key:
+        raise BundleError("malformed", f"template belongs to {got!r}, not {key!r}")
+    return template
+
+
+def unseal_for_vault(sealed: bytes, dest: GateIdentity) -> bytes:
+    """The template bytes for the vault, from a blob the importer has already verified.
+
+    For the `TemplateSink` adapter, which is only called after `open_template`
+    succeeded inside the import; it needs no peer keys.
+    """
+    _, inner = _open(sealed, dest)
+    return _parse_inner(inner, dest)[1]

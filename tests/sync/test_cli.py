@@ -1,0 +1,148 @@
+"""The admin's whole workflow through the commands, as the README describes it."""
+
+from __future__ import annotations
+
+import argparse
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from doorpi.cli import CliError
+from doorpi.cli import admin as admin_cli
+from doorpi.cli import keys as keys_cli
+from doorpi.cli import sync as sync_cli
+
+ROSTER = """
+[site]
+name = "Test Court"
+
+[[residents]]
+key = "a-3101-wang"
+name = "Alice Wang"
+unit = "3-101"
+keypad_id = "101"
+pin = "2468"
+cards = ["04a1b2c3d4e5f6"]
+valid_until = 2099-06-30
+
+[[residents]]
+key = "b-3102-li"
+name = "Bo Li"
+keypad_id = "102"
+schedule = "workdays"
+"""
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="doorpi")
+    parser.add_argument("--config")
+    sub = parser.add_subparsers(dest="command")
+    for module in (keys_cli, sync_cli, admin_cli):
+        module.register(sub)
+    args = parser.parse_args(argv)
+    try:
+        code = int(args.func(args))
+    except CliError as exc:
+        print(f"doorpi: {exc}", file=sys.stderr)
+        code = 2
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> dict[str, Path]:
+    cfg = tmp_path / "doorpi.toml"
+    cfg.write_text(
+        f'[site]\ndata_dir = "{tmp_path / "gate"}"\n[door]\nname = "main-gate"\n'
+        "[pin]\nopslimit = 1\nmemlimit_kib = 8192\n"
+        '[schedules]\nworkdays = ["mon-fri 07:00-19:00"]\n'
+    )
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    roster = tmp_path / "roster.toml"
+    roster.write_text(ROSTER)
+    roster.chmod(0o600)
+    return {"cfg": cfg, "stick": stick, "admin": tmp_path / "admin", "roster": roster,
+            "gate": tmp_path / "gate"}  # fmt: skip
+
+
+def test_admin_workflow_end_to_end(
+    paths: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, stick, adm = str(paths["cfg"]), paths["stick"], ["--admin-dir", str(paths["admin"])]
+    # 1. the laptop: site key
+    code, out = run(["admin", "init", "--site-name", "Test Court", *adm], capsys)
+    assert code == 0 and "site fingerprint:" in out
+    site_fp = out.split("site fingerprint: ")[1].split()[0]
+    code, out = run(["admin", "stick", str(stick), *adm], capsys)
+    assert code == 0 and (stick / "doorpi" / "site.pub").exists()
+    # 2. the gate: keys (firstboot does this), public key to the stick
+    code, out = run(["--config", cfg, "keys", "init"], capsys)
+    assert code == 0
+    keys = paths["gate"] / "keys"
+    assert stat.S_IMODE((keys / "gate-x25519.key").stat().st_mode) == 0o600
+    gate_fp = out.split("gate fingerprint: ")[1].split()[0]
+    assert run(["--config", cfg, "keys", "init"], capsys)[0] == 2  # never twice
+    code, out = run(["--config", cfg, "keys", "export", str(stick)], capsys)
+    assert code == 0
+    card = stick / "doorpi" / "gates" / (gate_fp.replace("-", "") + ".pub")
+    assert card.exists()
+    # 3. the laptop: register the gate, check the roster, write bundles
+    code, out = run(["admin", "gate", "add", str(card), "--fingerprint", gate_fp, *adm], capsys)
+    assert code == 0 and "gate 'main-gate' registered" in out
+    code, out = run(["admin", "check", str(paths["roster"]), *adm], capsys)
+    assert out.strip().endswith("2 residents, 1 cards, 1 PINs: ok")
+    code, out = run(["admin", "bundle", str(paths["roster"]), str(stick), *adm], capsys)
+    assert code == 0 and "sequence 1" in out and "main-gate" in out
+    # 4. the gate, first time: trust the site key from the stick (pairing)
+    code, out = run(["--config", cfg, "sync", "import", str(stick)], capsys)
+    assert code == 1 and "refused (no_site_key)" in out
+    code, out = run(["--config", cfg, "keys", "trust-site", str(stick), "--fingerprint", "0" * 16],
+                    capsys)  # fmt: skip
+    assert code == 2 and "does not match --fingerprint" in out
+    code, out = run(["--config", cfg, "keys", "trust-site", str(stick), "--fingerprint", site_fp],
+                    capsys)  # fmt: skip
+    assert code == 0
+    # 5. the gate: plug the stick in (udev runs exactly this)
+    code, out = run(["--config", cfg, "sync", "import", str(stick)], capsys)
+    assert code == 0, out
+    assert out.startswith("doorpi sync: applied bundle 1: 2 added, 1 pins_hashed")
+    code, out = run(["--config", cfg, "sync", "import", str(stick)], capsys)
+    assert code == 1 and "refused (stale): sequence 1 is already applied here" in out
+    code, out = run(["--config", cfg, "keys", "show"], capsys)
+    assert "last bundle: 1" in out and site_fp in out
+    # 6. the laptop: read what the gate said
+    code, out = run(["admin", "report", "read", str(stick), "--audit", *adm], capsys)
+    assert code == 0 and "main-gate" in out and "refused (stale)" in out
+    assert "2 residents (2 active)" in out and "database ok" in out
+    code, out = run(["admin", "gate", "list", *adm], capsys)
+    assert "main-gate" in out
+    # 7. a second round: remove Bo, change Alice's PIN
+    paths["roster"].write_text(ROSTER.split("[[residents]]\nkey = \"b-3102-li\"")[0]
+                               .replace('"2468"', '"1357"'))  # fmt: skip
+    assert run(["admin", "bundle", str(paths["roster"]), str(stick), *adm], capsys)[0] == 0
+    code, out = run(["--config", cfg, "sync", "import", str(stick)], capsys)
+    assert "applied bundle 2: 1 updated, 1 removed, 1 pins_hashed" in out
+
+
+def test_import_of_a_single_file_and_bad_paths(paths: dict[str, Path],
+                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    cfg = str(paths["cfg"])
+    run(["--config", cfg, "keys", "init"], capsys)
+    code, out = run(["--config", cfg, "sync", "import", str(paths["stick"])], capsys)
+    assert code == 2 and "no doorpi/ folder: not an admin stick" in out
+    junk = paths["stick"] / "x.bundle"
+    junk.write_bytes(b"GIF89a" + bytes(100))
+    code, out = run(["--config", cfg, "sync", "import", str(junk)], capsys)
+    assert code == 1 and (paths["stick"] / "x.report").exists()
+    code, out = run(["admin", "show", "--admin-dir", str(paths["admin"])], capsys)
+    assert code == 2 and "run `doorpi admin init`" in out
+
+
+def test_commands_need_keys_first(
+    paths: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run(["--config", str(paths["cfg"]), "sync", "import", str(paths["stick"])], capsys)
+    assert code == 2 and "run `doorpi keys init` first" in out
