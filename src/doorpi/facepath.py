@@ -70,6 +70,10 @@ class MotionDetector:
         self.step = step
         self._bg: np.ndarray | None = None
 
+    def reset(self) -> None:
+        """Learn the background again from the next frame."""
+        self._bg = None
+
     def moved(self, luma: np.ndarray) -> bool:
         small = luma[:: self.step, :: self.step].astype(np.float32)
         if self._bg is None:
@@ -118,6 +122,9 @@ class FacePath:
         self.stats = FacePathStats()
         self._lock = threading.Lock()
         self._until: float | None = None
+        self._quiet_until = float("-inf")
+        self._last_now = 0.0  # presence mode: no re-trigger right after a window
+        self.presence_cooldown = 3.0
         self._target: int | None = None
         self._last_hint = ""
         if mode == "continuous":
@@ -163,6 +170,10 @@ class FacePath:
             self.camera.stop()
 
     def _finish(self, event: Event, reason: str) -> None:
+        if self.mode == "presence":
+            # Whoever stands there becomes the background: one window per arrival.
+            self.motion.reset()
+            self._quiet_until = self._last_now + self.presence_cooldown
         self.stats.attempts += 1
         self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
         self._close()
@@ -173,10 +184,16 @@ class FacePath:
     def on_frame(self, frame: Any, now: float) -> None:
         """Called for every captured frame; cheap when idle."""
         with self._lock:
+            self._last_now = now
             self.stats.frames_seen += 1
             if self._until is None:
                 luma = getattr(frame, "luma", None)
-                if self.mode == "presence" and luma is not None and self.motion.moved(luma):
+                if (
+                    self.mode == "presence"
+                    and luma is not None
+                    and self.motion.moved(luma)
+                    and now >= self._quiet_until
+                ):
                     self._open(None, now)
                 else:
                     self.stats.frames_dropped += 1
@@ -208,6 +225,7 @@ class FacePath:
     def tick(self, now: float) -> None:
         """Close an expired window even when no frames arrive (camera fault)."""
         with self._lock:
+            self._last_now = now
             if self._until is not None and now > self._until:
                 self.stats.rejected += 1
                 self._finish(FaceRejected(self._last_hint or "timeout"), "timeout")

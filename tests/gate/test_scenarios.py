@@ -68,3 +68,34 @@ def test_bad_scenario_step_is_one_line(tmp_path):
     p.write_text('[[steps]]\nat = 1\ncard = "04"\ndoor = "open"\n')
     with pytest.raises(ScenarioError, match=r"bad.toml: steps\[0\] needs exactly one of"):
         Scenario.load(p)
+
+
+def test_crowd_in_on_request_mode_computes_nothing(tmp_path):
+    """Issue 6: frames full of faces while nobody asked: every one dropped, no
+    detector or embedding run (stage counters), door never released for them."""
+    scenario = Scenario.load(next(p for p in SCENARIOS if p.stem == "face-crowd-on-request"))
+    result = run(scenario, tmp_path / "d", keep=True)
+    site = result.site
+    try:
+        stats = site.face_path.stats
+        assert stats.frames_seen >= 10
+        assert stats.frames_processed == 0 and stats.frames_dropped == stats.frames_seen
+        assert stats.windows == 0
+        assert not [e for e in result.events if e["event"].startswith("face")]
+    finally:
+        site.close()
+
+
+def test_face_scenario_audit_holds_no_biometrics(tmp_path):
+    scenario = Scenario.load(next(p for p in SCENARIOS if p.stem == "face-failure-falls-back"))
+    result = run(scenario, tmp_path / "d", keep=True)
+    site = result.site
+    try:
+        records = list(site.storage.audit.records())
+        kinds = {r.kind for r in records}
+        assert "face_rejected" in kinds
+        for r in records:
+            for value in r.data.values():
+                assert not (isinstance(value, list) and len(value) >= 64)  # no vectors
+    finally:
+        site.close()
