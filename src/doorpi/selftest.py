@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import importlib
 import json
 import os
@@ -28,6 +27,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from doorpi.fsutil import sha256_file
 
 PASS = "PASS"
 WARN = "WARN"
@@ -209,14 +210,6 @@ def _expected_hashes(models_dir: Path) -> tuple[dict[str, str], list[str]]:
     return hashes, problems
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_models(models_dir: Path, face_enabled: bool) -> CheckResult:
     """Every built model is present with the sha256 the build recorded.
 
@@ -236,7 +229,7 @@ def check_models(models_dir: Path, face_enabled: bool) -> CheckResult:
         path = models_dir / name
         if not path.is_file():
             return CheckResult(FAIL, f"{path}: missing")
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != digest:
             return CheckResult(FAIL, f"{path}: sha256 {actual[:12]}..., expected {digest[:12]}...")
     return CheckResult(PASS, f"{len(hashes)} model(s) in {models_dir}, hashes match")

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from doorpi.cli import CliError, common
+from doorpi.fsutil import write_atomic
 from doorpi.store.db import set_state
 from doorpi.store.secrets import DeviceSecrets
 from doorpi.sync.importer import SITE_CARD, STICK_DIR, BundleImporter, GateRules
 from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity, pretty
-from doorpi.sync.report import write_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:

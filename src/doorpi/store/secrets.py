@@ -19,23 +19,18 @@ from pathlib import Path
 from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 
+from doorpi.fsutil import write_atomic
+
 
 class KeyError_(RuntimeError):
     """Key material missing or unreadable; the message names the file."""
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
-    """Create a 0600 file atomically (never briefly world-readable)."""
+    """Create a 0600 file in a 0700 folder atomically (never briefly world-readable)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o600)
 
 
 def derive(master: bytes, purpose: str, size: int = 32) -> bytes:

@@ -198,7 +198,7 @@ class AdminSite:
         return out
 
     def write_stick(self, stick: Path, built: list[BuiltBundle]) -> list[Path]:
-        from doorpi.sync.report import write_atomic
+        from doorpi.fsutil import write_atomic
 
         folder = stick / STICK_DIR
         if not stick.is_dir():

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from doorpi import __version__ as doorpi_version
+from doorpi.fsutil import write_atomic
 from doorpi.store import Storage
 from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
 from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
@@ -46,7 +47,7 @@ from doorpi.sync.bundle import (
     read_stable,
 )
 from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
-from doorpi.sync.report import SyncReport, seal_report, write_atomic
+from doorpi.sync.report import SyncReport, seal_report
 from doorpi.sync.templates import open_template, seal_template
 
 STICK_DIR = "doorpi"

@@ -18,7 +18,6 @@ is only included when the report can be sealed to the site.
 from __future__ import annotations
 
 import json
-import os
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -119,24 +118,3 @@ def open_report(data: bytes, site: SiteKey, gates: dict[str, PublicIdentity]) ->
 
 def read_report_file(path: Path) -> bytes:
     return read_stable(path, MAX_REPORT_BYTES)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file, fsync, rename: a pulled stick never holds half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # some file systems (FAT via some drivers) refuse fsync on a directory

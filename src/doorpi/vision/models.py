@@ -7,11 +7,11 @@ the door carries on with card and PIN.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from doorpi.fsutil import sha256_file
 from doorpi.vision.runtime import ModelError, TFLiteModel
 
 DETECTOR = "face_detection_short_range.tflite"
@@ -21,14 +21,6 @@ SUMS = "SHA256SUMS"
 SYSTEM_DIR = Path("/usr/share/doorpi/models")
 # src/doorpi/vision/models.py -> repository root (editable installs, tests, CI).
 REPO_BUILD_DIR = Path(__file__).resolve().parents[3] / "models" / "build"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def candidate_dirs(explicit: str | os.PathLike[str] | None = None) -> list[Path]:
