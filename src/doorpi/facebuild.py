@@ -24,6 +24,9 @@ ENROL_FRAMES = 3  # good frames averaged into one template
 class GateFaceEngine:
     """The engine the face path runs: the pipeline engine, plus the site's rules.
 
+    * face alone (no card, PIN or resident number first) must pass a liveness
+      challenge (a small head turn to a side picked at random) by the same
+      person who matches: a printed photo or a still phone screen fails;
     * hands-free 1:N is refused above ``max_hands_free`` templates (the chance of
       a stranger matching someone grows with every template): the person is
       asked for a card, a PIN, or their resident number first (1:1);
@@ -31,13 +34,23 @@ class GateFaceEngine:
       vault, never kept here.
     """
 
-    def __init__(self, inner: Any, max_hands_free: int, enrol_sink: Any = None) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        max_hands_free: int,
+        enrol_sink: Any = None,
+        liveness: Any = None,
+    ) -> None:
         self.inner = inner
         self.max_hands_free = max_hands_free
         self.enrol_sink = enrol_sink
+        self.liveness = liveness  # LivenessMeter, or None: then face alone never matches
         self._target: int | None = None
         self._enrolling: int | None = None
         self._acc: list[np.ndarray] = []
+        self._challenge: Any = None
+        self._who: int | None = None
+        self._score = 0.0
 
     @property
     def gallery(self) -> Any:
@@ -49,6 +62,13 @@ class GateFaceEngine:
 
     def begin(self, resident_id: int | None) -> None:
         self._target = resident_id
+        self._who = None
+        self._score = 0.0
+        self._challenge = None
+        if resident_id is None and self.liveness is not None:
+            from doorpi.vision.liveness import LivenessChallenge
+
+            self._challenge = LivenessChallenge(same_person=lambda a, b: a.tag == b.tag)
         self.inner.begin(resident_id)
 
     def begin_enrolment(self, resident_id: int) -> None:
@@ -64,9 +84,33 @@ class GateFaceEngine:
     def process(self, frame: Any, now: float) -> FaceOutcome:
         if self._enrolling is not None:
             return self._enrol(frame)
-        if self._target is None and len(self.inner.gallery) > self.max_hands_free:
+        if self._target is not None:
+            return self.inner.process(frame, now)  # 1:1 after a card or resident number
+        if len(self.inner.gallery) > self.max_hands_free:
             return FaceOutcome("rejected", reason="hands_free_disabled")
-        return self.inner.process(frame, now)
+        if self._challenge is None:
+            return FaceOutcome("rejected", reason="liveness_unavailable")
+        return self._hands_free(frame, now)
+
+    def _hands_free(self, frame: Any, now: float) -> FaceOutcome:
+        """1:N and liveness on the same frames; the match counts only once the
+        challenge has passed, and the identity must not change meanwhile."""
+        out = self.inner.process(frame, now)
+        if out.state == "matched":
+            if self._who is not None and self._who != out.resident_id:
+                return FaceOutcome("rejected", reason="liveness_identity")
+            self._who = out.resident_id
+            self._score = max(self._score, out.score)
+        elif out.state == "rejected":
+            return out
+        rgb = np.asarray(getattr(frame, "rgb", frame))
+        sample = self.liveness.measure(rgb, now, tag=self._who)
+        verdict = self._challenge.update(now, sample)
+        if verdict.done and not verdict.passed:
+            return FaceOutcome("rejected", reason=f"liveness_{verdict.reason}")
+        if verdict.passed and self._who is not None:
+            return FaceOutcome("matched", resident_id=self._who, score=self._score)
+        return FaceOutcome("pending", hint=f"turn_{self._challenge.turn.value}")
 
     def _enrol(self, frame: Any) -> FaceOutcome:
         rid = self._enrolling
@@ -104,7 +148,10 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
         return None
     gallery = VaultGallery(gate.face_privacy.vault, gate.clock.wall)
     inner = PipelineFaceEngine(pipeline, gallery, threshold=cfg.face.threshold or SHIPPED_THRESHOLD)
-    engine = GateFaceEngine(inner, cfg.face.max_hands_free, gate.face_privacy.enrol)
+    from doorpi.vision.liveness import LivenessMeter
+
+    meter = LivenessMeter(pipeline.detector, pipeline.models.mesh)
+    engine = GateFaceEngine(inner, cfg.face.max_hands_free, gate.face_privacy.enrol, meter)
     path = FacePath(
         engine,
         gate.submit,

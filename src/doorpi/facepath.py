@@ -159,6 +159,7 @@ class FacePath:
 
     def _close(self) -> None:
         self.engine.end()
+        self._last_hint = ""
         if self.mode == "continuous":
             self._target = None
             self.engine.begin(None)

@@ -99,3 +99,14 @@ def test_face_scenario_audit_holds_no_biometrics(tmp_path):
                 assert not (isinstance(value, list) and len(value) >= 64)  # no vectors
     finally:
         site.close()
+
+
+def test_hands_free_is_refused_above_the_configured_bound(tmp_path):
+    """Issue 5, 1:N honesty: above face.max_hands_free templates face alone is refused
+    (the same live turn that opens the door below the bound)."""
+    scenario = Scenario.load(next(p for p in SCENARIOS if p.stem == "face-only-live-granted"))
+    scenario.config["face"] = {**scenario.config["face"], "max_hands_free": 1}
+    result = run(scenario, tmp_path / "d")
+    rejected = [e["reason"] for e in result.events if e["event"] == "face_rejected"]
+    assert rejected == ["hands_free_disabled"]
+    assert not [e for e in result.events if e["event"] == "access" and e["granted"]]

@@ -22,7 +22,8 @@ from doorpi.sim.site import SimulatedSite, sim_config, temp_data_dir
 # Events left out of the comparison with `expect` (still printed).
 CHATTER = frozenset({"feedback", "key_pressed", "card_removed", "reader_status"})
 
-STEP_KEYS = {"card", "card_fault", "keys", "door", "exit", "tamper", "wait", "clock", "face"}
+STEP_KEYS = {"card", "card_fault", "keys", "door", "exit", "tamper", "wait", "clock", "face",
+             "face_live"}  # fmt: skip
 # Optional step fields: `frames` (how many frames a face step shows; a single
 # photo repeated is what a printed photo held still looks like) and `shift`
 # (pixels the photo moves per frame: a photo waved in front of the camera).
@@ -167,7 +168,37 @@ def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
     elif "face" in step:
         frames = list(face_frames(site.scenario_path, step))
         return 0.1 * site.face(frames)
+    elif "face_live" in step:
+        fps, frames = live_turn_frames(site, resolve(site.scenario_path, str(step["face_live"])))
+        return site.face(frames, seconds_per_frame=1.0 / fps) / fps
     return 0.0
+
+
+def live_turn_frames(site: SimulatedSite, person_dir: Path) -> tuple[int, list[Any]]:
+    """The resident follows the gate's instruction: a stand-in for a live head turn
+    to the side the challenge asked, made of that person's photos at the right
+    yaw (see `doorpi eval liveness` and docs/liveness.md)."""
+    from doorpi.cli import eval_liveness as el
+    from doorpi.hardware.camera import Frame, load_rgb
+    from doorpi.vision.liveness import LivenessConfig
+
+    engine = site.face_engine
+    challenge = getattr(engine, "_challenge", None)
+    if challenge is None:
+        raise ValueError("face_live needs an open face window with a liveness challenge")
+    scene = el.Scene()
+    shots = el.survey(person_dir.parent, engine.liveness, lambda p: load_rgb(p, max_side=640),
+                      scene, people=[person_dir.name])  # fmt: skip
+    seqs = [q for q in el.live_sequences(shots) if q.turn is challenge.turn]
+    if not seqs:
+        raise ValueError(f"{person_dir.name}: no photos that make a {challenge.turn.value} turn")
+    n = el.n_frames(LivenessConfig())
+    photos = {rel: load_rgb(person_dir.parent / rel, max_side=640) for rel in
+              {s.rel for s in seqs[0].shots}}  # fmt: skip
+    frames = [
+        Frame(f, luma=f[:, :, 1]) for f in el.live_frames(seqs[0], photos.__getitem__, scene, n)
+    ]
+    return el.FPS, frames
 
 
 def resolve(scenario_path: Path, ref: str) -> Path:
