@@ -29,7 +29,7 @@ demo: venv
 
 lint: venv
 	$(BIN)/ruff check
-	$(BIN)/ruff format --check
+	$(BIN)/ruff format --check src tests tools
 
 test: venv models lint
 	$(BIN)/python -m pytest -q

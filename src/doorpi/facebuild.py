@@ -130,6 +130,70 @@ class GateFaceEngine:
         return FaceOutcome("enrolled", resident_id=rid)
 
 
+class CameraLoop:
+    """The face path's own thread on the device: frames from the camera while the
+    face path wants them; while idle in on_request mode the stream is stopped and
+    nothing is captured at all. A camera fault is one log line and a retry; card
+    and PIN never wait for it."""
+
+    def __init__(self, path: FacePath, camera: Any, clock: Any) -> None:
+        import threading
+
+        self.path = path
+        self.camera = camera
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = self.clock.mono()
+            self.path.tick(now)
+            if not self.path.active and self.path.mode == "on_request":
+                self._stop.wait(0.05)
+                continue
+            try:
+                frame = self.camera.capture()
+            except Exception as exc:
+                log.error("camera: %s", exc)
+                self._stop.wait(1.0)
+                continue
+            self.path.on_frame(frame, self.clock.mono())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        try:
+            self.camera.close()
+        except Exception as exc:
+            log.warning("camera close: %s", exc)
+
+
+def start_camera(gate: Gate, indicator: Any = None) -> CameraLoop | None:
+    """On the device: open the Pi camera and run the face path, or say why not."""
+    if gate.face_privacy is None:
+        return None
+    try:
+        from doorpi.hardware.camera import Picamera2Source
+
+        camera = Picamera2Source()
+    except Exception as exc:  # no picamera2 (not a Pi), no camera attached
+        gate.face_problem = f"camera: {exc}"
+        log.error("face stays off: %s", gate.face_problem)
+        return None
+    path = build_face_path(gate, camera=camera, indicator=indicator)
+    if path is None:
+        camera.close()
+        return None
+    loop = CameraLoop(path, camera, gate.clock)
+    loop.start()
+    return loop
+
+
 def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> FacePath | None:
     """The face path for ``gate``, or None (face off, or it cannot run here)."""
     if gate.face_privacy is None:
@@ -174,4 +238,4 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
     return path
 
 
-__all__ = ["GateFaceEngine", "build_face_path"]
+__all__ = ["CameraLoop", "GateFaceEngine", "build_face_path", "start_camera"]

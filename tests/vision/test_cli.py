@@ -51,8 +51,9 @@ def test_eval_faces_json(
     assert "1e-03" in r["tar_at_far"]
 
 
-def test_eval_faces_summary(tmp_path: Path, faces_dir: Path, models_dir: Path,
-                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_faces_summary(
+    tmp_path: Path, faces_dir: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for person in SUBSET[:3]:
         (tmp_path / person).symlink_to(faces_dir / person, target_is_directory=True)
     args = _parser().parse_args(["eval", "faces", str(tmp_path), "--models", str(models_dir)])
@@ -103,8 +104,9 @@ def test_bench_face_bad_models_exit_2(tmp_path: Path, faces_dir: Path) -> None:
     assert args.func(args) == 2
 
 
-def test_bench_face_without_photos_exit_2(monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_face_without_photos_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("DOORPI_BENCH_PHOTOS", raising=False)
     p = argparse.ArgumentParser()
     bench_face.add_arguments(p)

@@ -37,6 +37,7 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     gate = None
+    camera_loop = None
     try:
         store = common.storage(cfg)
         obs = list(observers or [])
@@ -44,6 +45,10 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
             obs.append(lambda rec: print(dump(rec), flush=True))
         gate = Gate(cfg, store, devices.strike, devices.feedback, SystemClock(), obs)
         devices.start(gate.submit, cfg, sim)
+        if not sim:
+            from doorpi.facebuild import start_camera
+
+            camera_loop = start_camera(gate, devices.feedback.camera_active)
         startup = time.monotonic() - t0
         gate.note("gate_started", startup_seconds=round(startup, 3), problems=devices.problems)
         notifier.ready(f"serving {cfg.door.name}; startup {startup * 1000:.0f} ms")
@@ -57,6 +62,8 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
         notifier.stopping()
         return 0
     finally:
+        if camera_loop is not None:
+            camera_loop.stop()
         if gate is not None:
             try:
                 gate.shutdown()
