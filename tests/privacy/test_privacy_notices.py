@@ -147,3 +147,18 @@ def test_notice_prints_on_a4_in_a_real_browser(config_file, tmp_path, monkeypatc
     stat = ImageStat.Stat(img)
     dark = sum(img.histogram()[:64]) / (img.size[0] * img.size[1])
     assert stat.stddev[0] > 40 and 0.05 < dark < 0.6
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_sign_says_when_the_camera_looks_for_each_trigger_mode(lang):
+    """Issue 6: the printed sign must not promise 'only when asked' at a gate that
+    scans on presence or continuously."""
+    from doorpi.privacy.notices import CAMERA_MODE, NoticeDetails, load_notice
+
+    texts = {}
+    for trigger in ("on_request", "presence", "continuous"):
+        d = NoticeDetails("Site", "Controller Ltd.", "+86 10 1", 365, "the square", trigger)
+        texts[trigger] = load_notice("sign", lang, d).text
+        assert CAMERA_MODE[lang][trigger] in texts[trigger]
+    assert len(set(texts.values())) == 3
+    assert ("everyone" if lang == "en" else "每一个经过的人") in texts["continuous"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from doorpi.cli import CliError, common
@@ -36,7 +37,9 @@ def render(cfg: common.Config, lang: str | None, fmt: str, kind: str) -> str:
         raise CliError(str(exc)) from None
     lang = lang or settings.notice_lang
     kinds = ("sign", "consent") if kind == "all" else (kind,)
-    details = settings.notice_details(cfg.site.name, cfg.site.controller, cfg.site.contact, lang)
+    details = replace(settings, trigger=cfg.face.trigger).notice_details(
+        cfg.site.name, cfg.site.controller, cfg.site.contact, lang
+    )
     try:
         notices = [load_notice(k, lang, details) for k in kinds]
     except NoticeError as exc:

@@ -24,7 +24,7 @@ question refuses (enrolment) or cancels (withdrawal).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -426,7 +426,7 @@ def build_face_privacy(
     """The facade for a loaded `Config` and open `Storage` (CLI and gate)."""
     from doorpi.privacy.settings import privacy_settings
 
-    settings = privacy_settings(cfg.face.settings)
+    settings = replace(privacy_settings(cfg.face.settings), trigger=cfg.face.trigger)
     vault = TemplateVault(storage.db, cfg.site.data_dir / "keys", storage.audit, clock=clock)
     site = SiteIdentity(cfg.site.name, cfg.site.controller, cfg.site.contact)
     return FacePrivacy(storage, vault, settings, site, clock=clock)

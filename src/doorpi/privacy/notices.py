@@ -78,6 +78,7 @@ class NoticeDetails:
     contact: str
     retention_days: int
     capture_zone: str
+    trigger: str = "on_request"  # face.trigger: the texts say when the camera looks
 
     def check(self) -> None:
         for name in ("site", "controller", "contact", "capture_zone"):
@@ -146,6 +147,35 @@ def _template(kind: str, lang: str) -> str:
     return ref.read_text(encoding="utf-8")
 
 
+# When the camera looks, by face.trigger: the sign and the consent form must not
+# say "only when you ask" at a gate that scans everyone passing.
+CAMERA_MODE = {
+    "en": {
+        "on_request": "It looks only when someone asks at the gate (face key or card tap)",
+        "presence": "It starts looking when someone steps in front of it (a motion check that "
+        "computes no face features)",
+        "continuous": "It looks at **everyone who passes**, all the time",
+    },
+    "zh": {
+        "on_request": "只有有人在门口请求时（按人脸键或刷卡）才工作",
+        "presence": "有人走到摄像头前时才开始工作（只检测移动，不计算人脸特征）",
+        "continuous": "**持续工作，处理每一个经过的人**",
+    },
+}
+CAMERA_WHEN = {
+    "en": {
+        "on_request": "When you ask at the gate (card tap or key press)",
+        "presence": "When someone steps in front of the camera",
+        "continuous": "Continuously, for everyone who passes",
+    },
+    "zh": {
+        "on_request": "当您在门口请求时（刷卡或按键）",
+        "presence": "当有人走到摄像头前时",
+        "continuous": "持续地，对每一个经过的人",
+    },
+}
+
+
 def load_notice(kind: str, lang: str, details: NoticeDetails) -> NoticeText:
     """The shipped text for ``kind`` and ``lang`` filled with the operator's details."""
     details.check()
@@ -160,6 +190,8 @@ def load_notice(kind: str, lang: str, details: NoticeDetails) -> NoticeText:
         "contact": details.contact,
         "retention_days": str(details.retention_days),
         "capture_zone": details.capture_zone,
+        "camera_mode": CAMERA_MODE[lang][details.trigger],
+        "camera_when": CAMERA_WHEN[lang][details.trigger],
         "version": version,
     }
     body = _VERSION.sub("", raw).strip() + "\n"

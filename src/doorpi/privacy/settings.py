@@ -46,6 +46,7 @@ class PrivacySettings:
     count_warning: int = 90_000
     notice_lang: str = "zh"
     allow_site_sharing: bool = False
+    trigger: str = "on_request"  # face.trigger (config), so the notices say when the camera looks
 
     def notice_details(
         self, site: str, controller: str, contact: str, lang: str, retention_days: int | None = None
@@ -56,6 +57,7 @@ class PrivacySettings:
             contact=contact,
             retention_days=retention_days or self.retention_days,
             capture_zone=self.capture_zone.get(lang, DEFAULT_CAPTURE_ZONE[lang]),
+            trigger=self.trigger,
         )
 
 
