@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,26 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     d.mkdir(mode=0o700)
     return d
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared() -> Path:
+    env = os.environ.get("DOORPI_SHARED_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared", Path("/work/shared")]
+    for c in candidates:
+        if (c / "faces").is_dir():
+            return c
+    pytest.fail("shared photos not found (set DOORPI_SHARED_DIR to the folder holding faces/)")
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    return _shared() / "faces"
+
+
+@pytest.fixture(scope="session")
+def nonfaces_dir() -> Path:
+    return _shared() / "faces-nonfaces"

@@ -93,9 +93,25 @@ def _make_reader(cfg: Config, sim: bool) -> Any:
 
     if sim:
         return reader.SimulatedReader()
+    if card_templates_on(cfg):
+        from doorpi.privacy.oncard import OnCardTemplateProtocol
+
+        return reader.PcscReader(cfg.reader.name, OnCardTemplateProtocol())
     from doorpi.cards.uid import UidCard
 
     return reader.PcscReader(cfg.reader.name, UidCard())
+
+
+def card_templates_on(cfg: Config) -> bool:
+    """face.template_storage = "card": templates live on the residents' cards."""
+    return cfg.face.enabled and cfg.face.settings.get("template_storage") == "card"
+
+
+def attach_card_templates(gate: Any, devices: Devices) -> None:
+    """Give the gate the reader's store of tapped card templates (card mode only)."""
+    protocol = getattr(devices.reader, "protocol", None)
+    if protocol is not None and hasattr(protocol, "take"):
+        gate.card_templates = protocol
 
 
 def _make_keypad(cfg: Config, emit: Callable[[Event], None], factory: Any) -> Any:

@@ -49,6 +49,12 @@ class GateFaceEngine:
         self._enrolling: int | None = None
         self._acc: list[np.ndarray] = []
         self._challenge: Any = None
+        # Template-on-card mode: where the tapped card's sealed template comes from,
+        # and who checks a probe against it (FacePrivacy.verify_card_face).
+        self.card_source: Any = None
+        self.card_verify: Any = None
+        self._card: tuple[bytes, bytes] | None = None
+        self._card_misses = 0
         self._who: int | None = None
         self._score = 0.0
 
@@ -65,6 +71,10 @@ class GateFaceEngine:
         self._who = None
         self._score = 0.0
         self._challenge = None
+        self._card = None
+        self._card_misses = 0
+        if resident_id is not None and self.card_source is not None:
+            self._card = self.card_source(resident_id)
         if resident_id is None and self.liveness is not None:
             from doorpi.vision.liveness import LivenessChallenge
 
@@ -84,6 +94,8 @@ class GateFaceEngine:
     def process(self, frame: Any, now: float) -> FaceOutcome:
         if self._enrolling is not None:
             return self._enrol(frame)
+        if self._target is not None and self.card_source is not None:
+            return self._on_card(frame)
         if self._target is not None:
             return self.inner.process(frame, now)  # 1:1 after a card or resident number
         if len(self.inner.gallery) > self.max_hands_free:
@@ -91,6 +103,26 @@ class GateFaceEngine:
         if self._challenge is None:
             return FaceOutcome("rejected", reason="liveness_unavailable")
         return self._hands_free(frame, now)
+
+    def _on_card(self, frame: Any) -> FaceOutcome:
+        """1:1 against the template the resident's own card carried (none stored here)."""
+        if self._card is None:
+            return FaceOutcome("rejected", reason="no_template_on_card")
+        res = self.inner.pipeline.process(np.asarray(getattr(frame, "rgb", frame)))
+        if not res.ok:
+            return FaceOutcome("pending", hint=res.reason)
+        probe, res.embedding = res.embedding, None
+        uid, blob = self._card
+        rid, reason = self.card_verify(uid, blob, probe, self.threshold)
+        del probe
+        if rid is not None and rid == self._target:
+            return FaceOutcome("matched", resident_id=rid, score=0.0)  # score stays inside
+        if reason != "no_match":
+            return FaceOutcome("rejected", reason=f"card_template_{reason}")
+        self._card_misses += 1
+        if self._card_misses >= 3:
+            return FaceOutcome("rejected", reason="no_match")
+        return FaceOutcome("pending", hint="no_match")
 
     def _hands_free(self, frame: Any, now: float) -> FaceOutcome:
         """1:N and liveness on the same frames; the match counts only once the
@@ -224,6 +256,9 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
         camera=camera,
         indicator=indicator,
     )
+    if gate.card_templates is not None:  # template on card
+        engine.card_source = gate.take_card_template
+        engine.card_verify = gate.face_privacy.verify_card_face
     gate.face_engine = engine
 
     def request(resident_id: int | None) -> None:

@@ -78,6 +78,7 @@ class Attempt:
     factors: set[str] = field(default_factory=set)
     via: str = "card"  # what identified them: card, keypad, face
     last: float = 0.0
+    card_id: bytes | None = None  # in memory only: the template-on-card face step needs it
     awaiting: str = ""  # "pin", "card", "face" or ""
 
 
@@ -134,6 +135,8 @@ class Gate:
         self.face_privacy: Any = None
         self.face_menu: Any = None
         self.face_engine: Any = None  # set by doorpi.facebuild when a camera path exists
+        # Template-on-card mode: the reader's OnCardTemplateProtocol (holds tapped blobs).
+        self.card_templates: Any = None
         self.face_problem = ""
         from doorpi.sync.importer import SyncSignalWatcher
 
@@ -400,6 +403,7 @@ class Gate:
             self.attempt = Attempt(resident, via="card")
             self.pinpad.reset()
         self.attempt.factors.add("card")
+        self.attempt.card_id = ev.card_id
         self.attempt.last = mono
         self._evaluate()
 
@@ -635,7 +639,24 @@ class Gate:
         """Would asking this resident for their face make sense right now?"""
         if self.face_privacy is None or self.on_face_request is None or self.face_paused():
             return False
+        if self.card_templates is not None:  # template on card: the card just read says
+            return self.card_template_waiting(resident.id)
         return self.face_privacy.vault.info(resident.pseudonym) is not None
+
+    def card_template_waiting(self, resident_id: int) -> bool:
+        a = self.attempt
+        return (
+            a is not None and a.resident is not None and a.resident.id == resident_id
+            and a.card_id is not None and self.card_templates.peek(a.card_id)
+        )  # fmt: skip
+
+    def take_card_template(self, resident_id: int) -> tuple[bytes, bytes] | None:
+        """(card UID, sealed template) read at this resident's tap, handed over once."""
+        a = self.attempt
+        if a is None or a.resident is None or a.resident.id != resident_id or a.card_id is None:
+            return None
+        blob = self.card_templates.take(a.card_id) if self.card_templates is not None else None
+        return (a.card_id, blob) if blob is not None else None
 
     def _deny(self, decision: Decision) -> None:
         self.stats["denied"] += 1

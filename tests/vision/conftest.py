@@ -19,26 +19,6 @@ from doorpi.vision.pipeline import FacePipeline
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _shared() -> Path:
-    env = os.environ.get("DOORPI_SHARED_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared", Path("/work/shared")]
-    for c in candidates:
-        if (c / "faces").is_dir():
-            return c
-    pytest.fail("shared photos not found (set DOORPI_SHARED_DIR to the folder holding faces/)")
-
-
-@pytest.fixture(scope="session")
-def faces_dir() -> Path:
-    return _shared() / "faces"
-
-
-@pytest.fixture(scope="session")
-def nonfaces_dir() -> Path:
-    return _shared() / "faces-nonfaces"
-
-
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     d = Path(os.environ.get("DOORPI_MODELS_DIR") or REPO_BUILD_DIR)

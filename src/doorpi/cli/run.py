@@ -45,6 +45,9 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
             obs.append(lambda rec: print(dump(rec), flush=True))
         gate = Gate(cfg, store, devices.strike, devices.feedback, SystemClock(), obs)
         devices.start(gate.submit, cfg, sim)
+        from doorpi.device import attach_card_templates
+
+        attach_card_templates(gate, devices)
         if not sim:
             from doorpi.facebuild import start_camera
 

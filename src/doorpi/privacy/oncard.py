@@ -336,6 +336,12 @@ class OnCardTemplateProtocol:
                 self._blobs.pop(uid, None)
         return uid
 
+    def peek(self, uid: bytes) -> bool:
+        """Is a fresh blob from this card waiting (without handing it over)?"""
+        with self._lock:
+            item = self._blobs.get(uid)
+        return item is not None and self.clock() - item[0] < self.ttl
+
     def take(self, uid: bytes) -> bytes | None:
         """The blob read at this card's last tap (removed from memory)."""
         with self._lock:
