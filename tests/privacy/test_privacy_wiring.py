@@ -158,3 +158,33 @@ def test_face_engine_uses_the_vault(tmp_path):
         assert np.isfinite(engine.threshold)
     finally:
         site.close()
+
+
+def test_enrolment_at_the_gate_captures_several_frames_into_one_template(tmp_path, faces_dir):
+    """Card, #, PIN #, 7 # (notice), 1 # (consent): the camera takes three good frames,
+    averages them into one template in the vault, and the next 1:1 at a card+face
+    door opens for the resident."""
+    from doorpi.hardware.camera import Frame, load_rgb
+
+    overrides = {**FACE_ON, "door": {"access": ["card+face", "card+pin"]}}
+    site = _site(tmp_path, overrides)
+    try:
+        site.card("04a1b2c3d4e5f6")
+        for k in "#2468#":  # card+PIN door: the PIN grants, then the menu opens
+            site.key(k)
+        for k in "7#1#":
+            site.key(k)
+        actions = [ev["action"] for ev in site.events if ev["event"] == "face_menu"]
+        assert actions[-2:] == ["show_notice", "capture"]
+        rgb = load_rgb(faces_dir / "Barack_Obama" / "1.jpg", max_side=640)
+        site.face([Frame(rgb, luma=rgb[:, :, 1])] * 4)
+        assert [ev["event"] for ev in site.events if ev["event"] == "face_enrolled"]
+        assert site.gate.face_privacy.vault.count() == 1
+        site.advance(6)
+        site.card("04a1b2c3d4e5f6")
+        other = load_rgb(faces_dir / "Barack_Obama" / "2.jpg", max_side=640)
+        site.face([Frame(other, luma=other[:, :, 1])] * 2)
+        granted = [ev for ev in site.events if ev["event"] == "access" and ev["granted"]]
+        assert granted[-1]["factors"] == ["card", "face"]
+    finally:
+        site.close()
