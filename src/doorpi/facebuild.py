@@ -158,7 +158,12 @@ class GateFaceEngine:
         template /= np.linalg.norm(template)
         self._acc = []
         self._enrolling = None
-        self.enrol_sink(rid, template)
+        try:
+            self.enrol_sink(rid, template)
+        except Exception as exc:  # card not on the reader, not theirs: say so, keep nothing
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            log.warning("enrolment of resident %s not stored: %s", rid, exc)
+            return FaceOutcome("rejected", reason=f"enrol_failed_{reason}")
         return FaceOutcome("enrolled", resident_id=rid)
 
 
@@ -226,6 +231,19 @@ def start_camera(gate: Gate, indicator: Any = None) -> CameraLoop | None:
     return loop
 
 
+def card_writer(gate: Gate) -> Any:
+    """Enrolment in card mode: the template goes onto the resident's card, which
+    they hold on the reader while the camera captures; the device keeps none."""
+
+    def write(resident_id: int, template: np.ndarray) -> None:
+        from doorpi.privacy.oncard import pcsc_card
+
+        with pcsc_card(gate.cfg.reader.name) as transmit:
+            gate.face_privacy.enrol_on_card(resident_id, template, transmit)
+
+    return write
+
+
 def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> FacePath | None:
     """The face path for ``gate``, or None (face off, or it cannot run here)."""
     if gate.face_privacy is None:
@@ -259,6 +277,7 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
     if gate.card_templates is not None:  # template on card
         engine.card_source = gate.take_card_template
         engine.card_verify = gate.face_privacy.verify_card_face
+        engine.enrol_sink = card_writer(gate)
     gate.face_engine = engine
 
     def request(resident_id: int | None) -> None:

@@ -96,3 +96,47 @@ def test_card_tap_then_face_against_the_cards_template(tmp_path, pcsc, vcard, fa
     finally:
         reader.stop()
         site.close()
+
+
+def test_enrolment_at_the_gate_writes_the_template_onto_the_card(tmp_path, pcsc, vcard, faces_dir):
+    """Card mode, enrolment started by the resident: card, #, PIN #, 7 #, 1 #, then the
+    card is held on the reader while the camera captures; the sealed template is
+    written to the card over PC/SC and nothing is stored on the device."""
+    data = tmp_path / "data"
+    s = Storage.open(data)
+    AssessmentRegistry(s.db, s.audit).record(ImpactAssessment(**PIA, author="DPO", created=1.0))
+    s.close()
+    cfg = sim_config(
+        {
+            "face": {"enabled": True, "template_storage": "card"},
+            "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
+            "door": {"access": ["card+face", "card+pin"]},
+        },
+        data,
+    )
+    events: list[dict] = []
+    site = SimulatedSite(cfg, ManualClock(MONDAY_9), [events.append])
+    protocol = OnCardTemplateProtocol()
+    applet = TemplateCardApplet(UID)
+    try:
+        site.add_resident({"name": "Barack", "cards": [UID.hex()], "pin": "2468"})
+        site.gate.card_templates = protocol
+        site.face_path = build_face_path(site.gate)
+        site.card(UID.hex())  # the tap (simulated reader): a plain card so far
+        for k in "#2468#7#1#":
+            site.key(k)
+        assert [e["action"] for e in events if e["event"] == "face_menu"][-1] == "capture"
+        card = vcard(UID, handler=applet)
+        card.insert()  # held on the reader while the camera captures
+        time.sleep(1.0)
+        try:
+            site.face([photo(faces_dir, "Barack_Obama/1.jpg")] * 4)
+        finally:
+            card.remove()
+        assert [e for e in events if e["event"] == "face_enrolled"]
+        assert any(applet.memory)
+        assert site.gate.face_privacy.vault.count() == 0
+        kinds = [r.kind for r in site.storage.audit.records()]
+        assert "face_card_written" in kinds and "face_template_stored" not in kinds
+    finally:
+        site.close()
