@@ -36,7 +36,8 @@ def photo(faces_dir, rel):
     return Frame(rgb, luma=rgb[:, :, 1])
 
 
-def test_card_tap_then_face_against_the_cards_template(tmp_path, pcsc, vcard, faces_dir):
+def card_site(tmp_path):
+    """A gate in card mode (impact assessment stored), with an event list."""
     data = tmp_path / "data"
     s = Storage.open(data)
     AssessmentRegistry(s.db, s.audit).record(ImpactAssessment(**PIA, author="DPO", created=1.0))
@@ -51,7 +52,11 @@ def test_card_tap_then_face_against_the_cards_template(tmp_path, pcsc, vcard, fa
     )
     events: list[dict] = []
     site = SimulatedSite(cfg, ManualClock(MONDAY_9), [events.append])
-    protocol = OnCardTemplateProtocol()
+    return site, events, OnCardTemplateProtocol()
+
+
+def test_card_tap_then_face_against_the_cards_template(tmp_path, pcsc, vcard, faces_dir):
+    site, events, protocol = card_site(tmp_path)
     reader = PcscReader(READER_0, protocol, poll_seconds=0.3, backoff_max=1.0)
     try:
         rid = site.add_resident({"name": "Barack", "cards": [UID.hex()], "pin": "2468"})
@@ -102,21 +107,7 @@ def test_enrolment_at_the_gate_writes_the_template_onto_the_card(tmp_path, pcsc,
     """Card mode, enrolment started by the resident: card, #, PIN #, 7 #, 1 #, then the
     card is held on the reader while the camera captures; the sealed template is
     written to the card over PC/SC and nothing is stored on the device."""
-    data = tmp_path / "data"
-    s = Storage.open(data)
-    AssessmentRegistry(s.db, s.audit).record(ImpactAssessment(**PIA, author="DPO", created=1.0))
-    s.close()
-    cfg = sim_config(
-        {
-            "face": {"enabled": True, "template_storage": "card"},
-            "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
-            "door": {"access": ["card+face", "card+pin"]},
-        },
-        data,
-    )
-    events: list[dict] = []
-    site = SimulatedSite(cfg, ManualClock(MONDAY_9), [events.append])
-    protocol = OnCardTemplateProtocol()
+    site, events, protocol = card_site(tmp_path)
     applet = TemplateCardApplet(UID)
     try:
         site.add_resident({"name": "Barack", "cards": [UID.hex()], "pin": "2468"})

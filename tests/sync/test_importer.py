@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -197,7 +198,9 @@ def test_report_is_signed_sealed_and_free_of_secrets(
     assert got.status["integrity"] == "ok" and got.status["audit_chain"] == "ok"
     kinds = [a["kind"] for a in got.audit]
     assert "sync" in kinds
-    text = json.dumps(vars(got))
+    # Random fingerprints and hashes are hex and may contain any digit run: blank
+    # long hex runs first, so the check looks for the secrets, not for chance.
+    text = re.sub(r"[0-9a-f]{16,}", "<hex>", json.dumps(vars(got)))
     for secret in ("2468", "04000000000001", "pin_hash", "$argon2"):
         assert secret not in text
     assert read_signal(rig.storage.db)["result"] == "applied"
