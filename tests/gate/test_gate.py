@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from doorpi.clocks import ManualClock
@@ -51,7 +53,9 @@ def test_every_decision_is_in_the_audit_log_without_secrets(site):
         (False, "wrong_pin"),
     ]
     blob = repr([r.data for r in recs])
-    assert "9999" not in blob and "04a1b2c3d4e5f6" not in blob
+    assert "04a1b2c3d4e5f6" not in blob
+    # Card references are random hex and may hold any digit run: blank them first.
+    assert "9999" not in re.sub(r"[0-9a-f]{8,}", "<hex>", blob)
     assert site.storage.audit.verify().ok
 
 
