@@ -123,7 +123,6 @@ class Gate:
         self.readers: dict[str, bool] = {}
         self.started_mono = clock.mono()
         self.stats = {"granted": 0, "denied": 0}
-        self.face_requested_at: float | None = None
         # The face path's trigger: called with the resident to verify (1:1) or None (1:N).
         self.on_face_request: Callable[[int | None], None] | None = None
         # Enrolment capture after consent at the gate (set with the camera path).
@@ -310,7 +309,7 @@ class Gate:
         elif isinstance(event, FaceHint):
             self._apply([Notice("face_hint", {"hint": event.hint}), self._say("face_needed")])
         elif isinstance(event, CardReadFailed):
-            self._apply([event_notice(event), self._say("denied")])
+            self._apply([event, self._say("denied")])
         elif isinstance(event, ReaderStatus):
             if self.readers.get(event.reader) != event.present:
                 self.readers[event.reader] = event.present
@@ -535,7 +534,6 @@ class Gate:
         if self.face_lockout.locked_for("face", mono):
             self._face_unavailable(Reason.FACE_PAUSED)
             return
-        self.face_requested_at = mono
         a = self.attempt
         target = a.resident.id if a is not None and a.resident is not None else None
         self._record(Notice("face_requested", {"one_to_one": target is not None}))
@@ -674,10 +672,6 @@ def _next_factor(
     missing = {f for n, fs in options if n == fewest for f in fs}
     order = ("face", "pin", "card") if face_ready else ("pin", "card", "face")
     return next(f for f in order if f in missing)
-
-
-def event_notice(ev: CardReadFailed) -> Notice:
-    return Notice("card_read_failed", {"reader": ev.reader, "reason": ev.reason})
 
 
 def dump(rec: dict[str, Any]) -> str:

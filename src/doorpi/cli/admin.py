@@ -14,7 +14,7 @@ from pathlib import Path
 
 from doorpi.cli import CliError, common
 from doorpi.sync.admin import AdminError, AdminSite
-from doorpi.sync.keys import KeyFileError, PublicIdentity, pretty
+from doorpi.sync.keys import KeyFileError, PublicIdentity, fingerprint_matches, pretty
 from doorpi.sync.report import SyncReport
 from doorpi.sync.roster import EXAMPLE, Roster, RosterError, load_roster
 
@@ -141,12 +141,10 @@ def cmd_gate_add(args: argparse.Namespace) -> int:
         pub = PublicIdentity.read(args.path, "gate")
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
-    if args.fingerprint is not None:
-        want = args.fingerprint.replace("-", "").replace(" ", "").lower()
-        if len(want) < 16 or not pub.fingerprint.startswith(want):
-            raise CliError(
-                f"gate key fingerprint {pretty(pub.fingerprint)} does not match --fingerprint"
-            )
+    if args.fingerprint is not None and not fingerprint_matches(pub.fingerprint, args.fingerprint):
+        raise CliError(
+            f"gate key fingerprint {pretty(pub.fingerprint)} does not match --fingerprint"
+        )
     try:
         rec = site.add_gate(pub, args.name)
     except AdminError as exc:

@@ -11,7 +11,13 @@ from doorpi.fsutil import write_atomic
 from doorpi.store.db import set_state
 from doorpi.store.secrets import DeviceSecrets
 from doorpi.sync.importer import SITE_CARD, STICK_DIR, BundleImporter, GateRules
-from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity, pretty
+from doorpi.sync.keys import (
+    GateIdentity,
+    KeyFileError,
+    PublicIdentity,
+    fingerprint_matches,
+    pretty,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,8 +118,7 @@ def cmd_trust_site(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
     if args.fingerprint is not None:
-        want = args.fingerprint.replace("-", "").replace(" ", "").lower()
-        if len(want) < 16 or not site.fingerprint.startswith(want):
+        if not fingerprint_matches(site.fingerprint, args.fingerprint):
             raise CliError(
                 f"site key fingerprint {pretty(site.fingerprint)} does not match --fingerprint"
             )

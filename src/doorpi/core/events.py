@@ -9,7 +9,7 @@ expected sequences. No event ever carries a face image or an embedding.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 # ---------------------------------------------------------------- events in
@@ -237,5 +237,4 @@ __all__ = [
     "Tick",
     "Unlock",
     "as_record",
-    "asdict",
 ]

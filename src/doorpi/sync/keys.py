@@ -218,3 +218,10 @@ class SiteKey:
     @classmethod
     def load(cls, admin_dir: Path, name: str = "") -> SiteKey:
         return cls(_read_key(admin_dir / SITE_KEY_FILE), name)
+
+
+def fingerprint_matches(actual: str, given: str) -> bool:
+    """Does a fingerprint typed by a person (dashes, spaces, any case, at least
+    16 hex digits) match the key's fingerprint?"""
+    want = given.replace("-", "").replace(" ", "").lower()
+    return len(want) >= 16 and actual.startswith(want)
