@@ -1,6 +1,7 @@
 """Child process of the crash test: import one bundle, slowly, announcing each step.
 
-Usage: python crash_child.py DATA_DIR BUNDLE PAUSE_SECONDS. Prints "begin",
+Usage: python crash_child.py DATA_DIR BUNDLE PAUSE_SECONDS. The gate's real face
+vault receives the bundle's templates (as `doorpi sync import` wires it). Prints "begin",
 "step" before every statement group, "done <result>" at the end, flushing
 each line, so the parent knows where its SIGKILL landed.
 """
@@ -16,13 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from doorpi.store import Storage
 from doorpi.sync.importer import BundleImporter
 from doorpi.sync.keys import GateIdentity
-from sync.helpers import RULES
+from sync.helpers import RULES, make_privacy, real_sink
 
 
 def main() -> None:
     data_dir, bundle, pause = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
     storage = Storage.open(data_dir)
-    importer = BundleImporter(storage, GateIdentity.load(data_dir / "keys"), RULES)
+    identity = GateIdentity.load(data_dir / "keys")
+    sink = real_sink(make_privacy(storage, data_dir, time.time), identity)
+    importer = BundleImporter(storage, identity, RULES, sink)
 
     def step() -> None:
         print("step", flush=True)

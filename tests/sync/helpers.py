@@ -27,18 +27,43 @@ T0 = 1_780_000_000.0  # 2026-05-28, "now" for the tests
 
 
 class MemorySink:
-    """A TemplateSink that keeps sealed templates in a dict, as the vault would on disk."""
+    """A TemplateSink that keeps sealed templates in a dict, as the vault would on disk.
+
+    Changes are staged until `finish` (commit) or dropped by `discard`
+    (rollback), like the real sink's audit records.
+    """
 
     def __init__(self) -> None:
         self.stored: dict[str, bytes] = {}
         self.deleted: list[str] = []
+        self.withdrawn: list[tuple[str, float]] = []
+        self.forgotten: list[str] = []
+        self.finished = 0
+        self.discarded = 0
 
-    def store_sealed(self, pseudonym: str, sealed: bytes) -> None:
+    def store_sealed(self, conn: Any, pseudonym: str, sealed: bytes, source_gate: str) -> str:
+        if self.stored.get(pseudonym) == sealed:
+            return "unchanged"
         self.stored[pseudonym] = sealed
+        return "stored"
 
-    def delete(self, pseudonym: str) -> None:
+    def delete(self, conn: Any, pseudonym: str) -> bool:
         self.deleted.append(pseudonym)
+        return self.stored.pop(pseudonym, None) is not None
+
+    def withdraw_before(self, conn: Any, pseudonym: str, at: float) -> int:
+        self.withdrawn.append((pseudonym, at))
+        return int(self.stored.pop(pseudonym, None) is not None)
+
+    def forget(self, conn: Any, pseudonym: str) -> None:
+        self.forgotten.append(pseudonym)
         self.stored.pop(pseudonym, None)
+
+    def finish(self) -> None:
+        self.finished += 1
+
+    def discard(self) -> None:
+        self.discarded += 1
 
 
 def resident(key: str, n: int, site: SiteKey | None = None, **kw: Any) -> ResidentEntry:
@@ -121,3 +146,80 @@ def template(
 
 def other_gate(name: str = "car-park") -> GateIdentity:
     return GateIdentity(PrivateKey.generate(), SigningKey.generate(), name)
+
+
+# ------------------------------------------------------------------ real face vaults
+
+PIA_TEXT = dict(
+    purpose="Open the site's gates for residents who choose face entry.",
+    necessity="Convenience; card and PIN stay at every gate.",
+    impact="Leak or misuse of face templates of the site's residents.",
+    measures="Separate consent, encrypted templates on the gates, retention, audit.",
+)
+
+
+def make_privacy(
+    storage: Storage, data_dir: Path, clock: Any, allow_site_sharing: bool = True
+) -> Any:
+    """The real face facade of a gate's data dir (vault key in its keys dir)."""
+    from doorpi.privacy.enrolment import FacePrivacy, SiteIdentity
+    from doorpi.privacy.settings import PrivacySettings
+    from doorpi.privacy.vault import TemplateVault
+
+    vault = TemplateVault(storage.db, data_dir / "keys", storage.audit, clock=clock)
+    settings = PrivacySettings(allow_site_sharing=allow_site_sharing)
+    site = SiteIdentity("Test Court", "Test Court Property Co.", "+86 10 5555 0100")
+    return FacePrivacy(storage, vault, settings, site, clock=clock)
+
+
+def real_sink(privacy: Any, identity: GateIdentity) -> Any:
+    from doorpi.privacy.share import SiteTemplateSink
+    from doorpi.sync.templates import unseal_for_vault
+
+    return SiteTemplateSink(privacy, lambda b: unseal_for_vault(b, identity))
+
+
+def face_privacy(rig: GateRig, allow_site_sharing: bool = True) -> Any:
+    """`make_privacy` for a rig, with an impact assessment on file (enrolment needs one)."""
+    from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
+
+    AssessmentRegistry(rig.storage.db, rig.storage.audit).record(
+        ImpactAssessment(**PIA_TEXT, author="DPO Li", created=rig.now)
+    )
+    return make_privacy(rig.storage, rig.data_dir, lambda: rig.now, allow_site_sharing)
+
+
+def wire_vault(rig: GateRig, allow_site_sharing: bool = True) -> Any:
+    """Connect a rig's importer to a real vault, as `doorpi sync import` does."""
+    from doorpi.privacy.share import SiteTemplateSource
+
+    privacy = face_privacy(rig, allow_site_sharing)
+    rig.importer.sink = real_sink(privacy, rig.identity)
+    rig.importer.source = SiteTemplateSource(privacy) if allow_site_sharing else None
+    return privacy
+
+
+def unit(seed: int) -> Any:
+    import numpy as np
+
+    v = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def shared_template(
+    key: str, source: GateIdentity, dest: GateIdentity, embedding: Any, **consent: Any
+) -> TemplateEntry:
+    """A template with its consent record as a source gate's vault would export it."""
+    from doorpi.privacy.consent import ConsentRecord
+    from doorpi.privacy.share import TemplatePayload
+
+    c = dict(id=7, pseudonym="", notice_version="consent-zh-2", notice_hash="ab" * 32, lang="zh",
+             given_at=T0 - 86400, confirmed_by="resident:card+pin", channel="gate",
+             retention_end=T0 + 300 * 86400, minor=False, guardian=None, share_site_gates=True,
+             withdrawn_at=None, withdrawn_by=None)  # fmt: skip
+    c.update(consent)
+    rec = ConsentRecord(**c)
+    payload = TemplatePayload(rec, rec.retention_end, embedding).to_bytes()
+    return TemplateEntry(
+        key, source.fingerprint, True, seal_template(source, dest.public, key, payload)
+    )

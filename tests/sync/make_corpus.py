@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from doorpi.sync.bundle import EnrollmentBundle, seal_bundle
+from doorpi.sync.bundle import EnrollmentBundle, FaceWithdrawal, seal_bundle
 from sync.corpus_keys import GATE, PEER, SITE
 from sync.helpers import resident, template
 
@@ -32,6 +32,7 @@ def main() -> None:
     good = base()
     shared = base(residents=(resident("a-1", 1, SITE, share_with_site_gates=True),),
                   templates=(template("a-1", PEER, GATE),), peers=(PEER.public,))  # fmt: skip
+    withdrawn = base(3, face_withdrawals=(FaceWithdrawal("a-1", 1_779_999_000.0),))
     bodies = {
         "ok-two-residents": good.to_body(),
         "ok-tombstones": base(2, residents=(), tombstones=("a-1", "b-2")).to_body(),
@@ -41,6 +42,8 @@ def main() -> None:
         "malformed-dup-key": base(residents=(resident("a-1", 1, SITE),) * 2).to_body(),
         "no_consent-template": replace(shared, residents=(resident("a-1", 1, SITE),)).to_body(),
         "unknown_version-v2": good.to_body().replace(b'"version":1', b'"version":2'),
+        "ok-face-withdrawals": withdrawn.to_body(),
+        "malformed-withdrawal-at": withdrawn.to_body().replace(b'"at":1779999000.0', b'"at":-1'),
     }
     for name, body in bodies.items():
         (CORPUS / f"body-{name}.json").write_bytes(body)

@@ -146,3 +146,75 @@ def test_commands_need_keys_first(
 ) -> None:
     code, out = run(["--config", str(paths["cfg"]), "sync", "import", str(paths["stick"])], capsys)
     assert code == 2 and "run `doorpi keys init` first" in out
+
+
+def test_two_gates_share_a_face_through_the_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`doorpi sync import` wires the real vault on both sides: export and receipt."""
+    from doorpi.config import load_config
+    from doorpi.privacy.enrolment import build_face_privacy
+    from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
+    from doorpi.store import Storage
+    from sync.helpers import PIA_TEXT, unit
+
+    adm = ["--admin-dir", str(tmp_path / "admin")]
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    roster = tmp_path / "roster.toml"
+    roster.write_text(ROSTER.replace('keypad_id = "101"',
+                                     'keypad_id = "101"\nshare_face_with_site_gates = true'))  # fmt: skip
+    roster.chmod(0o600)
+    run(["admin", "init", "--site-name", "Test Court", *adm], capsys)
+    run(["admin", "stick", str(stick), *adm], capsys)
+    cfgs = {}
+    for name in ("north-gate", "south-gate"):
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(
+            f'[site]\ndata_dir = "{tmp_path / name}"\ncontroller = "Test Court Co."\n'
+            f'contact = "+86 10 5555 0100"\n[door]\nname = "{name}"\n'
+            "[pin]\nopslimit = 1\nmemlimit_kib = 8192\n"
+            '[schedules]\nworkdays = ["mon-fri 07:00-19:00"]\n'
+            "[face]\nenabled = true\nallow_site_sharing = true\n"
+        )
+        cfgs[name] = str(cfg)
+        out = run(["--config", str(cfg), "keys", "init"], capsys)[1]
+        fp = out.split("gate fingerprint: ")[1].split()[0]
+        run(["--config", str(cfg), "keys", "export", str(stick)], capsys)
+        assert (
+            run(["--config", str(cfg), "keys", "trust-site", str(stick), "--yes"], capsys)[0] == 0
+        )
+        pub = stick / "doorpi" / "gates" / (fp.replace("-", "") + ".pub")
+        assert run(["admin", "gate", "add", str(pub), *adm], capsys)[0] == 0
+
+    def visit(name: str) -> str:
+        code, out = run(["admin", "bundle", str(roster), str(stick), *adm], capsys)
+        assert code == 0, out
+        code, out = run(["--config", cfgs[name], "sync", "import", str(stick)], capsys)
+        assert code == 0, out
+        return out
+
+    visit("north-gate")
+    visit("south-gate")
+    # Alice enrols at the north gate, agreeing to the site's other gates.
+    cfg = load_config(Path(cfgs["north-gate"]))
+    storage = Storage.open(cfg.site.data_dir)
+    AssessmentRegistry(storage.db, storage.audit).record(
+        ImpactAssessment(**PIA_TEXT, author="DPO Li", created=1.0)
+    )
+    privacy = build_face_privacy(cfg, storage)
+    alice = storage.residents.by_keypad_id("101")
+    ticket = privacy.start_enrolment(alice.id, "admin_present", by="admin:li")
+    privacy.consent(ticket, "admin:li", share_site_gates=True)
+    privacy.enrol(alice.id, unit(11))
+    storage.close()
+
+    visit("north-gate")  # north seals Alice's template for the south gate
+    assert len(list((stick / "doorpi" / "outbox").rglob("*.tpl"))) == 1
+    out = visit("south-gate")  # the laptop relays it
+    assert "applied bundle 4: 2 unchanged, 1 templates_stored" in out
+    cfg = load_config(Path(cfgs["south-gate"]))
+    storage = Storage.open(cfg.site.data_dir)
+    south = build_face_privacy(cfg, storage)
+    assert south.identify(unit(11), 0.45) == storage.residents.by_keypad_id("101").id
+    storage.close()

@@ -7,7 +7,11 @@ statement of the transaction (k spread over all of them), the others at
 times spread over start-up, hashing, the transaction and, for the last two,
 after the commit. Afterwards SQLite must pass integrity_check,
 the audit chain must verify, and the residents must equal exactly the old
-state or exactly the new one, with the sequence number to match.
+state or exactly the new one, with the sequence number to match. The gate's
+real face vault takes part: bundle 2 stores templates from another gate (with
+their consents), ends one resident's sharing and carries a withdrawal, so the
+face consents and templates must be old or new together with the residents,
+and every template left must still decrypt.
 """
 
 from __future__ import annotations
@@ -25,8 +29,18 @@ import pytest
 
 from doorpi.store import Storage
 from doorpi.store.db import get_state, integrity_check
+from doorpi.sync.bundle import FaceWithdrawal
 from doorpi.sync.keys import SiteKey
-from sync.helpers import GateRig, MemorySink, resident, snapshot
+from sync.helpers import (
+    T0,
+    GateRig,
+    make_privacy,
+    real_sink,
+    resident,
+    shared_template,
+    snapshot,
+    unit,
+)
 
 CHILD = Path(__file__).with_name("crash_child.py")
 RUNS = 40
@@ -42,12 +56,26 @@ def _run_child(data_dir: Path, bundle: Path) -> subprocess.Popen[str]:
     )
 
 
+def _face_state(storage: Storage, data_dir: Path) -> list[tuple]:  # type: ignore[type-arg]
+    """Consents and templates by resident name; every template must decrypt."""
+    vault = make_privacy(storage, data_dir, lambda: T0).vault
+    rows = storage.db.execute(
+        "SELECT r.name, c.origin_consent_id, c.withdrawn_by, t.pseudonym FROM face_consents c "
+        "JOIN residents r ON r.pseudonym = c.pseudonym "
+        "LEFT JOIN face_templates t ON t.consent_id = c.id ORDER BY r.name, c.id"
+    ).fetchall()
+    for *_, pseudonym in rows:
+        assert pseudonym is None or vault.embedding(pseudonym) is not None
+    return [(name, cid, by, pseudonym is not None) for name, cid, by, pseudonym in rows]
+
+
 def _inspect(data_dir: Path) -> tuple[list, str, bool]:  # type: ignore[type-arg]
     storage = Storage.open(data_dir)
     try:
         assert integrity_check(storage.db) == "ok"
         ok = storage.audit.verify().ok
-        return snapshot(storage), str(get_state(storage.db, "sync_sequence")), ok
+        state = [snapshot(storage), _face_state(storage, data_dir)]
+        return state, str(get_state(storage.db, "sync_sequence")), ok
     finally:
         storage.close()
 
@@ -56,22 +84,34 @@ def _inspect(data_dir: Path) -> tuple[list, str, bool]:  # type: ignore[type-arg
 def test_sigkill_during_import_leaves_old_or_new_state(tmp_path: Path) -> None:
     site = SiteKey(bytes([7]) * 32, "Crash Court")
     pristine = tmp_path / "pristine"
-    rig = GateRig(pristine, site, MemorySink())
-    people = [resident(f"r-{n}", n, site) for n in range(40)]
-    assert rig.apply(rig.bundle(1, people)).result == "applied"
+    rig = GateRig(pristine, site)
+    rig.importer.sink = real_sink(
+        make_privacy(rig.storage, pristine, lambda: rig.now), rig.identity
+    )
+    people = [resident(f"r-{n}", n, site, share_with_site_gates=20 <= n < 30) for n in range(40)]
+
+    def faces(lo: int, hi: int) -> tuple:  # type: ignore[type-arg]
+        return tuple(shared_template(f"r-{n}", rig.peer, rig.identity, unit(n), id=n)
+                     for n in range(lo, hi))  # fmt: skip
+
+    rep = rig.apply(rig.bundle(1, people, templates=faces(20, 25)))
+    assert rep.result == "applied" and rep.changes["templates_stored"] == 5
     # Bundle 2: 10 removed, 10 changed (one keypad swap), 15 added with PINs.
     changed = [replace(p, unit="moved", cards=(replace(p.cards[0], uid=f"05{n:012x}"),))
                for n, p in enumerate(people[10:20], start=10)]  # fmt: skip
     changed[0], changed[1] = (replace(changed[0], keypad_id=changed[1].keypad_id),
                               replace(changed[1], keypad_id=changed[0].keypad_id))  # fmt: skip
     added = [resident(f"n-{n}", n, site) for n in range(100, 115)]
-    bundle2 = rig.bundle(2, changed + people[20:] + added,
-                         tombstones=tuple(p.key for p in people[:10]))  # fmt: skip
+    # Faces: five more arrive, r-21 stops sharing, r-20 withdrew at another gate.
+    kept = [replace(p, share_with_site_gates=False) if p.key == "r-21" else p for p in people[20:]]
+    bundle2 = rig.bundle(2, changed + kept + added, tombstones=tuple(p.key for p in people[:10]),
+                         templates=faces(25, 30), template_tombstones=("r-21",),
+                         face_withdrawals=(FaceWithdrawal("r-20", T0),))  # fmt: skip
     bundle_file = tmp_path / "2.bundle"
     bundle_file.write_bytes(rig.seal(bundle2))
-    old = rig.snapshot()
     rig.storage.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     rig.storage.close()
+    old = _inspect(pristine)[0]
 
     ref = tmp_path / "ref"
     shutil.copytree(pristine, ref)
@@ -86,7 +126,8 @@ def test_sigkill_during_import_leaves_old_or_new_state(tmp_path: Path) -> None:
     assert child.returncode == 0 and "done applied" in out, err
     total_steps = out.count("step") + 1
     new, seq, chain_ok = _inspect(ref)
-    assert seq == "2" and chain_ok and new != old and len(new) == 45
+    assert seq == "2" and chain_ok and new != old and len(new[0]) == 45
+    assert sum(has for *_, has in new[1]) == 8 and sum(has for *_, has in old[1]) == 5
 
     rnd = random.Random(20261128)
     outcomes = {"old": 0, "new": 0}

@@ -5,6 +5,7 @@ import re
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from doorpi.store.credentials import card_hash, hash_pin, verify_pin
 from doorpi.store.db import get_state, integrity_check
@@ -12,7 +13,16 @@ from doorpi.sync.importer import BundleImporter, SyncSignalWatcher, read_signal
 from doorpi.sync.keys import PublicIdentity, SiteKey
 from doorpi.sync.report import open_report
 from doorpi.sync.templates import unseal_for_vault
-from sync.helpers import EMBEDDING, RULES, T0, GateRig, MemorySink, resident, template
+from sync.helpers import (
+    EMBEDDING,
+    RULES,
+    T0,
+    GateRig,
+    MemorySink,
+    other_gate,
+    resident,
+    template,
+)
 
 
 def _pin_ok(rig: GateRig, keypad: str, pin: str) -> bool:
@@ -48,7 +58,8 @@ def test_unchanged_pin_is_not_rehashed_and_edits_apply(rig: GateRig, site: SiteK
     before = rig.storage.residents.pin_hash(rid)
     rep = rig.apply(rig.bundle(2, [replace(a, unit="9-99"), b]))
     assert rep.changes == {"added": 0, "updated": 1, "unchanged": 1, "removed": 0,
-                           "pins_hashed": 0, "templates_stored": 0, "templates_deleted": 0}  # fmt: skip
+                           "pins_hashed": 0, "templates_stored": 0, "templates_deleted": 0,
+                           "templates_skipped": 0, "face_withdrawn": 0}  # fmt: skip
     assert rig.storage.residents.get(rid).unit == "9-99"
     assert rig.storage.residents.pin_hash(rid) == before
     b2 = resident("b-2", 2, site, pin="8642")
@@ -75,7 +86,7 @@ def test_tombstone_deletes_resident_cards_and_template(rig: GateRig, site: SiteK
     assert rep.changes["removed"] == 1
     assert rig.storage.residents.by_keypad_id("102") is None
     assert rig.storage.db.execute("SELECT count(*) FROM cards").fetchone()[0] == 1
-    assert rig.sink.deleted == [gone.pseudonym]
+    assert rig.sink.forgotten == [gone.pseudonym]
     keys = [r[0] for r in rig.storage.db.execute("SELECT key FROM sync_residents")]
     assert keys == ["a-1"]
 
@@ -166,12 +177,28 @@ def test_template_without_consent_is_refused_whole(rig: GateRig, site: SiteKey) 
     assert rig.sink.stored == {} and rig.storage.residents.all() == []
 
 
-def test_templates_without_a_vault_are_refused(data_dir: Path, site: SiteKey) -> None:
+def test_templates_at_a_gate_without_face_are_skipped_not_refused(
+    data_dir: Path, site: SiteKey
+) -> None:
+    """A gate with face off still takes the roster: the templates are left out and
+    the report says why, so the admin's other changes are not held up."""
     rig = GateRig(data_dir, site, sink=None)
     b = rig.bundle(1, [resident("a-1", 1, site, share_with_site_gates=True)],
                    templates=(template("a-1", rig.peer, rig.identity),))  # fmt: skip
     rep = rig.apply(b)
-    assert rep.code == "no_vault" and rig.storage.residents.all() == []
+    assert rep.result == "applied" and rep.changes["templates_skipped"] == 1
+    assert rep.skipped == {"face_off": 1} and rep.changes["templates_stored"] == 0
+    assert "1 templates_skipped" in rep.summary()
+    assert len(rig.storage.residents.all()) == 1
+    assert rig.storage.audit.tail(1)[0].data["templates_skipped_why"] == {"face_off": 1}
+
+
+def test_forged_template_is_refused_even_where_face_is_off(data_dir: Path, site: SiteKey) -> None:
+    rig = GateRig(data_dir, site, sink=None)
+    forged = template("a-1", other_gate("intruder"), rig.identity)
+    b = rig.bundle(1, [resident("a-1", 1, site, share_with_site_gates=True)],
+                   templates=(replace(forged, source_gate=rig.peer.fingerprint),))  # fmt: skip
+    assert rig.apply(b).code == "bad_signature" and rig.storage.residents.all() == []
 
 
 def test_untrusted_gate_refuses_everything(data_dir: Path, site: SiteKey) -> None:
@@ -251,7 +278,7 @@ def test_new_site_key_is_needed_to_open(rig: GateRig, site: SiteKey) -> None:
 
 
 class PickySink(MemorySink):
-    def store_sealed(self, pseudonym: str, sealed: bytes) -> None:
+    def store_sealed(self, conn: Any, pseudonym: str, sealed: bytes, source_gate: str) -> str:
         raise ValueError("no live consent record for this pseudonym")
 
 
@@ -263,6 +290,7 @@ def test_vault_refusal_rolls_back_the_whole_bundle(data_dir: Path, site: SiteKey
     assert (rep.code, rep.reason) == ("vault", "templates[0] (a-1): no live consent record for "
                                       "this pseudonym")  # fmt: skip
     assert rig.storage.residents.all() == [] and rig.importer.last_sequence() == 0
+    assert (rig.sink.discarded, rig.sink.finished) == (1, 0)
 
 
 def test_running_gate_sees_each_import_once(rig: GateRig, site: SiteKey, tmp_path: Path) -> None:

@@ -202,6 +202,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         print(
             f"  {b.gate.name:<16} {len(b.bundle.residents):>5} residents "
             f"{len(b.bundle.tombstones):>4} deletions {len(b.bundle.templates):>4} face templates "
+            f"{len(b.bundle.face_withdrawals):>3} face withdrawals "
             f"{len(b.data):>9} bytes  {b.path}"
         )
     print("plug the stick into each gate; bring it back and run `doorpi admin report read`")
@@ -237,6 +238,14 @@ def cmd_report_read(args: argparse.Namespace) -> int:
             f"{st.get('pins')} PINs; database {st.get('integrity')}; audit chain "
             f"{st.get('audit_chain')}; {len(rep.audit)} audit records"
         )
+        if rep.skipped:
+            why = ", ".join(f"{n} {k}" for k, n in sorted(rep.skipped.items()))
+            print(f"  face templates not taken: {why}")
+        for w in rep.face_withdrawals:
+            print(
+                f"  {w['resident']} withdrew face consent here at {_when(w['at'])}: "
+                "the next bundles withdraw it at every gate"
+            )
         if args.audit:
             for a in rep.audit:
                 print(f"    {a['seq']:>7} {_when(a['ts'])} {a['kind']:<12} {a['data']}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from doorpi.cli import CliError, common
 from doorpi.cli.keys import identity
@@ -19,6 +20,11 @@ from doorpi.sync.importer import (
     TemplateSink,
     TemplateSource,
 )
+from doorpi.sync.keys import GateIdentity
+from doorpi.sync.templates import unseal_for_vault
+
+if TYPE_CHECKING:
+    from doorpi.privacy.enrolment import FacePrivacy
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,14 +36,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     im.set_defaults(func=cmd_import)
 
 
-def template_sink(cfg: common.Config, store: common.Storage) -> TemplateSink | None:
+def _face_privacy(cfg: common.Config, store: common.Storage) -> FacePrivacy | None:
+    """The face facade when templates live in this gate's vault; None otherwise
+    (face off, or templates on the residents' cards: nothing to move)."""
+    if not cfg.face.enabled:
+        return None
+    from doorpi.privacy.enrolment import build_face_privacy
+
+    privacy = build_face_privacy(cfg, store)
+    return privacy if privacy.settings.template_storage == "device" else None
+
+
+def template_sink(
+    cfg: common.Config, store: common.Storage, gate: GateIdentity
+) -> TemplateSink | None:
     """The face vault that receives templates from other gates; None while face is off."""
-    return None
+    privacy = _face_privacy(cfg, store)
+    if privacy is None:
+        return None
+    from doorpi.privacy.share import SiteTemplateSink
+
+    return SiteTemplateSink(privacy, lambda sealed: unseal_for_vault(sealed, gate))
 
 
 def template_source(cfg: common.Config, store: common.Storage) -> TemplateSource | None:
     """The face vault that gives this gate's templates to share; None while face is off."""
-    return None
+    privacy = _face_privacy(cfg, store)
+    if privacy is None or not privacy.settings.allow_site_sharing:
+        return None
+    from doorpi.privacy.share import SiteTemplateSource
+
+    return SiteTemplateSource(privacy)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -48,7 +77,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         store,
         gate,
         GateRules.from_config(cfg),
-        sink=template_sink(cfg, store),
+        sink=template_sink(cfg, store, gate),
         source=template_source(cfg, store),
     )
     path: Path = args.path

@@ -12,6 +12,7 @@ they hold the resident's pseudonym, never the name.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,8 @@ class ConsentRecord:
     share_site_gates: bool
     withdrawn_at: float | None
     withdrawn_by: str | None
+    origin_gate: str | None = None  # set when the consent came with a template from another gate
+    origin_consent_id: int | None = None
 
     @property
     def live(self) -> bool:
@@ -66,19 +69,22 @@ class ConsentRecord:
             "share_site_gates": self.share_site_gates,
             "withdrawn_at": self.withdrawn_at,
             "withdrawn_by": self.withdrawn_by,
+            "origin_gate": self.origin_gate,
+            "origin_consent_id": self.origin_consent_id,
         }
 
 
 _COLS = (
     "id, pseudonym, notice_version, notice_hash, lang, given_at, confirmed_by, channel, "
-    "retention_end, minor, guardian, share_site_gates, withdrawn_at, withdrawn_by"
+    "retention_end, minor, guardian, share_site_gates, withdrawn_at, withdrawn_by, origin_gate, "
+    "origin_consent_id"
 )
 
 
 def _row(r: tuple[Any, ...]) -> ConsentRecord:
     return ConsentRecord(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], bool(r[9]), r[10], bool(r[11]),
-        r[12], r[13],
+        r[12], r[13], r[14], r[15],
     )  # fmt: skip
 
 
@@ -189,6 +195,37 @@ class ConsentRegistry:
             f"SELECT {_COLS} FROM face_consents WHERE pseudonym = ? ORDER BY id", [pseudonym]
         ).fetchall()
         return [_row(r) for r in rows]
+
+    def insert_received(
+        self, conn: sqlite3.Connection, pseudonym: str, origin: ConsentRecord, origin_gate: str,
+        now: float,
+    ) -> int:  # fmt: skip
+        """Store a consent that arrived with a template from another gate of the site.
+
+        Runs inside the caller's transaction (the sync import) and writes no
+        audit record itself: the caller logs once the transaction commits. A
+        live consent of the resident is superseded, as with `record`.
+        """
+        if not origin.share_site_gates:
+            raise ConsentError("the consent does not allow the site's other gates")
+        if origin.retention_end <= now:
+            raise ConsentError("the consent's retention period has ended")
+        if origin.minor and not (origin.guardian and origin.guardian.strip()):
+            raise ConsentError("a resident under 14 needs a parent's or guardian's consent")
+        conn.execute(
+            "UPDATE face_consents SET withdrawn_at = ?, withdrawn_by = 'superseded' "
+            "WHERE pseudonym = ? AND withdrawn_at IS NULL",
+            [now, pseudonym],
+        )
+        cur = conn.execute(
+            "INSERT INTO face_consents(pseudonym, notice_version, notice_hash, lang, given_at, "
+            "confirmed_by, channel, retention_end, minor, guardian, share_site_gates, "
+            "origin_gate, origin_consent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            [pseudonym, origin.notice_version, origin.notice_hash, origin.lang, origin.given_at,
+             origin.confirmed_by, origin.channel, origin.retention_end, int(origin.minor),
+             origin.guardian, origin_gate, origin.id],
+        )  # fmt: skip
+        return int(cur.lastrowid or 0)
 
     def withdraw(self, pseudonym: str, now: float, by: str) -> int:
         """Mark every live consent withdrawn (the trigger deletes the template row)."""

@@ -25,6 +25,7 @@ Why this shape (law notes D14-D17, C10-C11):
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -263,6 +264,43 @@ class TemplateVault:
         The database trigger refuses the row unless ``consent_id`` is a live
         consent of the same pseudonym that lasts until ``expires``.
         """
+        now = self.clock()
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                tid, replaced = self.store_in(conn, pseudonym, embedding, consent_id, expires)
+                conn.execute("COMMIT")
+            except Exception as exc:
+                conn.execute("ROLLBACK")
+                if "no live face consent" in str(exc):
+                    raise NoConsentError(
+                        "no live face consent covers this template; record consent first"
+                    ) from None
+                raise
+        if replaced:
+            self.purge()  # the replaced template's pages leave the WAL too
+        self.audit.append(
+            "face_template_stored",
+            {"pseudonym": pseudonym[:8], "consent_id": consent_id, "expires": expires},
+            ts=now,
+        )
+        return tid
+
+    def store_in(
+        self,
+        conn: sqlite3.Connection,
+        pseudonym: str,
+        embedding: np.ndarray,
+        consent_id: int,
+        expires: float,
+    ) -> tuple[int, bool]:
+        """`store` inside the caller's transaction: (template id, replaced an older one).
+
+        For the sync import, which must store templates in the same transaction
+        as everything else. No audit record and no `purge` here (both need a
+        transaction of their own): the caller does them after its commit.
+        """
         e = check_embedding(embedding)
         self._reload_keys()
         protected = self._transform.apply(e).tobytes()
@@ -275,42 +313,23 @@ class TemplateVault:
         wrapped = crypto_aead_xchacha20poly1305_ietf_encrypt(
             tkey, _aad(pseudonym, b"key"), knonce, self._keys.current
         )
-        now = self.clock()
         with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                replaced = conn.execute(
-                    "DELETE FROM face_templates WHERE pseudonym = ?", [pseudonym]
-                ).rowcount
-                cur = conn.execute(
-                    "INSERT INTO face_templates(pseudonym, consent_id, nonce, ciphertext, created, "
-                    "expires) VALUES (?, ?, ?, ?, ?, ?)",
-                    [pseudonym, consent_id, nonce, ct, now, expires],
-                )
-                tid = int(cur.lastrowid or 0)
-                conn.execute(
-                    "INSERT INTO face_template_keys(template_id, vault_key_id, nonce, wrapped_key) "
-                    "VALUES (?, ?, ?, ?)",
-                    [tid, key_id(self._keys.current), knonce, wrapped],
-                )
-                conn.execute("COMMIT")
-            except Exception as exc:
-                conn.execute("ROLLBACK")
-                if "no live face consent" in str(exc):
-                    raise NoConsentError(
-                        "no live face consent covers this template; record consent first"
-                    ) from None
-                raise
+            replaced = conn.execute(
+                "DELETE FROM face_templates WHERE pseudonym = ?", [pseudonym]
+            ).rowcount
+            cur = conn.execute(
+                "INSERT INTO face_templates(pseudonym, consent_id, nonce, ciphertext, created, "
+                "expires) VALUES (?, ?, ?, ?, ?, ?)",
+                [pseudonym, consent_id, nonce, ct, self.clock(), expires],
+            )
+            tid = int(cur.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO face_template_keys(template_id, vault_key_id, nonce, wrapped_key) "
+                "VALUES (?, ?, ?, ?)",
+                [tid, key_id(self._keys.current), knonce, wrapped],
+            )
             self._cache = _Cache()
-        if replaced:
-            self.purge()  # the replaced template's pages leave the WAL too
-        self.audit.append(
-            "face_template_stored",
-            {"pseudonym": pseudonym[:8], "consent_id": consent_id, "expires": expires},
-            ts=now,
-        )
-        return tid
+        return tid, bool(replaced)
 
     # ------------------------------------------------------------ reading
 
@@ -407,15 +426,16 @@ class TemplateVault:
         second = float(scores[order[1]]) if int(live.sum()) > 1 else -1.0
         return VaultMatch(g.ids[best], float(scores[best]), second)
 
+    def embedding(self, pseudonym: str) -> np.ndarray | None:
+        """One resident's live template, decrypted in memory (for sealing it to the
+        site's other gates); None if none is stored, it expired or fails integrity."""
+        rows = self._rows(pseudonym)
+        return self._decrypt_row(rows[0][:6]) if rows else None
+
     def verify(self, pseudonym: str, probe: np.ndarray) -> float | None:
         """1:1 score against one resident's template (None: none stored or rejected)."""
-        rows = self._rows(pseudonym)
-        if not rows:
-            return None
-        v = self._decrypt_row(rows[0][:6])
-        if v is None:
-            return None
-        return float(v @ check_embedding(probe))
+        v = self.embedding(pseudonym)
+        return None if v is None else float(v @ check_embedding(probe))
 
     # ------------------------------------------------------------ deleting
 

@@ -127,6 +127,13 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER face_gen_resident AFTER UPDATE OF active, valid_until ON residents
     BEGIN UPDATE state SET value = CAST(value AS INTEGER) + 1 WHERE key = 'face_generation'; END;
     """,
+    # 3: consent records received with a template from another gate of the site
+    # (doorpi.privacy.share): which gate took the consent and its id there. NULL
+    # for a consent given at this gate.
+    """
+    ALTER TABLE face_consents ADD COLUMN origin_gate TEXT;
+    ALTER TABLE face_consents ADD COLUMN origin_consent_id INTEGER;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

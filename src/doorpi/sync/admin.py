@@ -4,13 +4,17 @@ State lives in one directory (default ``~/.local/share/doorpi-admin``)::
 
     site.key     the site's 32-byte secret seed (0600): back it up, it signs everything
     site.pub     the public half, copied to every stick for pairing
-    state.json   sequence number, registered gates, keys sent to each gate (0600)
+    state.json   sequence number, registered gates, keys sent to each gate,
+                 face consent withdrawals the gates reported (0600)
 
 The sequence number is raised and saved *before* any bundle is written, so a
 crash can skip a number but never reuse one (gates refuse older or equal).
 For each gate the registry remembers every roster key ever sent to it; keys
 that are no longer in that gate's part of the roster travel as tombstones in
 every later bundle, so a gate that missed a stick still deletes them.
+Face consent withdrawals reported by one gate go to every gate in every later
+bundle for as long as the resident is in the roster (applying one twice
+changes nothing), for the same reason.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from doorpi.store.secrets import write_secret_file
-from doorpi.sync.bundle import EnrollmentBundle, TemplateEntry, seal_bundle
+from doorpi.sync.bundle import EnrollmentBundle, FaceWithdrawal, TemplateEntry, seal_bundle
 from doorpi.sync.importer import SITE_CARD, STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, SiteKey, pretty
 from doorpi.sync.report import SyncReport, open_report, read_report_file
@@ -65,6 +69,7 @@ class AdminSite:
         self.dir = admin_dir
         self.key = key
         self.sequence: int = int(state.get("sequence", 0))
+        self.withdrawals: dict[str, float] = dict(state.get("face_withdrawals", {}))
         self.gates: dict[str, GateRecord] = {}
         for g in state.get("gates", []):
             pub = PublicIdentity.from_json(json.dumps(g["public"]), "gate", "state.json")
@@ -101,6 +106,7 @@ class AdminSite:
             "site_name": self.key.name,
             "site": self.key.fingerprint,
             "sequence": self.sequence,
+            "face_withdrawals": dict(sorted(self.withdrawals.items())),
             "gates": [
                 {
                     "public": json.loads(g.public.to_json()),
@@ -163,6 +169,8 @@ class AdminSite:
             for g in r.gates or ():
                 if g not in names:
                     raise AdminError(f"resident {r.entry.key}: unknown gate {g!r} in gates")
+        in_roster = {r.entry.key for r in roster.residents}
+        self.withdrawals = {k: t for k, t in self.withdrawals.items() if k in in_roster}
         self.sequence += 1
         self.save()  # before anything is written: a number is never used twice
         created = time.time() if now is None else now
@@ -189,6 +197,9 @@ class AdminSite:
                 templates=tuple(tpl),
                 template_tombstones=tuple(k for k in withdrawn if k in keys),
                 peers=peers,
+                face_withdrawals=tuple(
+                    FaceWithdrawal(k, t) for k, t in sorted(self.withdrawals.items()) if k in keys
+                ),
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
             g.sent_keys = sorted(set(g.sent_keys) | keys)
@@ -265,6 +276,10 @@ class AdminSite:
                 out.append((f, str(exc)))
                 continue
             rec = self.gates[rep.gate]
+            for w in rep.face_withdrawals:
+                key, at = w.get("resident"), w.get("at")
+                if isinstance(key, str) and isinstance(at, int | float):
+                    self.withdrawals[key] = max(self.withdrawals.get(key, 0.0), float(at))
             rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
             rec.last_report = {"created": rep.created, "summary": rep.summary()}
             out.append((f, rep))

@@ -96,6 +96,19 @@ class TemplateEntry:
 
 
 @dataclass(frozen=True)
+class FaceWithdrawal:
+    """A resident withdrew face consent at one of the site's gates, at ``at``.
+
+    Every gate withdraws the resident's face consents given before that time
+    (its own and copies received from other gates), so a withdrawal at any
+    gate reaches the whole site with the next round of bundles.
+    """
+
+    resident: str  # roster key
+    at: float
+
+
+@dataclass(frozen=True)
 class EnrollmentBundle:
     site: str
     gate: str
@@ -107,6 +120,7 @@ class EnrollmentBundle:
     templates: tuple[TemplateEntry, ...] = ()
     template_tombstones: tuple[str, ...] = ()
     peers: tuple[PublicIdentity, ...] = ()  # the site's other gates: template sources/targets
+    face_withdrawals: tuple[FaceWithdrawal, ...] = ()
     version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -133,6 +147,9 @@ class EnrollmentBundle:
                 for t in self.templates
             ],
             "template_tombstones": list(self.template_tombstones),
+            "face_withdrawals": [
+                {"resident": w.resident, "at": w.at} for w in self.face_withdrawals
+            ],
             "peers": [
                 {
                     "name": p.name,
@@ -334,8 +351,10 @@ class _Doc:
             raise _bad(self._at(key), "is out of range")
         return float(v)
 
-    def items(self, key: str, limit: int) -> list[Any]:
-        v = self.get(key)
+    def items(self, key: str, limit: int, required: bool = True) -> list[Any]:
+        v = self.get(key, required)
+        if v is None and not required:
+            return []
         if not isinstance(v, list):
             raise _bad(self._at(key), "must be a list")
         if len(v) > limit:
@@ -426,6 +445,14 @@ def parse_template(v: Any, where: str) -> TemplateEntry:
     return TemplateEntry(resident, source, d.flag("share_with_site_gates"), sealed)
 
 
+def parse_withdrawal(v: Any, where: str) -> FaceWithdrawal:
+    d = _Doc(v, where)
+    at = d.time("at")
+    if at is None:
+        raise _bad(f"{where}.at", "is missing")
+    return FaceWithdrawal(_check_key(d.get("resident"), f"{where}.resident"), at)
+
+
 def parse_peer(v: Any, where: str) -> PublicIdentity:
     import base64
     import binascii
@@ -485,6 +512,10 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         for i, k in enumerate(d.items("template_tombstones", MAX_TOMBSTONES))
     )
     peers = tuple(parse_peer(p, f"peers[{i}]") for i, p in enumerate(d.items("peers", MAX_PEERS)))
+    withdrawals = tuple(
+        parse_withdrawal(w, f"face_withdrawals[{i}]")
+        for i, w in enumerate(d.items("face_withdrawals", MAX_TOMBSTONES, required=False))
+    )
     bundle = EnrollmentBundle(
         site=str(site),
         gate=str(gate),
@@ -496,6 +527,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         templates=templates,
         template_tombstones=template_tombstones,
         peers=peers,
+        face_withdrawals=withdrawals,
     )
     check_consistency(bundle)
     return bundle

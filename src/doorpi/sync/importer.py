@@ -54,6 +54,8 @@ STICK_DIR = "doorpi"
 SITE_CARD = "site.pub"
 OUTBOX = "outbox"
 MAX_AUDIT_IN_REPORT = 50_000
+#: Withdrawals the resident made (doorpi.privacy.enrolment channels), not ones sync caused.
+RESIDENT_CHANNELS = frozenset({"gate", "admin", "refusal"})
 
 MAPPING_DDL = """
 CREATE TABLE IF NOT EXISTS sync_residents (
@@ -67,16 +69,36 @@ CREATE TABLE IF NOT EXISTS sync_residents (
 
 
 class TemplateSink(Protocol):
-    """Where face templates from other gates go (the vault, wired by the gate).
+    """Where face templates from other gates go (the vault: doorpi.privacy.share).
 
     ``sealed`` has already been verified (source gate's signature, resident,
     this gate); `doorpi.sync.templates.unseal_for_vault` gives its bytes.
-    Called inside the import transaction: raising refuses the whole bundle.
+    The first three run inside the import transaction on ``conn``: raising
+    refuses the whole bundle. `finish` runs after the commit (audit, purge),
+    `discard` after a rollback.
     """
 
-    def store_sealed(self, pseudonym: str, sealed: bytes) -> None: ...
+    def store_sealed(
+        self, conn: sqlite3.Connection, pseudonym: str, sealed: bytes, source_gate: str
+    ) -> str:
+        """ "stored", or why the template was skipped (e.g. "own_consent", "sharing_off")."""
+        ...
 
-    def delete(self, pseudonym: str) -> None: ...
+    def delete(self, conn: sqlite3.Connection, pseudonym: str) -> bool:
+        """Sharing ended: drop copies received from other gates (not one enrolled here)."""
+        ...
+
+    def withdraw_before(self, conn: sqlite3.Connection, pseudonym: str, at: float) -> int:
+        """The resident withdrew face consent at a gate of the site at ``at``."""
+        ...
+
+    def forget(self, conn: sqlite3.Connection, pseudonym: str) -> None:
+        """The resident is being removed: end every face consent and template."""
+        ...
+
+    def finish(self) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 class TemplateSource(Protocol):
@@ -110,9 +132,16 @@ class Changes:
     pins_hashed: int = 0
     templates_stored: int = 0
     templates_deleted: int = 0
+    templates_skipped: int = 0
+    face_withdrawn: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # why templates were not taken
 
     def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
+        return {k: v for k, v in vars(self).items() if k != "skipped"}
+
+    def skip(self, why: str) -> None:
+        self.templates_skipped += 1
+        self.skipped[why] = self.skipped.get(why, 0) + 1
 
 
 @dataclass
@@ -251,12 +280,13 @@ class BundleImporter:
             return self._refused(BundleError("no_site_key", str(exc)), bundle)
         except sqlite3.DatabaseError as exc:
             return self._refused(BundleError("database", f"database error: {exc}"), bundle)
-        self.storage.audit.append(
-            "sync",
-            {"action": "applied", "sequence": bundle.sequence, **changes.as_dict()},
-            ts=self.clock(),
-        )
-        return self._report("applied", bundle, changes=changes.as_dict())
+        data = {"action": "applied", "sequence": bundle.sequence, **changes.as_dict()}
+        if changes.skipped:
+            data["templates_skipped_why"] = changes.skipped
+        self.storage.audit.append("sync", data, ts=self.clock())
+        if self.sink is not None:
+            self.sink.finish()
+        return self._report("applied", bundle, changes=changes.as_dict(), skipped=changes.skipped)
 
     # ------------------------------------------------------------ checks
 
@@ -287,10 +317,6 @@ class BundleImporter:
                     check_pin_rules(r.pin, self.rules.pin_min, self.rules.pin_max)
                 except PinPolicyError as exc:
                     raise BundleError("malformed", f"residents[{i}].pin ({r.key}): {exc}") from None
-        if bundle.templates and self.sink is None:
-            raise BundleError(
-                "no_vault", "bundle carries face templates but face is not set up here"
-            )
         peers = {p.fingerprint: p for p in bundle.peers}
         for i, t in enumerate(bundle.templates):
             try:
@@ -345,6 +371,8 @@ class BundleImporter:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
+            if self.sink is not None:
+                self.sink.discard()
             raise
         conn.execute("COMMIT")
 
@@ -361,7 +389,7 @@ class BundleImporter:
                 rid = mapping.pop(key, None)
                 if rid is None:
                     continue
-                self._vault(f"tombstones ({key})", "delete", pseudonyms[rid])
+                self._vault(f"tombstones ({key})", "forget", conn, pseudonyms[rid])
                 conn.execute("DELETE FROM residents WHERE id = ?", [rid])
                 ch.removed += 1
                 self._step()
@@ -373,11 +401,12 @@ class BundleImporter:
             for key in bundle.template_tombstones:
                 # Only copies received from other gates: a template enrolled here stays.
                 if key in received and key in mapping:
-                    self._vault(f"template_tombstones ({key})", "delete", pseudonyms[mapping[key]])
+                    where = f"template_tombstones ({key})"
+                    if self._vault(where, "delete", conn, pseudonyms[mapping[key]]):
+                        ch.templates_deleted += 1
                     conn.execute(
                         "UPDATE sync_residents SET template_from = NULL WHERE key = ?", [key]
                     )
-                    ch.templates_deleted += 1
 
             current = self._current(conn, mapping)
             changed = [
@@ -408,14 +437,33 @@ class BundleImporter:
             ch.pins_hashed = len(plan.pin_hashes)
 
             for i, t in enumerate(bundle.templates):
+                if self.sink is None:
+                    ch.skip("face_off")
+                    continue
                 where = f"templates[{i}] ({t.resident})"
-                self._vault(where, "store_sealed", pseudonyms[mapping[t.resident]], t.sealed)
-                conn.execute(
-                    "UPDATE sync_residents SET template_from = ? WHERE key = ?",
-                    [t.source_gate, t.resident],
+                pseudonym = pseudonyms[mapping[t.resident]]
+                outcome = self._vault(
+                    where, "store_sealed", conn, pseudonym, t.sealed, t.source_gate
                 )
-                ch.templates_stored += 1
+                if outcome in ("stored", "unchanged"):
+                    conn.execute(
+                        "UPDATE sync_residents SET template_from = ? WHERE key = ?",
+                        [t.source_gate, t.resident],
+                    )
+                if outcome == "stored":
+                    ch.templates_stored += 1
+                elif outcome != "unchanged":
+                    ch.skip(str(outcome))
                 self._step()
+            # After the templates: a copy made before the withdrawal, still in
+            # transit, is stored and withdrawn at once; a later consent stays.
+            for w in bundle.face_withdrawals:
+                if w.resident in mapping:
+                    where = f"face_withdrawals ({w.resident})"
+                    pseudonym = pseudonyms[mapping[w.resident]]
+                    ch.face_withdrawn += (
+                        self._vault(where, "withdraw_before", conn, pseudonym, w.at) or 0
+                    )
 
             set_state(self.db, "sync_sequence", str(bundle.sequence))
             set_state(self.db, "sync_peers", json.dumps([p.to_json() for p in bundle.peers]))
@@ -426,12 +474,14 @@ class BundleImporter:
             self._step()
         return ch
 
-    def _vault(self, where: str, method: str, *args: Any) -> None:
+    def _vault(self, where: str, method: str, *args: Any) -> Any:
         """Call the template sink inside the transaction; its refusal refuses the bundle."""
         if self.sink is None:
-            return
+            return None
         try:
-            getattr(self.sink, method)(*args)
+            return getattr(self.sink, method)(*args)
+        except sqlite3.DatabaseError:
+            raise
         except Exception as exc:
             raise BundleError("vault", f"{where}: {exc}") from None
 
@@ -569,6 +619,7 @@ class BundleImporter:
         code: str = "",
         reason: str = "",
         changes: dict[str, int] | None = None,
+        skipped: dict[str, int] | None = None,
     ) -> SyncReport:
         try:
             site = self.trusted_site()
@@ -579,6 +630,7 @@ class BundleImporter:
             {"seq": a.seq, "ts": a.ts, "kind": a.kind, "data": a.data}
             for a in self.storage.audit.records(since, limit=MAX_AUDIT_IN_REPORT)
         ]
+        withdrawals = self._withdrawals(audit)
         return SyncReport(
             gate=self.identity.fingerprint,
             created=self.clock(),
@@ -590,9 +642,26 @@ class BundleImporter:
             bundle_sequence=bundle.sequence if bundle else None,
             gate_sequence=self.last_sequence(),
             changes=changes or {},
+            skipped=skipped or {},
+            face_withdrawals=withdrawals,
             status=self.status(),
             audit=audit,
         )
+
+    def _withdrawals(self, audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Roster residents who withdrew face consent here (at the gate, with the
+        admin, or by refusing), from the audit records this report carries: the
+        admin passes them on so every gate of the site withdraws too."""
+        keys = {rid: k for k, (rid, _, _) in self._mapping().items()}
+        out: dict[str, float] = {}
+        for a in audit:
+            d = a["data"]
+            if a["kind"] != "face_consent_withdrawn" or d.get("channel") not in RESIDENT_CHANNELS:
+                continue
+            key = keys.get(d.get("resident_id"))
+            if key is not None and d.get("consents", 0):
+                out[key] = max(out.get(key, 0.0), float(a["ts"]))
+        return [{"resident": k, "at": t} for k, t in sorted(out.items())]
 
     def status(self) -> dict[str, Any]:
         """Counts and health only: nothing that identifies a resident or a face."""

@@ -47,6 +47,8 @@ class SyncReport:
     bundle_sequence: int | None = None
     gate_sequence: int = 0
     changes: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # templates not taken, by reason
+    face_withdrawals: list[dict[str, Any]] = field(default_factory=list)  # roster key, time
     status: dict[str, Any] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     sealed: bool = True
@@ -56,6 +58,7 @@ class SyncReport:
         if self.result == "applied":
             order = ("added", "updated", "removed", "unchanged", "pins_hashed",
                      "templates_stored", "templates_deleted")  # fmt: skip
+            order += ("templates_skipped", "face_withdrawn")
             parts = ", ".join(f"{self.changes[k]} {k}" for k in order if self.changes.get(k))
             return f"applied bundle {self.bundle_sequence}: {parts or 'no changes'}"
         return f"refused ({self.code}): {self.reason}"
@@ -71,6 +74,7 @@ def seal_report(report: SyncReport, gate: GateIdentity, site: PublicIdentity | N
     """Sign with the gate key; seal to the site when one is trusted (else drop the audit)."""
     if site is None:
         report.audit = []
+        report.face_withdrawals = []
         report.sealed = False
     signed = bytes(gate.signing.sign(report.to_body()))
     payload = SealedBox(site.box).encrypt(signed) if site is not None else signed
