@@ -25,7 +25,7 @@ def test_consent_record_holds_everything_the_law_asks(privacy, storage, alice, c
     pseudonym = storage.residents.get(alice).pseudonym
     assert rec.pseudonym == pseudonym
     assert rec.notice_hash == hashlib.sha256(ticket.notice.text.encode()).hexdigest()
-    assert rec.notice_version == "2026.1" and rec.lang == "en"
+    assert rec.notice_version == "2026.2" and rec.lang == "en"
     assert rec.given_at == NOW and rec.retention_end == NOW + 200 * DAY
     assert rec.confirmed_by == "admin:li" and rec.channel == "admin_present"
     assert rec.minor is False and rec.guardian is None and rec.share_site_gates is False
@@ -220,6 +220,38 @@ def test_withdrawal_at_the_gate_is_as_easy_as_enrolment(privacy, storage, alice,
     assert len(withdraw_keys) <= len(enrol_keys)
     assert privacy.identify(e, 0.45) is None
     assert privacy.vault.count() == 0
+
+
+@pytest.mark.parametrize(("answer", "shared"), [("1", True), ("0", False)])
+def test_gate_asks_the_separate_sharing_choice_where_the_site_allows_it(
+    privacy, storage, alice, clock, answer, shared
+):
+    privacy.settings = replace(privacy.settings, allow_site_sharing=True)
+    menu = GateFaceMenu(privacy)
+    menu.open(alice, {"card", "pin"}, clock())
+    pseudonym = storage.residents.get(alice).pseudonym
+    assert press(menu, "7#1#", clock())[-1] == "ask_share"
+    assert privacy.consents.live(pseudonym, clock()) is None  # nothing recorded yet
+    assert press(menu, answer + "#", clock())[-1] == "capture"
+    rec = privacy.consents.live(pseudonym, clock())
+    assert rec is not None and rec.share_site_gates is shared
+
+
+def test_sharing_is_never_asked_where_the_site_does_not_allow_it(privacy, storage, alice, clock):
+    menu = GateFaceMenu(privacy)
+    menu.open(alice, {"card", "pin"}, clock())
+    assert press(menu, "7#1#", clock())[-1] == "capture"
+    assert not privacy.consents.live(
+        storage.residents.get(alice).pseudonym, clock()
+    ).share_site_gates
+
+
+def test_an_unclear_sharing_answer_records_nothing(privacy, storage, alice, clock):
+    privacy.settings = replace(privacy.settings, allow_site_sharing=True)
+    menu = GateFaceMenu(privacy)
+    menu.open(alice, {"card", "pin"}, clock())
+    assert press(menu, "7#1#5#", clock())[-1] == "cancelled"
+    assert privacy.consents.live(storage.residents.get(alice).pseudonym, clock()) is None
 
 
 def test_saying_no_at_the_gate_is_remembered(privacy, storage, alice, clock):

@@ -289,7 +289,7 @@ class FacePrivacy:
 class MenuAction:
     """What the gate should do after a key the menu consumed.
 
-    ``kind``: typing, pin_needed, wrong_pin, menu, show_notice, ask_withdraw,
+    ``kind``: typing, pin_needed, wrong_pin, menu, show_notice, ask_share, ask_withdraw,
     capture (start the camera for enrolment), withdrawn, refused, cancelled,
     error (``detail`` says why), or release: the menu gave up and ``detail``
     holds the keys it had taken, which the gate must replay to its keypad
@@ -305,7 +305,7 @@ class MenuAction:
 class _MenuState:
     resident_id: int
     opened: float
-    stage: str = "menu"  # "card" (armed by a tap) | "pin" | "menu" | "enrol" | "withdraw"
+    stage: str = "menu"  # "card" (armed by a tap) | "pin" | "menu" | "enrol" | "share" | "withdraw"
     typed: str = ""
     ticket: EnrolmentTicket | None = None
 
@@ -324,6 +324,9 @@ class GateFaceMenu:
     Then ``7 #`` shows the consent notice and ``1 #`` agrees (capture starts)
     or ``0 #`` says no (remembered, never offered again); ``9 #`` then ``1 #``
     withdraws (``0 #`` cancels). Enrolment and withdrawal take the same keys.
+    Where the site lets templates move between its gates
+    (``allow_site_sharing``), agreeing asks the form's second, separate
+    choice before capture: ``1 #`` the other gates too, ``0 #`` this gate only.
     Anything else releases the keys to the gate.
     """
 
@@ -408,12 +411,19 @@ class GateFaceMenu:
             return self._release(st, code + "#")
         self.state = None
         if st.stage == "enrol" and st.ticket is not None:
+            if code == self.YES and self.privacy.settings.allow_site_sharing:
+                self.state, st.stage = st, "share"
+                return MenuAction("ask_share", rid)
             if code == self.YES:
                 self.privacy.consent(st.ticket, confirmed_by="resident:card+pin")
                 return MenuAction("capture", rid)
             if code == self.NO:
                 self.privacy.refuse(rid, by="resident")
                 return MenuAction("refused", rid)
+        elif st.stage == "share" and st.ticket is not None and code in (self.YES, self.NO):
+            self.privacy.consent(st.ticket, confirmed_by="resident:card+pin",
+                                 share_site_gates=code == self.YES)  # fmt: skip
+            return MenuAction("capture", rid)
         elif st.stage == "withdraw" and code == self.YES:
             self.privacy.withdraw(rid, by="resident", channel="gate")
             return MenuAction("withdrawn", rid)
