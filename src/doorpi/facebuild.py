@@ -127,7 +127,8 @@ class GateFaceEngine:
     def _hands_free(self, frame: Any, now: float) -> FaceOutcome:
         """1:N and liveness on the same frames; the match counts only once the
         challenge has passed, and the identity must not change meanwhile."""
-        out = self.inner.process(frame, now)
+        res = self.inner.look(frame)
+        out = self.inner.decide(res)
         if out.state == "matched":
             if self._who is not None and self._who != out.resident_id:
                 return FaceOutcome("rejected", reason="liveness_identity")
@@ -135,8 +136,11 @@ class GateFaceEngine:
             self._score = max(self._score, out.score)
         elif out.state == "rejected":
             return out
-        rgb = np.asarray(getattr(frame, "rgb", frame))
-        sample = self.liveness.measure(rgb, now, tag=self._who)
+        # Measured from the pipeline's own mesh of this frame: no model runs twice.
+        sample = None
+        if res.mesh is not None:  # None: the detector found no face
+            rgb = np.asarray(getattr(frame, "rgb", frame))
+            sample = self.liveness.measure(rgb, now, tag=self._who, mesh=res.mesh)
         verdict = self._challenge.update(now, sample)
         if verdict.done and not verdict.passed:
             return FaceOutcome("rejected", reason=f"liveness_{verdict.reason}")

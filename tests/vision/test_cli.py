@@ -95,6 +95,9 @@ def test_bench_face_json(
     assert r["match_ms"]["1000_float32"]["median"] > 0
     assert r["memory_models_loaded"]["peak_rss_mb"] > 10
     assert r["fps_end_to_end"] > 0
+    hands_free = r["hands_free"]  # face alone: 1:N and the liveness measurement
+    assert hands_free["frames"] == 4
+    assert hands_free["frame_ms"]["median"] > 0 and hands_free["pipeline_ms"]["median"] > 0
 
 
 def test_bench_face_bad_models_exit_2(tmp_path: Path, faces_dir: Path) -> None:

@@ -11,6 +11,8 @@ as the ArcFace template does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from PIL import Image
 
@@ -109,8 +111,36 @@ def blazeface_points(det: Detection) -> tuple[np.ndarray, np.ndarray]:
     return src, dst
 
 
+@dataclass(frozen=True)
+class MeshLandmarks:
+    """The face mesh's output for one face, for alignment and liveness alike.
+
+    ``raw`` is the model's (468, 3): x, y in 192x192 crop pixels and z, the
+    relative depth liveness reads the head's yaw from; ``points`` are the
+    468 (x, y) landmarks in frame pixels; ``score`` is the mesh's face score.
+    """
+
+    raw: np.ndarray = field(repr=False)
+    points: np.ndarray = field(repr=False)
+    score: float
+
+    def five_points(self) -> np.ndarray:
+        """Template-ordered five points (eye centres, nose tip, mouth corners), frame pixels."""
+        lm = self.points
+        return np.stack(
+            [
+                lm[list(_MESH_EYE_L)].mean(0),
+                lm[list(_MESH_EYE_R)].mean(0),
+                lm[_MESH_NOSE],
+                lm[_MESH_MOUTH[0]],
+                lm[_MESH_MOUTH[1]],
+            ]
+        )
+
+
 class MeshRefiner:
-    """Five precise points (eye centres, nose tip, mouth corners) from the face mesh."""
+    """The face mesh on a detection: 468 landmarks, from which five precise points
+    (eye centres, nose tip, mouth corners) align the face."""
 
     def __init__(self, model: TFLiteModel) -> None:
         if model.input_shape != (1, MESH_SIZE, MESH_SIZE, 3):
@@ -131,30 +161,16 @@ class MeshRefiner:
         m[:, 2] = (MESH_SIZE - 1) / 2 - m[:, :2] @ centre
         return m
 
-    def landmarks(self, frame: np.ndarray, det: Detection) -> tuple[np.ndarray, float]:
-        """468 (x, y) landmarks in frame coordinates and the mesh's face score."""
+    def mesh(self, frame: np.ndarray, det: Detection) -> MeshLandmarks:
+        """Run the face mesh on ``det``'s region of ``frame``; keeps the depth output."""
         m = self.roi_transform(det)
         crop = warp(frame, m, MESH_SIZE)
         x = crop.astype(np.float32)[None] * (1.0 / 255.0)
         outs = self.model.run(x)
-        mesh = next(o for o in outs if o.size == 468 * 3).reshape(468, 3)[:, :2] - 0.5
+        raw = next(o for o in outs if o.size == 468 * 3).reshape(468, 3)
         flag = next(o for o in outs if o.size == 1)
         score = float(0.5 * (1.0 + np.tanh(0.5 * float(flag.reshape(-1)[0]))))
-        return apply_affine(invert_affine(m), mesh), score
-
-    def five_points(self, frame: np.ndarray, det: Detection) -> tuple[np.ndarray, float]:
-        """Template-ordered five points in frame coordinates, and the face score."""
-        lm, score = self.landmarks(frame, det)
-        pts = np.stack(
-            [
-                lm[list(_MESH_EYE_L)].mean(0),
-                lm[list(_MESH_EYE_R)].mean(0),
-                lm[_MESH_NOSE],
-                lm[_MESH_MOUTH[0]],
-                lm[_MESH_MOUTH[1]],
-            ]
-        )
-        return pts, score
+        return MeshLandmarks(raw, apply_affine(invert_affine(m), raw[:, :2] - 0.5), score)
 
 
 def align(frame: np.ndarray, src: np.ndarray, dst: np.ndarray = ARCFACE_TEMPLATE) -> np.ndarray:

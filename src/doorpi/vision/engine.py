@@ -15,7 +15,7 @@ import numpy as np
 
 from doorpi.facepath import FaceOutcome
 from doorpi.vision.match import SHIPPED_MARGIN, SHIPPED_THRESHOLD, Gallery
-from doorpi.vision.pipeline import FacePipeline
+from doorpi.vision.pipeline import FacePipeline, FaceResult
 
 
 class PipelineFaceEngine:
@@ -48,9 +48,16 @@ class PipelineFaceEngine:
         self._misses = 0
 
     def process(self, frame: Any, now: float) -> FaceOutcome:
+        return self.decide(self.look(frame))
+
+    def look(self, frame: Any) -> FaceResult:
+        """The pipeline's result for one frame (a ``Frame`` or an RGB array)."""
         rgb = getattr(frame, "rgb", frame)
         luma = getattr(frame, "luma", None) if self.detect_on_luma else None
-        res = self.pipeline.process(np.asarray(rgb), lores=luma)
+        return self.pipeline.process(np.asarray(rgb), lores=luma)
+
+    def decide(self, res: FaceResult) -> FaceOutcome:
+        """What one frame's result means; takes the embedding out of ``res``."""
         if not res.ok:
             return FaceOutcome("pending", hint=res.reason)
         emb = res.embedding

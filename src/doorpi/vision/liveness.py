@@ -12,7 +12,8 @@ cannot explain) while the face keeps most of its width.
 ``LivenessChallenge`` is a pure state machine fed with ``LivenessSample``
 measurements and monotonic timestamps; ``LivenessMeter.measure`` makes a
 sample from a camera frame (BlazeFace, then the face mesh with its depth
-output). Nothing here keeps frames or writes anything; samples hold the
+output), or from the detection and mesh the face pipeline already ran on
+that frame. Nothing here keeps frames or writes anything; samples hold the
 468 2-D landmark points in memory only for the length of one challenge.
 See docs/liveness.md for what this does and does not stop.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from doorpi.vision.align import MESH_SIZE, MeshRefiner, apply_affine, invert_affine, warp
+from doorpi.vision.align import MeshLandmarks, MeshRefiner
 from doorpi.vision.detect import Detection, FaceDetector, pick_resident
 from doorpi.vision.runtime import TFLiteModel
 
@@ -205,11 +206,7 @@ def eye_aspect_ratio(points: np.ndarray) -> float:
 
 
 class LivenessMeter:
-    """Turns a camera frame into a ``LivenessSample`` (BlazeFace, then the mesh).
-
-    Uses the mesh's depth output, which ``MeshRefiner.landmarks`` drops, so
-    it runs the model itself on the same region of interest.
-    """
+    """Turns a camera frame into a ``LivenessSample`` (BlazeFace, then the mesh)."""
 
     def __init__(
         self,
@@ -220,7 +217,6 @@ class LivenessMeter:
     ) -> None:
         self.detector = detector
         self.refiner = MeshRefiner(mesh)  # checks the input shape
-        self.mesh = mesh
         self.yaw_sign = -1.0 if mirrored else 1.0
         self.min_score = min_score
 
@@ -230,26 +226,24 @@ class LivenessMeter:
         t: float,
         detection: Detection | None = None,
         tag: object = None,
+        mesh: MeshLandmarks | None = None,
     ) -> LivenessSample | None:
         """Sample of the resident's face in ``frame`` at time ``t``, or None if no face.
 
         Pass ``detection`` when the face path already ran the detector on
-        this frame, so it is not run twice.
+        this frame, and ``mesh`` (``FaceResult.mesh``) when it also ran the
+        face mesh on it: then neither model runs again and ``frame`` is not read.
         """
-        det = detection or pick_resident(self.detector.detect(frame), frame.shape)
-        if det is None:
+        if mesh is None:
+            det = detection or pick_resident(self.detector.detect(frame), frame.shape)
+            if det is None:
+                return None
+            mesh = self.refiner.mesh(frame, det)
+        if mesh.score < self.min_score:
             return None
-        m = self.refiner.roi_transform(det)
-        crop = warp(frame, m, MESH_SIZE)
-        outs = self.mesh.run(crop.astype(np.float32)[None] * (1.0 / 255.0))
-        mesh = next(o for o in outs if o.size == 468 * 3).reshape(468, 3)
-        flag = next(o for o in outs if o.size == 1)
-        score = float(0.5 * (1.0 + np.tanh(0.5 * float(flag.reshape(-1)[0]))))
-        if score < self.min_score:
-            return None
-        points = apply_affine(invert_affine(m), mesh[:, :2] - 0.5)
-        yaw = self.yaw_sign * yaw_from_mesh(mesh)
-        return LivenessSample(t, points, yaw, eye_aspect_ratio(points), score, tag)
+        yaw = self.yaw_sign * yaw_from_mesh(mesh.raw)
+        points = mesh.points
+        return LivenessSample(t, points, yaw, eye_aspect_ratio(points), mesh.score, tag)
 
 
 _Phase = enum.Enum("_Phase", "FRONTAL TURN RETURN")

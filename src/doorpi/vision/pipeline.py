@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from doorpi.vision import quality as q
-from doorpi.vision.align import MeshRefiner, align, blazeface_points
+from doorpi.vision.align import MeshLandmarks, MeshRefiner, align, blazeface_points
 from doorpi.vision.detect import Detection, FaceDetector, pick_resident
 from doorpi.vision.embed import Embedder
 from doorpi.vision.models import FaceModels, load_models
@@ -23,11 +23,17 @@ from doorpi.vision.models import FaceModels, load_models
 
 @dataclass
 class FaceResult:
-    """Outcome for one frame. ``reason`` is quality.OK when ``embedding`` is set."""
+    """Outcome for one frame. ``reason`` is quality.OK when ``embedding`` is set.
+
+    ``detection`` and ``mesh`` are what the detector and the face mesh gave
+    for the chosen face, whatever the quality gates said: liveness measures
+    the same frame from them instead of running both models again.
+    """
 
     reason: str
     detection: Detection | None = None
     points: np.ndarray | None = field(default=None, repr=False)
+    mesh: MeshLandmarks | None = field(default=None, repr=False)
     quality: q.Quality | None = None
     embedding: np.ndarray | None = field(default=None, repr=False)
     timings_ms: dict[str, float] = field(default_factory=dict)
@@ -90,14 +96,16 @@ class FacePipeline:
         t["detect"] = (t1 - t0) * 1e3
         if det is None:
             return FaceResult(q.NO_FACE, timings_ms=t), None
-        points, mesh_score = self.refiner.five_points(frame, det)
+        mesh = self.refiner.mesh(frame, det)
+        points = mesh.five_points()
         # refine=False aligns on BlazeFace's 4 points (comparison); gates use the mesh's 5.
         crop = align(frame, points) if self.refine else align(frame, *blazeface_points(det))
         t2 = time.perf_counter()
         t["align"] = (t2 - t1) * 1e3
-        qual = q.assess(points, crop, frame.shape, det.width, mesh_score, self.quality)
+        qual = q.assess(points, crop, frame.shape, det.width, mesh.score, self.quality)
         t["quality"] = (time.perf_counter() - t2) * 1e3
-        return FaceResult(qual.reason, det, points, qual, timings_ms=t, faces=len(dets)), crop
+        res = FaceResult(qual.reason, det, points, mesh, qual, timings_ms=t, faces=len(dets))
+        return res, crop
 
     def _embed(self, res: FaceResult, crop: np.ndarray) -> None:
         t0 = time.perf_counter()
