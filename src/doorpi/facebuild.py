@@ -54,7 +54,6 @@ class GateFaceEngine:
         self.card_source: Any = None
         self.card_verify: Any = None
         self._card: tuple[bytes, bytes] | None = None
-        self._card_misses = 0
         self._who: int | None = None
         self._score = 0.0
 
@@ -72,7 +71,6 @@ class GateFaceEngine:
         self._score = 0.0
         self._challenge = None
         self._card = None
-        self._card_misses = 0
         if resident_id is not None and self.card_source is not None:
             self._card = self.card_source(resident_id)
         if resident_id is None and self.liveness is not None:
@@ -119,10 +117,7 @@ class GateFaceEngine:
             return FaceOutcome("matched", resident_id=rid, score=0.0)  # score stays inside
         if reason != "no_match":
             return FaceOutcome("rejected", reason=f"card_template_{reason}")
-        self._card_misses += 1
-        if self._card_misses >= 3:
-            return FaceOutcome("rejected", reason="no_match")
-        return FaceOutcome("pending", hint="no_match")
+        return self.inner.miss()  # counted with the inner engine's rule, reset by begin
 
     def _hands_free(self, frame: Any, now: float) -> FaceOutcome:
         """1:N and liveness on the same frames; the match counts only once the

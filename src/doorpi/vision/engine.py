@@ -72,6 +72,12 @@ class PipelineFaceEngine:
             m = self.gallery.search(emb)
             if m.accepted(self.threshold, self.margin) and m.identity is not None:
                 return FaceOutcome("matched", resident_id=int(m.identity), score=m.score)
+        return self.miss()
+
+    def miss(self) -> FaceOutcome:
+        """One more good frame that matched nobody in this window: after
+        ``max_nonmatching_frames`` of them the final no_match, else a hint.
+        The one place this rule lives (the gate's card-template check uses it too)."""
         self._misses += 1
         if self._misses >= self.max_nonmatching:
             return FaceOutcome("rejected", reason="no_match")
