@@ -69,6 +69,9 @@ NOT_AUDITED = frozenset({"feedback", "key_pressed", "card_removed", "tick", "fac
 FACE_PAUSE_AFTER = 5
 FACE_PAUSE_SECONDS = 30.0
 
+# SD-card wear: 144 writes a day, not 1,440; a power cut loses at most 10 minutes of floor.
+FLOOR_SAVE_SECONDS = 600.0
+
 
 @dataclass
 class Attempt:
@@ -367,7 +370,7 @@ class Gate:
 
     def _persist_floor(self, force: bool = False) -> None:
         floor = self.clock_guard.floor
-        if force or floor - self._floor_saved >= 60:
+        if force or floor - self._floor_saved >= FLOOR_SAVE_SECONDS:
             try:
                 set_state(self.storage.db, "clock_floor", repr(floor))
                 self._floor_saved = floor

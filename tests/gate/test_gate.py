@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from doorpi.clocks import ManualClock
 from doorpi.core.events import FaceRejected
 from doorpi.sim.site import SimulatedSite, sim_config
+from doorpi.store.db import get_state
 
 MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
 
@@ -95,8 +97,26 @@ def test_reader_lockout_after_many_unknown_cards(site):
     assert decisions(site)[-1] == (True, "granted")
 
 
+def test_clock_floor_is_saved_every_ten_minutes_not_every_minute(site):
+    """Six small SD-card writes an hour, each no more than ten minutes behind."""
+
+    def saved() -> float:
+        return float(get_state(site.storage.db, "clock_floor", "0") or 0)
+
+    site.advance(1, step=1)
+    writes = [saved()]
+    assert MONDAY_9 <= writes[0] <= site.clock.wall()  # saved once at start
+    for _ in range(360):  # an hour, looked at every 10 s
+        site.advance(10, step=5)
+        assert site.clock.wall() - saved() <= 600 + 5
+        if saved() != writes[-1]:
+            writes.append(saved())
+    assert len(writes) == 1 + 6
+    assert all(b - a >= 600 for a, b in itertools.pairwise(writes))
+
+
 def test_clock_reset_keeps_unrestricted_residents_working(site):
-    site.advance(61)  # the floor is persisted
+    site.advance(61)  # the floor follows the trusted clock
     site.clock.set_wall(0.0)  # the Pi booted without RTC and NTP
     site.card("04a1b2c3d4e5f6")
     assert decisions(site)[-1] == (True, "granted")
