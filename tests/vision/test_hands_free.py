@@ -119,7 +119,8 @@ def test_hands_free_runs_each_model_once_per_frame(models: FaceModels, photo) ->
     start = c.runs()
     for k in range(1, 4):
         out = engine.process(Frame(probe), 0.1 * k)
-        assert (out.state, out.hint) == ("pending", turn)  # matched, waiting for the turn
+        assert (out.state, out.hint) == ("pending", turn)  # waiting for the turn
+        assert engine._who == 1  # resident 1 matched (1:N) on this frame
         assert _delta(c, start) == (k, k, k)
     anchor = engine._challenge.anchor
     assert anchor is not None and anchor.t == pytest.approx(0.1)  # the first frame's sample
