@@ -159,7 +159,12 @@ PIA_TEXT = dict(
 
 
 def make_privacy(
-    storage: Storage, data_dir: Path, clock: Any, allow_site_sharing: bool = True
+    storage: Storage,
+    data_dir: Path,
+    clock: Any,
+    allow_site_sharing: bool = True,
+    gate: GateIdentity | None = None,
+    template_storage: str = "device",
 ) -> Any:
     """The real face facade of a gate's data dir (vault key in its keys dir)."""
     from doorpi.privacy.enrolment import FacePrivacy, SiteIdentity
@@ -167,9 +172,11 @@ def make_privacy(
     from doorpi.privacy.vault import TemplateVault
 
     vault = TemplateVault(storage.db, data_dir / "keys", storage.audit, clock=clock)
-    settings = PrivacySettings(allow_site_sharing=allow_site_sharing)
+    settings = PrivacySettings(
+        allow_site_sharing=allow_site_sharing, template_storage=template_storage
+    )
     site = SiteIdentity("Test Court", "Test Court Property Co.", "+86 10 5555 0100")
-    return FacePrivacy(storage, vault, settings, site, clock=clock)
+    return FacePrivacy(storage, vault, settings, site, clock=clock, gate=gate)
 
 
 def real_sink(privacy: Any, identity: GateIdentity) -> Any:
@@ -179,21 +186,23 @@ def real_sink(privacy: Any, identity: GateIdentity) -> Any:
     return SiteTemplateSink(privacy, lambda b: unseal_for_vault(b, identity))
 
 
-def face_privacy(rig: GateRig, allow_site_sharing: bool = True) -> Any:
+def face_privacy(rig: GateRig, allow_site_sharing: bool = True, storage: str = "device") -> Any:
     """`make_privacy` for a rig, with an impact assessment on file (enrolment needs one)."""
     from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
 
     AssessmentRegistry(rig.storage.db, rig.storage.audit).record(
         ImpactAssessment(**PIA_TEXT, author="DPO Li", created=rig.now)
     )
-    return make_privacy(rig.storage, rig.data_dir, lambda: rig.now, allow_site_sharing)
+    return make_privacy(
+        rig.storage, rig.data_dir, lambda: rig.now, allow_site_sharing, rig.identity, storage
+    )
 
 
-def wire_vault(rig: GateRig, allow_site_sharing: bool = True) -> Any:
+def wire_vault(rig: GateRig, allow_site_sharing: bool = True, storage: str = "device") -> Any:
     """Connect a rig's importer to a real vault, as `doorpi sync import` does."""
     from doorpi.privacy.share import SiteTemplateSource
 
-    privacy = face_privacy(rig, allow_site_sharing)
+    privacy = face_privacy(rig, allow_site_sharing, storage)
     rig.importer.sink = real_sink(privacy, rig.identity)
     rig.importer.source = SiteTemplateSource(privacy) if allow_site_sharing else None
     return privacy

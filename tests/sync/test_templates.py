@@ -24,6 +24,9 @@ class DictSource:
     def template_bytes(self, pseudonym: str) -> bytes | None:
         return self.templates.get(pseudonym)
 
+    def card_key(self) -> bytes | None:
+        return None
+
 
 def test_seal_open_binds_signer_resident_and_destination() -> None:
     src, dst, third = other_gate("a"), other_gate("b"), other_gate("c")

@@ -188,9 +188,11 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         raise CliError(f"{args.stick}: not a directory (give the stick's mount point)")
     try:
         relayed = site.collect_outbox(args.stick)  # sealed gate to gate: unreadable here
-        built = site.build(roster, only=args.gate, templates=relayed)
+        card_keys = site.collect_card_keys(args.stick)
+        built = site.build(roster, only=args.gate, templates=relayed, card_keys=card_keys)
         site.write_stick(args.stick, built)
         site.clear_outbox(args.stick, relayed)
+        site.clear_card_keys(args.stick, card_keys)
     except AdminError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:

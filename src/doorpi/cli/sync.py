@@ -37,14 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _face_privacy(cfg: common.Config, store: common.Storage) -> FacePrivacy | None:
-    """The face facade when templates live in this gate's vault; None otherwise
-    (face off, or templates on the residents' cards: nothing to move)."""
+    """The face facade, or None while face is off."""
     if not cfg.face.enabled:
         return None
     from doorpi.privacy.enrolment import build_face_privacy
 
-    privacy = build_face_privacy(cfg, store)
-    return privacy if privacy.settings.template_storage == "device" else None
+    return build_face_privacy(cfg, store)
 
 
 def template_sink(

@@ -190,6 +190,16 @@ class ConsentRegistry:
         ).fetchone()
         return _row(r) if r else None
 
+    def received(self, pseudonym: str, gate: str, origin_id: int) -> ConsentRecord | None:
+        """The copy of consent ``origin_id`` of the gate whose fingerprint starts
+        with ``gate``, as it came here with the sync (withdrawn or not)."""
+        r = self.db.execute(
+            f"SELECT {_COLS} FROM face_consents WHERE pseudonym = ? AND origin_consent_id = ? "
+            "AND substr(origin_gate, 1, ?) = ? ORDER BY id DESC LIMIT 1",
+            [pseudonym, origin_id, len(gate), gate],
+        ).fetchone()
+        return _row(r) if r else None
+
     def history(self, pseudonym: str) -> list[ConsentRecord]:
         rows = self.db.execute(
             f"SELECT {_COLS} FROM face_consents WHERE pseudonym = ? ORDER BY id", [pseudonym]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from doorpi.privacy.settings import PrivacySettings
 from doorpi.privacy.vault import TemplateVault, VaultMatch
 from doorpi.store import Storage
 from doorpi.store.residents import Resident
+
+if TYPE_CHECKING:
+    from doorpi.privacy.oncard import CardKeyring, CardTemplate
 
 
 class EnrolmentError(RuntimeError):
@@ -73,6 +76,7 @@ class FacePrivacy:
         settings: PrivacySettings,
         site: SiteIdentity,
         clock: Callable[[], float] | None = None,
+        gate: Any = None,
     ) -> None:
         import time
 
@@ -81,6 +85,7 @@ class FacePrivacy:
         self.settings = settings
         self.site = site
         self.clock = clock or time.time
+        self.gate = gate  # doorpi.sync.keys.GateIdentity once `doorpi keys init` ran, else None
         self.consents = ConsentRegistry(storage.db, storage.audit)
 
     # ------------------------------------------------------------ helpers
@@ -220,7 +225,7 @@ class FacePrivacy:
     def enrol_on_card(self, resident_id: int, embedding: np.ndarray, transmit: Transmit) -> None:
         """Write the template, sealed for this site, to the resident's own card
         (on the reader now); the device keeps nothing but the consent record."""
-        from doorpi.privacy.oncard import SiteCardKeys, TemplateCard, seal
+        from doorpi.privacy.oncard import TemplateCard, seal
         from doorpi.store.credentials import card_hash
 
         resident = self._resident(resident_id)
@@ -236,34 +241,60 @@ class FacePrivacy:
         expires = rec.retention_end
         if resident.valid_until is not None:
             expires = min(expires, resident.valid_until)
-        keys = SiteCardKeys.from_secrets(self.storage.secrets)
-        card.write(seal(keys, uid, embedding, rec.id, expires))
+        keys = self.card_keyring().sealing
+        gate = self.gate.fingerprint if self.gate is not None else ""
+        card.write(seal(keys, uid, embedding, rec.id, expires, gate))
         self._log("face_card_written", resident_id=resident_id, consent_id=rec.id, expires=expires)
 
-    def consent_covers(self, resident_id: int, consent_id: int) -> bool:
-        """Is ``consent_id`` a live consent of this (active) resident right now?"""
+    def card_keyring(self) -> CardKeyring:
+        """The site's card key once the sync brought it (doorpi.sync), else this
+        device's own; cards sealed under any key this gate has held stay readable."""
+        from doorpi.privacy.oncard import CardKeyring, SiteCardKeys
+
+        own = SiteCardKeys.from_secrets(self.storage.secrets)
+        site: list[SiteCardKeys] = []
+        if self.gate is not None:
+            from doorpi.sync.importer import adopted_card_keys
+
+            site = [SiteCardKeys(k) for k in adopted_card_keys(self.storage.db, self.gate)]
+        if not site:
+            return CardKeyring(own)
+        return CardKeyring(site[0], (*site[1:], own))
+
+    def consent_covers(self, resident_id: int, card: CardTemplate) -> bool:
+        """Is the consent a card names a live consent of this (active) resident now?
+
+        The card names the gate that enrolled it: this gate's own consent id,
+        or the id at another gate of the site, whose record came here with the
+        sync (doorpi.privacy.share)."""
         r = self.storage.residents.get(resident_id)
         if r is None or not r.active:
             return False
         now = self.clock()
         if r.valid_until is not None and r.valid_until <= now:
             return False
-        rec = self.consents.get(consent_id)
+        here = self.gate is None or not card.gate or self.gate.fingerprint.startswith(card.gate)
+        if here:
+            rec = self.consents.get(card.consent_id)
+            if rec is not None and rec.origin_gate is not None:
+                return False
+        else:
+            rec = self.consents.received(r.pseudonym, card.gate, card.consent_id)
         return bool(rec and rec.pseudonym == r.pseudonym and rec.live and rec.retention_end > now)
 
     def verify_card_face(
         self, card_uid: bytes, blob: bytes, probe: np.ndarray, threshold: float
     ) -> tuple[int | None, str]:
         """Card tap + face, 1:1: (resident id, "ok") or (None, reason)."""
-        from doorpi.privacy.oncard import SiteCardKeys, verify_on_card
+        from doorpi.privacy.oncard import verify_on_card
         from doorpi.store.credentials import card_hash
 
         owner = self.storage.residents.by_card_hash(card_hash(self.storage.secrets, card_uid))
         if owner is None:
             return None, "unknown_card"
         res = verify_on_card(
-            SiteCardKeys.from_secrets(self.storage.secrets), card_uid, blob, probe, threshold,
-            lambda cid: self.consent_covers(owner.id, cid), self.clock(),
+            self.card_keyring(), card_uid, blob, probe, threshold,
+            lambda card: self.consent_covers(owner.id, card), self.clock(),
         )  # fmt: skip
         if res.reason not in ("ok", "no_match"):
             self._log("face_card_rejected", resident_id=owner.id, reason=res.reason)
@@ -435,11 +466,17 @@ def build_face_privacy(
 ) -> FacePrivacy:
     """The facade for a loaded `Config` and open `Storage` (CLI and gate)."""
     from doorpi.privacy.settings import privacy_settings
+    from doorpi.sync.keys import GateIdentity, KeyFileError
 
     settings = replace(privacy_settings(cfg.face.settings), trigger=cfg.face.trigger)
-    vault = TemplateVault(storage.db, cfg.site.data_dir / "keys", storage.audit, clock=clock)
+    keys_dir = cfg.site.data_dir / "keys"
+    vault = TemplateVault(storage.db, keys_dir, storage.audit, clock=clock)
     site = SiteIdentity(cfg.site.name, cfg.site.controller, cfg.site.contact)
-    return FacePrivacy(storage, vault, settings, site, clock=clock)
+    try:
+        gate = GateIdentity.load(keys_dir, cfg.door.name) if GateIdentity.exists(keys_dir) else None
+    except KeyFileError:
+        gate = None  # `doorpi status` and the sync say what is wrong with the keys
+    return FacePrivacy(storage, vault, settings, site, clock=clock, gate=gate)
 
 
 def face_enable_problem(cfg: Any, db: Any) -> str | None:

@@ -7,16 +7,23 @@ the card says who, the face proves it is the card's holder.
 
 The blob written to the card is
 
-    magic "DPF1" | version | site key id (8) | consent id (u32) | expires (f64)
-    | nonce (24) | XChaCha20-Poly1305(template) | Ed25519 signature (64)
+    magic "DPF1" | version (2) | site key id (8) | enrolling gate (8) | consent id (u32)
+    | expires (f64) | nonce (24) | XChaCha20-Poly1305(template) | Ed25519 signature (64)
 
 The template is first turned by the site's `InstallationTransform`, then
 encrypted under a key derived from the site key, with the card's UID and
 the header as associated data (a blob copied to another card fails), and
 the whole is signed with the site's Ed25519 key (a blob from another site,
 or edited, fails). The gate also checks that the consent named in the blob
-is still live, so a withdrawal at the desk stops matching even while the
-resident still carries the card; `TemplateCard.erase` wipes the card itself.
+(by the enrolling gate's fingerprint and its consent id there) is still
+live, so a withdrawal at the desk stops matching even while the resident
+still carries the card; `TemplateCard.erase` wipes the card itself.
+
+Several gates of a site read each other's cards once they share the site's
+card key: one gate's key travels sealed gate to gate with the USB sync
+(doorpi.sync), and the consent records travel the same way. A
+`CardKeyring` holds the key new cards are sealed with and every key this
+gate still reads.
 
 Card side: a small ISO 7816-4 file application (`TemplateCardApplet`) that
 plugs into the vpcd emulator's handler hook: SELECT by AID, READ BINARY,
@@ -54,8 +61,8 @@ from doorpi.store.secrets import DeviceSecrets, derive
 
 AID = bytes.fromhex("F0646F6F72706901")  # F0 "doorpi" 01: proprietary AID
 MAGIC = b"DPF1"
-VERSION = 1
-_HEADER = struct.Struct(">4sB8sId")  # magic, version, site key id, consent id, expires
+VERSION = 2
+_HEADER = struct.Struct(">4sB8s8sId")  # magic, version, site key id, gate, consent id, expires
 NONCE = 24
 SIG = 64
 BLOB_BYTES = _HEADER.size + NONCE + TEMPLATE_BYTES + 16 + SIG
@@ -114,14 +121,36 @@ class CardTemplate:
     consent_id: int
     expires: float
     template: np.ndarray  # transformed; compare with keys.transform.apply(probe)
+    gate: str = ""  # hex prefix (16 digits) of the enrolling gate's fingerprint; "" unknown
+
+
+@dataclass(frozen=True)
+class CardKeyring:
+    """The key new cards are sealed with, and every key this gate reads cards with."""
+
+    sealing: SiteCardKeys
+    reading: tuple[SiteCardKeys, ...] = ()
+
+    def for_blob(self, blob: bytes) -> SiteCardKeys:
+        kid = blob[len(MAGIC) + 1 : len(MAGIC) + 9]
+        for k in (self.sealing, *self.reading):
+            if k.id == kid:
+                return k
+        raise OnCardError("other_site", "signed for another site or an old key")
 
 
 def seal(
-    keys: SiteCardKeys, card_uid: bytes, embedding: np.ndarray, consent_id: int, expires: float
+    keys: SiteCardKeys,
+    card_uid: bytes,
+    embedding: np.ndarray,
+    consent_id: int,
+    expires: float,
+    gate: str = "",
 ) -> bytes:
-    """Encrypt and sign a template for one card of this site."""
+    """Encrypt and sign a template for one card of this site, enrolled at ``gate``."""
     protected = keys.transform.apply(check_embedding(embedding)).tobytes()
-    header = _HEADER.pack(MAGIC, VERSION, keys.id, consent_id, expires)
+    origin = bytes.fromhex(gate[:16]).ljust(8, b"\0")
+    header = _HEADER.pack(MAGIC, VERSION, keys.id, origin, consent_id, expires)
     nonce = os.urandom(NONCE)
     ct = crypto_aead_xchacha20poly1305_ietf_encrypt(protected, header + card_uid, nonce, keys._enc)
     body = header + nonce + ct
@@ -133,7 +162,7 @@ def unseal(keys: SiteCardKeys, card_uid: bytes, blob: bytes, now: float) -> Card
     if len(blob) != BLOB_BYTES:
         raise OnCardError("malformed", f"{len(blob)} bytes")
     body, sig = blob[:-SIG], blob[-SIG:]
-    magic, version, kid, consent_id, expires = _HEADER.unpack(body[: _HEADER.size])
+    magic, version, kid, origin, consent_id, expires = _HEADER.unpack(body[: _HEADER.size])
     if magic != MAGIC or version != VERSION:
         raise OnCardError("malformed", "not a doorpi face template")
     if kid != keys.id:
@@ -152,7 +181,8 @@ def unseal(keys: SiteCardKeys, card_uid: bytes, blob: bytes, now: float) -> Card
         raise OnCardError("wrong_card", "the template belongs to another card") from None
     if expires <= now:
         raise OnCardError("expired")
-    return CardTemplate(consent_id, expires, np.frombuffer(plain, np.float32).copy())
+    gate = origin.hex() if any(origin) else ""
+    return CardTemplate(consent_id, expires, np.frombuffer(plain, np.float32).copy(), gate)
 
 
 # ---------------------------------------------------------------- APDUs
@@ -359,20 +389,22 @@ class OnCardResult:
 
 
 def verify_on_card(
-    keys: SiteCardKeys,
+    keys: SiteCardKeys | CardKeyring,
     card_uid: bytes,
     blob: bytes,
     probe: np.ndarray,
     threshold: float,
-    consent_live: Callable[[int], bool],
+    consent_live: Callable[[CardTemplate], bool],
     now: float,
 ) -> OnCardResult:
     """1:1: does the live probe match the template the tapped card carries?"""
     try:
+        if isinstance(keys, CardKeyring):
+            keys = keys.for_blob(blob)
         t = unseal(keys, card_uid, blob, now)
     except OnCardError as exc:
         return OnCardResult(False, -1.0, exc.reason)
-    if not consent_live(t.consent_id):
+    if not consent_live(t):
         return OnCardResult(False, -1.0, "no_consent")
     score = float(t.template @ keys.transform.apply(check_embedding(probe)))
     return OnCardResult(score >= threshold, score, "ok" if score >= threshold else "no_match")
@@ -381,6 +413,7 @@ def verify_on_card(
 __all__ = [
     "AID",
     "BLOB_BYTES",
+    "CardKeyring",
     "CardTemplate",
     "OnCardError",
     "OnCardResult",

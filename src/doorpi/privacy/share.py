@@ -13,6 +13,9 @@ Payload, version 1 (inside the sealed envelope of `doorpi.sync.templates`)::
 
     b"DPT1" | u16 n (big-endian) | consent record, n bytes of UTF-8 JSON
            | 128 float32 little-endian: the embedding, L2-normalised
+             (absent where templates live on the residents' cards: then the
+             consent travels alone, so other gates can check the consent a
+             card names)
 
 The embedding travels untransformed: each gate applies its own installation
 transform when its vault stores it (so vault rows stay unlinkable between
@@ -54,7 +57,7 @@ class TemplatePayload:
 
     consent: ConsentRecord  # as recorded at the source gate (its id there)
     expires: float  # the template's expiry at the source (never after the consent's end)
-    embedding: np.ndarray
+    embedding: np.ndarray | None  # None: consent only (templates on cards)
 
     def to_bytes(self) -> bytes:
         c = self.consent
@@ -64,8 +67,10 @@ class TemplatePayload:
                "guardian": c.guardian, "share_site_gates": c.share_site_gates,
                "expires": self.expires}  # fmt: skip
         raw = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
-        e = check_embedding(self.embedding).astype("<f4")
-        return MAGIC + _LEN.pack(len(raw)) + raw + e.tobytes()
+        tail = b""
+        if self.embedding is not None:
+            tail = check_embedding(self.embedding).astype("<f4").tobytes()
+        return MAGIC + _LEN.pack(len(raw)) + raw + tail
 
 
 def _text(doc: dict[str, Any], key: str, optional: bool = False) -> str | None:
@@ -90,7 +95,7 @@ def parse_payload(data: bytes) -> TemplatePayload:
     if len(data) < head or not data.startswith(MAGIC):
         raise ShareError("not a doorpi template payload (DPT1)")
     (n,) = _LEN.unpack_from(data, len(MAGIC))
-    if len(data) != head + n + TEMPLATE_BYTES:
+    if len(data) not in (head + n, head + n + TEMPLATE_BYTES):
         raise ShareError(f"payload is {len(data)} bytes, expected {head + n + TEMPLATE_BYTES}")
     try:
         doc = json.loads(data[head : head + n].decode("utf-8"))
@@ -118,6 +123,8 @@ def parse_payload(data: bytes) -> TemplatePayload:
         flags["minor"], _text(doc, "guardian", optional=True), flags["share_site_gates"],
         None, None,
     )  # fmt: skip
+    if len(data) == head + n:
+        return TemplatePayload(consent, expires, None)
     try:
         emb = check_embedding(np.frombuffer(data, "<f4", EMBEDDING_DIM, head + n))
     except VaultError as exc:
@@ -130,7 +137,8 @@ class SiteTemplateSource:
 
     Gives a resident's template only if the consent in force was given *here*
     and allows the site's other gates, the vault holds a template under that
-    very consent, and this gate's config allows site sharing at all.
+    very consent, and this gate's config allows site sharing at all. Where
+    templates live on cards it gives the consent alone, and the card key.
     """
 
     def __init__(self, privacy: FacePrivacy) -> None:
@@ -144,12 +152,20 @@ class SiteTemplateSource:
         info = p.vault.info(pseudonym)
         if rec is None or rec.origin_gate is not None or not rec.share_site_gates:
             return None
+        if p.settings.template_storage == "card":
+            return TemplatePayload(rec, rec.retention_end, None).to_bytes()
         if info is None or info.consent_id != rec.id:
             return None
         emb = p.vault.embedding(pseudonym)
         if emb is None:
             return None
         return TemplatePayload(rec, info.expires, emb).to_bytes()
+
+    def card_key(self) -> bytes | None:
+        p = self.privacy
+        if p.settings.template_storage != "card" or not p.settings.allow_site_sharing:
+            return None
+        return p.card_keyring().sealing.site_key
 
 
 @dataclass
@@ -176,7 +192,9 @@ class SiteTemplateSink:
     ) -> str:
         """Store a template from another gate with its consent. Returns what happened:
         ``stored``, or why not: ``unchanged``, ``own_consent`` (a consent given here
-        wins), ``sharing_off`` (this gate's config), ``expired``, ``inactive``."""
+        wins), ``sharing_off`` (this gate's config), ``expired``, ``inactive``,
+        ``storage_mismatch`` (a template for a gate that keeps them on cards, or
+        a bare consent for one that keeps them in its vault)."""
         p = self.privacy
         try:
             payload = parse_payload(self.unseal(sealed))
@@ -185,6 +203,9 @@ class SiteTemplateSink:
         now = p.clock()
         if not p.settings.allow_site_sharing:
             return "sharing_off"
+        on_cards = p.settings.template_storage == "card"
+        if (payload.embedding is None) != on_cards:
+            return "storage_mismatch"
         live = p.consents.live(pseudonym, now)
         if live is not None and live.origin_gate is None:
             return "own_consent"
@@ -192,7 +213,10 @@ class SiteTemplateSink:
         if (
             live is not None
             and (live.origin_gate, live.origin_consent_id) == (source_gate, origin.id)
-            and self._same_template(pseudonym, live.id, payload.embedding)
+            and (
+                payload.embedding is None
+                or self._same_template(pseudonym, live.id, payload.embedding)
+            )
         ):
             return "unchanged"
         expires = min(payload.expires, origin.retention_end)
@@ -208,7 +232,9 @@ class SiteTemplateSink:
             cid = p.consents.insert_received(conn, pseudonym, origin, source_gate, now)
         except ConsentError as exc:
             raise ShareError(f"template from gate {source_gate[:12]}: {exc}") from None
-        _, replaced = p.vault.store_in(conn, pseudonym, payload.embedding, cid, expires)
+        replaced = False
+        if payload.embedding is not None:
+            _, replaced = p.vault.store_in(conn, pseudonym, payload.embedding, cid, expires)
         self._purge = self._purge or replaced or live is not None
         self._audit.append(("face_template_received", {
             "resident_id": rid, "consent_id": cid, "from_gate": source_gate[:12],

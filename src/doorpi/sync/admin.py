@@ -15,6 +15,12 @@ every later bundle, so a gate that missed a stick still deletes them.
 Face consent withdrawals reported by one gate go to every gate in every later
 bundle for as long as the resident is in the roster (applying one twice
 changes nothing), for the same reason.
+
+Where templates live on the residents' cards, every gate must read every
+card: the first gate registered is the site's *card-key gate*, and its card
+key travels sealed gate to gate in the bundles like a face template (the
+laptop cannot read it). If that gate is removed, the next oldest takes over;
+the gates keep the keys they had, so cards already written still work.
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from doorpi.store.secrets import write_secret_file
-from doorpi.sync.bundle import EnrollmentBundle, FaceWithdrawal, TemplateEntry, seal_bundle
+from doorpi.sync.bundle import (
+    CardKeyEntry,
+    EnrollmentBundle,
+    FaceWithdrawal,
+    TemplateEntry,
+    seal_bundle,
+)
 from doorpi.sync.importer import SITE_CARD, STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, SiteKey, pretty
 from doorpi.sync.report import SyncReport, open_report, read_report_file
@@ -159,6 +171,7 @@ class AdminSite:
         only: list[str] | None = None,
         templates: dict[str, list[TemplateEntry]] | None = None,
         now: float | None = None,
+        card_keys: dict[str, CardKeyEntry] | None = None,
     ) -> list[BuiltBundle]:
         """One signed, sealed bundle per gate, all with the same new sequence number."""
         if not self.gates:
@@ -200,12 +213,39 @@ class AdminSite:
                 face_withdrawals=tuple(
                     FaceWithdrawal(k, t) for k, t in sorted(self.withdrawals.items()) if k in keys
                 ),
+                card_key_gate=self.card_key_gate,
+                card_key=(card_keys or {}).get(g.fingerprint),
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
             g.sent_keys = sorted(set(g.sent_keys) | keys)
             g.templates_sent = sorted((set(g.templates_sent) - set(withdrawn))
                                       | {t.resident for t in tpl})  # fmt: skip
         self.save()
+        return out
+
+    @property
+    def card_key_gate(self) -> str | None:
+        """The oldest registered gate: its card key is the site's."""
+        if not self.gates:
+            return None
+        return min(self.gates.values(), key=lambda g: (g.added, g.fingerprint)).fingerprint
+
+    def collect_card_keys(self, stick: Path) -> dict[str, CardKeyEntry]:
+        """The card-key gate's key, sealed to each other gate, as it left it on the stick."""
+        from doorpi.sync.bundle import BundleError, read_stable
+        from doorpi.sync.importer import CARD_KEY_SUFFIX, OUTBOX
+        from doorpi.sync.templates import MAX_TEMPLATE
+
+        source = self.card_key_gate
+        out: dict[str, CardKeyEntry] = {}
+        for dest in self.gates:
+            f = stick / STICK_DIR / OUTBOX / dest / f"{source}{CARD_KEY_SUFFIX}"
+            if dest == source or not f.is_file():
+                continue
+            try:
+                out[dest] = CardKeyEntry(str(source), read_stable(f, MAX_TEMPLATE + 200))
+            except BundleError:
+                continue
         return out
 
     def write_stick(self, stick: Path, built: list[BuiltBundle]) -> list[Path]:
@@ -259,6 +299,14 @@ class AdminSite:
             for t in entries:
                 path = stick / STICK_DIR / OUTBOX / dest / f"{t.source_gate}.{t.resident}.tpl"
                 path.unlink(missing_ok=True)
+
+    def clear_card_keys(self, stick: Path, relayed: dict[str, CardKeyEntry]) -> None:
+        from doorpi.sync.importer import CARD_KEY_SUFFIX, OUTBOX
+
+        for dest, k in relayed.items():
+            (stick / STICK_DIR / OUTBOX / dest / f"{k.source_gate}{CARD_KEY_SUFFIX}").unlink(
+                missing_ok=True
+            )
 
     # ------------------------------------------------------------ reports
 

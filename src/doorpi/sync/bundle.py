@@ -96,6 +96,14 @@ class TemplateEntry:
 
 
 @dataclass(frozen=True)
+class CardKeyEntry:
+    """The site's card key, sealed by the gate that holds it to this gate (opaque here)."""
+
+    source_gate: str
+    sealed: bytes
+
+
+@dataclass(frozen=True)
 class FaceWithdrawal:
     """A resident withdrew face consent at one of the site's gates, at ``at``.
 
@@ -121,6 +129,8 @@ class EnrollmentBundle:
     template_tombstones: tuple[str, ...] = ()
     peers: tuple[PublicIdentity, ...] = ()  # the site's other gates: template sources/targets
     face_withdrawals: tuple[FaceWithdrawal, ...] = ()
+    card_key_gate: str | None = None  # the gate whose card key the site's cards use
+    card_key: CardKeyEntry | None = None
     version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -150,6 +160,13 @@ class EnrollmentBundle:
             "face_withdrawals": [
                 {"resident": w.resident, "at": w.at} for w in self.face_withdrawals
             ],
+            "card_key_gate": self.card_key_gate,
+            "card_key": None
+            if self.card_key is None
+            else {
+                "source_gate": self.card_key.source_gate,
+                "sealed": base64.b64encode(self.card_key.sealed).decode(),
+            },
             "peers": [
                 {
                     "name": p.name,
@@ -424,12 +441,11 @@ def parse_resident(v: Any, where: str) -> ResidentEntry:
     )
 
 
-def parse_template(v: Any, where: str) -> TemplateEntry:
+def _sealed(d: _Doc, where: str) -> tuple[str, bytes]:
+    """``source_gate`` and ``sealed`` of a blob sealed gate to gate."""
     import base64
     import binascii
 
-    d = _Doc(v, where)
-    resident = _check_key(d.get("resident"), f"{where}.resident")
     source = d.text("source_gate", 32)
     if not source or not FP_RE.fullmatch(source):
         raise _bad(f"{where}.source_gate", "must be a gate fingerprint (32 hex digits)")
@@ -442,6 +458,13 @@ def parse_template(v: Any, where: str) -> TemplateEntry:
         raise _bad(f"{where}.sealed", "is not valid base64") from None
     if len(sealed) <= SEAL_OVERHEAD:
         raise _bad(f"{where}.sealed", "is too short to be a sealed template")
+    return source, sealed
+
+
+def parse_template(v: Any, where: str) -> TemplateEntry:
+    d = _Doc(v, where)
+    resident = _check_key(d.get("resident"), f"{where}.resident")
+    source, sealed = _sealed(d, where)
     return TemplateEntry(resident, source, d.flag("share_with_site_gates"), sealed)
 
 
@@ -512,6 +535,13 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         for i, k in enumerate(d.items("template_tombstones", MAX_TOMBSTONES))
     )
     peers = tuple(parse_peer(p, f"peers[{i}]") for i, p in enumerate(d.items("peers", MAX_PEERS)))
+    key_gate = d.text("card_key_gate", 32, optional=True)
+    if key_gate is not None and not FP_RE.fullmatch(key_gate):
+        raise _bad("card_key_gate", "must be a gate fingerprint (32 hex digits) or null")
+    raw_key = d.get("card_key", required=False)
+    card_key = None
+    if raw_key is not None:
+        card_key = CardKeyEntry(*_sealed(_Doc(raw_key, "card_key"), "card_key"))
     withdrawals = tuple(
         parse_withdrawal(w, f"face_withdrawals[{i}]")
         for i, w in enumerate(d.items("face_withdrawals", MAX_TOMBSTONES, required=False))
@@ -528,6 +558,8 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         template_tombstones=template_tombstones,
         peers=peers,
         face_withdrawals=withdrawals,
+        card_key_gate=key_gate,
+        card_key=card_key,
     )
     check_consistency(bundle)
     return bundle
@@ -559,6 +591,11 @@ def check_consistency(bundle: EnrollmentBundle) -> None:
         if k in seen:
             raise _bad(f"tombstones[{i}]", f"{k} is both deleted and listed as a resident")
     by_key = {r.key: r for r in bundle.residents}
+    peer_fps = {p.fingerprint for p in bundle.peers}
+    if bundle.card_key is not None:
+        k = bundle.card_key
+        if k.source_gate != bundle.card_key_gate or k.source_gate not in peer_fps:
+            raise _bad("card_key.source_gate", "must be card_key_gate, one of this site's gates")
     for i, t in enumerate(bundle.templates):
         owner = by_key.get(t.resident)
         if owner is None:

@@ -21,6 +21,8 @@ touched by a bundle; for roster residents the roster is authoritative.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import secrets as _random
@@ -48,9 +50,11 @@ from doorpi.sync.bundle import (
 )
 from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
 from doorpi.sync.report import SyncReport, seal_report
-from doorpi.sync.templates import open_template, seal_template
+from doorpi.sync.templates import CARD_KEY_LABEL, open_template, seal_template, unseal_for_vault
 
 STICK_DIR = "doorpi"
+CARD_KEY_SUFFIX = ".cardkey"
+MAX_CARD_KEYS = 16  # adopted card keys remembered, newest first
 SITE_CARD = "site.pub"
 OUTBOX = "outbox"
 MAX_AUDIT_IN_REPORT = 50_000
@@ -105,6 +109,10 @@ class TemplateSource(Protocol):
     """The vault's side of export: this gate's template for a pseudonym, or None."""
 
     def template_bytes(self, pseudonym: str) -> bytes | None: ...
+
+    def card_key(self) -> bytes | None:
+        """The card key this gate seals cards with, where templates live on cards."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,7 @@ class BundleImporter:
             return 0
         me = self.identity.fingerprint
         peers = [p for p in self.peers() if p.fingerprint != me]
+        written = self._export_card_key(stick, peers)
         try:
             rows = self.db.execute(
                 "SELECT s.key, r.pseudonym FROM sync_residents s "
@@ -236,7 +245,6 @@ class BundleImporter:
             ).fetchall()
         except sqlite3.OperationalError:
             return 0
-        written = 0
         for key, pseudonym in rows:
             template = self.source.template_bytes(pseudonym)
             if template is None:
@@ -251,6 +259,24 @@ class BundleImporter:
                 "sync", {"action": "templates_exported", "count": written}, ts=self.clock()
             )
         return written
+
+    def _export_card_key(self, stick: Path, peers: list[PublicIdentity]) -> int:
+        """The gate the admin named for the site's card key seals it to the others."""
+        if (
+            self.source is None
+            or get_state(self.db, "sync_card_key_gate") != self.identity.fingerprint
+        ):
+            return 0
+        key = self.source.card_key()
+        if key is None:
+            return 0
+        me = self.identity.fingerprint
+        for peer in peers:
+            blob = seal_template(self.identity, peer, CARD_KEY_LABEL, key)
+            write_atomic(
+                stick / STICK_DIR / OUTBOX / peer.fingerprint / f"{me}{CARD_KEY_SUFFIX}", blob
+            )
+        return len(peers)
 
     def import_file(self, path: Path) -> SyncReport:
         try:
@@ -318,6 +344,14 @@ class BundleImporter:
                 except PinPolicyError as exc:
                     raise BundleError("malformed", f"residents[{i}].pin ({r.key}): {exc}") from None
         peers = {p.fingerprint: p for p in bundle.peers}
+        if bundle.card_key is not None:
+            k = bundle.card_key
+            try:
+                raw = open_template(k.sealed, self.identity, peers[k.source_gate], CARD_KEY_LABEL)
+            except BundleError as exc:
+                raise BundleError(exc.code, f"card_key: {exc}") from None
+            if len(raw) != 32:
+                raise BundleError("malformed", f"card_key: {len(raw)} bytes, a card key is 32")
         for i, t in enumerate(bundle.templates):
             try:
                 open_template(t.sealed, self.identity, peers[t.source_gate], t.resident)
@@ -465,6 +499,7 @@ class BundleImporter:
                         self._vault(where, "withdraw_before", conn, pseudonym, w.at) or 0
                     )
 
+            self._adopt_card_key(bundle)
             set_state(self.db, "sync_sequence", str(bundle.sequence))
             set_state(self.db, "sync_peers", json.dumps([p.to_json() for p in bundle.peers]))
             floor = float(get_state(self.db, "clock_floor", "0") or 0)
@@ -473,6 +508,18 @@ class BundleImporter:
             set_state(self.db, "sync_last", json.dumps({"sequence": bundle.sequence, "at": now}))
             self._step()
         return ch
+
+    def _adopt_card_key(self, bundle: EnrollmentBundle) -> None:
+        """Remember the named card-key gate and, sealed to this gate as it came,
+        its key (newest first; older ones stay so cards sealed under them read)."""
+        set_state(self.db, "sync_card_key_gate", bundle.card_key_gate or "")
+        if bundle.card_key is None:
+            return
+        raw = unseal_for_vault(bundle.card_key.sealed, self.identity)
+        kid = hashlib.blake2b(raw, digest_size=8, person=b"doorpi:cardkey").hexdigest()
+        held = [k for k in _card_key_entries(self.db) if k["kid"] != kid]
+        entry = {"kid": kid, "sealed": base64.b64encode(bundle.card_key.sealed).decode()}
+        set_state(self.db, "sync_card_keys", json.dumps([entry, *held][:MAX_CARD_KEYS]))
 
     def _vault(self, where: str, method: str, *args: Any) -> Any:
         """Call the template sink inside the transaction; its refusal refuses the bundle."""
@@ -694,6 +741,20 @@ class BundleImporter:
         signal = {"count": count, "result": report.result, "sequence": report.bundle_sequence,
                   "at": report.created}  # fmt: skip
         set_state(self.db, "sync_signal", json.dumps(signal))
+
+
+def _card_key_entries(db: Any) -> list[dict[str, str]]:
+    raw = get_state(db, "sync_card_keys")
+    return list(json.loads(raw)) if raw else []
+
+
+def adopted_card_keys(db: Any, gate: GateIdentity) -> list[bytes]:
+    """The site card keys this gate received with the sync, newest first (raw keys)."""
+    out = []
+    for entry in _card_key_entries(db):
+        with suppress(BundleError, ValueError):
+            out.append(unseal_for_vault(base64.b64decode(entry["sealed"]), gate))
+    return [k for k in out if len(k) == 32]
 
 
 def read_signal(db: Any) -> dict[str, Any] | None:

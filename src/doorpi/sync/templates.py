@@ -1,10 +1,14 @@
-"""Face templates sealed gate to gate, so the laptop and the stick only carry ciphertext.
+"""Face data sealed gate to gate, so the laptop and the stick only carry ciphertext.
 
-A template leaves its source gate as::
+A template (with its consent record, see doorpi.privacy.share) leaves its
+source gate as::
 
     SealedBox(destination X25519, Ed25519-signature(source) || inner)
     inner = b"doorpi-template-v1\\0" || destination fingerprint (16) || len(key) (1)
-            || roster key || template bytes
+            || roster key || payload
+
+The site's card key (template-on-card sites) travels the same way under the
+label ``CARD_KEY_LABEL``, which no roster key can equal.
 
 The signature matters: SealedBox alone is anonymous, so without it anyone
 with a stick could slip their own face in under a resident's name. The
@@ -23,6 +27,7 @@ from doorpi.sync.keys import GateIdentity, PublicIdentity
 
 DOMAIN = b"doorpi-template-v1\0"
 MAX_TEMPLATE = 48 * 1024
+CARD_KEY_LABEL = "~card-key"  # roster keys start with a-z or 0-9
 
 
 def seal_template(source: GateIdentity, dest: PublicIdentity, key: str, template: bytes) -> bytes:
