@@ -14,7 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from doorpi.sync.bundle import EnrollmentBundle, FaceWithdrawal, seal_bundle
+from doorpi.sync.bundle import CardKeyEntry, EnrollmentBundle, FaceWithdrawal, seal_bundle
+from doorpi.sync.templates import CARD_KEY_LABEL, seal_template
 from sync.corpus_keys import GATE, PEER, SITE
 from sync.helpers import resident, template
 
@@ -33,6 +34,9 @@ def main() -> None:
     shared = base(residents=(resident("a-1", 1, SITE, share_with_site_gates=True),),
                   templates=(template("a-1", PEER, GATE),), peers=(PEER.public,))  # fmt: skip
     withdrawn = base(3, face_withdrawals=(FaceWithdrawal("a-1", 1_779_999_000.0),))
+    sealed_key = seal_template(PEER, GATE.public, CARD_KEY_LABEL, bytes(range(32)))
+    card_key = base(4, peers=(PEER.public,), card_key_gate=PEER.fingerprint,
+                    card_key=CardKeyEntry(PEER.fingerprint, sealed_key))  # fmt: skip
     bodies = {
         "ok-two-residents": good.to_body(),
         "ok-tombstones": base(2, residents=(), tombstones=("a-1", "b-2")).to_body(),
@@ -43,6 +47,10 @@ def main() -> None:
         "no_consent-template": replace(shared, residents=(resident("a-1", 1, SITE),)).to_body(),
         "unknown_version-v2": good.to_body().replace(b'"version":1', b'"version":2'),
         "ok-face-withdrawals": withdrawn.to_body(),
+        "ok-card-key": card_key.to_body(),
+        "malformed-card-key-not-from-key-gate": replace(
+            card_key, card_key_gate=GATE.fingerprint
+        ).to_body(),
         "malformed-withdrawal-at": withdrawn.to_body().replace(b'"at":1779999000.0', b'"at":-1'),
     }
     for name, body in bodies.items():
