@@ -217,4 +217,19 @@ def test_two_gates_share_a_face_through_the_commands(
     storage = Storage.open(cfg.site.data_dir)
     south = build_face_privacy(cfg, storage)
     assert south.identify(unit(11), 0.45) == storage.residents.by_keypad_id("101").id
+    # Alice withdraws at the south gate. The admin forgets `report read`: the next
+    # `admin bundle` reads the reports it is about to replace and passes it on.
+    south.withdraw(storage.residents.by_keypad_id("101").id, by="resident", channel="gate")
+    storage.close()
+    code, out = run(["--config", cfgs["south-gate"], "sync", "import", str(stick)], capsys)
+    assert code == 1 and "refused (stale)" in out  # nothing new, but a report all the same
+    code, out = run(["admin", "bundle", str(roster), str(stick), *adm], capsys)
+    assert "reports on the stick, read now:" in out
+    assert "a-3101-wang withdrew face consent here at" in out
+    assert "1 face withdrawals" in out
+    code, out = run(["--config", cfgs["north-gate"], "sync", "import", str(stick)], capsys)
+    assert "1 face_withdrawn" in out
+    cfg = load_config(Path(cfgs["north-gate"]))
+    storage = Storage.open(cfg.site.data_dir)
+    assert build_face_privacy(cfg, storage).vault.count() == 0
     storage.close()

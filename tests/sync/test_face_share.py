@@ -354,3 +354,34 @@ def test_face_enrolled_at_one_gate_opens_another_and_withdrawal_reaches_both(
     assert home.privacy.identify(alice_emb, 0.45) is None  # type: ignore[attr-defined]
     assert home.privacy.vault.count() == 2  # type: ignore[attr-defined]  # Bob and Carol stay
     assert not list((stick / "doorpi" / "outbox").rglob("*.tpl"))
+
+
+def test_withdrawals_are_reported_once_and_survive_audit_pruning(
+    gate: GateRig, site: SiteKey, tmp_path: Path
+) -> None:
+    gate.apply(
+        alice_bundle(gate, site, 1, shared_template("a-1", gate.peer, gate.identity, unit(1)))
+    )
+    privacy = gate.privacy  # type: ignore[attr-defined]
+    gate.now += 60
+    privacy.withdraw(gate.storage.residents.by_keypad_id("101").id, by="resident", channel="gate")
+    # The audit log may be pruned before the next stick comes: the consent records stay.
+    gate.storage.db.execute("INSERT INTO state(key, value) VALUES ('audit_prune_upto', '999999')")
+    gate.storage.db.execute("DELETE FROM audit")
+    rep = gate.importer.import_bytes(b"not a bundle")
+    assert rep.result == "refused"
+    assert rep.face_withdrawals == [{"resident": "a-1", "at": gate.now}]
+    gate.importer.write_report(rep, tmp_path / "r.report")
+    assert gate.importer.import_bytes(b"not a bundle").face_withdrawals == []
+    # Withdrawals the sync made are never reported back (no loop round the site).
+    gate.apply(
+        alice_bundle(
+            gate,
+            site,
+            2,
+            shared_template("a-1", gate.peer, gate.identity, unit(2), id=9, given_at=gate.now),
+        )
+    )
+    gate.now += 60
+    rep = gate.apply(gate.bundle(3, [resident("a-1", 1, site)], template_tombstones=("a-1",)))
+    assert rep.changes["templates_deleted"] == 1 and rep.face_withdrawals == []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from doorpi.cli import CliError, common
 from doorpi.sync.admin import AdminError, AdminSite
+from doorpi.sync.importer import STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, fingerprint_matches, pretty
 from doorpi.sync.report import SyncReport
 from doorpi.sync.roster import EXAMPLE, Roster, RosterError, load_roster
@@ -186,6 +187,10 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     roster = _roster(site, args.roster)
     if not args.stick.is_dir():
         raise CliError(f"{args.stick}: not a directory (give the stick's mount point)")
+    unread = site.read_reports(args.stick) if any((args.stick / STICK_DIR).glob("*.report")) else []
+    if unread:  # the gates' last reports are replaced now: say what they said first
+        print("reports on the stick, read now:")
+        _print_reports(site, unread)
     try:
         relayed = site.collect_outbox(args.stick)  # sealed gate to gate: unreadable here
         card_keys = site.collect_card_keys(args.stick)
@@ -220,17 +225,26 @@ def cmd_report_read(args: argparse.Namespace) -> int:
     results = site.read_reports(args.path)
     if not results:
         raise CliError(f"{args.path}: no reports found")
+    if args.json:
+        docs = [
+            vars(rep) if args.audit else {k: v for k, v in vars(rep).items() if k != "audit"}
+            for _, rep in results
+            if isinstance(rep, SyncReport)
+        ]
+        common.print_json(docs)
+        return 1 if len(docs) < len(results) else 0
+    return 1 if _print_reports(site, results, args.audit) else 0
+
+
+def _print_reports(
+    site: AdminSite, results: list[tuple[Path, SyncReport | str]], audit: bool = False
+) -> int:
+    """Each report as the admin reads it; returns how many cannot be trusted."""
     bad = 0
-    docs = []
     for path, rep in results:
         if not isinstance(rep, SyncReport):
             bad += 1
             print(f"{path.name}: cannot be trusted: {rep}")
-            continue
-        if args.json:
-            docs.append(
-                vars(rep) if args.audit else {k: v for k, v in vars(rep).items() if k != "audit"}
-            )
             continue
         name = site.gates[rep.gate].name
         st = rep.status
@@ -248,9 +262,7 @@ def cmd_report_read(args: argparse.Namespace) -> int:
                 f"  {w['resident']} withdrew face consent here at {_when(w['at'])}: "
                 "the next bundles withdraw it at every gate"
             )
-        if args.audit:
+        if audit:
             for a in rep.audit:
                 print(f"    {a['seq']:>7} {_when(a['ts'])} {a['kind']:<12} {a['data']}")
-    if args.json:
-        common.print_json(docs)
-    return 1 if bad else 0
+    return bad

@@ -42,6 +42,8 @@ MAGIC = b"DPT1"
 _LEN = struct.Struct(">H")
 MAX_TEXT = 200
 #: How a consent arrived from elsewhere is withdrawn, in face_consents.withdrawn_by.
+# The "site:" prefix marks what the sync ended: a gate reports only withdrawals made
+# at it (doorpi.sync.importer), so these never travel back round the site.
 BY_SHARE_ENDED = "site:sharing_ended"
 BY_SITE_WITHDRAWAL = "site:withdrawn_at_another_gate"
 BY_REMOVED = "site:resident_removed"

@@ -58,8 +58,6 @@ MAX_CARD_KEYS = 16  # adopted card keys remembered, newest first
 SITE_CARD = "site.pub"
 OUTBOX = "outbox"
 MAX_AUDIT_IN_REPORT = 50_000
-#: Withdrawals the resident made (doorpi.privacy.enrolment channels), not ones sync caused.
-RESIDENT_CHANNELS = frozenset({"gate", "admin", "refusal"})
 
 MAPPING_DDL = """
 CREATE TABLE IF NOT EXISTS sync_residents (
@@ -677,7 +675,7 @@ class BundleImporter:
             {"seq": a.seq, "ts": a.ts, "kind": a.kind, "data": a.data}
             for a in self.storage.audit.records(since, limit=MAX_AUDIT_IN_REPORT)
         ]
-        withdrawals = self._withdrawals(audit)
+        withdrawals = self._withdrawals()
         return SyncReport(
             gate=self.identity.fingerprint,
             created=self.clock(),
@@ -695,20 +693,24 @@ class BundleImporter:
             audit=audit,
         )
 
-    def _withdrawals(self, audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Roster residents who withdrew face consent here (at the gate, with the
-        admin, or by refusing), from the audit records this report carries: the
-        admin passes them on so every gate of the site withdraws too."""
-        keys = {rid: k for k, (rid, _, _) in self._mapping().items()}
-        out: dict[str, float] = {}
-        for a in audit:
-            d = a["data"]
-            if a["kind"] != "face_consent_withdrawn" or d.get("channel") not in RESIDENT_CHANNELS:
-                continue
-            key = keys.get(d.get("resident_id"))
-            if key is not None and d.get("consents", 0):
-                out[key] = max(out.get(key, 0.0), float(a["ts"]))
-        return [{"resident": k, "at": t} for k, t in sorted(out.items())]
+    def _withdrawals(self) -> list[dict[str, Any]]:
+        """Roster residents who withdrew face consent here since the last report that
+        left (at the gate, with the admin, or by refusing; not what the sync itself
+        ended), from the consent records, which outlive the audit log's pruning.
+        The admin passes them on so every gate of the site withdraws too."""
+        since = float(get_state(self.db, "sync_withdrawals_reported", "0") or 0)
+        try:
+            rows = self.db.execute(
+                "SELECT s.key, max(c.withdrawn_at) FROM face_consents c "
+                "JOIN residents r ON r.pseudonym = c.pseudonym "
+                "JOIN sync_residents s ON s.resident_id = r.id "
+                "WHERE c.withdrawn_at > ? AND c.withdrawn_by != 'superseded' "
+                "AND c.withdrawn_by NOT LIKE 'site:%' GROUP BY s.key ORDER BY s.key",
+                [since],
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []  # no import yet
+        return [{"resident": k, "at": float(t)} for k, t in rows]
 
     def status(self) -> dict[str, Any]:
         """Counts and health only: nothing that identifies a resident or a face."""
@@ -737,6 +739,9 @@ class BundleImporter:
         write_atomic(path, seal_report(report, self.identity, site))
         if report.audit:
             set_state(self.db, "sync_audit_reported", str(report.audit[-1]["seq"]))
+        if report.face_withdrawals:  # cleared by seal_report when no site is trusted
+            last = max(w["at"] for w in report.face_withdrawals)
+            set_state(self.db, "sync_withdrawals_reported", repr(last))
         count = (read_signal(self.db) or {}).get("count", 0) + 1
         signal = {"count": count, "result": report.result, "sequence": report.bundle_sequence,
                   "at": report.created}  # fmt: skip
