@@ -175,3 +175,26 @@ def test_card_key_from_a_gate_that_is_not_the_card_key_gate_is_refused(
     with pytest.raises(BundleError) as info:
         parse_body(body)
     assert str(info.value).startswith("card_key.source_gate:")
+
+
+def test_status_says_which_card_key_the_gate_uses(tmp_path: Path) -> None:
+    from doorpi.cli.status import _sync_info
+    from doorpi.config import load_config
+
+    site = Site(tmp_path)
+    away = site.away
+    cfg_file = tmp_path / "away.toml"
+    cfg_file.write_text(
+        f'[site]\ndata_dir = "{away.data_dir}"\n[door]\nname = "away"\n'
+        '[face]\nenabled = true\ntemplate_storage = "card"\n'
+    )
+    cfg = load_config(cfg_file)
+    site.visit(away)  # knows its peer and the card-key gate, but not the key yet
+    info = _sync_info(cfg, away.storage, away.now)
+    assert info["card_key"] == "this gate's own" and info["sync_other_gates"] == 1
+    assert "open only this gate until the site's card key arrives" in info["warnings"][0]
+    site.visit(site.home)
+    site.visit(away)
+    info = _sync_info(cfg, away.storage, away.now)
+    home = site.home.identity.fingerprint[:12]
+    assert info["card_key"] == f"site key from gate {home}" and info["warnings"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import stat
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from doorpi.cli import CliError
 from doorpi.cli import admin as admin_cli
 from doorpi.cli import keys as keys_cli
+from doorpi.cli import status as status_cli
 from doorpi.cli import sync as sync_cli
 
 ROSTER = """
@@ -39,7 +41,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     parser = argparse.ArgumentParser(prog="doorpi")
     parser.add_argument("--config")
     sub = parser.add_subparsers(dest="command")
-    for module in (keys_cli, sync_cli, admin_cli):
+    for module in (keys_cli, sync_cli, admin_cli, status_cli):
         module.register(sub)
     args = parser.parse_args(argv)
     try:
@@ -217,6 +219,10 @@ def test_two_gates_share_a_face_through_the_commands(
     storage = Storage.open(cfg.site.data_dir)
     south = build_face_privacy(cfg, storage)
     assert south.identify(unit(11), 0.45) == storage.residents.by_keypad_id("101").id
+    code, out = run(["--config", cfgs["south-gate"], "status", "--json"], capsys)
+    status = json.loads(out)
+    assert (status["sync_other_gates"], status["face_consents_from_other_gates"]) == (1, 1)
+    assert status["sync_last_bundle"]["sequence"] == 4 and status["card_key"] == "this gate's own"
     # Alice withdraws at the south gate. The admin forgets `report read`: the next
     # `admin bundle` reads the reports it is about to replace and passes it on.
     south.withdraw(storage.residents.by_keypad_id("101").id, by="resident", channel="gate")

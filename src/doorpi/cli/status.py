@@ -51,6 +51,9 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     path_info = _face_path_info(cfg, store, now)
     info["warnings"].extend(path_info.pop("warnings"))
     info.update(path_info)
+    sync_info = _sync_info(cfg, store, now)
+    info["warnings"].extend(sync_info.pop("warnings"))
+    info.update(sync_info)
     if not info["clock_trusted"]:
         info["warnings"].append(
             "system clock is behind the last trusted time: schedule-restricted residents are "
@@ -88,6 +91,44 @@ def _face_path_info(cfg: common.Config, store: common.Storage, now: float) -> di
             f"{n} face templates exceed face.max_hands_free ({cfg.face.max_hands_free}): face "
             "alone is refused; residents use face with their card, PIN or resident number"
         )
+    return info
+
+
+def _sync_info(cfg: common.Config, store: common.Storage, now: float) -> dict[str, Any]:
+    """The admin's USB sync as this gate sees it: last bundle, face data from the
+    site's other gates, and which card key the gate's cards are sealed with."""
+    import json
+
+    db = store.db
+    last = json.loads(get_state(db, "sync_last") or "null")
+    peers = json.loads(get_state(db, "sync_peers") or "[]")
+    key_gate = get_state(db, "sync_card_key_gate") or ""
+    adopted = len(json.loads(get_state(db, "sync_card_keys") or "[]"))
+    received = db.execute(
+        "SELECT count(*) FROM face_consents WHERE origin_gate IS NOT NULL "
+        "AND withdrawn_at IS NULL AND retention_end > ?",
+        [now],
+    ).fetchone()[0]
+    info: dict[str, Any] = {
+        "sync_last_bundle": last,
+        "sync_other_gates": len(peers),
+        "face_consents_from_other_gates": received,
+        "card_key": f"site key from gate {key_gate[:12]}" if adopted else "this gate's own",
+        "warnings": [],
+    }
+    on_cards = cfg.face.enabled and cfg.face.settings.get("template_storage") == "card"
+    if on_cards and peers and not adopted and key_gate:
+        from doorpi.sync.keys import GateIdentity, KeyFileError
+
+        try:
+            mine = GateIdentity.load(cfg.keys_dir).fingerprint
+        except KeyFileError:
+            mine = ""
+        if key_gate != mine:
+            info["warnings"].append(
+                "cards enrolled here open only this gate until the site's card key arrives "
+                f"with a bundle (from gate {key_gate[:12]}: take the stick there first)"
+            )
     return info
 
 
