@@ -133,6 +133,19 @@ def snapshot(storage: Storage) -> list[tuple[Any, ...]]:
     return [(*r[1:], tuple(sorted(cards.get(r[0], [])))) for r in rows]
 
 
+#: Alice shares her face with the site's gates, Bob does not (roster TOML).
+SHARING_ROSTER = """
+[[residents]]
+key = "a-1"
+name = "Alice"
+keypad_id = "101"
+share_face_with_site_gates = true
+[[residents]]
+key = "b-2"
+name = "Bob"
+keypad_id = "102"
+"""
+
 EMBEDDING = b"embedding:" + bytes(range(256)) * 2
 
 

@@ -31,6 +31,7 @@ from doorpi.sync.templates import seal_template
 from doorpi.vision.models import REPO_BUILD_DIR, SUMS, load_models
 from doorpi.vision.pipeline import FacePipeline
 from sync.helpers import (
+    SHARING_ROSTER,
     T0,
     GateRig,
     resident,
@@ -244,22 +245,16 @@ def test_payload_parser_names_what_is_wrong(mangle, message: str) -> None:  # ty
 
 # ------------------------------------------------------------------ end to end, real faces
 
-ROSTER = """
-[[residents]]
-key = "a-1"
-name = "Alice"
-keypad_id = "101"
-share_face_with_site_gates = true
-[[residents]]
-key = "b-2"
-name = "Bob"
-keypad_id = "102"
+ROSTER = (
+    SHARING_ROSTER
+    + """
 [[residents]]
 key = "c-3"
 name = "Carol"
 keypad_id = "103"
 share_face_with_site_gates = true
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,15 @@ from doorpi.sync.bundle import BundleError, TemplateEntry
 from doorpi.sync.keys import SiteKey
 from doorpi.sync.roster import parse_roster
 from doorpi.sync.templates import open_template, seal_template, unseal_for_vault
-from sync.helpers import EMBEDDING, GateRig, MemorySink, other_gate, resident, template
+from sync.helpers import (
+    EMBEDDING,
+    SHARING_ROSTER,
+    GateRig,
+    MemorySink,
+    other_gate,
+    resident,
+    template,
+)
 
 
 class DictSource:
@@ -75,17 +83,7 @@ def test_home_gate_keeps_its_own_template(rig: GateRig, site: SiteKey) -> None:
     assert rep.changes["templates_deleted"] == 0 and rig.sink.deleted == []
 
 
-ROSTER = """
-[[residents]]
-key = "a-1"
-name = "Alice"
-keypad_id = "101"
-share_face_with_site_gates = true
-[[residents]]
-key = "b-2"
-name = "Bob"
-keypad_id = "102"
-"""
+ROSTER = SHARING_ROSTER
 
 
 def test_template_travels_gate_to_gate_through_the_admin(tmp_path: Path) -> None:
