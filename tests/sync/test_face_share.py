@@ -34,6 +34,7 @@ from sync.helpers import (
     SHARING_ROSTER,
     T0,
     GateRig,
+    other_gate,
     resident,
     shared_template,
     unit,
@@ -380,3 +381,21 @@ def test_withdrawals_are_reported_once_and_survive_audit_pruning(
     gate.now += 60
     rep = gate.apply(gate.bundle(3, [resident("a-1", 1, site)], template_tombstones=("a-1",)))
     assert rep.changes["templates_deleted"] == 1 and rep.face_withdrawals == []
+
+
+@pytest.mark.parametrize("newer_first", [True, False])
+def test_enrolled_at_two_gates_the_newest_consent_wins_and_stays(
+    gate: GateRig, site: SiteKey, newer_first: bool
+) -> None:
+    third = other_gate("car-park-2")
+    peers = (gate.peer.public, third.public)
+    older = shared_template("a-1", gate.peer, gate.identity, unit(1), id=3, given_at=T0 - 2 * DAY)
+    newer = shared_template("a-1", third, gate.identity, unit(2), id=4, given_at=T0 - DAY)
+    both = (newer, older) if newer_first else (older, newer)
+    for seq in (1, 2):  # the same pair again: nothing moves
+        rep = gate.apply(alice_bundle(gate, site, seq, *both, peers=peers))
+        assert rep.result == "applied", rep.reason
+    assert rep.changes["templates_stored"] == 0 and rep.skipped == {"older": 1}
+    live = [c for c in consents(gate) if c[2] is None]
+    assert live == [(third.fingerprint, 4, None, "ab" * 32)]
+    assert gate.privacy.identify(unit(2), 0.45) is not None  # type: ignore[attr-defined]

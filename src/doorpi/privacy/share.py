@@ -196,7 +196,8 @@ class SiteTemplateSink:
         ``stored``, or why not: ``unchanged``, ``own_consent`` (a consent given here
         wins), ``sharing_off`` (this gate's config), ``expired``, ``inactive``,
         ``storage_mismatch`` (a template for a gate that keeps them on cards, or
-        a bare consent for one that keeps them in its vault)."""
+        a bare consent for one that keeps them in its vault), ``older`` (a copy
+        of a newer consent from another gate is held)."""
         p = self.privacy
         try:
             payload = parse_payload(self.unseal(sealed))
@@ -221,6 +222,8 @@ class SiteTemplateSink:
             )
         ):
             return "unchanged"
+        if live is not None and live.given_at > origin.given_at:
+            return "older"  # the resident enrolled again elsewhere since: the newest consent wins
         expires = min(payload.expires, origin.retention_end)
         rid = self._resident_id(conn, pseudonym)
         resident = p.storage.residents.get(rid) if rid is not None else None
