@@ -227,6 +227,7 @@ def test_removed_resident_consents_end(gate: GateRig, site: SiteKey) -> None:
         (lambda b: b"XXXX" + b[4:], "not a doorpi template payload"),
         (lambda b: b[:6] + b"\xff" + b[7:], "consent record is not valid UTF-8 JSON"),
         (lambda b: b[:-512] + np.full(128, np.nan, "<f4").tobytes(), "embedding:"),
+        (lambda b: b"DPT1" + (20000).to_bytes(2, "big") + b"[" * 20000, "not valid UTF-8 JSON"),
         (lambda b: b.replace(b'"channel": "gate"', b'"channel": "post"'), "consent.channel"),
         (lambda b: b.replace(b'"minor": false', b'"minor": "no!"'), "consent.minor"),
     ],

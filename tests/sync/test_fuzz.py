@@ -196,3 +196,41 @@ def test_a_sealed_seed_still_opens() -> None:
     body = parse_body(BODIES[[p.name for p in SEEDS if p.name.startswith("body-")].index(
         "body-ok-two-residents.json")])  # fmt: skip
     assert open_bundle(seal_bundle(body, SITE, GATE.public), GATE, SITE.public) == body
+
+
+def _payload_seed() -> bytes:
+    from doorpi.privacy.consent import ConsentRecord
+    from doorpi.privacy.share import TemplatePayload
+    from sync.helpers import T0, unit
+
+    rec = ConsentRecord(3, "", "2026.2", "cd" * 32, "zh", T0, "resident:card+pin", "gate",
+                        T0 + 86400, False, None, True, None, None)  # fmt: skip
+    return TemplatePayload(rec, T0 + 86400, unit(5)).to_bytes()
+
+
+PAYLOAD = _payload_seed()
+
+
+@settings(max_examples=N, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cut=st.integers(0, len(PAYLOAD)),
+    flips=st.lists(st.tuples(st.integers(0, len(PAYLOAD) - 1), st.integers(1, 255)), max_size=6),
+    tail=st.binary(max_size=40),
+)
+def test_template_payload_parser_only_ever_says_share_error(
+    cut: int, flips: list[tuple[int, int]], tail: bytes
+) -> None:
+    """What another gate sealed is signed, but a buggy or stolen gate must not crash this one."""
+    from doorpi.privacy.share import ShareError, parse_payload
+
+    data = bytearray(PAYLOAD)
+    for i, x in flips:
+        data[i] ^= x
+    data = data[:cut] + tail
+    try:
+        p = parse_payload(bytes(data))
+    except ShareError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert p.consent.id >= 1 and p.consent.retention_end > p.consent.given_at
+    assert p.embedding is None or p.embedding.shape == (128,)

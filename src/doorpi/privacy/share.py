@@ -101,7 +101,7 @@ def parse_payload(data: bytes) -> TemplatePayload:
         raise ShareError(f"payload is {len(data)} bytes, expected {head + n + TEMPLATE_BYTES}")
     try:
         doc = json.loads(data[head : head + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ShareError("consent record is not valid UTF-8 JSON") from None
     if not isinstance(doc, dict):
         raise ShareError("consent record must be an object")
