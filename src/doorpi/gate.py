@@ -145,6 +145,10 @@ class Gate:
         # A USB import runs in its own process; it leaves a signal for us to show.
         self.sync_watch = SyncSignalWatcher(storage.db)
         self._sync_polled = float("-inf")
+        from doorpi.privacy.capture import CaptureWatcher
+
+        # `doorpi consent capture` (admin present) asks this process to use the camera.
+        self.capture_watch = CaptureWatcher(storage.db)
         if cfg.face.enabled:
             self._start_face_privacy()
 
@@ -305,8 +309,10 @@ class Gate:
         elif isinstance(event, FaceMatched):
             self._on_face_match(event)
         elif isinstance(event, FaceRejected):
+            self._capture_outcome(event)
             self._on_face_reject(event)
         elif isinstance(event, FaceEnrolled):
+            self._capture_outcome(event)
             self._apply([Notice("face_enrolled", {"resident_id": event.resident_id}),
                          self._say("done")])  # fmt: skip
         elif isinstance(event, FaceHint):
@@ -338,6 +344,7 @@ class Gate:
         if mono - self._sync_polled >= 1.0:
             self._sync_polled = mono
             self._poll_sync()
+            self._poll_capture()
 
     def _poll_sync(self) -> None:
         try:
@@ -349,6 +356,46 @@ class Gate:
             pattern, floor = sig
             self.clock_guard.raise_floor(floor)
             self._apply([Notice("sync_finished", {"result": pattern}), self._say(pattern)])
+
+    def _poll_capture(self) -> None:
+        """Start a face capture the admin asked for from the CLI, or say why not."""
+        try:
+            req = self.capture_watch.poll(self.clock.wall())
+        except Exception as exc:
+            log.error("face capture request: %s", exc)
+            return
+        if req is None:
+            return
+        why = self._capture_problem(req.resident_id)
+        status = "failed" if why else "capturing"
+        self.capture_watch.answer(req, status, why)
+        data = {"resident_id": req.resident_id, "by": req.by, "status": status}
+        self._apply([Notice("face_capture", {**data, "reason": why} if why else data),
+                     self._say("denied" if why else "face_needed")])  # fmt: skip
+        if not why and self.on_face_enrol is not None:
+            self.on_face_enrol(req.resident_id)
+
+    def _capture_problem(self, resident_id: int) -> str:
+        if self.face_privacy is None:
+            return f"face is off on this gate ({self.face_problem or 'face.enabled = false'})"
+        if self.on_face_enrol is None:
+            return f"the camera is not running here ({self.face_problem or 'no camera path'})"
+        r = self.storage.residents.get(resident_id)
+        if r is None or not r.active:
+            return f"resident {resident_id} is unknown or disabled"
+        if self.face_privacy.consents.live(r.pseudonym, self.clock.wall()) is None:
+            return f"resident {resident_id} has no live face consent"
+        return ""
+
+    def _capture_outcome(self, event: Any) -> None:
+        """The first enrolment outcome after an admin's capture request answers it."""
+        req = self.capture_watch.current
+        if req is None:
+            return
+        if isinstance(event, FaceEnrolled) and event.resident_id == req.resident_id:
+            self.capture_watch.answer(req, "enrolled")
+        elif isinstance(event, FaceRejected):
+            self.capture_watch.answer(req, "failed", event.reason)
 
     def _sweep(self, mono: float, every: float = 3600.0) -> None:
         """Hourly: drop audit records past retention, run registered sweepers."""

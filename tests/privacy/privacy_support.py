@@ -102,3 +102,34 @@ def found(root: Path, needles: list[bytes]) -> list[str]:
             if any(p in blob for p in pieces):
                 hits.append(f"needle {i} in {path.name}")
     return hits
+
+
+# ---------------------------------------------------------------- a simulated gate with face
+
+MONDAY_9 = 1_772_442_000.0
+ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
+FACE_ON = {
+    "face": {"enabled": True},
+    "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
+    "door": {"access": ["card", "pin", "face"]},
+}
+
+
+def face_site(tmp_path: Path, overrides: dict, with_pia: bool = True):  # type: ignore[no-untyped-def]
+    """A SimulatedSite (real gate, mock pins, replayed frames) with Alice and,
+    unless told otherwise, an impact assessment on file; ``site.events`` collects."""
+    from doorpi.clocks import ManualClock
+    from doorpi.sim.site import SimulatedSite, sim_config
+
+    data = tmp_path / "data"
+    if with_pia:
+        s = Storage.open(data)
+        AssessmentRegistry(s.db, s.audit).record(
+            ImpactAssessment(**PIA, author="DPO", created=MONDAY_9)
+        )
+        s.close()
+    events: list[dict] = []
+    site = SimulatedSite(sim_config(overrides, data), ManualClock(MONDAY_9), [events.append])
+    site.events = events  # type: ignore[attr-defined]
+    site.rid = site.add_resident(ALICE)  # type: ignore[attr-defined]
+    return site

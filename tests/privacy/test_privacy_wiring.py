@@ -1,45 +1,19 @@
-"""Tests for the privacy wiring the lead adds to gate.py, config.py, cli/status.py,
-cli/resident.py, cli/keys.py and cli/__init__.py.
-
-NOT collected yet (the file name does not start with test_): once the wiring
-is in, rename it to ``test_privacy_wiring.py``. Each test names the wiring
-step it proves (see the privacy report, "What the lead must wire").
+"""The privacy wiring in gate.py, config.py, cli/status.py, cli/resident.py,
+cli/keys.py and cli/__init__.py, through a simulated gate. Each test names the
+wiring step it proves.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from privacy_support import PIA, unit_vector
+from privacy_support import FACE_ON, face_site, unit_vector
 
-from doorpi.clocks import ManualClock
 from doorpi.config import ConfigError
-from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
-from doorpi.sim.site import SimulatedSite, sim_config
+from doorpi.sim.site import sim_config
 from doorpi.store import Storage
 
-MONDAY_9 = 1_772_442_000.0
-ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
-FACE_ON = {
-    "face": {"enabled": True},
-    "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
-    "door": {"access": ["card", "pin", "face"]},
-}
-
-
-def _site(tmp_path, overrides, with_pia=True):
-    data = tmp_path / "data"
-    if with_pia:
-        s = Storage.open(data)
-        AssessmentRegistry(s.db, s.audit).record(
-            ImpactAssessment(**PIA, author="DPO", created=MONDAY_9)
-        )
-        s.close()
-    events: list[dict] = []
-    site = SimulatedSite(sim_config(overrides, data), ManualClock(MONDAY_9), [events.append])
-    site.events = events
-    site.rid = site.add_resident(ALICE)
-    return site
+_site = face_site
 
 
 def _enrol(site, e):

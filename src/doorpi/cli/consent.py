@@ -41,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = cs.add_parser(name, help=helptext)
         p.add_argument("id", type=int)
         p.set_defaults(func=func)
+    cap = cs.add_parser(
+        "capture", help="capture the face at the gate camera now (after consent, admin present)"
+    )
+    cap.add_argument("id", type=int)
+    cap.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                     help="how long to wait for the gate (default: %(default)s)")  # fmt: skip
+    cap.set_defaults(func=cmd_capture)
     rep = cs.add_parser("report", help="what is stored about a resident (never the template)")
     rep.add_argument("id", type=int)
     rep.add_argument("--json", action="store_true")
@@ -108,6 +115,51 @@ def cmd_record(args: argparse.Namespace) -> int:
     print(f"consent {rec.id} recorded for resident {args.id} until {common.when(rec.retention_end)}"
           f" (notice {rec.notice_version}, sha256 {rec.notice_hash[:16]})")  # fmt: skip
     return 0
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """Ask the running gate to capture; wait for its answer. Exit 0 enrolled, 1 not."""
+    import time
+
+    from doorpi.privacy import capture
+
+    store, privacy = _privacy(args)
+    r = store.residents.get(args.id)
+    if r is None:
+        raise CliError(f"no resident {args.id}")
+    if privacy.consents.live(r.pseudonym, time.time()) is None:
+        raise CliError(
+            f"resident {args.id} has no live face consent: record it first "
+            f"(`doorpi consent record {args.id}`)"
+        )
+    req = capture.request(store.db, args.id, _who(), time.time())
+    common.audit_admin(store, "face_capture_request", resident_id=args.id)
+    print(f"resident {args.id}: look at the gate camera now"
+          + (" with your card on the reader" if privacy.settings.template_storage == "card"
+             else ""))  # fmt: skip
+    deadline = time.monotonic() + args.wait
+    started = False
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = capture.read(store.db)
+        if now is None or now.id != req.id:
+            raise CliError("another capture request replaced this one")
+        if now.status == "capturing" and not started:
+            started = True
+            print("the gate is capturing (three good frames) ...")
+        if now.done:
+            if now.status == "enrolled":
+                print(f"resident {args.id}: face enrolled")
+                return 0
+            print(f"resident {args.id}: not enrolled: {now.reason}")
+            return 1
+    if not started:
+        raise CliError(
+            f"no answer from the gate in {args.wait:.0f} s: is doorpi.service running? "
+            "(systemctl status doorpi)"
+        )
+    print(f"resident {args.id}: no face captured in {args.wait:.0f} s")
+    return 1
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
