@@ -15,6 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     lg.add_argument("--json", action="store_true", help="one JSON object per line")
     lg.add_argument("--kind", help="only records of this kind (access, admin, alarm ...)")
     lg.set_defaults(func=cmd_log)
+    ls = lg.add_subparsers(dest="log_action")
+    fm = ls.add_parser(
+        "false-match",
+        help="report that a face grant let in the wrong person (takes that template out of "
+        "face-alone matching until the resident enrols again)",
+    )
+    fm.add_argument("seq", type=int, help="the access record's number, as `doorpi log` shows it")
+    fm.add_argument("--note", default="", help="what was seen, by whom (no names of strangers)")
+    fm.set_defaults(func=cmd_false_match)
     a = sub.add_parser("audit", help="verify or prune the hash-chained audit log")
     s = a.add_subparsers(dest="action", required=True)
     v = s.add_parser("verify", help="check the hash chain; exit 1 if tampered")
@@ -44,6 +53,37 @@ def cmd_log(args: argparse.Namespace) -> int:
         else:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.ts))
             print(f"{r.seq:>7} {stamp}  {describe(r.kind, r.data)}")
+    return 0
+
+
+def cmd_false_match(args: argparse.Namespace) -> int:
+    """Peers give no way to mark a false match; here it is one command, in the log."""
+    cfg = common.config(args)
+    store = common.storage(cfg)
+    row = store.db.execute("SELECT kind, data FROM audit WHERE seq = ?", [args.seq]).fetchone()
+    if row is None:
+        raise CliError(f"no audit record {args.seq} (pruned, or a wrong number?)")
+    data = json.loads(row[1])
+    if row[0] != "access" or not data.get("granted") or "face" not in (data.get("factors") or []):
+        raise CliError(f"record {args.seq} is not a granted entry by face")
+    rid = data.get("resident_id")
+    resident = store.residents.get(rid) if rid is not None else None
+    suspended = False
+    if resident is not None:
+        from doorpi.privacy.vault import TemplateVault
+
+        vault = TemplateVault(store.db, cfg.site.data_dir / "keys", store.audit)
+        suspended = vault.suspend_hands_free(resident.pseudonym, time.time())
+    note = " ".join(args.note.split())[:200]
+    common.audit_admin(store, "face_false_match", seq=args.seq, resident_id=rid,
+                       factors=data.get("factors"), note=note, suspended=suspended)  # fmt: skip
+    if suspended:
+        print(f"resident {rid}: their face template no longer opens the door alone; face with "
+              "their card or number, card and PIN still work; it ends when they enrol again")  # fmt: skip
+    else:
+        print(f"recorded; resident {rid} holds no template on this gate (card mode or removed)")
+    if "card" in data["factors"]:
+        print(f"their card was presented too: if it was not resident {rid}, disable that card")
     return 0
 
 

@@ -73,14 +73,24 @@ def _face_path_info(cfg: common.Config, store: common.Storage, now: float) -> di
         [day],
     ).fetchone()[0]
     n = store.db.execute("SELECT count(*) FROM face_templates").fetchone()[0]
+    false_matches = store.db.execute(
+        "SELECT count(*) FROM audit WHERE kind = 'admin' "
+        "AND json_extract(data, '$.action') = 'face_false_match'"
+    ).fetchone()[0]
     chance = 1.0 - (1.0 - SHIPPED_FAR_UPPER) ** n if n else 0.0
     info: dict[str, Any] = {
         "face_trigger": cfg.face.trigger,
         "face_attempts_today": attempts,
         "face_false_accept_chance_per_stranger": round(chance, 5),
         "face_hands_free": n <= cfg.face.max_hands_free,
+        "face_false_matches_reported": false_matches,
         "warnings": [],
     }
+    if false_matches:
+        info["warnings"].append(
+            f"{false_matches} face false match(es) reported in the audit log "
+            "(`doorpi log --kind admin`): consider card+face instead of face alone here"
+        )
     if cfg.face.enabled and cfg.face.trigger == "continuous":
         info["warnings"].append(
             "face trigger is CONTINUOUS: everyone passing the camera is processed; "

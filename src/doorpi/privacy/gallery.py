@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import sqlite_utils
 
-from doorpi.privacy.vault import TemplateVault, check_embedding
+from doorpi.privacy.vault import TemplateVault, check_embedding, open_set_best
 
 
 class VaultGallery:
@@ -29,6 +29,7 @@ class VaultGallery:
         self._ids: list[str] = []
         self._matrix = np.empty((0, 128), np.float32)
         self._expires = np.empty(0, np.float64)
+        self._suspended = np.empty(0, bool)
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -44,6 +45,7 @@ class VaultGallery:
         self._ids = [by_pseudonym[g.ids[k]] for k in keep]
         self._matrix = g.matrix[keep] if keep else np.empty((0, 128), np.float32)
         self._expires = g.expires[keep] if keep else np.empty(0, np.float64)
+        self._suspended = g.suspended[keep] if keep else np.empty(0, bool)
         self._generation = g.generation
 
     def __len__(self) -> int:
@@ -65,16 +67,13 @@ class VaultGallery:
         return np.where(live, self._matrix @ q, -2.0).astype(np.float32)
 
     def search(self, query: np.ndarray):  # -> doorpi.vision.match.Match
-        """Best resident and the best score of anyone else (open-set 1:N)."""
+        """Best resident and the best score of anyone else (open-set 1:N); a
+        template suspended after a reported false match is never the best."""
         from doorpi.vision.match import Match
 
         s = self.scores(query)
-        if s.size == 0 or float(s.max()) <= -2.0:
-            return Match(None, -1.0, -1.0)
-        best = int(np.argmax(s))
-        others = np.array([i != self._ids[best] for i in self._ids], bool) & (s > -2.0)
-        second = float(s[others].max()) if others.any() else -1.0
-        return Match(self._ids[best], float(s[best]), second)
+        best, score, second = open_set_best(s, (s > -2.0) & ~self._suspended)
+        return Match(None if best is None else self._ids[best], score, second)
 
 
 __all__ = ["VaultGallery"]

@@ -187,6 +187,24 @@ class _Cache:
     ids: list[str] = field(default_factory=list)
     matrix: np.ndarray = field(default_factory=lambda: np.empty((0, EMBEDDING_DIM), np.float32))
     expires: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    suspended: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # no face alone
+
+
+def open_set_best(scores: np.ndarray, eligible: np.ndarray) -> tuple[int | None, float, float]:
+    """(index, score) of the best eligible template, and the best score of any
+    other live one (``scores`` > -2), which the margin rule compares against.
+
+    A template taken out of face-alone matching is never *best* but still
+    competes as second, so a probe close to it is refused rather than
+    handed to the next resident.
+    """
+    if scores.size == 0 or not eligible.any():
+        return None, -1.0, -1.0
+    best = int(np.argmax(np.where(eligible, scores, -3.0)))
+    others = scores > -2.0
+    others[best] = False
+    second = float(scores[others].max()) if others.any() else -1.0
+    return best, float(scores[best]), second
 
 
 def _aad(pseudonym: str, kind: bytes) -> bytes:
@@ -378,8 +396,8 @@ class TemplateVault:
     def _rows(self, pseudonym: str | None = None) -> list[tuple[Any, ...]]:
         sql = (
             "SELECT t.pseudonym, t.nonce, t.ciphertext, k.vault_key_id, k.nonce, k.wrapped_key, "
-            "t.expires FROM face_templates t JOIN face_template_keys k ON k.template_id = t.id "
-            "WHERE t.expires > ?"
+            "t.expires, t.hands_free_suspended IS NOT NULL FROM face_templates t "
+            "JOIN face_template_keys k ON k.template_id = t.id WHERE t.expires > ?"
         )
         params: list[Any] = [self.clock()]
         if pseudonym is not None:
@@ -400,14 +418,17 @@ class TemplateVault:
                 ids: list[str] = []
                 vecs: list[np.ndarray] = []
                 expires: list[float] = []
+                suspended: list[bool] = []
                 for row in self._rows():
                     v = self._decrypt_row(row[:6])
                     if v is not None:
                         ids.append(row[0])
                         vecs.append(v)
                         expires.append(float(row[6]))
+                        suspended.append(bool(row[7]))
                 mat = np.vstack(vecs) if vecs else np.empty((0, EMBEDDING_DIM), np.float32)
-                self._cache = _Cache(gen, ids, mat, np.array(expires, np.float64))
+                self._cache = _Cache(gen, ids, mat, np.array(expires, np.float64),
+                                     np.array(suspended, bool))  # fmt: skip
             return self._cache
 
     # ------------------------------------------------------------ matching
@@ -418,13 +439,20 @@ class TemplateVault:
         g = self._gallery()
         # Expiry is enforced at match time too, not only by the sweeper.
         live = g.expires > self.clock()
-        if not live.any():
-            return VaultMatch(None, -1.0, -1.0)
-        scores = np.where(live, g.matrix @ q, -2.0)
-        order = np.argsort(-scores)
-        best = int(order[0])
-        second = float(scores[order[1]]) if int(live.sum()) > 1 else -1.0
-        return VaultMatch(g.ids[best], float(scores[best]), second)
+        scores = np.where(live, g.matrix @ q, -2.0) if live.any() else np.empty(0)
+        best, score, second = open_set_best(scores, live & ~g.suspended)
+        return VaultMatch(None if best is None else g.ids[best], score, second)
+
+    def suspend_hands_free(self, pseudonym: str, now: float) -> bool:
+        """Take a template out of face-alone matching (a reported false match)
+        until the resident enrols again; 1:1 with their card or number still works."""
+        with self._lock:
+            n = self.db.conn.execute(
+                "UPDATE face_templates SET hands_free_suspended = ? WHERE pseudonym = ?",
+                [now, pseudonym],
+            ).rowcount
+            self._cache = _Cache()
+        return bool(n)
 
     def embedding(self, pseudonym: str) -> np.ndarray | None:
         """One resident's live template, decrypted in memory (for sealing it to the
@@ -564,4 +592,5 @@ __all__ = [
     "VaultMatch",
     "check_embedding",
     "key_id",
+    "open_set_best",
 ]

@@ -134,6 +134,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE face_consents ADD COLUMN origin_gate TEXT;
     ALTER TABLE face_consents ADD COLUMN origin_consent_id INTEGER;
     """,
+    # 4: a reported false match (`doorpi log false-match`) takes the template out of
+    # face-alone (1:N) matching until the resident enrols again (a new row).
+    """
+    ALTER TABLE face_templates ADD COLUMN hands_free_suspended REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
