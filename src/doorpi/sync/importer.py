@@ -83,7 +83,7 @@ class TemplateSink(Protocol):
     def store_sealed(
         self, conn: sqlite3.Connection, pseudonym: str, sealed: bytes, source_gate: str
     ) -> str:
-        """ "stored", or why the template was skipped (e.g. "own_consent", "sharing_off")."""
+        """Returns "stored", or why the template was skipped ("own_consent", ...)."""
         ...
 
     def delete(self, conn: sqlite3.Connection, pseudonym: str) -> bool:
