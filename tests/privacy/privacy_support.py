@@ -133,3 +133,15 @@ def face_site(tmp_path: Path, overrides: dict, with_pia: bool = True):  # type: 
     site.events = events  # type: ignore[attr-defined]
     site.rid = site.add_resident(ALICE)  # type: ignore[attr-defined]
     return site
+
+
+@pytest.fixture
+def cfg_path(tmp_path: Path) -> Path:
+    """A gate config with face on (retention 90 days) and its data dir under tmp_path."""
+    p = tmp_path / "doorpi.toml"
+    p.write_text(
+        '[site]\nname = "Sunny Garden"\ncontroller = "Sunny Garden PM Co."\n'
+        f'contact = "+86 10 5555 0100"\ndata_dir = "{tmp_path / "data"}"\n'
+        "[face]\nenabled = true\nretention_days = 90\n"
+    )
+    return p

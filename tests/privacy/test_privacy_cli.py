@@ -18,17 +18,6 @@ MINE = ["notice", "pia", "consent"]
 
 
 @pytest.fixture
-def cfg_path(tmp_path: Path) -> Path:
-    p = tmp_path / "doorpi.toml"
-    p.write_text(
-        '[site]\nname = "Sunny Garden"\ncontroller = "Sunny Garden PM Co."\n'
-        f'contact = "+86 10 5555 0100"\ndata_dir = "{tmp_path / "data"}"\n'
-        "[face]\nenabled = true\nretention_days = 90\n"
-    )
-    return p
-
-
-@pytest.fixture
 def run(cfg_path, monkeypatch, capsys):
     missing = [m for m in MINE if m not in doorpi.cli.COMMAND_MODULES]
     monkeypatch.setattr(doorpi.cli, "COMMAND_MODULES", [*doorpi.cli.COMMAND_MODULES, *missing])

@@ -44,17 +44,6 @@ def test_suspended_template_is_never_best_but_still_competes(privacy, alice, sto
     assert gallery.search(probe).identity == str(alice)
 
 
-@pytest.fixture
-def cfg_path(tmp_path: Path) -> Path:
-    p = tmp_path / "doorpi.toml"
-    p.write_text(
-        '[site]\nname = "Sunny Garden"\ncontroller = "Sunny Garden PM Co."\n'
-        f'contact = "+86 10 5555 0100"\ndata_dir = "{tmp_path / "data"}"\n'
-        "[face]\nenabled = true\n"
-    )
-    return p
-
-
 def test_false_match_command(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = load_config(cfg_path)
     store = Storage.open(cfg.site.data_dir)
