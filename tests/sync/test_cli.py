@@ -198,6 +198,8 @@ def test_two_gates_share_a_face_through_the_commands(
 
     visit("north-gate")
     visit("south-gate")
+    code, out = run(["admin", "gate", "list", *adm], capsys)
+    assert "card key gate: north-gate" in out
     # Alice enrols at the north gate, agreeing to the site's other gates.
     cfg = load_config(Path(cfgs["north-gate"]))
     storage = Storage.open(cfg.site.data_dir)

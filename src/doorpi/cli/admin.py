@@ -160,6 +160,9 @@ def cmd_gate_list(args: argparse.Namespace) -> int:
     for g in site.gates.values():
         last = g.last_report.get("summary", "-")
         print(f"{g.name[:16]:<16} {pretty(g.fingerprint):<40} {g.last_sequence:>7}  {last}")
+    if len(site.gates) > 1 and site.card_key_gate:
+        key_gate = site.gates[site.card_key_gate].name
+        print(f"card key gate: {key_gate} (templates on cards: visit it first with a new stick)")
     return 0
 
 
