@@ -15,14 +15,21 @@
 # curl bc gpg pigz xxd arch-test bmap-tools kmod) plus mtools for add-data-partition.sh.
 #
 # What it does:
-#  1. builds the doorpi wheel and downloads its aarch64 dependencies (a wheelhouse:
-#     the image installs offline), copies models/build + models/manifest.toml, the
-#     systemd files and the default config into stage-doorpi/01-doorpi/files/;
+#  1. builds the doorpi wheel and downloads its aarch64 dependencies, the face runtime
+#     included (a wheelhouse: the image installs offline), copies models/build +
+#     models/manifest.toml, the systemd files and the default config into
+#     stage-doorpi/01-doorpi/files/;
 #  2. runs pi-gen with stages 0-2 (Lite) and stage-doorpi (config: ./config);
 #  3. runs add-data-partition.sh on the exported image (ext4 "doorpi-data" for
 #     /var/lib/doorpi, data=journal) and compresses it.
 # The result: deploy/<date>-doorpi-arm64.img.xz, to flash with Raspberry Pi Imager
 # (no customisation: the image has no login user with a password and no SSH).
+#
+# env: DOORPI_FACE=0 builds without the face runtime (the `face` extra, ai-edge-litert;
+#      default 1). Shipping it enables nothing: face stays off in the config until the
+#      operator turns it on and records an impact assessment.
+#      DOORPI_SYSTEM_NUMPY (default 1.24.2, Raspberry Pi OS bookworm's python3-numpy):
+#      the numpy the face runtime's wheels are resolved against here.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,23 +53,32 @@ tar -C "$REPO" --exclude=./.venv --exclude=./.git --exclude=./models --exclude=.
 	--exclude=./firmware_image --exclude='*.egg-info' -cf - . | tar -C "$SRC" -xf -
 "$PYTHON" -m pip wheel --no-deps -w "$FILES/wheels" "$SRC"
 # Extras: the reader and keypad extras are satisfied by Raspberry Pi OS's python3-pyscard
-# and python3-evdev. The face extra (TFLite runtime) only with DOORPI_FACE=1: check first
-# that its numpy requirement matches the system numpy that python3-picamera2 was built
-# against (bookworm: 1.24), or the camera stops working.
-# pyscard has no Linux wheels: only the face extra is downloaded; the others must be met
-# by the system packages at install time.
+# and python3-evdev (pyscard has no Linux wheels: they are not downloaded and must be met
+# by the system packages at install time). The face extra (ai-edge-litert) is downloaded
+# unless DOORPI_FACE=0. It runs on the system numpy 1.24 that python3-picamera2 is built
+# against: ai-edge-litert 1.1-2.3 declare numpy>=1.23.2, and rootfs-test.sh runs the real
+# face pipeline with ai-edge-litert on bookworm's python3-numpy 1.24.2 under qemu. numpy
+# is pinned to the system version here (so the resolver picks wheels that accept it) and
+# again in the chroot (01-run-chroot.sh, the version computed there), so pip fails rather
+# than put numpy 2 into the venv in front of the system one.
 EXTRAS="reader,keypad"
 WHEEL="$(find "$FILES/wheels" -name 'doorpi-*.whl' | head -n 1)"
 SPEC="$WHEEL"
-if [[ "${DOORPI_FACE:-0}" == "1" ]]; then
+if [[ "${DOORPI_FACE:-1}" != "0" ]]; then
 	EXTRAS="$EXTRAS,face"
 	SPEC="doorpi[face] @ file://$WHEEL"
 fi
 echo "doorpi[$EXTRAS]" > "$FILES/requirement.txt"
+echo "numpy==${DOORPI_SYSTEM_NUMPY:-1.24.2}" > "$SRC/constraints.txt"
+# pip does not widen --platform to older manylinux tags: every glibc from 2.17 to
+# bookworm's 2.36 is listed (ai-edge-litert 2.x is manylinux_2_27_aarch64 only).
+PLATFORMS=(--platform manylinux2014_aarch64)
+for minor in $(seq 17 36); do
+	PLATFORMS+=(--platform "manylinux_2_${minor}_aarch64")
+done
 "$PYTHON" -m pip download --dest "$FILES/wheels" --only-binary=:all: \
-	--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 \
-	--python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-	"$SPEC"
+	"${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+	-c "$SRC/constraints.txt" "$SPEC"
 if [[ -d "$REPO/models/build" ]]; then
 	cp -r "$REPO/models/build" "$FILES/models"
 	cp "$REPO/models/manifest.toml" "$FILES/models/manifest.toml"

@@ -10,14 +10,25 @@
 # a dependency without an aarch64 wheel, units that do not verify against the real
 # file layout, and a missing user or data directory mode.
 #
+# The face runtime (the `face` extra: ai-edge-litert) is installed as the image installs
+# it, on Debian's own python3-numpy (1.24 in bookworm, as in Raspberry Pi OS bookworm,
+# whose python3-picamera2 is built against it): a constraints file pins numpy to the
+# system version, so pip fails rather than put numpy 2 into the venv. Then the real face
+# pipeline (BlazeFace, face mesh, SFace from models/build) runs under qemu on two photos
+# of one person and one of another from the shared photo folder, and must put the same
+# person above and the other below the shipped cosine threshold.
+#
 # Slow (the first run builds the base rootfs, ~5 min; later runs reuse the cached
-# tarball under ~/.cache/doorpi/rootfs). Opt-in: `make image-test`. Needs root,
-# mmdebstrap, qemu-user-static, binfmt-support, and the Debian mirror + PyPI.
+# tarball under ~/.cache/doorpi/rootfs, and take ~1-2 min with the face check). Opt-in:
+# `make image-test`. Needs root, mmdebstrap, qemu-user-static, binfmt-support, the Debian
+# mirror + PyPI, models/build (`make models`) and the shared photos.
 #
 # Usage: sudo firmware_image/rootfs-test.sh [--keep]
 #   env: DOORPI_ROOTFS_CACHE (default ~/.cache/doorpi/rootfs)
 #        DOORPI_MIRROR (default http://deb.debian.org/debian)
 #        DOORPI_WHEEL (a prebuilt wheel; default: built from this checkout)
+#        DOORPI_FACE=0 (as build.sh: no face runtime, no face check)
+#        DOORPI_SHARED_DIR (the folder holding faces/; default ../shared beside the checkout)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +37,10 @@ CACHE="${DOORPI_ROOTFS_CACHE:-$HOME/.cache/doorpi/rootfs}"
 MIRROR="${DOORPI_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 ARCH=arm64
+FACE="${DOORPI_FACE:-1}"
+SHARED="${DOORPI_SHARED_DIR:-$REPO/../shared}"
+# Two photos of one person and one of another (the gate's real pipeline compares them).
+FACE_PHOTOS=(faces/Ariel_Sharon/1.jpg faces/Ariel_Sharon/2.jpg faces/Barack_Obama/1.jpg)
 KEEP=0
 [[ "${1:-}" == "--keep" ]] && KEEP=1
 
@@ -36,6 +51,12 @@ die() { printf 'rootfs-test: FAIL: %s\n' "$*" >&2; exit 1; }
 for tool in mmdebstrap qemu-aarch64-static update-binfmts; do
 	command -v "$tool" >/dev/null || die "missing $tool (apt-get install mmdebstrap qemu-user-static binfmt-support)"
 done
+if [[ "$FACE" == "1" ]]; then
+	[[ -f "$REPO/models/build/sface.tflite" ]] || die "no models/build: run make models (or DOORPI_FACE=0)"
+	for photo in "${FACE_PHOTOS[@]}"; do
+		[[ -f "$SHARED/$photo" ]] || die "missing $SHARED/$photo (set DOORPI_SHARED_DIR, or DOORPI_FACE=0)"
+	done
+fi
 
 # The Debian (not Raspberry Pi OS) subset of the stage's package lists: python3-lgpio
 # and python3-picamera2 exist only in the Raspberry Pi archive, so they are left out
@@ -65,7 +86,7 @@ fi
 WORK="$(mktemp -d /tmp/doorpi-rootfs.XXXXXX)"
 ROOT="$WORK/root"
 cleanup() {
-	for m in dev/pts dev proc sys; do
+	for m in dev/pts dev proc/cpuinfo proc sys; do
 		mountpoint -q "$ROOT/$m" 2>/dev/null && umount -l "$ROOT/$m"
 	done
 	if [[ $KEEP -eq 1 ]]; then
@@ -77,6 +98,22 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$ROOT"
 tar -C "$ROOT" -xf "$BASE"
+
+# Commands inside the rootfs get a clean environment: the host's PIP_*/PYTHON* settings
+# (an extra index, find-links) must not leak into the install being tested.
+# QEMU_CPU: qemu emulates the Raspberry Pi 4's core (Cortex-A72) rather than its default
+# "max" CPU, which advertises SVE and SME: on "max" (qemu 7.2) ai-edge-litert 2.3's XNNPACK
+# computes the int8 SFace wrongly (cosines ~0.99 for any two faces); with "max,sme=off", or
+# as cortex-a72 or cortex-a76 (Pi 5), it matches x86 to 0.003. No Pi has SVE or SME.
+in_root() {
+	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 QEMU_CPU=cortex-a72 \
+		chroot "$ROOT" "$@"
+}
+
+# The system python's numpy (python3-numpy, what python3-picamera2 is built against on
+# the Pi): the face extra must resolve against exactly this version.
+SYSTEM_NUMPY="$(in_root python3 -c 'import numpy; print(numpy.__version__)')"
+log "system numpy in the rootfs: $SYSTEM_NUMPY"
 
 # The wheel and its arm64 dependencies are fetched on the host (fast, no qemu) into a
 # wheelhouse and installed offline inside the rootfs, as the pi-gen stage does.
@@ -93,13 +130,25 @@ else
 	"$REPO/.venv/bin/pip" wheel --quiet --no-deps -w "$WHEELS" "$WORK/src"
 fi
 WHEEL="$(ls "$WHEELS"/doorpi-*.whl)"
-# Only the base requirements: pyscard has no Linux wheels, and the reader/keypad extras
-# are met by Debian's packages inside the rootfs.
-log "downloading aarch64 dependency wheels"
+# The base requirements and, as build.sh does, the face extra: pyscard has no Linux
+# wheels, and the reader/keypad extras are met by Debian's packages inside the rootfs.
+# pip does not widen --platform to older manylinux tags: every glibc from 2.17 to
+# bookworm's 2.36 is listed (ai-edge-litert 2.x is manylinux_2_27_aarch64 only).
+PLATFORMS=(--platform manylinux2014_aarch64)
+for minor in $(seq 17 36); do
+	PLATFORMS+=(--platform "manylinux_2_${minor}_aarch64")
+done
+SPEC="$WHEEL"
+EXTRAS="reader,keypad"
+if [[ "$FACE" == "1" ]]; then
+	SPEC="doorpi[face] @ file://$WHEEL"
+	EXTRAS="$EXTRAS,face"
+fi
+echo "numpy==$SYSTEM_NUMPY" > "$WHEELS/constraints.txt"
+log "downloading aarch64 dependency wheels for doorpi[$EXTRAS] (numpy==$SYSTEM_NUMPY)"
 "$REPO/.venv/bin/pip" download --quiet --dest "$WHEELS" --only-binary=:all: \
-	--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 \
-	--python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-	"$WHEEL"
+	"${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+	-c "$WHEELS/constraints.txt" "$SPEC"
 
 # Same layout as stage-doorpi/01-doorpi/00-run.sh + 01-run-chroot.sh.
 install -d -m 0755 "$ROOT/opt/doorpi" "$ROOT/etc/doorpi" "$ROOT/opt/doorpi/libexec"
@@ -114,6 +163,13 @@ if [[ -d "$REPO/models/build" ]]; then
 	[[ -f "$REPO/models/manifest.toml" ]] && cp "$REPO/models/manifest.toml" "$ROOT/opt/doorpi/models/"
 fi
 cp -r "$WHEELS" "$ROOT/tmp/wheels"
+echo "doorpi[$EXTRAS]" > "$ROOT/tmp/wheels/requirement.txt"
+if [[ "$FACE" == "1" ]]; then
+	for photo in "${FACE_PHOTOS[@]}"; do
+		install -D -m 0644 "$SHARED/$photo" "$ROOT/tmp/$photo"
+	done
+	install -m 0644 "$HERE/rootfs-face-check.py" "$ROOT/tmp/rootfs-face-check.py"
+fi
 
 # The host's systemd applies our sysusers/tmpfiles files to the foreign root: the
 # same result as running them at first boot on the Pi.
@@ -121,28 +177,41 @@ systemd-sysusers --root="$ROOT" "$ROOT/usr/lib/sysusers.d/doorpi.conf"
 systemd-tmpfiles --root="$ROOT" --create "$ROOT/usr/lib/tmpfiles.d/doorpi.conf"
 grep -q '^doorpi:' "$ROOT/etc/passwd" || die "sysusers did not create user doorpi"
 
-# Commands inside the rootfs get a clean environment: the host's PIP_*/PYTHON* settings
-# (an extra index, find-links) must not leak into the install being tested.
-in_root() {
-	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 chroot "$ROOT" "$@"
-}
-
 mount --bind /dev "$ROOT/dev"
 mount -t proc proc "$ROOT/proc"
 mount -t sysfs sys "$ROOT/sys"
+# qemu-user (7.2, bookworm's) passes the host's x86 /proc/cpuinfo through. ai-edge-litert
+# 2.3's CPU detection segfaults on it (in allocate_tensors, or creating SFace's
+# interpreter; 1.4.0 does not), whatever the numpy: show the arm64 processes what a
+# Raspberry Pi 4 shows (Cortex-A72, as QEMU_CPU above), one entry per host CPU.
+for ((cpu = 0; cpu < $(nproc); cpu++)); do
+	printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$cpu"
+	printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n'
+	printf 'CPU revision\t: 3\n\n'
+done > "$WORK/cpuinfo"
+printf 'Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B (emulated)\n' >> "$WORK/cpuinfo"
+mount --bind "$WORK/cpuinfo" "$ROOT/proc/cpuinfo"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
 
-log "installing doorpi in a venv inside the arm64 rootfs (qemu)"
+log "installing doorpi[$EXTRAS] in a venv inside the arm64 rootfs (qemu)"
 # shellcheck disable=SC2016  # expanded by the chroot's shell, not here
 in_root /bin/sh -ec '
 	test "$(uname -m)" = aarch64 || { echo "not running under qemu-aarch64"; exit 1; }
 	python3 -m venv --system-site-packages /opt/doorpi/venv
-	# As the image: the reader/keypad extras must be met by Debian'"'"'s python3-pyscard and
+	# As the image (01-run-chroot.sh): numpy pinned to the system version, computed here.
+	python3 -c "import numpy; print(\"numpy==\" + numpy.__version__)" > /tmp/wheels/constraints.txt
+	# The reader/keypad extras must be met by Debian'"'"'s python3-pyscard and
 	# python3-evdev through --system-site-packages (no compiler in the image).
-	/opt/doorpi/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels "doorpi[reader,keypad]"
+	/opt/doorpi/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels \
+		-c /tmp/wheels/constraints.txt -r /tmp/wheels/requirement.txt
 	/opt/doorpi/venv/bin/python -c "import smartcard, evdev"
 	rm -rf /tmp/wheels
 '
+# The venv must import the system numpy (the one python3-picamera2 uses), never its own.
+in_root /opt/doorpi/venv/bin/python -c '
+import numpy, sys
+sys.exit(0 if numpy.__file__.startswith("/usr/lib/python3/dist-packages/") else numpy.__file__)' \
+	|| die "the venv does not use the system numpy"
 
 log "python3 -c 'import doorpi' inside the rootfs"
 in_root /opt/doorpi/venv/bin/python -c \
@@ -183,4 +252,13 @@ log "doorpi selftest inside the rootfs (skipping $SKIP)"
 in_root /usr/sbin/runuser -u doorpi -- /opt/doorpi/venv/bin/python -m doorpi.selftest \
 	--config /etc/doorpi/doorpi.toml --skip "$SKIP" \
 	|| die "selftest failed inside the rootfs"
-log "OK"
+
+if [[ "$FACE" == "1" ]]; then
+	log "the real face pipeline on the system numpy, under qemu (${FACE_PHOTOS[*]})"
+	started=$SECONDS
+	in_root /usr/sbin/runuser -u doorpi -- /opt/doorpi/venv/bin/python -u /tmp/rootfs-face-check.py \
+		/opt/doorpi/models "${FACE_PHOTOS[@]/#//tmp/}" \
+		|| die "face pipeline check failed inside the rootfs"
+	log "face check took $((SECONDS - started)) s"
+fi
+log "OK ($SECONDS s)"

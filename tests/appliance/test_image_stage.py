@@ -16,6 +16,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,79 @@ def test_doorpi_step_installs_every_systemd_file_with_modes() -> None:
     assert "systemctl enable doorpi.service doorpi-firstboot.service" in chroot
     assert "systemd-sysusers" in chroot
     assert "passwd -l root" in chroot
+
+
+def test_image_ships_the_face_runtime_on_the_system_numpy() -> None:
+    """The face extra is in the image by default, installed against Raspberry Pi OS's own
+    numpy (python3-picamera2 is built against it), never with a numpy of its own."""
+    build = (IMAGE / "build.sh").read_text()
+    assert '"${DOORPI_FACE:-1}" != "0"' in build, "face runtime by default, DOORPI_FACE=0 opts out"
+    assert 'SPEC="doorpi[face] @ file://$WHEEL"' in build
+    assert re.search(r'echo "numpy==\$\{DOORPI_SYSTEM_NUMPY:-1\.24\.\d+\}"', build)
+    download = build[build.index("-m pip download") :].split("\n\n")[0]
+    assert '-c "$SRC/constraints.txt" "$SPEC"' in download
+    # ai-edge-litert 2.x is manylinux_2_27_aarch64 only, and pip does not widen --platform.
+    assert "$(seq 17 36)" in build and "manylinux_2_${minor}_aarch64" in build
+
+    chroot = (STAGE / "01-doorpi/01-run-chroot.sh").read_text()
+    pin = chroot.index("""python3 -c 'import numpy; print("numpy==" + numpy.__version__)'""")
+    install = chroot.index("/opt/doorpi/venv/bin/pip install")
+    assert pin < install, "the pin is computed in the chroot, from the system python"
+    assert "-c /opt/doorpi/wheels/constraints.txt -r /opt/doorpi/wheels/requirement.txt" in chroot
+    assert '"/usr/lib/python3/dist-packages/"' in chroot, "the venv must import the system numpy"
+    assert chroot.index("import ai_edge_litert.interpreter") < chroot.index(
+        "rm -rf /opt/doorpi/wheels"
+    )
+
+    # The opt-in qemu test installs it the same way and runs the real pipeline.
+    rootfs = (IMAGE / "rootfs-test.sh").read_text()
+    assert "-c /tmp/wheels/constraints.txt -r /tmp/wheels/requirement.txt" in rootfs
+    assert "rootfs-face-check.py" in rootfs and (IMAGE / "rootfs-face-check.py").is_file()
+
+
+def test_rootfs_face_check_runs_the_real_pipeline(faces_dir: Path) -> None:
+    """The check rootfs-test.sh runs under qemu, run here: same person above the shipped
+    threshold, another person below it (the photos rootfs-test.sh uses)."""
+    from doorpi.vision.models import REPO_BUILD_DIR, SUMS
+
+    models = Path(os.environ.get("DOORPI_MODELS_DIR") or REPO_BUILD_DIR)
+    if not (models / SUMS).is_file():
+        pytest.fail(f"face models not found in {models}: run make models")
+    photos = ["Ariel_Sharon/1.jpg", "Ariel_Sharon/2.jpg", "Barack_Obama/1.jpg"]
+    rootfs = (IMAGE / "rootfs-test.sh").read_text()
+    for photo in photos:
+        assert f"faces/{photo}" in rootfs
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(IMAGE / "rootfs-face-check.py"),
+            str(models),
+            *(str(faces_dir / photo) for photo in photos),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    same, different = map(
+        float, re.search(r"same person ([\d.-]+), different person ([\d.-]+)", run.stdout).groups()
+    )
+    assert same > 0.45 > different
+    assert re.search(r"^numpy \d", run.stdout, re.M) and "ai-edge-litert" in run.stdout
+
+    # And it fails when the two photos are of different people.
+    wrong = subprocess.run(
+        [
+            sys.executable,
+            str(IMAGE / "rootfs-face-check.py"),
+            str(models),
+            *(str(faces_dir / photo) for photo in (photos[0], photos[2], photos[1])),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert wrong.returncode == 1 and "wrong side of the threshold" in wrong.stderr
 
 
 def test_files_in_the_stage_are_not_executable_by_accident() -> None:

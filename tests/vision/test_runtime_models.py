@@ -58,7 +58,7 @@ def test_models_load_and_run(models) -> None:
 
 
 def test_falls_back_to_tflite_runtime(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
-    """Without ai-edge-litert the tflite_runtime package is used (Pi OS with numpy 1.x)."""
+    """Without ai-edge-litert the tflite_runtime package is used (an older install)."""
     import sys
     import types
 

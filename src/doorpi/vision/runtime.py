@@ -1,9 +1,10 @@
 """Thin TFLite interpreter wrapper.
 
 Why: the device must run with whichever TFLite runtime is installed
-(``ai-edge-litert`` with numpy 2, ``tflite-runtime`` with numpy 1.x on
-Raspberry Pi OS), and a broken model file must surface as one clear
-``ModelError`` naming the file so the door falls back to card/PIN.
+(``ai-edge-litert``, which the image ships on Raspberry Pi OS's numpy 1.24,
+or the older ``tflite-runtime``, numpy 1.x only), and a broken model file
+must surface as one clear ``ModelError`` naming the file so the door falls
+back to card/PIN.
 """
 
 from __future__ import annotations
