@@ -82,6 +82,7 @@ done
 if [[ -d "$REPO/models/build" ]]; then
 	cp -r "$REPO/models/build" "$FILES/models"
 	cp "$REPO/models/manifest.toml" "$FILES/models/manifest.toml"
+	cp "$REPO/models/kat.json" "$FILES/models/kat.json"
 else
 	echo "   (no models/build: the image ships without face models; face stays disabled)"
 fi

@@ -106,7 +106,12 @@ tar -C "$ROOT" -xf "$BASE"
 # computes the int8 SFace wrongly (cosines ~0.99 for any two faces); with "max,sme=off", or
 # as cortex-a72 or cortex-a76 (Pi 5), it matches x86 to 0.003. No Pi has SVE or SME.
 in_root() {
-	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 QEMU_CPU=cortex-a72 \
+	in_root_cpu cortex-a72 "$@"
+}
+in_root_cpu() {
+	local cpu="$1"
+	shift
+	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 QEMU_CPU="$cpu" \
 		chroot "$ROOT" "$@"
 }
 
@@ -161,6 +166,7 @@ install -m 0755 "$REPO/systemd/doorpi-usb-sync" "$ROOT/opt/doorpi/libexec/doorpi
 if [[ -d "$REPO/models/build" ]]; then
 	cp -r "$REPO/models/build" "$ROOT/opt/doorpi/models"
 	[[ -f "$REPO/models/manifest.toml" ]] && cp "$REPO/models/manifest.toml" "$ROOT/opt/doorpi/models/"
+	cp "$REPO/models/kat.json" "$ROOT/opt/doorpi/models/kat.json"
 fi
 cp -r "$WHEELS" "$ROOT/tmp/wheels"
 echo "doorpi[$EXTRAS]" > "$ROOT/tmp/wheels/requirement.txt"
@@ -260,5 +266,20 @@ if [[ "$FACE" == "1" ]]; then
 		/opt/doorpi/models "${FACE_PHOTOS[@]/#//tmp/}" \
 		|| die "face pipeline check failed inside the rootfs"
 	log "face check took $((SECONDS - started)) s"
+	# The known-answer test (doorpi.vision.kat) must catch the miscomputing CPU above:
+	# on qemu's "max" CPU (SVE/SME) loading the models must fail, and face stay off.
+	log "known-answer test on a CPU where SFace miscomputes (qemu max: SVE/SME)"
+	kat_out="$(in_root_cpu max /usr/sbin/runuser -u doorpi -- /opt/doorpi/venv/bin/python -c '
+from doorpi.vision.models import load_models
+from doorpi.vision.runtime import ModelError
+try:
+    load_models("/opt/doorpi/models")
+except ModelError as exc:
+    print("refused:", exc)
+else:
+    print("loaded")' 2>&1 | grep -v '^INFO' || true)"
+	echo "   $kat_out"
+	[[ "$kat_out" == *"known-answer test failed"* ]] \
+		|| die "the known-answer test let a miscomputing SFace through"
 fi
 log "OK ($SECONDS s)"

@@ -235,6 +235,27 @@ def check_models(models_dir: Path, face_enabled: bool) -> CheckResult:
     return CheckResult(PASS, f"{len(hashes)} model(s) in {models_dir}, hashes match")
 
 
+def check_face_runtime(models_dir: Path, face_enabled: bool) -> CheckResult:
+    """SFace reproduces its known answers on this CPU and TFLite runtime.
+
+    A runtime that miscomputes (seen under qemu with SVE/SME: every face alike)
+    would let strangers match, and no hash can see it (doorpi.vision.kat).
+    """
+    if not face_enabled:
+        return CheckResult(WARN, "face disabled: runtime not checked")
+    try:
+        from doorpi.vision.kat import check
+        from doorpi.vision.models import EMBEDDER
+        from doorpi.vision.runtime import ModelError, TFLiteModel
+    except ImportError as exc:
+        return CheckResult(FAIL, f"face runtime not installed: {exc}")
+    try:
+        check(TFLiteModel(models_dir / EMBEDDER, 1), models_dir)
+    except ModelError as exc:
+        return CheckResult(FAIL, str(exc))
+    return CheckResult(PASS, "SFace reproduces its known answers on this CPU and runtime")
+
+
 def check_strike_boot(pin: int, active_high: bool, strike: str) -> CheckResult:
     """Is the strike driver energised between power-on and the gate taking the line?
 
@@ -329,6 +350,7 @@ CHECK_NAMES = (
     "keys",
     "database",
     "models",
+    "face_runtime",
     "camera",
     "reader",
     "gpio",
@@ -372,6 +394,7 @@ def run_checks(
         "keys": lambda: check_keys(data_dir),
         "database": lambda: check_database(data_dir),
         "models": lambda: check_models(models_dir, face_enabled),
+        "face_runtime": lambda: check_face_runtime(models_dir, face_enabled),
         "camera": lambda: check_camera(dev_dir, face_enabled),
         "reader": lambda: check_reader(
             bool(reader.get("enabled", True)), str(reader.get("name", "")), list_readers

@@ -160,6 +160,10 @@ def test_image_ships_the_face_runtime_on_the_system_numpy() -> None:
     rootfs = (IMAGE / "rootfs-test.sh").read_text()
     assert "-c /tmp/wheels/constraints.txt -r /tmp/wheels/requirement.txt" in rootfs
     assert "rootfs-face-check.py" in rootfs and (IMAGE / "rootfs-face-check.py").is_file()
+    # The known answers travel with the models; the qemu test proves they catch a bad CPU.
+    assert 'cp "$REPO/models/kat.json" "$FILES/models/kat.json"' in build
+    assert 'cp "$REPO/models/kat.json" "$ROOT/opt/doorpi/models/kat.json"' in rootfs
+    assert "in_root_cpu max" in rootfs and '*"known-answer test failed"*' in rootfs
 
 
 def test_rootfs_face_check_runs_the_real_pipeline(faces_dir: Path) -> None:

@@ -265,6 +265,24 @@ def test_models_missing_file_or_hashes_fails(tmp_path: Path) -> None:
     assert selftest.check_models(tmp_path / "absent", face_enabled=True).status == FAIL
 
 
+def test_face_runtime_reproduces_the_known_answers(tmp_path: Path) -> None:
+    import shutil
+
+    from doorpi.vision.models import REPO_BUILD_DIR
+
+    ok = selftest.check_face_runtime(REPO_BUILD_DIR, face_enabled=True)
+    assert ok.status == PASS and "known answers" in ok.detail
+    assert selftest.check_face_runtime(tmp_path, face_enabled=False).status == WARN
+    bad = tmp_path / "m"
+    bad.mkdir()
+    shutil.copyfile(REPO_BUILD_DIR / "sface.tflite", bad / "sface.tflite")
+    answers = json.loads((REPO_BUILD_DIR.parent / "kat.json").read_text())
+    answers["answers"] = answers["answers"][::-1]  # recorded on some other model
+    (bad / "kat.json").write_text(json.dumps(answers))
+    result = selftest.check_face_runtime(bad, face_enabled=True)
+    assert result.status == FAIL and "known-answer test failed" in result.detail
+
+
 def test_models_face_disabled_is_a_warning(tmp_path: Path) -> None:
     result = selftest.check_models(tmp_path / "nothing", face_enabled=False)
     assert result.status == WARN
@@ -343,8 +361,9 @@ def test_run_checks_all_good(tmp_path: Path, good_install: Path) -> None:
     )
     assert [r.name for r in results] == list(selftest.CHECK_NAMES)
     statuses = {r.name: r.status for r in results}
-    assert statuses["models"] == WARN  # face disabled in the default config
-    assert all(s == PASS for n, s in statuses.items() if n != "models"), results
+    face = ("models", "face_runtime")
+    assert all(statuses[n] == WARN for n in face)  # face disabled in the default config
+    assert all(s == PASS for n, s in statuses.items() if n not in face), results
     assert selftest.exit_code(results) == 0
 
 

@@ -83,8 +83,10 @@ def load_models(
     directory: str | os.PathLike[str] | None = None,
     num_threads: int | None = None,
     verify: bool = True,
+    kat: bool = True,
 ) -> FaceModels:
-    """Find, hash-check and load detector, face mesh and SFace."""
+    """Find, hash-check and load detector, face mesh and SFace; then check that
+    SFace computes its known answers on this machine (`doorpi.vision.kat`)."""
     d = find_models_dir(directory)
     hashes = expected_hashes(d)
 
@@ -92,4 +94,9 @@ def load_models(
         path = verified_path(d, name, hashes) if verify else d / name
         return TFLiteModel(path, num_threads)
 
-    return FaceModels(get(DETECTOR), get(MESH), get(EMBEDDER), d)
+    models = FaceModels(get(DETECTOR), get(MESH), get(EMBEDDER), d)
+    if kat:
+        from doorpi.vision.kat import check
+
+        check(models.embedder, d)
+    return models
