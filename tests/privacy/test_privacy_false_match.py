@@ -77,6 +77,10 @@ def test_false_match_command(cfg_path: Path, capsys: pytest.CaptureFixture[str])
     rec = [r for r in store.audit.records() if r.kind == "admin"][-1]
     assert rec.data["action"] == "face_false_match" and rec.data["seq"] == grant.seq
     assert rec.data["note"] == "guard saw a stranger" and rec.data["suspended"] is True
+    from doorpi.store.db import get_state
+
+    kept = json.loads(get_state(store.db, "face_false_matches") or "[]")
+    assert [p for p, _ in kept] == [store.residents.get(rid).pseudonym]  # for the sync
     rc, out = run("status", "--json")
     status = json.loads(out)
     assert status["face_false_matches_reported"] == 1

@@ -38,6 +38,7 @@ class MemorySink:
         self.deleted: list[str] = []
         self.withdrawn: list[tuple[str, float]] = []
         self.forgotten: list[str] = []
+        self.suspended: list[tuple[str, float]] = []
         self.finished = 0
         self.discarded = 0
 
@@ -54,6 +55,10 @@ class MemorySink:
     def withdraw_before(self, conn: Any, pseudonym: str, at: float) -> int:
         self.withdrawn.append((pseudonym, at))
         return int(self.stored.pop(pseudonym, None) is not None)
+
+    def suspend_before(self, conn: Any, pseudonym: str, at: float) -> int:
+        self.suspended.append((pseudonym, at))
+        return int(pseudonym in self.stored)
 
     def forget(self, conn: Any, pseudonym: str) -> None:
         self.forgotten.append(pseudonym)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from doorpi.sync.bundle import CardKeyEntry, EnrollmentBundle, FaceWithdrawal, seal_bundle
+from doorpi.sync.bundle import CardKeyEntry, EnrollmentBundle, FaceEvent, seal_bundle
 from doorpi.sync.templates import CARD_KEY_LABEL, seal_template
 from sync.corpus_keys import GATE, PEER, SITE
 from sync.helpers import resident, template
@@ -33,7 +33,8 @@ def main() -> None:
     good = base()
     shared = base(residents=(resident("a-1", 1, SITE, share_with_site_gates=True),),
                   templates=(template("a-1", PEER, GATE),), peers=(PEER.public,))  # fmt: skip
-    withdrawn = base(3, face_withdrawals=(FaceWithdrawal("a-1", 1_779_999_000.0),))
+    withdrawn = base(3, face_withdrawals=(FaceEvent("a-1", 1_779_999_000.0),))
+    suspended = base(5, face_suspensions=(FaceEvent("b-2", 1_779_999_500.0),))
     sealed_key = seal_template(PEER, GATE.public, CARD_KEY_LABEL, bytes(range(32)))
     card_key = base(4, peers=(PEER.public,), card_key_gate=PEER.fingerprint,
                     card_key=CardKeyEntry(PEER.fingerprint, sealed_key))  # fmt: skip
@@ -47,6 +48,10 @@ def main() -> None:
         "no_consent-template": replace(shared, residents=(resident("a-1", 1, SITE),)).to_body(),
         "unknown_version-v2": good.to_body().replace(b'"version":1', b'"version":2'),
         "ok-face-withdrawals": withdrawn.to_body(),
+        "ok-face-suspensions": suspended.to_body(),
+        "malformed-suspension-resident": suspended.to_body().replace(
+            b'"resident":"b-2"}', b'"resident":"B 2"}'
+        ),
         "ok-card-key": card_key.to_body(),
         "malformed-card-key-not-from-key-gate": replace(
             card_key, card_key_gate=GATE.fingerprint

@@ -29,7 +29,7 @@ import pytest
 
 from doorpi.store import Storage
 from doorpi.store.db import get_state, integrity_check
-from doorpi.sync.bundle import FaceWithdrawal
+from doorpi.sync.bundle import FaceEvent
 from doorpi.sync.keys import SiteKey
 from sync.helpers import (
     T0,
@@ -106,7 +106,7 @@ def test_sigkill_during_import_leaves_old_or_new_state(tmp_path: Path) -> None:
     kept = [replace(p, share_with_site_gates=False) if p.key == "r-21" else p for p in people[20:]]
     bundle2 = rig.bundle(2, changed + kept + added, tombstones=tuple(p.key for p in people[:10]),
                          templates=faces(25, 30), template_tombstones=("r-21",),
-                         face_withdrawals=(FaceWithdrawal("r-20", T0),))  # fmt: skip
+                         face_withdrawals=(FaceEvent("r-20", T0),))  # fmt: skip
     bundle_file = tmp_path / "2.bundle"
     bundle_file.write_bytes(rig.seal(bundle2))
     rig.storage.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -24,7 +24,7 @@ from doorpi.privacy.share import (
     parse_payload,
 )
 from doorpi.sync.admin import AdminSite
-from doorpi.sync.bundle import FaceWithdrawal
+from doorpi.sync.bundle import FaceEvent
 from doorpi.sync.keys import SiteKey
 from doorpi.sync.roster import parse_roster
 from doorpi.sync.templates import seal_template
@@ -183,7 +183,7 @@ def test_withdrawal_at_another_gate_ends_every_earlier_consent(
     )
     gate.now += DAY
     rep = gate.apply(
-        alice_bundle(gate, site, 2, face_withdrawals=(FaceWithdrawal("a-1", gate.now - 60),))
+        alice_bundle(gate, site, 2, face_withdrawals=(FaceEvent("a-1", gate.now - 60),))
     )
     assert rep.changes["face_withdrawn"] == 1 and gate.privacy.vault.count() == 0  # type: ignore[attr-defined]
     assert [c[2] for c in consents(gate)] == [BY_SITE_WITHDRAWAL]
@@ -193,7 +193,7 @@ def test_withdrawal_at_another_gate_ends_every_earlier_consent(
     privacy.consent(privacy.start_enrolment(alice.id, "gate", by="resident"), "resident:card+pin")
     privacy.enrol(alice.id, unit(4))
     rep = gate.apply(
-        alice_bundle(gate, site, 3, face_withdrawals=(FaceWithdrawal("a-1", gate.now - 60),))
+        alice_bundle(gate, site, 3, face_withdrawals=(FaceEvent("a-1", gate.now - 60),))
     )
     assert rep.changes["face_withdrawn"] == 0 and privacy.identify(unit(4), 0.45) == alice.id
 
@@ -203,7 +203,7 @@ def test_copy_in_transit_from_before_a_withdrawal_does_not_survive(
 ) -> None:
     gate.now += DAY
     t = shared_template("a-1", gate.peer, gate.identity, unit(1), given_at=T0 - DAY)
-    b = alice_bundle(gate, site, 1, t, face_withdrawals=(FaceWithdrawal("a-1", T0),))
+    b = alice_bundle(gate, site, 1, t, face_withdrawals=(FaceEvent("a-1", T0),))
     rep = gate.apply(b)
     assert rep.changes["templates_stored"] == 1 and rep.changes["face_withdrawn"] == 1
     assert gate.privacy.vault.count() == 0  # type: ignore[attr-defined]
@@ -400,3 +400,55 @@ def test_enrolled_at_two_gates_the_newest_consent_wins_and_stays(
     live = [c for c in consents(gate) if c[2] is None]
     assert live == [(third.fingerprint, 4, None, "ab" * 32)]
     assert gate.privacy.identify(unit(2), 0.45) is not None  # type: ignore[attr-defined]
+
+
+def test_false_match_at_one_gate_stops_face_alone_at_every_gate(tmp_path: Path) -> None:
+    admin = AdminSite.init(tmp_path / "admin", "Test Court")
+    home = GateRig(tmp_path / "home", admin.key)
+    away = GateRig(tmp_path / "away", admin.key)
+    for rig in (home, away):
+        rig.privacy = wire_vault(rig)  # type: ignore[attr-defined]
+    admin.add_gate(home.identity.public, "home")
+    admin.add_gate(away.identity.public, "away")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    roster = parse_roster(tomllib.loads(SHARING_ROSTER), admin.key.pin_tag_key)
+
+    def visit(rig: GateRig):  # type: ignore[no-untyped-def]
+        relayed = admin.collect_outbox(stick)
+        admin.write_stick(stick, admin.build(roster, templates=relayed))
+        admin.clear_outbox(stick, relayed)
+        rep = rig.importer.import_stick(stick)[0]
+        admin.read_reports(stick)
+        return rep
+
+    visit(home)
+    visit(away)
+    e = unit(31)
+    alice_home = home.storage.residents.by_keypad_id("101")
+    privacy = home.privacy  # type: ignore[attr-defined]
+    privacy.consent(privacy.start_enrolment(alice_home.id, "admin_present", by="admin:li"),
+                    "admin:li", share_site_gates=True)  # fmt: skip
+    privacy.enrol(alice_home.id, e)
+    visit(home)
+    assert visit(away).changes["templates_stored"] == 1
+    alice_away = away.storage.residents.by_keypad_id("101")
+    # A stranger got in as Alice at the away gate; the guard reports it there.
+    away.now = home.now = T0 + DAY
+    assert away.privacy.vault.suspend_hands_free(alice_away.pseudonym, away.now)  # type: ignore[attr-defined]
+    assert away.privacy.identify(e, 0.45) is None  # type: ignore[attr-defined]
+    rep = visit(away)
+    assert rep.face_suspensions == [{"resident": "a-1", "at": away.now}]
+    assert admin.suspensions == {"a-1": away.now}
+    rep = visit(home)
+    assert rep.changes["face_suspended"] == 1 and rep.face_suspensions == []  # not sent back
+    assert privacy.identify(e, 0.45) is None
+    assert privacy.vault.verify(alice_home.pseudonym, e) > 0.99  # with her card or number
+    # Alice enrols again at home: the new template is not touched by later bundles.
+    home.now += 60
+    privacy.consent(privacy.start_enrolment(alice_home.id, "gate", by="resident"),
+                    "resident:card+pin", share_site_gates=True)  # fmt: skip
+    privacy.enrol(alice_home.id, e)
+    assert visit(home).changes["face_suspended"] == 0
+    assert privacy.identify(e, 0.45) == alice_home.id
+    assert visit(away).face_suspensions == []  # reported once

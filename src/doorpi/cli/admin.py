@@ -213,6 +213,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             f"  {b.gate.name:<16} {len(b.bundle.residents):>5} residents "
             f"{len(b.bundle.tombstones):>4} deletions {len(b.bundle.templates):>4} face templates "
             f"{len(b.bundle.face_withdrawals):>3} face withdrawals "
+            f"{len(b.bundle.face_suspensions):>3} false matches "
             f"{len(b.data):>9} bytes  {b.path}"
         )
     print("plug the stick into each gate; bring it back and run `doorpi admin report read`")
@@ -264,6 +265,11 @@ def _print_reports(
             print(
                 f"  {w['resident']} withdrew face consent here at {_when(w['at'])}: "
                 "the next bundles withdraw it at every gate"
+            )
+        for w in rep.face_suspensions:
+            print(
+                f"  {w['resident']}: a face false match was reported here at {_when(w['at'])}: "
+                "the next bundles stop face alone for them at every gate until they enrol again"
             )
         if audit:
             for a in rep.audit:

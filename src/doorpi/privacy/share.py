@@ -47,6 +47,7 @@ MAX_TEXT = 200
 BY_SHARE_ENDED = "site:sharing_ended"
 BY_SITE_WITHDRAWAL = "site:withdrawn_at_another_gate"
 BY_REMOVED = "site:resident_removed"
+BY_SITE_FALSE_MATCH = "site:false_match_at_another_gate"
 
 
 class ShareError(ValueError):
@@ -277,6 +278,20 @@ class SiteTemplateSink:
         """The resident withdrew at another gate at ``at``: every face consent given
         before then goes, this gate's own and received copies alike."""
         return self._withdraw(conn, pseudonym, "given_at <= ?", BY_SITE_WITHDRAWAL, [at])
+
+    def suspend_before(self, conn: sqlite3.Connection, pseudonym: str, at: float) -> int:
+        """A false match was reported at another gate at ``at``: templates under
+        consents given before then leave face-alone matching (not a later enrolment)."""
+        n = conn.execute(
+            "UPDATE face_templates SET hands_free_suspended = ? WHERE pseudonym = ? "
+            "AND hands_free_suspended IS NULL AND consent_id IN "
+            "(SELECT id FROM face_consents WHERE pseudonym = ? AND given_at <= ?)",
+            [self.privacy.clock(), pseudonym, pseudonym, at],
+        ).rowcount
+        if n:
+            self._audit.append(("face_hands_free_suspended", {
+                "resident_id": self._resident_id(conn, pseudonym), "by": BY_SITE_FALSE_MATCH}))  # fmt: skip
+        return n
 
     def forget(self, conn: sqlite3.Connection, pseudonym: str) -> None:
         """The roster removed the resident: their consents end with them (the

@@ -24,6 +24,7 @@ Why this shape (law notes D14-D17, C10-C11):
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -51,6 +52,7 @@ NONCE_BYTES = 24
 VAULT_KEY_FILE = "vault.key"
 VAULT_KEY_NEXT = "vault.key.next"
 _FORMAT = b"doorpi-face-v1"
+MAX_FALSE_MATCHES = 1000  # reports remembered for the sync
 
 
 class VaultError(RuntimeError):
@@ -445,12 +447,30 @@ class TemplateVault:
 
     def suspend_hands_free(self, pseudonym: str, now: float) -> bool:
         """Take a template out of face-alone matching (a reported false match)
-        until the resident enrols again; 1:1 with their card or number still works."""
+        until the resident enrols again; 1:1 with their card or number still works.
+
+        The report is also remembered in ``state.face_false_matches`` so the USB
+        sync can take it to the site's other gates (doorpi.sync.importer)."""
         with self._lock:
-            n = self.db.conn.execute(
-                "UPDATE face_templates SET hands_free_suspended = ? WHERE pseudonym = ?",
-                [now, pseudonym],
-            ).rowcount
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = conn.execute(
+                    "UPDATE face_templates SET hands_free_suspended = ? WHERE pseudonym = ?",
+                    [now, pseudonym],
+                ).rowcount
+                row = conn.execute(
+                    "SELECT value FROM state WHERE key = 'face_false_matches'"
+                ).fetchone()
+                reports = [*json.loads(row[0] if row else "[]"), [pseudonym, now]]
+                conn.execute(
+                    "INSERT OR REPLACE INTO state(key, value) VALUES ('face_false_matches', ?)",
+                    [json.dumps(reports[-MAX_FALSE_MATCHES:])],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             self._cache = _Cache()
         return bool(n)
 

@@ -5,15 +5,15 @@ State lives in one directory (default ``~/.local/share/doorpi-admin``)::
     site.key     the site's 32-byte secret seed (0600): back it up, it signs everything
     site.pub     the public half, copied to every stick for pairing
     state.json   sequence number, registered gates, keys sent to each gate,
-                 face consent withdrawals the gates reported (0600)
+                 face withdrawals and false matches the gates reported (0600)
 
 The sequence number is raised and saved *before* any bundle is written, so a
 crash can skip a number but never reuse one (gates refuse older or equal).
 For each gate the registry remembers every roster key ever sent to it; keys
 that are no longer in that gate's part of the roster travel as tombstones in
 every later bundle, so a gate that missed a stick still deletes them.
-Face consent withdrawals reported by one gate go to every gate in every later
-bundle for as long as the resident is in the roster (applying one twice
+Face consent withdrawals and face false matches reported by one gate go to
+every gate in every later bundle for as long as the resident is in the roster (applying one twice
 changes nothing), for the same reason.
 
 Where templates live on the residents' cards, every gate must read every
@@ -35,7 +35,7 @@ from doorpi.store.secrets import write_secret_file
 from doorpi.sync.bundle import (
     CardKeyEntry,
     EnrollmentBundle,
-    FaceWithdrawal,
+    FaceEvent,
     TemplateEntry,
     seal_bundle,
 )
@@ -82,6 +82,7 @@ class AdminSite:
         self.key = key
         self.sequence: int = int(state.get("sequence", 0))
         self.withdrawals: dict[str, float] = dict(state.get("face_withdrawals", {}))
+        self.suspensions: dict[str, float] = dict(state.get("face_suspensions", {}))
         self.gates: dict[str, GateRecord] = {}
         for g in state.get("gates", []):
             pub = PublicIdentity.from_json(json.dumps(g["public"]), "gate", "state.json")
@@ -119,6 +120,7 @@ class AdminSite:
             "site": self.key.fingerprint,
             "sequence": self.sequence,
             "face_withdrawals": dict(sorted(self.withdrawals.items())),
+            "face_suspensions": dict(sorted(self.suspensions.items())),
             "gates": [
                 {
                     "public": json.loads(g.public.to_json()),
@@ -184,6 +186,7 @@ class AdminSite:
                     raise AdminError(f"resident {r.entry.key}: unknown gate {g!r} in gates")
         in_roster = {r.entry.key for r in roster.residents}
         self.withdrawals = {k: t for k, t in self.withdrawals.items() if k in in_roster}
+        self.suspensions = {k: t for k, t in self.suspensions.items() if k in in_roster}
         self.sequence += 1
         self.save()  # before anything is written: a number is never used twice
         created = time.time() if now is None else now
@@ -210,9 +213,8 @@ class AdminSite:
                 templates=tuple(tpl),
                 template_tombstones=tuple(k for k in withdrawn if k in keys),
                 peers=peers,
-                face_withdrawals=tuple(
-                    FaceWithdrawal(k, t) for k, t in sorted(self.withdrawals.items()) if k in keys
-                ),
+                face_withdrawals=_events(self.withdrawals, keys),
+                face_suspensions=_events(self.suspensions, keys),
                 card_key_gate=self.card_key_gate,
                 card_key=(card_keys or {}).get(g.fingerprint),
             )
@@ -324,12 +326,19 @@ class AdminSite:
                 out.append((f, str(exc)))
                 continue
             rec = self.gates[rep.gate]
-            for w in rep.face_withdrawals:
-                key, at = w.get("resident"), w.get("at")
-                if isinstance(key, str) and isinstance(at, int | float):
-                    self.withdrawals[key] = max(self.withdrawals.get(key, 0.0), float(at))
+            for reported, kept in ((rep.face_withdrawals, self.withdrawals),
+                                   (rep.face_suspensions, self.suspensions)):  # fmt: skip
+                for w in reported:
+                    key, at = w.get("resident"), w.get("at")
+                    if isinstance(key, str) and isinstance(at, int | float):
+                        kept[key] = max(kept.get(key, 0.0), float(at))
             rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
             rec.last_report = {"created": rep.created, "summary": rep.summary()}
             out.append((f, rep))
         self.save()
         return out
+
+
+def _events(kept: dict[str, float], keys: set[str]) -> tuple[FaceEvent, ...]:
+    """The reported face events of the residents a gate holds, in a stable order."""
+    return tuple(FaceEvent(k, t) for k, t in sorted(kept.items()) if k in keys)

@@ -104,12 +104,15 @@ class CardKeyEntry:
 
 
 @dataclass(frozen=True)
-class FaceWithdrawal:
-    """A resident withdrew face consent at one of the site's gates, at ``at``.
+class FaceEvent:
+    """What one of the site's gates reported about a resident's face, at ``at``.
 
-    Every gate withdraws the resident's face consents given before that time
-    (its own and copies received from other gates), so a withdrawal at any
-    gate reaches the whole site with the next round of bundles.
+    In ``face_withdrawals``: the resident withdrew consent; every gate ends the
+    resident's face consents given before that time (its own and copies from
+    other gates). In ``face_suspensions``: a face grant let in the wrong
+    person; every gate takes templates under consents given before that time
+    out of face-alone matching. Either way the event reaches the whole site
+    with the next round of bundles, and a later enrolment is not touched.
     """
 
     resident: str  # roster key
@@ -128,7 +131,8 @@ class EnrollmentBundle:
     templates: tuple[TemplateEntry, ...] = ()
     template_tombstones: tuple[str, ...] = ()
     peers: tuple[PublicIdentity, ...] = ()  # the site's other gates: template sources/targets
-    face_withdrawals: tuple[FaceWithdrawal, ...] = ()
+    face_withdrawals: tuple[FaceEvent, ...] = ()
+    face_suspensions: tuple[FaceEvent, ...] = ()
     card_key_gate: str | None = None  # the gate whose card key the site's cards use
     card_key: CardKeyEntry | None = None
     version: int = FORMAT_VERSION
@@ -159,6 +163,9 @@ class EnrollmentBundle:
             "template_tombstones": list(self.template_tombstones),
             "face_withdrawals": [
                 {"resident": w.resident, "at": w.at} for w in self.face_withdrawals
+            ],
+            "face_suspensions": [
+                {"resident": w.resident, "at": w.at} for w in self.face_suspensions
             ],
             "card_key_gate": self.card_key_gate,
             "card_key": None
@@ -468,12 +475,12 @@ def parse_template(v: Any, where: str) -> TemplateEntry:
     return TemplateEntry(resident, source, d.flag("share_with_site_gates"), sealed)
 
 
-def parse_withdrawal(v: Any, where: str) -> FaceWithdrawal:
+def parse_face_event(v: Any, where: str) -> FaceEvent:
     d = _Doc(v, where)
     at = d.time("at")
     if at is None:
         raise _bad(f"{where}.at", "is missing")
-    return FaceWithdrawal(_check_key(d.get("resident"), f"{where}.resident"), at)
+    return FaceEvent(_check_key(d.get("resident"), f"{where}.resident"), at)
 
 
 def parse_peer(v: Any, where: str) -> PublicIdentity:
@@ -542,9 +549,12 @@ def parse_body(body: bytes) -> EnrollmentBundle:
     card_key = None
     if raw_key is not None:
         card_key = CardKeyEntry(*_sealed(_Doc(raw_key, "card_key"), "card_key"))
-    withdrawals = tuple(
-        parse_withdrawal(w, f"face_withdrawals[{i}]")
-        for i, w in enumerate(d.items("face_withdrawals", MAX_TOMBSTONES, required=False))
+    withdrawals, suspensions = (
+        tuple(
+            parse_face_event(w, f"{key}[{i}]")
+            for i, w in enumerate(d.items(key, MAX_TOMBSTONES, required=False))
+        )
+        for key in ("face_withdrawals", "face_suspensions")
     )
     bundle = EnrollmentBundle(
         site=str(site),
@@ -558,6 +568,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         template_tombstones=template_tombstones,
         peers=peers,
         face_withdrawals=withdrawals,
+        face_suspensions=suspensions,
         card_key_gate=key_gate,
         card_key=card_key,
     )

@@ -98,6 +98,10 @@ class TemplateSink(Protocol):
         """The resident is being removed: end every face consent and template."""
         ...
 
+    def suspend_before(self, conn: sqlite3.Connection, pseudonym: str, at: float) -> int:
+        """A false match was reported at a gate of the site at ``at``."""
+        ...
+
     def finish(self) -> None: ...
 
     def discard(self) -> None: ...
@@ -140,6 +144,7 @@ class Changes:
     templates_deleted: int = 0
     templates_skipped: int = 0
     face_withdrawn: int = 0
+    face_suspended: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # why templates were not taken
 
     def as_dict(self) -> dict[str, int]:
@@ -489,14 +494,16 @@ class BundleImporter:
                 self._step()
             # After the templates: a copy made before the withdrawal, still in
             # transit, is stored and withdrawn at once; a later consent stays.
-            for w in bundle.face_withdrawals:
-                if w.resident in mapping:
-                    where = f"face_withdrawals ({w.resident})"
-                    pseudonym = pseudonyms[mapping[w.resident]]
-                    ch.face_withdrawn += (
-                        self._vault(where, "withdraw_before", conn, pseudonym, w.at) or 0
-                    )
-
+            site_events = (
+                ("face_withdrawals", bundle.face_withdrawals, "withdraw_before", "face_withdrawn"),
+                ("face_suspensions", bundle.face_suspensions, "suspend_before", "face_suspended"),
+            )
+            for field_name, events, method, counter in site_events:
+                for w in events:
+                    if w.resident in mapping:
+                        where = f"{field_name} ({w.resident})"
+                        n = self._vault(where, method, conn, pseudonyms[mapping[w.resident]], w.at)
+                        setattr(ch, counter, getattr(ch, counter) + (n or 0))
             self._adopt_card_key(bundle)
             set_state(self.db, "sync_sequence", str(bundle.sequence))
             set_state(self.db, "sync_peers", json.dumps([p.to_json() for p in bundle.peers]))
@@ -676,6 +683,7 @@ class BundleImporter:
             for a in self.storage.audit.records(since, limit=MAX_AUDIT_IN_REPORT)
         ]
         withdrawals = self._withdrawals()
+        suspensions = self._false_matches()
         return SyncReport(
             gate=self.identity.fingerprint,
             created=self.clock(),
@@ -689,6 +697,7 @@ class BundleImporter:
             changes=changes or {},
             skipped=skipped or {},
             face_withdrawals=withdrawals,
+            face_suspensions=suspensions,
             status=self.status(),
             audit=audit,
         )
@@ -711,6 +720,28 @@ class BundleImporter:
         except sqlite3.OperationalError:
             return []  # no import yet
         return [{"resident": k, "at": float(t)} for k, t in rows]
+
+    def _false_matches(self) -> list[dict[str, Any]]:
+        """Roster residents whose face let in the wrong person here (`doorpi log
+        false-match`) since the last report that left; the admin passes them on."""
+        since = float(get_state(self.db, "sync_false_matches_reported", "0") or 0)
+        reports = json.loads(get_state(self.db, "face_false_matches") or "[]")
+        keys = self._keys_by_pseudonym()
+        out: dict[str, float] = {}
+        for pseudonym, at in reports:
+            if at > since and pseudonym in keys:
+                out[keys[pseudonym]] = max(out.get(keys[pseudonym], 0.0), float(at))
+        return [{"resident": k, "at": t} for k, t in sorted(out.items())]
+
+    def _keys_by_pseudonym(self) -> dict[str, str]:
+        try:
+            rows = self.db.execute(
+                "SELECT r.pseudonym, s.key FROM sync_residents s "
+                "JOIN residents r ON r.id = s.resident_id"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return {}  # no import yet
+        return dict(rows)
 
     def status(self) -> dict[str, Any]:
         """Counts and health only: nothing that identifies a resident or a face."""
@@ -739,9 +770,11 @@ class BundleImporter:
         write_atomic(path, seal_report(report, self.identity, site))
         if report.audit:
             set_state(self.db, "sync_audit_reported", str(report.audit[-1]["seq"]))
-        if report.face_withdrawals:  # cleared by seal_report when no site is trusted
-            last = max(w["at"] for w in report.face_withdrawals)
-            set_state(self.db, "sync_withdrawals_reported", repr(last))
+        # Both cleared by seal_report when no site is trusted: then nothing is marked sent.
+        for events, key in ((report.face_withdrawals, "sync_withdrawals_reported"),
+                            (report.face_suspensions, "sync_false_matches_reported")):  # fmt: skip
+            if events:
+                set_state(self.db, key, repr(max(w["at"] for w in events)))
         count = (read_signal(self.db) or {}).get("count", 0) + 1
         signal = {"count": count, "result": report.result, "sequence": report.bundle_sequence,
                   "at": report.created}  # fmt: skip

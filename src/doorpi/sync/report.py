@@ -49,6 +49,7 @@ class SyncReport:
     changes: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)  # templates not taken, by reason
     face_withdrawals: list[dict[str, Any]] = field(default_factory=list)  # roster key, time
+    face_suspensions: list[dict[str, Any]] = field(default_factory=list)  # false matches here
     status: dict[str, Any] = field(default_factory=dict)
     audit: list[dict[str, Any]] = field(default_factory=list)
     sealed: bool = True
@@ -58,7 +59,7 @@ class SyncReport:
         if self.result == "applied":
             order = ("added", "updated", "removed", "unchanged", "pins_hashed",
                      "templates_stored", "templates_deleted")  # fmt: skip
-            order += ("templates_skipped", "face_withdrawn")
+            order += ("templates_skipped", "face_withdrawn", "face_suspended")
             parts = ", ".join(f"{self.changes[k]} {k}" for k in order if self.changes.get(k))
             return f"applied bundle {self.bundle_sequence}: {parts or 'no changes'}"
         return f"refused ({self.code}): {self.reason}"
@@ -75,6 +76,7 @@ def seal_report(report: SyncReport, gate: GateIdentity, site: PublicIdentity | N
     if site is None:
         report.audit = []
         report.face_withdrawals = []
+        report.face_suspensions = []
         report.sealed = False
     signed = bytes(gate.signing.sign(report.to_body()))
     payload = SealedBox(site.box).encrypt(signed) if site is not None else signed
