@@ -178,17 +178,13 @@ def test_rootfs_face_check_runs_the_real_pipeline(faces_dir: Path) -> None:
     rootfs = (IMAGE / "rootfs-test.sh").read_text()
     for photo in photos:
         assert f"faces/{photo}" in rootfs
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(IMAGE / "rootfs-face-check.py"),
-            str(models),
-            *(str(faces_dir / photo) for photo in photos),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+    def check(*names: str) -> subprocess.CompletedProcess[str]:
+        script = str(IMAGE / "rootfs-face-check.py")
+        argv = [sys.executable, script, str(models), *(str(faces_dir / n) for n in names)]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    run = check(*photos)
     assert run.returncode == 0, run.stdout + run.stderr
     same, different = map(
         float, re.search(r"same person ([\d.-]+), different person ([\d.-]+)", run.stdout).groups()
@@ -197,17 +193,7 @@ def test_rootfs_face_check_runs_the_real_pipeline(faces_dir: Path) -> None:
     assert re.search(r"^numpy \d", run.stdout, re.M) and "ai-edge-litert" in run.stdout
 
     # And it fails when the two photos are of different people.
-    wrong = subprocess.run(
-        [
-            sys.executable,
-            str(IMAGE / "rootfs-face-check.py"),
-            str(models),
-            *(str(faces_dir / photo) for photo in (photos[0], photos[2], photos[1])),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    wrong = check(photos[0], photos[2], photos[1])
     assert wrong.returncode == 1 and "wrong side of the threshold" in wrong.stderr
 
 

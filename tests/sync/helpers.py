@@ -250,3 +250,40 @@ def shared_template(
     return TemplateEntry(
         key, source.fingerprint, True, seal_template(source, dest.public, key, payload)
     )
+
+
+class TwoGateSite:
+    """An admin and two gates with real vaults ("home" registered first, so it is
+    the card-key gate), one stick going round as the admin carries it."""
+
+    def __init__(self, tmp: Path, roster_toml: str, storage: str = "device") -> None:
+        import tomllib
+
+        from doorpi.sync.admin import AdminSite
+        from doorpi.sync.roster import parse_roster
+
+        self.admin = AdminSite.init(tmp / "admin", "Test Court")
+        self.home = GateRig(tmp / "home", self.admin.key)
+        self.away = GateRig(tmp / "away", self.admin.key)
+        for rig in (self.home, self.away):
+            rig.privacy = wire_vault(rig, storage=storage)  # type: ignore[attr-defined]
+        self.admin.add_gate(self.home.identity.public, "home")
+        self.admin.add_gate(self.away.identity.public, "away")
+        self.stick = tmp / "stick"
+        self.stick.mkdir()
+        self.roster = parse_roster(tomllib.loads(roster_toml), self.admin.key.pin_tag_key)
+
+    def visit(self, rig: GateRig) -> Any:
+        """`admin bundle` (relaying what the gates left), the gate's import, `report read`."""
+        a = self.admin
+        relayed, keys = a.collect_outbox(self.stick), a.collect_card_keys(self.stick)
+        a.write_stick(self.stick, a.build(self.roster, templates=relayed, card_keys=keys))
+        a.clear_outbox(self.stick, relayed)
+        a.clear_card_keys(self.stick, keys)
+        rep = rig.importer.import_stick(self.stick)[0]
+        a.read_reports(self.stick)
+        assert rep.result == "applied", rep.reason
+        return rep
+
+    def resident_id(self, rig: GateRig, keypad_id: str = "101") -> int:
+        return int(rig.storage.residents.by_keypad_id(keypad_id).id)

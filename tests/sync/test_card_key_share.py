@@ -7,18 +7,15 @@ sealed gate to gate like a template; the laptop never holds it.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from doorpi.privacy.oncard import TemplateCard, TemplateCardApplet
-from doorpi.sync.admin import AdminSite
 from doorpi.sync.bundle import BundleError, CardKeyEntry, EnrollmentBundle, parse_body
-from doorpi.sync.roster import parse_roster
 from doorpi.sync.templates import CARD_KEY_LABEL, seal_template
-from sync.helpers import T0, GateRig, other_gate, unit, wire_vault
+from sync.helpers import T0, GateRig, TwoGateSite, other_gate, unit
 
 DAY = 86400.0
 ALICE_UID = bytes.fromhex("04a1b2c3d4e5f6")
@@ -40,39 +37,14 @@ def direct(applet: TemplateCardApplet):  # type: ignore[no-untyped-def]
     return transmit
 
 
-class Site:
-    """An admin and two gates in card mode, one stick going round."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.admin = AdminSite.init(tmp / "admin", "Test Court")
-        self.home = GateRig(tmp / "home", self.admin.key)
-        self.away = GateRig(tmp / "away", self.admin.key)
-        for rig in (self.home, self.away):
-            rig.privacy = wire_vault(rig, storage="card")  # type: ignore[attr-defined]
-        self.admin.add_gate(self.home.identity.public, "home")  # the first: card-key gate
-        self.admin.add_gate(self.away.identity.public, "away")
-        self.stick = tmp / "stick"
-        self.stick.mkdir()
-        self.roster = parse_roster(tomllib.loads(ROSTER), self.admin.key.pin_tag_key)
-
-    def visit(self, rig: GateRig):  # type: ignore[no-untyped-def]
-        a = self.admin
-        relayed, keys = a.collect_outbox(self.stick), a.collect_card_keys(self.stick)
-        a.write_stick(self.stick, a.build(self.roster, templates=relayed, card_keys=keys))
-        a.clear_outbox(self.stick, relayed)
-        a.clear_card_keys(self.stick, keys)
-        rep = rig.importer.import_stick(self.stick)[0]
-        a.read_reports(self.stick)
-        assert rep.result == "applied", rep.reason
-        return rep
-
-    def alice(self, rig: GateRig) -> int:
-        return int(rig.storage.residents.by_keypad_id("101").id)
+def card_site(tmp: Path) -> TwoGateSite:
+    """Two gates with templates on cards; "home" is the card-key gate."""
+    return TwoGateSite(tmp, ROSTER, storage="card")
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
-    s = Site(tmp_path)
+def site(tmp_path: Path) -> TwoGateSite:
+    s = card_site(tmp_path)
     s.visit(s.home)
     s.visit(s.away)
     return s
@@ -85,11 +57,11 @@ def enrol_on_card(rig: GateRig, rid: int, emb: np.ndarray, applet: TemplateCardA
     privacy.enrol_on_card(rid, emb, direct(applet))
 
 
-def test_card_enrolled_at_one_gate_opens_the_other_until_withdrawn(site: Site) -> None:
+def test_card_enrolled_at_one_gate_opens_the_other_until_withdrawn(site: TwoGateSite) -> None:
     home, away = site.home, site.away
     applet = TemplateCardApplet(ALICE_UID)
     emb = unit(21)
-    enrol_on_card(home, site.alice(home), emb, applet)
+    enrol_on_card(home, site.resident_id(home), emb, applet)
     blob = TemplateCard(direct(applet)).read()
     assert blob is not None
     # The card key came round with the first visits; Alice's consent has not yet.
@@ -109,13 +81,13 @@ def test_card_enrolled_at_one_gate_opens_the_other_until_withdrawn(site: Site) -
     for where in (site.stick, site.admin.dir):
         assert all(key not in f.read_bytes() for f in where.rglob("*") if f.is_file())
 
-    rid = site.alice(away)
+    rid = site.resident_id(away)
     assert away.privacy.verify_card_face(ALICE_UID, blob, emb, 0.45) == (rid, "ok")  # type: ignore[attr-defined]
     assert away.privacy.verify_card_face(ALICE_UID, blob, unit(22), 0.45) == (None, "no_match")  # type: ignore[attr-defined]
 
     # Alice withdraws at home; the report carries it; the away gate stops matching her card.
     home.now = away.now = T0 + DAY
-    home.privacy.withdraw(site.alice(home), by="resident", channel="gate")  # type: ignore[attr-defined]
+    home.privacy.withdraw(site.resident_id(home), by="resident", channel="gate")  # type: ignore[attr-defined]
     assert [w["resident"] for w in site.visit(home).face_withdrawals] == ["a-1"]
     assert site.visit(away).changes["face_withdrawn"] == 1
     assert away.privacy.verify_card_face(ALICE_UID, blob, emb, 0.45) == (None, "no_consent")  # type: ignore[attr-defined]
@@ -123,35 +95,35 @@ def test_card_enrolled_at_one_gate_opens_the_other_until_withdrawn(site: Site) -
 
 def test_cards_sealed_before_the_site_key_arrived_still_read(tmp_path: Path) -> None:
     """A card written at the away gate under its own key keeps working there."""
-    site = Site(tmp_path)
+    site = card_site(tmp_path)
     away = site.away
     site.visit(away)  # the away gate is set up first
     applet = TemplateCardApplet(ALICE_UID)
-    enrol_on_card(away, site.alice(away), unit(23), applet)
+    enrol_on_card(away, site.resident_id(away), unit(23), applet)
     blob = TemplateCard(direct(applet)).read()
     other = TemplateCardApplet(ALICE_UID)
     site.visit(site.home)
-    enrol_on_card(site.home, site.alice(site.home), unit(25), other)
+    enrol_on_card(site.home, site.resident_id(site.home), unit(25), other)
     assert site.away.privacy.verify_card_face(  # type: ignore[attr-defined]
         ALICE_UID, TemplateCard(direct(other)).read(), unit(25), 0.45
     ) == (None, "other_site")
     site.visit(away)  # adopts home's card key: new cards are sealed with it
     assert away.privacy.card_keyring().sealing != away.privacy.card_keyring().reading[-1]  # type: ignore[attr-defined]
     assert away.privacy.verify_card_face(ALICE_UID, blob, unit(23), 0.45) == (
-        site.alice(away),
+        site.resident_id(away),
         "ok",
     )  # type: ignore[attr-defined]
 
 
-def test_a_card_names_its_gate_so_a_local_consent_id_cannot_stand_in(site: Site) -> None:
+def test_a_card_names_its_gate_so_a_local_consent_id_cannot_stand_in(site: TwoGateSite) -> None:
     """Consent 1 at home is not consent 1 here: the card's gate decides which record counts."""
     home, away = site.home, site.away
-    ticket = away.privacy.start_enrolment(site.alice(away), "gate", by="resident")  # type: ignore[attr-defined]
+    ticket = away.privacy.start_enrolment(site.resident_id(away), "gate", by="resident")  # type: ignore[attr-defined]
     local = away.privacy.consent(ticket, "resident:card+pin")  # type: ignore[attr-defined]
     applet = TemplateCardApplet(ALICE_UID)
-    enrol_on_card(home, site.alice(home), unit(24), applet)
+    enrol_on_card(home, site.resident_id(home), unit(24), applet)
     home_rec = home.privacy.consents.live(
-        home.storage.residents.get(site.alice(home)).pseudonym, home.now
+        home.storage.residents.get(site.resident_id(home)).pseudonym, home.now
     )  # type: ignore[attr-defined]
     assert local.id == home_rec.id == 1  # the same number at both gates
     blob = TemplateCard(direct(applet)).read()
@@ -161,7 +133,7 @@ def test_a_card_names_its_gate_so_a_local_consent_id_cannot_stand_in(site: Site)
 
 
 def test_card_key_from_a_gate_that_is_not_the_card_key_gate_is_refused(
-    data_dir: Path, site: Site
+    data_dir: Path, site: TwoGateSite
 ) -> None:
     rig = site.away
     intruder = other_gate("intruder")
@@ -181,7 +153,7 @@ def test_status_says_which_card_key_the_gate_uses(tmp_path: Path) -> None:
     from doorpi.cli.status import _sync_info
     from doorpi.config import load_config
 
-    site = Site(tmp_path)
+    site = card_site(tmp_path)
     away = site.away
     cfg_file = tmp_path / "away.toml"
     cfg_file.write_text(

@@ -7,7 +7,6 @@ the end-to-end test also uses the real face models on real photos.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,10 +22,8 @@ from doorpi.privacy.share import (
     TemplatePayload,
     parse_payload,
 )
-from doorpi.sync.admin import AdminSite
 from doorpi.sync.bundle import FaceEvent
 from doorpi.sync.keys import SiteKey
-from doorpi.sync.roster import parse_roster
 from doorpi.sync.templates import seal_template
 from doorpi.vision.models import REPO_BUILD_DIR, SUMS, load_models
 from doorpi.vision.pipeline import FacePipeline
@@ -34,6 +31,7 @@ from sync.helpers import (
     SHARING_ROSTER,
     T0,
     GateRig,
+    TwoGateSite,
     other_gate,
     resident,
     shared_template,
@@ -286,26 +284,10 @@ def enrol(rig: GateRig, keypad: str, emb: np.ndarray, share: bool) -> int:
 def test_face_enrolled_at_one_gate_opens_another_and_withdrawal_reaches_both(
     tmp_path: Path, pipeline: FacePipeline, faces_dir: Path
 ) -> None:
-    admin = AdminSite.init(tmp_path / "admin", "Test Court")
-    home = GateRig(tmp_path / "home", admin.key)
-    away = GateRig(tmp_path / "away", admin.key)
-    for rig in (home, away):
-        rig.privacy = wire_vault(rig)  # type: ignore[attr-defined]
-    admin.add_gate(home.identity.public, "home")
-    admin.add_gate(away.identity.public, "away")
-    stick = tmp_path / "stick"
-    stick.mkdir()
-    roster = parse_roster(tomllib.loads(ROSTER), admin.key.pin_tag_key)
-
-    def round_trip(*gates: GateRig) -> list:  # type: ignore[type-arg]
-        relayed = admin.collect_outbox(stick)
-        admin.write_stick(stick, admin.build(roster, templates=relayed))
-        admin.clear_outbox(stick, relayed)
-        reps = [g.importer.import_stick(stick)[0] for g in gates]
-        admin.read_reports(stick)
-        return reps
-
-    assert [r.result for r in round_trip(home, away)] == ["applied", "applied"]
+    site = TwoGateSite(tmp_path, ROSTER)
+    home, away, admin, stick = site.home, site.away, site.admin, site.stick
+    site.visit(home)
+    site.visit(away)
     # At home: Alice consents to the other gates, Bob enrols without sharing (and
     # the roster does not share him), Carol's roster says share but she did not agree.
     alice_emb = face(pipeline, faces_dir, "Ariel_Sharon/1.jpg")
@@ -313,10 +295,10 @@ def test_face_enrolled_at_one_gate_opens_another_and_withdrawal_reaches_both(
     enrol(home, "102", face(pipeline, faces_dir, "Barack_Obama/1.jpg"), share=True)
     enrol(home, "103", face(pipeline, faces_dir, "Angela_Bassett/1.jpg"), share=False)
 
-    round_trip(home)  # home seals what may leave it
+    site.visit(home)  # home seals what may leave it
     outbox = sorted(p.name for p in (stick / "doorpi" / "outbox").rglob("*.tpl"))
     assert outbox == [f"{home.identity.fingerprint}.a-1.tpl"]
-    rep = round_trip(away)[0]  # the admin relays it, unread
+    rep = site.visit(away)  # the admin relays it, unread
     assert rep.changes["templates_stored"] == 1
     for where in [stick, tmp_path / "admin"]:
         for f in where.rglob("*"):
@@ -337,16 +319,16 @@ def test_face_enrolled_at_one_gate_opens_another_and_withdrawal_reaches_both(
     assert (away_rec.notice_hash, away_rec.confirmed_by) == (home_rec.notice_hash, "admin:li")
 
     # Home exports again on every visit; the away gate sees the same template.
-    round_trip(home)
-    assert round_trip(away)[0].changes["templates_stored"] == 0
+    site.visit(home)
+    assert site.visit(away).changes["templates_stored"] == 0
 
     # Alice withdraws at the away gate; the report tells the admin; home withdraws too.
     away.now = home.now = T0 + DAY
     away.privacy.withdraw(away_alice.id, by="resident", channel="gate")  # type: ignore[attr-defined]
-    away_rep = round_trip(away)[0]
+    away_rep = site.visit(away)
     assert [w["resident"] for w in away_rep.face_withdrawals] == ["a-1"]
     assert admin.withdrawals == {"a-1": pytest.approx(T0 + DAY)}
-    home_rep = round_trip(home)[0]
+    home_rep = site.visit(home)
     assert home_rep.changes["face_withdrawn"] == 1 and home_rep.face_withdrawals == []
     assert home.privacy.identify(alice_emb, 0.45) is None  # type: ignore[attr-defined]
     assert home.privacy.vault.count() == 2  # type: ignore[attr-defined]  # Bob and Carol stay
@@ -403,25 +385,8 @@ def test_enrolled_at_two_gates_the_newest_consent_wins_and_stays(
 
 
 def test_false_match_at_one_gate_stops_face_alone_at_every_gate(tmp_path: Path) -> None:
-    admin = AdminSite.init(tmp_path / "admin", "Test Court")
-    home = GateRig(tmp_path / "home", admin.key)
-    away = GateRig(tmp_path / "away", admin.key)
-    for rig in (home, away):
-        rig.privacy = wire_vault(rig)  # type: ignore[attr-defined]
-    admin.add_gate(home.identity.public, "home")
-    admin.add_gate(away.identity.public, "away")
-    stick = tmp_path / "stick"
-    stick.mkdir()
-    roster = parse_roster(tomllib.loads(SHARING_ROSTER), admin.key.pin_tag_key)
-
-    def visit(rig: GateRig):  # type: ignore[no-untyped-def]
-        relayed = admin.collect_outbox(stick)
-        admin.write_stick(stick, admin.build(roster, templates=relayed))
-        admin.clear_outbox(stick, relayed)
-        rep = rig.importer.import_stick(stick)[0]
-        admin.read_reports(stick)
-        return rep
-
+    site = TwoGateSite(tmp_path, SHARING_ROSTER)
+    home, away, admin, visit = site.home, site.away, site.admin, site.visit
     visit(home)
     visit(away)
     e = unit(31)
