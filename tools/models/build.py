@@ -32,20 +32,16 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "src"))  # run with any python: only doorpi.fsutil is used
+
+from doorpi.fsutil import sha256_file  # noqa: E402
+
 DEFAULT_MANIFEST = REPO / "models" / "manifest.toml"
 SUMS = "SHA256SUMS"
 
 
 class BuildError(Exception):
     """A pinned input or an output failed its check."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def log(msg: str) -> None:

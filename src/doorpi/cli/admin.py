@@ -82,17 +82,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _site(args: argparse.Namespace) -> AdminSite:
-    try:
-        return AdminSite.load(args.admin_dir)
-    except (AdminError, KeyFileError) as exc:
-        raise CliError(str(exc)) from None
+    with common.as_cli_error(AdminError, KeyFileError):
+        site = AdminSite.load(args.admin_dir)
+    return site
 
 
 def _roster(site: AdminSite, path: Path) -> Roster:
-    try:
+    with common.as_cli_error(RosterError):
         roster = load_roster(path, site.key.pin_tag_key)
-    except RosterError as exc:
-        raise CliError(str(exc)) from None
     mode = path.stat().st_mode
     if any(r.entry.pin for r in roster.residents) and mode & (stat.S_IRWXG | stat.S_IRWXO):
         print(f"warning: {path} holds PINs and is readable by others (chmod 600 {path})")
@@ -100,10 +97,8 @@ def _roster(site: AdminSite, path: Path) -> Roster:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    try:
+    with common.as_cli_error(AdminError, KeyFileError):
         site = AdminSite.init(args.admin_dir, args.site_name)
-    except (AdminError, KeyFileError) as exc:
-        raise CliError(str(exc)) from None
     print(f"site {args.site_name!r} created in {args.admin_dir}")
     print(f"site fingerprint: {pretty(site.key.fingerprint)}")
     print("back up site.key: it signs every bundle and opens every report")
@@ -138,18 +133,14 @@ def cmd_stick(args: argparse.Namespace) -> int:
 
 def cmd_gate_add(args: argparse.Namespace) -> int:
     site = _site(args)
-    try:
+    with common.as_cli_error(KeyFileError):
         pub = PublicIdentity.read(args.path, "gate")
-    except KeyFileError as exc:
-        raise CliError(str(exc)) from None
     if args.fingerprint is not None and not fingerprint_matches(pub.fingerprint, args.fingerprint):
         raise CliError(
             f"gate key fingerprint {pretty(pub.fingerprint)} does not match --fingerprint"
         )
-    try:
+    with common.as_cli_error(AdminError):
         rec = site.add_gate(pub, args.name)
-    except AdminError as exc:
-        raise CliError(str(exc)) from None
     print(f"gate {rec.name!r} registered: {pretty(rec.fingerprint)}")
     return 0
 
@@ -168,10 +159,8 @@ def cmd_gate_list(args: argparse.Namespace) -> int:
 
 def cmd_gate_remove(args: argparse.Namespace) -> int:
     site = _site(args)
-    try:
+    with common.as_cli_error(AdminError):
         rec = site.remove_gate(args.gate)
-    except AdminError as exc:
-        raise CliError(str(exc)) from None
     print(f"gate {rec.name!r} forgotten")
     return 0
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any as Any
 
@@ -14,6 +16,16 @@ from doorpi.config import ConfigError, load_config
 from doorpi.store import Storage as Storage
 from doorpi.store.db import DatabaseError
 from doorpi.store.secrets import KeyError_
+
+
+@contextmanager
+def as_cli_error(*kinds: type[Exception]) -> Iterator[None]:
+    """The domain's own errors (each already one line naming what and where)
+    become the CLI's: printed as they are, exit 2."""
+    try:
+        yield
+    except kinds as exc:
+        raise CliError(str(exc)) from None
 
 
 def config(args: argparse.Namespace) -> Config:
@@ -28,6 +40,14 @@ def storage(cfg: Config) -> Storage:
         return Storage.open(cfg.site.data_dir)
     except (DatabaseError, KeyError_, OSError) as exc:
         raise CliError(str(exc)) from None
+
+
+def resident(store: Storage, rid: int) -> Any:
+    """The resident with this id, or the CLI's one-line error."""
+    r = store.residents.get(rid)
+    if r is None:
+        raise CliError(f"no resident {rid}")
+    return r
 
 
 def when(epoch: float | None) -> str:

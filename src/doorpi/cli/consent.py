@@ -77,10 +77,9 @@ def _privacy(args: argparse.Namespace):
 
     cfg = common.config(args)
     store = common.storage(cfg)
-    try:
-        return store, build_face_privacy(cfg, store)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    with common.as_cli_error(ValueError):
+        privacy = build_face_privacy(cfg, store)
+    return store, privacy
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -90,17 +89,15 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     store, privacy = _privacy(args)
     who = _who()
-    try:
+    with common.as_cli_error(EnrolmentError, NoticeError):
         ticket = privacy.start_enrolment(args.id, "admin_present", by=who, lang=args.lang)
-    except (EnrolmentError, NoticeError) as exc:
-        raise CliError(str(exc)) from None
     if not args.yes:
         print(ticket.notice.text)
         answer = input("Has the resident read this and agreed? Type yes: ").strip().lower()
         if answer != "yes":
             print("no consent recorded")
             return 1
-    try:
+    with common.as_cli_error(ConsentError):
         rec = privacy.consent(
             ticket,
             confirmed_by=who,
@@ -109,8 +106,6 @@ def cmd_record(args: argparse.Namespace) -> int:
             guardian=args.guardian,
             share_site_gates=args.share_site_gates,
         )
-    except ConsentError as exc:
-        raise CliError(str(exc)) from None
     common.audit_admin(store, "consent_record", resident_id=args.id, consent_id=rec.id)
     print(f"consent {rec.id} recorded for resident {args.id} until {common.when(rec.retention_end)}"
           f" (notice {rec.notice_version}, sha256 {rec.notice_hash[:16]})")  # fmt: skip
@@ -124,9 +119,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     from doorpi.privacy import capture
 
     store, privacy = _privacy(args)
-    r = store.residents.get(args.id)
-    if r is None:
-        raise CliError(f"no resident {args.id}")
+    r = common.resident(store, args.id)
     if privacy.consents.live(r.pseudonym, time.time()) is None:
         raise CliError(
             f"resident {args.id} has no live face consent: record it first "
@@ -166,10 +159,8 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
     from doorpi.privacy.enrolment import EnrolmentError
 
     store, privacy = _privacy(args)
-    try:
+    with common.as_cli_error(EnrolmentError):
         had = privacy.withdraw(args.id, by=_who(), channel="admin")
-    except EnrolmentError as exc:
-        raise CliError(str(exc)) from None
     common.audit_admin(store, "consent_withdraw", resident_id=args.id)
     print(f"resident {args.id}: " + ("consent withdrawn, face template deleted" if had
                                        else "had no face consent or template"))  # fmt: skip
@@ -180,10 +171,8 @@ def cmd_refuse(args: argparse.Namespace) -> int:
     from doorpi.privacy.enrolment import EnrolmentError
 
     store, privacy = _privacy(args)
-    try:
+    with common.as_cli_error(EnrolmentError):
         privacy.refuse(args.id, by=_who())
-    except EnrolmentError as exc:
-        raise CliError(str(exc)) from None
     common.audit_admin(store, "consent_refuse", resident_id=args.id)
     print(f"resident {args.id}: refusal recorded; face will not be offered again")
     return 0
@@ -191,9 +180,7 @@ def cmd_refuse(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     store, privacy = _privacy(args)
-    r = store.residents.get(args.id)
-    if r is None:
-        raise CliError(f"no resident {args.id}")
+    r = common.resident(store, args.id)
     common.audit_admin(store, "consent_show", resident_id=args.id)
     common.print_json([c.public() for c in privacy.consents.history(r.pseudonym)])
     return 0
@@ -204,10 +191,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     cfg = common.config(args)
     store = common.storage(cfg)
-    try:
+    with common.as_cli_error(ReportError):
         rep = resident_report(store, args.id, by=_who())
-    except ReportError as exc:
-        raise CliError(str(exc)) from None
     if args.json:
         common.print_json(rep)
     else:

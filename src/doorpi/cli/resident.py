@@ -109,16 +109,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _get(store: common.Storage, rid: int) -> common.Any:
-    r = store.residents.get(rid)
-    if r is None:
-        raise CliError(f"no resident {rid}")
-    return r
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     store = common.storage(common.config(args))
-    r = _get(store, args.id)
+    r = common.resident(store, args.id)
     info = r.public() | {"cards": store.residents.cards(r.id)}
     if args.json:
         common.print_json(info)
@@ -152,7 +145,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
-    _get(store, args.id)
+    common.resident(store, args.id)
     from doorpi.privacy.enrolment import build_face_privacy
 
     # Face data first, and logged: a moving-out resident's template must not outlive them.
@@ -197,7 +190,7 @@ def _tap(cfg: common.Config, timeout: float) -> bytes:
 def cmd_card_enroll(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
-    _get(store, args.id)
+    common.resident(store, args.id)
     if args.uid:
         try:
             card_id = bytes.fromhex(args.uid.replace(":", ""))
@@ -231,7 +224,7 @@ def cmd_card_remove(args: argparse.Namespace) -> int:
 def cmd_pin_set(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
-    _get(store, args.id)
+    common.resident(store, args.id)
     if args.stdin:
         pin = sys.stdin.readline().strip()
     else:
@@ -251,7 +244,7 @@ def cmd_pin_set(args: argparse.Namespace) -> int:
 
 def cmd_pin_clear(args: argparse.Namespace) -> int:
     store = common.storage(common.config(args))
-    _get(store, args.id)
+    common.resident(store, args.id)
     store.residents.set_pin_hash(args.id, None, time.time())
     common.audit_admin(store, "pin_cleared", resident_id=args.id)
     print(f"PIN cleared for resident {args.id}")

@@ -87,6 +87,7 @@ class FacePrivacy:
         self.clock = clock or time.time
         self.gate = gate  # doorpi.sync.keys.GateIdentity once `doorpi keys init` ran, else None
         self.consents = ConsentRegistry(storage.db, storage.audit)
+        self._keyring: tuple[tuple[bytes, ...], CardKeyring] | None = None
 
     # ------------------------------------------------------------ helpers
 
@@ -251,15 +252,17 @@ class FacePrivacy:
         device's own; cards sealed under any key this gate has held stay readable."""
         from doorpi.privacy.oncard import CardKeyring, SiteCardKeys
 
-        own = SiteCardKeys.from_secrets(self.storage.secrets)
-        site: list[SiteCardKeys] = []
+        adopted: tuple[bytes, ...] = ()
         if self.gate is not None:
             from doorpi.sync.importer import adopted_card_keys
 
-            site = [SiteCardKeys(k) for k in adopted_card_keys(self.storage.db, self.gate)]
-        if not site:
-            return CardKeyring(own)
-        return CardKeyring(site[0], (*site[1:], own))
+            adopted = tuple(adopted_card_keys(self.storage.db, self.gate))
+        if self._keyring is None or self._keyring[0] != adopted:  # keys derive once
+            own = SiteCardKeys.from_secrets(self.storage.secrets)
+            site = [SiteCardKeys(k) for k in adopted]
+            ring = CardKeyring(site[0], (*site[1:], own)) if site else CardKeyring(own)
+            self._keyring = (adopted, ring)
+        return self._keyring[1]
 
     def consent_covers(self, resident_id: int, card: CardTemplate) -> bool:
         """Is the consent a card names a live consent of this (active) resident now?

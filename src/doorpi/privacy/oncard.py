@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from nacl.bindings import (
@@ -93,23 +94,24 @@ class SiteCardKeys:
     def from_secrets(cls, secrets: DeviceSecrets) -> SiteCardKeys:
         return cls(derive(secrets.master, "oncard-site"))
 
-    @property
+    # Derived once per key: the gate checks a card's template on every good frame.
+    @cached_property
     def id(self) -> bytes:
         return bytes.fromhex(key_id(self.site_key))
 
-    @property
+    @cached_property
     def _enc(self) -> bytes:
         return derive(self.site_key, "oncard-enc")
 
-    @property
+    @cached_property
     def signing(self) -> SigningKey:
         return SigningKey(derive(self.site_key, "oncard-sign"))
 
-    @property
+    @cached_property
     def verify_key(self) -> VerifyKey:
         return self.signing.verify_key
 
-    @property
+    @cached_property
     def transform(self) -> InstallationTransform:
         return InstallationTransform(self.site_key)
 

@@ -285,6 +285,7 @@ class TemplateVault:
         consent of the same pseudonym that lasts until ``expires``.
         """
         now = self.clock()
+        self._reload_keys()  # `doorpi keys rotate` may have run in another process
         with self._lock:
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
@@ -319,10 +320,11 @@ class TemplateVault:
 
         For the sync import, which must store templates in the same transaction
         as everything else. No audit record and no `purge` here (both need a
-        transaction of their own): the caller does them after its commit.
+        transaction of their own): the caller does them after its commit. The
+        vault key is the one loaded when this vault was opened (the import's
+        own process opens it just before).
         """
         e = check_embedding(embedding)
-        self._reload_keys()
         protected = self._transform.apply(e).tobytes()
         tkey = os.urandom(32)
         nonce = os.urandom(NONCE_BYTES)

@@ -375,6 +375,12 @@ class _Doc:
             raise _bad(self._at(key), "is out of range")
         return float(v)
 
+    def each(
+        self, key: str, limit: int, parse: Callable[[Any, str], Any], required: bool = True
+    ) -> tuple[Any, ...]:
+        """Every entry of list ``key`` parsed, each told its own path (``key[i]``)."""
+        return tuple(parse(v, f"{self._at(key)}[{i}]") for i, v in enumerate(self.items(key, limit, required)))  # fmt: skip
+
     def items(self, key: str, limit: int, required: bool = True) -> list[Any]:
         v = self.get(key, required)
         if v is None and not required:
@@ -420,9 +426,7 @@ def parse_resident(v: Any, where: str) -> ResidentEntry:
     if valid_from is not None and valid_until is not None and valid_until <= valid_from:
         raise _bad(f"{where}.valid_until", "must be after valid_from")
     schedule = d.text("schedule", 64, optional=True)
-    cards = tuple(
-        parse_card(c, f"{where}.cards[{i}]") for i, c in enumerate(d.items("cards", MAX_CARDS))
-    )
+    cards = d.each("cards", MAX_CARDS, parse_card)
     pin = d.text("pin", 12, optional=True)
     if pin is not None and not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
         raise _bad(f"{where}.pin", "must be 4 to 12 digits")
@@ -525,23 +529,11 @@ def parse_body(body: bytes) -> EnrollmentBundle:
     created = d.time("created")
     if created is None:
         raise _bad("created", "is missing")
-    residents = tuple(
-        parse_resident(r, f"residents[{i}]")
-        for i, r in enumerate(d.items("residents", MAX_RESIDENTS))
-    )
-    tombstones = tuple(
-        _check_key(k, f"tombstones[{i}]")
-        for i, k in enumerate(d.items("tombstones", MAX_TOMBSTONES))
-    )
-    templates = tuple(
-        parse_template(t, f"templates[{i}]")
-        for i, t in enumerate(d.items("templates", MAX_TEMPLATES))
-    )
-    template_tombstones = tuple(
-        _check_key(k, f"template_tombstones[{i}]")
-        for i, k in enumerate(d.items("template_tombstones", MAX_TOMBSTONES))
-    )
-    peers = tuple(parse_peer(p, f"peers[{i}]") for i, p in enumerate(d.items("peers", MAX_PEERS)))
+    residents = d.each("residents", MAX_RESIDENTS, parse_resident)
+    tombstones = d.each("tombstones", MAX_TOMBSTONES, _check_key)
+    templates = d.each("templates", MAX_TEMPLATES, parse_template)
+    template_tombstones = d.each("template_tombstones", MAX_TOMBSTONES, _check_key)
+    peers = d.each("peers", MAX_PEERS, parse_peer)
     key_gate = d.text("card_key_gate", 32, optional=True)
     if key_gate is not None and not FP_RE.fullmatch(key_gate):
         raise _bad("card_key_gate", "must be a gate fingerprint (32 hex digits) or null")
@@ -550,10 +542,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
     if raw_key is not None:
         card_key = CardKeyEntry(*_sealed(_Doc(raw_key, "card_key"), "card_key"))
     withdrawals, suspensions = (
-        tuple(
-            parse_face_event(w, f"{key}[{i}]")
-            for i, w in enumerate(d.items(key, MAX_TOMBSTONES, required=False))
-        )
+        d.each(key, MAX_TOMBSTONES, parse_face_event, required=False)
         for key in ("face_withdrawals", "face_suspensions")
     )
     bundle = EnrollmentBundle(

@@ -708,40 +708,35 @@ class BundleImporter:
         ended), from the consent records, which outlive the audit log's pruning.
         The admin passes them on so every gate of the site withdraws too."""
         since = float(get_state(self.db, "sync_withdrawals_reported", "0") or 0)
-        try:
-            rows = self.db.execute(
-                "SELECT s.key, max(c.withdrawn_at) FROM face_consents c "
-                "JOIN residents r ON r.pseudonym = c.pseudonym "
-                "JOIN sync_residents s ON s.resident_id = r.id "
-                "WHERE c.withdrawn_at > ? AND c.withdrawn_by != 'superseded' "
-                "AND c.withdrawn_by NOT LIKE 'site:%' GROUP BY s.key ORDER BY s.key",
-                [since],
-            ).fetchall()
-        except sqlite3.OperationalError:
-            return []  # no import yet
-        return [{"resident": k, "at": float(t)} for k, t in rows]
+        rows = self.db.execute(
+            "SELECT pseudonym, withdrawn_at FROM face_consents WHERE withdrawn_at > ? "
+            "AND withdrawn_by != 'superseded' AND withdrawn_by NOT LIKE 'site:%'",
+            [since],
+        ).fetchall()
+        return self._site_events(rows)
 
     def _false_matches(self) -> list[dict[str, Any]]:
         """Roster residents whose face let in the wrong person here (`doorpi log
         false-match`) since the last report that left; the admin passes them on."""
         since = float(get_state(self.db, "sync_false_matches_reported", "0") or 0)
         reports = json.loads(get_state(self.db, "face_false_matches") or "[]")
-        keys = self._keys_by_pseudonym()
-        out: dict[str, float] = {}
-        for pseudonym, at in reports:
-            if at > since and pseudonym in keys:
-                out[keys[pseudonym]] = max(out.get(keys[pseudonym], 0.0), float(at))
-        return [{"resident": k, "at": t} for k, t in sorted(out.items())]
+        return self._site_events([(p, at) for p, at in reports if at > since])
 
-    def _keys_by_pseudonym(self) -> dict[str, str]:
+    def _site_events(self, rows: list[tuple[str, float]]) -> list[dict[str, Any]]:
+        """(pseudonym, time) -> the latest time per roster key (residents added on
+        the gate by hand are not the admin's to pass on)."""
         try:
-            rows = self.db.execute(
+            keys = dict(self.db.execute(
                 "SELECT r.pseudonym, s.key FROM sync_residents s "
                 "JOIN residents r ON r.id = s.resident_id"
-            ).fetchall()
+            ).fetchall())  # fmt: skip
         except sqlite3.OperationalError:
-            return {}  # no import yet
-        return dict(rows)
+            return []  # no import yet
+        out: dict[str, float] = {}
+        for pseudonym, at in rows:
+            if pseudonym in keys:
+                out[keys[pseudonym]] = max(out.get(keys[pseudonym], 0.0), float(at))
+        return [{"resident": k, "at": t} for k, t in sorted(out.items())]
 
     def status(self) -> dict[str, Any]:
         """Counts and health only: nothing that identifies a resident or a face."""
