@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
+
+from doorpi.fsutil import find_shared_dir
 
 pytest_plugins = ["pcsc_fixtures"]
 
@@ -32,13 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _shared() -> Path:
-    env = os.environ.get("DOORPI_SHARED_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared", Path("/work/shared")]
-    for c in candidates:
-        if (c / "faces").is_dir():
-            return c
-    pytest.fail("shared photos not found (set DOORPI_SHARED_DIR to the folder holding faces/)")
+    found = find_shared_dir(REPO, need="faces")
+    if found is None:
+        pytest.fail("shared photos not found (set DOORPI_SHARED_DIR to the folder holding faces/)")
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -38,3 +38,27 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+SHARED_ENV = "DOORPI_SHARED_DIR"
+
+
+def find_shared_dir(*starts: Path, need: str = "") -> Path | None:
+    """The project's shared data folder (photos, field cases), or None.
+
+    Looks in ``$DOORPI_SHARED_DIR`` first, then for a folder named ``shared``
+    in each of ``starts`` and every folder above them (the clone's parent
+    holds it in development and CI). ``need`` names a path that must exist
+    inside it (``"faces"``, ``"faces/X/1.jpg"``). No fixed absolute path is
+    ever tried: a machine without the folder gets None and says so.
+    """
+    candidates: list[Path] = []
+    if os.environ.get(SHARED_ENV):
+        candidates.append(Path(os.environ[SHARED_ENV]))
+    for start in starts:
+        here = start.resolve()
+        candidates += [p / "shared" for p in (here, *here.parents)]
+    for base in candidates:
+        if (base / need).exists() if need else base.is_dir():
+            return base
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -456,3 +457,19 @@ def test_cli_module_registers_selftest(
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "PASS  keys" in out and "failed" in out.splitlines()[-1]
+
+
+def test_models_as_this_machine_built_them_pass(tmp_path: Path) -> None:
+    """The real manifest beside the real build, as the image installs them: the
+    converted SFace (bytes differ between CPUs) is held to this build's SHA256SUMS."""
+    from doorpi.vision.models import REPO_BUILD_DIR
+
+    models = tmp_path / "m"
+    shutil.copytree(REPO_BUILD_DIR, models)
+    shutil.copyfile(REPO / "models" / "manifest.toml", models / "manifest.toml")
+    result = selftest.check_models(models, face_enabled=True)
+    assert result.status == PASS, result.detail
+    sums = models / "SHA256SUMS"
+    sums.write_text("".join(x + "\n" for x in sums.read_text().splitlines() if "sface" not in x))
+    result = selftest.check_models(models, face_enabled=True)
+    assert result.status == FAIL and "sface.tflite: not in SHA256SUMS" in result.detail

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("DOORPI_SHARED_DIR", "/work/shared"))
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM", b"RIFF", b"\x93NUMPY")
 
 DRIVER = r"""
@@ -113,11 +112,11 @@ def _snapshot(dirs: list[Path]) -> dict[Path, float]:
     return snap
 
 
-def test_enrolment_and_recognition_leave_no_image_or_embedding_anywhere(tmp_path):
+def test_enrolment_and_recognition_leave_no_image_or_embedding_anywhere(tmp_path, faces_dir):
     data_dir = tmp_path / "data"
     before = _snapshot(_temp_dirs())
     proc = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(data_dir), str(SHARED)],
+        [sys.executable, "-c", DRIVER, str(data_dir), str(faces_dir.parent)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import tomllib
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,11 +21,55 @@ def _build_module():
 
 
 def test_built_models_match_manifest(models_dir: Path) -> None:
+    """Byte-stable outputs are the manifest's bytes; the converted SFace is the same model."""
     build = _build_module()
     manifest = tomllib.loads((REPO / "models/manifest.toml").read_text())
     assert build.verify_dir(models_dir)
+    converted = []
     for name, spec in manifest["outputs"].items():
-        assert build.sha256_file(models_dir / name) == spec["sha256"], name
+        if "sha256" in spec:
+            assert build.sha256_file(models_dir / name) == spec["sha256"], name
+        else:
+            got = build.same_model(
+                models_dir / name,
+                REPO / spec["known_answers"],
+                spec["min_cosine"],
+                spec["max_similarity_shift"],
+            )
+            assert got["min_cosine"] >= spec["min_cosine"], got
+            converted.append(name)
+    assert converted == ["sface.tflite"]
+
+
+def test_same_model_refuses_another_model(tmp_path: Path, models_dir: Path) -> None:
+    """The check can fail: answers recorded for other images, or a runtime that
+    embeds everything alike, are not the same model."""
+    build = _build_module()
+    answers = json.loads((REPO / "models/kat.json").read_text())
+    swapped = tmp_path / "swapped.json"
+    swapped.write_text(json.dumps({"answers": answers["answers"][::-1]}))
+    with pytest.raises(build.BuildError, match="not the same model"):
+        build.same_model(models_dir / "sface.tflite", swapped, 0.998, 0.02)
+    collapsed = tmp_path / "collapsed.json"
+    collapsed.write_text(json.dumps({"answers": [answers["answers"][0]] * 3}))
+    with pytest.raises(build.BuildError, match="similarity shift"):
+        build.same_model(models_dir / "sface.tflite", collapsed, 0.0, 0.02)
+    with pytest.raises(build.BuildError, match="could not run"):
+        build.same_model(models_dir / "face_landmark.tflite", REPO / "models/kat.json", 0.9, 0.1)
+
+
+def test_every_converted_output_states_what_the_same_model_means() -> None:
+    """No output is both unpinned and unchecked; no tolerance looser than the device's."""
+    from doorpi.vision import kat
+
+    manifest = tomllib.loads((REPO / "models/manifest.toml").read_text())
+    for name, spec in manifest["outputs"].items():
+        if "sha256" in spec:
+            assert len(spec["sha256"]) == 64, name
+            continue
+        assert (REPO / spec["known_answers"]).is_file(), name
+        assert kat.MIN_SELF < spec["min_cosine"] < 1.0, name
+        assert 0.0 < spec["max_similarity_shift"] < kat.MAX_PAIR_SHIFT, name
 
 
 def test_verify_dir_catches_a_flipped_byte(tmp_path: Path, models_dir: Path) -> None:

@@ -204,20 +204,14 @@ def live_turn_frames(site: SimulatedSite, person_dir: Path) -> tuple[int, list[A
 def resolve(scenario_path: Path, ref: str) -> Path:
     """``shared:faces/X/1.jpg`` -> the shared data folder (beside the clone, or
     $DOORPI_SHARED_DIR); other relative paths are relative to the scenario."""
-    import os
-
     if ref.startswith("shared:"):
+        from doorpi.fsutil import SHARED_ENV, find_shared_dir
+
         rel = ref.removeprefix("shared:")
-        candidates = (
-            [Path(os.environ["DOORPI_SHARED_DIR"])] if "DOORPI_SHARED_DIR" in os.environ else []
-        )
-        here = scenario_path.resolve().parent
-        candidates += [p / "shared" for p in (here, *here.parents)]
-        candidates.append(Path("/work/shared"))
-        for base in candidates:
-            if (base / rel).exists():
-                return base / rel
-        raise ValueError(f"{ref}: not found in the shared data folder (set DOORPI_SHARED_DIR)")
+        base = find_shared_dir(scenario_path.parent, Path.cwd(), need=rel)
+        if base is None:
+            raise ValueError(f"{ref}: not found in the shared data folder (set {SHARED_ENV})")
+        return base / rel
     p = Path(ref)
     return p if p.is_absolute() else scenario_path.parent / p
 
