@@ -4,8 +4,10 @@ Runs inside the build venv (tensorflow, onnx2tf, onnx, onnxruntime), never on
 the device. Why each step: converters reject opset-21 blocked
 ``DequantizeLinear``, so weights are dequantized to float first; the
 reshapes of those weights are folded and dangling graph inputs dropped, or
-onnx2tf fails on the first Conv; onnx2tf wants a calibration sample file in
-the working directory even for float output and would download one.
+onnx2tf fails on the first Conv; every BatchNormalization is folded here in
+float64 (see `fold_batchnorm`: TensorFlow's approximate rsqrt made the bytes
+depend on the build CPU); onnx2tf wants a calibration sample file in the
+working directory even for float output and would download one.
 
 Usage: python convert_sface.py SRC.onnx WORKDIR [--prelu-rewrite] [--calib crops.npy]
 Writes WORKDIR/sface_fp32.onnx and WORKDIR/out/*.tflite and prints JSON with
@@ -63,6 +65,11 @@ def to_float_graph(model: onnx.ModelProto, prelu_rewrite: bool) -> onnx.ModelPro
             inits[node.output[0]] = inits[node.input[0]].reshape(inits[node.input[1]].astype(int))
             continue
         new_nodes.append(node)
+    new_nodes = fold_batchnorm(new_nodes, inits)
+    if any(n.op_type == "BatchNormalization" for n in new_nodes):
+        raise SystemExit(
+            "a BatchNormalization was left unfolded: the build would depend on the CPU"
+        )
     if prelu_rewrite:
         new_nodes = _rewrite_prelu(new_nodes, inits)
     used = {i for n in new_nodes for i in n.input} | {o.name for o in g.output}
@@ -74,6 +81,72 @@ def to_float_graph(model: onnx.ModelProto, prelu_rewrite: bool) -> onnx.ModelPro
     out = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     out.ir_version = 8
     onnx.checker.check_model(out)
+    return out
+
+
+def fold_batchnorm(nodes: list, inits: dict) -> list:
+    """Fold every BatchNormalization into constants computed here, in float64.
+
+    Why: onnx2tf lowers BatchNormalization to ``tf.nn.batch_normalization``,
+    whose ``rsqrt`` TensorFlow computes with the CPU's approximate reciprocal
+    square root (x86 RSQRTPS plus one Newton step: not correctly rounded, and
+    the approximation table differs between CPU makers), so the folded
+    weights, and the int8 rounding of a few of them, differed between an Intel
+    and an AMD build machine. Here ``a = gamma / sqrt(var + eps)`` and
+    ``b = beta - mean * a`` use IEEE-exact numpy operations: a Conv followed
+    only by its BN gets ``W * a`` and ``(bias - mean) * a + beta``; any other
+    BN becomes ``Mul(x, a)`` then ``Add(., b)`` with per-channel constants.
+    """
+    producers = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    out: list = []
+    folded: dict[str, str] = {}  # BN output -> Conv output that now carries it
+    for n in nodes:
+        if n.op_type != "BatchNormalization" or not all(i in inits for i in n.input[1:5]):
+            out.append(n)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        eps = float(attrs.get("epsilon", 1e-5))
+        gamma, beta, mean, var = (inits[i].astype(np.float64) for i in n.input[1:5])
+        a = gamma / np.sqrt(var + np.float64(np.float32(eps)))
+        b = beta - mean * a
+        src = producers.get(n.input[0])
+        if (
+            src is not None
+            and src.op_type == "Conv"
+            and consumers.get(n.input[0]) == 1
+            and src.input[1] in inits
+        ):
+            w = inits[src.input[1]].astype(np.float64)
+            bias = (
+                inits[src.input[2]].astype(np.float64)
+                if len(src.input) > 2 and src.input[2]
+                else np.zeros(w.shape[0])
+            )
+            wname, bname = f"{src.output[0]}__w_bn", f"{src.output[0]}__b_bn"
+            inits[wname] = (w * a.reshape(-1, *([1] * (w.ndim - 1)))).astype(np.float32)
+            inits[bname] = ((bias - mean) * a + beta).astype(np.float32)
+            x = src.input[0]
+            del src.input[:]
+            src.input.extend([x, wname, bname])
+            folded[n.output[0]] = src.output[0]
+            continue
+        # NCHW feature maps broadcast per channel as (C, 1, 1); a Gemm's (N, C) as (C,).
+        shape = (-1,) if src is not None and src.op_type == "Gemm" else (-1, 1, 1)
+        aname, bname, mid = f"{n.output[0]}__a", f"{n.output[0]}__b", f"{n.output[0]}__ax"
+        inits[aname] = a.astype(np.float32).reshape(shape)
+        inits[bname] = b.astype(np.float32).reshape(shape)
+        out += [
+            helper.make_node("Mul", [n.input[0], aname], [mid]),
+            helper.make_node("Add", [mid, bname], [n.output[0]]),
+        ]
+    for n in out:  # consumers of a folded BN read the Conv's output instead
+        for k, name in enumerate(n.input):
+            if name in folded:
+                n.input[k] = folded[name]
     return out
 
 
