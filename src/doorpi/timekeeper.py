@@ -149,3 +149,44 @@ class Timekeeper:
 
 
 __all__ = ["OK", "ClockRepair", "Timekeeper", "read_repair", "read_state", "write_repair"]
+
+
+def assess(db: Any, wall: float, tz: tzinfo) -> dict[str, Any]:
+    """The clock as `doorpi status` and `doorpi clock` show it, from another
+    process: the floor, the running gate's last view, and what to do.
+
+    ``state`` is "ok", "behind" (the system clock is behind the trusted
+    floor) or "ahead" (the gate saw an implausible jump and decides on the
+    time it can vouch for); ``advice`` is one line for the admin, or "".
+    """
+    from doorpi.core.clock import AHEAD, SLACK_SECONDS
+    from doorpi.sitetime import show
+
+    floor = float(get_state(db, "clock_floor", "0") or 0)
+    seen = read_state(db) or {}
+    state, advice = OK, ""
+    if floor and wall < floor - SLACK_SECONDS:
+        state = "behind"
+        advice = (
+            f"the system clock ({show(wall, tz)}) is behind the last trusted time "
+            f"({show(floor, tz)}): schedule-restricted residents are refused. Set the right "
+            "local time with `doorpi clock set 'YYYY-MM-DD HH:MM'`; if the clock is right "
+            "and the trusted time is wrong, confirm it with `doorpi clock trust`"
+        )
+    elif seen.get("state") == AHEAD:
+        state = AHEAD
+        advice = (
+            f"the clock jumped ahead to {show(seen['wall'], tz)}, later than the gate can "
+            f"vouch for ({show(seen['effective'], tz)}): the gate decides on the time it can "
+            "vouch for and refuses schedule-restricted residents. If the system clock is "
+            "right (the gate was off for a long time), confirm it with `doorpi clock trust`; "
+            "otherwise fix the RTC or set the time with `doorpi clock set`"
+        )
+    return {
+        "state": state,
+        "trusted": state == OK,
+        "floor": floor,
+        "floor_local": show(floor, tz) if floor else "-",
+        "system_local": show(wall, tz),
+        "advice": advice,
+    }

@@ -110,10 +110,11 @@ class ClockGuard:
     def offer(self, vouched: float, mono: float) -> bool:
         """A signed source (admin bundle) says it is at least ``vouched``.
 
-        Raises the floor when that is within ``max_offline`` of the reference;
-        returns False (floor unchanged) for a time the gate cannot believe.
+        Raises the floor when that is within ``max_offline`` of the reference
+        (or when there is no floor yet); returns False (floor unchanged) for a
+        time the gate cannot believe.
         """
-        if vouched > self.reference(mono) + self.max_offline:
+        if self.floor > 0 and vouched > self.reference(mono) + self.max_offline:
             return False
         self.floor = max(self.floor, vouched)
         return True
