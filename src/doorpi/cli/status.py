@@ -66,9 +66,8 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
 
 def _face_path_info(cfg: common.Config, store: common.Storage, now: float) -> dict[str, Any]:
     """Trigger mode, today's face attempts and the honest 1:N false-accept estimate."""
-    from doorpi.vision.match import SHIPPED_FAR_UPPER
-
     from doorpi.sitetime import day_start, local
+    from doorpi.vision.match import SHIPPED_FAR_UPPER
 
     day = day_start(local(now, cfg.site.tz).date(), cfg.site.tz)  # today at the site
     attempts = store.db.execute(
