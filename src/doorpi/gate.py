@@ -163,9 +163,11 @@ class Gate:
             self.face_problem = problem
             log.error("face stays off: %s", problem)
             return
-        self.face_privacy = build_face_privacy(self.cfg, self.storage, clock=self.clock.wall)
+        # Vouched time, not the raw wall clock: an RTC reading 2040 must not shred templates.
+        vouched = self.time.vouched
+        self.face_privacy = build_face_privacy(self.cfg, self.storage, clock=vouched)
         self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin)
-        sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, self.clock.wall)
+        sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, vouched)
         self.sweepers.append(lambda _now: sweeper.sweep())
 
     def _menu_verify_pin(self, rid: int, pin: str) -> bool:
@@ -380,7 +382,7 @@ class Gate:
         r = self.storage.residents.get(resident_id)
         if r is None or not r.active:
             return f"resident {resident_id} is unknown or disabled"
-        if self.face_privacy.consents.live(r.pseudonym, self.clock.wall()) is None:
+        if self.face_privacy.consents.live(r.pseudonym, self.time.vouched()) is None:
             return f"resident {resident_id} has no live face consent"
         return ""
 

@@ -102,6 +102,12 @@ class Timekeeper:
             reading.effective, local(reading.effective, self.tz), reading.trusted
         ), notices
 
+    def vouched(self) -> float:
+        """Epoch seconds the gate can vouch for now: the wall clock while it is
+        trusted, else the floor plus monotonic time elapsed (for retention,
+        consent and other records that must not follow a bogus clock)."""
+        return self.guard.reference(self.clock.mono())
+
     def offer(self, vouched: float, source: str) -> list[Notice]:
         """A signed source's time (bundle): raise the floor, or report it."""
         mono = self.clock.mono()

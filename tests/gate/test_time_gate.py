@@ -281,3 +281,25 @@ def test_bundle_floor_that_is_implausible_is_refused_and_reported(tmp_path):
     assert s.gate.clock_guard.floor < floor + 10
     assert tap(s, CLEANER) == (True, "granted")
     s.close()
+
+
+def test_rtc_garbage_at_start_does_not_shred_face_templates(tmp_path):
+    """Face retention runs on vouched time: a clock at 2040 deletes nothing."""
+    from privacy.privacy_support import FACE_ON, face_site, unit_vector
+
+    s = face_site(tmp_path, FACE_ON)
+    privacy = s.gate.face_privacy
+    assert privacy is not None, s.gate.face_problem
+    ticket = privacy.start_enrolment(s.rid, "admin_present", by="admin:test")
+    privacy.consent(ticket, confirmed_by="admin:test")
+    privacy.enrol(s.rid, unit_vector(1))
+    s.close()
+
+    def templates() -> int:
+        return int(s.storage.db.execute("SELECT count(*) FROM face_templates").fetchone()[0])
+
+    cfg = s.cfg
+    s = SimulatedSite(cfg, ManualClock(local_epoch("2040-01-02T08:00", "UTC")))
+    s.advance(2)  # the first tick runs the retention sweep
+    assert not s.gate.moment.trusted and templates() == 1
+    s.close()
