@@ -2,14 +2,17 @@
 
 The gate reads wall time only through a `Clock`, and durations only from its
 monotonic side, so scenarios run in virtual time and clock jumps can be
-staged.
+staged. Local time is in the site's zone (``site.timezone``, see
+`doorpi.sitetime`), never the system's /etc/localtime.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 from typing import Protocol
+
+from doorpi.sitetime import DEFAULT_TIMEZONE, to_epoch, zone
 
 
 class Clock(Protocol):
@@ -19,7 +22,14 @@ class Clock(Protocol):
     def epoch(self, local: datetime) -> float: ...
 
 
+def _tz(tz: tzinfo | str) -> tzinfo:
+    return zone(tz) if isinstance(tz, str) else tz
+
+
 class SystemClock:
+    def __init__(self, tz: tzinfo | str = DEFAULT_TIMEZONE) -> None:
+        self.tz = _tz(tz)
+
     def wall(self) -> float:
         return time.time()
 
@@ -27,19 +37,19 @@ class SystemClock:
         return time.monotonic()
 
     def local(self, epoch: float) -> datetime:
-        return datetime.fromtimestamp(epoch)
+        return datetime.fromtimestamp(epoch, self.tz)
 
     def epoch(self, local: datetime) -> float:
-        return local.timestamp()
+        return to_epoch(local, self.tz)
 
 
 class ManualClock:
     """Virtual time: ``advance()`` moves both clocks, ``set_wall()`` jumps the wall clock."""
 
-    def __init__(self, wall: float, tz_offset_hours: float = 0.0) -> None:
+    def __init__(self, wall: float, tz: tzinfo | str = DEFAULT_TIMEZONE) -> None:
         self._wall = wall
         self._mono = 1000.0
-        self._tz = tz_offset_hours * 3600
+        self.tz = _tz(tz)
 
     def wall(self) -> float:
         return self._wall
@@ -48,10 +58,10 @@ class ManualClock:
         return self._mono
 
     def local(self, epoch: float) -> datetime:
-        return datetime.fromtimestamp(epoch + self._tz, tz=UTC).replace(tzinfo=None)
+        return datetime.fromtimestamp(epoch, self.tz)
 
     def epoch(self, local: datetime) -> float:
-        return local.replace(tzinfo=UTC).timestamp() - self._tz
+        return to_epoch(local, self.tz)
 
     def advance(self, seconds: float) -> None:
         self._wall += seconds

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from doorpi.core.policy import (
     parse_rule,
 )
 from doorpi.core.schedule import Schedule, ScheduleError
+from doorpi.sitetime import DEFAULT_TIMEZONE, TimeZoneError, zone
 
 
 class ConfigError(ValueError):
@@ -37,6 +39,11 @@ class SiteConfig:
     controller: str = ""
     contact: str = ""
     data_dir: Path = Path("/var/lib/doorpi")
+    timezone: str = DEFAULT_TIMEZONE  # IANA name; schedules, dates and what people read
+
+    @property
+    def tz(self) -> tzinfo:
+        return zone(self.timezone)
 
 
 @dataclass(frozen=True)
@@ -386,10 +393,15 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
         controller=s.str("controller", ""),
         contact=s.str("contact", ""),
         data_dir=Path(s.str("data_dir", "/var/lib/doorpi")),
+        timezone=s.str("timezone", DEFAULT_TIMEZONE),
     )
+    try:
+        zone(site.timezone)
+    except TimeZoneError as exc:
+        raise s.fail("timezone", str(exc)) from None
     s.check_unknown()
     if not site.data_dir.is_absolute() and path is not None:
-        site = SiteConfig(site.name, site.controller, site.contact, path.parent / site.data_dir)
+        site = replace(site, data_dir=path.parent / site.data_dir)
 
     door = _parse_door(doc, schedules)
     gpio = _parse_gpio(doc)

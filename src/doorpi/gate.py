@@ -23,7 +23,6 @@ from typing import Any
 
 from doorpi.clocks import Clock
 from doorpi.config import Config
-from doorpi.core.clock import ClockGuard
 from doorpi.core.door import DoorMachine, DoorTiming
 from doorpi.core.events import (
     Alarm,
@@ -56,7 +55,6 @@ from doorpi.hardware.feedback import Indicator
 from doorpi.hardware.strike import Strike
 from doorpi.store import Storage
 from doorpi.store.credentials import card_hash, verify_pin
-from doorpi.store.db import get_state, set_state
 from doorpi.store.residents import Resident
 
 log = logging.getLogger("doorpi.gate")
@@ -68,9 +66,6 @@ NOT_AUDITED = frozenset({"feedback", "key_pressed", "card_removed", "tick", "fac
 
 FACE_PAUSE_AFTER = 5
 FACE_PAUSE_SECONDS = 30.0
-
-# SD-card wear: 144 writes a day, not 1,440; a power cut loses at most 10 minutes of floor.
-FLOOR_SAVE_SECONDS = 600.0
 
 
 @dataclass
@@ -119,9 +114,10 @@ class Gate:
             LockoutPolicy(FACE_PAUSE_AFTER, FACE_PAUSE_SECONDS, FACE_PAUSE_SECONDS, 3600.0)
         )
         self.pinpad = PinPad(cfg.keypad.entry_timeout_seconds, max_digits=12)
-        floor = float(get_state(storage.db, "clock_floor", "0") or 0)
-        self.clock_guard = ClockGuard(floor)
-        self._floor_saved = floor
+        from doorpi.timekeeper import Timekeeper
+
+        self.time = Timekeeper(clock, storage.db, cfg.site.tz)  # the one clock service
+        self.clock_guard = self.time.guard
         self.attempt: Attempt | None = None
         self.readers: dict[str, bool] = {}
         self.started_mono = clock.mono()
@@ -167,9 +163,11 @@ class Gate:
             self.face_problem = problem
             log.error("face stays off: %s", problem)
             return
-        self.face_privacy = build_face_privacy(self.cfg, self.storage, clock=self.clock.wall)
+        # Vouched time, not the raw wall clock: an RTC reading 2040 must not shred templates.
+        vouched = self.time.vouched
+        self.face_privacy = build_face_privacy(self.cfg, self.storage, clock=vouched)
         self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin)
-        sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, self.clock.wall)
+        sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, vouched)
         self.sweepers.append(lambda _now: sweeper.sweep())
 
     def _menu_verify_pin(self, rid: int, pin: str) -> bool:
@@ -194,10 +192,10 @@ class Gate:
         self.queue.put(event)
 
     def now(self) -> Moment:
-        reading = self.clock_guard.observe(self.clock.wall(), self.clock.mono())
-        if reading.jumped_by:
-            self._record(Notice("clock_jumped", {"by_seconds": round(reading.jumped_by, 1)}))
-        return Moment(reading.effective, self.clock.local(reading.effective), reading.trusted)
+        moment, notices = self.time.now()
+        for notice in notices:
+            self._record(notice)
+        return moment
 
     def _record(self, item: Any, **extra: Any) -> None:
         """Queue a record; `_flush` writes them after the actuators have acted."""
@@ -278,7 +276,7 @@ class Gate:
     def shutdown(self) -> None:
         self._apply(self.door.shutdown())
         self.strike.secure()
-        self._persist_floor(force=True)
+        self.time.persist(force=True)
         self._flush()
 
     # ------------------------------------------------------------ events
@@ -339,12 +337,13 @@ class Gate:
             self.stats["denied"] += 1
         if out:
             self._apply(out)
-        self._persist_floor()
+        self.time.persist()
         self._sweep(mono)
         if mono - self._sync_polled >= 1.0:
             self._sync_polled = mono
             self._poll_sync()
             self._poll_capture()
+            self._apply(self.time.poll_repair())
 
     def _poll_sync(self) -> None:
         try:
@@ -354,8 +353,8 @@ class Gate:
             return
         if sig is not None:
             pattern, floor = sig
-            self.clock_guard.raise_floor(floor)
-            self._apply([Notice("sync_finished", {"result": pattern}), self._say(pattern)])
+            self._apply([*self.time.offer(floor, "bundle"), Notice("sync_finished",
+                         {"result": pattern}), self._say(pattern)])  # fmt: skip
 
     def _poll_capture(self) -> None:
         """Start a face capture the admin asked for from the CLI, or say why not."""
@@ -383,7 +382,7 @@ class Gate:
         r = self.storage.residents.get(resident_id)
         if r is None or not r.active:
             return f"resident {resident_id} is unknown or disabled"
-        if self.face_privacy.consents.live(r.pseudonym, self.clock.wall()) is None:
+        if self.face_privacy.consents.live(r.pseudonym, self.time.vouched()) is None:
             return f"resident {resident_id} has no live face consent"
         return ""
 
@@ -414,15 +413,6 @@ class Gate:
                 sweeper(self.moment.epoch)
             except Exception as exc:
                 log.error("retention sweeper failed: %s", exc)
-
-    def _persist_floor(self, force: bool = False) -> None:
-        floor = self.clock_guard.floor
-        if force or floor - self._floor_saved >= FLOOR_SAVE_SECONDS:
-            try:
-                set_state(self.storage.db, "clock_floor", repr(floor))
-                self._floor_saved = floor
-            except Exception as exc:
-                log.error("cannot save clock floor: %s", exc)
 
     # ------------------------------------------------------------ credentials
 

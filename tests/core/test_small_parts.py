@@ -84,7 +84,8 @@ def test_schedule_windows():
         ("mon-fri", "not 'DAYS HH:MM-HH:MM'"),
         ("fri-mon 07:00-08:00", "runs backwards"),
         ("mon 25:00-26:00", "out of range"),
-        ("mon 19:00-07:00", "ends before it starts"),
+        ("mon 19:00-19:00", "is empty"),
+        ("mon 24:00-06:00", "starts at 24:00"),
         ("funday 07:00-08:00", "unknown day"),
         ("mon 7-8", "not HH:MM"),
     ],
@@ -128,5 +129,5 @@ def test_jump_while_running_is_reported_once():
 
 def test_signed_source_raises_floor():
     g = ClockGuard(floor=0)
-    g.raise_floor(5000)
+    assert g.offer(5000, 0)
     assert not g.observe(100, 0).trusted

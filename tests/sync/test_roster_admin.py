@@ -6,6 +6,7 @@ import stat
 import tomllib
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -29,8 +30,8 @@ def test_example_roster_parses() -> None:
     assert (e.key, e.name, e.keypad_id, e.pin) == ("a-3101-wang", "Alice Wang", "101", "2468")
     assert e.cards[0].uid == "04a1b2c3d4e5f6"
     assert e.pin_tag == pin_tag(TAG, "a-3101-wang", "2468")
-    # valid_until = 2027-06-30 includes the whole day.
-    assert e.valid_until == datetime(2027, 6, 30, 23, 59, 59).timestamp()
+    # valid_until = 2027-06-30 includes the whole day at the site (Asia/Shanghai).
+    assert e.valid_until == datetime(2027, 7, 1, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
     assert roster.site_name == "Example Court" and alice.gates is None
 
 

@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "config",
     "resident",
     "status",
+    "clock",
     "log",
     "bench",
     "selftest",

@@ -7,12 +7,13 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import tzinfo
 from typing import Any as Any
 
 from doorpi.cli import CliError
 from doorpi.config import Config as Config
 from doorpi.config import ConfigError, load_config
+from doorpi.sitetime import DEFAULT_TIMEZONE, parse_local, show, zone
 from doorpi.store import Storage as Storage
 from doorpi.store.db import DatabaseError
 from doorpi.store.secrets import KeyError_
@@ -28,11 +29,21 @@ def as_cli_error(*kinds: type[Exception]) -> Iterator[None]:
         raise CliError(str(exc)) from None
 
 
+_site_tz: list[tzinfo] = [zone(DEFAULT_TIMEZONE)]
+
+
+def site_tz() -> tzinfo:
+    """The zone of the config this command loaded (site.timezone)."""
+    return _site_tz[0]
+
+
 def config(args: argparse.Namespace) -> Config:
     try:
-        return load_config(args.config)
+        cfg = load_config(args.config)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    _site_tz[0] = cfg.site.tz  # every time this command shows or reads is site-local
+    return cfg
 
 
 def storage(cfg: Config) -> Storage:
@@ -50,21 +61,22 @@ def resident(store: Storage, rid: int) -> Any:
     return r
 
 
-def when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
+def when(epoch: float | None, until: bool = False) -> str:
+    """Site-local time for people; ``until`` shows an end-of-day bound as "24:00"."""
+    return show(epoch, site_tz(), until=until)
 
 
-def parse_date(text: str | None, flag: str) -> float | None:
+def parse_date(text: str | None, flag: str, until: bool = False) -> float | None:
+    """A date typed at the device, in the site's zone (see `doorpi.sitetime`):
+    a bare date with ``until`` means through that local day."""
     if not text:
         return None
-    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"):
-        try:
-            return datetime.strptime(text, fmt).timestamp()
-        except ValueError:
-            continue
-    raise CliError(f"{flag}: {text!r} is not a date like 2027-06-30 or 2027-06-30T18:00")
+    try:
+        return parse_local(text, site_tz(), until=until)
+    except ValueError:
+        raise CliError(
+            f"{flag}: {text!r} is not a date like 2027-06-30 or 2027-06-30T18:00"
+        ) from None
 
 
 def print_json(obj: Any) -> None:

@@ -196,7 +196,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(rep)
     else:
-        sys.stdout.write(format_report(rep) + "\n")
+        sys.stdout.write(format_report(rep, common.site_tz()) + "\n")
     return 0
 
 

@@ -89,7 +89,7 @@ def interactive(args: argparse.Namespace) -> int:
         lines.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
         print(f"  {lines[-1]}", flush=True)
 
-    site = SimulatedSite(cfg, SystemClock(), observers=[show])
+    site = SimulatedSite(cfg, SystemClock(cfg.site.tz), observers=[show])
     fresh = not site.storage.residents.all()
     if fresh:
         for spec in DEMO_RESIDENTS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from datetime import datetime
 
 from doorpi.cli import CliError, common
 
@@ -51,7 +52,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"seq": r.seq, "ts": r.ts, "kind": r.kind, **r.data}))
         else:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.ts))
+            stamp = f"{datetime.fromtimestamp(r.ts, common.site_tz()):%Y-%m-%d %H:%M:%S}"
             print(f"{r.seq:>7} {stamp}  {describe(r.kind, r.data)}")
     return 0
 

@@ -83,7 +83,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             unit=args.unit,
             keypad_id=args.keypad_id,
             valid_from=common.parse_date(args.valid_from, "--valid-from"),
-            valid_until=common.parse_date(args.valid_until, "--valid-until"),
+            valid_until=common.parse_date(args.valid_until, "--valid-until", until=True),
             schedule=args.schedule,
         )
     except ResidentError as exc:
@@ -104,7 +104,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         state = "active" if r.active else "disabled"
         print(
             f"{r.id:>4}  {r.name[:24]:<24} {r.unit[:8]:<8} {(r.keypad_id or '-'):<7} "
-            f"{common.when(r.valid_until):<16} {(r.schedule or 'any'):<10} {state}"
+            f"{common.when(r.valid_until, until=True):<16} {(r.schedule or 'any'):<10} {state}"
         )
     return 0
 
@@ -118,7 +118,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     for key in ("id", "name", "unit", "keypad_id", "schedule", "active", "has_pin"):
         print(f"{key:>12}: {info[key]}")
-    print(f"{'valid':>12}: {common.when(r.valid_from)} .. {common.when(r.valid_until)}")
+    print(f"{'valid':>12}: {common.when(r.valid_from)} .. {common.when(r.valid_until, until=True)}")
     for c in info["cards"]:
         print(f"{'card':>12}: ref {c['ref']} {c['label']} (added {common.when(c['added'])})")
     return 0

@@ -43,7 +43,7 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
         obs = list(observers or [])
         if getattr(args, "json_events", False):
             obs.append(lambda rec: print(dump(rec), flush=True))
-        gate = Gate(cfg, store, devices.strike, devices.feedback, SystemClock(), obs)
+        gate = Gate(cfg, store, devices.strike, devices.feedback, SystemClock(cfg.site.tz), obs)
         devices.start(gate.submit, cfg, sim)
         from doorpi.device import attach_card_templates
 

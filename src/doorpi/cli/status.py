@@ -20,7 +20,9 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     db = store.db
     now = time.time()
     residents = db.execute("SELECT count(*), sum(active) FROM residents").fetchone()
-    floor = float(get_state(db, "clock_floor", "0") or 0)
+    from doorpi.timekeeper import assess
+
+    clock = assess(db, now, cfg.site.tz)
     last = store.audit.tail(1)
     info: dict[str, common.Any] = {
         "door": cfg.door.name,
@@ -37,8 +39,11 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
         if last
         else None,
         "database": integrity_check(db),
-        "clock_trusted": now >= floor - 120,
-        "clock_floor": floor,
+        "timezone": cfg.site.timezone,
+        "clock": clock["state"],
+        "clock_trusted": clock["trusted"],
+        "clock_floor": clock["floor"],
+        "clock_floor_local": clock["floor_local"],
         "face_enabled": cfg.face.enabled,
         "warnings": [],
     }
@@ -54,19 +59,17 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     sync_info = _sync_info(cfg, store, now)
     info["warnings"].extend(sync_info.pop("warnings"))
     info.update(sync_info)
-    if not info["clock_trusted"]:
-        info["warnings"].append(
-            "system clock is behind the last trusted time: schedule-restricted residents are "
-            "refused until the clock is set"
-        )
+    if clock["advice"]:
+        info["warnings"].append(clock["advice"])
     return info
 
 
 def _face_path_info(cfg: common.Config, store: common.Storage, now: float) -> dict[str, Any]:
     """Trigger mode, today's face attempts and the honest 1:N false-accept estimate."""
+    from doorpi.sitetime import day_start, local
     from doorpi.vision.match import SHIPPED_FAR_UPPER
 
-    day = now - (now % 86400)
+    day = day_start(local(now, cfg.site.tz).date(), cfg.site.tz)  # today at the site
     attempts = store.db.execute(
         "SELECT count(*) FROM audit WHERE ts >= ? AND (kind = 'face_rejected' OR "
         "(kind = 'credential_presented' AND json_extract(data, '$.factor') = 'face'))",

@@ -1,7 +1,11 @@
 """Weekly time windows: "mon-fri 07:00-19:00", "daily 06:00-23:00", "sat,sun 09:00-12:00".
 
-Parsed once from config into `Schedule` objects; `allows()` is pure and takes
-local wall time (already vetted by `ClockGuard`).
+A window whose end is earlier than its start runs overnight: "daily
+22:00-06:00" (night guard, cleaners) opens at 22:00 on each listed day and
+closes at 06:00 the next morning, so "fri 22:00-06:00" covers Saturday until
+06:00. Parsed once from config into `Schedule` objects; `allows()` is pure and
+takes local wall time in the site's zone (already vetted by `ClockGuard`), so
+windows follow the local clock across DST changes.
 """
 
 from __future__ import annotations
@@ -20,11 +24,20 @@ class ScheduleError(ValueError):
 class Window:
     days: frozenset[int]  # 0 = Monday
     start_min: int  # minutes since midnight, inclusive
-    end_min: int  # exclusive; 1440 = end of day
+    end_min: int  # exclusive; 1440 = end of day; below start_min: the next morning
+
+    @property
+    def overnight(self) -> bool:
+        return self.end_min < self.start_min
 
     def contains(self, when: datetime) -> bool:
         minute = when.hour * 60 + when.minute
-        return when.weekday() in self.days and self.start_min <= minute < self.end_min
+        day = when.weekday()
+        if not self.overnight:
+            return day in self.days and self.start_min <= minute < self.end_min
+        if minute >= self.start_min:
+            return day in self.days
+        return minute < self.end_min and (day - 1) % 7 in self.days
 
 
 def _parse_days(text: str) -> frozenset[int]:
@@ -64,10 +77,10 @@ def parse_window(text: str) -> Window:
         raise ScheduleError(f"window {text!r} is not 'DAYS HH:MM-HH:MM'")
     start, end = parts[1].split("-", 1)
     s, e = _parse_clock(start), _parse_clock(end)
-    if s >= e:
-        raise ScheduleError(
-            f"window {text!r} ends before it starts (split overnight windows in two)"
-        )
+    if s == e:
+        raise ScheduleError(f"window {text!r} is empty (start and end are the same time)")
+    if s == 1440:
+        raise ScheduleError(f"window {text!r} starts at 24:00 (write 00:00 of the next day)")
     return Window(_parse_days(parts[0]), s, e)
 
 

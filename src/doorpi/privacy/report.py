@@ -13,7 +13,7 @@ warning as the site nears the 100,000-person filing threshold (MFR 15).
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from doorpi.privacy.consent import ConsentRegistry
@@ -95,12 +95,12 @@ def resident_report(
     return report
 
 
-def _when(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+def format_report(report: dict[str, Any], tz: tzinfo = UTC) -> str:
+    """The report as plain text for printing; times in ``tz`` (site.timezone)."""
 
+    def _when(ts: float | None) -> str:
+        return "-" if ts is None else datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M")
 
-def format_report(report: dict[str, Any]) -> str:
-    """The report as plain text for printing."""
     r = report["resident"]
     f = report["face"]
     lines = [f"What this gate stores about resident {r['id']} ({_when(report['generated'])})", ""]

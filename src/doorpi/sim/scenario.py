@@ -112,7 +112,7 @@ def run(scenario: Scenario, data_dir: Path | None = None, keep: bool = False) ->
     cfg = sim_config(scenario.config, data_dir or temp_data_dir())
     if cfg.face.enabled:
         _record_demo_assessment(cfg, scenario)
-    clock = ManualClock(0.0)
+    clock = ManualClock(0.0, cfg.site.tz)
     clock.set_wall(clock.epoch(scenario.start))
     site = SimulatedSite(cfg, clock, observers=[events.append])
     site.scenario_path = scenario.path

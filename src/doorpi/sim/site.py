@@ -49,7 +49,7 @@ class SimulatedSite:
     ) -> None:
         self.cfg = cfg
         self.scenario_path = Path(".")
-        self.clock = clock or ManualClock(time.time())
+        self.clock = clock or ManualClock(time.time(), cfg.site.tz)
         self.devices: Devices = build_outputs(cfg, sim=True)
         self.factory = self.devices.pin_factory
         self.storage = Storage.open(cfg.site.data_dir)
@@ -70,11 +70,11 @@ class SimulatedSite:
     # -------------------------------------------------------------- setup
 
     def add_resident(self, spec: dict[str, Any]) -> int:
-        from datetime import datetime
+        from doorpi.sitetime import parse_local
 
         def epoch(key: str) -> float | None:
-            v = spec.get(key)
-            return self.clock.epoch(datetime.fromisoformat(str(v))) if v else None
+            v = spec.get(key)  # the same meaning as the device CLI and the roster
+            return parse_local(v, self.cfg.site.tz, until=key == "valid_until") if v else None
 
         r = self.storage.residents.add(
             spec["name"],

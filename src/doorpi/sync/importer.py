@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import secrets as _random
 import sqlite3
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from doorpi import __version__ as doorpi_version
+from doorpi.core.clock import ClockGuard
 from doorpi.fsutil import write_atomic
 from doorpi.store import Storage
 from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
@@ -51,6 +53,8 @@ from doorpi.sync.bundle import (
 from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
 from doorpi.sync.report import SyncReport, seal_report
 from doorpi.sync.templates import CARD_KEY_LABEL, open_template, seal_template, unseal_for_vault
+
+log = logging.getLogger("doorpi.sync")
 
 STICK_DIR = "doorpi"
 CARD_KEY_SUFFIX = ".cardkey"
@@ -507,9 +511,15 @@ class BundleImporter:
             self._adopt_card_key(bundle)
             set_state(self.db, "sync_sequence", str(bundle.sequence))
             set_state(self.db, "sync_peers", json.dumps([p.to_json() for p in bundle.peers]))
-            floor = float(get_state(self.db, "clock_floor", "0") or 0)
-            if bundle.created > floor:
-                set_state(self.db, "clock_floor", repr(bundle.created))
+            # The laptop's signed time raises the floor, bounded like every source
+            # (core/clock.py): a laptop clock at 2040 must not poison the gate.
+            guard = ClockGuard(float(get_state(self.db, "clock_floor", "0") or 0))
+            if guard.offer(bundle.created, 0.0):
+                set_state(self.db, "clock_floor", repr(guard.floor))
+            else:
+                log.warning("bundle time %.0f is implausibly ahead of the gate's clock floor "
+                            "%.0f: floor unchanged (check the laptop's clock)",
+                            bundle.created, guard.floor)  # fmt: skip
             set_state(self.db, "sync_last", json.dumps({"sequence": bundle.sequence, "at": now}))
             self._step()
         return ch

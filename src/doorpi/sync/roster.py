@@ -3,9 +3,10 @@
 Each resident is a ``[[residents]]`` table with a stable ``key`` (for example
 ``a-3101-wang``): the key, not the name or a gate's row number, is how a gate
 knows that an edited entry is the same person. Removing an entry deletes the
-resident from the gates (the admin side sends a tombstone). Dates are the
-admin's local dates; ``valid_until = 2027-06-30`` includes that whole day
-(until 23:59:59).
+resident from the gates (the admin side sends a tombstone). Dates are local
+dates at the site: ``[site] timezone`` (the gates' ``site.timezone``,
+default Etc/UTC like theirs), never the laptop's zone; ``valid_until =
+2027-06-30`` includes that whole day (see `doorpi.sitetime`).
 PINs are written in quotes (a leading zero matters) and travel only inside the
 sealed bundle: each gate hashes them with its own pepper, so the laptop never
 needs a gate secret. The file holds PINs, so keep it private (0600).
@@ -16,13 +17,14 @@ from __future__ import annotations
 import difflib
 import tomllib
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 
+from doorpi.sitetime import DEFAULT_TIMEZONE, TimeZoneError, parse_local, zone
 from doorpi.sync.bundle import (
     BundleError,
     EnrollmentBundle,
@@ -42,6 +44,7 @@ EXAMPLE = """\
 # validates it; `doorpi admin bundle FILE STICK` turns it into bundles.
 [site]
 name = "Example Court"
+timezone = "Asia/Shanghai"       # the gates' site.timezone: dates below are local there
 
 [[residents]]
 key = "a-3101-wang"              # stable: never reuse a key for another person
@@ -87,13 +90,11 @@ def pin_tag(tag_key: bytes, key: str, pin: str) -> str:
     return blake2b(f"{key}\0{pin}".encode(), digest_size=16, key=tag_key, encoder=RawEncoder).hex()
 
 
-def _epoch(v: Any, where: str, end_of_day: bool) -> float | None:
+def _epoch(v: Any, where: str, end_of_day: bool, tz: tzinfo) -> float | None:
     if v is None:
         return None
-    if isinstance(v, datetime):
-        return v.timestamp()
-    if isinstance(v, date):
-        return datetime.combine(v, time(23, 59, 59) if end_of_day else time()).timestamp()
+    if isinstance(v, date | datetime):
+        return parse_local(v, tz, until=end_of_day)
     raise RosterError(f"{where}: must be a date like 2027-06-30 or 2027-06-30T18:00")
 
 
@@ -113,7 +114,7 @@ def _cards(v: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def _resident(raw: Any, i: int, tag_key: bytes) -> RosterResident:
+def _resident(raw: Any, i: int, tag_key: bytes, tz: tzinfo) -> RosterResident:
     where = f"residents[{i}]"
     if not isinstance(raw, dict):
         raise RosterError(f"{where}: must be a [[residents]] table")
@@ -142,8 +143,8 @@ def _resident(raw: Any, i: int, tag_key: bytes) -> RosterResident:
         "name": raw.get("name"),
         "unit": raw.get("unit", ""),
         "keypad_id": keypad,
-        "valid_from": _epoch(raw.get("valid_from"), f"{where}.valid_from", False),
-        "valid_until": _epoch(raw.get("valid_until"), f"{where}.valid_until", True),
+        "valid_from": _epoch(raw.get("valid_from"), f"{where}.valid_from", False, tz),
+        "valid_until": _epoch(raw.get("valid_until"), f"{where}.valid_until", True, tz),
         "schedule": raw.get("schedule"),
         "active": raw.get("active", True),
         "face_refused": raw.get("face_refused", False),
@@ -166,12 +167,16 @@ def parse_roster(doc: dict[str, Any], tag_key: bytes) -> Roster:
         if k not in ("site", "residents"):
             raise RosterError(f"{k}: unknown section (a roster has [site] and [[residents]])")
     site = doc.get("site", {})
-    if not isinstance(site, dict) or not set(site) <= {"name"}:
-        raise RosterError("site: only `name` is allowed here")
+    if not isinstance(site, dict) or not set(site) <= {"name", "timezone"}:
+        raise RosterError("site: only `name` and `timezone` are allowed here")
+    try:
+        tz = zone(str(site.get("timezone", DEFAULT_TIMEZONE)))
+    except TimeZoneError as exc:
+        raise RosterError(f"site.timezone: {exc}") from None
     raw = doc.get("residents", [])
     if not isinstance(raw, list):
         raise RosterError("residents: write each resident as a [[residents]] table")
-    residents = tuple(_resident(r, i, tag_key) for i, r in enumerate(raw))
+    residents = tuple(_resident(r, i, tag_key, tz) for i, r in enumerate(raw))
     try:
         check_consistency(EnrollmentBundle("0" * 32, "0" * 32, 1, 0.0,
                                            residents=tuple(r.entry for r in residents)))  # fmt: skip
