@@ -206,6 +206,48 @@ class Storage:
             conn.close()
 
 
+def preflight(data_dir: Path) -> list[str]:
+    """What `Storage.open` would refuse, found without creating or writing anything
+    (for `doorpi config check`): one line per problem, [] when the gate can start."""
+    problem = data_dir_problem(data_dir)
+    if problem:
+        return [problem]
+    keys_dir, db_path = data_dir / KEYS_DIR, data_dir / DB_NAME
+    try:
+        secrets: DeviceSecrets | None = DeviceSecrets.load(keys_dir)
+    except FileNotFoundError:
+        secrets = None
+    except KeyError_ as exc:
+        return [str(exc)]
+    size = db_path.stat().st_size if db_path.exists() else None
+    if not size:
+        if secrets is not None and (keys_dir / MARKER).exists():
+            return [f"{db_path}: missing or empty, but {keys_dir / MARKER} shows this gate had "
+                    f"a database: restore doorpi.db from a backup ({RECOVERY})"]  # fmt: skip
+        return []
+    try:
+        db = open_readonly(db_path)
+    except sqlite3.Error as exc:
+        return [f"{db_path}: cannot be read: {exc}"]
+    try:
+        lost = check_schema(db.conn, db_path)
+        if secrets is None:
+            held = _holds_data(db)
+            if held:
+                return [f"{keys_dir / 'device.key'}: missing, but {db_path} holds {held}: "
+                        f"restore the key from a backup ({RECOVERY})"]  # fmt: skip
+        else:
+            stored = get_state(db, "device_key_check")
+            ok = (stored == secrets.check_value) if stored else _newest_audit_verifies(db, secrets)
+            if not ok:
+                return [_mismatch(keys_dir / "device.key", db_path)]
+        return lost
+    except (DatabaseError, sqlite3.Error) as exc:
+        return [str(exc)]
+    finally:
+        db.conn.close()
+
+
 def _holds_data(db: sqlite_utils.Database) -> str:
     """'' for a database with nothing in it, else what it holds (for the message)."""
     residents = db.execute("SELECT count(*) FROM residents").fetchone()[0]
@@ -283,4 +325,11 @@ def _write_marker(keys_dir: Path) -> None:
         write_secret_file(marker, f"doorpi.db created {time.strftime('%Y-%m-%d')}\n".encode())
 
 
-__all__ = ["DatabaseError", "KeyError_", "Storage", "StorageUnavailable", "data_dir_problem"]
+__all__ = [
+    "DatabaseError",
+    "KeyError_",
+    "Storage",
+    "StorageUnavailable",
+    "data_dir_problem",
+    "preflight",
+]
