@@ -21,9 +21,6 @@ from doorpi.store.secrets import KeyError_
 # so systemd restarts the gate; exit 2 (RestartPreventExitStatus) is for faults a
 # restart cannot fix.
 EXIT_TRANSIENT = 75
-# The gate's own reads and occasional writes (clock floor, retention) wait at most this
-# long for another writer: far below WatchdogSec=10s; audit records never wait (AuditQueue).
-GATE_BUSY_MS = 1000
 
 
 @contextmanager

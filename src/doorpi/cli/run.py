@@ -40,8 +40,10 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
     store = None
     camera_loop = None
     try:
-        store = common.storage(cfg, degrade=True, busy_ms=common.GATE_BUSY_MS)
+        from doorpi.store.db import GATE_BUSY_MS
         from doorpi.store.health import health_path
+
+        store = common.storage(cfg, degrade=True, busy_ms=GATE_BUSY_MS)
 
         store.publish_health(health_path())
         obs = list(observers or [])

@@ -157,6 +157,9 @@ class StorageUnavailable(DatabaseError):
 # The CLI waits this long for another writer (a sync import, another command); the
 # gate's own connection waits less (see Storage.open) so its loop never stalls.
 BUSY_TIMEOUT_MS = 10000
+# The gate's own reads and occasional writes (clock floor, retention) wait at most this
+# long for another writer: far below WatchdogSec=10s; audit records never wait (AuditQueue).
+GATE_BUSY_MS = 1000
 
 
 def _connect(path: Path, busy_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
