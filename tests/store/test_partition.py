@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -154,6 +155,9 @@ def test_disk_full_while_running(tmpfs, caplog):
         assert q.pending >= 2
         assert q.cause == f"no space left on {tmpfs / 'data'}"
         assert "cannot rollback" not in caplog.text
+        assert "SQLite said: database or disk is full" in caplog.text
+        with pytest.raises(sqlite3.OperationalError, match=r"^database or disk is full$"):
+            site.storage.audit.append("admin", {"action": "probe"}, ts=MONDAY_9)
         assert f"audit writes deferred: no space left on {tmpfs / 'data'}" in caplog.text
         health = site.storage.health()
         assert health["audit_pending"] == q.pending and "no space left" in health["audit_cause"]

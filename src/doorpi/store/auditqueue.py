@@ -138,7 +138,7 @@ class AuditQueue:
             if cause != self.cause:
                 log.error(
                     "audit writes deferred: %s (%d record(s) kept in memory, retried every "
-                    "%.0f s)", cause, len(batch), self._retry,
+                    "%.0f s; SQLite said: %s)", cause, len(batch), self._retry, exc,
                 )  # fmt: skip
                 self.cause = cause
                 self._changed()
