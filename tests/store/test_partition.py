@@ -236,3 +236,13 @@ def test_gate_process_exits_75_not_2_when_nothing_can_be_read(readonly_view, tmp
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert p.returncode == 75, p.stderr
     assert "is read-only" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_selftest_names_a_read_only_partition(readonly_view):
+    from doorpi import selftest
+
+    src, view = readonly_view
+    enrol(src)
+    result = selftest.check_database(view)
+    assert result.status == selftest.FAIL
+    assert result.detail == f"{view / 'doorpi.db'}: data partition {view} is read-only"
