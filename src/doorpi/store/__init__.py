@@ -202,6 +202,8 @@ class Storage:
     def close(self) -> None:
         if self._queue is not None:
             self._queue.close()
+        if self._health_file is not None:  # what was in memory is written or in the journal
+            self._health_file.unlink(missing_ok=True)
         for conn in (*self._retired, self.db.conn):
             conn.close()
 

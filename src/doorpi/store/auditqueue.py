@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +68,7 @@ class AuditQueue:
         self.cause = ""
         self.spilled = 0
         self.written_late = 0
+        self._told = float("-inf")
 
     # -------------------------------------------------------------- public
 
@@ -135,7 +137,13 @@ class AuditQueue:
             self._log.append_many(batch)
         except Exception as exc:
             cause = self._describe(exc)
-            if cause != self.cause:
+            if cause == self.cause:
+                # The waiting count changed: tell status, at most once a second.
+                now = time.monotonic()
+                if now - self._told >= 1.0:
+                    self._told = now
+                    self._changed()
+            else:
                 log.error(
                     "audit writes deferred: %s (%d record(s) kept in memory, retried every "
                     "%.0f s; SQLite said: %s)", cause, len(batch), self._retry, exc,
@@ -155,6 +163,7 @@ class AuditQueue:
     def _spill(self, item: Item, why: str) -> None:
         kind, data, ts = item
         self.spilled += 1
+        self._told = float("-inf")  # the next failure reports the new count at once
         log.warning("audit record not stored (%s): %s", why,
                     json.dumps({"ts": ts, "kind": kind, **data}, default=str, sort_keys=True))  # fmt: skip
 
