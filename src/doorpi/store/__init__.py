@@ -167,7 +167,7 @@ class Storage:
             main = open_db(self.data_dir / DB_NAME, migrate=False, busy_ms=self.busy_ms)
             self._retired.append(self.db.conn)
             self.db.conn = main.conn
-            log.warning("%s is over: database read-write again", self.degraded)
+            log.warning("database read-write again (was: %s)", self.degraded)
             self.degraded = ""
             self._publish()
         return AuditLog(db, self.secrets.audit_key)

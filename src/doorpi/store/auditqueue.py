@@ -156,7 +156,7 @@ class AuditQueue:
                 self._items.popleft()
         if self.cause:
             self.written_late += len(batch)
-            log.warning("audit: %d deferred record(s) written; %s is over", len(batch), self.cause)
+            log.warning("audit: %d deferred record(s) written (was: %s)", len(batch), self.cause)
             self.cause = ""
             self._changed()
 

@@ -260,6 +260,8 @@ def open_db(
     try:
         conn = _connect(p, busy_ms)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.OperationalError as exc:  # the file system, not the file (the caller names it)
+        raise DatabaseError(f"{p}: cannot open: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{p}: not a usable SQLite database: {exc}") from None
     if version > SCHEMA_VERSION:
