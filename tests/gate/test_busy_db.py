@@ -71,6 +71,7 @@ def test_write_lock_held_12s_does_not_stretch_the_grant_or_lose_the_record(tmp_p
         levels = [s.state for s in states]
         assert levels[:3] == [False, True, False], levels
         released_for = states[2].timestamp
+        print(f"strike released {released_for:.3f} s for a {grant} s grant under a 12 s lock")
         assert abs(released_for - grant) < 0.25, f"strike released {released_for:.3f}s"
         # The grant and the next input were served at once, not behind the lock.
         granted_at = next(t for t, r in seen if r["event"] == "access" and r["granted"])
