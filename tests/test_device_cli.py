@@ -111,5 +111,5 @@ def test_corrupt_database_is_named_and_left_alone(cli):
     dbfile.write_bytes(b"garbage" * 1000)
     before = dbfile.read_bytes()
     p = cli("status", ok=False)
-    assert p.returncode == 2 and "doorpi.db: not a usable SQLite database" in p.stderr
+    assert p.returncode == 2 and "doorpi.db: not a usable SQLite database" in p.stdout
     assert dbfile.read_bytes() == before

@@ -213,11 +213,8 @@ class Gate:
             for wall, _, rec in batch
             if rec["event"] not in NOT_AUDITED
         ]
-        if audited:
-            try:
-                self.storage.audit.append_many(audited)
-            except Exception as exc:  # the door keeps working if the disk does not
-                log.error("audit write failed: %s", exc)
+        if audited:  # never waits on the disk: busy, full or read-only, records queue
+            self.storage.audit_queue.put(audited)
         for _, mono, rec in batch:
             out = {"t": round(mono - self.started_mono, 3), **rec}
             for obs in self.observers:

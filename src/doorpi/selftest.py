@@ -156,6 +156,8 @@ def check_database(data_dir: Path) -> CheckResult:
     """SQLite ``PRAGMA integrity_check`` on the database, opened read-only."""
     db = data_dir / DB_NAME
     if not db.exists():
+        if (data_dir / KEYS_DIR / "database.created").exists():
+            return CheckResult(FAIL, f"{db}: missing, but this gate had one (docs/recovery.md)")
         return CheckResult(WARN, f"{db}: not created yet (the gate creates it on first run)")
     db_mode = _mode(db)
     if db_mode & 0o077:
@@ -167,7 +169,10 @@ def check_database(data_dir: Path) -> CheckResult:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return CheckResult(FAIL, f"{db}: {exc}")
+        from doorpi.store.faults import partition_problem
+
+        cause = partition_problem(data_dir)  # SQLite alone says "unable to open database file"
+        return CheckResult(FAIL, f"{db}: {cause or exc}")
     messages = [str(row[0]) for row in rows]
     if messages != ["ok"]:
         return CheckResult(FAIL, f"{db}: integrity_check: {'; '.join(messages[:3])}")

@@ -164,9 +164,15 @@ def test_audit_failure_does_not_block_the_door(site, monkeypatch):
     def broken(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(site.storage.audit, "append_many", broken)
+    from doorpi.store.audit import AuditLog
+
+    monkeypatch.setattr(AuditLog, "append_many", broken)  # every connection's writes fail
     site.card("04a1b2c3d4e5f6")
     assert site.strike_pin.state is True
+    assert site.storage.audit_queue.pending >= 1  # kept, not dropped
+    monkeypatch.undo()
+    assert site.storage.audit_queue.flush()
+    assert any(r.kind == "access" for r in site.storage.audit.records())
 
 
 def test_fail_safe_strike_is_energised_to_lock(tmp_path):

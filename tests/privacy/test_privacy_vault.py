@@ -13,7 +13,7 @@ from privacy_support import FakeClock, enrol, found, near, unit_vector
 
 from doorpi.privacy.enrolment import FacePrivacy
 from doorpi.privacy.vault import InstallationTransform, NoConsentError, TemplateVault
-from doorpi.store import Storage
+from doorpi.store import KeyError_, Storage
 
 
 def stored_rows(storage: Storage) -> list[bytes]:
@@ -150,7 +150,16 @@ def test_database_copied_to_another_installation_does_not_match(
     other = tmp_path / "other-gate"
     other.mkdir()
     shutil.copy(data_dir / "doorpi.db", other / "doorpi.db")
-    thief = Storage.open(other)  # its own device key and vault key
+    with pytest.raises(KeyError_, match=r"device\.key: missing, but"):
+        Storage.open(other)  # doorpi itself refuses a database without its key
+    # A thief does not stop there: the store's parts by hand, with a key of their own.
+    from doorpi.store.audit import AuditLog
+    from doorpi.store.db import open_db
+    from doorpi.store.residents import ResidentStore
+    from doorpi.store.secrets import DeviceSecrets
+
+    db, keys = open_db(other / "doorpi.db"), DeviceSecrets.create(other / "keys")
+    thief = Storage(db, keys, ResidentStore(db), AuditLog(db, keys.audit_key), other)
     try:
         v = TemplateVault(thief.db, other / "keys", thief.audit, clock)
         assert v.count() == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sqlite3
 import sys
 
 DEFAULT_CONFIG = "/etc/doorpi/doorpi.toml"
@@ -64,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(func(args) or 0)
     except CliError as exc:
         print(f"doorpi: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "code", 2))
+    except sqlite3.OperationalError as exc:  # a busy or failing database: one line
+        from doorpi.store.faults import is_busy
+
+        what = "database busy: another process is writing it; try again" if is_busy(exc) else exc
+        print(f"doorpi: {what}", file=sys.stderr)
+        return 75 if is_busy(exc) else 2
     except KeyboardInterrupt:
         return 130
 

@@ -15,8 +15,13 @@ from doorpi.config import Config as Config
 from doorpi.config import ConfigError, load_config
 from doorpi.sitetime import DEFAULT_TIMEZONE, parse_local, show, zone
 from doorpi.store import Storage as Storage
-from doorpi.store.db import DatabaseError
+from doorpi.store.db import DatabaseError, StorageUnavailable
 from doorpi.store.secrets import KeyError_
+
+# EX_TEMPFAIL (sysexits.h): the data partition may come back (space freed, remounted),
+# so systemd restarts the gate; exit 2 (RestartPreventExitStatus) is for faults a
+# restart cannot fix.
+EXIT_TRANSIENT = 75
 
 
 @contextmanager
@@ -46,9 +51,17 @@ def config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def storage(cfg: Config) -> Storage:
+def storage(cfg: Config, degrade: bool = False, busy_ms: int | None = None) -> Storage:
+    """The store, or the CLI's one-line error (exit 75 when the partition may come back).
+    ``degrade``: a read-only or full partition opens the database read-only."""
+    from doorpi.store.db import BUSY_TIMEOUT_MS
+
     try:
-        return Storage.open(cfg.site.data_dir)
+        return Storage.open(cfg.site.data_dir, degrade=degrade, busy_ms=busy_ms or BUSY_TIMEOUT_MS)
+    except StorageUnavailable as exc:
+        err = CliError(str(exc))
+        err.code = EXIT_TRANSIENT  # type: ignore[attr-defined]
+        raise err from None
     except (DatabaseError, KeyError_, OSError) as exc:
         raise CliError(str(exc)) from None
 

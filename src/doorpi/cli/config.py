@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from doorpi.cli import common
+from doorpi.cli import CliError, common
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = common.config(args)
+    from doorpi.store import preflight
+
+    problems = preflight(cfg.site.data_dir)  # what `run` would refuse, checked read-only
+    if problems:
+        raise CliError("; ".join(problems))
     ways = " | ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
     print(
         f"{args.config}: ok (door {cfg.door.name!r}: {ways}; "

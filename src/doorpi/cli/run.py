@@ -37,9 +37,15 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     gate = None
+    store = None
     camera_loop = None
     try:
-        store = common.storage(cfg)
+        from doorpi.store.db import GATE_BUSY_MS
+        from doorpi.store.health import health_path
+
+        store = common.storage(cfg, degrade=True, busy_ms=GATE_BUSY_MS)
+
+        store.publish_health(health_path())
         obs = list(observers or [])
         if getattr(args, "json_events", False):
             obs.append(lambda rec: print(dump(rec), flush=True))
@@ -53,8 +59,10 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
 
             camera_loop = start_camera(gate, devices.feedback.camera_active)
         startup = time.monotonic() - t0
-        gate.note("gate_started", startup_seconds=round(startup, 3), problems=devices.problems)
-        notifier.ready(f"serving {cfg.door.name}; startup {startup * 1000:.0f} ms")
+        problems = devices.problems + ([store.degraded] if store.degraded else [])
+        gate.note("gate_started", startup_seconds=round(startup, 3), problems=problems)
+        extra = f"; {store.degraded}: database read-only" if store.degraded else ""
+        notifier.ready(f"serving {cfg.door.name}; startup {startup * 1000:.0f} ms{extra}")
         logging.getLogger("doorpi").info("ready in %.0f ms", startup * 1000)
 
         def heartbeat() -> None:
@@ -74,6 +82,8 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
             except Exception as exc:
                 print(f"doorpi: shutdown: {exc}", file=sys.stderr)
         devices.close()
+        if store is not None:
+            store.close()  # writes deferred audit records, or logs them to the journal
 
 
 def _alive(reader: object, stale_after: float = 30.0) -> bool:

@@ -6,8 +6,9 @@ import argparse
 import time
 from typing import Any
 
-from doorpi.cli import common
+from doorpi.cli import CliError, common
 from doorpi.store.db import get_state, integrity_check
+from doorpi.store.health import read_health
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
         "last_event": {"seq": last[0].seq, "kind": last[0].kind, "ts": last[0].ts}
         if last
         else None,
-        "database": integrity_check(db),
+        "database": _database_line(store),
         "timezone": cfg.site.timezone,
         "clock": clock["state"],
         "clock_trusted": clock["trusted"],
@@ -59,6 +60,12 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     sync_info = _sync_info(cfg, store, now)
     info["warnings"].extend(sync_info.pop("warnings"))
     info.update(sync_info)
+    info["warnings"].extend(store.schema_lost)
+    if store.degraded:
+        info["warnings"].append(f"{store.degraded}: database opened read-only")
+    gate_lines = gate_storage_warnings(read_health())
+    info["gate_storage"] = "ok" if not gate_lines else f"{len(gate_lines)} fault(s)"
+    info["warnings"].extend(gate_lines)
     if clock["advice"]:
         info["warnings"].append(clock["advice"])
     return info
@@ -145,9 +152,51 @@ def _sync_info(cfg: common.Config, store: common.Storage, now: float) -> dict[st
     return info
 
 
+def _database_line(store: common.Storage) -> str:
+    check = integrity_check(store.db)
+    if check == "ok" and store.schema_lost:
+        return f"damaged schema ({len(store.schema_lost)} safeguard(s) missing)"
+    if check == "ok" and store.degraded:
+        return f"ok, read-only ({store.degraded})"
+    return check
+
+
+def gate_storage_warnings(health: dict[str, Any] | None) -> list[str]:
+    """One line per storage fault the running gate reported (nothing when it runs clean)."""
+    if not health:
+        return []
+    out: list[str] = []
+    if health.get("degraded"):
+        out.append(f"gate: {health['degraded']}: running on a read-only copy of the database")
+    pending = int(health.get("audit_pending") or 0)
+    if pending or health.get("audit_cause"):
+        out.append(
+            f"gate: {pending} audit record(s) waiting in memory to be written: "
+            f"{health.get('audit_cause') or 'retrying'}"
+        )
+    spilled = int(health.get("audit_spilled") or 0)
+    if spilled:
+        out.append(
+            f"gate: {spilled} audit record(s) kept only in the journal (journalctl -u doorpi)"
+        )
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = common.config(args)
-    store = common.storage(cfg)
+    try:
+        store = common.storage(cfg, degrade=True)
+    except CliError as exc:  # the fault itself is the status: one line each, exit 2
+        lines = gate_storage_warnings(read_health())
+        if args.json:
+            common.print_json({"door": cfg.door.name, "database": f"FAULT: {exc}",
+                               "warnings": lines})  # fmt: skip
+        else:
+            print(f"{'door':>22}: {cfg.door.name}")
+            print(f"{'database':>22}: FAULT: {exc}")
+            for w in lines:
+                print(f"WARNING: {w}")
+        return 2
     info = collect(cfg, store)
     if args.json:
         common.print_json(info)

@@ -19,6 +19,7 @@ from doorpi.device import Devices, build_outputs
 from doorpi.gate import Gate
 from doorpi.store import Storage
 from doorpi.store.credentials import card_hash, hash_pin
+from doorpi.store.db import GATE_BUSY_MS
 
 
 def sim_config(overrides: dict[str, Any] | None, data_dir: Path) -> Config:
@@ -52,7 +53,9 @@ class SimulatedSite:
         self.clock = clock or ManualClock(time.time(), cfg.site.tz)
         self.devices: Devices = build_outputs(cfg, sim=True)
         self.factory = self.devices.pin_factory
-        self.storage = Storage.open(cfg.site.data_dir)
+        self.storage = Storage.open(
+            cfg.site.data_dir, degrade=True, busy_ms=GATE_BUSY_MS
+        )  # as `doorpi run`
         self.gate = Gate(
             cfg, self.storage, self.devices.strike, self.devices.feedback, self.clock, observers
         )

@@ -92,7 +92,10 @@ class AuditLog:
                     prev_seq, prev = seq, h
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # After SQLITE_FULL or an I/O error SQLite has already rolled back; a
+                # second ROLLBACK would replace the real error with "no transaction".
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         return out
 
@@ -159,7 +162,10 @@ class AuditLog:
                 set_state(self.db, "audit_prune_upto", "0")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # After SQLITE_FULL or an I/O error SQLite has already rolled back; a
+                # second ROLLBACK would replace the real error with "no transaction".
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         # The chain vouches for the anchor: verify() looks for this record.
         self.append("audit_pruned", {"upto": upto, "count": n}, ts=older_than)

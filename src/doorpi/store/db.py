@@ -148,17 +148,109 @@ class DatabaseError(RuntimeError):
     """The database cannot be opened or is damaged; the message says where."""
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+class StorageUnavailable(DatabaseError):
+    """The data partition cannot be used right now (read-only, full, not mounted) and
+    nothing could be read either: a fault that may pass, so the gate exits with
+    EX_TEMPFAIL (75) and systemd tries again, rather than 2 (configuration)."""
+
+
+# The CLI waits this long for another writer (a sync import, another command); the
+# gate's own connection waits less (see Storage.open) so its loop never stalls.
+BUSY_TIMEOUT_MS = 10000
+# The gate's own reads and occasional writes (clock floor, retention) wait at most this
+# long for another writer: far below WatchdogSec=10s; audit records never wait (AuditQueue).
+GATE_BUSY_MS = 1000
+
+
+def _connect(path: Path, busy_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        str(path), timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA secure_delete=ON")
-    conn.execute("PRAGMA busy_timeout=10000")
     return conn
 
 
-def open_db(path: str | Path, migrate: bool = True) -> sqlite_utils.Database:
+def open_readonly(path: Path) -> sqlite_utils.Database:
+    """Open the database for reading only, when the partition refuses writes.
+
+    ``mode=ro`` still needs the WAL's shared-memory file, which a read-only or
+    full partition cannot create; ``immutable=1`` then reads the main file as it
+    is (changes still in ``doorpi.db-wal`` are not seen: the caller says so).
+    Raises sqlite3.Error when neither works.
+    """
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)  # fmt: skip
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)  # fmt: skip
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    conn.execute("PRAGMA query_only=ON")
+    return sqlite_utils.Database(conn)
+
+
+_EXPECTED: dict[str, tuple[str, tuple[str, ...]]] | None = None
+
+
+def expected_schema() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """name -> (type, columns) of every table, index and trigger the migrations make."""
+    global _EXPECTED
+    if _EXPECTED is None:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        for script in MIGRATIONS:
+            for stmt in _statements(script):
+                conn.execute(stmt)
+        _EXPECTED = _schema_of(conn)
+        conn.close()
+    return _EXPECTED
+
+
+def _schema_of(conn: sqlite3.Connection) -> dict[str, tuple[str, tuple[str, ...]]]:
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    rows = conn.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    for kind, name in rows:
+        cols: tuple[str, ...] = ()
+        if kind == "table":
+            cols = tuple(r[1] for r in conn.execute(f'PRAGMA table_info("{name}")'))
+        out[name] = (kind, cols)
+    return out
+
+
+def check_schema(conn: sqlite3.Connection, where: Path) -> list[str]:
+    """Raise DatabaseError naming the first missing table or column (nothing can
+    work without them). Returns one line per missing index or trigger: a lost
+    safeguard to report (status, journal), while the audit check still runs."""
+    have = _schema_of(conn)
+    lost: list[str] = []
+    for name, (kind, cols) in expected_schema().items():
+        if name not in have:
+            if kind != "table":
+                lost.append(f"{where}: damaged schema: {kind} {name} is missing")
+                continue
+            raise DatabaseError(
+                f"{where}: damaged schema: {kind} {name} is missing "
+                "(restore doorpi.db from a backup: docs/recovery.md)"
+            )
+        missing = [c for c in cols if c not in have[name][1]]
+        if missing:
+            raise DatabaseError(
+                f"{where}: damaged schema: table {name} has no column {missing[0]} "
+                "(restore doorpi.db from a backup: docs/recovery.md)"
+            )
+    return lost
+
+
+def open_db(
+    path: str | Path, migrate: bool = True, busy_ms: int = BUSY_TIMEOUT_MS
+) -> sqlite_utils.Database:
     """Open (creating with mode 0600 if needed) and migrate the database."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -166,8 +258,10 @@ def open_db(path: str | Path, migrate: bool = True) -> sqlite_utils.Database:
         fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
     try:
-        conn = _connect(p)
+        conn = _connect(p, busy_ms)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.OperationalError as exc:  # the file system, not the file (the caller names it)
+        raise DatabaseError(f"{p}: cannot open: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{p}: not a usable SQLite database: {exc}") from None
     if version > SCHEMA_VERSION:
@@ -183,7 +277,8 @@ def open_db(path: str | Path, migrate: bool = True) -> sqlite_utils.Database:
                 conn.execute(f"PRAGMA user_version={number + 1}")
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                    conn.execute("ROLLBACK")
                 raise DatabaseError(f"{p}: migration {number + 1} failed: {exc}") from None
     return sqlite_utils.Database(conn)
 

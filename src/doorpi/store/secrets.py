@@ -59,15 +59,39 @@ class DeviceSecrets:
     def audit_key(self) -> bytes:
         return derive(self.master, "audit")
 
+    @property
+    def check_value(self) -> str:
+        """A one-way tag of the master key, kept in the database so that a key
+        that is not the one the database was written with is noticed at start
+        (hex, 16 bytes; its own derivation label, so it says nothing of the others)."""
+        return derive(self.master, "keycheck", 16).hex()
+
     @classmethod
-    def load_or_create(cls, keys_dir: Path) -> DeviceSecrets:
+    def load(cls, keys_dir: Path) -> DeviceSecrets:
+        """Read ``keys_dir/device.key``. Raises FileNotFoundError when it does not
+        exist, KeyError_ (naming the file) when it cannot be read or is not 32 bytes."""
         path = keys_dir / "device.key"
-        if not path.exists():
-            write_secret_file(path, os.urandom(32))
         try:
             data = path.read_bytes()
+        except FileNotFoundError:
+            raise
         except OSError as exc:
-            raise KeyError_(f"{path}: cannot read device key: {exc}") from None
+            raise KeyError_(f"{path}: cannot read device key: {exc.strerror or exc}") from None
         if len(data) != 32:
             raise KeyError_(f"{path}: device key must be 32 bytes, found {len(data)}")
         return cls(data)
+
+    @classmethod
+    def create(cls, keys_dir: Path) -> DeviceSecrets:
+        """Write a new random device key (first boot only: the caller checks)."""
+        write_secret_file(keys_dir / "device.key", os.urandom(32))
+        return cls.load(keys_dir)
+
+    @classmethod
+    def load_or_create(cls, keys_dir: Path) -> DeviceSecrets:
+        """The key, created if there is none (``doorpi keys init`` before first run;
+        Storage.open refuses a missing key once the database holds data)."""
+        try:
+            return cls.load(keys_dir)
+        except FileNotFoundError:
+            return cls.create(keys_dir)
