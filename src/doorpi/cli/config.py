@@ -17,7 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from doorpi.config import config_warnings
+
     cfg = common.config(args)
+    for w in config_warnings(cfg):
+        print(f"WARNING: {w}")
     ways = " | ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
     print(
         f"{args.config}: ok (door {cfg.door.name!r}: {ways}; "
