@@ -54,12 +54,33 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     sync_info = _sync_info(cfg, store, now)
     info["warnings"].extend(sync_info.pop("warnings"))
     info.update(sync_info)
+    from doorpi.faults import stored_faults
+
+    faults = stored_faults(db)
+    info["device_faults"] = {k: v["detail"] for k, v in sorted(faults.items())}
+    info["warnings"].extend(f"device fault: {k}: {v['detail']}" for k, v in sorted(faults.items()))
+    info.update(_lockout_info(db, now))
     if not info["clock_trusted"]:
         info["warnings"].append(
             "system clock is behind the last trusted time: schedule-restricted residents are "
             "refused until the clock is set"
         )
     return info
+
+
+def _lockout_info(db: Any, now: float) -> dict[str, Any]:
+    """Keypad and resident lockouts still running, as the gate last stored them."""
+    import json
+
+    from doorpi.lockstate import STATE_KEY
+
+    try:
+        doc = json.loads(get_state(db, STATE_KEY) or "{}")
+        gone = max(0.0, now - float(doc.get("saved_at", now)))
+        left = {k: round(v["locked_left"] - gone) for k, v in doc.get("subjects", {}).items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {"lockouts": "stored lockout state unreadable"}
+    return {"lockouts": {k: f"{v} s left" for k, v in sorted(left.items()) if v > 0}}
 
 
 def _face_path_info(cfg: common.Config, store: common.Storage, now: float) -> dict[str, Any]:
