@@ -279,7 +279,9 @@ class Gate:
     def run(self, stop: threading.Event, heartbeat: Callable[[], None] | None = None) -> None:
         """Serve until ``stop`` is set; ``heartbeat`` is called at least every second."""
         while not stop.is_set():
-            deadlines = [d for d in (self.door.next_deadline, self.inputs.next_deadline) if d]
+            deadlines = [
+                d for d in (self.door.next_deadline, self.inputs.next_deadline) if d is not None
+            ]
             deadline = min(deadlines) if deadlines else None
             wait = 0.5
             if deadline is not None:
