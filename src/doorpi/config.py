@@ -26,6 +26,7 @@ from doorpi.core.policy import (
     parse_rule,
 )
 from doorpi.core.schedule import Schedule, ScheduleError
+from doorpi.pinsafety import OTHER_OUTPUTS, output_warnings, strike_pin_problem
 from doorpi.sitetime import DEFAULT_TIMEZONE, TimeZoneError, zone
 
 
@@ -71,6 +72,14 @@ class GpioConfig:
     buzzer: int = 18
     camera_led: int = 12
     presence: int = 4
+    # Settle (debounce) time for the door contact, exit button and tamper switch:
+    # a change counts once the line has held it this long. 50 ms covers contact
+    # bounce (J. Ganssle, "A Guide to Debouncing": most switches settle within
+    # 10 ms, a few take tens of ms) and reed chatter on a swinging door (10-20 ms
+    # in field reports) while delaying a real change by only 50 ms.
+    settle_seconds: float = 0.05
+    # An exit button held longer than this is reported as stuck (a fault).
+    exit_stuck_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,9 @@ class LockoutConfig:
     base_seconds: float = 30.0
     max_seconds: float = 900.0
     window_seconds: float = 900.0
+    # After `threshold` unknown cards in `window_seconds`, taps go unchecked this
+    # long after each further unknown card (doorpi.core.lockout.CardPacer).
+    unknown_card_pause_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -289,8 +301,13 @@ def _parse_gpio(doc: dict[str, Any]) -> GpioConfig:
         buzzer=s.pin("buzzer", d.buzzer, optional=True),
         camera_led=s.pin("camera_led", d.camera_led, optional=True),
         presence=s.pin("presence", d.presence, optional=True),
+        settle_seconds=s.num("settle_seconds", d.settle_seconds, 0, 1),
+        exit_stuck_seconds=s.num("exit_stuck_seconds", d.exit_stuck_seconds, 5, 3600),
     )
     s.check_unknown()
+    problem = strike_pin_problem(cfg.strike)
+    if problem:
+        raise s.fail("strike", problem)
     return cfg
 
 
@@ -364,7 +381,8 @@ def _parse_face(doc: dict[str, Any]) -> FaceConfig:
 
 def _check_pin_clash(gpio: GpioConfig, keypad: KeypadConfig) -> None:
     used: dict[int, str] = {}
-    named = [(f"gpio.{k}", v) for k, v in vars(gpio).items() if k != "strike_active_high"]
+    named = [(f"gpio.{k}", v) for k, v in vars(gpio).items() if isinstance(v, int)
+             and not isinstance(v, bool)]  # fmt: skip
     if keypad.kind == "matrix":
         named += [(f"keypad.rows[{i}]", p) for i, p in enumerate(keypad.rows)]
         named += [(f"keypad.cols[{i}]", p) for i, p in enumerate(keypad.cols)]
@@ -419,6 +437,7 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
         base_seconds=s.num("base_seconds", 30.0, 1, 86400),
         max_seconds=s.num("max_seconds", 900.0, 1, 86400),
         window_seconds=s.num("window_seconds", 900.0, 10, 86400),
+        unknown_card_pause_seconds=s.num("unknown_card_pause_seconds", 5.0, 0, 60),
     )
     s.check_unknown()
 
@@ -436,6 +455,11 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     face = _parse_face(doc)
 
     return Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Settings that work but an installer should hear about (one line each)."""
+    return output_warnings((f"gpio.{k}", getattr(cfg.gpio, k)) for k in OTHER_OUTPUTS)
 
 
 def load_config(path: str | Path) -> Config:

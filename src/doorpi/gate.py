@@ -31,8 +31,10 @@ from doorpi.core.events import (
     CardRemoved,
     Command,
     Decision,
+    DeviceStatus,
     DoorContactChanged,
     Event,
+    ExitReleased,
     ExitRequested,
     FaceEnrolled,
     FaceHint,
@@ -48,11 +50,14 @@ from doorpi.core.events import (
     Unlock,
     as_record,
 )
-from doorpi.core.lockout import Lockout, LockoutPolicy
+from doorpi.core.inputs import InputFilter, Settled
+from doorpi.core.lockout import CardPacer, Lockout, LockoutPolicy, PacePolicy
 from doorpi.core.pinpad import PadAction, PinPad
 from doorpi.core.policy import Moment, Reason, decide
+from doorpi.faults import FaultBoard
 from doorpi.hardware.feedback import Indicator
 from doorpi.hardware.strike import Strike
+from doorpi.lockstate import StoredLockout
 from doorpi.store import Storage
 from doorpi.store.credentials import card_hash, verify_pin
 from doorpi.store.residents import Resident
@@ -107,9 +112,20 @@ class Gate:
             )
         )
         lk = cfg.lockout
-        self.lockout = Lockout(
-            LockoutPolicy(lk.threshold, lk.base_seconds, lk.max_seconds, lk.window_seconds)
+        self.lockout = StoredLockout(
+            LockoutPolicy(lk.threshold, lk.base_seconds, lk.max_seconds, lk.window_seconds),
+            storage.db, clock.mono, clock.wall,
+        )  # fmt: skip
+        # Unknown cards slow the reader down; they never lock residents out.
+        self.card_pacer = CardPacer(
+            PacePolicy(lk.threshold, lk.window_seconds, lk.unknown_card_pause_seconds)
         )
+        self.inputs = InputFilter(
+            cfg.gpio.settle_seconds, {"exit_button": cfg.gpio.exit_stuck_seconds}
+        )
+        self.faults = FaultBoard(storage.db)
+        if self.lockout.problem:
+            self._fault("lockout_state", True, self.lockout.problem)
         self.face_lockout = Lockout(
             LockoutPolicy(FACE_PAUSE_AFTER, FACE_PAUSE_SECONDS, FACE_PAUSE_SECONDS, 3600.0)
         )
@@ -258,7 +274,10 @@ class Gate:
     def run(self, stop: threading.Event, heartbeat: Callable[[], None] | None = None) -> None:
         """Serve until ``stop`` is set; ``heartbeat`` is called at least every second."""
         while not stop.is_set():
-            deadline = self.door.next_deadline
+            deadlines = [
+                d for d in (self.door.next_deadline, self.inputs.next_deadline) if d is not None
+            ]
+            deadline = min(deadlines) if deadlines else None
             wait = 0.5
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - self.clock.mono()))
@@ -295,12 +314,10 @@ class Gate:
             self._on_card(event)
         elif isinstance(event, KeyPressed):
             self._on_key(event)
-        elif isinstance(event, DoorContactChanged):
-            self._apply(self.door.contact(event.is_open, self.clock.mono()))
-        elif isinstance(event, ExitRequested):
-            self._on_exit()
-        elif isinstance(event, TamperChanged):
-            self._apply(self.door.tamper(event.active))
+        elif isinstance(event, DoorContactChanged | ExitRequested | ExitReleased | TamperChanged):
+            name, active = _raw_input(event)
+            for settled in self.inputs.feed(name, active, self.clock.mono()):
+                self._on_input(settled)
         elif isinstance(event, FaceMatched):
             self._on_face_match(event)
         elif isinstance(event, FaceRejected):
@@ -318,12 +335,18 @@ class Gate:
             if self.readers.get(event.reader) != event.present:
                 self.readers[event.reader] = event.present
                 self._record(event)
+                self._fault(f"reader {event.reader}", not event.present, event.reason)
+        elif isinstance(event, DeviceStatus):
+            self._record(event)
+            self._fault(event.device, not event.present, event.reason)
         elif isinstance(event, CardRemoved):
             self._record(event)
 
     def _tick(self) -> None:
         self.moment = self.now()
         mono = self.clock.mono()
+        for settled in self.inputs.poll(mono):
+            self._on_input(settled)
         out: list[Any] = list(self.door.tick(mono))
         a = self.attempt
         if a is not None and mono - a.last > self.cfg.keypad.entry_timeout_seconds:
@@ -419,18 +442,16 @@ class Gate:
         self._record(
             Notice("credential_presented", {"factor": "card", "reader": ev.reader, "card": h[:8]})
         )
-        subject = f"reader:{ev.reader or 'reader'}"
-        if self.lockout.locked_for(subject, mono):
-            self._deny(Decision(False, Reason.LOCKED_OUT, None, ("card",), "reader"))
+        wait = self.card_pacer.wait(mono)
+        if wait:  # unchecked: during a slow-down no tap is a guess
+            self._deny(Decision(False, Reason.RATE_LIMITED, None, ("card",), f"{wait:.1f}s"))
             return
         resident = self.storage.residents.by_card_hash(h)
         if resident is None:
-            started = self.lockout.failure(subject, mono)
-            self._deny(Decision(False, Reason.UNKNOWN_CARD, None, ("card",)))
-            if started:
-                self._lockout_notice(subject, started)
+            paused = self.card_pacer.unknown(mono)
+            detail = f"slow_down {self.card_pacer.policy.pause:g}s" if paused else ""
+            self._deny(Decision(False, Reason.UNKNOWN_CARD, None, ("card",), detail))
             return
-        self.lockout.success(subject)
         if (
             self.attempt is None
             or self.attempt.resident is None
@@ -541,8 +562,8 @@ class Gate:
                     if self.lockout.locked_for(s, mono):
                         self._lockout_notice(s, self.lockout.locked_for(s, mono))
             return
-        for s in subjects:
-            self.lockout.success(s)
+        if rid is not None:  # only this resident's counter: the keypad's keeps counting
+            self.lockout.success(f"resident:{rid}")
         a.factors.add("pin")
         a.awaiting = ""
         self._evaluate()
@@ -554,6 +575,29 @@ class Gate:
                 self._say("locked_out"),
             ]
         )
+
+    def _on_input(self, s: Settled) -> None:
+        """A settled change (or stuck report) of a contact input."""
+        if s.name == "door_contact":
+            self._apply(self.door.contact(s.active, self.clock.mono()))
+        elif s.name == "tamper":
+            self._apply(self.door.tamper(s.active))
+        elif s.stuck:  # the exit button, held far longer than a press
+            limit = self.cfg.gpio.exit_stuck_seconds
+            self._fault("exit_button", True, f"pressed for over {limit:g} s (stuck?)")
+        elif s.active:
+            self._on_exit()
+        else:
+            self._fault("exit_button", False, "released")
+
+    def _fault(self, device: str, active: bool, detail: str) -> None:
+        """Raise or clear a device fault: status shows it, the audit keeps it."""
+        board = self.faults
+        changed = board.set(device, detail, self.clock.wall()) if active else board.clear(device)
+        if changed:
+            (log.error if active else log.info)("fault %s %s: %s", device,
+                                                 "raised" if active else "cleared", detail)  # fmt: skip
+            self._record(Notice("fault", {"device": device, "active": active, "detail": detail}))
 
     def _on_exit(self) -> None:
         if not self.cfg.door.exit_button_unlocks:
@@ -695,7 +739,8 @@ class Gate:
 
     def _deny(self, decision: Decision) -> None:
         self.stats["denied"] += 1
-        pattern = "locked_out" if decision.reason == Reason.LOCKED_OUT else "denied"
+        slow = decision.reason in (Reason.LOCKED_OUT, Reason.RATE_LIMITED)
+        pattern = "locked_out" if slow else "denied"
         self._apply([decision, self._say(pattern)])
 
 
@@ -709,6 +754,15 @@ def _next_factor(
     missing = {f for n, fs in options if n == fewest for f in fs}
     order = ("face", "pin", "card") if face_ready else ("pin", "card", "face")
     return next(f for f in order if f in missing)
+
+
+def _raw_input(event: Event) -> tuple[str, bool]:
+    """A contact input's raw edge as (input name, active level)."""
+    if isinstance(event, DoorContactChanged):
+        return "door_contact", event.is_open
+    if isinstance(event, TamperChanged):
+        return "tamper", event.active
+    return "exit_button", isinstance(event, ExitRequested)
 
 
 def dump(rec: dict[str, Any]) -> str:

@@ -108,6 +108,10 @@ def check_config(path: Path) -> tuple[CheckResult, dict[str, Any]]:
             load(path)
         except Exception as exc:  # the loader's own error type names the key
             return CheckResult(FAIL, f"{path}: {exc}"), settings
+        warn = getattr(config_module, "config_warnings", None)
+        warnings = warn(load(path)) if callable(warn) else []
+        if warnings:
+            return CheckResult(WARN, f"{path}: valid; " + "; ".join(warnings)), settings
         return CheckResult(PASS, f"{path}: valid"), settings
     return CheckResult(PASS, f"{path}: parsed (TOML only; no validating loader)"), settings
 
@@ -279,6 +283,10 @@ def check_strike_boot(pin: int, active_high: bool, strike: str) -> CheckResult:
     """
     if not 0 <= pin <= 27:
         return CheckResult(FAIL, f"gpio.strike = {pin}: not a header GPIO (0-27)")
+    from doorpi.pinsafety import strike_pin_problem
+
+    if strike_pin_problem(pin):
+        return CheckResult(FAIL, f"gpio.strike = {pin}: {strike_pin_problem(pin)}")
     boot_high = pin <= 8
     energised = boot_high == active_high
     level = "high" if boot_high else "low"
@@ -325,7 +333,9 @@ def check_reader(
         return CheckResult(FAIL, f"PC/SC error ({type(exc).__name__}): {reason}; is pcscd running?")
     if not found:
         return CheckResult(FAIL, "pcscd sees no reader: plug in the NFC reader (libccid)")
-    matching = [r for r in found if name in r]
+    from doorpi.hardware.reader import reader_matches
+
+    matching = [r for r in found if reader_matches(name, r)]
     if not matching:
         return CheckResult(FAIL, f"no reader matches {name!r}; found: {', '.join(found)}")
     return CheckResult(PASS, f"reader: {matching[0]}")

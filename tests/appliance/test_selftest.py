@@ -99,7 +99,12 @@ def test_config_invalid_value_fails_through_the_validating_loader(tmp_path: Path
         (17, True, "fail-secure", PASS),  # the shipped wiring: pulled low, MOSFET off
         (17, False, "fail-secure", FAIL),  # active-low opto board: opens at every boot
         (4, True, "fail-secure", FAIL),  # pulled-up pin, active-high driver: opens
-        (4, False, "fail-secure", PASS),  # pulled-up pin, active-low board: off
+        (4, False, "fail-secure", FAIL),  # pulled-up pin: refused for any strike driver
+        (14, True, "fail-secure", FAIL),  # serial console TX toggles during boot
+        (15, True, "fail-secure", FAIL),  # serial console RX
+        (2, False, "fail-secure", FAIL),  # the RTC's I2C SDA
+        (3, False, "fail-safe", FAIL),  # the RTC's I2C SCL
+        (9, True, "fail-secure", PASS),  # lowest safe pin
         (17, True, "fail-safe", WARN),  # maglock released while booting, by design
         (17, False, "fail-safe", PASS),  # energised = locked through boot
         (40, True, "fail-secure", FAIL),  # not a GPIO

@@ -7,7 +7,13 @@ import os
 import pytest
 from gpiozero.pins.mock import MockPin
 
-from doorpi.core.events import DoorContactChanged, ExitRequested, KeyPressed, TamperChanged
+from doorpi.core.events import (
+    DoorContactChanged,
+    ExitReleased,
+    ExitRequested,
+    KeyPressed,
+    TamperChanged,
+)
 from doorpi.hardware.feedback import GateFeedback
 from doorpi.hardware.inputs import DoorContact, ExitButton, TamperSwitch
 from doorpi.hardware.keypad import LAYOUTS, MatrixKeypad, evdev_key
@@ -50,12 +56,14 @@ def test_inputs_emit_events(mock_factory):
     door.drive_low()  # reed closes: door shut
     door.drive_high()  # door opens
     exit_btn.drive_low()
+    exit_btn.drive_high()
     tamper.drive_low()  # lid on
     tamper.drive_high()  # lid off
     assert got == [
         DoorContactChanged(False),
         DoorContactChanged(True),
         ExitRequested(),
+        ExitReleased(),
         TamperChanged(False),
         TamperChanged(True),
     ]

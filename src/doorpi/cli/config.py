@@ -17,12 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from doorpi.config import config_warnings
+
     cfg = common.config(args)
     from doorpi.store import preflight
 
     problems = preflight(cfg.site.data_dir)  # what `run` would refuse, checked read-only
     if problems:
         raise CliError("; ".join(problems))
+    for w in config_warnings(cfg):
+        print(f"WARNING: {w}")
     ways = " | ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
     print(
         f"{args.config}: ok (door {cfg.door.name!r}: {ways}; "

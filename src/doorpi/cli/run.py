@@ -66,8 +66,10 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
         logging.getLogger("doorpi").info("ready in %.0f ms", startup * 1000)
 
         def heartbeat() -> None:
-            reader_ok = devices.reader is None or _alive(devices.reader)
-            notifier.watchdog(alive=reader_ok)
+            # Every input device's thread must be alive (an unplugged keypad's thread
+            # is: it waits for the keypad); a dead one stops the pings and systemd restarts us.
+            watched = (devices.reader, devices.keypad)
+            notifier.watchdog(alive=all(_alive(d) for d in watched if d is not None))
 
         gate.run(stop, heartbeat)
         notifier.stopping()
@@ -87,6 +89,9 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
 
 
 def _alive(reader: object, stale_after: float = 30.0) -> bool:
+    healthy = getattr(reader, "healthy", None)
+    if callable(healthy):
+        return bool(healthy(max_age=stale_after))
     last = getattr(reader, "last_alive", None)
     return last is None or last == 0 or time.monotonic() - last < stale_after
 

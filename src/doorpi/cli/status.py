@@ -68,7 +68,28 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     info["warnings"].extend(gate_lines)
     if clock["advice"]:
         info["warnings"].append(clock["advice"])
+    from doorpi.faults import stored_faults
+
+    faults = stored_faults(db)
+    info["device_faults"] = {k: v["detail"] for k, v in sorted(faults.items())}
+    info["warnings"].extend(f"device fault: {k}: {v['detail']}" for k, v in sorted(faults.items()))
+    info.update(_lockout_info(db, now))
     return info
+
+
+def _lockout_info(db: Any, now: float) -> dict[str, Any]:
+    """Keypad and resident lockouts still running, as the gate last stored them."""
+    import json
+
+    from doorpi.lockstate import STATE_KEY
+
+    try:
+        doc = json.loads(get_state(db, STATE_KEY) or "{}")
+        gone = max(0.0, now - float(doc.get("saved_at", now)))
+        left = {k: round(v["locked_left"] - gone) for k, v in doc.get("subjects", {}).items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {"lockouts": "stored lockout state unreadable"}
+    return {"lockouts": {k: f"{v} s left" for k, v in sorted(left.items()) if v > 0}}
 
 
 def _face_path_info(cfg: common.Config, store: common.Storage, now: float) -> dict[str, Any]:

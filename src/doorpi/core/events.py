@@ -78,6 +78,24 @@ class ExitRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ExitReleased(Event):
+    """The exit button (REX) let go; with `ExitRequested` it gives the gate the
+    button's level, so a button stuck pressed can be reported."""
+
+    kind: ClassVar[str] = "exit_released"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus(Event):
+    """An input device (USB keypad ...) went away or came back; ``reason`` is one line."""
+
+    kind: ClassVar[str] = "device_status"
+    device: str
+    present: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TamperChanged(Event):
     kind: ClassVar[str] = "tamper"
     active: bool
@@ -221,8 +239,10 @@ __all__ = [
     "CardRemoved",
     "Command",
     "Decision",
+    "DeviceStatus",
     "DoorContactChanged",
     "Event",
+    "ExitReleased",
     "ExitRequested",
     "FaceEnrolled",
     "FaceHint",

@@ -36,6 +36,7 @@ class Reason:
     OUTSIDE_SCHEDULE = "outside_schedule"
     CLOCK_UNTRUSTED = "clock_untrusted"
     LOCKED_OUT = "locked_out"
+    RATE_LIMITED = "rate_limited"  # a tap left unchecked while unknown cards slow the reader
     FACTOR_NOT_ALLOWED = "factor_not_allowed"
     INCOMPLETE = "incomplete"  # the second factor never came
     FACE_PAUSED = "face_paused"

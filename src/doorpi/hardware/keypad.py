@@ -9,13 +9,17 @@ key. A key is reported once per press (debounced over two scans).
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
-from doorpi.core.events import Event, KeyPressed
+from doorpi.core.events import DeviceStatus, Event, KeyPressed
+
+log = logging.getLogger("doorpi.keypad")
 
 Emit = Callable[[Event], None]
 
@@ -49,7 +53,7 @@ class MatrixKeypad:
         self._held: set[str] = set()
         self._seen_once: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="keypad", daemon=True)
-        self.last_alive = 0.0
+        self.last_alive = time.monotonic()
 
     def start(self) -> None:
         self._thread.start()
@@ -74,11 +78,18 @@ class MatrixKeypad:
         self._held &= down
         self._seen_once = down
 
-    def _run(self) -> None:
-        import time
+    def healthy(self, now: float | None = None, max_age: float = 5.0) -> bool:
+        """The scanning thread runs and scanned within ``max_age`` seconds."""
+        now = time.monotonic() if now is None else now
+        return self._thread.is_alive() and now - self.last_alive <= max_age
 
+    def _run(self) -> None:
         while not self._stop.wait(self._scan):
-            self.poll()
+            try:
+                self.poll()
+            except Exception as exc:  # a GPIO error must not end the scanning for good
+                log.warning("keypad %s: scan failed: %s", self.name, exc)
+                self._stop.wait(1.0)
             self.last_alive = time.monotonic()
 
     def close(self) -> None:
@@ -113,36 +124,107 @@ def evdev_key(name: str | list[str] | tuple[str, ...]) -> str | None:
 
 
 class EvdevKeypad:
-    """A USB keypad read through evdev; grabbed so its keys reach nobody else."""
+    """A USB keypad read through evdev; grabbed so its keys reach nobody else.
 
-    def __init__(self, device: Any, emit: Emit, name: str = "usb-keypad") -> None:
-        """``device`` is an evdev path, or an object with fd/read/grab/close (tests)."""
+    Survives unplugging: a read error (ENODEV when the keypad is pulled) is
+    logged as one line and reported as ``DeviceStatus(present=False)``; the
+    thread then tries to reopen the same path every ``retry_seconds`` (the
+    /dev/input/by-id name returns when the keypad is plugged back) and
+    reports ``DeviceStatus(present=True)`` when it has it again. The thread
+    never ends on a device error; `healthy` feeds the systemd watchdog.
+    """
+
+    def __init__(
+        self,
+        device: Any,
+        emit: Emit,
+        name: str = "usb-keypad",
+        *,
+        opener: Callable[[Any], Any] | None = None,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        """``device`` is an evdev path, or an object with fd/read/grab/close (tests).
+        ``opener(path)`` opens it (default ``evdev.InputDevice``)."""
         import evdev
 
         self._evdev = evdev
-        self.device = evdev.InputDevice(device) if isinstance(device, str) else device
+        self.path = device if isinstance(device, str) else ""
+        self._open = opener if opener is not None else evdev.InputDevice
         self.name = name
         self._emit = emit
+        self.retry_seconds = retry_seconds
+        self.device: Any = None
+        self.present = False
+        self.problem = ""
+        if isinstance(device, str):
+            self._try_open(report=False)
+        else:
+            self.device, self.present = device, True
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="usb-keypad", daemon=True)
+        self.last_alive = time.monotonic()
 
-    def start(self) -> None:
+    def _try_open(self, report: bool = True) -> bool:
+        try:
+            self.device = self._open(self.path)
+        except Exception as exc:
+            self.device = None
+            why = f"{self.path}: {exc.strerror if isinstance(exc, OSError) else exc}"
+            if why != self.problem:
+                self.problem = why
+                log.warning("keypad %s: cannot open %s; retrying", self.name, why)
+            return False
         with contextlib.suppress(OSError):  # another reader has it: events still come
             self.device.grab()
+        self.present, self.problem = True, ""
+        if report:
+            log.info("keypad %s: %s is back", self.name, self.path)
+            self._emit(DeviceStatus(self.name, True, "keypad ready"))
+        return True
+
+    def start(self) -> None:
+        if self.device is not None:
+            with contextlib.suppress(OSError):
+                self.device.grab()
+        else:
+            self._emit(DeviceStatus(self.name, False, self.problem or "keypad missing"))
         self._thread.start()
+
+    def healthy(self, now: float | None = None, max_age: float = 5.0) -> bool:
+        """The reading thread runs and looped within ``max_age`` seconds
+        (it loops at least every 0.5 s, unplugged or not)."""
+        now = time.monotonic() if now is None else now
+        return self._thread.is_alive() and now - self.last_alive <= max_age
+
+    def _lost(self, exc: BaseException) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = f"read failed: {reason or type(exc).__name__} (unplugged?)"
+        log.warning("keypad %s: %s; waiting for it to return", self.name, reason)
+        with contextlib.suppress(Exception):
+            self.device.close()
+        self.device, self.present, self.problem = None, False, reason
+        self._emit(DeviceStatus(self.name, False, reason))
 
     def _run(self) -> None:
         import select
 
         ev = self._evdev
         while not self._stop.is_set():
-            r, _, _ = select.select([self.device.fd], [], [], 0.5)
-            if not r:
+            self.last_alive = time.monotonic()
+            if self.device is None:
+                if not self.path or not self._try_open():
+                    self._stop.wait(self.retry_seconds)
                 continue
             try:
+                r, _, _ = select.select([self.device.fd], [], [], 0.5)
+                if not r:
+                    continue
                 events = list(self.device.read())
-            except OSError:
-                return  # unplugged; selftest and status report it
+            except Exception as exc:  # ENODEV when unplugged; a closed fd
+                if self._stop.is_set():
+                    return
+                self._lost(exc)
+                continue
             for event in events:
                 if event.type == ev.ecodes.EV_KEY and event.value == 1:
                     key = evdev_key(ev.ecodes.KEY.get(event.code, ""))
@@ -153,5 +235,6 @@ class EvdevKeypad:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=1)
-        with contextlib.suppress(OSError):
-            self.device.close()
+        if self.device is not None:
+            with contextlib.suppress(OSError):
+                self.device.close()

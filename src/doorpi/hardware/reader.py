@@ -17,6 +17,7 @@ Why direct ``SCardGetStatusChange`` and not pyscard's ``CardMonitor`` or
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -83,6 +84,29 @@ _ERROR_TEXT = {
 }
 
 
+# pcsc-lite names a reader "<device name> <reader index> <slot>", e.g.
+# "ACS ACR122U PICC Interface 00 00". The reader index is handed out in plug
+# order: after a replug (or with another reader plugged first) the same reader
+# comes back as "... 01 00". The slot stays the reader's own.
+_PCSC_NAME = re.compile(r"^(?P<base>.*\S) (?P<index>[0-9A-Fa-f]{2}) (?P<slot>[0-9A-Fa-f]{2})$")
+
+
+def reader_matches(wanted: str, actual: str) -> bool:
+    """Does the PC/SC reader ``actual`` answer to the configured ``reader.name``?
+
+    Empty ``wanted``: every reader. A full PC/SC name (ending in index and
+    slot, the form selftest prints): the same device name and slot, at any
+    reader index, so a replugged reader is still found. Anything else: a part
+    of the device name (``"ACR122"``).
+    """
+    if not wanted:
+        return True
+    w, a = _PCSC_NAME.match(wanted), _PCSC_NAME.match(actual)
+    if w is not None:
+        return a is not None and (w["base"], w["slot"].upper()) == (a["base"], a["slot"].upper())
+    return wanted in (a["base"] if a is not None else actual)
+
+
 def pcsc_error_text(hresult: int) -> str:
     hresult &= _MASK
     return _ERROR_TEXT.get(hresult, f"PC/SC error 0x{hresult:08X}")
@@ -126,8 +150,9 @@ class _ReaderState:
 class PcscReader:
     """A PC/SC reader watched with direct ``SCardGetStatusChange`` calls.
 
-    One daemon thread owns the PC/SC context. It lists the readers whose name
-    contains ``name_filter`` (empty = all), waits at most ``poll_seconds``
+    One daemon thread owns the PC/SC context. It lists the readers that
+    `reader_matches` ``name_filter`` (empty = all; a full name at any reader
+    index), waits at most ``poll_seconds``
     for a state change (readers plus pcsc-lite's PnP pseudo-reader, so USB
     hot-plug is seen at once), and on a new card connects, runs
     ``protocol.identify(transmit)`` and disconnects with SCARD_LEAVE_CARD.
@@ -357,7 +382,7 @@ class PcscReader:
             raise _ServiceDown(hresult)
         if hresult != SCARD_S_SUCCESS:
             raise _PcscError("SCardListReaders", hresult)
-        return [n for n in names or [] if self.name_filter in n]
+        return [n for n in names or [] if reader_matches(self.name_filter, n)]
 
     def _sync_readers(self) -> None:
         names = self._list_readers()
@@ -620,4 +645,4 @@ class SimulatedReader:
             cb(event)
 
 
-__all__ = ["CardReader", "PcscReader", "SimulatedReader", "pcsc_error_text"]
+__all__ = ["CardReader", "PcscReader", "SimulatedReader", "pcsc_error_text", "reader_matches"]

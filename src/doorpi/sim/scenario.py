@@ -157,7 +157,7 @@ def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
             raise ValueError(f"door must be 'open' or 'closed', got {step['door']!r}")
         site.door(step["door"] == "open")
     elif "exit" in step:
-        site.press_exit()
+        return site.press_exit()
     elif "tamper" in step:
         site.tamper(bool(step["tamper"]))
     elif "wait" in step:

@@ -118,11 +118,16 @@ class SimulatedSite:
         (pin.drive_high if is_open else pin.drive_low)()
         self.gate.process_pending()
 
-    def press_exit(self) -> None:
+    def press_exit(self, hold: float = 0.2) -> float:
+        """Press the exit button for ``hold`` seconds (a person's press is about
+        0.1-0.3 s; shorter than the settle time is a glitch). Returns ``hold``."""
         pin = self.factory.pin(self.cfg.gpio.exit_button)
         pin.drive_low()
+        self.gate.process_pending()
+        self.advance(hold)
         pin.drive_high()
         self.gate.process_pending()
+        return hold
 
     def tamper(self, active: bool) -> None:
         pin = self.factory.pin(self.cfg.gpio.tamper)
