@@ -40,6 +40,7 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="doorpi", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"doorpi {_version()}")
     parser.add_argument(
         "--config",
         default=os.environ.get("DOORPI_CONFIG", DEFAULT_CONFIG),
@@ -52,20 +53,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        return int(func(args) or 0)
+        return version("doorpi")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; whatever goes wrong reaches a person as one line (cli/errors.py)."""
+    from doorpi.cli import errors
+
+    command = None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
+        code = int(func(args) or 0)
+        sys.stdout.flush()
+        return code
     except CliError as exc:
-        print(f"doorpi: {exc}", file=sys.stderr)
+        print(f"doorpi: {errors.safe_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return errors.quiet_broken_pipe()
+    except Exception as exc:
+        return errors.report(exc, command)
 
 
 if __name__ == "__main__":

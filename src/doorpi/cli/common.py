@@ -1,4 +1,8 @@
-"""Helpers shared by the command modules: loading config and storage, printing."""
+"""Helpers shared by the command modules: loading config and storage, printing.
+
+Text that came from people or files (names, units, labels, paths) goes
+through `safe` before it is printed: see `doorpi.validation.safe_text`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from doorpi.config import ConfigError, load_config
 from doorpi.store import Storage as Storage
 from doorpi.store.db import DatabaseError
 from doorpi.store.secrets import KeyError_
+from doorpi.validation import safe_text
+
+safe = safe_text  # text from people or files, made safe to print
 
 
 @contextmanager
@@ -35,11 +42,20 @@ def config(args: argparse.Namespace) -> Config:
         raise CliError(str(exc)) from None
 
 
-def storage(cfg: Config) -> Storage:
+def storage(cfg: Config, *, create: bool = True) -> Storage:
+    """The gate's storage; with ``create=False`` (commands that only look) a missing
+    data directory is an error naming ``site.data_dir``, never silently made."""
+    where = f"site.data_dir ({cfg.site.data_dir}, set in {cfg.path})"
+    if not create and not cfg.site.data_dir.exists():
+        raise CliError(f"{where}: no such directory (the gate creates it when it first starts)")
+    if cfg.site.data_dir.exists() and not cfg.site.data_dir.is_dir():
+        raise CliError(f"{where}: is not a directory")
     try:
         return Storage.open(cfg.site.data_dir)
-    except (DatabaseError, KeyError_, OSError) as exc:
+    except (DatabaseError, KeyError_) as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{where}: {exc.strerror or exc}") from None
 
 
 def resident(store: Storage, rid: int) -> Any:
