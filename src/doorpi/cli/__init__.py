@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"doorpi.cli.{name}")
         module.register(sub)
+    from doorpi.cli.errors import bound_int_arguments
+
+    bound_int_arguments(parser)
     return parser
 
 

@@ -98,3 +98,18 @@ def audit_admin(store: Storage, what: str, **detail: Any) -> None:
     except Exception:
         who = "unknown"
     store.audit.append("admin", {"action": what, "by": who, **detail}, ts=time.time())
+
+
+def confirm(question: str) -> bool:
+    """Ask a yes/no question on the terminal; "y" or "yes" (any case) is yes.
+
+    Every prompt uses this, so `keys trust-site` and `consent record` accept
+    the same answers. Anything else, or end of input, is no.
+    """
+    import unicodedata
+
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return unicodedata.normalize("NFKC", answer).strip().lower() in ("y", "yes")

@@ -25,6 +25,37 @@ EXIT_UNEXPECTED = 1
 EXIT_BROKEN_PIPE = 141
 
 
+#: Largest row number SQLite stores (a signed 64-bit integer).
+SQLITE_INT_MAX = 2**63 - 1
+
+
+def row_number(text: str) -> int:
+    """argparse type for ids and counts: an int SQLite can hold (>= 0)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= SQLITE_INT_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (0 to {SQLITE_INT_MAX})")
+    return value
+
+
+def bound_int_arguments(parser: object) -> None:
+    """Give every ``type=int`` argument in the tree the `row_number` type, so a
+    new command's ids cannot overflow SQLite (``OverflowError``) either."""
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    for action in parser._actions:
+        if action.type is int:
+            action.type = row_number
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                bound_int_arguments(child)
+
+
 def _where(exc: BaseException) -> str:
     """``module.py:LINE`` of the innermost frame in doorpi's own code."""
     root = Path(__file__).resolve().parent.parent
@@ -55,15 +86,26 @@ def describe(exc: BaseException) -> str:
     return f"{what} (at {where})" if where else what
 
 
+def known(exc: BaseException) -> str | None:
+    """The one-line message for faults of the environment, not of doorpi; else None."""
+    if isinstance(exc, EOFError):
+        return "standard input ended before the answer was read"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return None
+
+
 def report(exc: BaseException, command: str | None) -> int:
     """Print ``exc`` as one line on stderr (or the traceback with DOORPI_DEBUG=1)."""
+    prefix = f"doorpi {command}" if command else "doorpi"
     if os.environ.get("DOORPI_DEBUG"):
         traceback.print_exception(exc)
+    elif (message := known(exc)) is not None:
+        print(f"{prefix}: {safe_text(message)}", file=sys.stderr)
     else:
         line = " ".join(safe_text(describe(exc)).split())
-        prefix = f"doorpi {command}" if command else "doorpi"
-        print(f"{prefix}: unexpected error: {line}", file=sys.stderr)
-        print("(run again with DOORPI_DEBUG=1 for the details to report)", file=sys.stderr)
+        print(f"{prefix}: unexpected error: {line}; DOORPI_DEBUG=1 shows the details",
+              file=sys.stderr)  # fmt: skip
     return EXIT_UNEXPECTED
 
 

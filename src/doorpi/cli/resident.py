@@ -98,7 +98,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    store = common.storage(common.config(args), create=False)
     residents = store.residents.all()
     if args.json:
         common.print_json([r.public() for r in residents])
@@ -115,7 +115,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    store = common.storage(common.config(args), create=False)
     r = common.resident(store, args.id)
     info = r.public() | {"cards": store.residents.cards(r.id)}
     if args.json:

@@ -144,7 +144,7 @@ def _sync_info(cfg: common.Config, store: common.Storage, now: float) -> dict[st
 
 def main(args: argparse.Namespace) -> int:
     cfg = common.config(args)
-    store = common.storage(cfg)
+    store = common.storage(cfg, create=False)  # looking never creates a data directory
     info = collect(cfg, store)
     if args.json:
         common.print_json(info)
