@@ -67,7 +67,7 @@ ZWNJ, ZWJ = "\u200c", "\u200d"
 _BLACK_FLAG = "\U0001f3f4"  # base of emoji tag sequences (e.g. the flag of Wales)
 _TAGS = range(0xE0020, 0xE0080)
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Zl", "Zp"})
-_SEPARATORS = re.compile(r"[\s:\-]")
+_SEPARATORS = re.compile(r"[ :\-]")
 _HEX = re.compile(r"[0-9a-f]+")
 
 
