@@ -464,13 +464,17 @@ def config_warnings(cfg: Config) -> list[str]:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; every failure is one ConfigError line."""
+    from doorpi.validation import InputError, decode_text_file
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = decode_text_file(p.read_bytes())  # UTF-8, a Windows BOM is fine
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file (copy data/doorpi.toml from the package)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    except InputError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -104,7 +104,8 @@ def test_pin_hash_verifies_only_with_the_device_pepper(store):
 
 
 @pytest.mark.parametrize(
-    "pin,msg", [("12a4", "digits only"), ("123", "4 to 8"), ("1111", "repeated"), ("1234", "run")]
+    "pin,msg",
+    [("12a4", "digits 0-9 only"), ("123", "4 to 8"), ("1111", "repeated"), ("1234", "run")],
 )
 def test_pin_rules(pin, msg):
     with pytest.raises(PinPolicyError, match=msg):

@@ -42,6 +42,7 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="doorpi", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"doorpi {_version()}")
     parser.add_argument(
         "--config",
         default=os.environ.get("DOORPI_CONFIG", DEFAULT_CONFIG),
@@ -51,29 +52,52 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"doorpi.cli.{name}")
         module.register(sub)
+    from doorpi.cli.errors import bound_int_arguments
+
+    bound_int_arguments(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        return int(func(args) or 0)
+        return version("doorpi")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; whatever goes wrong reaches a person as one line (cli/errors.py)."""
+    from doorpi.cli import errors
+
+    command = None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command
+        func = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
+        code = int(func(args) or 0)
+        sys.stdout.flush()
+        return code
     except CliError as exc:
-        print(f"doorpi: {exc}", file=sys.stderr)
+        print(f"doorpi: {errors.safe_text(exc)}", file=sys.stderr)
         return int(getattr(exc, "code", 2))
     except sqlite3.OperationalError as exc:  # a busy or failing database: one line
         from doorpi.store.faults import is_busy
 
         what = "database busy: another process is writing it; try again" if is_busy(exc) else exc
-        print(f"doorpi: {what}", file=sys.stderr)
+        print(f"doorpi: {errors.safe_text(what)}", file=sys.stderr)
         return 75 if is_busy(exc) else 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return errors.quiet_broken_pipe()
+    except Exception as exc:
+        return errors.report(exc, command)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Helpers shared by the command modules: loading config and storage, printing."""
+"""Helpers shared by the command modules: loading config and storage, printing.
+
+Text that came from people or files (names, units, labels, paths) goes
+through `safe` before it is printed: see `doorpi.validation.safe_text`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from doorpi.sitetime import DEFAULT_TIMEZONE, parse_local, show, zone
 from doorpi.store import Storage as Storage
 from doorpi.store.db import DatabaseError, StorageUnavailable
 from doorpi.store.secrets import KeyError_
+from doorpi.validation import safe_text
+
+safe = safe_text  # text from people or files, made safe to print
 
 # EX_TEMPFAIL (sysexits.h): the data partition may come back (space freed, remounted),
 # so systemd restarts the gate; exit 2 (RestartPreventExitStatus) is for faults a
@@ -51,19 +58,30 @@ def config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def storage(cfg: Config, degrade: bool = False, busy_ms: int | None = None) -> Storage:
+def storage(
+    cfg: Config, degrade: bool = False, busy_ms: int | None = None, *, create: bool = True
+) -> Storage:
     """The store, or the CLI's one-line error (exit 75 when the partition may come back).
-    ``degrade``: a read-only or full partition opens the database read-only."""
+    ``degrade``: a read-only or full partition opens the database read-only.
+    ``create=False`` (commands that only look): a missing data directory is an error
+    naming ``site.data_dir``, never silently made."""
     from doorpi.store.db import BUSY_TIMEOUT_MS
 
+    where = f"site.data_dir ({cfg.site.data_dir}, set in {cfg.path})"
+    if not create and not cfg.site.data_dir.exists():
+        raise CliError(f"{where}: no such directory (the gate creates it when it first starts)")
+    if cfg.site.data_dir.exists() and not cfg.site.data_dir.is_dir():
+        raise CliError(f"{where}: is not a directory")
     try:
         return Storage.open(cfg.site.data_dir, degrade=degrade, busy_ms=busy_ms or BUSY_TIMEOUT_MS)
     except StorageUnavailable as exc:
         err = CliError(str(exc))
         err.code = EXIT_TRANSIENT  # type: ignore[attr-defined]
         raise err from None
-    except (DatabaseError, KeyError_, OSError) as exc:
+    except (DatabaseError, KeyError_) as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{where}: {exc.strerror or exc}") from None
 
 
 def resident(store: Storage, rid: int) -> Any:
@@ -107,3 +125,18 @@ def audit_admin(store: Storage, what: str, **detail: Any) -> None:
     except Exception:
         who = "unknown"
     store.audit.append("admin", {"action": what, "by": who, **detail}, ts=time.time())
+
+
+def confirm(question: str) -> bool:
+    """Ask a yes/no question on the terminal; "y" or "yes" (any case) is yes.
+
+    Every prompt uses this, so `keys trust-site` and `consent record` accept
+    the same answers. Anything else, or end of input, is no.
+    """
+    import unicodedata
+
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return unicodedata.normalize("NFKC", answer).strip().lower() in ("y", "yes")

@@ -93,8 +93,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         ticket = privacy.start_enrolment(args.id, "admin_present", by=who, lang=args.lang)
     if not args.yes:
         print(ticket.notice.text)
-        answer = input("Has the resident read this and agreed? Type yes: ").strip().lower()
-        if answer != "yes":
+        if not common.confirm("Has the resident read this and agreed?"):
             print("no consent recorded")
             return 1
     with common.as_cli_error(ConsentError):

@@ -50,7 +50,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the pipeline over the folder and compute every figure."""
     import numpy as np
 
-    from doorpi.hardware.camera import FolderSource, load_rgb
+    from doorpi.hardware.camera import FolderSource, ImageFileError, load_rgb
     from doorpi.vision import match, metrics
     from doorpi.vision.models import load_models
     from doorpi.vision.pipeline import FacePipeline
@@ -72,7 +72,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     stage_ms: dict[str, list[float]] = {}
     for person in people:
         for path in FolderSource(args.dir / person, recursive=False).paths():
-            res = pipe.embed_any(load_rgb(path, args.max_side))
+            try:
+                rgb = load_rgb(path, args.max_side)
+            except ImageFileError as exc:  # counted, named, and the run goes on
+                print(f"doorpi eval: skipped {exc}", file=sys.stderr)
+                failures.append(f"{person}/{path.name}")
+                continue
+            res = pipe.embed_any(rgb)
             for k, v in res.timings_ms.items():
                 stage_ms.setdefault(k, []).append(v)
             if res.embedding is None:
@@ -83,6 +89,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             labels.append(person)
             files.append(path.name)
             embs.append(res.embedding)
+    usable = {lab for lab in labels if labels.count(lab) >= 2}
+    if len(set(labels)) < 2 or not usable:
+        raise EvalDataError(
+            f"{args.dir}: {len(embs)} usable faces in {len(labels) + len(failures)} photos of "
+            f"{len(people)} people; measuring needs faces of at least 2 people, one of them "
+            "with 2 or more photos"
+        )
     x = np.stack(embs)
     gen, imp = metrics.pair_scores(x, labels)
     eer, eer_thr = metrics.eer(gen, imp)
@@ -145,6 +158,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class EvalDataError(ValueError):
+    """A data folder with too little in it to measure anything; one line."""
+
+
 def run_faces(args: argparse.Namespace) -> int:
     from doorpi.cli import CliError
     from doorpi.vision.runtime import ModelError
@@ -154,8 +171,8 @@ def run_faces(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         report = evaluate(args)
-    except ModelError as exc:
-        raise CliError(str(exc)) from exc
+    except (ModelError, EvalDataError) as exc:
+        raise CliError(str(exc)) from None
     report["seconds"] = round(time.monotonic() - t0, 1)
     if args.json:
         json.dump(report, sys.stdout, indent=1)

@@ -298,6 +298,8 @@ def evaluate(
     n = n_frames(c)
     t0 = time.perf_counter()
     shots = survey(faces_dir, meter, load, scene, people)
+    if not shots:
+        raise ValueError(f"{faces_dir}: no usable face in any photo, nothing to measure")
     cache: dict[str, np.ndarray] = {}
 
     def photo(rel: str) -> np.ndarray:
@@ -395,9 +397,15 @@ def run_liveness(args: argparse.Namespace) -> int:
     meter = LivenessMeter(FaceDetector(models.detector), models.mesh)
     attacks = tuple(a for a in args.attacks.split(",") if a)
     people = [x for x in args.people.split(",") if x] or None
-    res = evaluate(
-        args.dir, meter, lambda p: load_rgb(p, max_side=1280), attacks=attacks, people=people
-    )
+    from doorpi.cli import CliError
+    from doorpi.hardware.camera import ImageFileError
+
+    try:
+        res = evaluate(
+            args.dir, meter, lambda p: load_rgb(p, max_side=1280), attacks=attacks, people=people
+        )
+    except (ImageFileError, ValueError) as exc:  # one line naming the file or folder
+        raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps(res, indent=2))
         return 0

@@ -128,7 +128,7 @@ def cmd_trust_site(args: argparse.Namespace) -> int:
             raise CliError(
                 "confirm with --fingerprint (the one `doorpi admin init` showed) or --yes"
             )
-        if input("is this the fingerprint on the admin's screen? [y/N] ").strip().lower() != "y":
+        if not common.confirm("is this the fingerprint on the admin's screen?"):
             raise CliError("not trusted")
     store = common.storage(cfg)
     imp = BundleImporter(store, gate, GateRules.from_config(cfg))

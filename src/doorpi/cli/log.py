@@ -44,7 +44,7 @@ def describe(kind: str, data: dict[str, common.Any]) -> str:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    store = common.storage(common.config(args), create=False)
     records = store.audit.tail(args.n if not args.kind else 100000)
     if args.kind:
         records = [r for r in records if r.kind == args.kind][-args.n :]
@@ -53,7 +53,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             print(json.dumps({"seq": r.seq, "ts": r.ts, "kind": r.kind, **r.data}))
         else:
             stamp = f"{datetime.fromtimestamp(r.ts, common.site_tz()):%Y-%m-%d %H:%M:%S}"
-            print(f"{r.seq:>7} {stamp}  {describe(r.kind, r.data)}")
+            print(f"{r.seq:>7} {stamp}  {common.safe(describe(r.kind, r.data))}")
     return 0
 
 
@@ -89,7 +89,7 @@ def cmd_false_match(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    store = common.storage(common.config(args), create=False)
     result = store.audit.verify()
     if result.ok:
         print(f"audit log ok: {result.checked} records, chain intact")

@@ -35,10 +35,13 @@ def cmd_template(args: argparse.Namespace) -> int:
 
 def cmd_record(args: argparse.Namespace) -> int:
     from doorpi.privacy.pia import FIELDS, AssessmentError, AssessmentRegistry, ImpactAssessment
+    from doorpi.validation import InputError, decode_text_file
 
     try:
-        doc = tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        doc = tomllib.loads(decode_text_file(Path(args.file).read_bytes()))
+    except OSError as exc:
+        raise CliError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, InputError) as exc:
         raise CliError(f"{args.file}: {exc}") from None
     missing = [f for f in FIELDS if not isinstance(doc.get(f), str)]
     if missing:

@@ -7,6 +7,7 @@ import getpass
 import sys
 import time
 
+from doorpi import validation
 from doorpi.cli import CliError, common
 from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
 from doorpi.store.residents import ResidentError
@@ -89,12 +90,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     except ResidentError as exc:
         raise CliError(str(exc)) from None
     common.audit_admin(store, "resident_added", resident_id=r.id)
-    print(f"resident {r.id} added: {r.name} ({r.unit or 'no unit'})")
+    keypad = f", keypad number {r.keypad_id}" if r.keypad_id else ""
+    print(
+        f"resident {r.id} added: {common.safe(r.name)} ({common.safe(r.unit) or 'no unit'}{keypad})"
+    )
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    store = common.storage(common.config(args), create=False)
     residents = store.residents.all()
     if args.json:
         common.print_json([r.public() for r in residents])
@@ -103,24 +107,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in residents:
         state = "active" if r.active else "disabled"
         print(
-            f"{r.id:>4}  {r.name[:24]:<24} {r.unit[:8]:<8} {(r.keypad_id or '-'):<7} "
+            f"{r.id:>4}  {common.safe(r.name)[:24]:<24} {common.safe(r.unit)[:8]:<8} "
+            f"{common.safe(r.keypad_id or '-'):<7} "
             f"{common.when(r.valid_until, until=True):<16} {(r.schedule or 'any'):<10} {state}"
         )
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    store = common.storage(common.config(args), create=False)
     r = common.resident(store, args.id)
     info = r.public() | {"cards": store.residents.cards(r.id)}
     if args.json:
         common.print_json(info)
         return 0
     for key in ("id", "name", "unit", "keypad_id", "schedule", "active", "has_pin"):
-        print(f"{key:>12}: {info[key]}")
+        print(f"{key:>12}: {common.safe(info[key])}")
     print(f"{'valid':>12}: {common.when(r.valid_from)} .. {common.when(r.valid_until, until=True)}")
     for c in info["cards"]:
-        print(f"{'card':>12}: ref {c['ref']} {c['label']} (added {common.when(c['added'])})")
+        print(f"{'card':>12}: ref {c['ref']} {common.safe(c['label'])} "
+              f"(added {common.when(c['added'])})")  # fmt: skip
     return 0
 
 
@@ -193,11 +199,9 @@ def cmd_card_enroll(args: argparse.Namespace) -> int:
     common.resident(store, args.id)
     if args.uid:
         try:
-            card_id = bytes.fromhex(args.uid.replace(":", ""))
-        except ValueError:
-            raise CliError(f"--uid: {args.uid!r} is not hex") from None
-        if len(card_id) not in (4, 7, 10):
-            raise CliError("--uid: a card UID has 4, 7 or 10 bytes")
+            card_id = validation.card_uid(args.uid)
+        except validation.InputError as exc:
+            raise CliError(f"--uid: {exc}") from None
     else:
         card_id = _tap(cfg, args.timeout)
     h = card_hash(store.secrets, card_id)
@@ -232,8 +236,9 @@ def cmd_pin_set(args: argparse.Namespace) -> int:
         if getpass.getpass("again: ") != pin:
             raise CliError("the two PINs differ")
     try:
+        pin = validation.pin_digits(pin)  # full-width digits read as the keypad's 0-9
         check_pin_rules(pin, cfg.keypad.pin_min_length, cfg.keypad.pin_max_length)
-    except PinPolicyError as exc:
+    except (validation.InputError, PinPolicyError) as exc:
         raise CliError(str(exc)) from None
     h = hash_pin(store.secrets, pin, cfg.pin.opslimit, cfg.pin.memlimit_kib)
     store.residents.set_pin_hash(args.id, h, time.time())

@@ -27,7 +27,10 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
 
     t0 = time.monotonic()
     cfg = common.config(args)
-    devices = build_outputs(cfg, sim)  # strike first: safe level before anything else
+    from doorpi.hardware.pins import NoGpioError
+
+    with common.as_cli_error(NoGpioError):
+        devices = build_outputs(cfg, sim)  # strike first: safe level before anything else
     stop = threading.Event()
     notifier = SdNotifier()
 

@@ -206,7 +206,7 @@ def gate_storage_warnings(health: dict[str, Any] | None) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     try:
-        store = common.storage(cfg, degrade=True)
+        store = common.storage(cfg, degrade=True, create=False)  # looking never creates it
     except CliError as exc:  # the fault itself is the status: one line each, exit 2
         lines = gate_storage_warnings(read_health())
         if args.json:

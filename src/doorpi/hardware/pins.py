@@ -37,4 +37,16 @@ def make_pin_factory(kind: str) -> Any:
         return factory
     if kind != "auto":
         raise ValueError(f"unknown pin factory {kind!r}")
-    return Device._default_pin_factory()
+    from gpiozero.exc import BadPinFactory
+
+    try:
+        return Device._default_pin_factory()
+    except BadPinFactory as exc:
+        raise NoGpioError(
+            f"no GPIO on this machine ({exc}): run the gate on the Pi, "
+            "or add --sim for simulated pins"
+        ) from None
+
+
+class NoGpioError(RuntimeError):
+    """gpiozero found no pin library (not a Raspberry Pi, or lgpio missing)."""

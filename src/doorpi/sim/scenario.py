@@ -50,10 +50,21 @@ class Scenario:
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
         p = Path(path)
+        from doorpi.validation import InputError, decode_text_file
+
         try:
-            doc = tomllib.loads(p.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            doc = tomllib.loads(decode_text_file(p.read_bytes()))
+        except OSError as exc:
+            raise ScenarioError(f"{p}: cannot read: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, InputError) as exc:
             raise ScenarioError(f"{p}: {exc}") from None
+        for key, kind in (("config", dict), ("residents", list), ("steps", list)):
+            if not isinstance(doc.get(key, kind()), kind):
+                raise ScenarioError(f"{p}: {key}: must be a {'table' if kind is dict else 'list'}")
+        for key in ("residents", "steps"):
+            for i, item in enumerate(doc.get(key, [])):
+                if not isinstance(item, dict):
+                    raise ScenarioError(f"{p}: {key}[{i}]: must be a table ([[{key}]])")
         steps = doc.get("steps", [])
         for i, step in enumerate(steps):
             actions = set(step) & STEP_KEYS
@@ -108,8 +119,13 @@ class ScenarioRun:
 
 
 def run(scenario: Scenario, data_dir: Path | None = None, keep: bool = False) -> ScenarioRun:
+    from doorpi.config import ConfigError
+
     events: list[dict[str, Any]] = []
-    cfg = sim_config(scenario.config, data_dir or temp_data_dir())
+    try:
+        cfg = sim_config(scenario.config, data_dir or temp_data_dir())
+    except ConfigError as exc:
+        raise ScenarioError(f"{scenario.path}: config: {exc}") from None
     if cfg.face.enabled:
         _record_demo_assessment(cfg, scenario)
     clock = ManualClock(0.0, cfg.site.tz)
@@ -117,10 +133,13 @@ def run(scenario: Scenario, data_dir: Path | None = None, keep: bool = False) ->
     site = SimulatedSite(cfg, clock, observers=[events.append])
     site.scenario_path = scenario.path
     try:
-        for spec in scenario.residents:
-            rid = site.add_resident({k: v for k, v in spec.items() if k != "face"})
-            if spec.get("face"):
-                _enrol_face(site, rid, resolve(scenario.path, str(spec["face"])))
+        for i, spec in enumerate(scenario.residents):
+            try:
+                rid = site.add_resident({k: v for k, v in spec.items() if k != "face"})
+                if spec.get("face"):
+                    _enrol_face(site, rid, resolve(scenario.path, str(spec["face"])))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ScenarioError(f"{scenario.path}: residents[{i}]: {exc}") from None
         site.strike_pin.clear_states()
         now = 0.0
         for i, step in enumerate(sorted(scenario.steps, key=lambda s: s.get("at", 0.0))):

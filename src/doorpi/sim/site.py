@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from doorpi import validation
 from doorpi.clocks import Clock, ManualClock
 from doorpi.config import Config, parse_config
 from doorpi.core.events import KeyPressed, Tick
@@ -26,10 +27,12 @@ def sim_config(overrides: dict[str, Any] | None, data_dir: Path) -> Config:
     """The shipped defaults, with ``overrides`` merged in, data under ``data_dir``."""
     import tomllib
 
-    from doorpi.config import default_config_text
+    from doorpi.config import ConfigError, default_config_text
 
     doc = tomllib.loads(default_config_text())
     for section, values in (overrides or {}).items():
+        if isinstance(doc.get(section), dict) and not isinstance(values, dict):
+            raise ConfigError(f"{section}: must be a table")
         if isinstance(values, dict) and isinstance(doc.get(section), dict):
             doc[section] = {**doc[section], **values}
         else:
@@ -89,11 +92,11 @@ class SimulatedSite:
             schedule=spec.get("schedule"),
         )
         for uid in spec.get("cards", []):
-            h = card_hash(self.storage.secrets, bytes.fromhex(uid))
+            h = card_hash(self.storage.secrets, validation.card_uid(uid))
             self.storage.residents.add_card(r.id, h, self.clock.wall())
         if spec.get("pin"):
-            p = self.cfg.pin
-            h = hash_pin(self.storage.secrets, str(spec["pin"]), p.opslimit, p.memlimit_kib)
+            p, pin = self.cfg.pin, validation.pin_digits(str(spec["pin"]))
+            h = hash_pin(self.storage.secrets, pin, p.opslimit, p.memlimit_kib)
             self.storage.residents.set_pin_hash(r.id, h, self.clock.wall())
         if spec.get("active") is False:
             self.storage.residents.update(r.id, self.clock.wall(), active=False)

@@ -30,8 +30,14 @@ def _pepper(secrets: DeviceSecrets, pin: str) -> bytes:
 
 
 def check_pin_rules(pin: str, min_len: int, max_len: int) -> None:
-    if not pin.isdigit():
-        raise PinPolicyError("a PIN has digits only")
+    """Raise `PinPolicyError` unless ``pin`` is ASCII digits the site allows.
+
+    Normalise what a person typed with `doorpi.validation.pin_digits` first
+    (full-width digits become ASCII there); this check refuses anything a
+    keypad cannot send, so a PIN that can never be typed is never stored.
+    """
+    if not (pin.isascii() and pin.isdigit()):
+        raise PinPolicyError("a PIN has digits 0-9 only")
     if not min_len <= len(pin) <= max_len:
         raise PinPolicyError(f"a PIN has {min_len} to {max_len} digits")
     if len(set(pin)) == 1 or pin in "0123456789012" or pin in "9876543210987":
@@ -39,6 +45,9 @@ def check_pin_rules(pin: str, min_len: int, max_len: int) -> None:
 
 
 def hash_pin(secrets: DeviceSecrets, pin: str, opslimit: int, memlimit_kib: int) -> str:
+    """The stored form of a PIN; raises `PinPolicyError` for anything but ASCII digits."""
+    if not (pin.isascii() and pin.isdigit()):
+        raise PinPolicyError("a PIN has digits 0-9 only")
     return pwhash.argon2id.str(
         _pepper(secrets, pin), opslimit=opslimit, memlimit=memlimit_kib * 1024
     ).decode()

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
+from doorpi import validation
 from doorpi.core.policy import ResidentView
 
 
@@ -67,6 +68,28 @@ def _row(r: tuple[Any, ...]) -> Resident:
     )
 
 
+def _unit(value: object) -> str:
+    return validation.check_text(value, validation.SHORT_TEXT_MAX)
+
+
+def _checked(name: str, unit: str, keypad_id: str | None) -> tuple[str, str, str | None]:
+    """The rules of `doorpi.validation`, the same on every entry path."""
+    try:
+        name = validation.check_name(name)
+    except validation.InputError as exc:
+        raise ResidentError(f"name: {exc}") from None
+    try:
+        unit = _unit(unit)
+    except validation.InputError as exc:
+        raise ResidentError(f"unit: {exc}") from None
+    if keypad_id is not None:
+        try:
+            keypad_id = validation.keypad_id(keypad_id)
+        except validation.InputError as exc:
+            raise ResidentError(f"keypad number: {exc}") from None
+    return name, unit, keypad_id
+
+
 class ResidentStore:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
@@ -81,17 +104,14 @@ class ResidentStore:
         valid_until: float | None = None,
         schedule: str | None = None,
     ) -> Resident:
-        if not name.strip():
-            raise ResidentError("a resident needs a name")
-        if keypad_id is not None and not (keypad_id.isdigit() and 1 <= len(keypad_id) <= 8):
-            raise ResidentError("a keypad number has 1 to 8 digits")
+        name, unit, keypad_id = _checked(name, unit, keypad_id)
         if valid_from is not None and valid_until is not None and valid_until <= valid_from:
             raise ResidentError("valid-until must be after valid-from")
         try:
             cur = self.db.execute(
                 "INSERT INTO residents(pseudonym, name, unit, keypad_id, valid_from, valid_until, "
                 "schedule, active, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                [_random.token_hex(16), name.strip(), unit, keypad_id, valid_from, valid_until,
+                [_random.token_hex(16), name, unit, keypad_id, valid_from, valid_until,
                  schedule, now, now],
             )  # fmt: skip
         except sqlite3.IntegrityError:
@@ -134,6 +154,13 @@ class ResidentStore:
         bad = set(fields) - allowed
         if bad:
             raise ResidentError(f"cannot change {', '.join(sorted(bad))}")
+        for key, check in (("name", validation.check_name), ("keypad_id", validation.keypad_id),
+                           ("unit", _unit)):  # fmt: skip
+            if fields.get(key) is not None:
+                try:
+                    fields[key] = check(fields[key])
+                except validation.InputError as exc:
+                    raise ResidentError(f"{key}: {exc}") from None
         self._update(resident_id, now, **fields)
 
     def _update(self, resident_id: int, now: float, **fields: Any) -> None:
@@ -155,6 +182,10 @@ class ResidentStore:
         self.db.execute("DELETE FROM residents WHERE id = ?", [resident_id])
 
     def add_card(self, resident_id: int, card_hash: str, now: float, label: str = "") -> None:
+        try:
+            label = validation.check_text(label, validation.SHORT_TEXT_MAX)
+        except validation.InputError as exc:
+            raise ResidentError(f"card label: {exc}") from None
         if self.get(resident_id) is None:
             raise ResidentError(f"no resident {resident_id}")
         owner = self.by_card_hash(card_hash)

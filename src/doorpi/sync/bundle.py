@@ -31,6 +31,7 @@ from typing import Any
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import SealedBox
 
+from doorpi import validation
 from doorpi.sync.keys import GateIdentity, PublicIdentity, SiteKey
 
 MAGIC = b"DOORPI-B"
@@ -402,34 +403,42 @@ def _check_key(v: Any, where: str) -> str:
     return v
 
 
+def _rule(rule: Callable[[Any], Any], value: Any, where: str) -> Any:
+    """Apply one of the shared input rules (`doorpi.validation`), naming the field."""
+    try:
+        return rule(value)
+    except validation.InputError as exc:
+        raise _bad(where, str(exc)) from None
+
+
 def parse_card(v: Any, where: str) -> CardEntry:
     d = _Doc(v, where)
-    uid = d.text("uid", 20)
-    assert uid is not None
-    if not HEX_RE.fullmatch(uid) or len(uid) not in (8, 14, 20):
-        raise _bad(f"{where}.uid", "must be a card UID of 4, 7 or 10 bytes in lowercase hex")
-    return CardEntry(uid, d.text("label", 40) or "")
+    uid = _rule(validation.card_uid_hex, d.get("uid"), f"{where}.uid")
+    label = _rule(_short_text, d.get("label", required=False) or "", f"{where}.label")
+    return CardEntry(uid, label)
+
+
+def _short_text(value: Any) -> str:
+    return validation.check_text(value, validation.SHORT_TEXT_MAX)
 
 
 def parse_resident(v: Any, where: str) -> ResidentEntry:
     d = _Doc(v, where)
     key = _check_key(d.get("key"), f"{where}.key")
-    name = d.text("name")
-    if not name or not name.strip():
-        raise _bad(f"{where}.name", "must not be empty")
-    keypad_id = d.text("keypad_id", 8, optional=True)
-    if keypad_id is not None and not (keypad_id.isdigit() and keypad_id.isascii()):
-        raise _bad(f"{where}.keypad_id", "must be 1 to 8 digits")
-    if keypad_id == "":
-        raise _bad(f"{where}.keypad_id", "must be 1 to 8 digits")
+    name = _rule(validation.check_name, d.get("name"), f"{where}.name")
+    keypad_id = d.get("keypad_id", required=False)
+    if keypad_id is not None:
+        keypad_id = _rule(validation.keypad_id, keypad_id, f"{where}.keypad_id")
     valid_from, valid_until = d.time("valid_from"), d.time("valid_until")
     if valid_from is not None and valid_until is not None and valid_until <= valid_from:
         raise _bad(f"{where}.valid_until", "must be after valid_from")
     schedule = d.text("schedule", 64, optional=True)
     cards = d.each("cards", MAX_CARDS, parse_card)
-    pin = d.text("pin", 12, optional=True)
-    if pin is not None and not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
-        raise _bad(f"{where}.pin", "must be 4 to 12 digits")
+    pin = d.get("pin", required=False)
+    if pin is not None:
+        pin = _rule(validation.pin_digits, pin, f"{where}.pin")
+        if len(pin) < 4:
+            raise _bad(f"{where}.pin", "must be 4 to 12 digits")
     pin_tag = d.text("pin_tag", 64, optional=True)
     if pin_tag is not None and not (HEX_RE.fullmatch(pin_tag) and len(pin_tag) == 32):
         raise _bad(f"{where}.pin_tag", "must be 32 hex digits")
@@ -437,8 +446,8 @@ def parse_resident(v: Any, where: str) -> ResidentEntry:
         raise _bad(f"{where}.pin_tag", "must be given exactly when pin is")
     return ResidentEntry(
         key=key,
-        name=name.strip(),
-        unit=d.text("unit", 40, optional=True) or "",
+        name=name,
+        unit=_rule(_short_text, d.get("unit", required=False) or "", f"{where}.unit"),
         keypad_id=keypad_id,
         valid_from=valid_from,
         valid_until=valid_until,

@@ -24,6 +24,7 @@ from typing import Any
 from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 
+from doorpi import validation
 from doorpi.sitetime import DEFAULT_TIMEZONE, TimeZoneError, parse_local, zone
 from doorpi.sync.bundle import (
     BundleError,
@@ -32,6 +33,7 @@ from doorpi.sync.bundle import (
     check_consistency,
     parse_resident,
 )
+from doorpi.validation import InputError, decode_text_file
 
 FIELDS = {
     "key", "name", "unit", "keypad_id", "pin", "cards", "schedule", "valid_from",
@@ -98,6 +100,16 @@ def _epoch(v: Any, where: str, end_of_day: bool, tz: tzinfo) -> float | None:
     raise RosterError(f"{where}: must be a date like 2027-06-30 or 2027-06-30T18:00")
 
 
+def _normalised(rule: Any, value: Any) -> Any:
+    """``rule(value)`` if the rule accepts it, else ``value`` unchanged."""
+    if value is None:
+        return None
+    try:
+        return rule(value)
+    except InputError:
+        return value
+
+
 def _cards(v: Any, where: str) -> list[dict[str, Any]]:
     if v is None:
         return []
@@ -109,7 +121,7 @@ def _cards(v: Any, where: str) -> list[dict[str, Any]]:
             c = {"uid": c}
         if not isinstance(c, dict) or not set(c) <= {"uid", "label"}:
             raise RosterError(f"{where}[{i}]: must be a hex UID or {{ uid = ..., label = ... }}")
-        uid = str(c.get("uid", "")).replace(":", "").replace(" ", "").lower()
+        uid = _normalised(validation.card_uid_hex, c.get("uid", ""))
         out.append({"uid": uid, "label": c.get("label", "")})
     return out
 
@@ -132,6 +144,10 @@ def _resident(raw: Any, i: int, tag_key: bytes, tz: tzinfo) -> RosterResident:
     keypad = raw.get("keypad_id")
     if isinstance(keypad, int) and not isinstance(keypad, bool):
         keypad = str(keypad)
+    # Full-width digits become ASCII before the tag is computed (doorpi.validation);
+    # anything the rules refuse is left as typed for parse_resident to name.
+    keypad = _normalised(validation.keypad_id, keypad)
+    pin = _normalised(validation.pin_digits, pin)
     gates = raw.get("gates")
     if gates is not None and (
         not isinstance(gates, list) or not all(isinstance(g, str) for g in gates)
@@ -194,8 +210,12 @@ def load_roster(path: Path, tag_key: bytes) -> Roster:
     if len(data) > MAX_ROSTER_BYTES:
         raise RosterError(f"{path}: larger than {MAX_ROSTER_BYTES // 2**20} MiB")
     try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        text = decode_text_file(data)  # UTF-8, a Windows BOM is fine
+    except InputError as exc:
+        raise RosterError(f"{path}: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise RosterError(f"{path}: not valid TOML: {exc}") from None
     try:
         return parse_roster(doc, tag_key)
