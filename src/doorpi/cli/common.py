@@ -67,11 +67,11 @@ def storage(
     naming ``site.data_dir``, never silently made."""
     from doorpi.store.db import BUSY_TIMEOUT_MS
 
-    where = f"site.data_dir ({cfg.site.data_dir}, set in {cfg.path})"
+    where = f"site.data_dir = {cfg.site.data_dir} (in {cfg.path})"
     if not create and not cfg.site.data_dir.exists():
-        raise CliError(f"{where}: no such directory (the gate creates it when it first starts)")
+        raise CliError(f"{where}: no such folder (the gate creates it when it first starts)")
     if cfg.site.data_dir.exists() and not cfg.site.data_dir.is_dir():
-        raise CliError(f"{where}: is not a directory")
+        raise CliError(f"{where}: a file, not a folder")
     try:
         return Storage.open(cfg.site.data_dir, degrade=degrade, busy_ms=busy_ms or BUSY_TIMEOUT_MS)
     except StorageUnavailable as exc:
