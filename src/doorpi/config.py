@@ -26,6 +26,7 @@ from doorpi.core.policy import (
     parse_rule,
 )
 from doorpi.core.schedule import Schedule, ScheduleError
+from doorpi.modesconfig import ModesConfig, parse_modes
 from doorpi.pinsafety import OTHER_OUTPUTS, output_warnings, strike_pin_problem
 from doorpi.sitetime import DEFAULT_TIMEZONE, TimeZoneError, zone
 
@@ -80,6 +81,12 @@ class GpioConfig:
     settle_seconds: float = 0.05
     # An exit button held longer than this is reported as stuck (a fault).
     exit_stuck_seconds: float = 60.0
+    # Door modes (doorpi.core.modes, hw/pinout.md): 0 = not fitted.
+    fire_alarm: int = 0
+    fire_alarm_contact: str = "nc"  # "nc": opens on alarm (a cut wire = alarm); "no"
+    fire_supervision: int = 0  # second loop, closed while the fire wiring is whole
+    lockdown_switch: int = 0  # key switch to GND, closed = lockdown
+    duress_output: int = 0  # silent alarm output (duress PIN)
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,7 @@ class Config:
     audit: AuditConfig = AuditConfig()
     schedules: dict[str, Schedule] = field(default_factory=dict)
     face: FaceConfig = FaceConfig()
+    modes: ModesConfig = ModesConfig()
 
     @property
     def db_path(self) -> Path:
@@ -303,6 +311,11 @@ def _parse_gpio(doc: dict[str, Any]) -> GpioConfig:
         presence=s.pin("presence", d.presence, optional=True),
         settle_seconds=s.num("settle_seconds", d.settle_seconds, 0, 1),
         exit_stuck_seconds=s.num("exit_stuck_seconds", d.exit_stuck_seconds, 5, 3600),
+        fire_alarm=s.pin("fire_alarm", 0, optional=True),
+        fire_alarm_contact=s.str("fire_alarm_contact", "nc", ("nc", "no")),
+        fire_supervision=s.pin("fire_supervision", 0, optional=True),
+        lockdown_switch=s.pin("lockdown_switch", 0, optional=True),
+        duress_output=s.pin("duress_output", 0, optional=True),
     )
     s.check_unknown()
     problem = strike_pin_problem(cfg.strike)
@@ -396,7 +409,7 @@ def _check_pin_clash(gpio: GpioConfig, keypad: KeypadConfig) -> None:
 
 def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     known = {"site", "door", "gpio", "reader", "keypad", "lockout", "pin", "audit",
-             "schedules", "face"}  # fmt: skip
+             "schedules", "face", "modes"}  # fmt: skip
     for key in doc:
         if key not in known:
             near = difflib.get_close_matches(key, sorted(known), n=1)
@@ -453,13 +466,19 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     s.check_unknown()
 
     face = _parse_face(doc)
-
-    return Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
+    modes = parse_modes(doc, schedules)
+    return Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face,
+                  modes)  # fmt: skip
 
 
 def config_warnings(cfg: Config) -> list[str]:
     """Settings that work but an installer should hear about (one line each)."""
-    return output_warnings((f"gpio.{k}", getattr(cfg.gpio, k)) for k in OTHER_OUTPUTS)
+    out = output_warnings((f"gpio.{k}", getattr(cfg.gpio, k)) for k in OTHER_OUTPUTS)
+    g = cfg.gpio
+    if g.fire_alarm and g.fire_alarm_contact == "no" and not g.fire_supervision:
+        out.append("gpio.fire_alarm_contact = \"no\" without gpio.fire_supervision: a cut fire "
+                   "alarm wire goes unnoticed (use the panel's NC contact; hw/pinout.md)")  # fmt: skip
+    return out
 
 
 def load_config(path: str | Path) -> Config:

@@ -16,7 +16,13 @@ from typing import Any
 from doorpi.config import Config
 from doorpi.core.events import Event
 from doorpi.hardware.feedback import GateFeedback
-from doorpi.hardware.inputs import DoorContact, ExitButton, TamperSwitch
+from doorpi.hardware.inputs import (
+    DoorContact,
+    ExitButton,
+    FireAlarmInput,
+    LockdownSwitch,
+    TamperSwitch,
+)
 from doorpi.hardware.pins import make_pin_factory
 from doorpi.hardware.strike import DoorStrike
 
@@ -32,6 +38,7 @@ class Devices:
     reader: Any = None
     keypad: Any = None
     problems: list[str] = field(default_factory=list)
+    duress_output: Any = None  # silent alarm (gpio.duress_output)
 
     def start(self, emit: Callable[[Event], None], cfg: Config, sim: bool) -> None:
         """Attach inputs, reader and keypad to ``emit`` (the gate's submit)."""
@@ -43,6 +50,7 @@ class Devices:
                     self.inputs.append(cls(pin, emit, pin_factory=self.pin_factory))
                 except Exception as exc:
                     self.problems.append(f"{cls.__name__} on GPIO{pin}: {exc}")
+        self._start_mode_inputs(emit, cfg)
         if cfg.reader.enabled:
             try:
                 self.reader = _make_reader(cfg, sim)
@@ -60,6 +68,26 @@ class Devices:
         for p in self.problems:
             log.error("%s (other entry paths keep working)", p)
 
+    def _start_mode_inputs(self, emit: Callable[[Event], None], cfg: Config) -> None:
+        g = cfg.gpio
+        try:
+            if g.fire_alarm:
+                self.inputs.append(FireAlarmInput(g.fire_alarm, emit, g.fire_alarm_contact,
+                                                  g.fire_supervision, self.pin_factory))  # fmt: skip
+        except Exception as exc:  # the panel's own power cut to the lock still works
+            self.problems.append(f"fire alarm input on GPIO{g.fire_alarm}: {exc}")
+        try:
+            if g.lockdown_switch:
+                self.inputs.append(LockdownSwitch(g.lockdown_switch, emit, self.pin_factory))
+        except Exception as exc:
+            self.problems.append(f"lockdown key switch on GPIO{g.lockdown_switch}: {exc}")
+
+    def report_levels(self) -> None:
+        """Emit the fire input's and key switch's levels once (an alarm at start counts)."""
+        for dev in self.inputs:
+            if hasattr(dev, "report"):
+                dev.report()
+
     def close(self) -> None:
         for dev in (self.keypad, self.reader, *self.inputs):
             if dev is None:
@@ -69,6 +97,8 @@ class Devices:
             except Exception as exc:
                 log.warning("closing %s: %s", type(dev).__name__, exc)
         self.feedback.close()
+        if self.duress_output is not None:
+            self.duress_output.close()
         self.strike.close()  # last: the door is secured after everything else stopped
 
 
@@ -85,7 +115,17 @@ def build_outputs(cfg: Config, sim: bool) -> Devices:
         g.led_green, g.led_red, g.buzzer, g.camera_led,
         pin_factory=factory, unlock_seconds=cfg.door.unlock_seconds,
     )  # fmt: skip
-    return Devices(factory, strike, feedback)
+    duress = None
+    if g.duress_output:
+        from gpiozero import DigitalOutputDevice
+
+        duress = DigitalOutputDevice(g.duress_output, initial_value=False, pin_factory=factory)
+    return Devices(factory, strike, feedback, duress_output=duress)
+
+
+def attach_mode_outputs(gate: Any, devices: Devices) -> None:
+    """Give the gate's door modes the silent duress output, if one is fitted."""
+    gate.modes.silent_alarm = devices.duress_output
 
 
 def _make_reader(cfg: Config, sim: bool) -> Any:

@@ -41,8 +41,10 @@ from doorpi.core.events import (
     FaceMatched,
     FaceRejected,
     Feedback,
+    FireAlarmChanged,
     KeyPressed,
     Lock,
+    LockdownSwitchChanged,
     Notice,
     ReaderStatus,
     TamperChanged,
@@ -53,6 +55,8 @@ from doorpi.core.events import (
 from doorpi.core.inputs import InputFilter, Settled
 from doorpi.core.lockout import CardPacer, Lockout, LockoutPolicy, PacePolicy
 from doorpi.core.pinpad import PadAction, PinPad
+from doorpi.doormodes import DoorModes
+from doorpi.eventqueue import EventQueue
 from doorpi.core.policy import Moment, Reason, decide
 from doorpi.faults import FaultBoard
 from doorpi.hardware.feedback import Indicator
@@ -102,7 +106,7 @@ class Gate:
         self.clock = clock
         self.observers: list[Observer] = list(observers or [])
         self._outbox: list[tuple[float, float, dict[str, Any]]] = []
-        self.queue: queue.Queue[Event] = queue.Queue()
+        self.queue: EventQueue = EventQueue()  # fire input first (doorpi.eventqueue)
         self.door = DoorMachine(
             DoorTiming(
                 cfg.door.unlock_seconds,
@@ -126,6 +130,9 @@ class Gate:
         self.faults = FaultBoard(storage.db)
         if self.lockout.problem:
             self._fault("lockout_state", True, self.lockout.problem)
+        self.modes = DoorModes(cfg, storage)  # fire release, lockdown, unlock windows, duress
+        if self.modes.problem:
+            self._fault("lockdown_state", True, self.modes.problem)
         self.face_lockout = Lockout(
             LockoutPolicy(FACE_PAUSE_AFTER, FACE_PAUSE_SECONDS, FACE_PAUSE_SECONDS, 3600.0)
         )
@@ -143,6 +150,7 @@ class Gate:
         # Enrolment capture after consent at the gate (set with the camera path).
         self.on_face_enrol: Callable[[int], None] | None = None
         self.moment = self.now()  # observe the clock at once: the floor starts here
+        self._mode(self.modes.startup_notices())
         # Retention jobs (face templates ...) called hourly with the effective epoch.
         self.sweepers: list[Callable[[float], None]] = []
         self._last_sweep = float("-inf")
@@ -255,6 +263,14 @@ class Gate:
         for item in outputs:
             self._record(item)
 
+    def _mode(self, notices: list[Notice]) -> None:
+        """Record mode notices; a change of mode holds or frees the strike (core.door.hold)."""
+        if any(n.what == "door_mode" for n in notices):
+            m = self.modes
+            notices += self.door.hold(m.core.held, self.clock.mono(), f"mode_{m.core.mode.value}",
+                                      m.relock_at_once)  # fmt: skip
+        self._apply(notices)
+
     def _say(self, pattern: str) -> Feedback:
         return Feedback(pattern)
 
@@ -275,7 +291,10 @@ class Gate:
         """Serve until ``stop`` is set; ``heartbeat`` is called at least every second."""
         while not stop.is_set():
             deadlines = [
-                d for d in (self.door.next_deadline, self.inputs.next_deadline) if d is not None
+                d
+                for d in (self.door.next_deadline, self.inputs.next_deadline,
+                          self.modes.next_deadline)  # fmt: skip
+                if d is not None
             ]
             deadline = min(deadlines) if deadlines else None
             wait = 0.5
@@ -318,6 +337,8 @@ class Gate:
             name, active = _raw_input(event)
             for settled in self.inputs.feed(name, active, self.clock.mono()):
                 self._on_input(settled)
+        elif isinstance(event, FireAlarmChanged | LockdownSwitchChanged):
+            self._mode(self.modes.on_event(event, self.clock.mono()))
         elif isinstance(event, FaceMatched):
             self._on_face_match(event)
         elif isinstance(event, FaceRejected):
@@ -347,6 +368,7 @@ class Gate:
         mono = self.clock.mono()
         for settled in self.inputs.poll(mono):
             self._on_input(settled)
+        self._mode(self.modes.tick(self.moment, mono))
         out: list[Any] = list(self.door.tick(mono))
         a = self.attempt
         if a is not None and mono - a.last > self.cfg.keypad.entry_timeout_seconds:
@@ -363,6 +385,7 @@ class Gate:
             self._sync_polled = mono
             self._poll_sync()
             self._poll_capture()
+            self._mode(self.modes.poll_stored())
             self._apply(self.time.poll_repair())
 
     def _poll_sync(self) -> None:
@@ -545,6 +568,9 @@ class Gate:
             return
         stored = self.storage.residents.pin_hash(rid) if rid is not None else None
         ok = stored is not None and verify_pin(self.storage.secrets, stored, pin)
+        if self.modes.duress_pin(rid, pin, ok):  # opens as the PIN does; the alarm is silent
+            ok = True
+            self._apply(self.modes.duress(rid))  # type: ignore[arg-type]
         if not ok:
             self.attempt = None
             if a.resident is None:
@@ -686,7 +712,10 @@ class Gate:
             return
         at = self.now()
         rule = self.cfg.door.policy.rule_at(at.local, self.cfg.schedules)
-        decision = decide(rule, fresh.view(), frozenset(a.factors), at, self.cfg.schedules)
+        decision = decide(rule, fresh.view(), frozenset(a.factors), at, self.cfg.schedules,
+                          self.modes.holidays)  # fmt: skip
+        if decision is not None:
+            decision = self.modes.admit(decision)  # lockdown: responders only
         if decision is None:
             missing = _next_factor(rule, frozenset(a.factors), self._face_ready(fresh))
             if missing == "pin" and not fresh.has_pin:
@@ -705,6 +734,7 @@ class Gate:
         if decision.granted:
             self.stats["granted"] += 1
             self._apply([decision, *self.door.grant(self.clock.mono()), self._say("granted")])
+            self._mode(self.modes.entered(decision))  # first-person-in
             if self.face_menu is not None:
                 mono = self.clock.mono()
                 if {"card", "pin"} <= a.factors:

@@ -30,7 +30,7 @@ BUSY_AT_BOOT = {
     15: "UART0 RXD of the serial console",
 }
 # Outputs besides the strike, by config key.
-OTHER_OUTPUTS = ("led_green", "led_red", "buzzer", "camera_led")
+OTHER_OUTPUTS = ("led_green", "led_red", "buzzer", "camera_led", "duress_output")
 
 
 def boot_problem(pin: int) -> str:

@@ -54,9 +54,11 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
             obs.append(lambda rec: print(dump(rec), flush=True))
         gate = Gate(cfg, store, devices.strike, devices.feedback, SystemClock(cfg.site.tz), obs)
         devices.start(gate.submit, cfg, sim)
-        from doorpi.device import attach_card_templates
+        from doorpi.device import attach_card_templates, attach_mode_outputs
 
         attach_card_templates(gate, devices)
+        attach_mode_outputs(gate, devices)
+        devices.report_levels()  # a fire alarm already active at start releases at once
         if not sim:
             from doorpi.facebuild import start_camera
 

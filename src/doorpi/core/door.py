@@ -3,7 +3,10 @@
 Inputs are grants, door-contact changes and the passage of time; outputs are
 commands (Unlock, Lock, Alarm) and notices (door_opened, door_closed). The
 strike is relocked as soon as the door opens (anti-tailgating) unless
-``relock_on_open`` is off. Pure: time is monotonic seconds passed in.
+``relock_on_open`` is off. A door mode (`doorpi.core.modes`: fire release,
+unlock window) can *hold* the strike released: no relock on open or timeout,
+no held-open or forced alarm, until the hold ends. Pure: time is monotonic
+seconds passed in.
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ class DoorMachine:
         self._relock_at = 0.0
         self._held_at = 0.0
         self._tamper = False
+        self.held = False  # a door mode holds the strike released
 
     def _lock(self, reason: str) -> list[Output]:
-        if not self.strike_released:
+        if not self.strike_released or self.held:
             return []
         self.strike_released = False
         return [Lock(reason)]
@@ -59,6 +63,34 @@ class DoorMachine:
             self.state = DoorState.UNLOCKED
         return out
 
+    def hold(self, on: bool, now: float, reason: str, relock_at_once: bool = False) -> list[Output]:
+        """Hold the strike released (``on``) or end the hold. An unlock of 0 s
+        means "until the hold ends". Ending it relocks at once unless a timed
+        grant is still running; ``relock_at_once`` cuts that grant too
+        (lockdown). A door open when the hold ends starts its held-open time."""
+        out: list[Output] = []
+        if on:
+            if not self.held:
+                self.held = True
+                if not self.strike_released:
+                    self.strike_released = True
+                    out.append(Unlock(0.0))
+                if self.state is DoorState.LOCKED:
+                    self.state = DoorState.UNLOCKED
+            return out
+        if relock_at_once:
+            self._relock_at = min(self._relock_at, now)
+        if self.held:
+            self.held = False
+            if self.state in (DoorState.OPEN, DoorState.HELD, DoorState.FORCED):
+                self._held_at = now + self.timing.held_open_seconds
+                self.state = DoorState.OPEN
+        if self.strike_released and (now >= self._relock_at or self.state is DoorState.OPEN):
+            out += self._lock(reason)
+            if self.state is DoorState.UNLOCKED:
+                self.state = DoorState.LOCKED
+        return out
+
     def contact(self, is_open: bool, now: float) -> list[Output]:
         out: list[Output] = []
         if is_open:
@@ -69,7 +101,7 @@ class DoorMachine:
                 self.state = DoorState.OPEN
                 self._held_at = now + self.timing.held_open_seconds
                 if self.timing.relock_on_open:
-                    out += self._lock("door_opened")
+                    out += self._lock("door_opened")  # not while a mode holds it
             else:
                 self.state = DoorState.FORCED
                 out.append(Alarm("forced", True))
@@ -86,11 +118,11 @@ class DoorMachine:
 
     def tick(self, now: float) -> list[Output]:
         out: list[Output] = []
-        if self.strike_released and now >= self._relock_at:
+        if self.strike_released and not self.held and now >= self._relock_at:
             out += self._lock("timeout")
             if self.state is DoorState.UNLOCKED:
                 self.state = DoorState.LOCKED
-        if self.state is DoorState.OPEN and now >= self._held_at:
+        if self.state is DoorState.OPEN and now >= self._held_at and not self.held:
             self.state = DoorState.HELD
             out.append(Alarm("held", True))
         return out
@@ -103,6 +135,7 @@ class DoorMachine:
 
     def shutdown(self) -> list[Output]:
         """Process is stopping: the strike goes back to its safe state."""
+        self.held = False
         out = self._lock("shutdown")
         if self.state is DoorState.UNLOCKED:
             self.state = DoorState.LOCKED
@@ -112,8 +145,8 @@ class DoorMachine:
     def next_deadline(self) -> float | None:
         """Monotonic time of the next timer, so the loop knows when to tick."""
         times = []
-        if self.strike_released:
+        if self.strike_released and not self.held:
             times.append(self._relock_at)
-        if self.state is DoorState.OPEN:
+        if self.state is DoorState.OPEN and not self.held:
             times.append(self._held_at)
         return min(times) if times else None

@@ -102,6 +102,25 @@ class TamperChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class FireAlarmChanged(Event):
+    """The fire-alarm input's raw levels: ``alarm`` (the panel's contact in its
+    alarm state) and ``wiring_ok`` (False: the supervised loop is broken, which
+    counts as an alarm). Gates treat it ahead of every other queued event."""
+
+    kind: ClassVar[str] = "fire_input"
+    alarm: bool
+    wiring_ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LockdownSwitchChanged(Event):
+    """The lockdown key switch's raw level (``active``: turned to lockdown)."""
+
+    kind: ClassVar[str] = "lockdown_switch"
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FaceMatched(Event):
     """The face path identified an enrolled resident (live, above threshold).
 
@@ -156,7 +175,9 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Unlock(Command):
-    """Energise (fail-secure) or de-energise (fail-safe) the strike."""
+    """Energise (fail-secure) or de-energise (fail-safe) the strike; ``seconds``
+    0 means held released by a door mode (fire release, unlock window) until
+    the mode ends."""
 
     kind: ClassVar[str] = "relay_on"
     seconds: float
@@ -249,8 +270,10 @@ __all__ = [
     "FaceMatched",
     "FaceRejected",
     "Feedback",
+    "FireAlarmChanged",
     "KeyPressed",
     "Lock",
+    "LockdownSwitchChanged",
     "Notice",
     "ReaderStatus",
     "TamperChanged",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from doorpi.core.events import Decision
 from doorpi.core.schedule import Schedule
@@ -40,6 +40,8 @@ class Reason:
     FACTOR_NOT_ALLOWED = "factor_not_allowed"
     INCOMPLETE = "incomplete"  # the second factor never came
     FACE_PAUSED = "face_paused"
+    HOLIDAY = "holiday"  # a restricted schedule on a dated exception (doorpi.core.modes)
+    LOCKDOWN = "lockdown"  # lockdown: only residents flagged responder (doorpi.core.modes)
 
 
 class PolicyError(ValueError):
@@ -117,9 +119,13 @@ def could_complete(rule: tuple[Combination, ...], factors: frozenset[str]) -> bo
 
 
 def check_resident(
-    resident: ResidentView, at: Moment, schedules: Mapping[str, Schedule]
+    resident: ResidentView,
+    at: Moment,
+    schedules: Mapping[str, Schedule],
+    holidays: frozenset[date] = frozenset(),
 ) -> str | None:
-    """The reason this resident may not enter now, or None if they may."""
+    """The reason this resident may not enter now, or None if they may.
+    ``holidays``: site-local dates on which restricted schedules admit no one."""
     if not resident.active:
         return Reason.INACTIVE
     if resident.valid_from is not None and at.epoch < resident.valid_from:
@@ -133,6 +139,8 @@ def check_resident(
         if not sched.is_always:
             if not at.trusted:
                 return Reason.CLOCK_UNTRUSTED
+            if at.local.date() in holidays:
+                return Reason.HOLIDAY
             if not sched.allows(at.local):
                 return Reason.OUTSIDE_SCHEDULE
     return None
@@ -144,6 +152,7 @@ def decide(
     factors: frozenset[str],
     at: Moment,
     schedules: Mapping[str, Schedule],
+    holidays: frozenset[date] = frozenset(),
 ) -> Decision | None:
     """Final decision for a resident who showed ``factors``, or None when the
     rule wants more factors (the gate then prompts and waits)."""
@@ -152,7 +161,7 @@ def decide(
         if could_complete(rule, factors):
             return None
         return Decision(False, Reason.FACTOR_NOT_ALLOWED, resident.id, ordered)
-    problem = check_resident(resident, at, schedules)
+    problem = check_resident(resident, at, schedules, holidays)
     if problem is not None:
         return Decision(False, problem, resident.id, ordered)
     return Decision(True, Reason.GRANTED, resident.id, ordered)

@@ -23,7 +23,7 @@ from doorpi.sim.site import SimulatedSite, sim_config, temp_data_dir
 CHATTER = frozenset({"feedback", "key_pressed", "card_removed", "reader_status"})
 
 STEP_KEYS = {"card", "card_fault", "keys", "door", "exit", "tamper", "wait", "clock", "face",
-             "face_live"}  # fmt: skip
+             "face_live", "fire", "fire_wiring", "lockdown", "lockdown_switch"}  # fmt: skip
 # Optional step fields: `frames` (how many frames a face step shows; a single
 # photo repeated is what a printed photo held still looks like) and `shift`
 # (pixels the photo moves per frame: a photo waved in front of the camera).
@@ -179,6 +179,18 @@ def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
         return site.press_exit()
     elif "tamper" in step:
         site.tamper(bool(step["tamper"]))
+    elif "fire" in step:  # the fire panel's contact: true = alarm
+        site.fire(bool(step["fire"]))
+    elif "fire_wiring" in step:  # "cut" or "whole": the supervision loop
+        if step["fire_wiring"] not in ("cut", "whole"):
+            raise ValueError(f"fire_wiring must be 'cut' or 'whole', got {step['fire_wiring']!r}")
+        site.fire_wiring(step["fire_wiring"] == "whole")
+    elif "lockdown_switch" in step:
+        site.lockdown_switch(bool(step["lockdown_switch"]))
+    elif "lockdown" in step:  # as `doorpi lockdown on|off` (the gate sees it within 1 s)
+        from doorpi.doormodes import write_lockdown
+
+        write_lockdown(site.storage.db, bool(step["lockdown"]), "admin", "scenario", clock.wall())
     elif "wait" in step:
         site.advance(float(step["wait"]))
         return float(step["wait"])

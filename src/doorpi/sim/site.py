@@ -67,10 +67,19 @@ class SimulatedSite:
 
         self.face_path = build_face_path(self.gate, indicator=self.devices.feedback.camera_active)
         self.face_engine = self.gate.face_engine
-        # Door shut and enclosure closed: both switches pull their lines low.
-        for pin in (cfg.gpio.door_contact, cfg.gpio.tamper):
+        # Door shut and enclosure closed: both switches pull their lines low; so do
+        # a fire panel's NC contact and its supervision loop while all is well.
+        g = cfg.gpio
+        calm = [g.door_contact, g.tamper, g.fire_supervision]
+        if g.fire_alarm_contact == "nc":
+            calm.append(g.fire_alarm)
+        for pin in calm:
             if pin:
                 self.factory.pin(pin).drive_low()
+        from doorpi.device import attach_mode_outputs
+
+        attach_mode_outputs(self.gate, self.devices)
+        self.devices.report_levels()
         self.gate.process_pending()
 
     # -------------------------------------------------------------- setup
@@ -98,6 +107,15 @@ class SimulatedSite:
             p, pin = self.cfg.pin, validation.pin_digits(str(spec["pin"]))
             h = hash_pin(self.storage.secrets, pin, p.opslimit, p.memlimit_kib)
             self.storage.residents.set_pin_hash(r.id, h, self.clock.wall())
+        if spec.get("responder") or spec.get("duress_pin"):
+            from doorpi.store.roles import RoleStore
+
+            roles = RoleStore(self.storage.db)
+            roles.set_responder(r.id, bool(spec.get("responder")))
+            if spec.get("duress_pin"):
+                p, pin = self.cfg.pin, validation.pin_digits(str(spec["duress_pin"]))
+                roles.set_duress_hash(r.id, hash_pin(self.storage.secrets, pin, p.opslimit,
+                                                     p.memlimit_kib))  # fmt: skip
         if spec.get("active") is False:
             self.storage.residents.update(r.id, self.clock.wall(), active=False)
         return r.id
@@ -131,6 +149,25 @@ class SimulatedSite:
         pin.drive_high()
         self.gate.process_pending()
         return hold
+
+    def fire(self, alarm: bool) -> None:
+        """The fire panel's contact goes to its alarm state (or back)."""
+        g = self.cfg.gpio
+        pin = self.factory.pin(g.fire_alarm)
+        drive_high = alarm if g.fire_alarm_contact == "nc" else not alarm
+        (pin.drive_high if drive_high else pin.drive_low)()
+        self.gate.process_pending()
+
+    def fire_wiring(self, whole: bool) -> None:
+        """Cut (or mend) the fire input's supervision loop."""
+        pin = self.factory.pin(self.cfg.gpio.fire_supervision)
+        (pin.drive_low if whole else pin.drive_high)()
+        self.gate.process_pending()
+
+    def lockdown_switch(self, on: bool) -> None:
+        pin = self.factory.pin(self.cfg.gpio.lockdown_switch)
+        (pin.drive_low if on else pin.drive_high)()
+        self.gate.process_pending()
 
     def tamper(self, active: bool) -> None:
         pin = self.factory.pin(self.cfg.gpio.tamper)

@@ -139,6 +139,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE face_templates ADD COLUMN hands_free_suspended REAL;
     """,
+    # 5: door modes (doorpi.core.modes): residents flagged responder (let in during
+    # lockdown) and a separate duress PIN (opens normally, raises a silent alarm).
+    """
+    CREATE TABLE resident_roles (
+        resident_id INTEGER PRIMARY KEY REFERENCES residents(id) ON DELETE CASCADE,
+        responder INTEGER NOT NULL DEFAULT 0,
+        duress_pin_hash TEXT
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
