@@ -33,6 +33,7 @@ log = logging.getLogger("doorpi.modes")
 
 LOCKDOWN_KEY = "lockdown"
 HOLIDAYS_KEY = "holidays"
+MODE_KEY = "door_mode"  # the running gate's mode, for `doorpi status`
 
 
 def read_lockdown(db: Any) -> dict[str, Any]:
@@ -184,6 +185,39 @@ class DoorModes:
     def relock_at_once(self) -> bool:
         return self.core.rule.relock_at_once
 
-    def status(self) -> dict[str, Any]:
+    def publish(self, since: float) -> None:
+        """Write the mode for `doorpi status` (on every change of mode: rare)."""
         c = self.core
-        return {"mode": c.mode.value, "fire": c.fire, "window": c.window}
+        doc = {"mode": c.mode.value, "fire": c.fire_cause if c.fire else "",
+               "window": c.window, "since": round(since, 3)}  # fmt: skip
+        try:
+            set_state(self.db, MODE_KEY, json.dumps(doc, sort_keys=True))
+        except Exception as exc:  # the door keeps working if the disk does not
+            log.error("cannot save the door mode: %s", exc)
+
+
+def mode_status(db: Any) -> dict[str, Any]:
+    """`doorpi status` lines: the gate's last mode, the stored lockdown, responders."""
+    info: dict[str, Any] = {}
+    warnings: list[str] = []
+    try:
+        info["door_mode"] = json.loads(get_state(db, MODE_KEY) or "{}").get("mode", "normal")
+    except ValueError:
+        info["door_mode"] = "unreadable"
+    try:
+        doc = read_lockdown(db)
+        info["lockdown"] = "on" if doc["active"] else "off"
+        if doc["active"]:
+            info["lockdown_by"] = f"{doc.get('by', '')} ({doc.get('source', '')})"
+            warnings.append("lockdown is on: only responders get in (`doorpi lockdown off`)")
+    except ValueError as exc:
+        info["lockdown"] = "unreadable"
+        warnings.append(f"stored lockdown unreadable ({exc}); the gate treats it as on")
+    if info["door_mode"] == "fire_release":
+        warnings.append("fire release: the door is held released until the fire input is normal")
+    try:
+        info["responders"] = len(RoleStore(db).responders())
+    except Exception:
+        info["responders"] = 0
+    info["warnings"] = warnings
+    return info

@@ -267,8 +267,11 @@ class Gate:
         """Record mode notices; a change of mode holds or frees the strike (core.door.hold)."""
         if any(n.what == "door_mode" for n in notices):
             m = self.modes
-            notices += self.door.hold(m.core.held, self.clock.mono(), f"mode_{m.core.mode.value}",
+            mode = m.core.mode.value
+            notices += self.door.hold(m.core.held, self.clock.mono(), f"mode_{mode}",
                                       m.relock_at_once)  # fmt: skip
+            notices.append(self._say(f"mode_{mode}"))  # type: ignore[arg-type]
+            m.publish(self.clock.wall())
         self._apply(notices)
 
     def _say(self, pattern: str) -> Feedback:

@@ -74,6 +74,11 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     info["device_faults"] = {k: v["detail"] for k, v in sorted(faults.items())}
     info["warnings"].extend(f"device fault: {k}: {v['detail']}" for k, v in sorted(faults.items()))
     info.update(_lockout_info(db, now))
+    from doorpi.doormodes import mode_status
+
+    modes = mode_status(db)
+    info["warnings"].extend(modes.pop("warnings"))
+    info.update(modes)
     return info
 
 
