@@ -154,7 +154,7 @@ class Config:
     audit: AuditConfig = AuditConfig()
     schedules: dict[str, Schedule] = field(default_factory=dict)
     face: FaceConfig = FaceConfig()
-    modes: ModesConfig = ModesConfig()
+    modes: ModesConfig = field(default_factory=ModesConfig)
 
     @property
     def db_path(self) -> Path:

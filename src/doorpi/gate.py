@@ -55,9 +55,9 @@ from doorpi.core.events import (
 from doorpi.core.inputs import InputFilter, Settled
 from doorpi.core.lockout import CardPacer, Lockout, LockoutPolicy, PacePolicy
 from doorpi.core.pinpad import PadAction, PinPad
+from doorpi.core.policy import Moment, Reason, decide
 from doorpi.doormodes import DoorModes
 from doorpi.eventqueue import EventQueue
-from doorpi.core.policy import Moment, Reason, decide
 from doorpi.faults import FaultBoard
 from doorpi.hardware.feedback import Indicator
 from doorpi.hardware.strike import Strike
@@ -293,12 +293,8 @@ class Gate:
     def run(self, stop: threading.Event, heartbeat: Callable[[], None] | None = None) -> None:
         """Serve until ``stop`` is set; ``heartbeat`` is called at least every second."""
         while not stop.is_set():
-            deadlines = [
-                d
-                for d in (self.door.next_deadline, self.inputs.next_deadline,
-                          self.modes.next_deadline)  # fmt: skip
-                if d is not None
-            ]
+            timers = (self.door.next_deadline, self.inputs.next_deadline, self.modes.next_deadline)
+            deadlines = [d for d in timers if d is not None]
             deadline = min(deadlines) if deadlines else None
             wait = 0.5
             if deadline is not None:

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from gpiozero import LED, Buzzer
 
-
 # mode -> (LED attribute, on seconds, off seconds); None: both LEDs off.
 MODE_PATTERNS: dict[str, tuple[str, float, float] | None] = {
     "normal": None,
