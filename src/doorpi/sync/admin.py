@@ -217,6 +217,7 @@ class AdminSite:
                 face_suspensions=_events(self.suspensions, keys),
                 card_key_gate=self.card_key_gate,
                 card_key=(card_keys or {}).get(g.fingerprint),
+                modes=roster.modes,
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
             g.sent_keys = sorted(set(g.sent_keys) | keys)

@@ -33,6 +33,7 @@ from nacl.public import SealedBox
 
 from doorpi import validation
 from doorpi.sync.keys import GateIdentity, PublicIdentity, SiteKey
+from doorpi.sync.modes import ModesEntry, parse_modes
 
 MAGIC = b"DOORPI-B"
 FORMAT_VERSION = 1
@@ -136,6 +137,7 @@ class EnrollmentBundle:
     face_suspensions: tuple[FaceEvent, ...] = ()
     card_key_gate: str | None = None  # the gate whose card key the site's cards use
     card_key: CardKeyEntry | None = None
+    modes: ModesEntry | None = None  # lockdown, holidays, responders (doorpi.sync.modes)
     version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -184,6 +186,8 @@ class EnrollmentBundle:
                 for p in self.peers
             ],
         }
+        if self.modes is not None:  # absent otherwise: bodies without modes are unchanged
+            doc["modes"] = self.modes.to_doc()
         return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -554,6 +558,10 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         d.each(key, MAX_TOMBSTONES, parse_face_event, required=False)
         for key in ("face_withdrawals", "face_suspensions")
     )
+    try:
+        modes = parse_modes(d.get("modes", required=False))
+    except ValueError as exc:
+        raise _bad("modes", str(exc).removeprefix("modes: ").removeprefix("modes")) from None
     bundle = EnrollmentBundle(
         site=str(site),
         gate=str(gate),
@@ -569,6 +577,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         face_suspensions=suspensions,
         card_key_gate=key_gate,
         card_key=card_key,
+        modes=modes,
     )
     check_consistency(bundle)
     return bundle

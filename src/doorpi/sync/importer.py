@@ -508,6 +508,10 @@ class BundleImporter:
                         where = f"{field_name} ({w.resident})"
                         n = self._vault(where, method, conn, pseudonyms[mapping[w.resident]], w.at)
                         setattr(ch, counter, getattr(ch, counter) + (n or 0))
+            if bundle.modes is not None:  # lockdown, holidays, responders
+                from doorpi.sync.modes import apply_modes
+
+                apply_modes(conn, self.db, bundle.modes, mapping, now)
             self._adopt_card_key(bundle)
             set_state(self.db, "sync_sequence", str(bundle.sequence))
             set_state(self.db, "sync_peers", json.dumps([p.to_json() for p in bundle.peers]))

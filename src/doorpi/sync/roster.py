@@ -33,6 +33,7 @@ from doorpi.sync.bundle import (
     check_consistency,
     parse_resident,
 )
+from doorpi.sync.modes import ModesEntry, roster_modes
 from doorpi.validation import InputError, decode_text_file
 
 FIELDS = {
@@ -78,6 +79,7 @@ class RosterResident:
 class Roster:
     site_name: str
     residents: tuple[RosterResident, ...]
+    modes: ModesEntry | None = None  # [modes]: lockdown, holidays, responders
 
     def for_gate(self, gate_name: str) -> list[ResidentEntry]:
         return [r.entry for r in self.residents if r.gates is None or gate_name in r.gates]
@@ -180,8 +182,10 @@ def _resident(raw: Any, i: int, tag_key: bytes, tz: tzinfo) -> RosterResident:
 
 def parse_roster(doc: dict[str, Any], tag_key: bytes) -> Roster:
     for k in doc:
-        if k not in ("site", "residents"):
-            raise RosterError(f"{k}: unknown section (a roster has [site] and [[residents]])")
+        if k not in ("site", "residents", "modes"):
+            raise RosterError(
+                f"{k}: unknown section (a roster has [site], [[residents]] and [modes])"
+            )
     site = doc.get("site", {})
     if not isinstance(site, dict) or not set(site) <= {"name", "timezone"}:
         raise RosterError("site: only `name` and `timezone` are allowed here")
@@ -198,7 +202,15 @@ def parse_roster(doc: dict[str, Any], tag_key: bytes) -> Roster:
                                            residents=tuple(r.entry for r in residents)))  # fmt: skip
     except BundleError as exc:
         raise RosterError(str(exc)) from None
-    return Roster(str(site.get("name", "")), residents)
+    try:
+        modes = roster_modes(doc.get("modes"))
+    except ValueError as exc:
+        raise RosterError(str(exc)) from None
+    keys = {r.entry.key for r in residents}
+    for k in modes.responders if modes else ():
+        if k not in keys:
+            raise RosterError(f"modes.responders: no resident with key {k!r}")
+    return Roster(str(site.get("name", "")), residents, modes)
 
 
 def load_roster(path: Path, tag_key: bytes) -> Roster:
