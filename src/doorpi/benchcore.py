@@ -2,6 +2,9 @@
 
 * card event -> relay command, through the real gate thread and queue
   (simulated reader and MockFactory pins; reader polling excluded);
+* fire input edge -> strike released, on MockFactory pins, while the gate is
+  loaded (a busy face path and card taps, 10 events/s, each costing the gate
+  thread ``handle_cost`` seconds), in gate loops and milliseconds;
 * PIN verification time at the configured Argon2id cost;
 * time from process start to READY=1, and resident memory once idle, for the
   real `doorpi run --sim` process.
@@ -79,6 +82,104 @@ def card_to_relay(n: int = 200) -> dict[str, float]:
     }
 
 
+def fire_release_under_load(
+    n: int = 20, rate_hz: float = 10.0, handle_cost: float = 0.0, data_dir: Path | None = None
+) -> dict[str, Any]:
+    """Drive the fire input (MockFactory pin) ``n`` times while a load thread
+    submits face-path results and unknown card taps at ``rate_hz``; each
+    loaded event costs the gate thread ``handle_cost`` s (a backlog builds
+    when that exceeds 1/rate). Per alarm: milliseconds from the pin edge to
+    the strike's release, and ``loops``: gate loops that ran after the edge up
+    to the one that released (1 = the next loop). ``strike_states``: the
+    strike pin's history (True = energised)."""
+    from doorpi.clocks import SystemClock
+    from doorpi.core.events import CardPresented, FaceHint, FaceRejected, FireAlarmChanged
+    from doorpi.sim.site import SimulatedSite, sim_config
+
+    tmp = data_dir or Path(tempfile.mkdtemp(prefix="doorpi-bench-"))
+    site = SimulatedSite(sim_config({"gpio": {"fire_alarm": 9}}, tmp), SystemClock())
+    gate = site.gate
+    calls: list[tuple[float, bool]] = []  # (start of the loop, fire event handled)
+    orig_handle = gate.handle
+
+    def handle(event: Any) -> None:
+        t0 = time.perf_counter()
+        if handle_cost and isinstance(event, FaceRejected | CardPresented):
+            time.sleep(handle_cost)  # the loaded gate's work on this event
+        orig_handle(event)
+        calls.append((t0, isinstance(event, FireAlarmChanged)))
+
+    gate.handle = handle  # type: ignore[method-assign]
+    released = threading.Event()
+    t_release: list[float] = []
+    strike = site.devices.strike
+    orig_release = strike.release
+
+    def release() -> None:
+        orig_release()
+        t_release.append(time.perf_counter())
+        released.set()
+
+    strike.release = release  # type: ignore[method-assign]
+    stop = threading.Event()
+    loop = threading.Thread(target=gate.run, args=(stop,), daemon=True)
+    load_stop = threading.Event()
+
+    def load() -> None:
+        i = 0
+        while not load_stop.wait(1.0 / rate_hz):
+            i += 1
+            if i % 3 == 0:
+                gate.submit(CardPresented(bytes.fromhex(f"04{i:012x}"), "bench"))
+            else:
+                gate.submit(FaceRejected("no_match") if i % 3 == 1 else FaceHint("too_far"))
+
+    loader = threading.Thread(target=load, daemon=True)
+    loop.start()
+    loader.start()
+    fire_pin = site.factory.pin(site.cfg.gpio.fire_alarm)
+    samples: list[float] = []
+    loops: list[int] = []
+    backlog: list[int] = []
+    try:
+        site.strike_pin.clear_states()
+        for _ in range(n):
+            time.sleep(0.5)  # let the load build up
+            released.clear()
+            backlog.append(gate.queue.qsize())
+            t0 = time.perf_counter()
+            fire_pin.drive_high()  # NC contact opens: alarm
+            if not released.wait(10):
+                raise RuntimeError("strike not released within 10 s of the fire input")
+            samples.append((t_release[-1] - t0) * 1000)
+            time.sleep(0.2)  # the releasing loop has returned: count the loops
+            after = [fire for start, fire in list(calls) if start >= t0]
+            loops.append(after.index(True) + 1 if True in after else 0)
+            fire_pin.drive_low()  # back to normal: clears after the settle time
+            deadline = time.monotonic() + 5
+            while site.devices.strike.released and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        load_stop.set()
+        loader.join(timeout=2)
+        stop.set()
+        loop.join(timeout=5)
+        states = [bool(s.state) for s in site.strike_pin.states]
+        site.close()
+    return {
+        "samples": n,
+        "rate_hz": rate_hz,
+        "handle_cost_ms": round(handle_cost * 1000, 1),
+        "median_ms": round(statistics.median(samples), 3),
+        "p99_ms": round(_pct(samples, 0.99), 3),
+        "max_ms": round(max(samples), 3),
+        "max_loops": max(loops),
+        "loops": loops,
+        "max_backlog": max(backlog),
+        "strike_states": states,
+    }
+
+
 def pin_verify(opslimit: int, memlimit_kib: int, n: int = 10) -> dict[str, float]:
     from doorpi.store.credentials import hash_pin, verify_pin
     from doorpi.store.secrets import DeviceSecrets
@@ -145,6 +246,11 @@ def bench_core(opslimit: int, memlimit_kib: int) -> dict[str, Any]:
     return {
         "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
         "card_to_relay": card_to_relay(),
+        "fire_to_release": {
+            k: v
+            for k, v in fire_release_under_load(handle_cost=0.2).items()
+            if k not in ("loops", "strike_states")
+        },
         "pin_verify": pin_verify(opslimit, memlimit_kib),
         "process": process_startup(),
     }

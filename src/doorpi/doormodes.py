@@ -107,13 +107,19 @@ class DoorModes:
             log.error("stored holidays unreadable: %s", exc)
             return frozenset()
 
-    def startup_notices(self) -> list[Notice]:
-        """What a restart restored: a stored lockdown (an unreadable one is the gate's fault)."""
-        if self.core.lockdown_stored and not self.problem:
-            s = self._stored
-            return [Notice("lockdown", {"active": True, "source": "restored",
-                                        "by": s.get("by", ""), "since": s.get("since")})]  # fmt: skip
-        return []
+    def startup_notices(self, wall: float) -> list[Notice]:
+        """What a restart restored: a stored lockdown (an unreadable one is the gate's
+        fault). Publishes the starting mode, so status never shows the last run's."""
+        self.publish(wall)
+        if not self.core.lockdown_stored:
+            return []
+        s = self._stored
+        detail = {"active": True, "source": "restored", "by": s.get("by", ""),
+                  "since": s.get("since")}  # fmt: skip
+        if self.problem:
+            detail = {"active": True, "source": "unreadable"}
+        return [Notice("lockdown", detail), Notice("door_mode", {"mode": self.core.mode.value,
+                                                                 "was": "normal"})]  # fmt: skip
 
     def poll_stored(self) -> list[Notice]:
         """Every second: a lockdown set or cleared by the CLI or a bundle import."""

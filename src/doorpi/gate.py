@@ -150,7 +150,7 @@ class Gate:
         # Enrolment capture after consent at the gate (set with the camera path).
         self.on_face_enrol: Callable[[int], None] | None = None
         self.moment = self.now()  # observe the clock at once: the floor starts here
-        self._mode(self.modes.startup_notices())
+        self._mode(self.modes.startup_notices(clock.wall()))
         # Retention jobs (face templates ...) called hourly with the effective epoch.
         self.sweepers: list[Callable[[float], None]] = []
         self._last_sweep = float("-inf")
