@@ -43,7 +43,9 @@ def test_scenario_matches_expected_sequence(path, tmp_path):
     grants = sum(1 for e in result.events if e["event"] == "access" and e["granted"])
     # The strike never energises without a grant, or a door mode that holds it released
     # (fire release, unlock window: relay_on with seconds 0, right after the mode change).
-    holds = [i for i, e in enumerate(result.events) if e["event"] == "relay_on" and not e["seconds"]]
+    holds = [
+        i for i, e in enumerate(result.events) if e["event"] == "relay_on" and not e["seconds"]
+    ]
     for i in holds:
         mode = next(e for e in reversed(result.events[:i]) if e["event"] == "door_mode")
         assert mode["mode"] in ("fire_release", "unlock_window")

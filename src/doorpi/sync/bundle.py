@@ -561,7 +561,8 @@ def parse_body(body: bytes) -> EnrollmentBundle:
     try:
         modes = parse_modes(d.get("modes", required=False))
     except ValueError as exc:
-        raise _bad("modes", str(exc).removeprefix("modes: ").removeprefix("modes")) from None
+        where, _, msg = str(exc).partition(": ")
+        raise _bad(where, msg) from None
     bundle = EnrollmentBundle(
         site=str(site),
         gate=str(gate),
