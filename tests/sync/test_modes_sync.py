@@ -81,7 +81,7 @@ def test_roster_modes_table(site: SiteKey) -> None:
     roster = parse_roster(doc, site.pin_tag_key)
     assert roster.modes == ModesEntry(False, ("2026-12-25",), ("a-1",))
     doc["modes"]["responders"] = ["z-9"]
-    with pytest.raises(RosterError, match="modes.responders: no resident with key 'z-9'"):
+    with pytest.raises(RosterError, match=r"modes\.responders: no resident with key 'z-9'"):
         parse_roster(doc, site.pin_tag_key)
     with pytest.raises(RosterError, match=r"modes.holidays\[0\]"):
         parse_roster({"modes": {"holidays": ["soon"]}}, site.pin_tag_key)
