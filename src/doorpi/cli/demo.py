@@ -1,7 +1,7 @@
 """`doorpi demo`: the gate on simulated hardware.
 
 Interactive (what `make demo` runs): a seeded site, a live status line, and
-commands typed at the prompt (card, keys, open, close, exit, tamper, wait).
+commands typed at the prompt (card, keys, open, close, exit, tamper, fire, lockdown, wait).
 Headless: ``--scenario FILE`` runs a scripted scenario in virtual time and
 prints one JSON object per event.
 """
@@ -32,6 +32,7 @@ HELP = """commands:
   keys 101#2468#    type on the keypad (resident number # PIN #; * clears)
   open | close      door contact        exit      press the exit button
   tamper on|off     enclosure switch    status    show the door state
+  fire on|off       fire panel contact  lockdown on|off   the lockdown key switch
   help              this text           quit      stop the gate"""
 
 
@@ -80,7 +81,7 @@ def interactive(args: argparse.Namespace) -> int:
     from doorpi.sim.site import SimulatedSite, sim_config, temp_data_dir
 
     data_dir = Path(args.data_dir) if args.data_dir else temp_data_dir()
-    cfg = sim_config({}, data_dir)
+    cfg = sim_config({"gpio": {"fire_alarm": 9, "lockdown_switch": 10}}, data_dir)
     lines: list[str] = []
 
     def show(rec: dict[str, Any]) -> None:
@@ -123,7 +124,7 @@ def _ticker(site: Any, stop: threading.Event, tick: Any) -> None:
 def _status(site: Any) -> str:
     g = site.gate
     relay = "RELEASED" if site.devices.strike.released else "locked"
-    return f"door {g.door.state.value}, strike {relay}, granted {g.stats['granted']}, denied {g.stats['denied']}"
+    return f"{g.modes.core.mode.value}, door {g.door.state.value}, strike {relay}, granted {g.stats['granted']}, denied {g.stats['denied']}"
 
 
 def _command(site: Any, words: list[str]) -> bool:
@@ -145,6 +146,10 @@ def _command(site: Any, words: list[str]) -> bool:
             site.press_exit()
         elif cmd == "tamper" and rest:
             site.tamper(rest[0] == "on")
+        elif cmd == "fire" and rest:
+            site.fire(rest[0] == "on")
+        elif cmd == "lockdown" and rest:
+            site.lockdown_switch(rest[0] == "on")
         elif cmd == "status":
             print(f"  {_status(site)}")
         else:
