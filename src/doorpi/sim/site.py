@@ -145,7 +145,11 @@ class SimulatedSite:
         pin = self.factory.pin(self.cfg.gpio.exit_button)
         pin.drive_low()
         self.gate.process_pending()
-        self.advance(hold)
+        if isinstance(self.clock, ManualClock):
+            self.advance(hold)
+        else:  # the interactive demo runs on the system clock: hold it for real
+            time.sleep(hold)
+            self.gate.process_pending()
         pin.drive_high()
         self.gate.process_pending()
         return hold
