@@ -132,13 +132,15 @@ def test_admin_workflow_end_to_end(
 def test_import_of_a_single_file_and_bad_paths(paths: dict[str, Path],
                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     cfg = str(paths["cfg"])
-    run(["--config", cfg, "keys", "init"], capsys)
+    code, out = run(["--config", cfg, "keys", "init"], capsys)
+    gate_fp = out.split("gate fingerprint: ")[1].split()[0].replace("-", "")
     code, out = run(["--config", cfg, "sync", "import", str(paths["stick"])], capsys)
     assert code == 2 and "no doorpi/ folder: not an admin stick" in out
     junk = paths["stick"] / "x.bundle"
     junk.write_bytes(b"GIF89a" + bytes(100))
     code, out = run(["--config", cfg, "sync", "import", str(junk)], capsys)
-    assert code == 1 and (paths["stick"] / "x.report").exists()
+    assert code == 1 and (paths["stick"] / f"{gate_fp}.report").exists()
+    assert not (paths["stick"] / "x.report").exists()
     code, out = run(["admin", "show", "--admin-dir", str(paths["admin"])], capsys)
     assert code == 2 and "run `doorpi admin init`" in out
 

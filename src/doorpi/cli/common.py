@@ -51,9 +51,10 @@ def resident(store: Storage, rid: int) -> Any:
 
 
 def when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
+    """Local date and time for people (`doorpi.cli.human.when`)."""
+    from doorpi.cli.human import when as local_when
+
+    return local_when(epoch)
 
 
 def parse_date(text: str | None, flag: str) -> float | None:

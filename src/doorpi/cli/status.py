@@ -149,10 +149,12 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(info)
         return 0
-    for key, value in info.items():
+    from doorpi.cli.human import value
+
+    for key, v in info.items():
         if key == "warnings":
             continue
-        print(f"{key:>22}: {value}")
+        print(f"{key.replace('_', ' '):>37}: {value(v, key)}")
     for w in info["warnings"]:
         print(f"WARNING: {w}")
     return 0

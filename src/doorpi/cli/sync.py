@@ -1,8 +1,9 @@
 """`doorpi sync import PATH`: apply the admin's bundle from a stick (or a file).
 
 Run by hand or by doorpi-sync@.service when a stick is plugged in. Prints one
-line for the journal; exit 0 when applied, 1 when refused (the report on the
-stick and the audit log say why), 2 when there is nothing to import.
+line for the journal; exit 0 when applied (entries the gate's limits refused
+are named in the report), 1 when refused (the report on the stick and the audit
+log say why), 2 when there is nothing to import (a pairing visit).
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         if not path.exists():
             raise CliError(f"{path}: no such file or directory")
         report = imp.import_file(path)
-        out = path.with_suffix(".report")
+        # Named after this gate, never after the file: another gate's bundle imported
+        # here by mistake must not overwrite that gate's unread report.
+        out = path.parent / f"{gate.fingerprint}.report"
         try:
             imp.write_report(report, out)
         except OSError:
@@ -100,4 +103,4 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         where = f"report: {out}" if out else "report NOT written: stick read-only or removed"
         print(f"doorpi sync: {report.summary()} ({where})")
-    return 0 if report.result == "applied" else 1
+    return {"applied": 0, "waiting": 2}.get(report.result, 1)
