@@ -23,7 +23,10 @@ def test_wide_characters_line_up_in_tables() -> None:
     out = human.table(("name", "unit"), [("王小明", "3-101"), ("Alice Wang", "5-202")])
     lines = out.splitlines()
     # the unit column starts at the same terminal cell in every line
-    starts = [human.width(line[: line.index(u)]) for line, u in zip(lines, ("unit", "3-", "5-"))]
+    starts = [
+        human.width(line[: line.index(u)])
+        for line, u in zip(lines, ("unit", "3-", "5-"), strict=True)
+    ]
     assert len(set(starts)) == 1, out
     assert human.width("王小明") == 6 and human.fit("王小明", 5) == "王小 "
 
