@@ -70,8 +70,8 @@ PATTERNS: dict[str, Pattern] = {
     "locked_out": Pattern(
         None, Blink(0.2, 0.2, 10), Blink(1.0, 0.1, 1),
         {"en": "Too many wrong tries: paused", "zh": "错误次数过多：暂停使用"},
-        {"en": "Wait a few minutes, then try again; card still works.",
-         "zh": "请稍等几分钟再试；刷卡仍可使用。"},
+        {"en": "Wait a few minutes, then try again.",
+         "zh": "请稍等几分钟再试。"},
     ),
     "done": Pattern(
         Blink(0.3, 0.3, 3), None, Blink(0.3, 0.3, 3),
