@@ -36,8 +36,8 @@ def value(v: Any, key: str = "") -> str:
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if key in TIME_FIELDS and isinstance(v, int | float) and v > 1e8:
-        return when(v)
+    if key in TIME_FIELDS and isinstance(v, int | float) and not isinstance(v, bool):
+        return when(v) if v > 0 else "-"  # 0: never set
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, Mapping):

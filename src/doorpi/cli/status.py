@@ -27,6 +27,10 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
         "access": ["+".join(sorted(c)) for c in cfg.door.policy.default],
         "residents": residents[0],
         "active_residents": residents[1] or 0,
+        "expired_residents": db.execute(
+            "SELECT count(*) FROM residents WHERE valid_until IS NOT NULL AND valid_until < ?",
+            [now],
+        ).fetchone()[0],
         "cards": db.execute("SELECT count(*) FROM cards").fetchone()[0],
         "pins": db.execute("SELECT count(*) FROM residents WHERE pin_hash IS NOT NULL").fetchone()[
             0
