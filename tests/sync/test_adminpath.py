@@ -166,3 +166,10 @@ def test_gate_add_with_a_taken_name_suggests_name(site: Site) -> None:
     pub = site.stick / "doorpi" / "gates" / f"{site.fp['south']}.pub"
     out = site.run("admin", "gate", "add", str(pub), "--name", "north", code=2)
     assert "a gate named 'north' is already registered (give another with --name)" in out
+
+
+def test_sync_doc_states_the_stick_file_systems_the_gate_mounts() -> None:
+    root = Path(__file__).parents[2]
+    rule = (root / "systemd" / "99-doorpi-usb.rules").read_text()
+    assert 'ENV{ID_FS_TYPE}=="vfat|exfat"' in rule
+    assert "FAT32 or exFAT" in (root / "docs" / "sync.md").read_text()

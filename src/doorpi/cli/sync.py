@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sync", help="import the admin's bundle from a USB stick")
     ss = s.add_subparsers(dest="action", required=True)
-    im = ss.add_parser("import", help="apply a bundle, all or nothing, and write a report")
+    im = ss.add_parser(
+        "import", help="apply a bundle and write a report (bad entries are named and skipped)"
+    )
     im.add_argument("path", type=Path, help="the stick's mount point, or a .bundle file")
     im.add_argument("--json", action="store_true", help="print the report (without audit)")
     im.set_defaults(func=cmd_import)
