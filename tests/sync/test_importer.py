@@ -292,6 +292,10 @@ def test_stick_without_bundle_gets_the_gate_public_key(rig: GateRig, tmp_path: P
     assert open_rules(raw, other_gate().public) is None  # another key: not believed
     forged = raw.replace(b"workdays", b"weekdays")
     assert open_rules(forged, rig.identity.public) is None
+    # The running gate shows the pairing visit as done (green), not as a refusal (red).
+    watcher = SyncSignalWatcher(rig.storage.db)
+    rig.importer.import_stick(stick)
+    assert watcher.poll() == ("done", 0.0)
 
 
 def test_thousand_residents_import_time(rig: GateRig, site: SiteKey) -> None:

@@ -75,7 +75,9 @@ def _config_doc(args: argparse.Namespace) -> dict[str, Any]:
     from doorpi.cli import DEFAULT_CONFIG
 
     path = Path(args.config) if getattr(args, "config", None) else None
-    if path is None or (str(path) == DEFAULT_CONFIG and not path.exists()):
+    if path is None or not path.exists():
+        if path is not None and str(path) != DEFAULT_CONFIG:
+            print(f"doorpi demo: no config at {path}: the shipped defaults apply")
         return {}
     common.config(args)  # every error as one line naming the file and key
     doc = tomllib.loads(path.read_text(encoding="utf-8"))
