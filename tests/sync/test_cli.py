@@ -117,7 +117,8 @@ def test_admin_workflow_end_to_end(
     assert "last bundle: 1" in out and site_fp in out
     # 6. the laptop: read what the gate said
     code, out = run(["admin", "report", "read", str(stick), "--audit", *adm], capsys)
-    assert code == 0 and "main-gate" in out and "refused (stale)" in out
+    # a gate refused (the replayed stick): the admin's command says so in its exit code
+    assert code == 1 and "main-gate" in out and "NEEDS ATTENTION: refused (stale)" in out
     assert "2 residents (2 active)" in out and "database ok" in out
     code, out = run(["admin", "gate", "list", *adm], capsys)
     assert "main-gate" in out
