@@ -52,8 +52,8 @@ from doorpi.core.events import (
 )
 from doorpi.core.inputs import InputFilter, Settled
 from doorpi.core.lockout import CardPacer, Lockout, LockoutPolicy, PacePolicy
-from doorpi.core.pinpad import PadAction, PinPad
-from doorpi.core.policy import Moment, Reason, decide
+from doorpi.core.pinpad import PadAction, PinPad, keypad_number_habit
+from doorpi.core.policy import Moment, Reason, decide, deny_pattern
 from doorpi.faults import FaultBoard
 from doorpi.hardware.feedback import Indicator
 from doorpi.hardware.strike import Strike
@@ -83,6 +83,7 @@ class Attempt:
     last: float = 0.0
     card_id: bytes | None = None  # in memory only: the template-on-card face step needs it
     awaiting: str = ""  # "pin", "card", "face" or ""
+    number_typed: bool = False  # their own keypad number typed once after the card
 
 
 class Gate:
@@ -545,6 +546,10 @@ class Gate:
             return
         stored = self.storage.residents.pin_hash(rid) if rid is not None else None
         ok = stored is not None and verify_pin(self.storage.secrets, stored, pin)
+        if not ok and keypad_number_habit(a.resident, a.factors, pin, a.number_typed):
+            a.number_typed = True  # `101#2468#` after the tap: the number, then the PIN
+            self._apply([self._say("pin_needed")])
+            return
         if not ok:
             self.attempt = None
             if a.resident is None:
@@ -739,9 +744,7 @@ class Gate:
 
     def _deny(self, decision: Decision) -> None:
         self.stats["denied"] += 1
-        slow = decision.reason in (Reason.LOCKED_OUT, Reason.RATE_LIMITED)
-        pattern = "locked_out" if slow else "denied"
-        self._apply([decision, self._say(pattern)])
+        self._apply([decision, self._say(deny_pattern(decision.reason))])
 
 
 def _next_factor(

@@ -127,7 +127,7 @@ def test_consent_withdraw_refuse_report_and_keys_from_the_command_line(
     finally:
         store.close()
 
-    rc, out, _ = run("consent", "show", str(resident))
+    rc, out, _ = run("consent", "show", str(resident), "--json")
     (rec,) = json.loads(out)
     assert rec["confirmed_by"].startswith("admin:") and rec["channel"] == "admin_present"
     rc, out, _ = run("consent", "report", str(resident), "--json")

@@ -30,7 +30,7 @@ sys.addaudithook(hook)
 import io
 from doorpi.cli import main
 rc = []
-sys.stdin = io.StringIO("card 04a1b2c3d4e5f6\nkeys 101#2468#\nopen\nclose\nexit\n"
+sys.stdin = io.StringIO("card 04a1b2c3d4e5f6\nkeys 101#2468#\nopen\nclose\nrex\n"
                         "card 04ffffffffffff\nkeys 202#0000#\ntamper on\ntamper off\nstatus\nquit\n")
 rc.append(main(["demo"]))
 for path in sys.argv[2:]:

@@ -10,7 +10,13 @@ from doorpi.cli import CliError, common
 from doorpi.fsutil import write_atomic
 from doorpi.store.db import set_state
 from doorpi.store.secrets import DeviceSecrets
-from doorpi.sync.importer import SITE_CARD, STICK_DIR, BundleImporter, GateRules
+from doorpi.sync.importer import (
+    SITE_CARD,
+    STICK_DIR,
+    BundleImporter,
+    GateRules,
+    export_identity,
+)
 from doorpi.sync.keys import (
     GateIdentity,
     KeyFileError,
@@ -90,10 +96,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     gate = identity(cfg)
     dest: Path = args.path
-    if dest.is_dir():
-        dest = dest / STICK_DIR / "gates" / f"{gate.fingerprint}.pub"
     try:
-        write_atomic(dest, (gate.public.to_json() + "\n").encode())
+        if dest.is_dir():  # with the gate's signed limits, for `doorpi admin check`
+            dest = export_identity(gate, GateRules.from_config(cfg), dest / STICK_DIR / "gates")
+        else:
+            write_atomic(dest, (gate.public.to_json() + "\n").encode())
     except OSError as exc:
         raise CliError(f"{dest}: cannot write: {exc.strerror}") from None
     print(f"public key of gate {gate.name!r} written to {dest}")

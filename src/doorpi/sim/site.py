@@ -175,5 +175,34 @@ class SimulatedSite:
         self.storage.close()
 
 
+DEMO_MARK = ".doorpi-demo"  # in every data dir the demo made: it may be reused
+
+
+class NotADemoDir(ValueError):
+    """A data dir the demo must not touch (it holds a gate's data)."""
+
+
 def temp_data_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="doorpi-sim-"))
+    path = Path(tempfile.mkdtemp(prefix="doorpi-sim-"))
+    (path / DEMO_MARK).touch()
+    return path
+
+
+def demo_data_dir(path: Path) -> Path:
+    """``path`` if the demo may use it: missing, empty, or made by the demo before.
+
+    Anything else may be a real gate's store, and the demo plants residents
+    whose card and PIN are printed in the README: a backdoor there, and a
+    conflict for the next roster bundle. So it is refused, never "started afresh".
+    """
+    if path.exists() and not path.is_dir():
+        raise NotADemoDir(f"--data-dir {path}: not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (path / DEMO_MARK).exists():
+        raise NotADemoDir(
+            f"--data-dir {path}: holds data the demo did not make (a gate's store?); the demo "
+            "adds residents with a published card and PIN, so it only uses an empty directory "
+            "or one it made (leave --data-dir out for a fresh one)"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    (path / DEMO_MARK).touch()
+    return path

@@ -25,6 +25,7 @@ the gates keep the keys they had, so cards already written still work.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from doorpi.sync.bundle import (
 from doorpi.sync.importer import SITE_CARD, STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, SiteKey, pretty
 from doorpi.sync.report import SyncReport, open_report, read_report_file
+from doorpi.sync.rules import GateRules, entry_problems
 
 STATE_FILE = "state.json"
 
@@ -58,6 +60,7 @@ class GateRecord:
     last_sequence: int = 0
     last_report: dict[str, Any] = field(default_factory=dict)
     templates_sent: list[str] = field(default_factory=list)  # roster keys relayed to it
+    rules: dict[str, Any] = field(default_factory=dict)  # the gate's limits, as it signed them
 
     @property
     def name(self) -> str:
@@ -88,7 +91,7 @@ class AdminSite:
             pub = PublicIdentity.from_json(json.dumps(g["public"]), "gate", "state.json")
             self.gates[pub.fingerprint] = GateRecord(
                 pub, g["added"], g.get("sent_keys", []), g.get("last_sequence", 0),
-                g.get("last_report", {}), g.get("templates_sent", []),
+                g.get("last_report", {}), g.get("templates_sent", []), g.get("rules", {}),
             )  # fmt: skip
 
     # ------------------------------------------------------------ lifecycle
@@ -129,6 +132,7 @@ class AdminSite:
                     "last_sequence": g.last_sequence,
                     "last_report": g.last_report,
                     "templates_sent": sorted(g.templates_sent),
+                    "rules": g.rules,
                 }
                 for g in self.gates.values()
             ],
@@ -137,7 +141,9 @@ class AdminSite:
 
     # ------------------------------------------------------------ gates
 
-    def add_gate(self, public: PublicIdentity, name: str | None = None) -> GateRecord:
+    def add_gate(
+        self, public: PublicIdentity, name: str | None = None, rules: GateRules | None = None
+    ) -> GateRecord:
         if name:
             public = PublicIdentity("gate", name, public.box_key, public.sign_key)
         if not public.name:
@@ -146,7 +152,7 @@ class AdminSite:
             raise AdminError(f"gate {pretty(public.fingerprint)} is already registered")
         if any(g.name == public.name for g in self.gates.values()):
             raise AdminError(f"a gate named {public.name!r} is already registered")
-        rec = GateRecord(public, time.time())
+        rec = GateRecord(public, time.time(), rules=rules.to_doc() if rules else {})
         self.gates[public.fingerprint] = rec
         self.save()
         return rec
@@ -164,6 +170,49 @@ class AdminSite:
         del self.gates[rec.fingerprint]
         self.save()
         return rec
+
+    # ------------------------------------------------------------ the gates' limits
+
+    def rules_of(self, gate: GateRecord) -> GateRules | None:
+        """The limits this gate last sent (pairing file or report), or None if unknown."""
+        return GateRules.from_doc(gate.rules) if gate.rules else None
+
+    def problems(self, roster: Any, only: list[str] | None = None) -> list[str]:
+        """What the gates would refuse in this roster, one line each (empty: all good).
+
+        The same `entry_problems` the gates run, with each gate's own limits;
+        a name in ``gates = [...]`` that is not a registered gate is a problem too.
+        """
+        out: list[str] = []
+        names = sorted(g.name for g in self.gates.values())
+        for i, r in enumerate(roster.residents):
+            for g in r.gates or ():
+                if g not in names:
+                    near = difflib.get_close_matches(g, names, n=1)
+                    hint = (
+                        f" (did you mean {near[0]!r}?)"
+                        if near
+                        else f" (gates: {', '.join(names) or 'none'})"
+                    )
+                    out.append(
+                        f"residents[{i}] ({r.entry.key}).gates: {g!r} is not a registered gate{hint}"
+                    )
+        gates = [self.find_gate(n) for n in only] if only else list(self.gates.values())
+        index = {r.entry.key: i for i, r in enumerate(roster.residents)}
+        for g in gates:
+            rules = self.rules_of(g)
+            if rules is None:
+                out.append(
+                    f"gate {g.name!r}: its limits are unknown (paired by an older doorpi); plug "
+                    "the stick into it once and run `doorpi admin report read`"
+                )
+                continue
+            for e in roster.for_gate(g.name):
+                for field_name, why in entry_problems(rules, e):
+                    out.append(
+                        f"gate {g.name!r}: residents[{index[e.key]}] ({e.key}).{field_name}: {why}"
+                    )
+        return out
 
     # ------------------------------------------------------------ bundles
 
@@ -332,6 +381,9 @@ class AdminSite:
                     key, at = w.get("resident"), w.get("at")
                     if isinstance(key, str) and isinstance(at, int | float):
                         kept[key] = max(kept.get(key, 0.0), float(at))
+            rules = GateRules.from_doc(rep.status.get("rules"))
+            if rules is not None:
+                rec.rules = rules.to_doc()
             rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
             rec.last_report = {"created": rep.created, "summary": rep.summary()}
             out.append((f, rep))

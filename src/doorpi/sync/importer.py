@@ -1,11 +1,18 @@
-"""Gate side: apply a bundle all or nothing, then write the signed report.
+"""Gate side: apply a bundle, then write the signed report.
+
+A bundle whose signature, sequence, gate or format is wrong is refused as a
+whole. A resident entry that breaks this gate's own limits (`doorpi.sync.rules`:
+unknown schedule, PIN length or weak PIN) is refused alone: it is named in the
+report, the gate keeps what it held for that resident, and every other entry,
+move-out and template still applies.
 
 Order of work, so the door keeps working and a crash changes nothing:
 
 1. read the file (size limit, must not change while read), check the header,
    decrypt, verify the site's signature, parse every field;
-2. check the sequence (older or equal is refused: no rollback, no replay) and
-   the gate's own rules (known schedules, PIN length);
+2. check the sequence (older or equal is refused: no rollback, no replay),
+   set aside the entries the gate's own rules refuse, and check the sealed
+   templates and card key;
 3. hash new PINs *outside* the write transaction (Argon2id is slow on a Pi;
    the gate must not wait on the database lock meanwhile);
 4. one ``BEGIN IMMEDIATE`` transaction: tombstones, upserts, cards, templates,
@@ -33,6 +40,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,7 +48,7 @@ from doorpi import __version__ as doorpi_version
 from doorpi.core.clock import ClockGuard
 from doorpi.fsutil import write_atomic
 from doorpi.store import Storage
-from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
+from doorpi.store.credentials import card_hash, hash_pin
 from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
 from doorpi.sync.bundle import (
     BundleError,
@@ -52,6 +60,7 @@ from doorpi.sync.bundle import (
 )
 from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
 from doorpi.sync.report import SyncReport, seal_report
+from doorpi.sync.rules import RULES_SUFFIX, GateRules, entry_problems, signed_rules
 from doorpi.sync.templates import CARD_KEY_LABEL, open_template, seal_template, unseal_for_vault
 
 log = logging.getLogger("doorpi.sync")
@@ -119,22 +128,6 @@ class TemplateSource(Protocol):
     def card_key(self) -> bytes | None:
         """The card key this gate seals cards with, where templates live on cards."""
         ...
-
-
-@dataclass(frozen=True)
-class GateRules:
-    """What the gate's own config says a bundle must respect."""
-
-    schedules: frozenset[str] = frozenset()
-    pin_min: int = 4
-    pin_max: int = 8
-    opslimit: int = 2
-    memlimit_kib: int = 19456
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> GateRules:
-        return cls(frozenset(cfg.schedules), cfg.keypad.pin_min_length, cfg.keypad.pin_max_length,
-                   cfg.pin.opslimit, cfg.pin.memlimit_kib)  # fmt: skip
 
 
 @dataclass
@@ -208,13 +201,17 @@ class BundleImporter:
         folder = stick / STICK_DIR
         fp = self.identity.fingerprint
         bundle_path = folder / f"{fp}.bundle"
-        if not bundle_path.exists():
-            # A pairing visit: leave the gate's public key for the admin.
+        if bundle_path.exists():
+            report = self.import_file(bundle_path)
+        else:
+            # A pairing visit: leave the gate's public key and its limits for the admin.
             with suppress(OSError):
-                write_atomic(
-                    folder / "gates" / f"{fp}.pub", self.identity.public.to_json().encode()
-                )
-        report = self.import_file(bundle_path)
+                self.export_identity(folder / "gates")
+            report = self._report(
+                "waiting", None, code="no_bundle",
+                reason="no bundle for this gate on the stick yet (its public key is there "
+                "for `doorpi admin gate add`)",
+            )  # fmt: skip
         out = folder / f"{fp}.report"
         try:
             self.write_report(report, out)
@@ -224,6 +221,9 @@ class BundleImporter:
             with suppress(OSError):
                 self.export_templates(stick)
         return report, out
+
+    def export_identity(self, folder: Path) -> Path:
+        return export_identity(self.identity, self.rules, folder)
 
     def peers(self) -> list[PublicIdentity]:
         """The site's other gates, as the last applied bundle listed them."""
@@ -304,6 +304,7 @@ class BundleImporter:
                 )
             bundle = open_bundle(data, self.identity, site)
             self._check_sequence(bundle)
+            bundle, refused = self._screen(bundle)
             self._check_rules(bundle)
             plan = self._plan(bundle)
             changes = self._apply(bundle, plan)
@@ -316,10 +317,14 @@ class BundleImporter:
         data = {"action": "applied", "sequence": bundle.sequence, **changes.as_dict()}
         if changes.skipped:
             data["templates_skipped_why"] = changes.skipped
+        if refused:
+            data["entries_refused"] = [f"{e['resident']}.{e['field']}" for e in refused]
         self.storage.audit.append("sync", data, ts=self.clock())
         if self.sink is not None:
             self.sink.finish()
-        return self._report("applied", bundle, changes=changes.as_dict(), skipped=changes.skipped)
+        report = self._report("applied", bundle, changes=changes.as_dict(), skipped=changes.skipped)
+        report.refused_entries = refused
+        return report
 
     # ------------------------------------------------------------ checks
 
@@ -336,20 +341,36 @@ class BundleImporter:
                 f"sequence {bundle.sequence} is older than the applied {last} (rollback refused)",
             )
 
+    def _screen(self, bundle: EnrollmentBundle) -> tuple[EnrollmentBundle, list[dict[str, str]]]:
+        """Set aside the entries this gate's limits refuse (`doorpi.sync.rules`).
+
+        A refused resident the gate already holds keeps their previous record
+        (a typo must not lock a resident out); a new one is not added. Their
+        relayed face template waits for the next bundle (the source gate
+        exports it at every visit).
+        """
+        known = self._mapping()
+        refused: list[dict[str, str]] = []
+        keep: list[ResidentEntry] = []
+        for r in bundle.residents:
+            problems = entry_problems(self.rules, r)
+            if not problems:
+                keep.append(r)
+                continue
+            for field_name, why in problems:
+                refused.append({"resident": r.key, "field": field_name, "reason": why,
+                                "kept": "previous entry" if r.key in known else "not added"})  # fmt: skip
+        if not refused:
+            return bundle, []
+        bad = {e["resident"] for e in refused}
+        return dc_replace(
+            bundle,
+            residents=tuple(keep),
+            templates=tuple(t for t in bundle.templates if t.resident not in bad),
+        ), refused
+
     def _check_rules(self, bundle: EnrollmentBundle) -> None:
-        for i, r in enumerate(bundle.residents):
-            if r.schedule is not None and r.schedule not in self.rules.schedules:
-                known = ", ".join(sorted(self.rules.schedules)) or "none"
-                raise BundleError(
-                    "malformed",
-                    f"residents[{i}].schedule: {r.schedule!r} is not a schedule on this gate "
-                    f"(known: {known})",
-                )
-            if r.pin is not None:
-                try:
-                    check_pin_rules(r.pin, self.rules.pin_min, self.rules.pin_max)
-                except PinPolicyError as exc:
-                    raise BundleError("malformed", f"residents[{i}].pin ({r.key}): {exc}") from None
+        """The sealed parts must open: a bad one refuses the whole bundle."""
         peers = {p.fingerprint: p for p in bundle.peers}
         if bundle.card_key is not None:
             k = bundle.card_key
@@ -764,6 +785,7 @@ class BundleImporter:
             "audit_chain": "ok" if verify.ok else verify.problem,
             "clock_floor": float(get_state(self.db, "clock_floor", "0") or 0),
             "gate_time": self.clock(),
+            "rules": self.rules.to_doc(),
         }
 
     def write_report(self, report: SyncReport, path: Path) -> None:
@@ -784,6 +806,16 @@ class BundleImporter:
         signal = {"count": count, "result": report.result, "sequence": report.bundle_sequence,
                   "at": report.created}  # fmt: skip
         set_state(self.db, "sync_signal", json.dumps(signal))
+
+
+def export_identity(identity: GateIdentity, rules: GateRules, folder: Path) -> Path:
+    """Write ``<fingerprint>.pub`` and the signed ``<fingerprint>.rules`` into ``folder``
+    (the stick's ``doorpi/gates/``); returns the public key file's path."""
+    fp = identity.fingerprint
+    path = folder / f"{fp}.pub"
+    write_atomic(path, (identity.public.to_json() + "\n").encode())
+    write_atomic(folder / f"{fp}{RULES_SUFFIX}", signed_rules(identity.signing, fp, rules))
+    return path
 
 
 def _card_key_entries(db: Any) -> list[dict[str, str]]:
@@ -831,4 +863,4 @@ class SyncSignalWatcher:
             return None
         self._seen = sig.get("count")
         floor = float(get_state(self.db, "clock_floor", "0") or 0)
-        return ("done" if sig.get("result") == "applied" else "denied"), floor
+        return ("denied" if sig.get("result") == "refused" else "done"), floor
