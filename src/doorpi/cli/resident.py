@@ -6,6 +6,7 @@ import argparse
 import getpass
 import sys
 import time
+from typing import Any
 
 from doorpi import validation
 from doorpi.cli import CliError, common
@@ -214,14 +215,24 @@ def cmd_card_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_face_only(cfg: Any, store: Any, resident_id: int) -> None:
+    """A PIN or card taken away may leave face as someone's only way in: say so."""
+    from doorpi.privacy.parity import warn_lines
+
+    for line in warn_lines(cfg, store, resident_id):
+        print(f"WARNING: {line}")
+
+
 def cmd_card_remove(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     if len(args.ref) < 8:
         raise CliError("give the 8-character card reference from `doorpi resident show`")
     if store.residents.remove_card(args.id, args.ref) != 1:
         raise CliError(f"resident {args.id} has no card {args.ref}")
     common.audit_admin(store, "card_removed", resident_id=args.id, card=args.ref)
     print(f"card {args.ref} removed")
+    _warn_face_only(cfg, store, args.id)
     return 0
 
 
@@ -248,9 +259,11 @@ def cmd_pin_set(args: argparse.Namespace) -> int:
 
 
 def cmd_pin_clear(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     common.resident(store, args.id)
     store.residents.set_pin_hash(args.id, None, time.time())
     common.audit_admin(store, "pin_cleared", resident_id=args.id)
     print(f"PIN cleared for resident {args.id}")
+    _warn_face_only(cfg, store, args.id)
     return 0
