@@ -206,6 +206,7 @@ class Gate:
             self._record(Notice("face_parity", {"resident_id": d.resident_id,
                                                 "problem": d.problem}))  # fmt: skip
         self._fault(FAULT, bool(found), summary)
+        self._flush()
 
     def _menu_verify_pin(self, rid: int, pin: str) -> bool:
         """The face menu's PIN check: the same lockout as the door's."""
