@@ -132,13 +132,24 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     try:
         store.residents.update(args.id, time.time(), active=args.active)
     except ResidentError as exc:
         raise CliError(str(exc)) from None
     common.audit_admin(store, "resident_enabled" if args.active else "resident_disabled",
                        resident_id=args.id)  # fmt: skip
+    r = store.residents.get(args.id)
+    held = store.db.execute(
+        "SELECT count(*) FROM face_templates WHERE pseudonym = ?", [r.pseudonym if r else ""]
+    ).fetchone()[0]
+    if not args.active and held:  # moved out: the face template goes now (requirement 12)
+        from doorpi.privacy.vault import TemplateVault
+
+        vault = TemplateVault(store.db, cfg.keys_dir, store.audit)
+        if r is not None and vault.delete(r.pseudonym, reason="resident_disabled", by="admin"):
+            print(f"face template of resident {args.id} deleted")
     print(f"resident {args.id} {'enabled' if args.active else 'disabled'}")
     return 0
 
