@@ -191,7 +191,16 @@ class Gate:
         self.sweepers.append(lambda _now: sweeper.sweep())
         from doorpi.privacy.parity import clear_device_templates
 
-        clear_device_templates(self.face_privacy, vouched())  # templates on cards: none here
+        try:
+            clear_device_templates(self.face_privacy, vouched())  # templates on cards: none here
+        except Exception as exc:  # face must not run on templates this mode may not hold
+            self.face_problem = (
+                f"cannot delete the device's templates (template_storage card): {exc}"
+            )
+            log.error("face stays off: %s", self.face_problem)
+            self.face_privacy = self.face_menu = None
+            self.sweepers.clear()
+            return
         self.check_face_parity()
 
     def check_face_parity(self) -> None:
@@ -199,8 +208,12 @@ class Gate:
         an audit notice each and a standing fault for `doorpi status`."""
         from doorpi.privacy.parity import FAULT, gate_dependents
 
-        found, summary = gate_dependents(self.cfg, self.storage, self.face_privacy,
-                                         self.time.vouched())  # fmt: skip
+        try:
+            found, summary = gate_dependents(self.cfg, self.storage, self.face_privacy,
+                                             self.time.vouched())  # fmt: skip
+        except Exception as exc:  # a check that fails must not stop the door
+            log.error("face parity check failed: %s", exc)
+            return
         for d in found:
             log.warning("%s", d.line(self.cfg.door.name))
             self._record(Notice("face_parity", {"resident_id": d.resident_id,
@@ -658,7 +671,8 @@ class Gate:
 
             rule = self.cfg.door.policy.rule_at(self.moment.local, self.cfg.schedules)
             have = frozenset(a.factors)
-            nxt = face_free_next(rule, have, holds(self.storage, a.resident), self.cfg.devices)
+            fresh = self.storage.residents.get(a.resident.id) or a.resident  # PIN may be new
+            nxt = face_free_next(rule, have, holds(self.storage, fresh), self.cfg.devices)
             if nxt is None:  # asked for face, holds nothing else: refuse now, never hang
                 self.attempt = None
                 self.stats["denied"] += 1
