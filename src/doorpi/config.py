@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from doorpi.core.parity import Devices, door_parity_problem
 from doorpi.core.policy import (
     Combination,
     DoorPolicy,
@@ -155,6 +156,28 @@ class Config:
     @property
     def keys_dir(self) -> Path:
         return self.site.data_dir / "keys"
+
+    @property
+    def devices(self) -> Devices:
+        """The factors the configured hardware can read (doorpi.core.parity)."""
+        return Devices(self.reader.enabled, self.keypad.kind != "none", self.face.enabled)
+
+    def rules(self) -> list[tuple[str, tuple[Combination, ...]]]:
+        """Every access rule of the door with its config key."""
+        scheduled = [(f"door.schedule_access[{i}]", sr.rule)
+                     for i, sr in enumerate(self.door.policy.scheduled)]  # fmt: skip
+        return [("door.access", self.door.policy.default), *scheduled]
+
+
+def parity_problems(cfg: Config) -> list[str]:
+    """Rules that leave face as the only way in on the devices configured
+    (requirement 1); one line each, naming the key."""
+    out = []
+    for key, rule in cfg.rules():
+        problem = door_parity_problem(rule, cfg.devices)
+        if problem:
+            out.append(f"{key}: {problem}")
+    return out
 
 
 # ------------------------------------------------------------------ reading
@@ -454,7 +477,10 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
 
     face = _parse_face(doc)
 
-    return Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
+    cfg = Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
+    for problem in parity_problems(cfg):  # with the devices actually configured
+        raise ConfigError(problem)
+    return cfg
 
 
 def config_warnings(cfg: Config) -> list[str]:

@@ -52,6 +52,7 @@ from doorpi.core.events import (
 )
 from doorpi.core.inputs import InputFilter, Settled
 from doorpi.core.lockout import CardPacer, Lockout, LockoutPolicy, PacePolicy
+from doorpi.core.parity import face_free_next
 from doorpi.core.pinpad import PadAction, PinPad, keypad_number_habit
 from doorpi.core.policy import Moment, Reason, decide, deny_pattern
 from doorpi.faults import FaultBoard
@@ -168,6 +169,7 @@ class Gate:
     def _start_face_privacy(self) -> None:
         """Face needs valid privacy settings and a stored impact assessment;
         without them the gate runs with face off and card and PIN unchanged."""
+        from doorpi.config import parity_problems
         from doorpi.privacy.enrolment import (
             GateFaceMenu,
             build_face_privacy,
@@ -175,7 +177,9 @@ class Gate:
         )
         from doorpi.privacy.retention import RetentionSweeper
 
-        problem = face_enable_problem(self.cfg, self.storage.db)
+        problem = face_enable_problem(self.cfg, self.storage.db) or "; ".join(
+            parity_problems(self.cfg)  # never a face path that would be the only way in
+        )
         if problem:
             self.face_problem = problem
             log.error("face stays off: %s", problem)
@@ -186,6 +190,37 @@ class Gate:
         self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin)
         sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, vouched)
         self.sweepers.append(lambda _now: sweeper.sweep())
+        from doorpi.privacy.parity import clear_device_templates
+
+        try:
+            clear_device_templates(self.face_privacy, vouched())  # templates on cards: none here
+        except Exception as exc:  # face must not run on templates this mode may not hold
+            self.face_problem = (
+                f"cannot delete the device's templates (template_storage card): {exc}"
+            )
+            log.error("face stays off: %s", self.face_problem)
+            self.face_privacy = self.face_menu = None
+            self.sweepers.clear()
+            return
+        self.check_face_parity()
+
+    def check_face_parity(self) -> None:
+        """Who could be asked for face here with no face-free way to finish:
+        an audit notice each and a standing fault for `doorpi status`."""
+        from doorpi.privacy.parity import FAULT, gate_dependents
+
+        try:
+            found, summary = gate_dependents(self.cfg, self.storage, self.face_privacy,
+                                             self.time.vouched())  # fmt: skip
+        except Exception as exc:  # a check that fails must not stop the door
+            log.error("face parity check failed: %s", exc)
+            return
+        for d in found:
+            log.warning("%s", d.line(self.cfg.door.name))
+            self._record(Notice("face_parity", {"resident_id": d.resident_id,
+                                                "problem": d.problem}))  # fmt: skip
+        self._fault(FAULT, bool(found), summary)
+        self._flush()
 
     def _menu_verify_pin(self, rid: int, pin: str) -> bool:
         """The face menu's PIN check: the same lockout as the door's."""
@@ -374,6 +409,8 @@ class Gate:
             return
         if sig is not None:
             pattern, floor = sig
+            if self.face_privacy is not None:
+                self.check_face_parity()  # the roster may have changed PINs and cards
             self._apply([*self.time.offer(floor, "bundle"), Notice("sync_finished",
                          {"result": pattern}), self._say(pattern)])  # fmt: skip
 
@@ -635,9 +672,21 @@ class Gate:
         """Face failed or is unavailable: whoever is mid-attempt may finish by PIN."""
         a = self.attempt
         if a is not None and a.resident is not None and a.awaiting == "face":
-            a.awaiting = "pin"
+            from doorpi.privacy.parity import holds
+
+            rule = self.cfg.door.policy.rule_at(self.moment.local, self.cfg.schedules)
+            have = frozenset(a.factors)
+            fresh = self.storage.residents.get(a.resident.id) or a.resident  # PIN may be new
+            nxt = face_free_next(rule, have, holds(self.storage, fresh), self.cfg.devices)
+            if nxt is None:  # asked for face, holds nothing else: refuse now, never hang
+                self.attempt = None
+                self.stats["denied"] += 1
+                decision = Decision(False, Reason.NO_FACE_FREE_WAY, a.resident.id,
+                                    tuple(sorted(have)))  # fmt: skip
+                return [decision, self._say("denied")]
+            a.awaiting = nxt
             a.last = self.clock.mono()
-            return [self._say("pin_needed")]
+            return [self._say(f"{nxt}_needed")]
         return [self._say("card_needed")]
 
     def face_paused(self) -> bool:

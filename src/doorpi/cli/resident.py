@@ -145,13 +145,24 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     try:
         store.residents.update(args.id, time.time(), active=args.active)
     except ResidentError as exc:
         raise CliError(str(exc)) from None
     common.audit_admin(store, "resident_enabled" if args.active else "resident_disabled",
                        resident_id=args.id)  # fmt: skip
+    r = store.residents.get(args.id)
+    held = store.db.execute(
+        "SELECT count(*) FROM face_templates WHERE pseudonym = ?", [r.pseudonym if r else ""]
+    ).fetchone()[0]
+    if not args.active and held:  # moved out: the face template goes now (requirement 12)
+        from doorpi.privacy.vault import TemplateVault
+
+        vault = TemplateVault(store.db, cfg.keys_dir, store.audit)
+        if r is not None and vault.delete(r.pseudonym, reason="resident_disabled", by="admin"):
+            print(f"face template of resident {args.id} deleted")
     print(f"resident {args.id} {'enabled' if args.active else 'disabled'}")
     return 0
 
@@ -228,14 +239,24 @@ def cmd_card_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_face_only(cfg: Any, store: Any, resident_id: int) -> None:
+    """A PIN or card taken away may leave face as someone's only way in: say so."""
+    from doorpi.privacy.parity import warn_lines
+
+    for line in warn_lines(cfg, store, resident_id):
+        print(f"WARNING: {line}")
+
+
 def cmd_card_remove(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     if len(args.ref) < 8:
         raise CliError("give the 8-character card reference from `doorpi resident show`")
     if store.residents.remove_card(args.id, args.ref) != 1:
         raise CliError(f"resident {args.id} has no card {args.ref}")
     common.audit_admin(store, "card_removed", resident_id=args.id, card=args.ref)
     print(f"card {args.ref} removed")
+    _warn_face_only(cfg, store, args.id)
     return 0
 
 
@@ -262,9 +283,11 @@ def cmd_pin_set(args: argparse.Namespace) -> int:
 
 
 def cmd_pin_clear(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     common.resident(store, args.id)
     store.residents.set_pin_hash(args.id, None, time.time())
     common.audit_admin(store, "pin_cleared", resident_id=args.id)
     print(f"PIN cleared for resident {args.id}")
+    _warn_face_only(cfg, store, args.id)
     return 0

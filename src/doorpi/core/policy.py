@@ -40,6 +40,7 @@ class Reason:
     FACTOR_NOT_ALLOWED = "factor_not_allowed"
     INCOMPLETE = "incomplete"  # the second factor never came
     FACE_PAUSED = "face_paused"
+    NO_FACE_FREE_WAY = "no_face_free_way"  # face failed; this resident holds no face-free finish
 
 
 # A complete, correct credential that is not valid now: the resident can act on it

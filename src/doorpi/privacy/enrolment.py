@@ -87,6 +87,10 @@ class FacePrivacy:
         self.clock = clock or time.time
         self.gate = gate  # doorpi.sync.keys.GateIdentity once `doorpi keys init` ran, else None
         self.consents = ConsentRegistry(storage.db, storage.audit)
+        # Resident parity (doorpi.privacy.parity): why a resident would depend on
+        # face at this door, or None; set by build_face_privacy from the config.
+        self.parity: Callable[[Resident], str | None] | None = None
+        self.door = "door"
         self._keyring: tuple[tuple[bytes, ...], CardKeyring] | None = None
 
     # ------------------------------------------------------------ helpers
@@ -122,6 +126,11 @@ class FacePrivacy:
         resident = self._resident(resident_id)
         if not resident.active:
             raise EnrolmentError(f"resident {resident_id} is disabled")
+        problem = self.parity(resident) if self.parity is not None else None
+        if problem:  # face may never become someone's only way in (requirement 1)
+            self._log("face_enrolment_refused", resident_id=resident_id, channel=channel,
+                      by=by, reason="no_face_free_way")  # fmt: skip
+            raise EnrolmentError(f"resident {resident_id} at door {self.door!r} {problem}")
         ticket = EnrolmentTicket(resident_id, channel, self.notice("consent", lang), self.clock())
         self._log("face_enrolment_started", resident_id=resident_id, channel=channel, by=by,
                   notice_version=ticket.notice.version)  # fmt: skip
@@ -479,7 +488,12 @@ def build_face_privacy(
         gate = GateIdentity.load(keys_dir, cfg.door.name) if GateIdentity.exists(keys_dir) else None
     except KeyFileError:
         gate = None  # `doorpi status` and the sync say what is wrong with the keys
-    return FacePrivacy(storage, vault, settings, site, clock=clock, gate=gate)
+    from doorpi.privacy.parity import ParityCheck
+
+    privacy = FacePrivacy(storage, vault, settings, site, clock=clock, gate=gate)
+    privacy.parity = ParityCheck(cfg, storage).problem
+    privacy.door = cfg.door.name
+    return privacy
 
 
 def face_enable_problem(cfg: Any, db: Any) -> str | None:

@@ -294,7 +294,13 @@ def _enrol_face(site: SimulatedSite, resident_id: int, photo: Path) -> None:
         raise ValueError(
             f"face enrolment needs face on: {site.gate.face_problem or 'face.enabled'}"
         )
-    ticket = privacy.start_enrolment(resident_id, "admin_present", by="admin:scenario")
+    from doorpi.privacy.enrolment import EnrolmentError
+
+    try:
+        ticket = privacy.start_enrolment(resident_id, "admin_present", by="admin:scenario")
+    except EnrolmentError as exc:  # refused up front (e.g. no face-free way in): on record
+        site.gate.note("face_enrolment_refused", resident_id=resident_id, reason=str(exc))
+        return
     privacy.consent(ticket, confirmed_by="admin:scenario")
     res = engine.inner.pipeline.process(np.asarray(load_rgb(photo, max_side=640)))
     if not res.ok:

@@ -474,7 +474,8 @@ class BundleImporter:
             changed = [
                 (i, r)
                 for i, r in enumerate(bundle.residents)
-                if r.key not in mapping or current.get(mapping[r.key]) != self._wanted(r, plan)
+                if r.key not in mapping
+                or current.get(mapping[r.key]) != self._wanted(r, plan, current.get(mapping[r.key]))
             ]
             ch.unchanged = len(bundle.residents) - len(changed)
             # Free keypad numbers and cards first, so two residents can swap them.
@@ -588,9 +589,12 @@ class BundleImporter:
         return out
 
     @staticmethod
-    def _wanted(r: ResidentEntry, plan: _Plan) -> tuple[Any, ...]:
+    def _wanted(
+        r: ResidentEntry, plan: _Plan, held: tuple[Any, ...] | None = None
+    ) -> tuple[Any, ...]:
+        refused = r.face_refused or bool(held and held[7])  # a gate refusal stays (`_upsert`)
         return (r.name, r.unit, r.keypad_id, r.valid_from, r.valid_until, r.schedule, r.active,
-                r.face_refused, r.pin is not None, (r.pin_tag, r.share_with_site_gates),
+                refused, r.pin is not None, (r.pin_tag, r.share_with_site_gates),
                 plan.cards[r.key])  # fmt: skip
 
     def _upsert(
@@ -621,7 +625,10 @@ class BundleImporter:
             else:
                 conn.execute(
                     "UPDATE residents SET name = ?, unit = ?, keypad_id = ?, valid_from = ?, "
-                    "valid_until = ?, schedule = ?, active = ?, face_refused = ?, updated = ? "
+                    "valid_until = ?, schedule = ?, active = ?, "
+                    # A refusal made at the gate outlives every roster (only the
+                    # resident lifts it, by enrolling): the roster can add one, never drop it.
+                    "face_refused = MAX(face_refused, ?), updated = ? "
                     "WHERE id = ?",
                     [*fields, now, rid],
                 )
