@@ -121,7 +121,7 @@ def _ports_free(first: int, count: int) -> bool:
     return True
 
 
-def _pick_ports(count: int = 4, tries: int = 200) -> int:
+def pick_ports(count: int = 4, tries: int = 200) -> int:
     """A random first port of ``count`` consecutive free ones in `PORT_RANGE`."""
     low, high = PORT_RANGE
     for _ in range(tries):
@@ -189,7 +189,7 @@ class PcscSession:
 
     @classmethod
     def create(cls) -> PcscSession:
-        first = _pick_ports()
+        first = pick_ports()
         if os.environ.get(SHARED_ENV) == "1":
             return cls(RUN_DIR, private=False, first_port=first)
         run_dir = Path(tempfile.mkdtemp(prefix="doorpi-pcscd-"))
@@ -288,8 +288,9 @@ class PcscDaemon:
         if sock.exists() or sock.is_socket():
             if _socket_listening(sock):
                 owner = ""
-                with contextlib.suppress(OSError, ValueError):
-                    owner = f" (pid file says {int(pid_file.read_text().strip())})"
+                with contextlib.suppress(OSError, ValueError):  # pcscd ends it with a NUL
+                    pid = int(pid_file.read_text().strip(" \n\0"))
+                    owner = f" (pid file says {pid})"
                 raise PcscdError(
                     f"another pcscd is already listening on {sock}{owner}; without a private "
                     "mount namespace only one pcscd can run per machine. Stop it first (e.g. "
@@ -547,5 +548,6 @@ __all__ = [
     "PcscdError",
     "current_session",
     "list_readers",
+    "pick_ports",
     "vpcd_entry",
 ]
