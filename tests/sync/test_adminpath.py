@@ -233,6 +233,12 @@ def test_check_and_report_name_residents_with_no_face_free_way_in(site: Site) ->
     site.run("admin", "bundle", str(site.roster), str(site.stick))
     site.run("sync", "import", str(site.stick), gate="north")
     out = site.run("admin", "report", "read", str(site.stick))  # north's door rules now known
+    no_pin = GOOD.replace('pin = "2468"\n', "")
+    # Zhao: a card and no PIN, but never asked for face (no consent, no template).
+    no_pin += '\n[[residents]]\nkey = "d-104-zhao"\nname = "Zhao"\ncards = ["04a1b2c3d4e5f7"]\n'
+    site.write_roster(no_pin)  # nobody holds face at north yet: nobody can be asked for it
+    assert "warning" not in site.run("admin", "check", str(site.roster))
+    site.write_roster(GOOD)
     _consent_at_gate(site, "north", "a-101-wang")
     site.run("admin", "bundle", str(site.roster), str(site.stick))
     site.run("sync", "import", str(site.stick), gate="north")
@@ -240,7 +246,7 @@ def test_check_and_report_name_residents_with_no_face_free_way_in(site: Site) ->
     assert "face-free" not in out
     assert "warning" not in site.run("admin", "check", str(site.roster))
 
-    site.write_roster(GOOD.replace('pin = "2468"\n', ""))  # the PIN taken away
+    site.write_roster(no_pin)  # the PIN taken away
     out = site.run("admin", "check", str(site.roster))  # the gates take it: a warning
     assert_human(out)
     assert (
@@ -248,6 +254,7 @@ def test_check_and_report_name_residents_with_no_face_free_way_in(site: Site) ->
         "(card+face | card+pin) but has no PIN: give them a PIN or change the door rule"
     ) in out
     assert "'south'" not in out  # no face at south: nobody is asked for it there
+    assert "d-104-zhao" not in out  # never asked for face: a card alone is not a face gap
     assert ": ok (1 warnings above)" in out
     out = site.run("admin", "bundle", str(site.roster), str(site.stick))
     assert "warning: 王小明 (a-101-wang)" in out
