@@ -197,8 +197,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     pins = sum(1 for r in roster.residents if r.entry.pin)
     cards = sum(len(r.entry.cards) for r in roster.residents)
-    print(f"{args.roster}: {len(roster.residents)} residents, {cards} cards, {pins} PINs: ok")
+    warned = _face_warnings(site, roster)
+    note = f" ({len(warned)} warnings above)" if warned else ""
+    print(f"{args.roster}: {len(roster.residents)} residents, {cards} cards, {pins} PINs: ok{note}")
     return 0
+
+
+def _face_warnings(site: AdminSite, roster: Roster, only: list[str] | None = None) -> list[str]:
+    """Residents left with no face-free way in at a gate that can ask them for face."""
+    with common.as_cli_error(AdminError):
+        lines = site.face_warnings(roster, only)
+    for line in lines:
+        print(f"  warning: {line}")
+    return lines
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -208,6 +219,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         raise CliError(f"{args.stick}: not a directory (give the stick's mount point)")
     if _problems(site, roster, args.gate):
         raise CliError(f"{args.roster}: the gates would refuse the entries above; nothing written")
+    _face_warnings(site, roster, args.gate)  # the gates take these entries: a warning
     unread = site.read_reports(args.stick) if any((args.stick / STICK_DIR).glob("*.report")) else []
     if unread:  # the gates' last reports are replaced now: say what they said first
         print("reports on the stick, read now:")
@@ -284,6 +296,9 @@ def _print_reports(
         for e in rep.refused_entries:
             print(f"  refused {e.get('resident')}.{e.get('field')}: {e.get('reason')} "
                   f"({e.get('kept')}); fix the roster, `doorpi admin check`, bundle again")  # fmt: skip
+        for d in rep.face_dependents:
+            print(f"  {d.get('resident')} {d.get('problem')} (then `doorpi admin check`, "
+                  "bundle again)")  # fmt: skip
         if rep.skipped:
             why = ", ".join(f"{n} {k}" for k, n in sorted(rep.skipped.items()))
             print(f"  face templates not taken: {why}")

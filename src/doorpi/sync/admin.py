@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from doorpi.core.parity import Devices, Rule, has_face_free_way, may_ask_face, show_rule
 from doorpi.store.secrets import write_secret_file
 from doorpi.sync.bundle import (
     CardKeyEntry,
@@ -61,6 +62,7 @@ class GateRecord:
     last_report: dict[str, Any] = field(default_factory=dict)
     templates_sent: list[str] = field(default_factory=list)  # roster keys relayed to it
     rules: dict[str, Any] = field(default_factory=dict)  # the gate's limits, as it signed them
+    face_holders: list[str] = field(default_factory=list)  # roster keys it can ask for face
 
     @property
     def name(self) -> str:
@@ -92,6 +94,7 @@ class AdminSite:
             self.gates[pub.fingerprint] = GateRecord(
                 pub, g["added"], g.get("sent_keys", []), g.get("last_sequence", 0),
                 g.get("last_report", {}), g.get("templates_sent", []), g.get("rules", {}),
+                g.get("face_holders", []),
             )  # fmt: skip
 
     # ------------------------------------------------------------ lifecycle
@@ -133,6 +136,7 @@ class AdminSite:
                     "last_report": g.last_report,
                     "templates_sent": sorted(g.templates_sent),
                     "rules": g.rules,
+                    "face_holders": sorted(g.face_holders),
                 }
                 for g in self.gates.values()
             ],
@@ -212,6 +216,26 @@ class AdminSite:
                     out.append(
                         f"gate {g.name!r}: residents[{index[e.key]}] ({e.key}).{field_name}: {why}"
                     )
+        return out
+
+    def face_warnings(self, roster: Any, only: list[str] | None = None) -> list[str]:
+        """Residents this roster leaves with no face-free way to finish at a gate that
+        can ask them for face (they hold a template or a consent there, as its last
+        report said): requirement 1, checked with the gate's door rules and devices.
+        One line each, in words for the admin; the gates accept such entries."""
+        out: list[str] = []
+        gates = [self.find_gate(n) for n in only] if only else list(self.gates.values())
+        for g in gates:
+            rules = self.rules_of(g)
+            parity = rules.parity() if rules is not None else None
+            if parity is None or not g.face_holders:
+                continue
+            asked = set(g.face_holders)
+            for e in roster.for_gate(g.name):
+                if e.key in asked and e.active and not e.face_refused:
+                    line = face_free_gap(e, g.name, *parity)
+                    if line:
+                        out.append(line)
         return out
 
     # ------------------------------------------------------------ bundles
@@ -384,11 +408,31 @@ class AdminSite:
             rules = GateRules.from_doc(rep.status.get("rules"))
             if rules is not None:
                 rec.rules = rules.to_doc()
+            if rep.sealed:  # an unsealed report names nobody: keep what we knew
+                rec.face_holders = sorted(rep.face_holders)
             rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
             rec.last_report = {"created": rep.created, "summary": rep.summary()}
             out.append((f, rep))
         self.save()
         return out
+
+
+def face_free_gap(entry: Any, gate: str, rules: list[Rule], devices: Devices) -> str:
+    """Why this roster entry, once asked for face at ``gate``, could not finish
+    without it, in the admin's words ("" when it can): what is missing and the fix."""
+    held = frozenset(({"card"} if entry.cards else set()) | ({"pin"} if entry.pin else set()))
+    for rule in rules:
+        if not may_ask_face(rule, held, devices) or has_face_free_way(rule, held, devices):
+            continue
+        if has_face_free_way(rule, held | {"pin"}, devices):
+            gap = "has no PIN: give them a PIN or change the door rule"
+        elif has_face_free_way(rule, held | {"card"}, devices):
+            gap = "has no card: give them a card or change the door rule"
+        else:
+            gap = "has no face-free way to finish there: change the door rule"
+        name = f"{entry.name} ({entry.key})" if entry.name else entry.key
+        return f"{name} can be asked for face at gate {gate!r} ({show_rule(rule)}) but {gap}"
+    return ""
 
 
 def _events(kept: dict[str, float], keys: set[str]) -> tuple[FaceEvent, ...]:

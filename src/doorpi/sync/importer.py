@@ -722,6 +722,7 @@ class BundleImporter:
         ]
         withdrawals = self._withdrawals()
         suspensions = self._false_matches()
+        holders, dependents = self._face_parity()
         return SyncReport(
             gate=self.identity.fingerprint,
             created=self.clock(),
@@ -736,6 +737,8 @@ class BundleImporter:
             skipped=skipped or {},
             face_withdrawals=withdrawals,
             face_suspensions=suspensions,
+            face_holders=holders,
+            face_dependents=dependents,
             status=self.status(),
             audit=audit,
         )
@@ -759,6 +762,22 @@ class BundleImporter:
         since = float(get_state(self.db, "sync_false_matches_reported", "0") or 0)
         reports = json.loads(get_state(self.db, "face_false_matches") or "[]")
         return self._site_events([(p, at) for p, at in reports if at > since])
+
+    def _face_parity(self) -> tuple[list[str], list[dict[str, str]]]:
+        """Roster residents who can be asked for face here, and those with no
+        face-free way to finish (doorpi.privacy.parity), with this gate's door
+        rules and devices; nothing when the gate does not know them or face is off."""
+        parity = self.rules.parity()
+        if parity is None:
+            return [], []
+        from doorpi.privacy.parity import roster_face_parity
+
+        keys = {k: rid for k, (rid, _, _) in self._mapping().items()}
+        try:
+            return roster_face_parity(self.storage, *parity, keys, self.clock())
+        except sqlite3.DatabaseError as exc:  # the report still goes; the gate's status says
+            log.error("face parity for the report: %s", exc)
+            return [], []
 
     def _site_events(self, rows: list[tuple[str, float]]) -> list[dict[str, Any]]:
         """(pseudonym, time) -> the latest time per roster key (residents added on
