@@ -128,6 +128,8 @@ class Config:
     audit: AuditConfig = AuditConfig()
     schedules: dict[str, Schedule] = field(default_factory=dict)
     face: FaceConfig = FaceConfig()
+    # "section.key" -> the file that set it (doorpi.settings); absent: built-in default
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -426,9 +428,28 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     return Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file; every failure is one ConfigError line."""
+def load_config(path: str | Path, layers: bool = True) -> Config:
+    """Read and validate a config file; every failure is one ConfigError line.
+
+    With ``layers`` (the default) the result is the gate's effective config:
+    the installer's and the admin's layers in the data directory over this
+    file (`doorpi.settings`), each value's source in ``Config.sources``.
+    """
     p = Path(path)
+    doc = read_toml(p)
+    try:
+        cfg = parse_config(doc, p)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    if not layers:
+        return cfg
+    from doorpi.settings import apply_layers
+
+    return apply_layers(p, doc, cfg)
+
+
+def read_toml(p: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing, unreadable or malformed file is one ConfigError."""
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -439,10 +460,7 @@ def load_config(path: str | Path) -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    try:
-        return parse_config(doc, p)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from None
+    return doc
 
 
 def default_config_text() -> str:
