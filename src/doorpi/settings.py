@@ -284,9 +284,10 @@ def import_boot_file(package_path: Path, boot_file: Path = BOOT_FILE,
         ).encode() + raw
         write_atomic(boot_file.with_name(REJECTED_NOTE), note, 0o644)
         boot_file.unlink()
+        boot_file.with_name(APPLIED_NOTE).unlink(missing_ok=True)
         return _record(layers, Intake("rejected", str(exc), now, str(boot_file)))
     target = layers.path(INSTALLER)
-    write_atomic(target, raw, 0o600)
+    write_atomic(target, text.encode(), 0o600)  # without a BOM (Notepad's): plain UTF-8
     _own_like(target, layers.dir.parent)
     boot_file.unlink()
     boot_file.with_name(REJECTED_NOTE).unlink(missing_ok=True)

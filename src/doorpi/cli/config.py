@@ -90,9 +90,12 @@ def cmd_show(args: argparse.Namespace) -> int:
             }
         )
         return 0
+    import json
+
     width = max(len(n) for n, _, _ in rows)
     for name, value, source in rows:
-        shown = str(value) if not isinstance(value, str) else f'"{value}"'
+        # JSON's scalars and lists are written as TOML writes them
+        shown = json.dumps(str(value) if isinstance(value, Path) else value, ensure_ascii=False)
         print(f"{name:<{width}} = {shown:<40} # {source}")
     if intake and intake.result == "rejected":
         print(f"WARNING: the installer's boot file was rejected: {intake.reason}")

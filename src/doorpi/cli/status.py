@@ -54,6 +54,15 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     sync_info = _sync_info(cfg, store, now)
     info["warnings"].extend(sync_info.pop("warnings"))
     info.update(sync_info)
+    from doorpi.settings import last_intake
+
+    intake = last_intake(cfg)
+    info["settings_from"] = sorted({v.split(" (")[0] for v in cfg.sources.values()}) or ["default"]
+    if intake is not None and intake.result == "rejected":
+        info["warnings"].append(
+            f"the installer's boot file was rejected, the gate runs with its previous settings: "
+            f"{intake.reason}"
+        )
     if not info["clock_trusted"]:
         info["warnings"].append(
             "system clock is behind the last trusted time: schedule-restricted residents are "
