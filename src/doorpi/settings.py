@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -203,8 +204,15 @@ class Layers:
         key's owner, and no face while a placeholder controller remains.
         Raises ConfigError as one line starting with ``where``.
         """
-        cfg = replace(self, **{source: doc}).config(where)
         problem = misplaced(doc, source)
+        try:
+            cfg = replace(self, **{source: doc}).config(where)
+        except ConfigError:
+            # A key from the wrong source is the likelier cause (GPIO clashes, ...),
+            # unless the parser does not know the key at all (a typo).
+            if problem and "unknown" not in str(sys.exc_info()[1]):
+                raise ConfigError(f"{where}: {problem}") from None
+            raise
         if problem is None and cfg.face.enabled:
             problem = placeholder_problem(cfg)
         if problem:
