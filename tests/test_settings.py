@@ -114,7 +114,11 @@ def test_no_layers_is_the_package_file_with_sources(package: Path) -> None:
 def test_admin_over_installer_over_package(package: Path, tmp_path: Path) -> None:
     layer(tmp_path, "installer", '[door]\nname = "north-gate"\nstrike = "fail-safe"\n'
           "[gpio]\nstrike = 7\n")  # fmt: skip
-    layer(tmp_path, "admin", '[door]\naccess = ["card"]\n[schedules]\nweekdays = ["mon-fri 08:00-18:00"]\n')
+    layer(
+        tmp_path,
+        "admin",
+        '[door]\naccess = ["card"]\n[schedules]\nweekdays = ["mon-fri 08:00-18:00"]\n',
+    )
     cfg = load_config(package)
     assert (cfg.door.name, cfg.door.fail_secure, cfg.gpio.strike) == ("north-gate", False, 7)
     assert [sorted(c) for c in cfg.door.policy.default] == [["card"]]
@@ -140,11 +144,13 @@ def test_candidate_checks_the_whole_merge(package: Path, tmp_path: Path) -> None
     layers = Layers.load(package)
     # Fine alone, but its schedule_access names a schedule nobody defines.
     bad = {"door": {"schedule_access": [{"schedule": "weekdays", "access": ["card"]}]}}
-    with pytest.raises(ConfigError, match=r"^settings: door.schedule_access\[0\]: unknown schedule"):
+    with pytest.raises(
+        ConfigError, match=r"^settings: door.schedule_access\[0\]: unknown schedule"
+    ):
         layers.candidate(ADMIN, bad, "settings")
     bad["schedules"] = {"weekdays": ["mon-fri 08:00-18:00"]}
     assert layers.candidate(ADMIN, bad, "settings").gpio.strike == 7
-    with pytest.raises(ConfigError, match="face may never|only way|alone"):
+    with pytest.raises(ConfigError, match=r"door\.access"):
         layers.candidate(ADMIN, {"door": {"access": ["face"]}}, "settings")
 
 
@@ -182,7 +188,7 @@ def test_gate_start_and_notices_refuse_placeholders(package: Path, tmp_path: Pat
     cfg = load_config(package)
     assert "site.controller" in str(face_enable_problem(cfg, None))
     details = NoticeDetails("Court", cfg.site.controller, "+86 10 5555 0100", 90, "the gate")
-    with pytest.raises(NoticeError, match="site.controller"):
+    with pytest.raises(NoticeError, match=r"site\.controller"):
         details.check()
     NoticeDetails("Court", "Real Co.", "+86 10 5555 0100", 90, "the gate").check()
 
@@ -264,7 +270,7 @@ def test_parse_assignment_and_changed_keys() -> None:
     assert parse_assignment("face.enabled=true") == ("face", "enabled", True)
     assert parse_assignment("site.name=Sunny Garden") == ("site", "name", "Sunny Garden")
     assert parse_assignment('site.contact="+86 10"') == ("site", "contact", "+86 10")
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_assignment("enabled=true")
     old = {"site": {"name": "a", "contact": "c"}, "door": {"access": ["card"]}}
     new = {"site": {"name": "b", "contact": "c"}, "face": {"enabled": False}}
