@@ -57,7 +57,8 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     from doorpi.settings import last_intake
 
     intake = last_intake(cfg)
-    info["settings_from"] = sorted({v.split(" (")[0] for v in cfg.sources.values()}) or ["default"]
+    layers = sorted({v.split(" (")[0] for v in cfg.sources.values()}) or ["default"]
+    info["settings_from"] = ", ".join(layers) + " (each value: doorpi config show)"
     if intake is not None and intake.result == "rejected":
         info["warnings"].append(
             f"the installer's boot file was rejected, the gate runs with its previous settings: "
