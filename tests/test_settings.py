@@ -282,3 +282,18 @@ def test_intake_record_is_json(package: Path, boot: Path, tmp_path: Path) -> Non
     import_boot_file(package, boot, now=5.0)
     doc = json.loads((tmp_path / "data" / "config" / "intake.json").read_text())
     assert doc["result"] == "rejected" and doc["at"] == 5.0 and "gpio.strike" in doc["reason"]
+
+
+def test_config_check_says_face_stays_off_with_a_placeholder(
+    package: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from doorpi.cli import main
+
+    assert main(["--config", str(package), "config", "check"]) == 0
+    layer(tmp_path, "admin", "[face]\nenabled = true\n")
+    assert main(["--config", str(package), "config", "check"]) == 1
+    err = capsys.readouterr().err
+    assert "face stays off: site.controller:" in err and "placeholder" in err
+    layer(tmp_path, "admin", '[face]\nenabled = true\n[site]\ncontroller = "Real Co."\n'
+          'contact = "+86 10 5555 0100"\n')  # fmt: skip
+    assert main(["--config", str(package), "config", "check"]) == 0
