@@ -251,7 +251,7 @@ import_boot="$(sed -n 's/^ExecStart=//p' "$settings_unit")"
 in_root $import_boot || die "doorpi config import-boot failed"
 [[ ! -e "$ROOT/boot/firmware/doorpi.toml" ]] || die "the boot copy was not removed"
 [[ -f "$ROOT/boot/firmware/doorpi.toml.applied.txt" ]] || die "no applied note on the boot partition"
-[[ "$(stat -c %U "$ROOT/var/lib/doorpi/config/installer.toml")" == doorpi ]] \
+[[ "$(in_root stat -c %U /var/lib/doorpi/config/installer.toml)" == doorpi ]] \
 	|| die "installer.toml is not owned by doorpi"
 show() {
 	in_root /usr/sbin/runuser -u doorpi -- /opt/doorpi/venv/bin/doorpi --config /etc/doorpi/doorpi.toml \
@@ -293,6 +293,9 @@ if [[ "$SKIP" != *keys* ]]; then
 	install -d -m 0777 "$ROOT/tmp/stick"
 	admin init --site-name "Rootfs Court" >/dev/null || die "admin init"
 	admin stick /tmp/stick >/dev/null || die "admin stick"
+	# A real stick is mounted with uid=doorpi (doorpi-usb-sync); here root's files are handed over.
+	stick_to_gate() { in_root chown -R doorpi:doorpi /tmp/stick; }
+	stick_to_gate
 	as_gate keys export /tmp/stick >/dev/null || die "keys export"
 	as_gate keys trust-site /tmp/stick --yes >/dev/null || die "keys trust-site"
 	pub=("$ROOT"/tmp/stick/doorpi/gates/*.pub)
@@ -302,6 +305,7 @@ if [[ "$SKIP" != *keys* ]]; then
 		|| die "admin gate settings"
 	printf '[site]\nname = "Rootfs Court"\n' > "$ROOT/tmp/roster.toml"
 	admin bundle /tmp/roster.toml /tmp/stick >/dev/null || die "admin bundle"
+	stick_to_gate
 	as_gate sync import /tmp/stick | tee "$WORK/import.txt" || die "sync import refused the bundle"
 	grep -q "3 settings_changed" "$WORK/import.txt" || die "the bundle's settings were not applied"
 	show door.access | grep -q '\["card"\].*# admin' || die "door.access is not the admin's: $(show door.access)"
