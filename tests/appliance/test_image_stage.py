@@ -414,7 +414,7 @@ def test_boot_partition_settings_are_taken_before_the_keys_and_the_gate() -> Non
     assert "$ROOT/boot/firmware/doorpi.toml" in rootfs and "doorpi-settings.service" in rootfs
     assert "3 settings_changed" in rootfs
     assert (
-        "mmdebstrap qemu-user-static binfmt-support"
+        "mmdebstrap arch-test qemu-user-static binfmt-support"
         in (REPO / "scripts/system-deps.sh").read_text()
     )
     assert "system-deps.sh image" in (REPO / "Makefile").read_text()

@@ -39,7 +39,6 @@ def test_settings_are_applied_with_the_roster(rig: GateRig, package: Path) -> No
     last = rig.storage.audit.tail(1)[0]
     assert last.data["settings_keys"] == ["schedules.weekdays", "site.contact", "site.controller"]
     # No settings in the next bundle: the gate's stay; the same settings: nothing changed.
-    rig.importer.layers = Layers.load(package)
     assert rig.apply(rig.bundle(2)).changes["settings_changed"] == 0
     report = rig.apply(rig.bundle(3, settings=settings))
     assert report.result == "applied" and report.changes["settings_changed"] == 0

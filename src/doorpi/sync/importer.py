@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -380,6 +380,7 @@ class BundleImporter:
             ) from None
         self._settings_changed = keys
         ch.settings_changed = len(keys)
+        self.layers = replace(self.layers, admin=bundle.settings)
 
     def _check_rules(self, bundle: EnrollmentBundle) -> None:
         for i, r in enumerate(bundle.residents):
