@@ -56,6 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--fingerprint", help="expected fingerprint, as shown on the gate")
     add.set_defaults(func=cmd_gate_add)
     gs.add_parser("list", parents=[opts], help="registered gates").set_defaults(func=cmd_gate_list)
+    st = gs.add_parser(
+        "settings", parents=[opts],
+        help="the site and door settings of one gate, sent signed with its next bundle",
+    )  # fmt: skip
+    st.add_argument("gate", help="name or fingerprint prefix")
+    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help='e.g. site.contact="+86 10 5555 0100" or door.access=["card","pin"]')  # fmt: skip
+    st.add_argument("--unset", action="append", default=[], metavar="KEY",
+                    help="back to the gate's own value for this key")  # fmt: skip
+    st.add_argument("--file", type=Path, help="replace them with this TOML file")
+    st.set_defaults(func=cmd_gate_settings)
     rm = gs.add_parser("remove", parents=[opts], help="forget a gate")
     rm.add_argument("gate", help="name or fingerprint prefix")
     rm.set_defaults(func=cmd_gate_remove)
@@ -169,6 +180,44 @@ def cmd_gate_list(args: argparse.Namespace) -> int:
     if len(site.gates) > 1 and site.card_key_gate:
         key_gate = site.gates[site.card_key_gate].name
         print(f"card key gate: {key_gate} (templates on cards: visit it first with a new stick)")
+    return 0
+
+
+def cmd_gate_settings(args: argparse.Namespace) -> int:
+    import tomllib
+
+    import tomli_w
+
+    from doorpi.config import ConfigError
+    from doorpi.settings import parse_assignment
+
+    site = _site(args)
+    with common.as_cli_error(AdminError):
+        rec = site.find_gate(args.gate)
+        doc = site.gate_settings(rec) or {}
+    changing = bool(args.file or args.set or args.unset)
+    if args.file:
+        try:
+            doc = tomllib.loads(args.file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise CliError(f"{args.file}: unreadable: {exc}") from None
+    for text in args.set:
+        with common.as_cli_error(ConfigError):
+            section, key, value = parse_assignment(text)
+        doc.setdefault(section, {})[key] = value
+    for name in args.unset:
+        section, _, key = name.partition(".")
+        doc.get(section, {}).pop(key, None)
+        if section in doc and not doc[section]:
+            del doc[section]
+    if changing:
+        with common.as_cli_error(AdminError, OSError):
+            site.set_gate_settings(rec, doc)
+    text = tomli_w.dumps(doc).strip() or "(none: the gate keeps its own)"
+    print(f"settings for gate {rec.name!r} ({site.settings_path(rec)}):")
+    print(text)
+    if changing:
+        print("checked with the gate's rules; sent signed with its next `doorpi admin bundle`")
     return 0
 
 

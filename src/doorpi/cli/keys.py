@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from doorpi.cli import CliError, common
@@ -48,10 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def identity(cfg: common.Config) -> GateIdentity:
+    """The gate's keys, named as pairing shows it (`doorpi.settings.gate_name`)."""
+    from doorpi.settings import gate_name
+
     try:
-        return GateIdentity.load(cfg.keys_dir, cfg.door.name)
+        gate = GateIdentity.load(cfg.keys_dir, cfg.door.name)
     except KeyFileError as exc:
         raise CliError(f"{exc} (run `doorpi keys init` first)") from None
+    return replace(gate, name=gate_name(cfg, gate.fingerprint))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -61,7 +66,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
     DeviceSecrets.load_or_create(cfg.keys_dir)
-    print(f"gate keys created in {cfg.keys_dir}")
+    from doorpi.settings import gate_name
+
+    print(f"gate {gate_name(cfg, gate.fingerprint)!r}: keys created in {cfg.keys_dir}")
     print(f"gate fingerprint: {pretty(gate.fingerprint)}")
     return 0
 

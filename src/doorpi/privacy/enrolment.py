@@ -559,6 +559,11 @@ def face_enable_problem(cfg: Any, db: Any) -> str | None:
     for key in ("controller", "contact"):
         if not str(getattr(cfg.site, key)).strip():
             return f"site.{key}: face.enabled needs it for the notices and consent form"
+    from doorpi.settings import placeholder_problem
+
+    problem = placeholder_problem(cfg)
+    if problem:
+        return problem
     try:
         require_assessment(db)
     except AssessmentError as exc:

@@ -47,6 +47,7 @@ from doorpi.sync.report import SyncReport, open_report, read_report_file
 from doorpi.sync.rules import GateRules, entry_problems
 
 STATE_FILE = "state.json"
+SETTINGS_DIR = "settings"  # <fingerprint>.toml: the admin's settings layer per gate
 
 
 class AdminError(ValueError):
@@ -154,8 +155,13 @@ class AdminSite:
             raise AdminError("the gate needs a name: give --name")
         if public.fingerprint in self.gates:
             raise AdminError(f"gate {pretty(public.fingerprint)} is already registered")
-        if any(g.name == public.name for g in self.gates.values()):
-            raise AdminError(f"a gate named {public.name!r} is already registered")
+        clash = [g for g in self.gates.values() if g.name == public.name]
+        if clash:
+            raise AdminError(
+                f"a gate named {public.name!r} is already registered "
+                f"({pretty(clash[0].fingerprint)[:14]}): give this one its own name with "
+                f"--name, e.g. --name {public.name}-2"
+            )
         rec = GateRecord(public, time.time(), rules=rules.to_doc() if rules else {})
         self.gates[public.fingerprint] = rec
         self.save()
@@ -238,6 +244,35 @@ class AdminSite:
                         out.append(line)
         return out
 
+    # ------------------------------------------------------------ gate settings
+
+    def settings_path(self, rec: GateRecord) -> Path:
+        return self.dir / SETTINGS_DIR / f"{rec.fingerprint}.toml"
+
+    def gate_settings(self, rec: GateRecord) -> dict[str, Any] | None:
+        """The admin's settings for this gate, checked as the gate checks them; None
+        while the admin has never set any (the gate's stay as they are)."""
+        import tomllib
+
+        path = self.settings_path(rec)
+        if not path.exists():
+            return None
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise AdminError(f"{path}: unreadable: {exc}") from None
+        check_gate_settings(doc, str(path))
+        return doc
+
+    def set_gate_settings(self, rec: GateRecord, doc: dict[str, Any]) -> None:
+        """Check with the gate's validator, then keep for the gate's next bundle."""
+        import tomli_w
+
+        from doorpi.fsutil import write_atomic
+
+        check_gate_settings(doc, f"gate {rec.name}")
+        write_atomic(self.settings_path(rec), tomli_w.dumps(doc).encode(), 0o600)
+
     # ------------------------------------------------------------ bundles
 
     def build(
@@ -257,6 +292,9 @@ class AdminSite:
             for g in r.gates or ():
                 if g not in names:
                     raise AdminError(f"resident {r.entry.key}: unknown gate {g!r} in gates")
+        settings = {
+            g.fingerprint: self.gate_settings(g) for g in gates
+        }  # refused before a number is used
         in_roster = {r.entry.key for r in roster.residents}
         self.withdrawals = {k: t for k, t in self.withdrawals.items() if k in in_roster}
         self.suspensions = {k: t for k, t in self.suspensions.items() if k in in_roster}
@@ -290,6 +328,7 @@ class AdminSite:
                 face_suspensions=_events(self.suspensions, keys),
                 card_key_gate=self.card_key_gate,
                 card_key=(card_keys or {}).get(g.fingerprint),
+                settings=settings[g.fingerprint],
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
             g.sent_keys = sorted(set(g.sent_keys) | keys)
@@ -433,6 +472,23 @@ def face_free_gap(entry: Any, gate: str, rules: list[Rule], devices: Devices) ->
         name = f"{entry.name} ({entry.key})" if entry.name else entry.key
         return f"{name} can be asked for face at gate {gate!r} ({show_rule(rule)}) but {gap}"
     return ""
+
+
+def check_gate_settings(doc: dict[str, Any], where: str) -> None:
+    """The admin's layer through the gate's own validator (doorpi.settings), over the
+    package defaults: a setting the gate would refuse never leaves the laptop. The
+    gate checks again over its installer's layer (wiring the laptop does not see)."""
+    import tomllib
+
+    from doorpi.config import ConfigError, default_config_text
+    from doorpi.settings import ADMIN, Layers
+
+    base = Path("<package defaults>")
+    layers = Layers(base, tomllib.loads(default_config_text()), base)
+    try:
+        layers.candidate(ADMIN, doc, where)
+    except ConfigError as exc:
+        raise AdminError(str(exc)) from None
 
 
 def _events(kept: dict[str, float], keys: set[str]) -> tuple[FaceEvent, ...]:

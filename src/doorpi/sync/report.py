@@ -71,7 +71,7 @@ class SyncReport:
         if self.result == "applied":
             order = ("added", "updated", "removed", "unchanged", "pins_hashed",
                      "templates_stored", "templates_deleted")  # fmt: skip
-            order += ("templates_skipped", "face_withdrawn", "face_suspended")
+            order += ("templates_skipped", "face_withdrawn", "face_suspended", "settings_changed")
             parts = ", ".join(f"{self.changes[k]} {k}" for k in order if self.changes.get(k))
             line = f"applied bundle {self.bundle_sequence}: {parts or 'no changes'}"
             if self.refused_entries:
