@@ -95,7 +95,7 @@ def test_every_shipped_key_is_settable_by_someone_but_the_data_dir() -> None:
 
 def test_misplaced_keys_are_named_with_their_owner() -> None:
     assert "admin's setting" in str(misplaced({"door": {"access": ["card"]}}, INSTALLER))
-    assert "installer's setting" in str(misplaced({"gpio": {"strike": 7}}, ADMIN))
+    assert "installer's setting" in str(misplaced({"gpio": {"strike": 10}}, ADMIN))
     assert "fixed by the image" in str(misplaced({"site": {"data_dir": "/tmp"}}, ADMIN))
     assert misplaced({"door": {"name": "n", "strike": "fail-safe"}}, INSTALLER) is None
     assert misplaced({"site": {"contact": "x"}, "schedules": {"w": []}}, ADMIN) is None
@@ -113,14 +113,14 @@ def test_no_layers_is_the_package_file_with_sources(package: Path) -> None:
 
 def test_admin_over_installer_over_package(package: Path, tmp_path: Path) -> None:
     layer(tmp_path, "installer", '[door]\nname = "north-gate"\nstrike = "fail-safe"\n'
-          "[gpio]\nstrike = 7\n")  # fmt: skip
+          "[gpio]\nstrike = 10\n")  # fmt: skip
     layer(
         tmp_path,
         "admin",
         '[door]\naccess = ["card"]\n[schedules]\nweekdays = ["mon-fri 08:00-18:00"]\n',
     )
     cfg = load_config(package)
-    assert (cfg.door.name, cfg.door.fail_secure, cfg.gpio.strike) == ("north-gate", False, 7)
+    assert (cfg.door.name, cfg.door.fail_secure, cfg.gpio.strike) == ("north-gate", False, 10)
     assert [sorted(c) for c in cfg.door.policy.default] == [["card"]]
     assert {"always", "daytime", "workdays", "weekdays"} <= set(cfg.schedules)  # merged per key
     assert cfg.sources["gpio.strike"].startswith("installer (")
@@ -140,7 +140,7 @@ def test_a_bad_layer_is_one_line_naming_its_file(package: Path, tmp_path: Path) 
 
 
 def test_candidate_checks_the_whole_merge(package: Path, tmp_path: Path) -> None:
-    layer(tmp_path, "installer", "[gpio]\nstrike = 7\n")
+    layer(tmp_path, "installer", "[gpio]\nstrike = 10\n")
     layers = Layers.load(package)
     # Fine alone, but its schedule_access names a schedule nobody defines.
     bad = {"door": {"schedule_access": [{"schedule": "weekdays", "access": ["card"]}]}}
@@ -149,7 +149,7 @@ def test_candidate_checks_the_whole_merge(package: Path, tmp_path: Path) -> None
     ):
         layers.candidate(ADMIN, bad, "settings")
     bad["schedules"] = {"weekdays": ["mon-fri 08:00-18:00"]}
-    assert layers.candidate(ADMIN, bad, "settings").gpio.strike == 7
+    assert layers.candidate(ADMIN, bad, "settings").gpio.strike == 10
     with pytest.raises(ConfigError, match=r"door\.access"):
         layers.candidate(ADMIN, {"door": {"access": ["face"]}}, "settings")
 
@@ -197,7 +197,7 @@ def test_gate_start_and_notices_refuse_placeholders(package: Path, tmp_path: Pat
 
 
 def test_boot_file_becomes_the_installer_layer(package: Path, boot: Path, tmp_path: Path) -> None:
-    text = '# north gate, wired 2026-05\n[door]\nname = "north-gate"\n[gpio]\nstrike = 7\n'
+    text = '# north gate, wired 2026-05\n[door]\nname = "north-gate"\n[gpio]\nstrike = 10\n'
     boot.write_text(text)
     (boot.parent / REJECTED_NOTE).write_text("old")
     result = import_boot_file(package, boot, now=1_780_000_000)
@@ -207,11 +207,11 @@ def test_boot_file_becomes_the_installer_layer(package: Path, boot: Path, tmp_pa
     kept = tmp_path / "data" / "config" / "installer.toml"
     assert kept.read_text() == text and kept.stat().st_mode & 0o077 == 0
     cfg = load_config(package)
-    assert (cfg.door.name, cfg.gpio.strike) == ("north-gate", 7)
+    assert (cfg.door.name, cfg.gpio.strike) == ("north-gate", 10)
     assert last_intake(cfg).result == "applied"
     # Nothing to do on the next boot.
     assert import_boot_file(package, boot).result == "none"
-    assert load_config(package).gpio.strike == 7
+    assert load_config(package).gpio.strike == 10
 
 
 @pytest.mark.parametrize(
@@ -221,15 +221,15 @@ def test_boot_file_becomes_the_installer_layer(package: Path, boot: Path, tmp_pa
         ("[site]\ncontroller = \"Me\"\n", "site.controller: the admin's setting"),
         ("[gpio]\nstrike = 40\n", "gpio.strike: must be a BCM GPIO number"),
         ("[gpio]\nstrike = 22\n", "GPIO22 is already used"),
-        ("[gpoi]\nstrike = 7\n", "gpoi: unknown section (did you mean gpio?)"),
-        ("[gpio\nstrike = 7\n", "not valid TOML"),
+        ("[gpoi]\nstrike = 10\n", "gpoi: unknown section (did you mean gpio?)"),
+        ("[gpio\nstrike = 10\n", "not valid TOML"),
         ("[site]\ndata_dir = \"/tmp/x\"\n", "site.data_dir: fixed by the image"),
     ],
 )  # fmt: skip
 def test_a_bad_boot_file_is_rejected_and_the_gate_keeps_its_settings(
     package: Path, boot: Path, tmp_path: Path, text: str, reason: str
 ) -> None:
-    boot.write_text('[door]\nname = "north-gate"\n[gpio]\nstrike = 7\n')
+    boot.write_text('[door]\nname = "north-gate"\n[gpio]\nstrike = 10\n')
     assert import_boot_file(package, boot).result == "applied"
     boot.write_text(text)
     result = import_boot_file(package, boot, now=1_780_000_000)
@@ -240,7 +240,7 @@ def test_a_bad_boot_file_is_rejected_and_the_gate_keeps_its_settings(
     assert first.startswith("# REJECTED by doorpi at ") and reason in first
     assert rest.endswith(text)  # the installer's own text, to fix on the laptop
     cfg = load_config(package)
-    assert (cfg.door.name, cfg.gpio.strike) == ("north-gate", 7)  # the previous settings
+    assert (cfg.door.name, cfg.gpio.strike) == ("north-gate", 10)  # the previous settings
     assert last_intake(cfg).result == "rejected"
 
 

@@ -165,7 +165,8 @@ def test_gate_add_with_a_taken_name_suggests_name(site: Site) -> None:
     site.run("admin", "gate", "remove", "south")
     pub = site.stick / "doorpi" / "gates" / f"{site.fp['south']}.pub"
     out = site.run("admin", "gate", "add", str(pub), "--name", "north", code=2)
-    assert "a gate named 'north' is already registered (give another with --name)" in out
+    assert "a gate named 'north' is already registered" in out
+    assert "give this one its own name with --name, e.g. --name north-2" in out
 
 
 def test_sync_doc_states_the_stick_file_systems_the_gate_mounts() -> None:

@@ -82,7 +82,7 @@ def test_boot_partition_to_second_bundle_through_two_gates(tmp_path: Path) -> No
     stick.mkdir()
 
     # The installer: a file on each card's boot partition before first boot.
-    hw = "[gpio]\nstrike = 7\n[pin]\nopslimit = 1\nmemlimit_kib = 8192\n"
+    hw = "[gpio]\nstrike = 10\n[pin]\nopslimit = 1\nmemlimit_kib = 8192\n"
     (north.boot / "doorpi.toml").write_text(
         f'[door]\nname = "north-gate"\nstrike = "fail-safe"\n{hw}'
     )
@@ -95,7 +95,7 @@ def test_boot_partition_to_second_bundle_through_two_gates(tmp_path: Path) -> No
     assert s["door.name"]["value"] == "north-gate" and s["door.name"]["source"].startswith(
         "installer"
     )
-    assert s["door.strike"]["value"] == "fail-safe" and s["gpio.strike"]["value"] == 7
+    assert s["door.strike"]["value"] == "fail-safe" and s["gpio.strike"]["value"] == 10
     assert s["site.contact"]["source"].startswith("package")
     # A bad file on a later boot: the gate keeps its settings, the installer sees why.
     (north.boot / "doorpi.toml").write_text('[door]\naccess = ["card"]\n')
@@ -103,7 +103,7 @@ def test_boot_partition_to_second_bundle_through_two_gates(tmp_path: Path) -> No
     assert proc.returncode == 1 and "door.access: the admin's setting" in proc.stderr
     assert "door.access" in (north.boot / "doorpi.toml.rejected.txt").read_text().splitlines()[0]
     assert "installer's boot file was rejected" in north.run("status").stdout
-    assert north.show()["gpio.strike"]["value"] == 7
+    assert north.show()["gpio.strike"]["value"] == 10
 
     # Pairing both gates from one image: distinct names.
     doorpi("admin", "init", "--site-name", "Sunny Garden", env=env)
@@ -153,8 +153,10 @@ def test_boot_partition_to_second_bundle_through_two_gates(tmp_path: Path) -> No
     assert s["site.controller"]["value"] == "Sunny Garden PM Co."
     assert s["site.controller"]["source"].startswith("admin")
     assert s["keypad.pin_min_length"]["value"] == 6
-    assert s["door.name"]["source"].startswith("installer") and s["gpio.strike"]["value"] == 7
-    assert "settings_from: admin, installer, package" in north.run("status").stdout
+    assert s["door.name"]["source"].startswith("installer") and s["gpio.strike"]["value"] == 10
+    assert (
+        "admin, installer, package (each value: doorpi config show)" in north.run("status").stdout
+    )
     north.run("config", "check")
     rep = doorpi("admin", "report", "read", str(stick), env=env).stdout
     assert "north-gate" in rep and "4 settings_changed" in rep

@@ -21,7 +21,7 @@ def package(rig: GateRig, tmp_path: Path) -> Path:
     path = tmp_path / "doorpi.toml"
     path.write_text(default_config_text().replace("/var/lib/doorpi", str(rig.data_dir)))
     (rig.data_dir / "config").mkdir(exist_ok=True)
-    (rig.data_dir / "config" / "installer.toml").write_text("[gpio]\nstrike = 7\n")
+    (rig.data_dir / "config" / "installer.toml").write_text("[gpio]\nstrike = 10\n")
     rig.importer.layers = Layers.load(path)
     return path
 
@@ -35,7 +35,7 @@ def test_settings_are_applied_with_the_roster(rig: GateRig, package: Path) -> No
     assert report.changes["settings_changed"] == 3 and "3 settings_changed" in report.summary()
     cfg = load_config(package)
     assert cfg.site.controller == REAL["controller"] and "weekdays" in cfg.schedules
-    assert cfg.gpio.strike == 7  # the installer's layer stays
+    assert cfg.gpio.strike == 10  # the installer's layer stays
     last = rig.storage.audit.tail(1)[0]
     assert last.data["settings_keys"] == ["schedules.weekdays", "site.contact", "site.controller"]
     # No settings in the next bundle: the gate's stay; the same settings: nothing changed.
@@ -68,11 +68,14 @@ def test_settings_the_gate_refuses_refuse_the_bundle(
 
 
 def test_a_roster_that_breaks_the_new_settings_is_refused(rig: GateRig, package: Path) -> None:
-    """Longer PINs in the settings: a 5-digit PIN in the roster is then too short."""
+    """Longer PINs in the settings: a 5-digit PIN in the roster is then too short, and
+    that entry is refused under the new settings (the rest, settings included, apply)."""
     settings = {"keypad": {"pin_min_length": 6, "pin_max_length": 8}}
     report = rig.apply(rig.bundle(1, [resident("a-1", 1, rig.site)], settings=settings))
-    assert report.result == "refused" and "residents[0].pin" in report.reason
-    assert not (rig.data_dir / "config" / "admin.toml").exists()
+    assert report.result == "applied", report.reason
+    assert [(e["resident"], e["field"]) for e in report.refused_entries] == [("a-1", "pin")]
+    assert rig.storage.residents.by_keypad_id("101") is None  # not added
+    assert (rig.data_dir / "config" / "admin.toml").exists()
 
 
 def test_a_gate_without_layers_refuses_settings(rig: GateRig) -> None:

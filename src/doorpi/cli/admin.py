@@ -154,13 +154,8 @@ def cmd_gate_add(args: argparse.Namespace) -> int:
     rules = open_rules(rules_file.read_bytes(), pub) if rules_file.is_file() else None
     try:
         rec = site.add_gate(pub, args.name, rules)
-    except AdminError as exc:
-        hint = (
-            " (give another with --name)"
-            if "named" in str(exc) or "needs a name" in str(exc)
-            else ""
-        )
-        raise CliError(f"{exc}{hint}") from None
+    except AdminError as exc:  # its message says what to give (--name)
+        raise CliError(str(exc)) from None
     print(f"gate {rec.name!r} registered: {pretty(rec.fingerprint)}")
     if rules is not None:
         print(f"  its limits: {rules.describe()}")

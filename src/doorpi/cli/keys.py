@@ -25,6 +25,7 @@ from doorpi.sync.keys import (
     fingerprint_matches,
     pretty,
 )
+from doorpi.sync.rules import RULES_SUFFIX, signed_rules
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,8 +107,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         if dest.is_dir():  # with the gate's signed limits, for `doorpi admin check`
             dest = export_identity(gate, GateRules.from_config(cfg), dest / STICK_DIR / "gates")
-        else:
+        else:  # the signed limits beside it, where `doorpi admin gate add FILE` looks
             write_atomic(dest, (gate.public.to_json() + "\n").encode())
+            rules = signed_rules(gate.signing, gate.fingerprint, GateRules.from_config(cfg))
+            write_atomic(dest.with_suffix(RULES_SUFFIX), rules)
     except OSError as exc:
         raise CliError(f"{dest}: cannot write: {exc.strerror}") from None
     print(f"public key of gate {gate.name!r} written to {dest}")

@@ -184,7 +184,13 @@ class AdminSite:
     # ------------------------------------------------------------ the gates' limits
 
     def rules_of(self, gate: GateRecord) -> GateRules | None:
-        """The limits this gate last sent (pairing file or report), or None if unknown."""
+        """The limits this gate will apply to the next bundle: those of the admin's
+        settings for it when there are any (they travel in the same bundle and the
+        gate checks the roster under them), else those it last sent (pairing file or
+        report); None if unknown."""
+        settings = self.gate_settings(gate)
+        if settings is not None:
+            return GateRules.from_config(_candidate(settings, f"gate {gate.name}"))
         return GateRules.from_doc(gate.rules) if gate.rules else None
 
     def problems(self, roster: Any, only: list[str] | None = None) -> list[str]:
@@ -478,6 +484,11 @@ def check_gate_settings(doc: dict[str, Any], where: str) -> None:
     """The admin's layer through the gate's own validator (doorpi.settings), over the
     package defaults: a setting the gate would refuse never leaves the laptop. The
     gate checks again over its installer's layer (wiring the laptop does not see)."""
+    _candidate(doc, where)
+
+
+def _candidate(doc: dict[str, Any], where: str) -> Any:
+    """The config the admin's layer gives over the package defaults (AdminError if bad)."""
     import tomllib
 
     from doorpi.config import ConfigError, default_config_text
@@ -486,7 +497,7 @@ def check_gate_settings(doc: dict[str, Any], where: str) -> None:
     base = Path("<package defaults>")
     layers = Layers(base, tomllib.loads(default_config_text()), base)
     try:
-        layers.candidate(ADMIN, doc, where)
+        return layers.candidate(ADMIN, doc, where)
     except ConfigError as exc:
         raise AdminError(str(exc)) from None
 
