@@ -150,7 +150,7 @@ def test_private_command_bind_mounts_the_session_dir(tmp_path) -> None:
 
 def test_session_daemon_is_private(pcsc) -> None:
     if not pcsc.session.private:
-        pytest.skip("shared fallback (DOORPI_PCSCD_SHARED=1, or no CAP_SYS_ADMIN to mount)")
+        pytest.fail("shared fallback (DOORPI_PCSCD_SHARED=1, or no CAP_SYS_ADMIN to mount)")
     assert pcsc.comm_socket.is_socket()
     assert pcsc.session.pid_file.read_text().strip(" \n\0") == str(pcsc.pid)
     ns = Path(f"/proc/{pcsc.pid}/ns/mnt")
@@ -194,7 +194,7 @@ def test_second_private_daemon_beside_the_session_one(pcsc, pcsc_reader, pcsc_ev
     """What a second pytest session does: its own socket and ports. A card on
     its reader reaches its clients only; the session's reader sees nothing."""
     if not pcsc.session.private:
-        pytest.skip("shared fallback (DOORPI_PCSCD_SHARED=1, or no CAP_SYS_ADMIN to mount)")
+        pytest.fail("shared fallback (DOORPI_PCSCD_SHARED=1, or no CAP_SYS_ADMIN to mount)")
     other = PcscSession.create()
     assert other.run_dir != pcsc.session.run_dir
     assert not set(other.ports.values()) & set(pcsc.ports.values())
