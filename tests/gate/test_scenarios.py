@@ -131,3 +131,13 @@ def test_safety_problem_sees_a_strike_left_energised_or_without_a_grant():
         in ScenarioRun([on, off], [False, True, False]).safety_problem()
     )
     assert "relay_off" in ScenarioRun([granted, on], [False, True, False]).safety_problem()
+    # A door mode that holds the strike released counts as a grant; no other hold does.
+    hold = {"event": "relay_on", "seconds": 0.0}
+    fire = {"event": "door_mode", "mode": "fire_release"}
+    lockdown = {"event": "door_mode", "mode": "lockdown"}
+    assert ScenarioRun([fire, hold, off], [False, True, False]).safety_problem() is None
+    assert "without a mode" in ScenarioRun([hold, off], [False, True, False]).safety_problem()
+    assert (
+        "without a mode"
+        in ScenarioRun([lockdown, hold, off], [False, True, False]).safety_problem()
+    )

@@ -121,8 +121,8 @@ class ScenarioRun:
         rises = sum(1 for a, b in itertools.pairwise(states) if b and not a)
         grants = sum(1 for e in self.events if e["event"] == "access" and e.get("granted"))
         for i, e in enumerate(self.events):
-            if e["event"] != "relay_on" or e.get("seconds"):
-                continue
+            if e["event"] != "relay_on" or e.get("seconds") != 0:
+                continue  # a timed unlock (a grant's)
             mode = next((m for m in reversed(self.events[:i]) if m["event"] == "door_mode"), {})
             if mode.get("mode") not in HOLDING_MODES:
                 return f"strike: held released at event {i} without a mode that holds it"
