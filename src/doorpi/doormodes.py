@@ -17,11 +17,20 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from datetime import date
 from typing import Any
 
 from doorpi.config import Config
-from doorpi.core.events import Decision, Event, FireAlarmChanged, LockdownSwitchChanged, Notice
+from doorpi.core.door import DoorMachine
+from doorpi.core.events import (
+    Decision,
+    Event,
+    Feedback,
+    FireAlarmChanged,
+    LockdownSwitchChanged,
+    Notice,
+)
 from doorpi.core.inputs import InputFilter
 from doorpi.core.modes import Modes
 from doorpi.core.policy import Moment
@@ -187,9 +196,20 @@ class DoorModes:
                 log.error("duress output: %s", exc)
         return [Notice("duress", {"resident_id": resident_id, "silent_alarm": out is not None})]
 
-    @property
-    def relock_at_once(self) -> bool:
-        return self.core.rule.relock_at_once
+    def with_hold(self, notices: list[Notice], door: DoorMachine, mono: float,
+                  wall: float) -> list[Any]:  # fmt: skip
+        """``notices`` plus what a change of mode among them does: the strike held
+        released or freed (`DoorMachine.hold`), the mode's LEDs (feedback
+        ``mode_<mode>``), and the mode published for `doorpi status`."""
+        if not any(n.what == "door_mode" for n in notices):
+            return list(notices)
+        c = self.core
+        mode = c.mode.value
+        out: list[Any] = [*notices, *door.hold(c.held, mono, f"mode_{mode}",
+                                               c.rule.relock_at_once)]  # fmt: skip
+        out.append(Feedback(f"mode_{mode}"))
+        self.publish(wall)
+        return out
 
     def publish(self, since: float) -> None:
         """Write the mode for `doorpi status` (on every change of mode: rare)."""
@@ -219,11 +239,15 @@ def mode_status(db: Any) -> dict[str, Any]:
     except ValueError as exc:
         info["lockdown"] = "unreadable"
         warnings.append(f"stored lockdown unreadable ({exc}); the gate treats it as on")
+    if info["lockdown"] == "on" and info["door_mode"] in ("normal", "unlock_window"):
+        # The mode is what the gate last ran with; it takes a stored lockdown within a second.
+        info["door_mode"] += " (until the gate applies the lockdown)"
     if info["door_mode"] == "fire_release":
         warnings.append("fire release: the door is held released until the fire input is normal")
     try:
         info["responders"] = len(RoleStore(db).responders())
-    except Exception:
-        info["responders"] = 0
+    except sqlite3.Error as exc:  # a store that looks wrong is reported, never shown as 0
+        info["responders"] = "unreadable"
+        warnings.append(f"responders unreadable ({exc}): `doorpi check` the database")
     info["warnings"] = warnings
     return info

@@ -300,15 +300,8 @@ class Gate:
             self._record(item)
 
     def _mode(self, notices: list[Notice]) -> None:
-        """Record mode notices; a change of mode holds or frees the strike (core.door.hold)."""
-        if any(n.what == "door_mode" for n in notices):
-            m = self.modes
-            mode = m.core.mode.value
-            notices += self.door.hold(m.core.held, self.clock.mono(), f"mode_{mode}",
-                                      m.relock_at_once)  # fmt: skip
-            notices.append(self._say(f"mode_{mode}"))  # type: ignore[arg-type]
-            m.publish(self.clock.wall())
-        self._apply(notices)
+        """Record mode notices; a change of mode holds or frees the strike (doorpi.doormodes)."""
+        self._apply(self.modes.with_hold(notices, self.door, self.clock.mono(), self.clock.wall()))
 
     def _say(self, pattern: str) -> Feedback:
         return Feedback(pattern)

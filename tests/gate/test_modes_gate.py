@@ -161,6 +161,7 @@ def test_lockdown_from_the_cli_survives_a_restart_and_shows_in_status(tmp_path):
     assert p.returncode == 0, p.stderr
     st = json.loads(doorpi(cfg, "status", "--json").stdout)
     assert st["lockdown"] == "on" and st["responders"] == 1
+    assert st["door_mode"] == "normal (until the gate applies the lockdown)"  # not running yet
     assert any("lockdown is on" in w for w in st["warnings"])
     s = make_site(data)  # the gate starts (again): lockdown holds from the first event
     s.card(CARD)
@@ -305,3 +306,14 @@ def test_an_untrusted_clock_at_start_never_opens_a_window(tmp_path, trusted):
     s.advance(0.2)
     assert s.devices.strike.released is trusted
     s.close()
+
+
+def test_status_reports_an_unreadable_roles_table_instead_of_no_responders(tmp_path):
+    from doorpi.doormodes import mode_status
+
+    s = make_site(tmp_path / "d")
+    s.storage.db.execute("DROP TABLE resident_roles")  # a store that looks wrong
+    info = mode_status(s.storage.db)
+    s.close()
+    assert info["responders"] == "unreadable"
+    assert any("responders unreadable" in w for w in info["warnings"])
