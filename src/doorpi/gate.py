@@ -429,7 +429,8 @@ class Gate:
         self._last_sweep = mono
         cutoff = self.moment.epoch - self.cfg.audit.retention_days * 86400
         try:
-            n = self.storage.audit.prune(cutoff)
+            keep = self.moment.epoch - self.cfg.audit.governance_retention_days * 86400
+            n = self.storage.audit.prune(cutoff, governance_older_than=keep)
             if n:
                 log.info("audit retention: pruned %d records", n)
         except Exception as exc:

@@ -46,6 +46,7 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
         "clock_floor": clock["floor"],
         "clock_floor_local": clock["floor_local"],
         "face_enabled": cfg.face.enabled,
+        "key_root": _key_root_line(cfg),
         "warnings": [],
     }
     from doorpi.privacy.report import face_status
@@ -75,6 +76,16 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     info["warnings"].extend(f"device fault: {k}: {v['detail']}" for k, v in sorted(faults.items()))
     info.update(_lockout_info(db, now))
     return info
+
+
+def _key_root_line(cfg: common.Config) -> str:
+    """Where the keys live and what a copy of the SD card reveals (docs/keys.md)."""
+    from doorpi.store.keyroot import KeyRootError, open_root
+
+    try:
+        return open_root(cfg.keys_dir).holds()
+    except KeyRootError as exc:
+        return f"FAULT: {exc}"
 
 
 def _lockout_info(db: Any, now: float) -> dict[str, Any]:
