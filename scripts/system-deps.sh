@@ -2,7 +2,7 @@
 # Install the Debian packages doorpi's build and tests need, if any is missing.
 # Runs apt-get only when something is absent; needs root (or sudo) then.
 set -eu
-PKGS="python3-venv python3-dev gcc swig libpcsclite-dev pcscd vsmartcard-vpcd shellcheck systemd mtools dosfstools fdisk e2fsprogs chromium fonts-wqy-microhei strace"
+PKGS="python3-venv python3-dev gcc swig libpcsclite-dev pcscd vsmartcard-vpcd shellcheck systemd mtools dosfstools fdisk e2fsprogs chromium fonts-wqy-microhei strace swtpm swtpm-tools libtss2-dev pkg-config util-linux"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -25,7 +25,7 @@ def test_consent_record_holds_everything_the_law_asks(privacy, storage, alice, c
     pseudonym = storage.residents.get(alice).pseudonym
     assert rec.pseudonym == pseudonym
     assert rec.notice_hash == hashlib.sha256(ticket.notice.text.encode()).hexdigest()
-    assert rec.notice_version == "2026.2" and rec.lang == "en"
+    assert rec.notice_version == "2026.3" and rec.lang == "en"
     assert rec.given_at == NOW and rec.retention_end == NOW + 200 * DAY
     assert rec.confirmed_by == "admin:li" and rec.channel == "admin_present"
     assert rec.minor is False and rec.guardian is None and rec.share_site_gates is False

@@ -162,3 +162,32 @@ def test_cli_use_tpm_and_status_say_where_the_keys_are(tmp_path: Path, cfg_path:
     r = doorpi("status")  # TPM unreachable: a one-line fault, no traceback
     assert r.returncode == 2 and "cannot reach the TPM" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_a_lost_vault_key_keeps_face_off_and_the_door_working(tmp_path: Path) -> None:
+    """Templates whose key is gone are a fault the gate names, never a fresh key."""
+    from privacy_support import FACE_ON, MONDAY_9, face_site
+
+    site = face_site(tmp_path, FACE_ON)
+    try:
+        privacy = site.gate.face_privacy
+        ticket = privacy.start_enrolment(site.rid, "admin_present", by="admin:test")
+        privacy.consent(ticket, confirmed_by="admin:test")
+        privacy.enrol(site.rid, unit_vector(61))
+    finally:
+        site.close()
+    (tmp_path / "data" / "keys" / "vault.key").unlink()
+    from doorpi.clocks import ManualClock
+    from doorpi.sim.site import SimulatedSite, sim_config
+
+    events: list[dict] = []
+    site = SimulatedSite(sim_config(FACE_ON, tmp_path / "data"), ManualClock(MONDAY_9 + 60),
+                         [events.append])  # fmt: skip
+    try:
+        assert site.gate.face_privacy is None
+        assert "face vault:" in site.gate.face_problem and "no vault key" in site.gate.face_problem
+        assert not (tmp_path / "data" / "keys" / "vault.key").exists()  # nothing made afresh
+        site.card("04a1b2c3d4e5f6")
+        assert [e["granted"] for e in events if e["event"] == "access"] == [True]
+    finally:
+        site.close()

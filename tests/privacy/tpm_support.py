@@ -40,7 +40,10 @@ def swtpm(state: Path) -> Iterator[str]:
     """Run swtpm on a fresh state folder; yields the TCTI string for tpm2-pytss."""
     if shutil.which("swtpm") is None:
         pytest.fail("swtpm is needed: apt-get install swtpm swtpm-tools libtss2-dev")
-    pytest.importorskip("tpm2_pytss", reason="pip install tpm2-pytss (needs libtss2-dev)")
+    try:
+        import tpm2_pytss  # noqa: F401
+    except ImportError as exc:
+        pytest.fail(f"tpm2-pytss is needed (make venv: the dev extra, libtss2-dev): {exc}")
     state.mkdir(parents=True, exist_ok=True)
     port = _free_port_pair()
     ctrl = port + 1
