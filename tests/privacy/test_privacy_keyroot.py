@@ -191,3 +191,21 @@ def test_a_lost_vault_key_keeps_face_off_and_the_door_working(tmp_path: Path) ->
         assert [e["granted"] for e in events if e["event"] == "access"] == [True]
     finally:
         site.close()
+
+
+def test_a_read_only_database_still_matches_without_writing(
+    privacy, storage, alice, data_dir: Path, clock
+) -> None:
+    """A read-only data partition at start: the vault reads its keys, writes nothing."""
+    from doorpi.store.db import open_readonly
+
+    enrol(privacy, alice, unit_vector(71))
+    storage.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    slots = (data_dir / "keys" / "vault.key").read_bytes()
+    ro = open_readonly(data_dir / "doorpi.db")
+    try:
+        v = TemplateVault(ro, data_dir / "keys", storage.audit, clock)
+        assert v.identify(near(unit_vector(71), 0.05, 2)).accepted(0.45)
+    finally:
+        ro.conn.close()
+    assert (data_dir / "keys" / "vault.key").read_bytes() == slots

@@ -245,7 +245,10 @@ class TemplateVault:
         except KeyRootError as exc:
             raise VaultError(str(exc)) from None
         self._lock = threading.RLock()
-        self._keys = self._open_keys()
+        try:
+            self._keys = self._open_keys()
+        except KeyRootError as exc:  # a TPM that refuses a write, a key file that cannot be
+            raise VaultError(str(exc)) from None
         self._transforms: dict[str, InstallationTransform] = {}
         self._cache = _Cache()
 
@@ -278,10 +281,15 @@ class TemplateVault:
         VaultError when the database holds templates and no slot has their key."""
         conn = self.db.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")  # no rotation in another process meanwhile
-        except sqlite3.OperationalError:  # read-only partition: read what is there
+            return self._open_keys_rw(conn)
+        except sqlite3.OperationalError:  # read-only or full partition: read what is there
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             keys = VaultKeys.read(self._slots(), get_state(self.db, STATE_KEY))
             return keys or VaultKeys(EMPTY)
+
+    def _open_keys_rw(self, conn: sqlite3.Connection) -> VaultKeys:
+        conn.execute("BEGIN IMMEDIATE")  # no rotation in another process meanwhile
         try:
             slots = self._slots()
             used = self._used_ids(conn)
@@ -290,7 +298,7 @@ class TemplateVault:
                 by_use = [i for i in (0, 1) if slots[i] != EMPTY and key_id(slots[i]) in used]
                 if by_use:
                     want = key_id(slots[by_use[0]])
-                    if getattr(self.root, "legacy_vault", lambda: False)():
+                    if self.root.legacy_vault():
                         conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
                                      [STATE_V1, want])  # fmt: skip
             keys = VaultKeys.read(slots, want)
@@ -308,7 +316,8 @@ class TemplateVault:
                          [STATE_KEY, key_id(keys.current)])  # fmt: skip
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         if keys.other is not None and key_id(keys.other) not in used:
             self.root.write_vault_slot(1 - keys.slot, EMPTY)  # left by a crashed rotation
