@@ -25,6 +25,7 @@ from doorpi.store.keyroot import (
     move_to_tpm,
     open_root,
 )
+from human_output import assert_human
 
 KEY = bytes(range(32))
 
@@ -153,12 +154,16 @@ def test_cli_use_tpm_and_status_say_where_the_keys_are(tmp_path: Path, cfg_path:
     assert r.returncode == 0, r.stderr
     r = doorpi("status")
     assert "no TPM" in r.stdout and "PIN and card UID offline" in r.stdout, r.stdout
+    assert "best effort on flash" in r.stdout
+    assert_human(r.stdout)
     with swtpm(tmp_path / "tpm") as tcti:
         r = doorpi("keys", "use-tpm", "--tcti", tcti)
         assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("key root: TPM 2.0"), r.stdout
         r = doorpi("status")
         assert r.returncode == 0, r.stderr
-        assert "the SD card holds no key" in r.stdout
+        assert "the SD card holds no key" in r.stdout and "key root: key root" not in r.stdout
+        assert_human(r.stdout)
     r = doorpi("status")  # TPM unreachable: a one-line fault, no traceback
     assert r.returncode == 2 and "cannot reach the TPM" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr

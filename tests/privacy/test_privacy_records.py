@@ -117,3 +117,24 @@ def test_config_check_says_face_cannot_be_on_without_an_assessment(cfg_path: Pat
         s.close()
     r = check()
     assert r.returncode == 0 and "face on)" in r.stdout and "WARNING" not in r.stdout, r.stdout
+
+
+# Kinds the privacy code writes at entry time, not processing records: a card-held
+# template that did not verify is an entry attempt (pruned with the entry log).
+ENTRY_TIME_KINDS = {"face_card_rejected"}
+
+
+def test_every_privacy_record_kind_is_a_processing_record_or_named_an_entry() -> None:
+    """A new kind of consent, enrolment or deletion record must not fall back to the
+    entry log's 30 days: every kind the privacy code and the admin CLI write is in
+    GOVERNANCE_KINDS or named here as an entry-time record."""
+    import re
+
+    src = Path(__file__).resolve().parents[2] / "src" / "doorpi"
+    pattern = re.compile(r'(?:_log|append)\(\s*\(?\s*"([a-z_]+)"')
+    written: set[str] = set()
+    for path in [*(src / "privacy").glob("*.py"), src / "cli" / "common.py"]:
+        written |= set(pattern.findall(path.read_text()))
+    assert {"face_consent_withdrawn", "face_templates_cleared", "admin"} <= written  # sees them
+    unclassified = written - GOVERNANCE_KINDS - ENTRY_TIME_KINDS
+    assert not unclassified, f"not classified: {sorted(unclassified)}"

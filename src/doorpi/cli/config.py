@@ -41,14 +41,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CliError("; ".join(problems))
     for w in config_warnings(cfg):
         print(f"WARNING: {w}")
-    face = "on" if cfg.face.enabled else "off"
-    face_problem = _face_problem(cfg)
-    if face_problem:
-        print(f"WARNING: face cannot be on: {face_problem}")
-        face = "off: it cannot be on until the problem above is solved"
-    ways = " | ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
-    face = "on" if cfg.face.enabled else "off"
+    # A placeholder controller is a settings error (exit 1); a missing impact
+    # assessment or the like is the gate's state, a warning (face stays off).
     problem = placeholder_problem(cfg) if cfg.face.enabled else None
+    face_problem = problem or _face_problem(cfg)
+    if face_problem and not problem:
+        print(f"WARNING: face cannot be on: {face_problem}")
+    face = "on" if cfg.face.enabled else "off"
+    if face_problem:
+        face = "off: it cannot be on until the problem named here is solved"
+    ways = " | ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
     print(
         f"{args.config}: ok (door {cfg.door.name!r}: {ways}; "
         f"{len(cfg.schedules)} schedules; face {face})"

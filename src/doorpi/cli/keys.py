@@ -92,7 +92,7 @@ def cmd_use_tpm(args: argparse.Namespace) -> int:
     except (KeyRootError, VaultError) as exc:
         raise CliError(str(exc)) from None
     common.audit_admin(store, "keys_use_tpm", tcti=args.tcti)
-    print(root.holds())
+    print(f"key root: {root.holds()}")
     return 0
 
 

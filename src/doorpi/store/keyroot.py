@@ -213,7 +213,7 @@ class FileKeyRoot:
 
     def holds(self) -> str:
         return (
-            "key root: files on the SD card (no TPM): a copy of the card reveals every "
+            "files on the SD card (no TPM): a copy of the card reveals every "
             "4-digit PIN and card UID offline in seconds; deleted face templates are "
             "unrecoverable on the file system, best effort on flash (docs/keys.md)"
         )
@@ -401,7 +401,7 @@ class TpmKeyRoot:
 
     def holds(self) -> str:
         return (
-            f"key root: TPM 2.0 ({self.tcti}): the SD card holds no key; PINs, card UIDs "
+            f"TPM 2.0 ({self.tcti}): the SD card holds no key; PINs, card UIDs "
             "and deleted face templates cannot be recovered from a copy of it"
         )
 
@@ -421,7 +421,7 @@ def open_root(keys_dir: Path) -> FileKeyRoot | TpmKeyRoot:
     try:
         cfg = json.loads(text)
         if cfg["kind"] != "tpm":
-            raise ValueError(f"kind {cfg['kind']!r}")
+            raise ValueError(f"kind {cfg['kind']}")
         return TpmKeyRoot(str(cfg["tcti"]), int(cfg["master_index"]), int(cfg["vault_index"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise KeyRootError(f"{path}: not a key root description ({exc})") from None
