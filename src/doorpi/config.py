@@ -128,6 +128,9 @@ class PinConfig:
 @dataclass(frozen=True)
 class AuditConfig:
     retention_days: int = 30
+    # Consent, enrolment, withdrawal, deletion and admin records: PIPL art. 56 keeps
+    # assessment reports and processing records at least three years; never under one.
+    governance_retention_days: int = 1095
 
 
 @dataclass(frozen=True)
@@ -487,7 +490,10 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     s.check_unknown()
 
     s = _section(doc, "audit")
-    audit = AuditConfig(retention_days=s.int("retention_days", 30, 1, 3650))
+    audit = AuditConfig(
+        retention_days=s.int("retention_days", 30, 1, 3650),
+        governance_retention_days=s.int("governance_retention_days", 1095, 365, 36500),
+    )
     s.check_unknown()
 
     face = _parse_face(doc)

@@ -184,6 +184,7 @@ class Gate:
             face_enable_problem,
         )
         from doorpi.privacy.retention import RetentionSweeper
+        from doorpi.privacy.vault import VaultError
 
         problem = face_enable_problem(self.cfg, self.storage.db) or "; ".join(
             parity_problems(self.cfg)  # never a face path that would be the only way in
@@ -194,7 +195,12 @@ class Gate:
             return
         # Vouched time, not the raw wall clock: an RTC reading 2040 must not shred templates.
         vouched = self.time.vouched
-        self.face_privacy = build_face_privacy(self.cfg, self.storage, clock=vouched)
+        try:
+            self.face_privacy = build_face_privacy(self.cfg, self.storage, clock=vouched)
+        except VaultError as exc:  # vault key lost or unreadable: face off, card/PIN unchanged
+            self.face_problem = f"face vault: {exc}"
+            log.error("face stays off: %s", self.face_problem)
+            return
         self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin)
         sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, vouched)
         self.sweepers.append(lambda _now: sweeper.sweep())
@@ -483,7 +489,8 @@ class Gate:
         self._last_sweep = mono
         cutoff = self.moment.epoch - self.cfg.audit.retention_days * 86400
         try:
-            n = self.storage.audit.prune(cutoff)
+            keep = self.moment.epoch - self.cfg.audit.governance_retention_days * 86400
+            n = self.storage.audit.prune(cutoff, governance_older_than=keep)
             if n:
                 log.info("audit retention: pruned %d records", n)
         except Exception as exc:

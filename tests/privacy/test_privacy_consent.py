@@ -25,7 +25,7 @@ def test_consent_record_holds_everything_the_law_asks(privacy, storage, alice, c
     pseudonym = storage.residents.get(alice).pseudonym
     assert rec.pseudonym == pseudonym
     assert rec.notice_hash == hashlib.sha256(ticket.notice.text.encode()).hexdigest()
-    assert rec.notice_version == "2026.3" and rec.lang == "en"
+    assert rec.notice_version == "2026.4" and rec.lang == "en"
     assert rec.given_at == NOW and rec.retention_end == NOW + 200 * DAY
     assert rec.confirmed_by == "admin:li" and rec.channel == "admin_present"
     assert rec.minor is False and rec.guardian is None and rec.share_site_gates is False
@@ -328,7 +328,7 @@ def test_hash_tap_then_pin_opens_the_menu(privacy, alice, clock):
     menu.take_card(alice, clock())
     acts = [menu.feed(k, clock()) for k in "2468#7#1#"]
     assert [a.kind for a in acts if a][-3:] == ["ask_consent", "typing", "capture"]
-    assert acts[-3].detail == f"{privacy.settings.notice_lang} 2026.3"
+    assert acts[-3].detail == f"{privacy.settings.notice_lang} 2026.4"
     assert [a.pattern for a in acts if a][-3:] == ["face_question", "key", "face_needed"]
 
 

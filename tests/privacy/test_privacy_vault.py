@@ -3,17 +3,34 @@ binding to the installation, re-keying and integrity (law notes C10-C11, D14-D17
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest
+from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
+from nacl.exceptions import CryptoError
 from privacy_support import FakeClock, enrol, found, near, unit_vector
 
 from doorpi.privacy.enrolment import FacePrivacy
-from doorpi.privacy.vault import InstallationTransform, NoConsentError, TemplateVault
+from doorpi.privacy.vault import (
+    InstallationTransform,
+    NoConsentError,
+    TemplateVault,
+    VaultError,
+    _aad,
+)
 from doorpi.store import KeyError_, Storage
+
+
+def opens(wrapped: bytes, knonce: bytes, pseudonym: str, key: bytes) -> bool:
+    """Whether ``key`` unwraps a template key (as an attacker would try it)."""
+    try:
+        crypto_aead_xchacha20poly1305_ietf_decrypt(wrapped, _aad(pseudonym, b"key"), knonce, key)
+    except CryptoError:
+        return False
+    return True
 
 
 def stored_rows(storage: Storage) -> list[bytes]:
@@ -161,6 +178,10 @@ def test_database_copied_to_another_installation_does_not_match(
     db, keys = open_db(other / "doorpi.db"), DeviceSecrets.create(other / "keys")
     thief = Storage(db, keys, ResidentStore(db), AuditLog(db, keys.audit_key), other)
     try:
+        with pytest.raises(VaultError, match="holds no vault key for the 1 key id"):
+            TemplateVault(thief.db, other / "keys", thief.audit, clock)  # a fault, not afresh
+        (other / "keys" / "vault.key").write_bytes(os.urandom(32) + bytes(32))  # their own
+        thief.db.execute("DELETE FROM state WHERE key = 'vault_key_id'")
         v = TemplateVault(thief.db, other / "keys", thief.audit, clock)
         assert v.count() == 1
         assert v.identify(e).pseudonym is None
@@ -184,20 +205,55 @@ def test_rotate_rekeys_everything_and_old_key_no_longer_opens_it(
 ):
     e = unit_vector(12)
     enrol(privacy, alice, e)
-    old_key = (data_dir / "keys" / "vault.key").read_bytes()
+    old_key = privacy.vault._keys.current
+    slots_file = data_dir / "keys" / "vault.key"
+    assert old_key in slots_file.read_bytes()
+    inode = slots_file.stat().st_ino
     before = stored_rows(storage)
     assert privacy.vault.rotate(by="admin:test") == 1
-    assert (data_dir / "keys" / "vault.key").read_bytes() != old_key
-    assert not (data_dir / "keys" / "vault.key.next").exists()
+    assert old_key not in slots_file.read_bytes()  # overwritten, not just unlinked
+    assert slots_file.stat().st_ino == inode  # in place: no copy left in a freed block
+    assert slots_file.read_bytes().count(bytes(32)) == 1  # one live slot, one wiped
     assert privacy.identify(near(e, 0.05, 4), 0.45) == alice
     assert found(data_dir, before) == []  # old ciphertext and wrapped key are gone
     # The old key (say, from a stolen backup) opens nothing now.
     stolen = tmp_path / "stolen-keys"
     stolen.mkdir()
-    (stolen / "vault.key").write_bytes(old_key)
+    (stolen / "vault.key").write_bytes(old_key + bytes(32))
+    storage.db.execute("DELETE FROM state WHERE key = 'vault_key_id'")
     thief = TemplateVault(storage.db, stolen, storage.audit, clock)
     assert thief.identify(e).pseudonym is None
     assert thief.verify(storage.residents.get(alice).pseudonym, e) is None
+
+
+def test_every_deletion_rotates_the_vault_key(privacy, storage, alice, data_dir, clock):
+    bob = storage.residents.add("Bob Chen", clock(), keypad_id="202").id
+    enrol(privacy, alice, unit_vector(21))
+    enrol(privacy, bob, unit_vector(22))
+    key_before = privacy.vault._keys.current
+    pa = storage.residents.get(alice).pseudonym
+    knonce, wrapped = storage.db.execute(
+        "SELECT k.nonce, k.wrapped_key FROM face_template_keys k JOIN face_templates t "
+        "ON k.template_id = t.id WHERE t.pseudonym = ?",
+        [pa],
+    ).fetchone()
+    assert opens(wrapped, knonce, pa, key_before)
+    assert privacy.vault.delete(pa, reason="withdrawn", by="test")
+    assert privacy.vault._keys.current != key_before
+    assert key_before not in (data_dir / "keys" / "vault.key").read_bytes()
+    # Bob's template survives, re-wrapped under the new key; Alice's wrapped key
+    # (as a copy from a journal would hold it) no longer opens with any key there is.
+    assert privacy.identify(near(unit_vector(22), 0.05, 7), 0.45) == bob
+    slots = (data_dir / "keys" / "vault.key").read_bytes()
+    for key in (slots[:32], slots[32:]):
+        assert not opens(wrapped, knonce, pa, key)
+
+
+def test_replacing_a_template_rotates_the_vault_key(privacy, storage, alice):
+    enrol(privacy, alice, unit_vector(23))
+    before = privacy.vault._keys.current
+    enrol(privacy, alice, unit_vector(24))  # re-enrolment replaces the old template
+    assert privacy.vault._keys.current != before
 
 
 def test_rotation_by_the_admin_process_is_picked_up_by_the_gate(
@@ -257,32 +313,86 @@ def test_clock_fixture_is_the_vaults_clock(vault, clock: FakeClock):
 def test_a_crash_in_the_middle_of_a_rotation_loses_nothing(
     privacy, storage, alice, data_dir, clock, monkeypatch
 ):
-    import doorpi.privacy.vault as vault_mod
-
     e = unit_vector(17)
     enrol(privacy, alice, e)
-    real_replace = vault_mod.os.replace
+    root = privacy.vault.root
+    real_write = root.write_vault_slot
 
-    def crash(src: Path, dst: Path) -> None:
-        if Path(dst).name == "vault.key":  # power cut just after the database commit
+    def crash(slot: int, key: bytes) -> None:
+        if key == bytes(32):  # power cut just after the commit, before the old slot is wiped
             raise OSError("power cut")
-        real_replace(src, dst)
+        real_write(slot, key)
 
-    monkeypatch.setattr(vault_mod.os, "replace", crash)
+    monkeypatch.setattr(root, "write_vault_slot", crash)
     with pytest.raises(OSError, match="power cut"):
         privacy.vault.rotate(by="admin:test")
-    monkeypatch.setattr(vault_mod.os, "replace", real_replace)
-    assert (data_dir / "keys" / "vault.key.next").exists()
-    # The gate restarts: the committed rotation is adopted, the template still matches.
+    monkeypatch.undo()
+    slots = (data_dir / "keys" / "vault.key").read_bytes()
+    assert bytes(32) not in (slots[:32], slots[32:])  # both keys still there
+    # The gate restarts: the committed rotation is adopted, the old key wiped.
     again = TemplateVault(storage.db, data_dir / "keys", storage.audit, clock)
-    assert not (data_dir / "keys" / "vault.key.next").exists()
+    slots = (data_dir / "keys" / "vault.key").read_bytes()
+    assert bytes(32) in (slots[:32], slots[32:])
     assert again.identify(near(e, 0.05, 5)).accepted(0.45)
 
 
-def test_a_rotation_that_never_committed_is_forgotten(privacy, storage, alice, data_dir, clock):
+def test_a_rotation_that_never_committed_is_forgotten(
+    privacy, storage, alice, data_dir, clock, monkeypatch
+):
     e = unit_vector(18)
     enrol(privacy, alice, e)
-    (data_dir / "keys" / "vault.key.next").write_bytes(b"\x05" * 32)
+    current = privacy.vault._keys.current
+
+    def crash(*_a: object, **_k: object) -> None:
+        raise OSError("power cut")
+
+    # The new key is in the other slot, the database never committed its use.
+    import doorpi.privacy.vault as vault_mod
+
+    monkeypatch.setattr(vault_mod, "InstallationTransform", crash)
+    with pytest.raises(OSError, match="power cut"):
+        privacy.vault.rotate(by="admin:test")
+    monkeypatch.undo()
+    slots = (data_dir / "keys" / "vault.key").read_bytes()
+    assert current in slots and bytes(32) in slots  # rolled back: the new key wiped
+    (data_dir / "keys" / "vault.key").write_bytes(
+        slots.replace(bytes(32), b"\x05" * 32)  # as if the power cut came before the wipe
+    )
     again = TemplateVault(storage.db, data_dir / "keys", storage.audit, clock)
-    assert not (data_dir / "keys" / "vault.key.next").exists()
+    assert b"\x05" * 32 not in (data_dir / "keys" / "vault.key").read_bytes()
     assert again.identify(e).accepted(0.45)
+
+
+def test_a_vault_of_an_earlier_version_still_matches_and_converts(
+    privacy, storage, alice, data_dir, clock
+):
+    """One-key ``vault.key`` and the template map of before full labels: read once,
+    re-encrypted at the next rotation."""
+    from doorpi.privacy import vault as vault_mod
+
+    e = unit_vector(25)
+    pseudonym = storage.residents.get(alice).pseudonym
+    enrol(privacy, alice, e)
+    old = os.urandom(32)
+    # Re-encrypt the row as the earlier version did: its key, its (cut-label) map.
+    t = vault_mod.InstallationTransform(old, v1=True)
+    tkey, nonce, knonce = os.urandom(32), os.urandom(24), os.urandom(24)
+    ct = vault_mod.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        t.apply(e).tobytes(), vault_mod._aad(pseudonym, b"template"), nonce, tkey
+    )
+    wrapped = vault_mod.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        tkey, vault_mod._aad(pseudonym, b"key"), knonce, old
+    )
+    storage.db.execute("UPDATE face_templates SET nonce = ?, ciphertext = ?", [nonce, ct])
+    storage.db.execute(
+        "UPDATE face_template_keys SET vault_key_id = ?, nonce = ?, wrapped_key = ?",
+        [vault_mod.key_id(old), knonce, wrapped],
+    )
+    storage.db.execute("DELETE FROM state WHERE key IN ('vault_key_id', 'vault_transform_v1')")
+    (data_dir / "keys" / "vault.key").write_bytes(old)
+    again = TemplateVault(storage.db, data_dir / "keys", storage.audit, clock)
+    assert again.identify(near(e, 0.05, 8)).accepted(0.45)
+    assert again.rotate(by="admin:test") == 1
+    assert (data_dir / "keys" / "vault.key").stat().st_size == 64
+    fresh = TemplateVault(storage.db, data_dir / "keys", storage.audit, clock)
+    assert fresh.identify(near(e, 0.05, 9)).accepted(0.45)

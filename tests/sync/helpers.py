@@ -91,11 +91,19 @@ def resident(key: str, n: int, site: SiteKey | None = None, **kw: Any) -> Reside
 class GateRig:
     """One gate on disk (data dir, keys, database) paired with one site."""
 
-    def __init__(self, data_dir: Path, site: SiteKey, sink: MemorySink | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, site: SiteKey, sink: MemorySink | None = None, pia: bool = True
+    ) -> None:
         self.data_dir = data_dir
         self.site = site
         self.identity = GateIdentity.create(data_dir / "keys", "main-gate")
         self.storage = Storage.open(data_dir)
+        if pia:  # a gate that takes face templates has its impact assessment on file
+            from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
+
+            AssessmentRegistry(self.storage.db, self.storage.audit).record(
+                ImpactAssessment(**PIA_TEXT, author="DPO Li", created=T0)
+            )
         self.sink = sink
         self.now = T0
         self.importer = BundleImporter(self.storage, self.identity, RULES, sink, lambda: self.now)

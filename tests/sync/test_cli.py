@@ -215,6 +215,12 @@ def test_two_gates_share_a_face_through_the_commands(
     privacy.consent(ticket, "admin:li", share_site_gates=True)
     privacy.enrol(alice.id, unit(11))
     storage.close()
+    # The south gate takes face templates only with its own impact assessment on file.
+    south_store = Storage.open(load_config(Path(cfgs["south-gate"])).site.data_dir)
+    AssessmentRegistry(south_store.db, south_store.audit).record(
+        ImpactAssessment(**PIA_TEXT, author="DPO Li", created=1.0)
+    )
+    south_store.close()
 
     visit("north-gate")  # north seals Alice's template for the south gate
     assert len(list((stick / "doorpi" / "outbox").rglob("*.tpl"))) == 1

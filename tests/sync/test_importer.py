@@ -368,3 +368,26 @@ def test_read_only_stick_still_imports(rig: GateRig, site: SiteKey, tmp_path: Pa
     report, out = rig.importer.import_stick(stick)
     assert report.result == "applied" and out is None
     assert rig.importer.last_sequence() == 1
+
+
+def test_templates_at_a_gate_without_an_impact_assessment_are_skipped(
+    data_dir: Path, site: SiteKey
+) -> None:
+    """No impact assessment on file (PIPL 55-56): the templates are left out with the
+    reason in the report, the roster applies; once one is recorded they arrive."""
+    rig = GateRig(data_dir, site, MemorySink(), pia=False)
+    b = rig.bundle(1, [resident("a-1", 1, site, share_with_site_gates=True)],
+                   templates=(template("a-1", rig.peer, rig.identity),))  # fmt: skip
+    rep = rig.apply(b)
+    assert rep.result == "applied" and rep.changes["templates_stored"] == 0
+    assert rep.skipped == {"no_impact_assessment": 1}
+    assert rig.sink.stored == {} and len(rig.storage.residents.all()) == 1
+    from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
+    from sync.helpers import PIA_TEXT
+
+    AssessmentRegistry(rig.storage.db, rig.storage.audit).record(
+        ImpactAssessment(**PIA_TEXT, author="DPO Li", created=rig.now)
+    )
+    b2 = rig.bundle(2, [resident("a-1", 1, site, share_with_site_gates=True)],
+                    templates=(template("a-1", rig.peer, rig.identity),))  # fmt: skip
+    assert rig.apply(b2).changes["templates_stored"] == 1

@@ -41,9 +41,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CliError("; ".join(problems))
     for w in config_warnings(cfg):
         print(f"WARNING: {w}")
-    ways = " | ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
-    face = "on" if cfg.face.enabled else "off"
+    # A placeholder controller is a settings error (exit 1); a missing impact
+    # assessment or the like is the gate's state, a warning (face stays off).
     problem = placeholder_problem(cfg) if cfg.face.enabled else None
+    face_problem = problem or _face_problem(cfg)
+    if face_problem and not problem:
+        print(f"WARNING: face cannot be on: {face_problem}")
+    face = "on" if cfg.face.enabled else "off"
+    if face_problem:
+        face = "off: it cannot be on until the problem named here is solved"
+    ways = " | ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
     print(
         f"{args.config}: ok (door {cfg.door.name!r}: {ways}; "
         f"{len(cfg.schedules)} schedules; face {face})"
@@ -108,6 +115,27 @@ def cmd_show(args: argparse.Namespace) -> int:
     if intake and intake.result == "rejected":
         print(f"WARNING: the installer's boot file was rejected: {intake.reason}")
     return 0
+
+
+def _face_problem(cfg: common.Config) -> str | None:
+    """Why the gate would keep face off (no impact assessment stored, ...), read-only."""
+    if not cfg.face.enabled:
+        return None
+    from doorpi.privacy.enrolment import face_enable_problem
+    from doorpi.store import DB_NAME
+    from doorpi.store.db import open_readonly
+
+    path = cfg.site.data_dir / DB_NAME
+    if not path.exists():
+        return (
+            "face.enabled = true needs an impact assessment first, and this gate has no "
+            "database yet: run `doorpi pia record --file FILE` (PIPL 55-56)"
+        )
+    db = open_readonly(path)
+    try:
+        return face_enable_problem(cfg, db)
+    finally:
+        db.conn.close()
 
 
 def cmd_default(args: argparse.Namespace) -> int:

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_rotate(ks)  # `keys rotate [--revoke]`: the face vault key (doorpi.privacy)
     ks.add_parser("init", help="create the gate's key pairs (once)").set_defaults(func=cmd_init)
+    tpm = ks.add_parser("use-tpm", help="move the device key and face vault key into a TPM 2.0")
+    tpm.add_argument("--tcti", default="device:/dev/tpmrm0", help="TPM access (tpm2-tss TCTI)")
+    tpm.set_defaults(func=cmd_use_tpm)
     show = ks.add_parser("show", help="fingerprint, trusted site, last bundle")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
@@ -71,6 +74,25 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     print(f"gate {gate_name(cfg, gate.fingerprint)!r}: keys created in {cfg.keys_dir}")
     print(f"gate fingerprint: {pretty(gate.fingerprint)}")
+    return 0
+
+
+def cmd_use_tpm(args: argparse.Namespace) -> int:
+    """Move the key root into the TPM (doorpi.store.keyroot.move_to_tpm). Run with
+    the gate stopped; the vault is opened first so an earlier version's key file is
+    recorded for conversion."""
+    from doorpi.privacy.vault import TemplateVault, VaultError
+    from doorpi.store.keyroot import KeyRootError, move_to_tpm
+
+    cfg = common.config(args)
+    store = common.storage(cfg)
+    try:
+        TemplateVault(store.db, cfg.keys_dir, store.audit)
+        root = move_to_tpm(cfg.keys_dir, args.tcti)
+    except (KeyRootError, VaultError) as exc:
+        raise CliError(str(exc)) from None
+    common.audit_admin(store, "keys_use_tpm", tcti=args.tcti)
+    print(f"key root: {root.holds()}")
     return 0
 
 

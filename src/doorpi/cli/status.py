@@ -50,6 +50,7 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
         "clock_floor": clock["floor"],
         "clock_floor_local": clock["floor_local"],
         "face_enabled": cfg.face.enabled,
+        "key_root": _key_root_line(cfg),
         "warnings": [],
     }
     from doorpi.privacy.report import face_status
@@ -94,6 +95,16 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
             f"{intake.reason}"
         )
     return info
+
+
+def _key_root_line(cfg: common.Config) -> str:
+    """Where the keys live and what a copy of the SD card reveals (docs/keys.md)."""
+    from doorpi.store.keyroot import KeyRootError, open_root
+
+    try:
+        return open_root(cfg.keys_dir).holds()
+    except KeyRootError as exc:
+        return f"FAULT: {exc}"
 
 
 def _lockout_info(db: Any, now: float) -> dict[str, Any]:

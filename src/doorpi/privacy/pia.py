@@ -126,6 +126,15 @@ def require_assessment(db: sqlite_utils.Database) -> ImpactAssessment:
     return pia
 
 
+def assessment_problem(db: sqlite_utils.Database) -> str | None:
+    """Why face data may not be processed here (no assessment, or one altered), or None."""
+    try:
+        require_assessment(db)
+    except AssessmentError as exc:
+        return str(exc)
+    return None
+
+
 def as_dict(pia: ImpactAssessment) -> dict[str, Any]:
     return {**asdict(pia), "digest": pia.digest}
 
@@ -137,5 +146,6 @@ __all__ = [
     "AssessmentRegistry",
     "ImpactAssessment",
     "as_dict",
+    "assessment_problem",
     "require_assessment",
 ]

@@ -3,11 +3,15 @@
 Why this shape (law notes D14-D17, C10-C11):
 
 * Each template is encrypted (XChaCha20-Poly1305) under its **own** random
-  key; that key is wrapped by the installation's **vault key**, a 32-byte
-  file in the keys directory (0600), never in the database. Deleting a
-  template deletes its wrapped key and its ciphertext (crypto-shredding),
-  with ``secure_delete`` and a truncating WAL checkpoint so the bytes are
-  physically gone from the database file and the WAL.
+  key; that key is wrapped by the installation's **vault key**, kept by the
+  key root (doorpi.store.keyroot: a TPM's NV memory, or the two-slot file
+  ``keys/vault.key``), never in the database. Deleting a template deletes its
+  wrapped key and its ciphertext, with ``secure_delete``, VACUUM and a
+  truncating WAL checkpoint, **and rotates the vault key**: the remaining
+  templates are re-encrypted under a new key, the old key is overwritten. A
+  copy of the deleted rows that survives in a file system journal or on flash
+  is then wrapped by a key that no longer exists (docs/keys.md says where that
+  holds and where it is best effort).
 * Before encryption the embedding is turned by a secret orthogonal map
   derived from the vault key (`InstallationTransform`). Cosine scores are
   unchanged here, but a template decrypted and carried to another
@@ -44,13 +48,14 @@ from nacl.exceptions import CryptoError
 from nacl.hash import blake2b
 
 from doorpi.store.audit import AuditLog
-from doorpi.store.secrets import derive, write_secret_file
+from doorpi.store.db import get_state
+from doorpi.store.keyroot import EMPTY, KeyRootError, derive, derive_v1, open_root
 
 EMBEDDING_DIM = 128
 TEMPLATE_BYTES = EMBEDDING_DIM * 4
 NONCE_BYTES = 24
-VAULT_KEY_FILE = "vault.key"
-VAULT_KEY_NEXT = "vault.key.next"
+STATE_KEY = "vault_key_id"  # which slot's key is current (set in the re-encryption's commit)
+STATE_V1 = "vault_transform_v1"  # key id whose templates use the map of earlier versions
 _FORMAT = b"doorpi-face-v1"
 MAX_FALSE_MATCHES = 1000  # reports remembered for the sync
 
@@ -92,8 +97,11 @@ class InstallationTransform:
     across numpy versions.
     """
 
-    def __init__(self, vault_key: bytes, dim: int = EMBEDDING_DIM, reflections: int = 8) -> None:
-        seed = derive(vault_key, "face-transform")
+    def __init__(
+        self, vault_key: bytes, dim: int = EMBEDDING_DIM, reflections: int = 8, v1: bool = False
+    ) -> None:
+        # v1: the seed of versions before full derivation labels (stored templates only)
+        seed = (derive_v1 if v1 else derive)(vault_key, "face-transform")
         raw = np.frombuffer(_xof(seed, "householder", reflections * dim * 4), np.uint32)
         v = raw.astype(np.float64).reshape(reflections, dim) / 2**32 - 0.5
         self._v = v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -132,30 +140,33 @@ def check_embedding(embedding: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class VaultKeys:
-    """The installation's vault key, plus the next one during a rotation."""
+    """The current vault key and its slot, plus the other slot's key while a
+    crashed rotation left one that rows may still use."""
 
     current: bytes
-    pending: bytes | None = None
+    slot: int = 0
+    other: bytes | None = None
 
     def by_id(self, kid: str) -> bytes | None:
-        for k in (self.current, self.pending):
+        for k in (self.current, self.other):
             if k is not None and key_id(k) == kid:
                 return k
         return None
 
     @classmethod
-    def load_or_create(cls, keys_dir: Path) -> VaultKeys:
-        path = keys_dir / VAULT_KEY_FILE
-        if not path.exists():
-            write_secret_file(path, os.urandom(32))
-        current = path.read_bytes()
-        if len(current) != 32:
-            raise VaultError(f"{path}: vault key must be 32 bytes, found {len(current)}")
-        nxt = keys_dir / VAULT_KEY_NEXT
-        pending = nxt.read_bytes() if nxt.exists() else None
-        if pending is not None and len(pending) != 32:
-            pending = None
-        return cls(current, pending)
+    def read(cls, slots: tuple[bytes, bytes], current_id: str | None) -> VaultKeys | None:
+        """The keys as the slots and the database's ``vault_key_id`` say, or None
+        when no slot holds that key (or none is stored and both slots are empty)."""
+        live = [i for i in (0, 1) if slots[i] != EMPTY]
+        if current_id is not None:
+            cur = [i for i in live if key_id(slots[i]) == current_id]
+        else:
+            cur = live[:1]
+        if not cur:
+            return None
+        i = cur[0]
+        other = slots[1 - i] if (1 - i) in live else None
+        return cls(slots[i], i, other)
 
 
 @dataclass(frozen=True)
@@ -229,11 +240,17 @@ class TemplateVault:
         self.keys_dir = keys_dir
         self.audit = audit
         self.clock = clock or time.time
-        self._keys = VaultKeys.load_or_create(keys_dir)
-        self._finish_rotation()
+        try:
+            self.root = open_root(keys_dir)
+        except KeyRootError as exc:
+            raise VaultError(str(exc)) from None
+        self._lock = threading.RLock()
+        try:
+            self._keys = self._open_keys()
+        except KeyRootError as exc:  # a TPM that refuses a write, a key file that cannot be
+            raise VaultError(str(exc)) from None
         self._transforms: dict[str, InstallationTransform] = {}
         self._cache = _Cache()
-        self._lock = threading.RLock()
 
     @property
     def _transform(self) -> InstallationTransform:
@@ -243,13 +260,74 @@ class TemplateVault:
     def _transform_for(self, key: bytes) -> InstallationTransform:
         kid = key_id(key)
         if kid not in self._transforms:
-            self._transforms = {kid: InstallationTransform(key)}  # keep one: old keys go
+            v1 = get_state(self.db, STATE_V1) == kid
+            self._transforms = {kid: InstallationTransform(key, v1=v1)}  # keep one: old keys go
         return self._transforms[kid]
 
+    def _slots(self) -> tuple[bytes, bytes]:
+        try:
+            return self.root.read_vault_slots()
+        except KeyRootError as exc:
+            raise VaultError(str(exc)) from None
+
+    def _used_ids(self, conn: sqlite3.Connection) -> set[str]:
+        return {r[0] for r in conn.execute("SELECT DISTINCT vault_key_id FROM face_template_keys")}
+
+    def _open_keys(self) -> VaultKeys:
+        """The vault keys at start: a first key is made on first use; a slot a crashed
+        rotation left behind (no row and not current) is wiped; the key file of
+        earlier versions (one key, old template map) is recorded for conversion.
+
+        VaultError when the database holds templates and no slot has their key."""
+        conn = self.db.conn
+        try:
+            return self._open_keys_rw(conn)
+        except sqlite3.OperationalError:  # read-only or full partition: read what is there
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            keys = VaultKeys.read(self._slots(), get_state(self.db, STATE_KEY))
+            return keys or VaultKeys(EMPTY)
+
+    def _open_keys_rw(self, conn: sqlite3.Connection) -> VaultKeys:
+        conn.execute("BEGIN IMMEDIATE")  # no rotation in another process meanwhile
+        try:
+            slots = self._slots()
+            used = self._used_ids(conn)
+            want = get_state(self.db, STATE_KEY)
+            if want is None:  # a first start, or a vault of an earlier version
+                by_use = [i for i in (0, 1) if slots[i] != EMPTY and key_id(slots[i]) in used]
+                if by_use:
+                    want = key_id(slots[by_use[0]])
+                    if self.root.legacy_vault():
+                        conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
+                                     [STATE_V1, want])  # fmt: skip
+            keys = VaultKeys.read(slots, want)
+            if keys is None:
+                if used:
+                    raise VaultError(
+                        f"{self.root.kind} key root holds no vault key for the {len(used)} "
+                        "key id(s) the face templates are wrapped with: restore keys/ with "
+                        "doorpi.db from the same backup (docs/recovery.md)"
+                    )
+                new = os.urandom(32)
+                self.root.write_vault_slot(0, new)
+                keys = VaultKeys(new, 0)
+            conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
+                         [STATE_KEY, key_id(keys.current)])  # fmt: skip
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if keys.other is not None and key_id(keys.other) not in used:
+            self.root.write_vault_slot(1 - keys.slot, EMPTY)  # left by a crashed rotation
+            keys = VaultKeys(keys.current, keys.slot)
+        return keys
+
     def _reload_keys(self) -> None:
-        """Another process (`doorpi keys rotate`) may have replaced the vault key."""
-        fresh = VaultKeys.load_or_create(self.keys_dir)
-        if fresh != self._keys:
+        """Another process (`doorpi keys rotate`, a withdrawal) may have rotated."""
+        fresh = VaultKeys.read(self._slots(), get_state(self.db, STATE_KEY))
+        if fresh is not None and fresh != self._keys:
             self._keys = fresh
             self._cache = _Cache()
 
@@ -259,22 +337,6 @@ class TemplateVault:
             self._reload_keys()
             key = self._keys.by_id(kid)
         return key
-
-    def _finish_rotation(self) -> None:
-        """After a crash mid-rotation: adopt the new key if the database already
-        uses it, else forget it (the rotation never committed)."""
-        pending = self._keys.pending
-        if pending is None:
-            return
-        used = self.db.execute(
-            "SELECT count(*) FROM face_template_keys WHERE vault_key_id = ?", [key_id(pending)]
-        ).fetchone()[0]
-        if used:
-            os.replace(self.keys_dir / VAULT_KEY_NEXT, self.keys_dir / VAULT_KEY_FILE)
-            self._keys = VaultKeys(pending)
-        else:
-            (self.keys_dir / VAULT_KEY_NEXT).unlink(missing_ok=True)
-            self._keys = VaultKeys(self._keys.current)
 
     # ------------------------------------------------------------ storing
 
@@ -510,12 +572,19 @@ class TemplateVault:
         return bool(n)
 
     def purge(self) -> None:
-        """Make deletions physical: overwrite freed pages and empty the WAL.
+        """Make deletions physical: rotate the vault key (the templates kept are
+        re-encrypted under a new key, the old key is overwritten in its root),
+        then overwrite freed pages and empty the WAL.
 
         ``secure_delete`` (set by open_db) zeroes deleted cells; VACUUM
         rebuilds the file without free pages; a TRUNCATE checkpoint copies
         the WAL into the database and cuts the WAL file to zero bytes.
         """
+        self._rotate(revoke=False)
+        self._vacuum()
+        self.root.scrub()
+
+    def _vacuum(self) -> None:
         conn = self.db.conn
         conn.execute("PRAGMA secure_delete=ON")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -526,38 +595,56 @@ class TemplateVault:
 
     def rotate(self, revoke: bool = False, by: str = "admin") -> int:
         """New vault key and transform; re-encrypt every template, or with
-        ``revoke`` delete them all. Returns how many templates were kept.
-
-        Crash-safe: the new key is written as ``vault.key.next`` first and is
-        accepted for unwrapping until it replaces ``vault.key``.
-        """
+        ``revoke`` delete them all. Returns how many templates were kept."""
         now = self.clock()
+        kept, dropped = self._rotate(revoke)
+        self._vacuum()
+        self.root.scrub()
+        for pseudonym in dropped:
+            self.audit.append(
+                "face_template_rejected",
+                {"pseudonym": pseudonym[:8], "reason": "integrity", "detail": "at key rotation"},
+                ts=now,
+            )
+        revoked = len(dropped) if not revoke else len(dropped) + kept
+        self.audit.append(
+            "face_keys_rotated",
+            {"revoked": revoked, "kept": 0 if revoke else kept, "by": by},
+            ts=now,
+        )
+        return 0 if revoke else kept
+
+    def _rotate(self, revoke: bool) -> tuple[int, list[str]]:
+        """(templates re-encrypted, pseudonyms dropped as unreadable).
+
+        Crash-safe: under the database's write lock the new key goes to the
+        *other* slot first; the re-encryption and the new ``vault_key_id``
+        commit together; then the old slot is overwritten. A crash before the
+        commit leaves the old key current (the new slot is wiped at the next
+        start), after it the new one (the old slot is wiped at the next start).
+        With ``revoke`` every template is deleted (returned as re-encrypted
+        count, nothing dropped)."""
         with self._lock:
-            if revoke:
-                n = self.db.conn.execute("DELETE FROM face_templates").rowcount
-                new = os.urandom(32)
-                write_secret_file(self.keys_dir / VAULT_KEY_FILE, new)
-                self._keys = VaultKeys(new)
-                self._cache = _Cache()
-                self.purge()
-                self.audit.append("face_keys_rotated", {"revoked": n, "kept": 0, "by": by}, ts=now)
-                return 0
-            self._reload_keys()
             conn = self.db.conn
-            # One write transaction from read to re-encryption: no template can be
-            # stored under the old key meanwhile by another process.
             conn.execute("BEGIN IMMEDIATE")
             dropped: list[str] = []
+            n = 0
             try:
+                self._reload_keys()
+                old_slot = self._keys.slot
                 rows = conn.execute(
                     "SELECT t.pseudonym, t.nonce, t.ciphertext, k.vault_key_id, k.nonce, "
                     "k.wrapped_key, t.id FROM face_templates t "
                     "JOIN face_template_keys k ON k.template_id = t.id ORDER BY t.id"
                 ).fetchall()
-                plain = [(r[6], r[0], self._decrypt_row(r[:6], log=False)) for r in rows]
+                if revoke:
+                    n = conn.execute("DELETE FROM face_templates").rowcount
+                    plain: list[tuple[int, str, np.ndarray | None]] = []
+                else:
+                    plain = [(r[6], r[0], self._decrypt_row(r[:6], log=False)) for r in rows]
                 new = os.urandom(32)
-                write_secret_file(self.keys_dir / VAULT_KEY_NEXT, new)
-                self._keys = VaultKeys(self._keys.current, new)
+                self.root.write_vault_slot(1 - old_slot, new)
+                self._keys = VaultKeys(self._keys.current, old_slot, new)
                 transform = InstallationTransform(new)
                 for tid, pseudonym, e in plain:
                     if e is None:  # unreadable: cannot be re-keyed, so it goes
@@ -580,31 +667,27 @@ class TemplateVault:
                         "wrapped_key = ? WHERE template_id = ?",
                         [key_id(new), knonce, wrapped, tid],
                     )
+                conn.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
+                             [STATE_KEY, key_id(new)])  # fmt: skip
+                conn.execute("DELETE FROM state WHERE key = ?", [STATE_V1])
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
-                (self.keys_dir / VAULT_KEY_NEXT).unlink(missing_ok=True)
-                self._keys = VaultKeys(self._keys.current)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if self._keys.other is not None:
+                    self.root.write_vault_slot(1 - self._keys.slot, EMPTY)
+                self._keys = VaultKeys(self._keys.current, self._keys.slot)
                 raise
-            os.replace(self.keys_dir / VAULT_KEY_NEXT, self.keys_dir / VAULT_KEY_FILE)
-            self._keys = VaultKeys(new)
+            self.root.write_vault_slot(old_slot, EMPTY)  # the old key stops existing
+            self._keys = VaultKeys(new, 1 - old_slot)
+            self._transforms = {}
             self._cache = _Cache()
-            self.purge()
-        for pseudonym in dropped:
-            self.audit.append(
-                "face_template_rejected",
-                {"pseudonym": pseudonym[:8], "reason": "integrity", "detail": "at key rotation"},
-                ts=now,
-            )
-        kept = len(plain) - len(dropped)
-        self.audit.append(
-            "face_keys_rotated", {"revoked": len(dropped), "kept": kept, "by": by}, ts=now
-        )
-        return kept
+        return (n if revoke else len(plain) - len(dropped)), dropped
 
 
 __all__ = [
     "EMBEDDING_DIM",
+    "STATE_KEY",
     "InstallationTransform",
     "NoConsentError",
     "TemplateInfo",

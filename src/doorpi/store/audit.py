@@ -5,7 +5,9 @@ canonical JSON, keyed with the device's audit key. Editing, reordering or
 deleting a record in the middle breaks the chain, which `verify` reports with
 the first bad sequence number. Pruning old records (retention) moves a signed
 anchor forward so the chain still verifies from the oldest kept record.
-Triggers refuse UPDATE and out-of-order DELETE as a second line.
+Triggers refuse UPDATE and out-of-order DELETE as a second line. Governance
+records (`GOVERNANCE_KINDS`) outlive the entry log's retention in their own
+table, each with its chain link, and are verified one by one.
 Records never hold card identifiers, PINs, images or embeddings.
 """
 
@@ -24,6 +26,30 @@ from nacl.hash import blake2b
 from doorpi.store.db import get_state, set_state
 
 GENESIS = "0" * 64
+
+# Processing records (PIPL 55-56, law notes F20): kept for
+# ``audit.governance_retention_days`` (at least a year), apart from the entry log's
+# short retention. Everything an admin does is an "admin" record.
+GOVERNANCE_KINDS = frozenset({
+    "admin",
+    "impact_assessment_recorded",
+    "face_consent_recorded",
+    "face_consent_withdrawn",
+    "face_refused",
+    "face_enrolment_started",
+    "face_enrolment_refused",
+    "face_enrolled",
+    "face_template_stored",
+    "face_template_received",
+    "face_template_deleted",
+    "face_templates_cleared",
+    "face_template_expired",
+    "face_template_rejected",
+    "face_keys_rotated",
+    "face_card_written",
+    "face_hands_free_suspended",
+    "resident_report_exported",
+})  # fmt: skip
 
 
 def _canonical(seq: int, ts: float, kind: str, data: dict[str, Any]) -> bytes:
@@ -108,6 +134,17 @@ class AuditLog:
         for seq, ts, kind, data in self.db.execute(sql, params).fetchall():
             yield AuditRecord(seq, ts, kind, json.loads(data))
 
+    def governance(self) -> list[AuditRecord]:
+        """Processing records, oldest first: those already moved out of the entry log
+        (kept for the governance period) and those still in it."""
+        marks = ",".join("?" * len(GOVERNANCE_KINDS))
+        rows = self.db.execute(
+            "SELECT seq, ts, kind, data FROM governance_records UNION "
+            f"SELECT seq, ts, kind, data FROM audit WHERE kind IN ({marks}) ORDER BY seq",
+            sorted(GOVERNANCE_KINDS),
+        ).fetchall()
+        return [AuditRecord(s, t, k, json.loads(d)) for s, t, k, d in rows]
+
     def tail(self, n: int) -> list[AuditRecord]:
         rows = self.db.execute(
             "SELECT seq, ts, kind, data FROM audit ORDER BY seq DESC LIMIT ?", [n]
@@ -131,6 +168,15 @@ class AuditLog:
                 return VerifyResult(False, checked, seq, f"record {seq} was altered")
             prev_seq, prev = seq, h
             checked += 1
+        for seq, ts, kind, data, prev_h, h in self.db.execute(
+            "SELECT seq, ts, kind, data, prev_hash, hash FROM governance_records ORDER BY seq"
+        ):
+            try:
+                parsed = json.loads(data)
+            except ValueError:
+                parsed = None
+            if parsed is None or self._link(prev_h, seq, ts, kind, parsed) != h:
+                return VerifyResult(False, checked, seq, f"governance record {seq} was altered")
         if anchor:
             upto = json.loads(anchor)[0]
             vouched = self.db.execute(
@@ -142,8 +188,12 @@ class AuditLog:
                 return VerifyResult(False, checked, upto, "records were cut from the start")
         return VerifyResult(True, checked)
 
-    def prune(self, older_than: float) -> int:
-        """Delete records with ts < older_than; keep the chain verifiable."""
+    def prune(self, older_than: float, governance_older_than: float | None = None) -> int:
+        """Delete records with ts < older_than; keep the chain verifiable.
+
+        Governance records (`GOVERNANCE_KINDS`) among them move to the
+        ``governance_records`` table with their chain link, and are deleted only
+        once older than ``governance_older_than`` (None: never)."""
         with self._lock:
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
@@ -156,10 +206,26 @@ class AuditLog:
                     conn.execute("COMMIT")
                     return 0
                 upto, h = row
+                anchor = get_state(self.db, "audit_anchor")
+                first_prev = json.loads(anchor)[1] if anchor else GENESIS
+                marks = ",".join("?" * len(GOVERNANCE_KINDS))
+                conn.execute(
+                    "INSERT OR IGNORE INTO governance_records(seq, ts, kind, data, prev_hash, "
+                    "hash) SELECT seq, ts, kind, data, COALESCE(prev, ?), hash FROM (SELECT "
+                    "seq, ts, kind, data, hash, LAG(hash) OVER (ORDER BY seq) AS prev FROM "
+                    f"audit WHERE seq <= ?) WHERE kind IN ({marks})",
+                    [first_prev, upto, *sorted(GOVERNANCE_KINDS)],
+                )
                 set_state(self.db, "audit_prune_upto", str(upto))
                 n = conn.execute("DELETE FROM audit WHERE seq <= ?", [upto]).rowcount
                 set_state(self.db, "audit_anchor", json.dumps([upto, h]))
                 set_state(self.db, "audit_prune_upto", "0")
+                if governance_older_than is not None:
+                    set_state(self.db, "governance_prune_before", repr(governance_older_than))
+                    conn.execute(
+                        "DELETE FROM governance_records WHERE ts < ?", [governance_older_than]
+                    )
+                    set_state(self.db, "governance_prune_before", "0")
                 conn.execute("COMMIT")
             except BaseException:
                 # After SQLITE_FULL or an I/O error SQLite has already rolled back; a

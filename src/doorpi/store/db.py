@@ -148,6 +148,25 @@ MIGRATIONS: list[str] = [
         duress_pin_hash TEXT
     );
     """,
+    # 6: governance records (doorpi.store.audit.GOVERNANCE_KINDS: consent, enrolment,
+    # withdrawal, deletion, admin actions) kept for their own period when the entry
+    # log is pruned; each row keeps its chain link (prev_hash) so it stays verifiable.
+    """
+    CREATE TABLE governance_records (
+        seq INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TRIGGER governance_no_update BEFORE UPDATE ON governance_records
+    BEGIN SELECT RAISE(ABORT, 'governance records are append-only'); END;
+    CREATE TRIGGER governance_prune_only_old BEFORE DELETE ON governance_records
+    WHEN OLD.ts >= COALESCE((SELECT CAST(value AS REAL) FROM state
+                             WHERE key = 'governance_prune_before'), 0)
+    BEGIN SELECT RAISE(ABORT, 'governance records are kept for their retention period'); END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

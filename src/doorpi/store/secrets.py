@@ -1,7 +1,7 @@
 """The gate's device secret and the keys derived from it.
 
-One 32-byte random master key in ``<data_dir>/keys/device.key`` (0600, in a
-0700 directory). Purpose keys are derived with keyed BLAKE2b so that a leak of
+One 32-byte random master key, kept by the key root (doorpi.store.keyroot:
+``<data_dir>/keys/device.key``, 0600 in a 0700 directory, or a TPM's NV memory). Purpose keys are derived with keyed BLAKE2b so that a leak of
 one (say, card hashes in an export) says nothing about another:
 
 * ``card``: keyed hash of card identifiers (the database never holds a UID);
@@ -16,10 +16,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nacl.encoding import RawEncoder
-from nacl.hash import blake2b
-
 from doorpi.fsutil import write_atomic
+from doorpi.store.keyroot import KeyRootError, derive, open_root
+
+__all__ = ["DeviceSecrets", "KeyError_", "derive", "write_secret_file"]
 
 
 class KeyError_(RuntimeError):
@@ -31,16 +31,6 @@ def write_secret_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
     write_atomic(path, data, 0o600)
-
-
-def derive(master: bytes, purpose: str, size: int = 32) -> bytes:
-    return blake2b(
-        b"",
-        digest_size=size,
-        key=master,
-        person=f"doorpi:{purpose}"[:16].encode().ljust(16, b"\0"),
-        encoder=RawEncoder,
-    )
 
 
 @dataclass(frozen=True)
@@ -72,11 +62,16 @@ class DeviceSecrets:
         exist, KeyError_ (naming the file) when it cannot be read or is not 32 bytes."""
         path = keys_dir / "device.key"
         try:
-            data = path.read_bytes()
+            root = open_root(keys_dir)
+            data = root.read_master()
         except FileNotFoundError:
             raise
+        except KeyRootError as exc:
+            raise KeyError_(str(exc)) from None
         except OSError as exc:
             raise KeyError_(f"{path}: cannot read device key: {exc.strerror or exc}") from None
+        if data is None:
+            raise FileNotFoundError(f"{root.kind} key root holds no device master")
         if len(data) != 32:
             raise KeyError_(f"{path}: device key must be 32 bytes, found {len(data)}")
         return cls(data)
@@ -84,7 +79,10 @@ class DeviceSecrets:
     @classmethod
     def create(cls, keys_dir: Path) -> DeviceSecrets:
         """Write a new random device key (first boot only: the caller checks)."""
-        write_secret_file(keys_dir / "device.key", os.urandom(32))
+        try:
+            open_root(keys_dir).write_master(os.urandom(32))
+        except KeyRootError as exc:
+            raise KeyError_(str(exc)) from None
         return cls.load(keys_dir)
 
     @classmethod

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from doorpi import __version__ as doorpi_version
 from doorpi.core.clock import ClockGuard
 from doorpi.fsutil import write_atomic
+from doorpi.privacy.pia import assessment_problem
 from doorpi.store import Storage
 from doorpi.store.credentials import card_hash, hash_pin
 from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
@@ -549,9 +550,15 @@ class BundleImporter:
                 self._step()
             ch.pins_hashed = len(plan.pin_hashes)
 
+            # No template without a stored impact assessment (PIPL 55-56): skipped
+            # with the reason in the report; the rest of the bundle applies.
+            no_pia = bool(bundle.templates) and assessment_problem(self.db) is not None
             for i, t in enumerate(bundle.templates):
                 if self.sink is None:
                     ch.skip("face_off")
+                    continue
+                if no_pia:
+                    ch.skip("no_impact_assessment")
                     continue
                 where = f"templates[{i}] ({t.resident})"
                 pseudonym = pseudonyms[mapping[t.resident]]
