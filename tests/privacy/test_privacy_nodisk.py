@@ -65,7 +65,7 @@ AssessmentRegistry(store.db, store.audit).record(ImpactAssessment(
     impact="Leak or misuse of templates; false accepts.",
     measures="Consent, encrypted on-device templates, retention, audit.",
     author="test", created=1.0e9))
-privacy = FacePrivacy(store, vault, PrivacySettings(), SiteIdentity("S", "Ctrl Co.", "+86 1"))
+privacy = FacePrivacy(store, vault, PrivacySettings(), SiteIdentity("S", "Ctrl Co.", "+86 10 5555 0100"))
 alice = store.residents.add("Alice", 1.0e9).id
 
 def embeddings(person, want):

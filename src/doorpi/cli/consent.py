@@ -2,13 +2,13 @@
 
 Admin side of consent (the resident present), withdrawal, refusal, the
 resident's report, the retention sweep, and re-keying of the template vault.
-Every command is written to the audit log with the admin's login name.
+Every command needs a signed-in operator (`doorpi.cli.operator`), whom the
+audit log and the consent record name; never the login name.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -66,10 +66,8 @@ def add_rotate(keys_sub: argparse._SubParsersAction) -> None:
 
 
 def _who() -> str:
-    try:
-        return f"admin:{getpass.getuser()}"
-    except Exception:
-        return "admin:unknown"
+    """The signed-in operator (`doorpi.cli.operator.authorise` ran first)."""
+    return common.who()
 
 
 def _privacy(args: argparse.Namespace):

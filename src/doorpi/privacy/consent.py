@@ -126,6 +126,12 @@ class ConsentRegistry:
                 f"the retention period must be 1 to {max_retention_days} days, "
                 f"got {retention_days}: never unlimited"
             )
+        minor = minor or resident.minor  # the resident record says so: no one can un-say it here
+        if minor and channel != "admin_present":
+            raise ConsentError(
+                f"resident {resident.id} is under 14: a parent or guardian consents with the "
+                "admin present, never at the gate"
+            )
         if minor and not (guardian and guardian.strip()):
             raise ConsentError("a resident under 14 needs a parent's or guardian's consent")
         if share_site_gates and not allow_site_sharing:
@@ -222,6 +228,11 @@ class ConsentRegistry:
             raise ConsentError("the consent's retention period has ended")
         if origin.minor and not (origin.guardian and origin.guardian.strip()):
             raise ConsentError("a resident under 14 needs a parent's or guardian's consent")
+        row = conn.execute(
+            "SELECT minor FROM residents WHERE pseudonym = ?", [pseudonym]
+        ).fetchone()
+        if row is not None and row[0] and not origin.minor:
+            raise ConsentError("the resident is under 14 and the consent has no guardian")
         conn.execute(
             "UPDATE face_consents SET withdrawn_at = ?, withdrawn_by = 'superseded' "
             "WHERE pseudonym = ? AND withdrawn_at IS NULL",

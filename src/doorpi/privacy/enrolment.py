@@ -122,6 +122,11 @@ class FacePrivacy:
         resident = self._resident(resident_id)
         if not resident.active:
             raise EnrolmentError(f"resident {resident_id} is disabled")
+        if resident.minor and channel != "admin_present":  # PIPL 31: never alone at the gate
+            raise EnrolmentError(
+                f"resident {resident_id} is under 14: face enrolment only with a parent or "
+                "guardian and the admin present"
+            )
         ticket = EnrolmentTicket(resident_id, channel, self.notice("consent", lang), self.clock())
         self._log("face_enrolment_started", resident_id=resident_id, channel=channel, by=by,
                   notice_version=ticket.notice.version)  # fmt: skip
@@ -197,7 +202,7 @@ class FacePrivacy:
         """May the gate offer face enrolment to this resident unprompted? Never
         after a refusal, never when already enrolled."""
         r = self.storage.residents.get(resident_id)
-        if r is None or r.face_refused or not r.active:
+        if r is None or r.face_refused or not r.active or r.minor:
             return False
         return self.consents.live(r.pseudonym, self.clock()) is None
 
@@ -500,6 +505,12 @@ def face_enable_problem(cfg: Any, db: Any) -> str | None:
     for key in ("controller", "contact"):
         if not str(getattr(cfg.site, key)).strip():
             return f"site.{key}: face.enabled needs it for the notices and consent form"
+    from doorpi.privacy.notices import NoticeError, check_fact
+
+    try:
+        check_fact("site", cfg.site.name)
+    except NoticeError as exc:
+        return f"site.{exc}"
     try:
         require_assessment(db)
     except AssessmentError as exc:

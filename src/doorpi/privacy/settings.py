@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from doorpi.privacy.notices import LANGS, NoticeDetails
+from doorpi.privacy.notices import LANGS, NoticeDetails, NoticeError, check_fact
 
 DEFAULT_CAPTURE_ZONE = {
     "en": "the marked square on the ground, 0.5 to 1 m in front of the gate camera",
@@ -93,6 +93,12 @@ def privacy_settings(settings: dict[str, Any]) -> PrivacySettings:
             zone[lang] = text
     elif zone_raw is not None:
         raise ValueError("face.capture_zone: must be a text or a table {zh = ..., en = ...}")
+    for zlang, text in zone.items():  # a place, never terms (law notes B7)
+        try:
+            zone[zlang] = check_fact("capture_zone", text)
+        except NoticeError as exc:
+            where = "face.capture_zone" + ("" if isinstance(zone_raw, str) else f".{zlang}")
+            raise ValueError(where + str(exc).removeprefix("capture_zone")) from None
     warn = _int(settings, "count_warning", d.count_warning, 100, FILING_THRESHOLD)
     lang = settings.get("notice_lang", d.notice_lang)
     if lang not in LANGS:

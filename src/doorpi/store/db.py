@@ -139,6 +139,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE face_templates ADD COLUMN hands_free_suspended REAL;
     """,
+    # 5: residents under 14 (PIPL 31): their face consent needs a parent or guardian
+    # with the admin present; flagging a resident withdraws a consent given without
+    # one (the withdrawal trigger then deletes the template). Identifiers of removed
+    # residents are never given to anyone else: state.resident_id_high holds the
+    # highest id ever removed, and an insert at or below it is refused.
+    """
+    ALTER TABLE residents ADD COLUMN minor INTEGER NOT NULL DEFAULT 0;
+    CREATE TRIGGER resident_minor_consent AFTER UPDATE OF minor ON residents
+    WHEN NEW.minor = 1 AND OLD.minor = 0
+    BEGIN UPDATE face_consents SET withdrawn_at = NEW.updated,
+              withdrawn_by = 'system:minor_without_guardian'
+          WHERE pseudonym = NEW.pseudonym AND withdrawn_at IS NULL AND minor = 0; END;
+    INSERT OR IGNORE INTO state(key, value) VALUES ('resident_id_high', '0');
+    CREATE TRIGGER resident_id_retired AFTER DELETE ON residents
+    BEGIN UPDATE state SET value = max(CAST(value AS INTEGER), OLD.id)
+          WHERE key = 'resident_id_high'; END;
+    CREATE TRIGGER resident_id_never_reused AFTER INSERT ON residents
+    WHEN NEW.id <= (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'resident_id_high')
+    BEGIN SELECT RAISE(ABORT, 'that resident id belonged to a removed resident'); END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

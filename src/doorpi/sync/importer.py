@@ -42,6 +42,7 @@ from doorpi.fsutil import write_atomic
 from doorpi.store import Storage
 from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
 from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
+from doorpi.store.residents import NEXT_ID_SQL
 from doorpi.sync.bundle import (
     BundleError,
     EnrollmentBundle,
@@ -559,18 +560,18 @@ class BundleImporter:
         ids = set(mapping.values())
         for row in conn.execute(
             "SELECT id, name, unit, keypad_id, valid_from, valid_until, schedule, active, "
-            "face_refused, pin_hash IS NOT NULL FROM residents"
+            "face_refused, pin_hash IS NOT NULL, minor FROM residents"
         ):
             if row[0] in ids:
                 out[row[0]] = (*row[1:7], bool(row[7]), bool(row[8]), bool(row[9]),
-                               tags.get(row[0]), sorted(cards.get(row[0], [])))  # fmt: skip
+                               tags.get(row[0]), sorted(cards.get(row[0], [])), bool(row[10]))  # fmt: skip
         return out
 
     @staticmethod
     def _wanted(r: ResidentEntry, plan: _Plan) -> tuple[Any, ...]:
         return (r.name, r.unit, r.keypad_id, r.valid_from, r.valid_until, r.schedule, r.active,
                 r.face_refused, r.pin is not None, (r.pin_tag, r.share_with_site_gates),
-                plan.cards[r.key])  # fmt: skip
+                plan.cards[r.key], r.minor)  # fmt: skip
 
     def _upsert(
         self,
@@ -582,13 +583,13 @@ class BundleImporter:
         now: float,
     ) -> int:
         fields = [r.name, r.unit, r.keypad_id, r.valid_from, r.valid_until, r.schedule,
-                  int(r.active), int(r.face_refused)]  # fmt: skip
+                  int(r.active), int(r.face_refused), int(r.minor)]  # fmt: skip
         try:
             if rid is None:
                 cur = conn.execute(
-                    "INSERT INTO residents(pseudonym, name, unit, keypad_id, valid_from, "
-                    "valid_until, schedule, active, face_refused, pin_hash, created, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO residents(id, pseudonym, name, unit, keypad_id, valid_from, "
+                    "valid_until, schedule, active, face_refused, minor, pin_hash, created, "
+                    f"updated) VALUES (({NEXT_ID_SQL}), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [_random.token_hex(16), *fields, plan.pin_hashes.get(r.key), now, now],
                 )
                 rid = int(cur.lastrowid or 0)
@@ -600,7 +601,8 @@ class BundleImporter:
             else:
                 conn.execute(
                     "UPDATE residents SET name = ?, unit = ?, keypad_id = ?, valid_from = ?, "
-                    "valid_until = ?, schedule = ?, active = ?, face_refused = ?, updated = ? "
+                    "valid_until = ?, schedule = ?, active = ?, face_refused = ?, minor = ?, "
+                    "updated = ? "
                     "WHERE id = ?",
                     [*fields, now, rid],
                 )
