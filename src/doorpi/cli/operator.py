@@ -174,9 +174,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     st = common.storage(cfg)
     ops = OperatorStore(cfg.site.data_dir)
     secret = read_secret(args.new_passphrase_file, f"new passphrase for {args.name}: ")
-    if args.new_passphrase_file is None and sys.stdin.isatty():
-        if read_secret(None, "the same again: ") != secret:
-            raise CliError("the two passphrases differ")
+    again = args.new_passphrase_file is None and sys.stdin.isatty()
+    if again and read_secret(None, "the same again: ") != secret:
+        raise CliError("the two passphrases differ")
     with common.as_cli_error(OperatorError):
         op = ops.add(args.name, secret, time.time(), by=common.who())
     set_state(st.db, STATE_KEY, "1")

@@ -23,7 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--valid-from")
     add.add_argument("--valid-until", help="e.g. 2027-06-30 (end of tenancy)")
     add.add_argument("--schedule", help="a schedule name from the config")
+    add.add_argument("--minor", action="store_true",
+                     help="under 14: face only with a parent or guardian, admin present")  # fmt: skip
     add.set_defaults(func=cmd_add)
+    mn = rs.add_parser("minor", help="mark a resident as under 14 (or --clear)")
+    mn.add_argument("id", type=int)
+    mn.add_argument("--clear", action="store_true", help="the resident is 14 or older")
+    mn.set_defaults(func=cmd_minor)
     ls = rs.add_parser("list", help="list residents")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
@@ -86,10 +92,11 @@ def cmd_add(args: argparse.Namespace) -> int:
             valid_from=common.parse_date(args.valid_from, "--valid-from"),
             valid_until=common.parse_date(args.valid_until, "--valid-until", until=True),
             schedule=args.schedule,
+            minor=args.minor,
         )
     except ResidentError as exc:
         raise CliError(str(exc)) from None
-    common.audit_admin(store, "resident_added", resident_id=r.id)
+    common.audit_admin(store, "resident_added", resident_id=r.id, minor=r.minor)
     keypad = f", keypad number {r.keypad_id}" if r.keypad_id else ""
     print(
         f"resident {r.id} added: {common.safe(r.name)} ({common.safe(r.unit) or 'no unit'}{keypad})"
@@ -127,6 +134,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     for c in info["cards"]:
         print(f"{'card':>12}: ref {c['ref']} {common.safe(c['label'])} "
               f"(added {common.when(c['added'])})")  # fmt: skip
+    return 0
+
+
+def cmd_minor(args: argparse.Namespace) -> int:
+    """Under 14 (PIPL 31): a face consent given without a guardian is withdrawn
+    and its template deleted (the database trigger of schema 5)."""
+    store = common.storage(common.config(args))
+    common.resident(store, args.id)
+    with common.as_cli_error(ResidentError):
+        store.residents.update(args.id, time.time(), minor=not args.clear)
+    common.audit_admin(store, "resident_minor", resident_id=args.id, minor=not args.clear)
+    print(f"resident {args.id}: " + ("14 or older" if args.clear else
+          "under 14: face only with a parent or guardian, admin present"))  # fmt: skip
     return 0
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from doorpi.cards.uid import Transmit
 from doorpi.privacy.consent import ConsentError, ConsentRecord, ConsentRegistry
-from doorpi.privacy.notices import NoticeText, load_notice
+from doorpi.privacy.notices import NoticeError, NoticeText, load_notice
 from doorpi.privacy.pia import AssessmentError, require_assessment
 from doorpi.privacy.settings import PrivacySettings
 from doorpi.privacy.vault import TemplateVault, VaultMatch
@@ -127,7 +127,11 @@ class FacePrivacy:
                 f"resident {resident_id} is under 14: face enrolment only with a parent or "
                 "guardian and the admin present"
             )
-        ticket = EnrolmentTicket(resident_id, channel, self.notice("consent", lang), self.clock())
+        try:
+            notice = self.notice("consent", lang)
+        except NoticeError as exc:  # operator fields that are not facts: no form to agree to
+            raise EnrolmentError(str(exc)) from None
+        ticket = EnrolmentTicket(resident_id, channel, notice, self.clock())
         self._log("face_enrolment_started", resident_id=resident_id, channel=channel, by=by,
                   notice_version=ticket.notice.version)  # fmt: skip
         return ticket

@@ -388,9 +388,9 @@ def to_markdown(notices: list[NoticeText]) -> str:
 __all__ = [
     "FACT_FIELDS",
     "FORBIDDEN_TERMS",
-    "PROMISE_TERMS",
     "KINDS",
     "LANGS",
+    "PROMISE_TERMS",
     "REQUIRED_CONSENT_SECTIONS",
     "REQUIRED_SIGN_SECTIONS",
     "NoticeDetails",
