@@ -133,7 +133,7 @@ def test_bounded_and_one_phrase(field, text, why):
 )
 def test_the_whole_consent_form_is_checked_too(clause):
     """A form (say a damaged install) saying such things is refused, wherever the words sit."""
-    with pytest.raises(NoticeError, match="SPC Art. 11"):
+    with pytest.raises(NoticeError, match=r"SPC Art\. 11"):
         check_consent_terms(clause)
 
 
