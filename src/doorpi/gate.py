@@ -182,7 +182,10 @@ class Gate:
         # Vouched time, not the raw wall clock: an RTC reading 2040 must not shred templates.
         vouched = self.time.vouched
         self.face_privacy = build_face_privacy(self.cfg, self.storage, clock=vouched)
-        self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin)
+        from doorpi.privacy.speech import build_speaker
+
+        self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin,
+                                      speaker=build_speaker(self.face_privacy.settings.spoken_prompts))  # fmt: skip
         sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, vouched)
         self.sweepers.append(lambda _now: sweeper.sweep())
 

@@ -23,10 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", choices=("all", "sign", "consent"), default="all",
                    help="the gate sign, the consent form, or both (default)")  # fmt: skip
     p.add_argument("--out", help="write to this file instead of standard output")
+    p.add_argument("--large", action="store_true",
+                   help="large type (24 pt and up) for elderly and low-vision residents")  # fmt: skip
     p.set_defaults(func=main)
 
 
-def render(cfg: common.Config, lang: str | None, fmt: str, kind: str) -> str:
+def render(cfg: common.Config, lang: str | None, fmt: str, kind: str, large: bool = False) -> str:
     """The requested notices as one HTML document or Markdown text."""
     from doorpi.privacy.notices import NoticeError, load_notice, to_html, to_markdown
     from doorpi.privacy.settings import privacy_settings
@@ -47,12 +49,12 @@ def render(cfg: common.Config, lang: str | None, fmt: str, kind: str) -> str:
     if fmt == "md":
         return to_markdown(notices)
     title = "人脸识别告知" if lang == "zh" else "Face recognition notice"
-    return to_html(notices, f"{cfg.site.name}: {title}")
+    return to_html(notices, f"{cfg.site.name}: {title}", large=large)
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = common.config(args)
-    text = render(cfg, args.lang, args.fmt, args.kind)
+    text = render(cfg, args.lang, args.fmt, args.kind, args.large)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:

@@ -377,6 +377,8 @@ class GateFaceMenu:
     verify_pin: Callable[[int, str], bool] | None = None
     window: float = 20.0
     state: _MenuState | None = field(default=None)
+    # doorpi.privacy.speech.Speaker: every step is read aloud (law notes B9), or None.
+    speaker: Any = None
 
     ENROL = "7"
     WITHDRAW = "9"
@@ -406,7 +408,26 @@ class GateFaceMenu:
         return MenuAction("release", st.resident_id, typed + key)
 
     def feed(self, key: str, now: float) -> MenuAction | None:
-        """A key press; None means the menu is not active (the gate handles it)."""
+        """A key press; None means the menu is not active (the gate handles it).
+        With a `speaker`, the step's prompt is read aloud (`speak`)."""
+        action = self._feed(key, now)
+        if action is not None and self.speaker is not None:
+            self.speak(action)
+        return action
+
+    def speak(self, action: MenuAction) -> None:
+        """Read the prompt for ``action`` aloud in face.notice_lang (notices/*/spoken.md)."""
+        if action.kind in ("typing", "release"):
+            return
+        lang = self.privacy.settings.notice_lang
+        try:
+            text = self.privacy.notice("spoken", lang).sections.get(action.kind)
+        except NoticeError:  # face_enable_problem names it; the keypad goes on
+            return
+        if text:
+            self.speaker.say(text.replace("**", ""), lang)
+
+    def _feed(self, key: str, now: float) -> MenuAction | None:
         if not self.active(now):
             return None
         st = self.state

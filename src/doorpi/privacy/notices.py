@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 LANGS = ("zh", "en")
-KINDS = ("sign", "consent")
+KINDS = ("sign", "consent", "spoken")
 
 #: Sections a consent text must contain (law notes B6).
 REQUIRED_CONSENT_SECTIONS = (
@@ -37,6 +37,13 @@ REQUIRED_CONSENT_SECTIONS = (
 )
 #: Sections the gate sign must contain (law notes B9, MFR 13).
 REQUIRED_SIGN_SECTIONS = ("alternatives", "method", "scope", "withdraw", "controller")
+
+#: Steps of the keypad face menu that are read aloud (law notes B9: accessible
+#: notice and consent); `doorpi.privacy.enrolment.MenuAction` kinds.
+REQUIRED_SPOKEN_SECTIONS = (
+    "pin_needed", "menu", "show_notice", "ask_share", "ask_withdraw", "capture",
+    "withdrawn", "refused", "cancelled", "wrong_pin", "error",
+)  # fmt: skip
 
 #: Wording that may not appear in a consent text (SPC 11: unlimited duration,
 #: irrevocability, onward licensing), in English and Chinese.
@@ -218,7 +225,9 @@ def check_consent_terms(text: str) -> None:
 def check_notice(notice: NoticeText) -> None:
     """A notice usable for consent: every required section present and filled,
     no unfilled placeholder, no forbidden term."""
-    required = REQUIRED_CONSENT_SECTIONS if notice.kind == "consent" else REQUIRED_SIGN_SECTIONS
+    required = {"consent": REQUIRED_CONSENT_SECTIONS, "spoken": REQUIRED_SPOKEN_SECTIONS}.get(
+        notice.kind, REQUIRED_SIGN_SECTIONS
+    )
     sections = notice.sections
     missing = [s for s in required if not sections.get(s)]
     if missing:
@@ -226,7 +235,7 @@ def check_notice(notice: NoticeText) -> None:
     left = _PLACEHOLDER.findall(notice.text)
     if left:
         raise NoticeError(f"the {notice.kind} text has unfilled fields: {', '.join(left)}")
-    if notice.kind == "consent":
+    if notice.kind in ("consent", "spoken"):  # the spoken prompts ask for consent too
         check_consent_terms(notice.text)
 
 
@@ -323,7 +332,16 @@ li.box::before { content: ""; display: inline-block; width: 7mm; height: 7mm;
 .consent h1 { font-size: 22pt; }
 .consent h2 { font-size: 16pt; }
 .sig { margin-top: 7mm; }
+/* Large type (law notes B9): at least 24 pt everywhere, for elderly and
+   low-vision residents; more pages, same text and hash. */
+body.large, body.large .sign, body.large .consent { font-size: 24pt; line-height: 1.5; }
+body.large h1, body.large .sign h1, body.large .consent h1 { font-size: 34pt; }
+body.large h2, body.large .sign h2, body.large .consent h2 { font-size: 28pt; }
+body.large li.box::before { width: 10mm; height: 10mm; }
 """
+#: Smallest type of the large-type variant, in points (RNIB's clear print
+#: guidance asks 16-18 pt for large print; 24 pt leaves a margin for sight loss).
+LARGE_MIN_PT = 24
 
 
 def _inline(text: str) -> str:
@@ -367,16 +385,18 @@ def to_html_fragment(notice: NoticeText) -> str:
     return "\n".join(out)
 
 
-def to_html(notices: list[NoticeText], title: str) -> str:
-    """A complete, printable HTML document (A4, large type) for the notices."""
+def to_html(notices: list[NoticeText], title: str, large: bool = False) -> str:
+    """A complete, printable HTML document (A4) for the notices; ``large``: the
+    large-type variant (every text at least `LARGE_MIN_PT`), same words."""
     lang = notices[0].lang if notices else "en"
     html_lang = "zh-CN" if lang == "zh" else "en"
     body = "\n".join(to_html_fragment(n) for n in notices)
+    body_class = ' class="large"' if large else ""
     return (
         f'<!DOCTYPE html>\n<html lang="{html_lang}">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body{body_class}>\n{body}\n</body>\n</html>\n"
     )
 
 
@@ -393,6 +413,7 @@ __all__ = [
     "PROMISE_TERMS",
     "REQUIRED_CONSENT_SECTIONS",
     "REQUIRED_SIGN_SECTIONS",
+    "REQUIRED_SPOKEN_SECTIONS",
     "NoticeDetails",
     "NoticeError",
     "NoticeText",

@@ -31,6 +31,7 @@ PRIVACY_KEYS = frozenset(
         "count_warning",
         "notice_lang",
         "allow_site_sharing",
+        "spoken_prompts",
     }
 )
 
@@ -47,6 +48,7 @@ class PrivacySettings:
     notice_lang: str = "zh"
     allow_site_sharing: bool = False
     trigger: str = "on_request"  # face.trigger (config), so the notices say when the camera looks
+    spoken_prompts: bool = False  # read each face-menu step aloud (espeak-ng, aplay)
 
     def notice_details(
         self, site: str, controller: str, contact: str, lang: str, retention_days: int | None = None
@@ -106,7 +108,11 @@ def privacy_settings(settings: dict[str, Any]) -> PrivacySettings:
     share = settings.get("allow_site_sharing", d.allow_site_sharing)
     if not isinstance(share, bool):
         raise ValueError(f"face.allow_site_sharing: must be true or false, got {share!r}")
-    return PrivacySettings(days, max_days, storage, zone, warn, lang, share)
+    spoken = settings.get("spoken_prompts", d.spoken_prompts)
+    if not isinstance(spoken, bool):
+        raise ValueError(f"face.spoken_prompts: must be true or false, got {spoken!r}")
+    return PrivacySettings(days, max_days, storage, zone, warn, lang, share,
+                           spoken_prompts=spoken)  # fmt: skip
 
 
 __all__ = ["FILING_THRESHOLD", "PRIVACY_KEYS", "PrivacySettings", "privacy_settings"]
