@@ -54,3 +54,25 @@ def test_an_imported_resident_never_gets_a_removed_residents_id(rig: GateRig) ->
     assert rig.apply(rig.bundle(3, [a, c])).result == "applied"
     new = dict(rig.storage.db.execute("SELECT key, resident_id FROM sync_residents").fetchall())
     assert new["k-c"] > ids["k-b"]  # SQLite alone would hand out k-b's id again
+
+
+def test_each_gate_reports_its_face_holders_and_the_admin_adds_them_up(rig: GateRig) -> None:
+    """MFR Art. 15 (law notes F22): the count travels in the report; the admin warns."""
+    from doorpi.privacy.report import site_face_count
+
+    for p in ("p-1", "p-2"):  # two live consents (one of them with a template would count once)
+        rig.storage.db.execute(
+            "INSERT INTO face_consents(pseudonym, notice_version, notice_hash, lang, given_at, "
+            "confirmed_by, channel, retention_end) VALUES (?, 'v', 'h', 'zh', ?, "
+            "'operator:li', 'admin_present', ?)",
+            [p, rig.now - 10, rig.now + 86400],
+        )
+    rep = rig.apply(rig.bundle(1, [resident("k-a", 1, rig.site)]))
+    assert rep.result == "applied" and rep.status["face_holders"] == 2
+    reports = [("gate-a", 2.0, rep.status), ("gate-a", 1.0, {"face_holders": 50_000}),
+               ("gate-b", 1.0, {"face_holders": 89_997})]  # fmt: skip
+    assert site_face_count(reports) == (89_999, [])
+    total, warn = site_face_count([*reports, ("gate-c", 1.0, {"face_holders": 1})])
+    assert total == 90_000 and "nearing the 100,000 filing threshold" in warn[0]
+    total, warn = site_face_count([*reports, ("gate-c", 1.0, {"face_holders": 10_001})])
+    assert total == 100_000 and "must file with the regulator" in warn[0]

@@ -263,4 +263,11 @@ def _print_reports(
         if audit:
             for a in rep.audit:
                 print(f"    {a['seq']:>7} {_when(a['ts'])} {a['kind']:<12} {a['data']}")
+    from doorpi.privacy.report import site_face_count
+
+    total, warnings = site_face_count([(r.gate, r.created, r.status) for _, r in results
+                                       if isinstance(r, SyncReport)])  # fmt: skip
+    print(f"face data on this site: {total} people (newest report of each gate, added up)")
+    for w in warnings:
+        print(f"WARNING: {w}")
     return bad

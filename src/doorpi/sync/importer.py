@@ -762,6 +762,12 @@ class BundleImporter:
             "cards": q("SELECT count(*) FROM cards").fetchone()[0],
             "pins": q("SELECT count(*) FROM residents WHERE pin_hash IS NOT NULL").fetchone()[0],
             "from_roster": len(self._mapping()),
+            # People with face data here (MFR 15): the admin adds the gates up.
+            "face_holders": q(
+                "SELECT count(*) FROM (SELECT pseudonym FROM face_templates UNION SELECT "
+                "pseudonym FROM face_consents WHERE withdrawn_at IS NULL AND retention_end > ?)",
+                [self.clock()],
+            ).fetchone()[0],
             "integrity": integrity_check(self.db),
             "audit_chain": "ok" if verify.ok else verify.problem,
             "clock_floor": float(get_state(self.db, "clock_floor", "0") or 0),
