@@ -106,9 +106,9 @@ def site_face_count(reports: list[tuple[str, float, dict[str, Any]]],
     newest: dict[str, tuple[float, int]] = {}
     for gate, created, status in reports:
         n = status.get("face_holders")
-        if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
-            if gate not in newest or created > newest[gate][0]:
-                newest[gate] = (created, n)
+        counted = isinstance(n, int) and not isinstance(n, bool) and n >= 0
+        if counted and (gate not in newest or created > newest[gate][0]):
+            newest[gate] = (created, n)
     total = sum(n for _, n in newest.values())
     warnings: list[str] = []
     if total >= FILING_THRESHOLD:
