@@ -175,7 +175,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from doorpi.privacy.enrolment import build_face_privacy
 
     # Face data first, and logged: a moving-out resident's template must not outlive them.
-    build_face_privacy(cfg, store).forget_resident(args.id, by="admin")
+    build_face_privacy(cfg, store).forget_resident(args.id, by=common.who())
     try:
         store.residents.remove(args.id)
     except ResidentError as exc:
