@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("html", "md"), default="html", dest="fmt")
     p.add_argument("--kind", choices=("all", "sign", "consent"), default="all",
                    help="the gate sign, the consent form, or both (default)")  # fmt: skip
+    p.add_argument("--sign", choices=("entry",),
+                   help="entry: the resident sign for card and PIN (steps, lights and beeps)")  # fmt: skip
     p.add_argument("--out", help="write to this file instead of standard output")
     p.add_argument("--large", action="store_true",
                    help="large type (24 pt and up) for elderly and low-vision residents")  # fmt: skip
@@ -52,9 +54,25 @@ def render(cfg: common.Config, lang: str | None, fmt: str, kind: str, large: boo
     return to_html(notices, f"{cfg.site.name}: {title}", large=large)
 
 
+def render_entry_sign(cfg: common.Config, lang: str, fmt: str, large: bool = False) -> str:
+    """The resident sign for card and PIN at this door (doorpi.entrysign)."""
+    from doorpi.entrysign import entry_sign
+    from doorpi.privacy.notices import to_html, to_markdown
+
+    sign = entry_sign(lang, cfg.site.name, list(cfg.door.policy.default), cfg.site.contact,
+                      face=cfg.face.enabled)  # fmt: skip
+    if fmt == "md":
+        return to_markdown([sign])
+    title = sign.text.splitlines()[1][2:].split(" {#")[0]
+    return to_html([sign], f"{cfg.site.name}: {title}", large=large)
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = common.config(args)
-    text = render(cfg, args.lang, args.fmt, args.kind, args.large)
+    if args.sign == "entry":
+        text = render_entry_sign(cfg, args.lang or "zh", args.fmt, args.large)
+    else:
+        text = render(cfg, args.lang, args.fmt, args.kind, args.large)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:

@@ -175,10 +175,17 @@ class NoticeDetails:
     trigger: str = "on_request"  # face.trigger: the texts say when the camera looks
 
     def check(self) -> None:
+        from doorpi.settings import is_placeholder
+
         for name in ("site", "controller", "contact", "capture_zone"):
             if not str(getattr(self, name)).strip():
                 raise NoticeError(
                     f"the notice needs the {name} (site.{name} or face.{name} in the config)"
+                )
+            if name in ("controller", "contact") and is_placeholder(str(getattr(self, name))):
+                raise NoticeError(
+                    f"site.{name}: {getattr(self, name)!r} is the shipped placeholder; "
+                    "no notice names a fictitious controller (set the real one first)"
                 )
             where = "face" if name == "capture_zone" else "site"
             try:
