@@ -202,8 +202,10 @@ def test_the_gate_menu_offers_no_form_built_from_terms(storage, vault, clock: Fa
     evil = SiteIdentity("Sunny Garden", "Sunny Co., we may license templates to partners",
                         SITE.contact)  # fmt: skip
     privacy = FacePrivacy(storage, vault, PrivacySettings(), evil, clock=clock)
-    menu = GateFaceMenu(privacy)
-    assert menu.open(alice, {"card", "pin"}, clock())
+    menu = GateFaceMenu(privacy, verify_pin=lambda rid, pin: pin == "2468")
+    menu.arm(clock())
+    assert menu.take_card(alice, clock()).kind == "pin_needed"
+    assert [menu.feed(k, clock()).kind for k in "2468#"][-1] == "menu"
     menu.feed("7", clock())
     act = menu.feed("#", clock())
     assert act is not None and act.kind == "error" and "controller" in act.detail

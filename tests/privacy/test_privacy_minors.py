@@ -30,8 +30,9 @@ def test_the_flag_is_stored_and_shown(storage, kid, alice):
 def test_a_child_with_card_and_pin_cannot_consent_alone_at_the_gate(privacy, storage, kid, clock):
     menu = GateFaceMenu(privacy, verify_pin=lambda rid, pin: pin == "2468")
     assert not privacy.may_offer(kid)  # the gate never offers face to a child
-    menu.after_card(kid, clock())
-    for key in "#2468#":
+    menu.arm(clock())  # '#', then the tap, then the PIN
+    assert menu.take_card(kid, clock()).kind == "pin_needed"
+    for key in "2468#":
         menu.feed(key, clock())
     menu.feed("7", clock())
     act = menu.feed("#", clock())
@@ -97,7 +98,7 @@ def test_minor_from_the_command_line(cfg_path, tmp_path, capsys):
     assert rc == 2 and "guardian" in err
     rc, out, err = run("consent", "record", str(kid), "--yes", "--guardian", "Fang Wang")
     assert rc == 0, err
-    rc, out, _ = run("consent", "show", str(kid))
+    rc, out, _ = run("consent", "show", str(kid), "--json")
     (rec,) = json.loads(out)
     assert rec["minor"] and rec["guardian"] == "Fang Wang" and rec["confirmed_by"] == "operator:li"
 

@@ -18,7 +18,7 @@ from doorpi.privacy.speech import EspeakSpeaker, RecordingSpeaker
 
 # Written out here, not imported: the steps a resident meets at the keypad
 # (GateFaceMenu's MenuAction kinds, minus "typing" and "release").
-STEPS = {"pin_needed", "menu", "show_notice", "ask_share", "ask_withdraw", "capture",
+STEPS = {"armed", "pin_needed", "menu", "ask_consent", "ask_share", "ask_withdraw", "capture",
          "withdrawn", "refused", "cancelled", "wrong_pin", "error"}  # fmt: skip
 
 
@@ -32,7 +32,7 @@ def test_every_step_has_a_prompt_with_the_forms_terms(lang):
     spoken = load_notice("spoken", lang, details(lang))
     sections = spoken.sections
     assert {k for k, v in sections.items() if v.strip()} >= STEPS
-    consent = sections["show_notice"]
+    consent = sections["ask_consent"]
     for fact in ("180", SITE.controller, SITE.contact):  # the same facts as the form
         assert fact in consent
     assert re.search(r"9.*1", consent)  # how to withdraw, as on the form
@@ -52,8 +52,11 @@ def test_a_spoken_text_with_forbidden_terms_is_refused(clause):
 
 
 def _walk(menu: GateFaceMenu, rid: int, keys: str, clock) -> list[str]:
-    out = []
-    menu.after_card(rid, clock())
+    """'#', the tap, then ``keys``: the kinds of the steps met, in order."""
+    out = [menu.arm(clock()).kind]
+    taken = menu.take_card(rid, clock())
+    assert taken is not None
+    out.append(taken.kind)
     for k in keys:
         act = menu.feed(k, clock())
         if act is not None and act.kind not in ("typing", "release"):
@@ -78,11 +81,11 @@ def test_the_menu_speaks_on_every_step(storage, vault, clock, alice):
         speaker = RecordingSpeaker()
         menu = GateFaceMenu(privacy, verify_pin=lambda rid, pin: pin == "2468", speaker=speaker)
         seen: list[str] = []
-        for keys in ("#2468#7#0#", "#2468#7#1#1#", "#2468#9#0#", "#2468#9#1#", "#1111#",
-                     "#2468#*"):  # fmt: skip
+        for keys in ("2468#7#0#", "2468#7#1#1#", "2468#9#0#", "2468#9#1#", "1111#",
+                     "2468#*"):  # fmt: skip
             seen += _walk(menu, alice, keys, clock)
         storage.residents.update(alice, clock(), active=False)
-        seen += _walk(menu, alice, "#2468#7#", clock)  # disabled: an error step
+        seen += _walk(menu, alice, "2468#7#", clock)  # disabled: an error step
         storage.residents.update(alice, clock(), active=True, face_refused=False)
         assert set(seen) == STEPS, STEPS ^ set(seen)
         assert len(speaker.said) == len(seen)
@@ -95,12 +98,13 @@ def test_the_gate_reads_each_step_aloud(tmp_path):
     try:
         speaker = RecordingSpeaker()
         site.gate.face_menu.speaker = speaker
+        site.key("#")
         site.card("04a1b2c3d4e5f6")
-        for k in "#2468#7#1#":
+        for k in "2468#7#1#":
             site.key(k)
         menu = [ev["action"] for ev in site.events if ev["event"] == "face_menu"]
-        assert menu == ["pin_needed", "menu", "show_notice", "capture"]
-        assert len(speaker.said) == 4 and all(lang == "zh" for lang, _ in speaker.said)
+        assert menu == ["armed", "pin_needed", "menu", "ask_consent", "capture"]
+        assert len(speaker.said) == 5 and all(lang == "zh" for lang, _ in speaker.said)
         assert "2468" not in repr(speaker.said)  # a PIN is never spoken
     finally:
         site.close()

@@ -421,7 +421,14 @@ class GateFaceMenu:
     ARM_SECONDS = 10.0  # from '#' to the tap: long enough to find the card, short for a slip
 
     def arm(self, now: float) -> MenuAction:
-        """``#`` on an idle keypad: the next card tap is for the menu."""
+        """``#`` on an idle keypad: the next card tap is for the menu (spoken
+        with a `speaker`, like every step)."""
+        action = self._arm(now)
+        if self.speaker is not None:
+            self.speak(action)
+        return action
+
+    def _arm(self, now: float) -> MenuAction:
         self.state = _MenuState(None, now)
         return MenuAction("armed", None)
 
@@ -434,7 +441,10 @@ class GateFaceMenu:
         if not armed or resident_id is None:
             return None
         self.state = _MenuState(resident_id, now, stage="pin")
-        return MenuAction("pin_needed", resident_id)
+        action = MenuAction("pin_needed", resident_id)
+        if self.speaker is not None:
+            self.speak(action)
+        return action
 
     def capture_started(self, resident_id: int) -> None:
         """The gate started an enrolment capture (this menu's or the admin's)."""
@@ -486,7 +496,7 @@ class GateFaceMenu:
         rid = st.resident_id
         if st.stage == "armed":
             if key == "#":
-                return self.arm(now)  # pressed twice: still armed, from now
+                return self._arm(now)  # pressed twice: still armed, from now
             return self._release(st, key)
         if key == "*":
             self.state = None

@@ -41,7 +41,7 @@ REQUIRED_SIGN_SECTIONS = ("alternatives", "method", "scope", "withdraw", "contro
 #: Steps of the keypad face menu that are read aloud (law notes B9: accessible
 #: notice and consent); `doorpi.privacy.enrolment.MenuAction` kinds.
 REQUIRED_SPOKEN_SECTIONS = (
-    "pin_needed", "menu", "show_notice", "ask_share", "ask_withdraw", "capture",
+    "armed", "pin_needed", "menu", "ask_consent", "ask_share", "ask_withdraw", "capture",
     "withdrawn", "refused", "cancelled", "wrong_pin", "error",
 )  # fmt: skip
 
