@@ -33,6 +33,30 @@ def test_a_new_resident_never_gets_a_removed_residents_id(storage, privacy, cloc
         )
 
 
+def test_a_deleted_consent_records_id_is_never_given_out_again(storage, privacy, clock, alice):
+    """Consent records are kept as proof, but one may be deleted (a processing-record
+    retention period, an admin's repair): its id must not pass to the next consent,
+    or audit lines naming consent_id would point at someone else's."""
+    bob = storage.residents.add("Bob Li", clock(), unit="5-501").id
+    enrol(privacy, alice, unit_vector(1))
+    enrol(privacy, bob, unit_vector(2))
+    pseudonym = storage.residents.get(bob).pseudonym
+    (old,) = [c.id for c in privacy.consents.history(pseudonym)]
+    privacy.withdraw(bob, by="operator:li", channel="admin")
+    storage.db.execute("DELETE FROM face_consents WHERE id = ?", [old])  # the newest row
+    carol = storage.residents.add("Carol Zhao", clock(), unit="5-502").id
+    enrol(privacy, carol, unit_vector(3))
+    (new,) = [c.id for c in privacy.consents.history(storage.residents.get(carol).pseudonym)]
+    assert new > old
+    with pytest.raises(sqlite3.IntegrityError, match="deleted consent record"):
+        storage.db.execute(
+            "INSERT INTO face_consents(id, pseudonym, notice_version, notice_hash, lang, "
+            "given_at, confirmed_by, channel, retention_end) "
+            "VALUES (?, 'p', 'v', 'h', 'zh', 1, 'x', 'gate', 2)",
+            [old],
+        )
+
+
 def test_the_report_names_only_that_person(storage, privacy, clock, alice):
     bob = storage.residents.add("Bob Li", clock()).id
     enrol(privacy, alice, unit_vector(1))

@@ -26,6 +26,15 @@ CHANNELS = ("gate", "admin_present")
 DAY = 86400.0
 
 
+#: The next consent id: above every record held and every record ever deleted
+#: (state.face_consent_id_high, migration 5), so audit lines and reports naming
+#: a consent id can never point at someone else's consent.
+NEXT_CONSENT_ID_SQL = (
+    "SELECT max(COALESCE((SELECT max(id) FROM face_consents), 0), COALESCE((SELECT "
+    "CAST(value AS INTEGER) FROM state WHERE key = 'face_consent_id_high'), 0)) + 1"
+)
+
+
 class ConsentError(ValueError):
     """Consent that may not be recorded; the message says why."""
 
@@ -152,9 +161,10 @@ class ConsentRegistry:
                 [now, resident.pseudonym],
             )
             cur = conn.execute(
-                "INSERT INTO face_consents(pseudonym, notice_version, notice_hash, lang, given_at, "
-                "confirmed_by, channel, retention_end, minor, guardian, share_site_gates) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO face_consents(id, pseudonym, notice_version, notice_hash, lang, "
+                "given_at, confirmed_by, channel, retention_end, minor, guardian, "
+                f"share_site_gates) VALUES (({NEXT_CONSENT_ID_SQL}), ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?)",
                 [resident.pseudonym, notice.version, notice.digest, notice.lang, now,
                  confirmed_by.strip(), channel, end, int(minor),
                  guardian.strip() if guardian else None, int(share_site_gates)],
@@ -239,9 +249,10 @@ class ConsentRegistry:
             [now, pseudonym],
         )
         cur = conn.execute(
-            "INSERT INTO face_consents(pseudonym, notice_version, notice_hash, lang, given_at, "
-            "confirmed_by, channel, retention_end, minor, guardian, share_site_gates, "
-            "origin_gate, origin_consent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            "INSERT INTO face_consents(id, pseudonym, notice_version, notice_hash, lang, "
+            "given_at, confirmed_by, channel, retention_end, minor, guardian, share_site_gates, "
+            f"origin_gate, origin_consent_id) VALUES (({NEXT_CONSENT_ID_SQL}), ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?, 1, ?, ?)",
             [pseudonym, origin.notice_version, origin.notice_hash, origin.lang, origin.given_at,
              origin.confirmed_by, origin.channel, origin.retention_end, int(origin.minor),
              origin.guardian, origin_gate, origin.id],

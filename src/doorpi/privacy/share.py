@@ -254,11 +254,11 @@ class SiteTemplateSink:
 
     @staticmethod
     def _withdrawn_since(conn: sqlite3.Connection, pseudonym: str, given_at: float) -> bool:
-        """A withdrawal of the resident's consent at or after ``given_at`` is on
+        """A withdrawal of the resident's consent after ``given_at`` is on
         record here. Not one: a consent superseded by a newer one, and copies
         dropped because the roster ended sharing (the roster may resume it)."""
         row = conn.execute(
-            "SELECT 1 FROM face_consents WHERE pseudonym = ? AND withdrawn_at >= ? "
+            "SELECT 1 FROM face_consents WHERE pseudonym = ? AND withdrawn_at > ? "
             "AND withdrawn_by NOT IN ('superseded', ?) LIMIT 1",
             [pseudonym, given_at, BY_SHARE_ENDED],
         ).fetchone()

@@ -142,8 +142,9 @@ MIGRATIONS: list[str] = [
     # 5: residents under 14 (PIPL 31): their face consent needs a parent or guardian
     # with the admin present; flagging a resident withdraws a consent given without
     # one (the withdrawal trigger then deletes the template). Identifiers of removed
-    # residents are never given to anyone else: state.resident_id_high holds the
-    # highest id ever removed, and an insert at or below it is refused.
+    # residents and deleted consent records are never given out again:
+    # state.resident_id_high / face_consent_id_high hold the highest id ever
+    # deleted, and an insert at or below it is refused.
     """
     ALTER TABLE residents ADD COLUMN minor INTEGER NOT NULL DEFAULT 0;
     CREATE TRIGGER resident_minor_consent AFTER UPDATE OF minor ON residents
@@ -158,6 +159,13 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER resident_id_never_reused AFTER INSERT ON residents
     WHEN NEW.id <= (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'resident_id_high')
     BEGIN SELECT RAISE(ABORT, 'that resident id belonged to a removed resident'); END;
+    INSERT OR IGNORE INTO state(key, value) VALUES ('face_consent_id_high', '0');
+    CREATE TRIGGER face_consent_id_retired AFTER DELETE ON face_consents
+    BEGIN UPDATE state SET value = max(CAST(value AS INTEGER), OLD.id)
+          WHERE key = 'face_consent_id_high'; END;
+    CREATE TRIGGER face_consent_id_never_reused AFTER INSERT ON face_consents
+    WHEN NEW.id <= (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'face_consent_id_high')
+    BEGIN SELECT RAISE(ABORT, 'that consent id belonged to a deleted consent record'); END;
     """,
 ]
 
