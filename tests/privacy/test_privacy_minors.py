@@ -5,6 +5,7 @@ admin present; flagging an enrolled resident withdraws a consent given alone."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from privacy_support import add_operator, enrol, unit_vector
@@ -14,6 +15,7 @@ from doorpi.config import load_config
 from doorpi.privacy.consent import ConsentError
 from doorpi.privacy.enrolment import EnrolmentError, GateFaceMenu
 from doorpi.store import Storage
+from human_output import assert_human
 
 
 @pytest.fixture
@@ -125,3 +127,13 @@ def test_minor_from_the_command_line(cfg_path, tmp_path, capsys):
     assert run("consent", "record", str(small), "--yes", "--minor", "--guardian", "Li Na")[0] == 0
     rc, out, _ = run("resident", "show", str(small), "--json")
     assert json.loads(out)["minor"] is True
+    # What the admin reads: the flag in words, in the list and on the resident.
+    rc, out, _ = run("resident", "show", str(small))
+    assert_human(out)
+    assert re.search(r"under 14: yes", out)
+    rc, out, _ = run("resident", "list")
+    assert_human(out)
+    flags = {line.split()[1]: line.split()[-2] for line in out.splitlines()[1:]}
+    assert flags["Small"] == "yes" and flags["Kid"] == "yes" and flags["Tall"] == "yes"
+    rc, out, _ = run("resident", "show", str(teen))
+    assert "under 14: yes" in out

@@ -114,9 +114,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     now = time.time()
     rows = [(r.id, common.safe(r.name), common.safe(r.unit), common.safe(r.keypad_id or "-"),
              common.when(r.valid_until, until=True),
-             r.schedule or "any", _state(r, now)) for r in residents]  # fmt: skip
-    headers = ("id", "name", "unit", "keypad", "until", "schedule", "state")
-    print(human.table(headers, rows, (0, 24, 8, 7, 16, 10, 0)))
+             r.schedule or "any", "yes" if r.minor else "-", _state(r, now))
+            for r in residents]  # fmt: skip
+    headers = ("id", "name", "unit", "keypad", "until", "schedule", "under 14", "state")
+    print(human.table(headers, rows, (0, 24, 8, 7, 16, 10, 8, 0)))
     return 0
 
 
@@ -142,7 +143,8 @@ def cmd_show(args: argparse.Namespace) -> int:
              "keypad number": r.keypad_id,
              "schedule": r.schedule or "any", "state": _state(r, time.time()),
              "PIN": "set" if r.has_pin else "none",
-             "valid": f"{common.when(r.valid_from)} .. {common.when(r.valid_until, until=True)}"}  # fmt: skip
+             "valid": f"{common.when(r.valid_from)} .. {common.when(r.valid_until, until=True)}",
+             "under 14": "yes (face only with a guardian, admin present)" if r.minor else "no"}  # fmt: skip
     for key, v in shown.items():
         print(f"{key:>13}: {human.value(v)}")
     for c in info["cards"]:
