@@ -159,3 +159,7 @@ def test_large_type_form(tmp_path):
     # The same words (and so the same hash a consent points to), only bigger.
     strip = lambda h: re.sub(r"<body[^>]*>", "", h.split("</style>")[1])  # noqa: E731
     assert strip(large) == strip(normal)
+    # The resident sign for card and PIN comes in large type too.
+    sign_large, sign = notice("--sign", "entry", "--large"), notice("--sign", "entry")
+    assert '<body class="large">' in sign_large and '<body class="large">' not in sign
+    assert strip(sign_large) == strip(sign)
