@@ -458,6 +458,14 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
         zone(site.timezone)
     except TimeZoneError as exc:
         raise s.fail("timezone", str(exc)) from None
+    from doorpi.privacy.notices import NoticeError, check_fact
+
+    for key in ("controller", "contact"):  # facts for the notices, never terms (law notes B7)
+        if getattr(site, key).strip():
+            try:
+                check_fact(key, getattr(site, key))
+            except NoticeError as exc:
+                raise s.fail(key, str(exc).removeprefix(f"{key}: ")) from None
     s.check_unknown()
     if not site.data_dir.is_absolute() and path is not None:
         site = replace(site, data_dir=path.parent / site.data_dir)

@@ -201,7 +201,10 @@ class Gate:
             self.face_problem = f"face vault: {exc}"
             log.error("face stays off: %s", self.face_problem)
             return
-        self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin)
+        from doorpi.privacy.speech import build_speaker
+
+        self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin,
+                                      speaker=build_speaker(self.face_privacy.settings.spoken_prompts))  # fmt: skip
         sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, vouched)
         self.sweepers.append(lambda _now: sweeper.sweep())
         from doorpi.privacy.parity import clear_device_templates

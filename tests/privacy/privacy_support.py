@@ -82,6 +82,25 @@ def alice(storage: Storage, clock: FakeClock) -> int:
     return storage.residents.add("Alice Wang", clock(), unit="3-101", keypad_id="101").id
 
 
+OPERATOR = "li"
+OPERATOR_PASSPHRASE = "correct horse battery"
+
+
+def add_operator(data_dir: Path, name: str = OPERATOR) -> list[str]:
+    """Enrol an operator as `doorpi operator add` does; returns the CLI options
+    that sign them in (``--operator NAME --passphrase-file FILE``)."""
+    from doorpi.operators import OperatorStore
+    from doorpi.store.db import open_db, set_state
+
+    OperatorStore(data_dir).add(name, OPERATOR_PASSPHRASE, NOW, by="test")
+    db = open_db(data_dir / "doorpi.db")
+    set_state(db, "operators_enrolled", "1")
+    db.conn.close()
+    pf = data_dir.parent / f"{name}.passphrase"
+    pf.write_text(OPERATOR_PASSPHRASE + "\n")
+    return ["--operator", name, "--passphrase-file", str(pf)]
+
+
 def enrol(privacy: FacePrivacy, resident_id: int, embedding: np.ndarray, **consent: object) -> int:
     ticket = privacy.start_enrolment(resident_id, "admin_present", by="admin:test")
     privacy.consent(ticket, confirmed_by="admin:test", **consent)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from privacy_support import PIA, unit_vector
+from privacy_support import PIA, add_operator, unit_vector
 
 import doorpi.cli
 from doorpi.config import load_config
@@ -22,12 +22,14 @@ def run(cfg_path, monkeypatch, capsys):
     missing = [m for m in MINE if m not in doorpi.cli.COMMAND_MODULES]
     monkeypatch.setattr(doorpi.cli, "COMMAND_MODULES", [*doorpi.cli.COMMAND_MODULES, *missing])
 
+    sign_in = add_operator(load_config(cfg_path).site.data_dir)
+
     def go(*argv: str) -> tuple[int, str, str]:
         if argv[0] == "keys":  # until cli/keys.py calls add_rotate: a parser of our own
             rc = keys_rotate(cfg_path, list(argv))
             out = capsys.readouterr()
             return rc, out.out, out.err
-        rc = doorpi.cli.main(["--config", str(cfg_path), *argv])
+        rc = doorpi.cli.main(["--config", str(cfg_path), *sign_in, *argv])
         out = capsys.readouterr()
         return rc, out.out, out.err
 
@@ -129,7 +131,7 @@ def test_consent_withdraw_refuse_report_and_keys_from_the_command_line(
 
     rc, out, _ = run("consent", "show", str(resident), "--json")
     (rec,) = json.loads(out)
-    assert rec["confirmed_by"].startswith("admin:") and rec["channel"] == "admin_present"
+    assert rec["confirmed_by"] == "operator:li" and rec["channel"] == "admin_present"
     rc, out, _ = run("consent", "report", str(resident), "--json")
     rep = json.loads(out)
     assert rep["face"]["template"]["stored"] is True and rep["resident"]["name"] == "Alice Wang"

@@ -226,7 +226,7 @@ def test_resident_remove_logs_the_template_deletion(tmp_path, monkeypatch):
     site = _site(tmp_path, FACE_ON)
     cfg_file = tmp_path / "doorpi.toml"
     cfg_file.write_text(
-        f'[site]\ndata_dir = "{tmp_path / "data"}"\ncontroller = "C"\ncontact = "c"\n'
+        f'[site]\ndata_dir = "{tmp_path / "data"}"\ncontroller = "C"\ncontact = "+86 10 5555 0100"\n'
         "[face]\nenabled = true\n"
     )
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,8 @@ def test_eval_faces_json(
     assert r["shipped"]["far_count"] == 0
     lo, hi = r["shipped"]["far_ci95"]
     assert lo == 0.0 and 0 < hi < 0.05
+    lo, hi = r["shipped"]["frr_ci95"]  # never a zero-width interval, even at no misses
+    assert lo <= r["shipped"]["frr"] <= hi and hi > 1 / r["genuine_pairs"]
     assert r["open_set"]["gallery_size"] == 3
     assert r["open_set"]["fpir"] == 0.0
     assert "1e-03" in r["tar_at_far"]
@@ -60,6 +63,7 @@ def test_eval_faces_summary(
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "3 people" in out and "EER" in out and "threshold 0.450" in out
+    assert re.search(r"FRR [\d.]+% \(95% CI [\d.]+% to [\d.]+%\)", out)
 
 
 def test_eval_missing_dir_is_cli_error(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -36,3 +38,29 @@ def test_pair_scores_split_by_label() -> None:
     x = np.vstack([x[0], x[0], x[1]])
     gen, imp = pair_scores(x, ["a", "a", "b"])
     assert gen.tolist() == [1.0] and sorted(imp.tolist()) == [0.0, 0.0]
+
+
+def _tail_ge(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed directly (not the module's code)."""
+    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
+
+
+@pytest.mark.parametrize(("misses", "n"), [(0, 40), (2, 40), (7, 300), (40, 40)])
+def test_frr_interval_is_the_exact_binomial_interval(misses: int, n: int) -> None:
+    """A zeroed, collapsed or mis-sized FRR interval fails: each end is checked
+    against the binomial tails it is defined by (Clopper & Pearson 1934), summed
+    here independently, and must hold the observed rate."""
+    genuine = np.array([0.2] * misses + [0.9] * (n - misses))
+    impostor = np.linspace(0.0, 0.3, 1000)
+    r = rates_at(genuine, impostor, 0.45)
+    assert r["frr_count"] == misses and r["frr"] == misses / n
+    lo, hi = r["frr_ci95"]
+    assert 0.0 <= lo <= misses / n <= hi <= 1.0 and lo < hi
+    if misses == 0:
+        assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / n), abs=1e-6)
+    else:
+        assert _tail_ge(misses, n, lo) == pytest.approx(0.025, abs=1e-6)
+    if misses < n:
+        assert 1 - _tail_ge(misses + 1, n, hi) == pytest.approx(0.025, abs=1e-6)
+    else:
+        assert hi == 1.0

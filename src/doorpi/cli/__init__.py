@@ -34,6 +34,7 @@ COMMAND_MODULES: list[str] = [
     "sync",
     "admin",
     "modes",
+    "operator",
 ]
 
 
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("DOORPI_CONFIG", DEFAULT_CONFIG),
         help=f"configuration file (default: $DOORPI_CONFIG or {DEFAULT_CONFIG})",
     )
+    from doorpi.cli.operator import add_options
+
+    add_options(parser)  # --operator, --passphrase-file: admin actions sign in
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"doorpi.cli.{name}")
@@ -81,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         if func is None:
             parser.print_help()
             return 2
+        from doorpi.cli.operator import authorise
+
+        authorise(args)  # an admin action: the operator signs in first (or is refused)
         code = int(func(args) or 0)
         sys.stdout.flush()
         return code

@@ -361,4 +361,11 @@ def _print_reports(
                 data = a.get("data")
                 detail = human.fields(data) if isinstance(data, dict) else human.value(data)
                 print(f"    {a['seq']:>7} {_when(a['ts'])} {a['kind']:<12} {detail}")
+    from doorpi.privacy.report import site_face_count
+
+    total, warnings = site_face_count([(r.gate, r.created, r.status) for _, r in results
+                                       if isinstance(r, SyncReport)])  # fmt: skip
+    print(f"face data on this site: {total} people (newest report of each gate, added up)")
+    for w in warnings:
+        print(f"WARNING: {w}")
     return bad

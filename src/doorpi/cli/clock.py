@@ -9,7 +9,6 @@ it. A running gate applies it within a second.
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import shutil
 import subprocess
@@ -61,10 +60,8 @@ def _confirm(question: str, yes: bool) -> None:
 
 
 def _who() -> str:
-    try:
-        return f"{getpass.getuser()} (uid {os.getuid()})"
-    except Exception:
-        return f"uid {os.getuid()}"
+    """The signed-in operator (`doorpi.cli.operator`), never $LOGNAME."""
+    return common.who()
 
 
 def set_system_clock(epoch: float) -> str:

@@ -115,16 +115,27 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+_operator: list[str | None] = [None]
+
+
+def set_operator(label: str | None) -> None:
+    """The operator signed in for this command (`doorpi.cli.operator.authorise`)."""
+    _operator[0] = label
+
+
+def who() -> str:
+    """Who runs this admin action: ``operator:NAME`` once signed in, else
+    ``unauthenticated:uid=N`` (the real uid; never $LOGNAME, which anyone can set)."""
+    import os
+
+    return _operator[0] or f"unauthenticated:uid={os.getuid()}"
+
+
 def audit_admin(store: Storage, what: str, **detail: Any) -> None:
-    """Every admin change goes into the audit log, with who ran it."""
-    import getpass
+    """Every admin change goes into the audit log, with who ran it (`who`)."""
     import time
 
-    try:
-        who = getpass.getuser()
-    except Exception:
-        who = "unknown"
-    store.audit.append("admin", {"action": what, "by": who, **detail}, ts=time.time())
+    store.audit.append("admin", {"action": what, "by": who(), **detail}, ts=time.time())
 
 
 def confirm(question: str) -> bool:

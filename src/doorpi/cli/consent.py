@@ -2,13 +2,13 @@
 
 Admin side of consent (the resident present), withdrawal, refusal, the
 resident's report, the retention sweep, and re-keying of the template vault.
-Every command is written to the audit log with the admin's login name.
+Every command needs a signed-in operator (`doorpi.cli.operator`), whom the
+audit log and the consent record name; never the login name.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("id", type=int, help="resident id")
     r.add_argument("--lang", choices=("zh", "en"))
     r.add_argument("--retention-days", type=int)
-    r.add_argument("--minor", action="store_true", help="the resident is under 14")
+    r.add_argument("--minor", action="store_true",
+                   help="the resident is under 14 (also marks the resident)")  # fmt: skip
     r.add_argument("--guardian", help="parent or guardian who consented (needed with --minor)")
     r.add_argument("--share-site-gates", action="store_true",
                    help="the resident ticked: the template may be used at the site's other gates")  # fmt: skip
@@ -68,10 +69,8 @@ def add_rotate(keys_sub: argparse._SubParsersAction) -> None:
 
 
 def _who() -> str:
-    try:
-        return f"admin:{getpass.getuser()}"
-    except Exception:
-        return "admin:unknown"
+    """The signed-in operator (`doorpi.cli.operator.authorise` ran first)."""
+    return common.who()
 
 
 def _privacy(args: argparse.Namespace):
@@ -107,7 +106,10 @@ def cmd_record(args: argparse.Namespace) -> int:
             guardian=args.guardian,
             share_site_gates=args.share_site_gates,
         )
-    common.audit_admin(store, "consent_record", resident_id=args.id, consent_id=rec.id)
+    if rec.minor and not common.resident(store, args.id).minor:  # never self-enrol at the gate
+        store.residents.update(args.id, time.time(), minor=True)
+    common.audit_admin(store, "consent_record", resident_id=args.id, consent_id=rec.id,
+                       minor=rec.minor)  # fmt: skip
     print(f"consent {rec.id} recorded for resident {args.id} until {common.when(rec.retention_end)}"
           f" (notice {rec.notice_version}, sha256 {rec.notice_hash[:16]})")  # fmt: skip
     return 0

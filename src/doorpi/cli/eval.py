@@ -185,7 +185,8 @@ def run_faces(args: argparse.Namespace) -> int:
             f"EER {report['eer']:.3%}  TAR@FAR1e-3 {report['tar_at_far']['1e-03']['tar']:.2%}  "
             f"TAR@FAR1e-4 {report['tar_at_far']['1e-04']['tar']:.2%}\n"
             f"threshold {s['threshold']:.3f}: FAR {s['far']:.2e} (95% CI up to "
-            f"{s['far_ci95'][1]:.1e}), FRR {s['frr']:.2%}\n"
+            f"{s['far_ci95'][1]:.1e}), FRR {s['frr']:.2%} (95% CI "
+            f"{s['frr_ci95'][0]:.1%} to {s['frr_ci95'][1]:.1%})\n"
             f"1:N FPIR {report['open_set']['fpir']:.2%}  FNIR {report['open_set']['fnir']:.2%}"
         )
     return 0

@@ -25,10 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sign", choices=("entry",),
                    help="entry: the resident sign for card and PIN (steps, lights and beeps)")  # fmt: skip
     p.add_argument("--out", help="write to this file instead of standard output")
+    p.add_argument("--large", action="store_true",
+                   help="large type (24 pt and up) for elderly and low-vision residents")  # fmt: skip
     p.set_defaults(func=main)
 
 
-def render(cfg: common.Config, lang: str | None, fmt: str, kind: str) -> str:
+def render(cfg: common.Config, lang: str | None, fmt: str, kind: str, large: bool = False) -> str:
     """The requested notices as one HTML document or Markdown text."""
     from doorpi.privacy.notices import NoticeError, load_notice, to_html, to_markdown
     from doorpi.privacy.settings import privacy_settings
@@ -49,10 +51,10 @@ def render(cfg: common.Config, lang: str | None, fmt: str, kind: str) -> str:
     if fmt == "md":
         return to_markdown(notices)
     title = "人脸识别告知" if lang == "zh" else "Face recognition notice"
-    return to_html(notices, f"{cfg.site.name}: {title}")
+    return to_html(notices, f"{cfg.site.name}: {title}", large=large)
 
 
-def render_entry_sign(cfg: common.Config, lang: str, fmt: str) -> str:
+def render_entry_sign(cfg: common.Config, lang: str, fmt: str, large: bool = False) -> str:
     """The resident sign for card and PIN at this door (doorpi.entrysign)."""
     from doorpi.entrysign import entry_sign
     from doorpi.privacy.notices import to_html, to_markdown
@@ -61,15 +63,16 @@ def render_entry_sign(cfg: common.Config, lang: str, fmt: str) -> str:
                       face=cfg.face.enabled)  # fmt: skip
     if fmt == "md":
         return to_markdown([sign])
-    return to_html([sign], f"{cfg.site.name}: {sign.text.splitlines()[1][2:].split(' {#')[0]}")
+    title = sign.text.splitlines()[1][2:].split(" {#")[0]
+    return to_html([sign], f"{cfg.site.name}: {title}", large=large)
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     if args.sign == "entry":
-        text = render_entry_sign(cfg, args.lang or "zh", args.fmt)
+        text = render_entry_sign(cfg, args.lang or "zh", args.fmt, args.large)
     else:
-        text = render(cfg, args.lang, args.fmt, args.kind)
+        text = render(cfg, args.lang, args.fmt, args.kind, args.large)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:

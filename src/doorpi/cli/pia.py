@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import time
 import tomllib
@@ -48,7 +47,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: missing {', '.join(missing)}")
     cfg = common.config(args)
     store = common.storage(cfg)
-    author = args.author or getpass.getuser()
+    author = args.author or common.who()
     try:
         pia = AssessmentRegistry(store.db, store.audit).record(
             ImpactAssessment(**{f: doc[f] for f in FIELDS}, author=author, created=time.time())

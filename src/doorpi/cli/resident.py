@@ -24,7 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--valid-from")
     add.add_argument("--valid-until", help="e.g. 2027-06-30 (end of tenancy)")
     add.add_argument("--schedule", help="a schedule name from the config")
+    add.add_argument("--minor", action="store_true",
+                     help="under 14: face only with a parent or guardian, admin present")  # fmt: skip
     add.set_defaults(func=cmd_add)
+    mn = rs.add_parser("minor", help="mark a resident as under 14 (or --clear)")
+    mn.add_argument("id", type=int)
+    mn.add_argument("--clear", action="store_true", help="the resident is 14 or older")
+    mn.set_defaults(func=cmd_minor)
     ls = rs.add_parser("list", help="list residents")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
@@ -87,10 +93,11 @@ def cmd_add(args: argparse.Namespace) -> int:
             valid_from=common.parse_date(args.valid_from, "--valid-from"),
             valid_until=common.parse_date(args.valid_until, "--valid-until", until=True),
             schedule=args.schedule,
+            minor=args.minor,
         )
     except ResidentError as exc:
         raise CliError(str(exc)) from None
-    common.audit_admin(store, "resident_added", resident_id=r.id)
+    common.audit_admin(store, "resident_added", resident_id=r.id, minor=r.minor)
     keypad = f", keypad number {r.keypad_id}" if r.keypad_id else ""
     print(
         f"resident {r.id} added: {common.safe(r.name)} ({common.safe(r.unit) or 'no unit'}{keypad})"
@@ -107,9 +114,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     now = time.time()
     rows = [(r.id, common.safe(r.name), common.safe(r.unit), common.safe(r.keypad_id or "-"),
              common.when(r.valid_until, until=True),
-             r.schedule or "any", _state(r, now)) for r in residents]  # fmt: skip
-    headers = ("id", "name", "unit", "keypad", "until", "schedule", "state")
-    print(human.table(headers, rows, (0, 24, 8, 7, 16, 10, 0)))
+             r.schedule or "any", "yes" if r.minor else "-", _state(r, now))
+            for r in residents]  # fmt: skip
+    headers = ("id", "name", "unit", "keypad", "until", "schedule", "under 14", "state")
+    print(human.table(headers, rows, (0, 24, 8, 7, 16, 10, 8, 0)))
     return 0
 
 
@@ -135,12 +143,26 @@ def cmd_show(args: argparse.Namespace) -> int:
              "keypad number": r.keypad_id,
              "schedule": r.schedule or "any", "state": _state(r, time.time()),
              "PIN": "set" if r.has_pin else "none",
-             "valid": f"{common.when(r.valid_from)} .. {common.when(r.valid_until, until=True)}"}  # fmt: skip
+             "valid": f"{common.when(r.valid_from)} .. {common.when(r.valid_until, until=True)}",
+             "under 14": "yes (face only with a guardian, admin present)" if r.minor else "no"}  # fmt: skip
     for key, v in shown.items():
         print(f"{key:>13}: {human.value(v)}")
     for c in info["cards"]:
         label = f" {common.safe(c['label'])}" if c["label"] else ""
         print(f"{'card':>13}: ref {c['ref']}{label} (added {common.when(c['added'])})")
+    return 0
+
+
+def cmd_minor(args: argparse.Namespace) -> int:
+    """Under 14 (PIPL 31): a face consent given without a guardian is withdrawn
+    and its template deleted (the database trigger of schema 5)."""
+    store = common.storage(common.config(args))
+    common.resident(store, args.id)
+    with common.as_cli_error(ResidentError):
+        store.residents.update(args.id, time.time(), minor=not args.clear)
+    common.audit_admin(store, "resident_minor", resident_id=args.id, minor=not args.clear)
+    print(f"resident {args.id}: " + ("14 or older" if args.clear else
+          "under 14: face only with a parent or guardian, admin present"))  # fmt: skip
     return 0
 
 
@@ -180,7 +202,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from doorpi.privacy.enrolment import build_face_privacy
 
     # Face data first, and logged: a moving-out resident's template must not outlive them.
-    build_face_privacy(cfg, store).forget_resident(args.id, by="admin")
+    build_face_privacy(cfg, store).forget_resident(args.id, by=common.who())
     try:
         store.residents.remove(args.id)
     except ResidentError as exc:

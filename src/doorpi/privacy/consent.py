@@ -26,6 +26,15 @@ CHANNELS = ("gate", "admin_present")
 DAY = 86400.0
 
 
+#: The next consent id: above every record held and every record ever deleted
+#: (state.face_consent_id_high, migration 5), so audit lines and reports naming
+#: a consent id can never point at someone else's consent.
+NEXT_CONSENT_ID_SQL = (
+    "SELECT max(COALESCE((SELECT max(id) FROM face_consents), 0), COALESCE((SELECT "
+    "CAST(value AS INTEGER) FROM state WHERE key = 'face_consent_id_high'), 0)) + 1"
+)
+
+
 class ConsentError(ValueError):
     """Consent that may not be recorded; the message says why."""
 
@@ -126,6 +135,12 @@ class ConsentRegistry:
                 f"the retention period must be 1 to {max_retention_days} days, "
                 f"got {retention_days}: never unlimited"
             )
+        minor = minor or resident.minor  # the resident record says so: no one can un-say it here
+        if minor and channel != "admin_present":
+            raise ConsentError(
+                f"resident {resident.id} is under 14: a parent or guardian consents with the "
+                "admin present, never at the gate"
+            )
         if minor and not (guardian and guardian.strip()):
             raise ConsentError("a resident under 14 needs a parent's or guardian's consent")
         if share_site_gates and not allow_site_sharing:
@@ -146,9 +161,10 @@ class ConsentRegistry:
                 [now, resident.pseudonym],
             )
             cur = conn.execute(
-                "INSERT INTO face_consents(pseudonym, notice_version, notice_hash, lang, given_at, "
-                "confirmed_by, channel, retention_end, minor, guardian, share_site_gates) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO face_consents(id, pseudonym, notice_version, notice_hash, lang, "
+                "given_at, confirmed_by, channel, retention_end, minor, guardian, "
+                f"share_site_gates) VALUES (({NEXT_CONSENT_ID_SQL}), ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?)",
                 [resident.pseudonym, notice.version, notice.digest, notice.lang, now,
                  confirmed_by.strip(), channel, end, int(minor),
                  guardian.strip() if guardian else None, int(share_site_gates)],
@@ -222,15 +238,21 @@ class ConsentRegistry:
             raise ConsentError("the consent's retention period has ended")
         if origin.minor and not (origin.guardian and origin.guardian.strip()):
             raise ConsentError("a resident under 14 needs a parent's or guardian's consent")
+        row = conn.execute(
+            "SELECT minor FROM residents WHERE pseudonym = ?", [pseudonym]
+        ).fetchone()
+        if row is not None and row[0] and not origin.minor:
+            raise ConsentError("the resident is under 14 and the consent has no guardian")
         conn.execute(
             "UPDATE face_consents SET withdrawn_at = ?, withdrawn_by = 'superseded' "
             "WHERE pseudonym = ? AND withdrawn_at IS NULL",
             [now, pseudonym],
         )
         cur = conn.execute(
-            "INSERT INTO face_consents(pseudonym, notice_version, notice_hash, lang, given_at, "
-            "confirmed_by, channel, retention_end, minor, guardian, share_site_gates, "
-            "origin_gate, origin_consent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            "INSERT INTO face_consents(id, pseudonym, notice_version, notice_hash, lang, "
+            "given_at, confirmed_by, channel, retention_end, minor, guardian, share_site_gates, "
+            f"origin_gate, origin_consent_id) VALUES (({NEXT_CONSENT_ID_SQL}), ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?, 1, ?, ?)",
             [pseudonym, origin.notice_version, origin.notice_hash, origin.lang, origin.given_at,
              origin.confirmed_by, origin.channel, origin.retention_end, int(origin.minor),
              origin.guardian, origin_gate, origin.id],

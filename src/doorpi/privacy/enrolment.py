@@ -32,7 +32,7 @@ import numpy as np
 
 from doorpi.cards.uid import Transmit
 from doorpi.privacy.consent import ConsentError, ConsentRecord, ConsentRegistry
-from doorpi.privacy.notices import NoticeText, load_notice
+from doorpi.privacy.notices import NoticeError, NoticeText, check_fact, load_notice
 from doorpi.privacy.pia import AssessmentError, require_assessment
 from doorpi.privacy.settings import PrivacySettings
 from doorpi.privacy.vault import TemplateVault, VaultMatch
@@ -127,12 +127,21 @@ class FacePrivacy:
         resident = self._resident(resident_id)
         if not resident.active:
             raise EnrolmentError(f"resident {resident_id} is disabled")
+        if resident.minor and channel != "admin_present":  # PIPL 31: never alone at the gate
+            raise EnrolmentError(
+                f"resident {resident_id} is under 14: face enrolment only with a parent or "
+                "guardian and the admin present"
+            )
         problem = self.parity(resident) if self.parity is not None else None
         if problem:  # face may never become someone's only way in (requirement 1)
             self._log("face_enrolment_refused", resident_id=resident_id, channel=channel,
                       by=by, reason="no_face_free_way")  # fmt: skip
             raise EnrolmentError(f"resident {resident_id} at door {self.door!r} {problem}")
-        ticket = EnrolmentTicket(resident_id, channel, self.notice("consent", lang), self.clock())
+        try:
+            notice = self.notice("consent", lang)
+        except NoticeError as exc:  # operator fields that are not facts: no form to agree to
+            raise EnrolmentError(str(exc)) from None
+        ticket = EnrolmentTicket(resident_id, channel, notice, self.clock())
         self._log("face_enrolment_started", resident_id=resident_id, channel=channel, by=by,
                   notice_version=ticket.notice.version)  # fmt: skip
         return ticket
@@ -207,7 +216,7 @@ class FacePrivacy:
         """May the gate offer face enrolment to this resident unprompted? Never
         after a refusal, never when already enrolled."""
         r = self.storage.residents.get(resident_id)
-        if r is None or r.face_refused or not r.active:
+        if r is None or r.face_refused or not r.active or r.minor:
             return False
         return self.consents.live(r.pseudonym, self.clock()) is None
 
@@ -400,6 +409,8 @@ class GateFaceMenu:
     verify_pin: Callable[[int, str], bool] | None = None
     window: float = 20.0
     state: _MenuState | None = field(default=None)
+    # doorpi.privacy.speech.Speaker: every step is read aloud (law notes B9), or None.
+    speaker: Any = None
     #: Resident whose enrolment capture runs now (set by the gate, see `capture_*`).
     capturing: int | None = None
 
@@ -410,7 +421,14 @@ class GateFaceMenu:
     ARM_SECONDS = 10.0  # from '#' to the tap: long enough to find the card, short for a slip
 
     def arm(self, now: float) -> MenuAction:
-        """``#`` on an idle keypad: the next card tap is for the menu."""
+        """``#`` on an idle keypad: the next card tap is for the menu (spoken
+        with a `speaker`, like every step)."""
+        action = self._arm(now)
+        if self.speaker is not None:
+            self.speak(action)
+        return action
+
+    def _arm(self, now: float) -> MenuAction:
         self.state = _MenuState(None, now)
         return MenuAction("armed", None)
 
@@ -423,7 +441,10 @@ class GateFaceMenu:
         if not armed or resident_id is None:
             return None
         self.state = _MenuState(resident_id, now, stage="pin")
-        return MenuAction("pin_needed", resident_id)
+        action = MenuAction("pin_needed", resident_id)
+        if self.speaker is not None:
+            self.speak(action)
+        return action
 
     def capture_started(self, resident_id: int) -> None:
         """The gate started an enrolment capture (this menu's or the admin's)."""
@@ -448,7 +469,26 @@ class GateFaceMenu:
         return MenuAction("release", st.resident_id, typed + key)
 
     def feed(self, key: str, now: float) -> MenuAction | None:
-        """A key press; None means the menu is not active (the gate handles it)."""
+        """A key press; None means the menu is not active (the gate handles it).
+        With a `speaker`, the step's prompt is read aloud (`speak`)."""
+        action = self._feed(key, now)
+        if action is not None and self.speaker is not None:
+            self.speak(action)
+        return action
+
+    def speak(self, action: MenuAction) -> None:
+        """Read the prompt for ``action`` aloud in face.notice_lang (notices/*/spoken.md)."""
+        if action.kind in ("typing", "release"):
+            return
+        lang = self.privacy.settings.notice_lang
+        try:
+            text = self.privacy.notice("spoken", lang).sections.get(action.kind)
+        except NoticeError:  # face_enable_problem names it; the keypad goes on
+            return
+        if text:
+            self.speaker.say(text.replace("**", ""), lang)
+
+    def _feed(self, key: str, now: float) -> MenuAction | None:
         if not self.active(now):
             return None
         st = self.state
@@ -456,7 +496,7 @@ class GateFaceMenu:
         rid = st.resident_id
         if st.stage == "armed":
             if key == "#":
-                return self.arm(now)  # pressed twice: still armed, from now
+                return self._arm(now)  # pressed twice: still armed, from now
             return self._release(st, key)
         if key == "*":
             self.state = None
@@ -564,6 +604,10 @@ def face_enable_problem(cfg: Any, db: Any) -> str | None:
     problem = placeholder_problem(cfg)
     if problem:
         return problem
+    try:
+        check_fact("site", cfg.site.name)
+    except NoticeError as exc:
+        return f"site.{exc}"
     try:
         require_assessment(db)
     except AssessmentError as exc:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 LANGS = ("zh", "en")
-KINDS = ("sign", "consent")
+KINDS = ("sign", "consent", "spoken")
 
 #: Sections a consent text must contain (law notes B6).
 REQUIRED_CONSENT_SECTIONS = (
@@ -38,6 +38,13 @@ REQUIRED_CONSENT_SECTIONS = (
 #: Sections the gate sign must contain (law notes B9, MFR 13).
 REQUIRED_SIGN_SECTIONS = ("alternatives", "method", "scope", "withdraw", "controller")
 
+#: Steps of the keypad face menu that are read aloud (law notes B9: accessible
+#: notice and consent); `doorpi.privacy.enrolment.MenuAction` kinds.
+REQUIRED_SPOKEN_SECTIONS = (
+    "armed", "pin_needed", "menu", "ask_consent", "ask_share", "ask_withdraw", "capture",
+    "withdrawn", "refused", "cancelled", "wrong_pin", "error",
+)  # fmt: skip
+
 #: Wording that may not appear in a consent text (SPC 11: unlimited duration,
 #: irrevocability, onward licensing), in English and Chinese.
 FORBIDDEN_TERMS: tuple[tuple[str, str], ...] = (
@@ -48,7 +55,12 @@ FORBIDDEN_TERMS: tuple[tuple[str, str], ...] = (
     (r"\bwithout (any )?time limit\b", "unlimited duration"),
     (r"\birrevocabl[ey]\b", "cannot be withdrawn"),
     (r"\b(cannot|can ?not|may not) (be )?(withdraw|revoke)", "cannot be withdrawn"),
+    (r"\bpermanent(ly)?\b", "unlimited duration"),
+    (r"\bnon-?(revocable|withdrawable|cancell?able)\b", "cannot be withdrawn"),
+    (r"\b(consent|agreement|decision) is final\b", "cannot be withdrawn"),
     (r"\bsub-?licen[cs]", "onward licensing"),
+    (r"\blicen[cs]e[sd]? (it|them|the (data|template)s?|your \w+) to\b", "onward licensing"),
+    (r"\b(business |commercial )?partners?\b", "onward licensing"),
     (r"\b(transfer|sell|disclose|share) (it |them |the (data|template)s? )?(with|to) third parties\b",
      "onward licensing"),
     (r"永久", "unlimited duration"),
@@ -57,8 +69,90 @@ FORBIDDEN_TERMS: tuple[tuple[str, str], ...] = (
     (r"不可(撤回|撤销|撤消)", "cannot be withdrawn"),
     (r"不得(撤回|撤销)", "cannot be withdrawn"),
     (r"无法(撤回|撤销)", "cannot be withdrawn"),
+    (r"不能(撤回|撤销|撤消)", "cannot be withdrawn"),
+    (r"长期(保存|保留|存储|储存)", "unlimited duration"),
+    (r"合作方|合作伙伴|合作单位", "onward licensing"),
     (r"转授权|再许可|授权第三方|提供给第三方", "onward licensing"),
 )  # fmt: skip
+
+#: The operator's fields filled into the texts carry facts only (law notes B7):
+#: what a resident agrees to is the project's reviewed text, never the
+#: operator's. Field -> (kind, longest length in characters). The lengths fit
+#: the longest real values seen (a company name with its legal form, a phone
+#: number and an e-mail address, a place described in one phrase) with room.
+FACT_FIELDS: dict[str, tuple[str, int]] = {
+    "site": ("place", 60),
+    "capture_zone": ("place", 120),
+    "controller": ("party", 100),
+    "contact": ("contact", 120),
+}
+
+#: Words that make a promise or a term, not a fact: retention, withdrawal or
+#: consent, licensing, sharing or other use. None belongs in a place, a name
+#: or a contact, in either language.
+PROMISE_TERMS: tuple[tuple[str, str], ...] = (
+    (r"\b(keep|keeps|kept|retain\w*|retention|stored|storage|sav(e|ed|es)|archiv\w*|delet\w*|"
+     r"eras\w*|perman\w*|perpetu\w*|forever|indefinit\w*|long[- ]term|unlimited|"
+     r"years?|months?)\b", "retention"),
+    (r"\b(\w*revoc\w*|revok\w*|withdraw\w*|final|consent\w*|agree\w*|waive\w*|binding|"
+     r"hereby|irrevers\w*)\b", "consent or withdrawal"),
+    (r"\b(\w*licen[cs]\w*|partners?|third[- ]part(y|ies)|shar(e|es|ed|ing)|sell\w*|sold|sale|"
+     r"transfer\w*|disclos\w*|provid(e|es|ed|ing)|market\w*|advertis\w*|commerc\w*|"
+     r"payments?|train\w*)\b", "licensing or other use"),
+    (r"\b(we|us|our|may|might|shall|will|must)\b", "a promise"),
+    (r"保存|保留|存储|储存|留存|永久|长期|期限|无限|删除", "retention"),
+    (r"撤回|撤销|撤消|同意|不可|不能|不得|无法|放弃", "consent or withdrawal"),
+    (r"授权|许可|合作|第三方|提供|共享|分享|转让|出售|出租|商业|营销|广告|支付|训练", "licensing or other use"),
+    (r"我们|我方|本公司将|可以|有权", "a promise"),
+)  # fmt: skip
+
+# Characters that would end a phrase, start a sentence, or mark up the filled text.
+_NOT_IN_FACT = re.compile(r"[\n\r\t{}\[\]<>*#|`_~\\;；。！？!?]")
+# Abbreviations whose full stop does not end a sentence ("Co. Ltd.", "No. 3 Rd.").
+_ABBREV = re.compile(r"\b(Co|Ltd|Inc|No|Rd|St|Ave|Bldg|Rm|Apt|Dept|Mgmt|Corp|Blk|Fl)\.", re.I)
+_PHONE = re.compile(r"\+?\d[\d\s\-()]{5,18}\d")
+_EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(\.[\w\-]+)+")
+_ADDRESS = re.compile(
+    r"\d.*\b(room|rm|road|rd|street|st|avenue|ave|building|bldg|block|blk|floor|fl|lane|unit|"
+    r"office)\b|\b(room|rm|building|bldg|block|blk|floor|unit|office|no)\.? ?\d|[室号路街楼栋巷层]",
+    re.I,
+)
+
+
+def check_fact(field: str, value: str) -> str:
+    """``value`` as a fact the notice may carry in ``field`` (a key of
+    `FACT_FIELDS`), stripped; raises `NoticeError` naming the field and what is wrong.
+
+    A place or a name is one short phrase; a contact is a phone number, an
+    e-mail address or a postal address. None of them may carry a term or a
+    promise (`PROMISE_TERMS`, English and Chinese): the resident agrees only
+    to the project's own text (SPC Art. 11).
+    """
+    kind, longest = FACT_FIELDS[field]
+    text = str(value).strip()
+    if not text:
+        raise NoticeError(f"{field}: must not be empty")
+    if len(text) > longest:
+        raise NoticeError(f"{field}: at most {longest} characters (a fact, not a text), got {len(text)}")  # fmt: skip
+    m = _NOT_IN_FACT.search(text)
+    if m:
+        raise NoticeError(f"{field}: one short phrase without {m.group(0)!r} (a fact, not a text)")
+    m = re.search(r"[.:：]\s+\S", _ABBREV.sub("", _PHONE.sub("0", text)))
+    if m and kind != "contact":
+        raise NoticeError(f"{field}: one short phrase, not sentences (a fact, not a text)")
+    for pattern, what in PROMISE_TERMS:
+        m = re.search(pattern, text, re.I)
+        if m:
+            raise NoticeError(
+                f"{field}: {m.group(0)!r} is about {what}: this field names a {kind} only; "
+                "the terms come from doorpi's reviewed consent text"
+            )
+    if kind == "contact" and not (
+        _PHONE.search(text) or _EMAIL.search(text) or _ADDRESS.search(text)
+    ):
+        raise NoticeError(f"{field}: must be a phone number, e-mail or postal address, got {text!r}")  # fmt: skip
+    return text
+
 
 _SECTION = re.compile(r"^#{1,2} (.+?) \{#([a-z_]+)\}\s*$", re.M)
 _VERSION = re.compile(r"<!-- doorpi notice: (\w+), version ([\w.\-]+) -->")
@@ -81,19 +175,23 @@ class NoticeDetails:
     trigger: str = "on_request"  # face.trigger: the texts say when the camera looks
 
     def check(self) -> None:
+        from doorpi.settings import is_placeholder
+
         for name in ("site", "controller", "contact", "capture_zone"):
             if not str(getattr(self, name)).strip():
                 raise NoticeError(
                     f"the notice needs the {name} (site.{name} or face.{name} in the config)"
                 )
-        from doorpi.settings import is_placeholder
-
-        for name in ("controller", "contact"):
-            if is_placeholder(str(getattr(self, name))):
+            if name in ("controller", "contact") and is_placeholder(str(getattr(self, name))):
                 raise NoticeError(
                     f"site.{name}: {getattr(self, name)!r} is the shipped placeholder; "
                     "no notice names a fictitious controller (set the real one first)"
                 )
+            where = "face" if name == "capture_zone" else "site"
+            try:
+                check_fact(name, getattr(self, name))
+            except NoticeError as exc:
+                raise NoticeError(f"{where}.{exc}") from None
         if not 1 <= self.retention_days <= 3650:
             raise NoticeError("the retention period must be 1 to 3650 days")
 
@@ -134,7 +232,9 @@ def check_consent_terms(text: str) -> None:
 def check_notice(notice: NoticeText) -> None:
     """A notice usable for consent: every required section present and filled,
     no unfilled placeholder, no forbidden term."""
-    required = REQUIRED_CONSENT_SECTIONS if notice.kind == "consent" else REQUIRED_SIGN_SECTIONS
+    required = {"consent": REQUIRED_CONSENT_SECTIONS, "spoken": REQUIRED_SPOKEN_SECTIONS}.get(
+        notice.kind, REQUIRED_SIGN_SECTIONS
+    )
     sections = notice.sections
     missing = [s for s in required if not sections.get(s)]
     if missing:
@@ -142,7 +242,7 @@ def check_notice(notice: NoticeText) -> None:
     left = _PLACEHOLDER.findall(notice.text)
     if left:
         raise NoticeError(f"the {notice.kind} text has unfilled fields: {', '.join(left)}")
-    if notice.kind == "consent":
+    if notice.kind in ("consent", "spoken"):  # the spoken prompts ask for consent too
         check_consent_terms(notice.text)
 
 
@@ -239,7 +339,16 @@ li.box::before { content: ""; display: inline-block; width: 7mm; height: 7mm;
 .consent h1 { font-size: 22pt; }
 .consent h2 { font-size: 16pt; }
 .sig { margin-top: 7mm; }
+/* Large type (law notes B9): at least 24 pt everywhere, for elderly and
+   low-vision residents; more pages, same text and hash. */
+body.large, body.large .sign, body.large .consent { font-size: 24pt; line-height: 1.5; }
+body.large h1, body.large .sign h1, body.large .consent h1 { font-size: 34pt; }
+body.large h2, body.large .sign h2, body.large .consent h2 { font-size: 28pt; }
+body.large li.box::before { width: 10mm; height: 10mm; }
 """
+#: Smallest type of the large-type variant, in points (RNIB's clear print
+#: guidance asks 16-18 pt for large print; 24 pt leaves a margin for sight loss).
+LARGE_MIN_PT = 24
 
 
 def _inline(text: str) -> str:
@@ -283,16 +392,18 @@ def to_html_fragment(notice: NoticeText) -> str:
     return "\n".join(out)
 
 
-def to_html(notices: list[NoticeText], title: str) -> str:
-    """A complete, printable HTML document (A4, large type) for the notices."""
+def to_html(notices: list[NoticeText], title: str, large: bool = False) -> str:
+    """A complete, printable HTML document (A4) for the notices; ``large``: the
+    large-type variant (every text at least `LARGE_MIN_PT`), same words."""
     lang = notices[0].lang if notices else "en"
     html_lang = "zh-CN" if lang == "zh" else "en"
     body = "\n".join(to_html_fragment(n) for n in notices)
+    body_class = ' class="large"' if large else ""
     return (
         f'<!DOCTYPE html>\n<html lang="{html_lang}">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+        f"<style>{_CSS}</style>\n</head>\n<body{body_class}>\n{body}\n</body>\n</html>\n"
     )
 
 
@@ -302,15 +413,19 @@ def to_markdown(notices: list[NoticeText]) -> str:
 
 
 __all__ = [
+    "FACT_FIELDS",
     "FORBIDDEN_TERMS",
     "KINDS",
     "LANGS",
+    "PROMISE_TERMS",
     "REQUIRED_CONSENT_SECTIONS",
     "REQUIRED_SIGN_SECTIONS",
+    "REQUIRED_SPOKEN_SECTIONS",
     "NoticeDetails",
     "NoticeError",
     "NoticeText",
     "check_consent_terms",
+    "check_fact",
     "check_notice",
     "load_notice",
     "to_html",

@@ -95,6 +95,31 @@ def resident_report(
     return report
 
 
+def site_face_count(reports: list[tuple[str, float, dict[str, Any]]],
+                    warn_at: int = 90_000) -> tuple[int, list[str]]:  # fmt: skip
+    """The site's face-data count from the gates' reports (gate, created, status),
+    newest report per gate, and the warnings for the admin (MFR Art. 15).
+
+    The count is the sum over gates: a person enrolled at two gates counts twice,
+    so it never understates how close the site is to `FILING_THRESHOLD`.
+    """
+    newest: dict[str, tuple[float, int]] = {}
+    for gate, created, status in reports:
+        n = status.get("face_holders")
+        counted = isinstance(n, int) and not isinstance(n, bool) and n >= 0
+        if counted and (gate not in newest or created > newest[gate][0]):
+            newest[gate] = (created, n)
+    total = sum(n for _, n in newest.values())
+    warnings: list[str] = []
+    if total >= FILING_THRESHOLD:
+        warnings.append(f"{total:,} people have face data on this site: at {FILING_THRESHOLD:,} "
+                        "the operator must file with the regulator (MFR Art. 15)")  # fmt: skip
+    elif total >= warn_at:
+        warnings.append(f"{total:,} people have face data on this site, nearing the "
+                        f"{FILING_THRESHOLD:,} filing threshold (MFR Art. 15)")  # fmt: skip
+    return total, warnings
+
+
 def format_report(report: dict[str, Any], tz: tzinfo = UTC) -> str:
     """The report as plain text for printing; times in ``tz`` (site.timezone)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from doorpi.privacy.notices import LANGS, NoticeDetails
+from doorpi.privacy.notices import LANGS, NoticeDetails, NoticeError, check_fact
 
 DEFAULT_CAPTURE_ZONE = {
     "en": "the marked square on the ground, 0.5 to 1 m in front of the gate camera",
@@ -31,6 +31,7 @@ PRIVACY_KEYS = frozenset(
         "count_warning",
         "notice_lang",
         "allow_site_sharing",
+        "spoken_prompts",
     }
 )
 
@@ -47,6 +48,7 @@ class PrivacySettings:
     notice_lang: str = "zh"
     allow_site_sharing: bool = False
     trigger: str = "on_request"  # face.trigger (config), so the notices say when the camera looks
+    spoken_prompts: bool = False  # read each face-menu step aloud (espeak-ng, aplay)
 
     def notice_details(
         self, site: str, controller: str, contact: str, lang: str, retention_days: int | None = None
@@ -93,6 +95,12 @@ def privacy_settings(settings: dict[str, Any]) -> PrivacySettings:
             zone[lang] = text
     elif zone_raw is not None:
         raise ValueError("face.capture_zone: must be a text or a table {zh = ..., en = ...}")
+    for zlang, text in zone.items():  # a place, never terms (law notes B7)
+        try:
+            zone[zlang] = check_fact("capture_zone", text)
+        except NoticeError as exc:
+            where = "face.capture_zone" + ("" if isinstance(zone_raw, str) else f".{zlang}")
+            raise ValueError(where + str(exc).removeprefix("capture_zone")) from None
     warn = _int(settings, "count_warning", d.count_warning, 100, FILING_THRESHOLD)
     lang = settings.get("notice_lang", d.notice_lang)
     if lang not in LANGS:
@@ -100,7 +108,11 @@ def privacy_settings(settings: dict[str, Any]) -> PrivacySettings:
     share = settings.get("allow_site_sharing", d.allow_site_sharing)
     if not isinstance(share, bool):
         raise ValueError(f"face.allow_site_sharing: must be true or false, got {share!r}")
-    return PrivacySettings(days, max_days, storage, zone, warn, lang, share)
+    spoken = settings.get("spoken_prompts", d.spoken_prompts)
+    if not isinstance(spoken, bool):
+        raise ValueError(f"face.spoken_prompts: must be true or false, got {spoken!r}")
+    return PrivacySettings(days, max_days, storage, zone, warn, lang, share,
+                           spoken_prompts=spoken)  # fmt: skip
 
 
 __all__ = ["FILING_THRESHOLD", "PRIVACY_KEYS", "PrivacySettings", "privacy_settings"]

@@ -198,7 +198,10 @@ class SiteTemplateSink:
         wins), ``sharing_off`` (this gate's config), ``expired``, ``inactive``,
         ``storage_mismatch`` (a template for a gate that keeps them on cards, or
         a bare consent for one that keeps them in its vault), ``older`` (a copy
-        of a newer consent from another gate is held)."""
+        of a newer consent from another gate is held), ``withdrawn`` (the
+        resident withdrew here, or the admin for them, after that consent was
+        given: a copy still in transit from a gate that had not heard of it
+        must not bring the template back; issue #14, requirement 3)."""
         p = self.privacy
         try:
             payload = parse_payload(self.unseal(sealed))
@@ -225,6 +228,8 @@ class SiteTemplateSink:
             return "unchanged"
         if live is not None and live.given_at > origin.given_at:
             return "older"  # the resident enrolled again elsewhere since: the newest consent wins
+        if self._withdrawn_since(conn, pseudonym, origin.given_at):
+            return "withdrawn"
         expires = min(payload.expires, origin.retention_end)
         rid = self._resident_id(conn, pseudonym)
         resident = p.storage.residents.get(rid) if rid is not None else None
@@ -246,6 +251,18 @@ class SiteTemplateSink:
             "resident_id": rid, "consent_id": cid, "from_gate": source_gate[:12],
             "origin_consent_id": origin.id, "expires": expires}))  # fmt: skip
         return "stored"
+
+    @staticmethod
+    def _withdrawn_since(conn: sqlite3.Connection, pseudonym: str, given_at: float) -> bool:
+        """A withdrawal of the resident's consent after ``given_at`` is on
+        record here. Not one: a consent superseded by a newer one, and copies
+        dropped because the roster ended sharing (the roster may resume it)."""
+        row = conn.execute(
+            "SELECT 1 FROM face_consents WHERE pseudonym = ? AND withdrawn_at > ? "
+            "AND withdrawn_by NOT IN ('superseded', ?) LIMIT 1",
+            [pseudonym, given_at, BY_SHARE_ENDED],
+        ).fetchone()
+        return row is not None
 
     def _same_template(self, pseudonym: str, consent_id: int, embedding: np.ndarray) -> bool:
         info = self.privacy.vault.info(pseudonym)

@@ -43,7 +43,9 @@ def sim_config(overrides: dict[str, Any] | None, data_dir: Path) -> Config:
     from doorpi.settings import is_placeholder
 
     for key, value in (("controller", "doorpi simulation (no real residents)"),
-                       ("contact", "simulated site: no real contact")):  # fmt: skip
+                       # A contact is a fact the notices check (check_fact); .invalid
+                       # is the reserved top-level domain that never resolves (RFC 2606).
+                       ("contact", "simulation@doorpi.invalid (no real contact)")):  # fmt: skip
         if is_placeholder(str(doc["site"].get(key, ""))):
             doc["site"][key] = value
     doc.setdefault("keypad", {})["kind"] = doc["keypad"].get("kind", "matrix")

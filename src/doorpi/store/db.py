@@ -167,6 +167,34 @@ MIGRATIONS: list[str] = [
                              WHERE key = 'governance_prune_before'), 0)
     BEGIN SELECT RAISE(ABORT, 'governance records are kept for their retention period'); END;
     """,
+    # 7: residents under 14 (PIPL 31): their face consent needs a parent or guardian
+    # with the admin present; flagging a resident withdraws a consent given without
+    # one (the withdrawal trigger then deletes the template). Identifiers of removed
+    # residents and deleted consent records are never given out again:
+    # state.resident_id_high / face_consent_id_high hold the highest id ever
+    # deleted, and an insert at or below it is refused.
+    """
+    ALTER TABLE residents ADD COLUMN minor INTEGER NOT NULL DEFAULT 0;
+    CREATE TRIGGER resident_minor_consent AFTER UPDATE OF minor ON residents
+    WHEN NEW.minor = 1 AND OLD.minor = 0
+    BEGIN UPDATE face_consents SET withdrawn_at = NEW.updated,
+              withdrawn_by = 'system:minor_without_guardian'
+          WHERE pseudonym = NEW.pseudonym AND withdrawn_at IS NULL AND minor = 0; END;
+    INSERT OR IGNORE INTO state(key, value) VALUES ('resident_id_high', '0');
+    CREATE TRIGGER resident_id_retired AFTER DELETE ON residents
+    BEGIN UPDATE state SET value = max(CAST(value AS INTEGER), OLD.id)
+          WHERE key = 'resident_id_high'; END;
+    CREATE TRIGGER resident_id_never_reused AFTER INSERT ON residents
+    WHEN NEW.id <= (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'resident_id_high')
+    BEGIN SELECT RAISE(ABORT, 'that resident id belonged to a removed resident'); END;
+    INSERT OR IGNORE INTO state(key, value) VALUES ('face_consent_id_high', '0');
+    CREATE TRIGGER face_consent_id_retired AFTER DELETE ON face_consents
+    BEGIN UPDATE state SET value = max(CAST(value AS INTEGER), OLD.id)
+          WHERE key = 'face_consent_id_high'; END;
+    CREATE TRIGGER face_consent_id_never_reused AFTER INSERT ON face_consents
+    WHEN NEW.id <= (SELECT CAST(value AS INTEGER) FROM state WHERE key = 'face_consent_id_high')
+    BEGIN SELECT RAISE(ABORT, 'that consent id belonged to a deleted consent record'); END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -35,6 +35,7 @@ class Resident:
     has_pin: bool
     face_refused: bool
     created: float
+    minor: bool = False  # under 14: face consent only by a guardian, admin present (PIPL 31)
 
     def view(self) -> ResidentView:
         return ResidentView(self.id, self.active, self.valid_from, self.valid_until, self.schedule)
@@ -51,12 +52,21 @@ class Resident:
             "active": self.active,
             "has_pin": self.has_pin,
             "face_refused": self.face_refused,
+            "minor": self.minor,
         }
 
 
 _COLS = (
     "id, pseudonym, name, unit, keypad_id, valid_from, valid_until, schedule, active, "
-    "pin_hash IS NOT NULL, face_refused, created"
+    "pin_hash IS NOT NULL, face_refused, created, minor"
+)
+
+#: The id for the next resident: above every id in use and every id ever removed
+#: (state.resident_id_high, migration 5), so a removed resident's records (audit,
+#: reports) can never attach to someone new.
+NEXT_ID_SQL = (
+    "SELECT max(COALESCE((SELECT max(id) FROM residents), 0), "
+    "COALESCE((SELECT CAST(value AS INTEGER) FROM state WHERE key = 'resident_id_high'), 0)) + 1"
 )
 
 _RCOLS = ", ".join("r." + c for c in _COLS.split(", "))
@@ -64,7 +74,19 @@ _RCOLS = ", ".join("r." + c for c in _COLS.split(", "))
 
 def _row(r: tuple[Any, ...]) -> Resident:
     return Resident(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), bool(r[9]), bool(r[10]), r[11]
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        bool(r[8]),
+        bool(r[9]),
+        bool(r[10]),
+        r[11],
+        bool(r[12]),
     )
 
 
@@ -103,16 +125,18 @@ class ResidentStore:
         valid_from: float | None = None,
         valid_until: float | None = None,
         schedule: str | None = None,
+        minor: bool = False,
     ) -> Resident:
         name, unit, keypad_id = _checked(name, unit, keypad_id)
         if valid_from is not None and valid_until is not None and valid_until <= valid_from:
             raise ResidentError("valid-until must be after valid-from")
         try:
             cur = self.db.execute(
-                "INSERT INTO residents(pseudonym, name, unit, keypad_id, valid_from, valid_until, "
-                "schedule, active, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                "INSERT INTO residents(id, pseudonym, name, unit, keypad_id, valid_from, "
+                f"valid_until, schedule, active, created, updated, minor) VALUES (({NEXT_ID_SQL}), "
+                "?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
                 [_random.token_hex(16), name, unit, keypad_id, valid_from, valid_until,
-                 schedule, now, now],
+                 schedule, now, now, int(minor)],
             )  # fmt: skip
         except sqlite3.IntegrityError:
             raise ResidentError(f"keypad number {keypad_id} is already taken") from None
@@ -150,7 +174,7 @@ class ResidentStore:
 
     def update(self, resident_id: int, now: float, **fields: Any) -> None:
         allowed = {"name", "unit", "keypad_id", "valid_from", "valid_until", "schedule", "active",
-                   "face_refused"}  # fmt: skip
+                   "face_refused", "minor"}  # fmt: skip
         bad = set(fields) - allowed
         if bad:
             raise ResidentError(f"cannot change {', '.join(sorted(bad))}")

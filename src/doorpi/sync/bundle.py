@@ -84,6 +84,7 @@ class ResidentEntry:
     face_refused: bool = False
     share_with_site_gates: bool = False
     cards: tuple[CardEntry, ...] = ()
+    minor: bool = False  # under 14 (PIPL 31): no self-enrolment at the gate
     pin: str | None = None
     pin_tag: str | None = None  # changes exactly when the PIN changes (keyed by the site)
 
@@ -208,6 +209,7 @@ def _resident_doc(r: ResidentEntry) -> dict[str, Any]:
         "active": r.active,
         "face_refused": r.face_refused,
         "share_with_site_gates": r.share_with_site_gates,
+        "minor": r.minor,
         "cards": [{"uid": c.uid, "label": c.label} for c in r.cards],
         "pin": r.pin,
         "pin_tag": r.pin_tag,
@@ -453,6 +455,9 @@ def parse_resident(v: Any, where: str) -> ResidentEntry:
         raise _bad(f"{where}.pin_tag", "must be 32 hex digits")
     if (pin is None) != (pin_tag is None):
         raise _bad(f"{where}.pin_tag", "must be given exactly when pin is")
+    minor = d.get("minor", required=False)  # absent in bundles from before the flag
+    if minor is not None and not isinstance(minor, bool):
+        raise _bad(f"{where}.minor", "must be true or false")
     return ResidentEntry(
         key=key,
         name=name,
@@ -467,6 +472,7 @@ def parse_resident(v: Any, where: str) -> ResidentEntry:
         cards=cards,
         pin=pin,
         pin_tag=pin_tag,
+        minor=bool(minor),
     )
 
 

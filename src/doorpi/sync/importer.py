@@ -51,6 +51,7 @@ from doorpi.privacy.pia import assessment_problem
 from doorpi.store import Storage
 from doorpi.store.credentials import card_hash, hash_pin
 from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
+from doorpi.store.residents import NEXT_ID_SQL
 from doorpi.sync.bundle import (
     BundleError,
     EnrollmentBundle,
@@ -643,11 +644,11 @@ class BundleImporter:
         ids = set(mapping.values())
         for row in conn.execute(
             "SELECT id, name, unit, keypad_id, valid_from, valid_until, schedule, active, "
-            "face_refused, pin_hash IS NOT NULL FROM residents"
+            "face_refused, pin_hash IS NOT NULL, minor FROM residents"
         ):
             if row[0] in ids:
                 out[row[0]] = (*row[1:7], bool(row[7]), bool(row[8]), bool(row[9]),
-                               tags.get(row[0]), sorted(cards.get(row[0], [])))  # fmt: skip
+                               tags.get(row[0]), sorted(cards.get(row[0], [])), bool(row[10]))  # fmt: skip
         return out
 
     @staticmethod
@@ -657,7 +658,7 @@ class BundleImporter:
         refused = r.face_refused or bool(held and held[7])  # a gate refusal stays (`_upsert`)
         return (r.name, r.unit, r.keypad_id, r.valid_from, r.valid_until, r.schedule, r.active,
                 refused, r.pin is not None, (r.pin_tag, r.share_with_site_gates),
-                plan.cards[r.key])  # fmt: skip
+                plan.cards[r.key], r.minor)  # fmt: skip
 
     def _upsert(
         self,
@@ -669,13 +670,13 @@ class BundleImporter:
         now: float,
     ) -> int:
         fields = [r.name, r.unit, r.keypad_id, r.valid_from, r.valid_until, r.schedule,
-                  int(r.active), int(r.face_refused)]  # fmt: skip
+                  int(r.active), int(r.face_refused), int(r.minor)]  # fmt: skip
         try:
             if rid is None:
                 cur = conn.execute(
-                    "INSERT INTO residents(pseudonym, name, unit, keypad_id, valid_from, "
-                    "valid_until, schedule, active, face_refused, pin_hash, created, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO residents(id, pseudonym, name, unit, keypad_id, valid_from, "
+                    "valid_until, schedule, active, face_refused, minor, pin_hash, created, "
+                    f"updated) VALUES (({NEXT_ID_SQL}), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [_random.token_hex(16), *fields, plan.pin_hashes.get(r.key), now, now],
                 )
                 rid = int(cur.lastrowid or 0)
@@ -690,7 +691,7 @@ class BundleImporter:
                     "valid_until = ?, schedule = ?, active = ?, "
                     # A refusal made at the gate outlives every roster (only the
                     # resident lifts it, by enrolling): the roster can add one, never drop it.
-                    "face_refused = MAX(face_refused, ?), updated = ? "
+                    "face_refused = MAX(face_refused, ?), minor = ?, updated = ? "
                     "WHERE id = ?",
                     [*fields, now, rid],
                 )
@@ -869,6 +870,12 @@ class BundleImporter:
             "cards": q("SELECT count(*) FROM cards").fetchone()[0],
             "pins": q("SELECT count(*) FROM residents WHERE pin_hash IS NOT NULL").fetchone()[0],
             "from_roster": len(self._mapping()),
+            # People with face data here (MFR 15): the admin adds the gates up.
+            "face_holders": q(
+                "SELECT count(*) FROM (SELECT pseudonym FROM face_templates UNION SELECT "
+                "pseudonym FROM face_consents WHERE withdrawn_at IS NULL AND retention_end > ?)",
+                [self.clock()],
+            ).fetchone()[0],
             "integrity": integrity_check(self.db),
             "audit_chain": "ok" if verify.ok else verify.problem,
             "clock_floor": float(get_state(self.db, "clock_floor", "0") or 0),

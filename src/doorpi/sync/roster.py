@@ -38,7 +38,7 @@ from doorpi.validation import InputError, decode_text_file
 
 FIELDS = {
     "key", "name", "unit", "keypad_id", "pin", "cards", "schedule", "valid_from",
-    "valid_until", "active", "face_refused", "share_face_with_site_gates", "gates",
+    "valid_until", "active", "face_refused", "share_face_with_site_gates", "gates", "minor",
 }  # fmt: skip
 MAX_ROSTER_BYTES = 16 * 1024 * 1024
 
@@ -60,6 +60,7 @@ valid_until = 2027-06-30         # end of tenancy (the whole day counts)
 # schedule = "workdays"          # a schedule name from the gates' config
 # active = false                 # keep the entry but refuse entry
 # face_refused = true            # the resident declined face: the gate never asks
+# minor = true                   # under 14: face only with a guardian, admin present
 # share_face_with_site_gates = true  # consent to move their face template between gates
 # gates = ["main-gate"]          # only these gates (names from `doorpi admin gate list`)
 """
@@ -167,6 +168,7 @@ def _resident(raw: Any, i: int, tag_key: bytes, tz: tzinfo) -> RosterResident:
         "active": raw.get("active", True),
         "face_refused": raw.get("face_refused", False),
         "share_with_site_gates": raw.get("share_face_with_site_gates", False),
+        "minor": raw.get("minor", False),
         "cards": _cards(raw.get("cards"), f"{where}.cards"),
         "pin": pin,
         "pin_tag": pin_tag(tag_key, str(key), pin) if pin is not None else None,
