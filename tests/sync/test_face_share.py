@@ -22,7 +22,8 @@ from doorpi.privacy.share import (
     TemplatePayload,
     parse_payload,
 )
-from doorpi.sync.bundle import FaceEvent
+from doorpi.store.audit import GENESIS
+from doorpi.sync.bundle import FaceEvent, ReportAck
 from doorpi.sync.keys import SiteKey
 from doorpi.sync.templates import seal_template
 from doorpi.vision.models import REPO_BUILD_DIR, SUMS, load_models
@@ -351,16 +352,22 @@ def test_withdrawals_are_reported_once_and_survive_audit_pruning(
     assert rep.result == "refused"
     assert rep.face_withdrawals == [{"resident": "a-1", "at": gate.now}]
     gate.importer.write_report(rep, tmp_path / "r.report")
-    assert gate.importer.import_bytes(b"not a bundle").face_withdrawals == []
-    # Withdrawals the sync made are never reported back (no loop round the site).
+    # A report that left on some stick is not delivered: the next one says it again ...
+    again = gate.importer.import_bytes(b"not a bundle").face_withdrawals
+    assert again == [{"resident": "a-1", "at": gate.now}]
+    # ... until the admin's signed bundle acknowledges it (sequence 0: no audit read).
+    ack = ReportAck(0, GENESIS, withdrawals_at=gate.now)
     gate.apply(
         alice_bundle(
             gate,
             site,
             2,
             shared_template("a-1", gate.peer, gate.identity, unit(2), id=9, given_at=gate.now),
+            report_ack=ack,
         )
     )
+    assert gate.importer.import_bytes(b"not a bundle").face_withdrawals == []
+    # Withdrawals the sync made are never reported back (no loop round the site).
     gate.now += 60
     rep = gate.apply(gate.bundle(3, [resident("a-1", 1, site)], template_tombstones=("a-1",)))
     assert rep.changes["templates_deleted"] == 1 and rep.face_withdrawals == []

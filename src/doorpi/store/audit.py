@@ -6,6 +6,13 @@ deleting a record in the middle breaks the chain, which `verify` reports with
 the first bad sequence number. Pruning old records (retention) moves a signed
 anchor forward so the chain still verifies from the oldest kept record.
 Triggers refuse UPDATE and out-of-order DELETE as a second line.
+
+The log's head (last sequence number and hash) is also kept in the state
+table, written in the same transaction as each record: records cut from the
+end fail `verify`, and new records continue after the head, so a sequence
+number is never used twice. Someone with the database file can rewrite the
+head too; what catches that is the admin, who compares the head each signed
+report carries with the previous report's (`doorpi.sync.report`).
 Records never hold card identifiers, PINs, images or embeddings.
 """
 
@@ -24,6 +31,7 @@ from nacl.hash import blake2b
 from doorpi.store.db import get_state, set_state
 
 GENESIS = "0" * 64
+HEAD = "audit_head"  # state key: JSON [seq, hash] of the newest record ever written
 
 
 def _canonical(seq: int, ts: float, kind: str, data: dict[str, Any]) -> bytes:
@@ -38,6 +46,7 @@ class AuditRecord:
     ts: float
     kind: str
     data: dict[str, Any]
+    hash: str = ""  # chain hash (hex), as stored
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,9 @@ class AuditLog:
                     prev_seq, prev = json.loads(anchor) if anchor else (0, GENESIS)
                 else:
                     prev_seq, prev = row
+                head = self._head()
+                if head is not None and head[0] > prev_seq:
+                    prev_seq, prev = head  # the tail was cut: never reuse its numbers
                 for kind, data, ts in items:
                     seq = prev_seq + 1
                     clean = json.loads(json.dumps(data, default=str))
@@ -88,8 +100,9 @@ class AuditLog:
                         "INSERT INTO audit(seq, ts, kind, data, hash) VALUES (?, ?, ?, ?, ?)",
                         [seq, float(ts), kind, json.dumps(clean, sort_keys=True), h],
                     )
-                    out.append(AuditRecord(seq, float(ts), kind, clean))
+                    out.append(AuditRecord(seq, float(ts), kind, clean, h))
                     prev_seq, prev = seq, h
+                set_state(self.db, HEAD, json.dumps([prev_seq, prev]))
                 conn.execute("COMMIT")
             except BaseException:
                 # After SQLITE_FULL or an I/O error SQLite has already rolled back; a
@@ -99,14 +112,50 @@ class AuditLog:
                 raise
         return out
 
+    def _head(self) -> tuple[int, str] | None:
+        raw = get_state(self.db, HEAD)
+        try:
+            seq, h = json.loads(raw) if raw else (None, None)
+        except (ValueError, TypeError):
+            return None
+        return (int(seq), str(h)) if isinstance(seq, int) else None
+
+    def head(self) -> tuple[int, str]:
+        """(sequence number, chain hash) of the newest record; (0, GENESIS) when empty.
+
+        This is what a signed sync report carries, so the admin can tell a log
+        that lost its end (rewind) or skipped records (gap) from one that grew.
+        """
+        row = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            return int(row[0]), str(row[1])
+        anchor = get_state(self.db, "audit_anchor")
+        seq, h = json.loads(anchor) if anchor else (0, GENESIS)
+        return int(seq), str(h)
+
+    def hash_at(self, seq: int) -> str | None:
+        """The chain hash of record ``seq`` while it is kept (or is the prune anchor)."""
+        row = self.db.execute("SELECT hash FROM audit WHERE seq = ?", [seq]).fetchone()
+        if row is not None:
+            return str(row[0])
+        anchor = get_state(self.db, "audit_anchor")
+        if anchor and json.loads(anchor)[0] == seq:
+            return str(json.loads(anchor)[1])
+        return GENESIS if seq == 0 else None
+
+    def pruned_upto(self) -> int:
+        """Records up to this sequence number were pruned (retention); 0 if none."""
+        anchor = get_state(self.db, "audit_anchor")
+        return int(json.loads(anchor)[0]) if anchor else 0
+
     def records(self, since_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:
-        sql = "SELECT seq, ts, kind, data FROM audit WHERE seq > ? ORDER BY seq"
+        sql = "SELECT seq, ts, kind, data, hash FROM audit WHERE seq > ? ORDER BY seq"
         params: list[Any] = [since_seq]
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        for seq, ts, kind, data in self.db.execute(sql, params).fetchall():
-            yield AuditRecord(seq, ts, kind, json.loads(data))
+        for seq, ts, kind, data, h in self.db.execute(sql, params).fetchall():
+            yield AuditRecord(seq, ts, kind, json.loads(data), h)
 
     def tail(self, n: int) -> list[AuditRecord]:
         rows = self.db.execute(
@@ -131,6 +180,14 @@ class AuditLog:
                 return VerifyResult(False, checked, seq, f"record {seq} was altered")
             prev_seq, prev = seq, h
             checked += 1
+        head = self._head()
+        if head is not None and head[0] > prev_seq:
+            return VerifyResult(
+                False, checked, prev_seq + 1,
+                f"records {prev_seq + 1} to {head[0]} were cut from the end",
+            )  # fmt: skip
+        if head is not None and head != (prev_seq, prev) and checked:
+            return VerifyResult(False, checked, head[0], f"record {head[0]} was replaced")
         if anchor:
             upto = json.loads(anchor)[0]
             vouched = self.db.execute(

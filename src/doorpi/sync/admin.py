@@ -36,12 +36,13 @@ from doorpi.sync.bundle import (
     CardKeyEntry,
     EnrollmentBundle,
     FaceEvent,
+    ReportAck,
     TemplateEntry,
     seal_bundle,
 )
 from doorpi.sync.importer import SITE_CARD, STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, SiteKey, pretty
-from doorpi.sync.report import SyncReport, open_report, read_report_file
+from doorpi.sync.report import SyncReport, continuity, open_report, read_report_file
 
 STATE_FILE = "state.json"
 
@@ -58,6 +59,10 @@ class GateRecord:
     last_sequence: int = 0
     last_report: dict[str, Any] = field(default_factory=dict)
     templates_sent: list[str] = field(default_factory=list)  # roster keys relayed to it
+    # What the next bundle acknowledges (ReportAck fields) and the audit head the
+    # last report showed, for the continuity check of the next one.
+    ack: dict[str, Any] = field(default_factory=dict)
+    audit_head: list[Any] | None = None
 
     @property
     def name(self) -> str:
@@ -89,6 +94,7 @@ class AdminSite:
             self.gates[pub.fingerprint] = GateRecord(
                 pub, g["added"], g.get("sent_keys", []), g.get("last_sequence", 0),
                 g.get("last_report", {}), g.get("templates_sent", []),
+                g.get("ack", {}), g.get("audit_head"),
             )  # fmt: skip
 
     # ------------------------------------------------------------ lifecycle
@@ -129,6 +135,8 @@ class AdminSite:
                     "last_sequence": g.last_sequence,
                     "last_report": g.last_report,
                     "templates_sent": sorted(g.templates_sent),
+                    "ack": g.ack,
+                    "audit_head": g.audit_head,
                 }
                 for g in self.gates.values()
             ],
@@ -217,6 +225,7 @@ class AdminSite:
                 face_suspensions=_events(self.suspensions, keys),
                 card_key_gate=self.card_key_gate,
                 card_key=(card_keys or {}).get(g.fingerprint),
+                report_ack=ReportAck(**g.ack) if g.ack else None,
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
             g.sent_keys = sorted(set(g.sent_keys) | keys)
@@ -326,6 +335,11 @@ class AdminSite:
                 out.append((f, str(exc)))
                 continue
             rec = self.gates[rep.gate]
+            if rep.created < rec.last_report.get("created", 0.0):
+                rep.continuity = ["older than the report already read from this gate: ignored"]
+                out.append((f, rep))
+                continue
+            self._receive(rec, rep)
             for reported, kept in ((rep.face_withdrawals, self.withdrawals),
                                    (rep.face_suspensions, self.suspensions)):  # fmt: skip
                 for w in reported:
@@ -334,9 +348,30 @@ class AdminSite:
                         kept[key] = max(kept.get(key, 0.0), float(at))
             rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
             rec.last_report = {"created": rep.created, "summary": rep.summary()}
+            if rep.continuity:
+                rec.last_report["warnings"] = rep.continuity
             out.append((f, rep))
         self.save()
         return out
+
+
+    def _receive(self, rec: GateRecord, rep: SyncReport) -> None:
+        """Check the report continues the last one; note what the next bundle acknowledges."""
+        from doorpi.sync.importer import MAX_AUDIT_IN_REPORT
+
+        if not rep.sealed:
+            return  # no audit and no events in it: nothing to acknowledge or compare
+        acked = int(rec.ack.get("audit_seq", 0))
+        rep.continuity = continuity(rep, rec.audit_head, acked, MAX_AUDIT_IN_REPORT)
+        rec.audit_head = rep.audit_head
+        ack = dict(rec.ack) or {"audit_seq": 0, "audit_hash": "0" * 64}
+        if rep.audit and isinstance(rep.audit[-1].get("hash"), str):
+            ack["audit_seq"], ack["audit_hash"] = rep.audit[-1]["seq"], rep.audit[-1]["hash"]
+        for events, key in ((rep.face_withdrawals, "withdrawals_at"),
+                            (rep.face_suspensions, "false_matches_at")):  # fmt: skip
+            times = [float(w["at"]) for w in events if isinstance(w.get("at"), int | float)]
+            ack[key] = max([float(ack.get(key, 0.0)), *times])
+        rec.ack = ack
 
 
 def _events(kept: dict[str, float], keys: set[str]) -> tuple[FaceEvent, ...]:

@@ -304,6 +304,7 @@ class BundleImporter:
                 )
             bundle = open_bundle(data, self.identity, site)
             self._check_sequence(bundle)
+            self._take_ack(bundle)
             self._check_rules(bundle)
             plan = self._plan(bundle)
             changes = self._apply(bundle, plan)
@@ -335,6 +336,32 @@ class BundleImporter:
                 "stale",
                 f"sequence {bundle.sequence} is older than the applied {last} (rollback refused)",
             )
+
+    def _take_ack(self, bundle: EnrollmentBundle) -> None:
+        """The admin's signed receipt: only now does what it names count as delivered.
+
+        A receipt whose hash is not this log's record at that sequence number
+        (another gate's log, a restored database, a record cut from the log) is
+        recorded and ignored, so the records go again. A record pruned since
+        (retention) is gone either way.
+        """
+        ack = bundle.report_ack
+        if ack is None:
+            return
+        audit = self.storage.audit
+        have = audit.hash_at(ack.audit_seq)
+        pruned = have is None and ack.audit_seq <= audit.pruned_upto()
+        if have != ack.audit_hash and not pruned:
+            self.storage.audit.append("sync", {"action": "receipt_mismatch",
+                                               "audit_seq": ack.audit_seq}, ts=self.clock())  # fmt: skip
+            log.warning("bundle %d acknowledges audit record %d with another hash: ignored",
+                        bundle.sequence, ack.audit_seq)  # fmt: skip
+            return
+        for key, value in (("sync_audit_reported", ack.audit_seq),
+                           ("sync_withdrawals_reported", ack.withdrawals_at),
+                           ("sync_false_matches_reported", ack.false_matches_at)):  # fmt: skip
+            if value > float(get_state(self.db, key, "0") or 0):
+                set_state(self.db, key, repr(value))
 
     def _check_rules(self, bundle: EnrollmentBundle) -> None:
         for i, r in enumerate(bundle.residents):
@@ -687,9 +714,9 @@ class BundleImporter:
             site = self.trusted_site()
         except KeyFileError:
             site = None
-        since = int(get_state(self.db, "sync_audit_reported", "0") or 0)
+        since = int(float(get_state(self.db, "sync_audit_reported", "0") or 0))
         audit = [
-            {"seq": a.seq, "ts": a.ts, "kind": a.kind, "data": a.data}
+            {"seq": a.seq, "ts": a.ts, "kind": a.kind, "data": a.data, "hash": a.hash}
             for a in self.storage.audit.records(since, limit=MAX_AUDIT_IN_REPORT)
         ]
         withdrawals = self._withdrawals()
@@ -710,6 +737,8 @@ class BundleImporter:
             face_suspensions=suspensions,
             status=self.status(),
             audit=audit,
+            audit_from=since,
+            audit_head=list(self.storage.audit.head()),
         )
 
     def _withdrawals(self) -> list[dict[str, Any]]:
@@ -767,19 +796,16 @@ class BundleImporter:
         }
 
     def write_report(self, report: SyncReport, path: Path) -> None:
-        """Seal the report to the site and write it; then remember what audit was sent."""
+        """Seal the report to the site and write it.
+
+        Nothing counts as delivered here: a stick that takes the report may be
+        anyone's. The admin's next bundle acknowledges it (`_take_ack`).
+        """
         try:
             site = self.trusted_site()
         except KeyFileError:
             site = None
         write_atomic(path, seal_report(report, self.identity, site))
-        if report.audit:
-            set_state(self.db, "sync_audit_reported", str(report.audit[-1]["seq"]))
-        # Both cleared by seal_report when no site is trusted: then nothing is marked sent.
-        for events, key in ((report.face_withdrawals, "sync_withdrawals_reported"),
-                            (report.face_suspensions, "sync_false_matches_reported")):  # fmt: skip
-            if events:
-                set_state(self.db, key, repr(max(w["at"] for w in events)))
         count = (read_signal(self.db) or {}).get("count", 0) + 1
         signal = {"count": count, "result": report.result, "sequence": report.bundle_sequence,
                   "at": report.created}  # fmt: skip
