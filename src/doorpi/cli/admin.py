@@ -55,10 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add = gs.add_parser("add", parents=[opts], help="register a gate from its public key file")
     add.add_argument("path", type=Path, help="<stick>/doorpi/gates/<fingerprint>.pub")
     add.add_argument("--name", help="name for the gate (default: the name it reports)")
-    add.add_argument("--fingerprint",
-                     help="the gate's full fingerprint, as its console showed it (32 hex digits)")
-    add.add_argument("--yes", action="store_true",
-                     help="register without --fingerprint (you compared it by other means)")
+    add.add_argument(
+        "--fingerprint",
+        help="the gate's full fingerprint, as its console showed it (32 hex digits)",
+    )
+    add.add_argument(
+        "--yes",
+        action="store_true",
+        help="register without --fingerprint (you compared it by other means)",
+    )
     add.set_defaults(func=cmd_gate_add)
     gs.add_parser("list", parents=[opts], help="registered gates").set_defaults(func=cmd_gate_list)
     rm = gs.add_parser("remove", parents=[opts], help="forget a gate")

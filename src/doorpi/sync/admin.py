@@ -354,7 +354,6 @@ class AdminSite:
         self.save()
         return out
 
-
     def _receive(self, rec: GateRecord, rep: SyncReport) -> None:
         """Check the report continues the last one; note what the next bundle acknowledges."""
         from doorpi.sync.importer import MAX_AUDIT_IN_REPORT

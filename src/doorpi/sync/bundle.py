@@ -242,7 +242,6 @@ def padded(body: bytes, limit: int) -> bytes:
     return body + b" " * max(0, size - len(body))
 
 
-
 def seal_bundle(bundle: EnrollmentBundle, site: SiteKey, gate: PublicIdentity) -> bytes:
     """Sign with the site key, seal to the gate: the bytes written to the stick."""
     if bundle.gate != gate.fingerprint:

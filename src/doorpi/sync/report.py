@@ -136,9 +136,7 @@ def open_report(data: bytes, site: SiteKey, gates: dict[str, PublicIdentity]) ->
     return report
 
 
-def continuity(
-    report: SyncReport, head: list[Any] | None, acked: int, limit: int
-) -> list[str]:
+def continuity(report: SyncReport, head: list[Any] | None, acked: int, limit: int) -> list[str]:
     """What the admin should worry about in a gate's audit log, one line each.
 
     ``head`` is [seq, hash] from the previous report of this gate, ``acked``
@@ -167,7 +165,9 @@ def continuity(
     if report.audit_from > acked:
         out.append(f"audit records {acked + 1} to {report.audit_from} were never delivered "
                    "but the gate counts them as delivered (gap)")  # fmt: skip
-    pruned = [int(a["data"].get("upto", 0)) for a in report.audit if a.get("kind") == "audit_pruned"]
+    pruned = [
+        int(a["data"].get("upto", 0)) for a in report.audit if a.get("kind") == "audit_pruned"
+    ]
     expected = report.audit_from + 1
     for seq in sorted(by_seq):
         if seq > expected and not any(u >= seq - 1 for u in pruned):
