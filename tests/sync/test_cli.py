@@ -218,7 +218,7 @@ def test_two_gates_share_a_face_through_the_commands(
     storage.close()
 
     visit("north-gate")  # north seals Alice's template for the south gate
-    assert len(list((stick / "doorpi" / "outbox").rglob("*.tpl"))) == 1
+    assert len(list((stick / "doorpi" / "outbox").rglob("*.templates"))) == 1
     out = visit("south-gate")  # the laptop relays it
     assert "applied bundle 4: 2 unchanged, 1 templates_stored" in out
     cfg = load_config(Path(cfgs["south-gate"]))

@@ -297,8 +297,10 @@ def test_face_enrolled_at_one_gate_opens_another_and_withdrawal_reaches_both(
     enrol(home, "103", face(pipeline, faces_dir, "Angela_Bassett/1.jpg"), share=False)
 
     site.visit(home)  # home seals what may leave it
-    outbox = sorted(p.name for p in (stick / "doorpi" / "outbox").rglob("*.tpl"))
-    assert outbox == [f"{home.identity.fingerprint}.a-1.tpl"]
+    outbox = sorted(p.name for p in (stick / "doorpi" / "outbox").rglob("*.templates"))
+    assert outbox == [f"{home.identity.fingerprint}.templates"]
+    left = site.admin.collect_outbox(stick)[away.identity.fingerprint]
+    assert [t.resident for t in left] == ["a-1"]
     rep = site.visit(away)  # the admin relays it, unread
     assert rep.changes["templates_stored"] == 1
     for where in [stick, tmp_path / "admin"]:
@@ -333,7 +335,7 @@ def test_face_enrolled_at_one_gate_opens_another_and_withdrawal_reaches_both(
     assert home_rep.changes["face_withdrawn"] == 1 and home_rep.face_withdrawals == []
     assert home.privacy.identify(alice_emb, 0.45) is None  # type: ignore[attr-defined]
     assert home.privacy.vault.count() == 2  # type: ignore[attr-defined]  # Bob and Carol stay
-    assert not list((stick / "doorpi" / "outbox").rglob("*.tpl"))
+    assert not list((stick / "doorpi" / "outbox").rglob("*.templates"))
 
 
 def test_withdrawals_are_reported_once_and_survive_audit_pruning(

@@ -181,3 +181,65 @@ def test_new_records_after_a_cut_do_not_reuse_numbers(site: Site) -> None:
     before, _ = gate.storage.audit.head()
     _cut_tail(gate, before - 3, rewrite_head=False)
     assert gate.storage.audit.append("access", {"granted": True}, ts=gate.now).seq == before + 1
+
+
+# ---------------------------------------------------------------- what a lost stick tells
+
+
+def test_names_on_the_stick_carry_no_personal_data(site: Site) -> None:
+    from sync.helpers import TwoGateSite
+
+    two = TwoGateSite(site.tmp / "two", ROSTER)
+    home, away = two.home, two.away
+    two.visit(home)
+    two.visit(away)
+    alice = home.storage.residents.by_keypad_id("101")
+    home.storage.db.execute(
+        "UPDATE sync_residents SET share_face = 1 WHERE resident_id = ?", [alice.id]
+    )
+    home.importer.source = _OneTemplate(alice.pseudonym)
+    two.visit(home)
+    names = [p.name for p in two.stick.rglob("*")]
+    assert any(n.endswith(".templates") for n in names), names
+    for n in names:
+        assert "wang" not in n.lower() and "a-3101" not in n and "alice" not in n.lower(), n
+    for f in (p for p in two.stick.rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        assert b"a-3101-wang" not in data and b"Alice" not in data, f
+
+
+class _OneTemplate:
+    """The vault's export side for one resident (what SiteTemplateSource gives)."""
+
+    def __init__(self, pseudonym: str) -> None:
+        self.pseudonym = pseudonym
+
+    def template_bytes(self, pseudonym: str) -> bytes | None:
+        return b"T" * 600 if pseudonym == self.pseudonym else None
+
+    def card_key(self) -> bytes | None:
+        return None
+
+
+def _residents(n: int) -> str:
+    return ROSTER + "".join(
+        f'\n[[residents]]\nkey = "r-{i}"\nname = "Resident {i}"\nkeypad_id = "{200 + i}"\n'
+        f'pin = "{1300 + i * 7:04d}"\n'
+        for i in range(n)
+    )
+
+
+def test_sizes_on_the_stick_do_not_count_residents_or_activity(site: Site) -> None:
+    sizes = {}
+    for n in (0, 40):
+        site.roster = parse_roster(tomllib.loads(_residents(n)), site.admin.key.pin_tag_key)
+        [built] = [b for b in site.admin.build(site.roster) if b.gate.name == "main"]
+        sizes[n] = len(built.data)
+    assert sizes[0] == sizes[40], sizes  # 1 and 41 residents: the same 16 KiB step
+    reports = {}
+    for busy in (False, True):
+        if busy:
+            incidents(site.gate)
+            incidents(site.gate)
+        reports[busy] = site.stranger(f"s{busy}").stat().st_size
+    assert reports[False] == reports[True], reports

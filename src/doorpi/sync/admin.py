@@ -279,37 +279,43 @@ class AdminSite:
     def collect_outbox(self, stick: Path) -> dict[str, list[TemplateEntry]]:
         """Sealed templates the gates left on the stick, by destination gate.
 
-        The laptop cannot open them; it only checks names and sizes and hands
-        them on. Only files from and to registered gates are taken.
+        Each gate leaves one file per destination, sealed to the site key
+        (`doorpi.sync.templates.seal_pack`); the templates inside stay sealed
+        gate to gate and unreadable here. Only files from and to registered
+        gates are taken; a damaged one is skipped (the gate writes it again).
         """
-        from doorpi.sync.bundle import KEY_RE, BundleError, read_stable
+        from doorpi.sync.bundle import MAX_BUNDLE_BYTES, BundleError, read_stable
         from doorpi.sync.importer import OUTBOX
-        from doorpi.sync.templates import MAX_TEMPLATE
+        from doorpi.sync.templates import PACK_SUFFIX, open_pack
 
         out: dict[str, list[TemplateEntry]] = {}
         root = stick / STICK_DIR / OUTBOX
         for dest in sorted(root.glob("*")) if root.is_dir() else []:
             if dest.name not in self.gates:
                 continue
-            for f in sorted(dest.glob("*.tpl")):
-                source, _, key = f.name[: -len(".tpl")].partition(".")
-                if source not in self.gates or source == dest.name or not KEY_RE.fullmatch(key):
+            for f in sorted(dest.glob(f"*{PACK_SUFFIX}")):
+                source = f.name[: -len(PACK_SUFFIX)]
+                if source not in self.gates or source == dest.name:
                     continue
                 try:
-                    sealed = read_stable(f, MAX_TEMPLATE + 200)
+                    entries = open_pack(read_stable(f, MAX_BUNDLE_BYTES), self.key.box)
                 except BundleError:
                     continue
-                out.setdefault(dest.name, []).append(TemplateEntry(key, source, True, sealed))
+                out.setdefault(dest.name, []).extend(
+                    TemplateEntry(key, source, True, sealed) for key, sealed in entries
+                )
         return out
 
     def clear_outbox(self, stick: Path, relayed: dict[str, list[TemplateEntry]]) -> None:
         """Remove relayed templates from the stick once they are inside sealed bundles."""
         from doorpi.sync.importer import OUTBOX
+        from doorpi.sync.templates import PACK_SUFFIX
 
         for dest, entries in relayed.items():
-            for t in entries:
-                path = stick / STICK_DIR / OUTBOX / dest / f"{t.source_gate}.{t.resident}.tpl"
-                path.unlink(missing_ok=True)
+            for source in {t.source_gate for t in entries}:
+                (stick / STICK_DIR / OUTBOX / dest / f"{source}{PACK_SUFFIX}").unlink(
+                    missing_ok=True
+                )
 
     def clear_card_keys(self, stick: Path, relayed: dict[str, CardKeyEntry]) -> None:
         from doorpi.sync.importer import CARD_KEY_SUFFIX, OUTBOX

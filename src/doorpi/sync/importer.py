@@ -43,6 +43,7 @@ from doorpi.store import Storage
 from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
 from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
 from doorpi.sync.bundle import (
+    MAX_BUNDLE_BYTES,
     BundleError,
     EnrollmentBundle,
     ResidentEntry,
@@ -52,7 +53,14 @@ from doorpi.sync.bundle import (
 )
 from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
 from doorpi.sync.report import SyncReport, seal_report
-from doorpi.sync.templates import CARD_KEY_LABEL, open_template, seal_template, unseal_for_vault
+from doorpi.sync.templates import (
+    CARD_KEY_LABEL,
+    PACK_SUFFIX,
+    open_template,
+    seal_pack,
+    seal_template,
+    unseal_for_vault,
+)
 
 log = logging.getLogger("doorpi.sync")
 
@@ -234,10 +242,13 @@ class BundleImporter:
     def export_templates(self, stick: Path) -> int:
         """Seal this gate's templates of sharing residents to every other gate of the site.
 
-        Files go to ``<stick>/doorpi/outbox/<destination>/<this gate>.<key>.tpl``;
-        the admin relays them in the destination's next bundle without being
-        able to read them. Only residents whose roster entry consents are exported,
-        and only templates enrolled here (never one received from another gate).
+        One file per destination, ``<stick>/doorpi/outbox/<destination>/<this
+        gate>.templates`` (`doorpi.sync.templates.seal_pack`): each template
+        sealed to its destination, the list sealed to the site and padded, so
+        the stick names no resident. The admin relays them in the
+        destination's next bundle without being able to read a template.
+        Only residents whose roster entry consents are exported, and only
+        templates enrolled here (never one received from another gate).
         """
         if self.source is None:
             return 0
@@ -245,22 +256,32 @@ class BundleImporter:
         peers = [p for p in self.peers() if p.fingerprint != me]
         written = self._export_card_key(stick, peers)
         try:
+            site = self.trusted_site()
             rows = self.db.execute(
                 "SELECT s.key, r.pseudonym FROM sync_residents s "
                 "JOIN residents r ON r.id = s.resident_id "
                 "WHERE s.share_face = 1 AND s.template_from IS NULL ORDER BY s.key"
             ).fetchall()
-        except sqlite3.OperationalError:
+        except (sqlite3.OperationalError, KeyFileError):
             return 0
+        if site is None:
+            return 0
+        packs: dict[str, list[tuple[str, bytes]]] = {p.fingerprint: [] for p in peers}
         for key, pseudonym in rows:
             template = self.source.template_bytes(pseudonym)
             if template is None:
                 continue
             for peer in peers:
-                blob = seal_template(self.identity, peer, key, template)
-                path = stick / STICK_DIR / OUTBOX / peer.fingerprint / f"{me}.{key}.tpl"
-                write_atomic(path, blob)
-                written += 1
+                packs[peer.fingerprint].append(
+                    (key, seal_template(self.identity, peer, key, template))
+                )
+        for dest, entries in packs.items():
+            path = stick / STICK_DIR / OUTBOX / dest / f"{me}{PACK_SUFFIX}"
+            if entries:
+                write_atomic(path, seal_pack(entries, site, MAX_BUNDLE_BYTES))
+                written += len(entries)
+            else:
+                path.unlink(missing_ok=True)
         if written:
             self.storage.audit.append(
                 "sync", {"action": "templates_exported", "count": written}, ts=self.clock()
