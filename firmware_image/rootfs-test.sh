@@ -62,6 +62,10 @@ fi
 # and python3-picamera2 exist only in the Raspberry Pi archive, so they are left out
 # here and selftest is told to skip the camera and GPIO checks.
 PACKAGES="python3,python3-venv,python3-pip,python3-numpy,python3-nacl,python3-cryptography,python3-pil,python3-pyscard,python3-evdev,pcscd,libccid,sqlite3,ca-certificates"
+# What Raspberry Pi OS Lite brings that opens a network surface (mDNS, DHCP on a USB
+# adapter, Wi-Fi, Bluetooth, SSH): installed here so the image's own removal step
+# (stage-doorpi/00-system/02-run-chroot.sh) is proven against the real packages.
+PACKAGES="$PACKAGES,systemd,avahi-daemon,network-manager,wpasupplicant,bluez,openssh-server"
 KEY="$(printf '%s %s %s %s' "$SUITE" "$ARCH" "$PACKAGES" "v1" | sha256sum | cut -c1-16)"
 BASE="$CACHE/$SUITE-$ARCH-$KEY.tar"
 
@@ -229,6 +233,18 @@ for unit in "$ROOT"/etc/systemd/system/doorpi*.service; do
 	systemd-analyze verify --recursive-errors=no --root="$ROOT" "$unit" \
 		|| die "systemd-analyze verify $(basename "$unit")"
 done
+
+log "network surface: the image's removal step, then network-surface-check.sh"
+in_root systemctl enable doorpi.service doorpi-firstboot.service doorpi-selftest.service \
+	pcscd.socket >/dev/null 2>&1 || die "systemctl enable (as the image does) failed"
+# The check must see the Raspberry-Pi-OS-like base as open, or it proves nothing.
+if "$HERE/network-surface-check.sh" "$ROOT" >/dev/null 2>&1; then
+	die "network-surface-check.sh passed a root with avahi, NetworkManager and SSH enabled"
+fi
+install -m 0755 "$HERE/stage-doorpi/00-system/02-run-chroot.sh" "$ROOT/tmp/no-network.sh"
+in_root /bin/bash /tmp/no-network.sh || die "02-run-chroot.sh failed"
+rm -f "$ROOT/tmp/no-network.sh"
+"$HERE/network-surface-check.sh" "$ROOT" || die "the rootfs still has a network surface"
 
 # Keys as doorpi-firstboot.service makes them. Until the lead registers `keys` in the
 # CLI, the module's own parser is driven directly (same code, same arguments).

@@ -381,3 +381,86 @@ def test_update_card_refuses_a_card_without_data_partition(tmp_path: Path) -> No
         check=False,
     )
     assert run.returncode != 0 and "no data partition" in run.stderr
+
+
+# ---------------------------------------------------------------- network surface (#15)
+
+CHECK = IMAGE / "network-surface-check.sh"
+NO_NETWORK = STAGE / "00-system" / "02-run-chroot.sh"
+
+
+def _unit(root: Path, name: str, body: str, enable: bool = True) -> None:
+    lib = root / "usr/lib/systemd/system"
+    lib.mkdir(parents=True, exist_ok=True)
+    (lib / name).write_text(body)
+    if enable:
+        target = "sockets.target" if name.endswith(".socket") else "multi-user.target"
+        wants = root / f"etc/systemd/system/{target}.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / name).symlink_to(f"/usr/lib/systemd/system/{name}")
+
+
+def _pi_os_lite(root: Path) -> None:
+    """What Raspberry Pi OS Lite enables, as far as the network is concerned."""
+    _unit(root, "avahi-daemon.service", "[Service]\nExecStart=/usr/sbin/avahi-daemon -s\n")
+    _unit(root, "avahi-daemon.socket", "[Socket]\nListenStream=/run/avahi-daemon/socket\n")
+    _unit(root, "NetworkManager.service", "[Service]\nExecStart=/usr/sbin/NetworkManager\n")
+    _unit(root, "ssh.socket", "[Socket]\nListenStream=22\nAccept=yes\n")
+    _unit(root, "pcscd.socket", "[Socket]\nListenStream=/run/pcscd/pcscd.comm\n")
+    _unit(root, "doorpi.service", "[Service]\nExecStart=/opt/doorpi/venv/bin/doorpi run\n")
+
+
+def _check(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CHECK), str(root)], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+
+
+def _masked_and_no_drivers(root: Path) -> None:
+    etc = root / "etc/systemd/system"
+    for name in ("avahi-daemon.service", "avahi-daemon.socket", "NetworkManager.service",
+                 "ssh.socket"):  # fmt: skip
+        (etc / name).symlink_to("/dev/null")
+    conf = root / "etc/modprobe.d/doorpi-no-network.conf"
+    conf.parent.mkdir(parents=True)
+    # The drivers exactly as the image's step writes them.
+    text = NO_NETWORK.read_text()
+    conf.write_text(text.split("<<'CONF'\n")[1].split("CONF\n")[0])
+
+
+def test_network_check_finds_what_raspberry_pi_os_lite_enables(tmp_path: Path) -> None:
+    _pi_os_lite(tmp_path)
+    p = _check(tmp_path)
+    assert p.returncode == 1
+    for finding in ("avahi-daemon.service starts a network daemon", "ssh.socket listens on '22'",
+                    "NetworkManager.service is enabled", "driver usbnet is not disabled"):  # fmt: skip
+        assert finding in p.stderr, p.stderr
+    assert "pcscd" not in p.stderr and "doorpi.service" not in p.stderr  # AF_UNIX, no daemon
+
+
+def test_network_check_passes_masked_units_and_unix_sockets(tmp_path: Path) -> None:
+    _pi_os_lite(tmp_path)
+    _masked_and_no_drivers(tmp_path)
+    p = _check(tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "2 enabled units" in p.stdout  # pcscd.socket and doorpi.service were read
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:80", "[::]:5353", "8080", "vsock:2:1234"])
+def test_network_check_refuses_any_network_listener(tmp_path: Path, listen: str) -> None:
+    _pi_os_lite(tmp_path)
+    _masked_and_no_drivers(tmp_path)
+    _unit(tmp_path, "vendor-thing.socket", f"[Socket]\nListenDatagram={listen}\n")
+    p = _check(tmp_path)
+    assert p.returncode == 1 and f"vendor-thing.socket listens on '{listen}'" in p.stderr
+
+
+def test_image_step_masks_every_unit_the_check_requires_masked() -> None:
+    step = NO_NETWORK.read_text()
+    check = CHECK.read_text()
+    required = re.search(r"NET_UNITS=\(([^)]*)\)", check)
+    assert required
+    for unit in required.group(1).split():
+        assert unit in step, f"02-run-chroot.sh does not mask {unit}"
+    assert "systemctl mask" in step and "apt-get purge" in step
+    stage1 = (STAGE / "00-system" / "01-run.sh").read_text()
+    assert "dtoverlay=disable-wifi" in stage1 and "dtoverlay=disable-bt" in stage1
