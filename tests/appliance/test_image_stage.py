@@ -139,18 +139,14 @@ def test_image_ships_the_face_runtime_on_the_system_numpy() -> None:
     numpy (python3-picamera2 is built against it), never with a numpy of its own."""
     build = (IMAGE / "build.sh").read_text()
     assert '"${DOORPI_FACE:-1}" != "0"' in build, "face runtime by default, DOORPI_FACE=0 opts out"
-    assert 'SPEC="doorpi[face] @ file://$WHEEL"' in build
-    assert re.search(r'echo "numpy==\$\{DOORPI_SYSTEM_NUMPY:-1\.24\.\d+\}"', build)
-    download = build[build.index("-m pip download") :].split("\n\n")[0]
-    assert '-c "$SRC/constraints.txt" "$SPEC"' in download
+    assert 'LOCKS+=("$HERE/requirements-face.lock")' in build
     # ai-edge-litert 2.x is manylinux_2_27_aarch64 only, and pip does not widen --platform.
     assert "$(seq 17 36)" in build and "manylinux_2_${minor}_aarch64" in build
 
     chroot = (STAGE / "01-doorpi/01-run-chroot.sh").read_text()
-    pin = chroot.index("""python3 -c 'import numpy; print("numpy==" + numpy.__version__)'""")
-    install = chroot.index("/opt/doorpi/venv/bin/pip install")
-    assert pin < install, "the pin is computed in the chroot, from the system python"
-    assert "-c /opt/doorpi/wheels/constraints.txt -r /opt/doorpi/wheels/requirement.txt" in chroot
+    # numpy is in no lock (test_image_locks_pin_the_tested_versions_with_hashes), and
+    # no resolver runs: pip check proves the locked packages accept the system numpy.
+    assert "--no-deps" in chroot and "pip check" in chroot
     assert '"/usr/lib/python3/dist-packages/"' in chroot, "the venv must import the system numpy"
     assert chroot.index("import ai_edge_litert.interpreter") < chroot.index(
         "rm -rf /opt/doorpi/wheels"
@@ -158,7 +154,7 @@ def test_image_ships_the_face_runtime_on_the_system_numpy() -> None:
 
     # The opt-in qemu test installs it the same way and runs the real pipeline.
     rootfs = (IMAGE / "rootfs-test.sh").read_text()
-    assert "-c /tmp/wheels/constraints.txt -r /tmp/wheels/requirement.txt" in rootfs
+    assert "requirements*.lock" in rootfs and "pip check" in rootfs
     assert "rootfs-face-check.py" in rootfs and (IMAGE / "rootfs-face-check.py").is_file()
     # The known answers travel with the models; the qemu test proves they catch a bad CPU.
     assert 'cp "$REPO/models/kat.json" "$FILES/models/kat.json"' in build
@@ -464,3 +460,41 @@ def test_image_step_masks_every_unit_the_check_requires_masked() -> None:
     assert "systemctl mask" in step and "apt-get purge" in step
     stage1 = (STAGE / "00-system" / "01-run.sh").read_text()
     assert "dtoverlay=disable-wifi" in stage1 and "dtoverlay=disable-bt" in stage1
+
+
+# ---------------------------------------------------------------- locked wheels (#15)
+
+
+def _lock_pins(name: str) -> dict[str, tuple[str, list[str]]]:
+    text = (IMAGE / name).read_text()
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for block in re.split(r"\n(?=[a-z0-9])", text.split("\n", 1)[1]):
+        head = re.match(r"([a-z0-9._-]+)==(\S+)", block)
+        assert head, block
+        pins[head.group(1)] = (head.group(2), re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return pins
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-face.lock"])
+def test_image_locks_pin_the_tested_versions_with_hashes(lock: str) -> None:
+    from importlib.metadata import version
+
+    pins = _lock_pins(lock)
+    assert pins
+    for name, (ver, hashes) in pins.items():
+        assert hashes, f"{lock}: {name} has no sha256"
+        assert version(name) == ver, f"{lock}: {name}=={ver}, the tests run {version(name)}"
+    # Raspberry Pi OS provides these: never from PyPI into the venv.
+    assert not {"numpy", "pyscard", "evdev"} & set(pins)
+    if lock == "requirements-face.lock":
+        assert "ai-edge-litert" in pins
+
+
+def test_image_installs_only_locked_wheels() -> None:
+    for script in (IMAGE / "build.sh", IMAGE / "rootfs-test.sh",
+                   STAGE / "01-doorpi" / "01-run-chroot.sh"):  # fmt: skip
+        text = script.read_text()
+        assert "--require-hashes" in text, script
+        assert "constraints.txt" not in text, f"{script}: a resolver still decides versions"
+    chroot = (STAGE / "01-doorpi" / "01-run-chroot.sh").read_text()
+    assert "--no-deps" in chroot and "pip check" in chroot
