@@ -32,6 +32,13 @@ SYSTEM = {"numpy", "pyscard", "evdev", "pip", "setuptools", "wheel"}
 TARGET = {"python_version": "3.11", "python_full_version": "3.11.2", "os_name": "posix",
           "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "aarch64",
           "implementation_name": "cpython", "platform_python_implementation": "CPython"}  # fmt: skip
+# Where the image cannot run the test venv's version, and why. The tests run numpy 2;
+# the image runs Raspberry Pi OS's numpy 1.24 (python3-picamera2 is built against
+# it), so what requires numpy 2 is pinned to the newest release that accepts 1.24.
+# rootfs-test.sh runs the real face pipeline on exactly these versions under qemu.
+IMAGE_PINS = {
+    "ml-dtypes": ("0.5.4", "0.6 requires numpy>=2; 0.5.4 takes numpy>=1.23.3 on Python 3.11"),
+}
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 37)]
 
 
@@ -61,6 +68,9 @@ def closure(name: str, extras: tuple[str, ...] = ()) -> dict[str, str]:
                     sys.exit(f"lock: {req.name} (needed by {n}) is not in the test venv")
                 todo.append((req.name, tuple(req.extras)))
     out.pop("doorpi", None)
+    for name, (ver, _why) in IMAGE_PINS.items():
+        if name in out:
+            out[name] = ver
     return out
 
 
@@ -80,6 +90,9 @@ def lock(pins: dict[str, str], path: Path) -> None:
     if missing:
         sys.exit(f"lock: no aarch64 wheel downloaded for {', '.join(sorted(missing))}")
     lines = ["# Written by tools/image/lock.py from the test venv; do not edit.\n"]
+    for name, (ver, why) in sorted(IMAGE_PINS.items()):
+        if name in pins:
+            lines.append(f"# {name}=={ver}, not the tests' version: {why}\n")
     for n, v in sorted(pins.items()):
         lines.append(
             f"{n}=={v} \\\n" + " \\\n".join(f"    --hash=sha256:{h}" for h in hashes[n]) + "\n"
