@@ -94,7 +94,7 @@ def main() -> None:
 
     def reap(block: bool) -> None:
         for pid, (job, t0) in list(running.items()):
-            timed_out = time.monotonic() - t0 > TIMEOUT
+            timed_out = time.monotonic() - t0 > (job.get("timeout") or TIMEOUT)
             if timed_out:
                 os.killpg(pid, signal.SIGKILL)
             got, status = os.waitpid(pid, 0 if timed_out else os.WNOHANG)

@@ -71,8 +71,10 @@ EXTRA = {  # keep commands that would wait from waiting
     ("card", "enroll"): ["--timeout", "0.5"],
 }
 # Commands that do seconds of real work whatever the input (a benchmark that
-# falls back to defaults without a config) run with a few of the inputs only.
+# falls back to defaults without a config) run with a few of the inputs only,
+# and may take longer than the others on a loaded machine (seconds).
 SLOW = {("bench", "core"): {"output into a closed pipe"}}
+SLOW_TIMEOUT = 240.0
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +158,7 @@ def test_no_command_shows_a_traceback(inputs: dict[str, Path], tmp_path: Path) -
             n = len(jobs)
             jobs.append({
                 "id": n, "argv": argv, "closed_pipe": closed, "cwd": str(tmp_path),
+                "timeout": SLOW_TIMEOUT if tuple(path) in SLOW else None,
                 "stdout": str(tmp_path / f"{n}.out"), "stderr": str(tmp_path / f"{n}.err"),
                 "env": {"HOME": str(inputs["home"]), "DOORPI_ADMIN_DIR": str(inputs["home"] / "adm"),
                         "PYTHONWARNINGS": "ignore", "DOORPI_DEBUG": ""},

@@ -64,9 +64,12 @@ def card_to_relay(n: int = 200) -> dict[str, float]:
                 raise RuntimeError("no relay command within 5 s")
             samples.append((t_release[-1] - t0) * 1000)
             door.drive_high()  # walks through: the strike relocks on open
-            locked.wait(5)
+            if not locked.wait(5):
+                raise RuntimeError("the strike did not relock within 5 s of the door opening")
             door.drive_low()
-            time.sleep(0.02)  # let the door-close record reach the disk first
+            # The door is closed once the contact has settled (gpio.settle_seconds);
+            # opening it again sooner would be chatter, not a new opening.
+            time.sleep(site.cfg.gpio.settle_seconds + 0.05)
     finally:
         stop.set()
         loop.join(timeout=2)

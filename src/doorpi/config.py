@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from doorpi.core.parity import Devices, door_parity_problem
 from doorpi.core.policy import (
     Combination,
     DoorPolicy,
@@ -147,6 +148,8 @@ class Config:
     audit: AuditConfig = AuditConfig()
     schedules: dict[str, Schedule] = field(default_factory=dict)
     face: FaceConfig = FaceConfig()
+    # "section.key" -> the file that set it (doorpi.settings); absent: built-in default
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -155,6 +158,28 @@ class Config:
     @property
     def keys_dir(self) -> Path:
         return self.site.data_dir / "keys"
+
+    @property
+    def devices(self) -> Devices:
+        """The factors the configured hardware can read (doorpi.core.parity)."""
+        return Devices(self.reader.enabled, self.keypad.kind != "none", self.face.enabled)
+
+    def rules(self) -> list[tuple[str, tuple[Combination, ...]]]:
+        """Every access rule of the door with its config key."""
+        scheduled = [(f"door.schedule_access[{i}]", sr.rule)
+                     for i, sr in enumerate(self.door.policy.scheduled)]  # fmt: skip
+        return [("door.access", self.door.policy.default), *scheduled]
+
+
+def parity_problems(cfg: Config) -> list[str]:
+    """Rules that leave face as the only way in on the devices configured
+    (requirement 1); one line each, naming the key."""
+    out = []
+    for key, rule in cfg.rules():
+        problem = door_parity_problem(rule, cfg.devices)
+        if problem:
+            out.append(f"{key}: {problem}")
+    return out
 
 
 # ------------------------------------------------------------------ reading
@@ -454,7 +479,10 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
 
     face = _parse_face(doc)
 
-    return Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
+    cfg = Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face)
+    for problem in parity_problems(cfg):  # with the devices actually configured
+        raise ConfigError(problem)
+    return cfg
 
 
 def config_warnings(cfg: Config) -> list[str]:
@@ -462,13 +490,33 @@ def config_warnings(cfg: Config) -> list[str]:
     return output_warnings((f"gpio.{k}", getattr(cfg.gpio, k)) for k in OTHER_OUTPUTS)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file; every failure is one ConfigError line."""
+def load_config(path: str | Path, layers: bool = True) -> Config:
+    """Read and validate a config file; every failure is one ConfigError line.
+
+    With ``layers`` (the default) the result is the gate's effective config:
+    the installer's and the admin's layers in the data directory over this
+    file (`doorpi.settings`), each value's source in ``Config.sources``.
+    """
+    p = Path(path)
+    doc = read_toml(p)
+    try:
+        cfg = parse_config(doc, p)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    if not layers:
+        return cfg
+    from doorpi.settings import apply_layers
+
+    return apply_layers(p, doc, cfg)
+
+
+def read_toml(p: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing, unreadable, wrongly encoded or malformed
+    file is one ConfigError (UTF-8; a Windows byte order mark is fine)."""
     from doorpi.validation import InputError, decode_text_file
 
-    p = Path(path)
     try:
-        text = decode_text_file(p.read_bytes())  # UTF-8, a Windows BOM is fine
+        text = decode_text_file(p.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file (copy data/doorpi.toml from the package)") from None
     except OSError as exc:
@@ -479,10 +527,7 @@ def load_config(path: str | Path) -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    try:
-        return parse_config(doc, p)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from None
+    return doc
 
 
 def default_config_text() -> str:

@@ -96,6 +96,8 @@ class GateFaceEngine:
             return self._on_card(frame)
         if self._target is not None:
             return self.inner.process(frame, now)  # 1:1 after a card or resident number
+        if self.card_source is not None:  # templates on cards: nothing here to search
+            return FaceOutcome("rejected", reason="templates_on_cards")
         if len(self.inner.gallery) > self.max_hands_free:
             return FaceOutcome("rejected", reason="hands_free_disabled")
         if self._challenge is None:

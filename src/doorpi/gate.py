@@ -52,8 +52,9 @@ from doorpi.core.events import (
 )
 from doorpi.core.inputs import InputFilter, Settled
 from doorpi.core.lockout import CardPacer, Lockout, LockoutPolicy, PacePolicy
-from doorpi.core.pinpad import PadAction, PinPad
-from doorpi.core.policy import Moment, Reason, decide
+from doorpi.core.parity import face_free_next
+from doorpi.core.pinpad import PadAction, PinPad, keypad_number_habit
+from doorpi.core.policy import Moment, Reason, decide, deny_pattern
 from doorpi.faults import FaultBoard
 from doorpi.hardware.feedback import Indicator
 from doorpi.hardware.strike import Strike
@@ -83,6 +84,7 @@ class Attempt:
     last: float = 0.0
     card_id: bytes | None = None  # in memory only: the template-on-card face step needs it
     awaiting: str = ""  # "pin", "card", "face" or ""
+    number_typed: bool = False  # their own keypad number typed once after the card
 
 
 class Gate:
@@ -168,6 +170,7 @@ class Gate:
     def _start_face_privacy(self) -> None:
         """Face needs valid privacy settings and a stored impact assessment;
         without them the gate runs with face off and card and PIN unchanged."""
+        from doorpi.config import parity_problems
         from doorpi.privacy.enrolment import (
             GateFaceMenu,
             build_face_privacy,
@@ -175,7 +178,9 @@ class Gate:
         )
         from doorpi.privacy.retention import RetentionSweeper
 
-        problem = face_enable_problem(self.cfg, self.storage.db)
+        problem = face_enable_problem(self.cfg, self.storage.db) or "; ".join(
+            parity_problems(self.cfg)  # never a face path that would be the only way in
+        )
         if problem:
             self.face_problem = problem
             log.error("face stays off: %s", problem)
@@ -186,6 +191,37 @@ class Gate:
         self.face_menu = GateFaceMenu(self.face_privacy, verify_pin=self._menu_verify_pin)
         sweeper = RetentionSweeper(self.storage, self.face_privacy.vault, vouched)
         self.sweepers.append(lambda _now: sweeper.sweep())
+        from doorpi.privacy.parity import clear_device_templates
+
+        try:
+            clear_device_templates(self.face_privacy, vouched())  # templates on cards: none here
+        except Exception as exc:  # face must not run on templates this mode may not hold
+            self.face_problem = (
+                f"cannot delete the device's templates (template_storage card): {exc}"
+            )
+            log.error("face stays off: %s", self.face_problem)
+            self.face_privacy = self.face_menu = None
+            self.sweepers.clear()
+            return
+        self.check_face_parity()
+
+    def check_face_parity(self) -> None:
+        """Who could be asked for face here with no face-free way to finish:
+        an audit notice each and a standing fault for `doorpi status`."""
+        from doorpi.privacy.parity import FAULT, gate_dependents
+
+        try:
+            found, summary = gate_dependents(self.cfg, self.storage, self.face_privacy,
+                                             self.time.vouched())  # fmt: skip
+        except Exception as exc:  # a check that fails must not stop the door
+            log.error("face parity check failed: %s", exc)
+            return
+        for d in found:
+            log.warning("%s", d.line(self.cfg.door.name))
+            self._record(Notice("face_parity", {"resident_id": d.resident_id,
+                                                "problem": d.problem}))  # fmt: skip
+        self._fault(FAULT, bool(found), summary)
+        self._flush()
 
     def _menu_verify_pin(self, rid: int, pin: str) -> bool:
         """The face menu's PIN check: the same lockout as the door's."""
@@ -323,9 +359,16 @@ class Gate:
             self._on_face_match(event)
         elif isinstance(event, FaceRejected):
             self._capture_outcome(event)
-            self._on_face_reject(event)
+            if self.face_menu is not None and self.face_menu.capture_over() is not None:
+                # An enrolment capture, not a way in: its own pattern, no fallback.
+                self._apply([Notice("face_not_captured", {"reason": event.reason}),
+                             self._say("face_not_captured")])  # fmt: skip
+            else:
+                self._on_face_reject(event)
         elif isinstance(event, FaceEnrolled):
             self._capture_outcome(event)
+            if self.face_menu is not None:
+                self.face_menu.capture_over()
             self._apply([Notice("face_enrolled", {"resident_id": event.resident_id}),
                          self._say("done")])  # fmt: skip
         elif isinstance(event, FaceHint):
@@ -374,6 +417,8 @@ class Gate:
             return
         if sig is not None:
             pattern, floor = sig
+            if self.face_privacy is not None:
+                self.check_face_parity()  # the roster may have changed PINs and cards
             self._apply([*self.time.offer(floor, "bundle"), Notice("sync_finished",
                          {"result": pattern}), self._say(pattern)])  # fmt: skip
 
@@ -392,8 +437,8 @@ class Gate:
         data = {"resident_id": req.resident_id, "by": req.by, "status": status}
         self._apply([Notice("face_capture", {**data, "reason": why} if why else data),
                      self._say("denied" if why else "face_needed")])  # fmt: skip
-        if not why and self.on_face_enrol is not None:
-            self.on_face_enrol(req.resident_id)
+        if not why:
+            self._enrol_capture(req.resident_id)
 
     def _capture_problem(self, resident_id: int) -> str:
         if self.face_privacy is None:
@@ -448,6 +493,11 @@ class Gate:
             self._deny(Decision(False, Reason.RATE_LIMITED, None, ("card",), f"{wait:.1f}s"))
             return
         resident = self.storage.residents.by_card_hash(h)
+        rid = resident.id if resident is not None else None
+        menu = self.face_menu.take_card(rid, mono) if self.face_menu is not None else None
+        if menu is not None:  # '#' armed the face menu: this tap identifies, never opens
+            self._on_menu(menu, "")
+            return
         if resident is None:
             paused = self.card_pacer.unknown(mono)
             detail = f"slow_down {self.card_pacer.policy.pause:g}s" if paused else ""
@@ -469,27 +519,30 @@ class Gate:
         if self.face_menu is not None:
             action = self.face_menu.feed(ev.key, self.clock.mono())
             if action is not None:
-                self._on_menu(action, ev)
+                self._on_menu(action, ev.keypad)
                 return
         self._on_pad_key(ev)
 
-    def _on_menu(self, action: Any, ev: KeyPressed) -> None:
-        """The face enrolment/withdrawal menu took the key (never logs digits)."""
+    def _on_menu(self, action: Any, keypad: str) -> None:
+        """The face enrolment/withdrawal menu took the key or tap (never logs digits)."""
         if action.kind == "release":
             for key in action.detail:
-                self._on_pad_key(KeyPressed(key, ev.keypad))
+                self._on_pad_key(KeyPressed(key, keypad))
             return
-        patterns = {"typing": "key", "pin_needed": "pin_needed", "wrong_pin": "denied",
-                    "error": "denied", "capture": "face_needed"}  # fmt: skip
-        out: list[Any] = [self._say(patterns.get(action.kind, "done"))]
+        out: list[Any] = [self._say(action.pattern)]
         if action.kind != "typing":
             detail = {"action": action.kind, "resident_id": action.resident_id}
-            if action.kind == "error":
-                detail["reason"] = action.detail
+            if action.kind in ("error", "ask_consent"):
+                detail["reason" if action.kind == "error" else "notice"] = action.detail
             out.insert(0, Notice("face_menu", detail))
         self._apply(out)
-        if action.kind == "capture" and self.on_face_enrol is not None:
-            self.on_face_enrol(action.resident_id)
+        if action.kind == "capture":
+            self._enrol_capture(action.resident_id)
+
+    def _enrol_capture(self, resident_id: int) -> None:
+        if self.on_face_enrol is not None:
+            self.face_menu.capture_started(resident_id)
+            self.on_face_enrol(resident_id)
 
     def _on_pad_key(self, ev: KeyPressed) -> None:
         mono = self.clock.mono()
@@ -523,6 +576,8 @@ class Gate:
             return
         # No attempt waiting for a PIN: the digits are a resident's keypad number.
         if not digits:
+            if a is None and self.face_menu is not None:  # '#' alone: the face menu's key
+                self._on_menu(self.face_menu.arm(mono), ev.keypad)
             return
         if self.lockout.locked_for(keypad_subject, mono):
             self._deny(Decision(False, Reason.LOCKED_OUT, None, (), "keypad"))
@@ -547,6 +602,10 @@ class Gate:
         stored = self.storage.residents.pin_hash(rid) if rid is not None else None
         p = self.cfg.pin  # an unknown number costs a hash too: no timing oracle
         ok = check_pin(self.storage.secrets, stored, pin, p.opslimit, p.memlimit_kib)
+        if not ok and keypad_number_habit(a.resident, a.factors, pin, a.number_typed):
+            a.number_typed = True  # `101#2468#` after the tap: the number, then the PIN
+            self._apply([self._say("pin_needed")])
+            return
         if not ok:
             self.attempt = None
             if a.resident is None:
@@ -632,9 +691,21 @@ class Gate:
         """Face failed or is unavailable: whoever is mid-attempt may finish by PIN."""
         a = self.attempt
         if a is not None and a.resident is not None and a.awaiting == "face":
-            a.awaiting = "pin"
+            from doorpi.privacy.parity import holds
+
+            rule = self.cfg.door.policy.rule_at(self.moment.local, self.cfg.schedules)
+            have = frozenset(a.factors)
+            fresh = self.storage.residents.get(a.resident.id) or a.resident  # PIN may be new
+            nxt = face_free_next(rule, have, holds(self.storage, fresh), self.cfg.devices)
+            if nxt is None:  # asked for face, holds nothing else: refuse now, never hang
+                self.attempt = None
+                self.stats["denied"] += 1
+                decision = Decision(False, Reason.NO_FACE_FREE_WAY, a.resident.id,
+                                    tuple(sorted(have)))  # fmt: skip
+                return [decision, self._say("denied")]
+            a.awaiting = nxt
             a.last = self.clock.mono()
-            return [self._say("pin_needed")]
+            return [self._say(f"{nxt}_needed")]
         return [self._say("card_needed")]
 
     def face_paused(self) -> bool:
@@ -707,12 +778,6 @@ class Gate:
         if decision.granted:
             self.stats["granted"] += 1
             self._apply([decision, *self.door.grant(self.clock.mono()), self._say("granted")])
-            if self.face_menu is not None:
-                mono = self.clock.mono()
-                if {"card", "pin"} <= a.factors:
-                    self.face_menu.open(fresh.id, frozenset(a.factors), mono)
-                elif "card" in a.factors:
-                    self.face_menu.after_card(fresh.id, mono)
         else:
             self._deny(decision)
 
@@ -741,9 +806,7 @@ class Gate:
 
     def _deny(self, decision: Decision) -> None:
         self.stats["denied"] += 1
-        slow = decision.reason in (Reason.LOCKED_OUT, Reason.RATE_LIMITED)
-        pattern = "locked_out" if slow else "denied"
-        self._apply([decision, self._say(pattern)])
+        self._apply([decision, self._say(deny_pattern(decision.reason))])
 
 
 def _next_factor(

@@ -164,3 +164,10 @@ def test_pacer_never_exceeds_one_checked_guess_per_pause():
             p.unknown(t)
         t += 0.3
     assert checked <= 5 + 3600 / 5 + 1
+
+
+def test_a_repeated_edge_of_the_same_level_does_not_postpone_the_change():
+    f = InputFilter(SETTLE)
+    f.feed("x", True, 1.0)
+    assert f.feed("x", True, 1.03) == []  # gpiozero repeats nothing, but a queue might
+    assert f.poll(1.05) == [Settled("x", True, 1.05)]

@@ -228,3 +228,53 @@ def test_finished_usb_import_is_shown_and_raises_the_clock_floor(site):
     assert site.gate.clock_guard.floor >= later
     site.advance(2)  # shown once
     assert len([e for e in site.events if e["event"] == "sync_finished"]) == 1
+
+
+def patterns(site):
+    return [e["pattern"] for e in site.events if e["event"] == "feedback" and e["pattern"] != "key"]
+
+
+def test_feedback_tells_try_again_from_see_the_office(site):
+    """Wrong PIN, unknown card, unknown number: "denied" alike; a valid credential
+    that is not valid now (expired, outside schedule): "see_office"."""
+    site.add_resident({"name": "Gone", "keypad_id": "303", "cards": ["04c0c0c0c0c0c0"],
+                       "pin": "1357", "valid_until": "2024-01-31"})  # fmt: skip
+    site.add_resident({"name": "Night", "cards": ["04d0d0d0d0d0d0"], "schedule": "workdays"})
+    site.card("0400000000000a")  # unknown card
+    for k in "101#9999#":  # wrong PIN
+        site.key(k)
+    for k in "999#1357#":  # unknown resident number
+        site.key(k)
+    for k in "303#9999#":  # expired resident, wrong PIN: still only "denied"
+        site.key(k)
+    assert patterns(site) == ["denied", "pin_needed", "denied", "pin_needed", "denied",
+                              "pin_needed", "denied"]  # fmt: skip
+    site.events.clear()
+    site.card("04c0c0c0c0c0c0")  # expired
+    for k in "303#1357#":  # expired, right PIN
+        site.key(k)
+    site.clock.advance(12 * 3600)  # 21:00: outside workdays
+    site.card("04d0d0d0d0d0d0")
+    assert patterns(site) == ["see_office", "pin_needed", "see_office", "see_office"]
+    assert [r for _, r in decisions(site)] == ["expired", "expired", "outside_schedule"]
+
+
+def test_keypad_number_after_the_tap_is_not_a_wrong_pin(tmp_path):
+    """`101#2468#` out of habit on a card+PIN door: no failure, no lockout count."""
+    s = SimulatedSite(sim_config({"door": {"access": ["card+pin"]}}, tmp_path / "d"),
+                      ManualClock(MONDAY_9), observers=[])  # fmt: skip
+    events: list[dict] = []
+    s.gate.observers.append(events.append)
+    s.add_resident({"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"],
+                    "pin": "2468"})  # fmt: skip
+    try:
+        for _ in range(6):  # more often than the lockout allows wrong PINs
+            s.card("04a1b2c3d4e5f6")
+            for k in "101#2468#":
+                s.key(k)
+            s.advance(6)
+        access = [(e["granted"], e["reason"]) for e in events if e["event"] == "access"]
+        assert access == [(True, "granted")] * 6
+        assert not [e for e in events if e["event"] == "lockout_started"]
+    finally:
+        s.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((REPO / "examples" / "scenarios").glob("*.toml"))
 ALLOWED_UNIX = ("/run/pcscd/pcscd.comm", "/run/systemd/notify", "/run/systemd/journal/", "/dev/log")
+ALLOWED_UNIX += tuple(filter(None, [os.environ.get("PCSCLITE_CSOCK_NAME")]))  # the session's pcscd
 
 DRIVER = r"""
 import json, os, sys
@@ -30,7 +31,7 @@ sys.addaudithook(hook)
 import io
 from doorpi.cli import main
 rc = []
-sys.stdin = io.StringIO("card 04a1b2c3d4e5f6\nkeys 101#2468#\nopen\nclose\nexit\n"
+sys.stdin = io.StringIO("card 04a1b2c3d4e5f6\nkeys 101#2468#\nopen\nclose\nrex\n"
                         "card 04ffffffffffff\nkeys 202#0000#\ntamper on\ntamper off\nstatus\nquit\n")
 rc.append(main(["demo"]))
 for path in sys.argv[2:]:

@@ -121,7 +121,8 @@ def test_admin_workflow_end_to_end(
     assert "last bundle: 1" in out and site_fp in out
     # 6. the laptop: read what the gate said
     code, out = run(["admin", "report", "read", str(stick), "--audit", *adm], capsys)
-    assert code == 0 and "main-gate" in out and "refused (stale)" in out
+    # a gate refused (the replayed stick): the admin's command says so in its exit code
+    assert code == 1 and "main-gate" in out and "NEEDS ATTENTION: refused (stale)" in out
     assert "2 residents (2 active)" in out and "database ok" in out
     code, out = run(["admin", "gate", "list", *adm], capsys)
     assert "main-gate" in out
@@ -136,13 +137,15 @@ def test_admin_workflow_end_to_end(
 def test_import_of_a_single_file_and_bad_paths(paths: dict[str, Path],
                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     cfg = str(paths["cfg"])
-    run(["--config", cfg, "keys", "init"], capsys)
+    code, out = run(["--config", cfg, "keys", "init"], capsys)
+    gate_fp = out.split("gate fingerprint: ")[1].split()[0].replace("-", "")
     code, out = run(["--config", cfg, "sync", "import", str(paths["stick"])], capsys)
     assert code == 2 and "no doorpi/ folder: not an admin stick" in out
     junk = paths["stick"] / "x.bundle"
     junk.write_bytes(b"GIF89a" + bytes(100))
     code, out = run(["--config", cfg, "sync", "import", str(junk)], capsys)
-    assert code == 1 and (paths["stick"] / "x.report").exists()
+    assert code == 1 and (paths["stick"] / f"{gate_fp}.report").exists()
+    assert not (paths["stick"] / "x.report").exists()
     code, out = run(["admin", "show", "--admin-dir", str(paths["admin"])], capsys)
     assert code == 2 and "run `doorpi admin init`" in out
 

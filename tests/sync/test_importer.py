@@ -9,10 +9,11 @@ from typing import Any
 
 from doorpi.store.credentials import card_hash, hash_pin, verify_pin
 from doorpi.store.db import get_state, integrity_check
-from doorpi.sync.bundle import ReportAck
+from doorpi.sync.bundle import ReportAck, seal_bundle
 from doorpi.sync.importer import BundleImporter, SyncSignalWatcher, read_signal
 from doorpi.sync.keys import PublicIdentity, SiteKey
 from doorpi.sync.report import open_report
+from doorpi.sync.rules import GateRules, open_rules
 from doorpi.sync.templates import unseal_for_vault
 from sync.helpers import (
     EMBEDDING,
@@ -60,7 +61,8 @@ def test_unchanged_pin_is_not_rehashed_and_edits_apply(rig: GateRig, site: SiteK
     rep = rig.apply(rig.bundle(2, [replace(a, unit="9-99"), b]))
     assert rep.changes == {"added": 0, "updated": 1, "unchanged": 1, "removed": 0,
                            "pins_hashed": 0, "templates_stored": 0, "templates_deleted": 0,
-                           "templates_skipped": 0, "face_withdrawn": 0, "face_suspended": 0}  # fmt: skip
+                           "templates_skipped": 0, "face_withdrawn": 0, "face_suspended": 0,
+                           "settings_changed": 0}  # fmt: skip
     assert rig.storage.residents.get(rid).unit == "9-99"
     assert rig.storage.residents.pin_hash(rid) == before
     b2 = resident("b-2", 2, site, pin="8642")
@@ -146,16 +148,51 @@ def test_keypad_numbers_can_swap(rig: GateRig, site: SiteKey) -> None:
     assert rig.storage.residents.by_keypad_id("101").name == "Resident 2"
 
 
-def test_gate_rules_unknown_schedule_and_weak_pin(rig: GateRig, site: SiteKey) -> None:
-    rep = rig.apply(rig.bundle(1, [resident("a-1", 1, site, schedule="nights")]))
-    assert rep.reason == ("residents[0].schedule: 'nights' is not a schedule on this gate "
-                          "(known: always, workdays)")  # fmt: skip
-    rep = rig.apply(rig.bundle(1, [resident("a-1", 1, site, pin="1111")]))
-    assert (
-        rep.reason
-        == "residents[0].pin (a-1): a PIN may not be one repeated digit or a straight run"
+def test_gate_rules_refuse_the_entry_not_the_bundle(rig: GateRig, site: SiteKey) -> None:
+    """A bad entry is named and skipped; other entries and move-outs still apply."""
+    a, b, m = (
+        resident("a-1", 1, site, pin="2468"),
+        resident("b-2", 2, site),
+        resident("m-9", 9, site),
     )
-    assert rig.storage.residents.all() == []
+    assert rig.apply(rig.bundle(1, [a, b, m])).result == "applied"
+    before = rig.storage.residents.by_keypad_id("101")
+    weak = resident("a-1", 1, site, pin="1111", unit="9-99")  # edit with a weak PIN
+    new = resident("c-3", 3, site, schedule="nights")  # unknown schedule
+    long_pin = resident("d-4", 4, site, pin="1357924680")  # 10 digits, gate allows 4-8
+    rep = rig.apply(rig.bundle(2, [weak, replace(b, unit="7-07"), new, long_pin],
+                               tombstones=("m-9",)))  # fmt: skip
+    assert rep.result == "applied", rep.reason
+    assert rep.changes["removed"] == 1 and rep.changes["updated"] == 1  # move-out and b-2
+    assert rep.refused_entries == [
+        {"resident": "a-1", "field": "pin", "kept": "previous entry",
+         "reason": "a PIN may not be one repeated digit or a straight run"},
+        {"resident": "c-3", "field": "schedule", "kept": "not added",
+         "reason": "'nights' is not a schedule on this gate (known: always, workdays)"},
+        {"resident": "d-4", "field": "pin", "kept": "not added",
+         "reason": "a PIN has 4 to 8 digits"},
+    ]  # fmt: skip
+    assert "3 entries refused" in rep.summary() and rep.needs_attention
+    kept = rig.storage.residents.by_keypad_id("101")
+    assert kept.unit == before.unit and _pin_ok(rig, "101", "2468")  # a-1 as before
+    assert rig.storage.residents.by_keypad_id("102").unit == "7-07"
+    assert rig.storage.residents.by_keypad_id("103") is None
+    assert rig.storage.residents.by_keypad_id("109") is None  # moved out
+    assert rep.status["rules"] == {"schedules": ["always", "workdays"], "pin_min": 4,
+                                   "pin_max": 8}  # fmt: skip
+
+
+def test_whole_bundle_faults_still_refuse_everything(rig: GateRig, site: SiteKey) -> None:
+    """Replay and another gate's bundle refuse the lot, bad entries or not."""
+    rig.apply(rig.bundle(1, [resident("a-1", 1, site)]))
+    rep = rig.apply(rig.bundle(1, [resident("b-2", 2, site, pin="1111")]))
+    assert rep.result == "refused" and rep.code == "stale" and not rep.refused_entries
+    other = other_gate("b-gate")
+    sealed = seal_bundle(replace(rig.bundle(2, [resident("b-2", 2, site)]),
+                                 gate=other.fingerprint), site, other.public)  # fmt: skip
+    rep = rig.importer.import_bytes(sealed)
+    assert rep.result == "refused"
+    assert rig.storage.residents.by_keypad_id("102") is None
 
 
 def test_templates_go_to_the_sink_under_the_local_pseudonym(rig: GateRig, site: SiteKey) -> None:
@@ -252,10 +289,23 @@ def test_stick_without_bundle_gets_the_gate_public_key(rig: GateRig, tmp_path: P
     stick = tmp_path / "stick"
     (stick / "doorpi").mkdir(parents=True)
     report, _ = rig.importer.import_stick(stick)
-    assert report.code == "not_found"
+    # A pairing visit is not a refusal: it says so, and the admin does not see "refused".
+    assert report.result == "waiting" and report.code == "no_bundle"
+    assert report.summary().startswith("paired, waiting for a bundle")
+    assert not report.needs_attention
     fp = rig.identity.fingerprint
     card = PublicIdentity.read(stick / "doorpi" / "gates" / f"{fp}.pub", "gate")
     assert card == rig.identity.public
+    # The gate's limits travel with its key, signed by it.
+    raw = (stick / "doorpi" / "gates" / f"{fp}.rules").read_bytes()
+    assert open_rules(raw, rig.identity.public) == GateRules(RULES.schedules, 4, 8)
+    assert open_rules(raw, other_gate().public) is None  # another key: not believed
+    forged = raw.replace(b"workdays", b"weekdays")
+    assert open_rules(forged, rig.identity.public) is None
+    # The running gate shows the pairing visit as done (green), not as a refusal (red).
+    watcher = SyncSignalWatcher(rig.storage.db)
+    rig.importer.import_stick(stick)
+    assert watcher.poll() == ("done", 0.0)
 
 
 def test_thousand_residents_import_time(rig: GateRig, site: SiteKey) -> None:

@@ -10,16 +10,16 @@ import argparse
 import os
 import stat
 import sys
-from datetime import datetime
 from pathlib import Path
 
-from doorpi.cli import CliError, common
+from doorpi.cli import CliError, common, human
 from doorpi.sync.admin import AdminError, AdminSite
 from doorpi.sync.bundle import FP_RE
 from doorpi.sync.importer import STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, fingerprint_matches, pretty
 from doorpi.sync.report import SyncReport
 from doorpi.sync.roster import EXAMPLE, Roster, RosterError, load_roster
+from doorpi.sync.rules import RULES_SUFFIX, open_rules
 
 
 def _default_dir() -> Path:
@@ -66,6 +66,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add.set_defaults(func=cmd_gate_add)
     gs.add_parser("list", parents=[opts], help="registered gates").set_defaults(func=cmd_gate_list)
+    st = gs.add_parser(
+        "settings", parents=[opts],
+        help="the site and door settings of one gate, sent signed with its next bundle",
+    )  # fmt: skip
+    st.add_argument("gate", help="name or fingerprint prefix")
+    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help='e.g. site.contact="+86 10 5555 0100" or door.access=["card","pin"]')  # fmt: skip
+    st.add_argument("--unset", action="append", default=[], metavar="KEY",
+                    help="back to the gate's own value for this key")  # fmt: skip
+    st.add_argument("--file", type=Path, help="replace them with this TOML file")
+    st.set_defaults(func=cmd_gate_settings)
     rm = gs.add_parser("remove", parents=[opts], help="forget a gate")
     rm.add_argument("gate", help="name or fingerprint prefix")
     rm.set_defaults(func=cmd_gate_remove)
@@ -164,9 +175,19 @@ def cmd_gate_add(args: argparse.Namespace) -> int:
             )
         if not common.confirm("is this the fingerprint the gate's console shows?"):
             raise CliError("not registered")
-    with common.as_cli_error(AdminError):
-        rec = site.add_gate(pub, args.name)
+    rules_file = args.path.with_suffix(RULES_SUFFIX)
+    rules = open_rules(rules_file.read_bytes(), pub) if rules_file.is_file() else None
+    try:
+        rec = site.add_gate(pub, args.name, rules)
+    except AdminError as exc:  # its message says what to give (--name)
+        raise CliError(str(exc)) from None
     print(f"gate {rec.name!r} registered: {pretty(rec.fingerprint)}")
+    if rules is not None:
+        print(f"  its limits: {rules.describe()}")
+    else:
+        print(
+            "  its limits are not on the stick yet: `doorpi admin check` learns them from its report"
+        )
     return 0
 
 
@@ -182,6 +203,44 @@ def cmd_gate_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gate_settings(args: argparse.Namespace) -> int:
+    import tomllib
+
+    import tomli_w
+
+    from doorpi.config import ConfigError
+    from doorpi.settings import parse_assignment
+
+    site = _site(args)
+    with common.as_cli_error(AdminError):
+        rec = site.find_gate(args.gate)
+        doc = site.gate_settings(rec) or {}
+    changing = bool(args.file or args.set or args.unset)
+    if args.file:
+        try:
+            doc = tomllib.loads(args.file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise CliError(f"{args.file}: unreadable: {exc}") from None
+    for text in args.set:
+        with common.as_cli_error(ConfigError):
+            section, key, value = parse_assignment(text)
+        doc.setdefault(section, {})[key] = value
+    for name in args.unset:
+        section, _, key = name.partition(".")
+        doc.get(section, {}).pop(key, None)
+        if section in doc and not doc[section]:
+            del doc[section]
+    if changing:
+        with common.as_cli_error(AdminError, OSError):
+            site.set_gate_settings(rec, doc)
+    text = tomli_w.dumps(doc).strip() or "(none: the gate keeps its own)"
+    print(f"settings for gate {rec.name!r} ({site.settings_path(rec)}):")
+    print(text)
+    if changing:
+        print("checked with the gate's rules; sent signed with its next `doorpi admin bundle`")
+    return 0
+
+
 def cmd_gate_remove(args: argparse.Namespace) -> int:
     site = _site(args)
     with common.as_cli_error(AdminError):
@@ -190,13 +249,36 @@ def cmd_gate_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _problems(site: AdminSite, roster: Roster, only: list[str] | None = None) -> list[str]:
+    with common.as_cli_error(AdminError):
+        problems = site.problems(roster, only)
+    for p in problems:
+        print(f"  {p}")
+    return problems
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     site = _site(args)
     roster = _roster(site, args.roster)
+    problems = _problems(site, roster)
+    if problems:
+        print(f"{args.roster}: {len(problems)} problems: the gates would refuse these entries")
+        return 1
     pins = sum(1 for r in roster.residents if r.entry.pin)
     cards = sum(len(r.entry.cards) for r in roster.residents)
-    print(f"{args.roster}: {len(roster.residents)} residents, {cards} cards, {pins} PINs: ok")
+    warned = _face_warnings(site, roster)
+    note = f" ({len(warned)} warnings above)" if warned else ""
+    print(f"{args.roster}: {len(roster.residents)} residents, {cards} cards, {pins} PINs: ok{note}")
     return 0
+
+
+def _face_warnings(site: AdminSite, roster: Roster, only: list[str] | None = None) -> list[str]:
+    """Residents left with no face-free way in at a gate that can ask them for face."""
+    with common.as_cli_error(AdminError):
+        lines = site.face_warnings(roster, only)
+    for line in lines:
+        print(f"  warning: {line}")
+    return lines
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -204,6 +286,9 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     roster = _roster(site, args.roster)
     if not args.stick.is_dir():
         raise CliError(f"{args.stick}: not a directory (give the stick's mount point)")
+    if _problems(site, roster, args.gate):
+        raise CliError(f"{args.roster}: the gates would refuse the entries above; nothing written")
+    _face_warnings(site, roster, args.gate)  # the gates take these entries: a warning
     unread = site.read_reports(args.stick) if any((args.stick / STICK_DIR).glob("*.report")) else []
     if unread:  # the gates' last reports are replaced now: say what they said first
         print("reports on the stick, read now:")
@@ -235,7 +320,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def _when(t: float) -> str:
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+    return human.when(t)
 
 
 def cmd_report_read(args: argparse.Namespace) -> int:
@@ -250,14 +335,16 @@ def cmd_report_read(args: argparse.Namespace) -> int:
             if isinstance(rep, SyncReport)
         ]
         common.print_json(docs)
-        return 1 if len(docs) < len(results) else 0
+        attention = any(isinstance(r, SyncReport) and r.needs_attention for _, r in results)
+        return 1 if len(docs) < len(results) or attention else 0
     return 1 if _print_reports(site, results, args.audit) else 0
 
 
 def _print_reports(
     site: AdminSite, results: list[tuple[Path, SyncReport | str]], audit: bool = False
 ) -> int:
-    """Each report as the admin reads it; returns how many cannot be trusted."""
+    """Each report as the admin reads it; returns how many cannot be trusted or
+    need the admin (refused, or entries refused)."""
     bad = 0
     for path, rep in results:
         if not isinstance(rep, SyncReport):
@@ -265,16 +352,25 @@ def _print_reports(
             print(f"{path.name}: cannot be trusted: {rep}")
             continue
         name = site.gates[rep.gate].name
-        st = rep.status
-        print(f"{name} ({_when(rep.created)}): {rep.summary()}")
+        st = {k: human.value(v) for k, v in rep.status.items()}
+        mark = "NEEDS ATTENTION: " if rep.needs_attention else ""
+        bad += rep.needs_attention
+        print(f"{name} ({_when(rep.created)}): {mark}{rep.summary()}")
         for warning in rep.continuity:
             bad += 1
             print(f"  WARNING: {warning}")
         print(
-            f"  {st.get('residents')} residents ({st.get('active')} active), {st.get('cards')} cards, "
-            f"{st.get('pins')} PINs; database {st.get('integrity')}; audit chain "
-            f"{st.get('audit_chain')}; {len(rep.audit)} audit records"
+            f"  {st.get('residents', '-')} residents ({st.get('active', '-')} active), "
+            f"{st.get('cards', '-')} cards, {st.get('pins', '-')} PINs; database "
+            f"{st.get('integrity', '-')}; audit chain {st.get('audit_chain', '-')}; "
+            f"{len(rep.audit)} audit records"
         )
+        for e in rep.refused_entries:
+            print(f"  refused {e.get('resident')}.{e.get('field')}: {e.get('reason')} "
+                  f"({e.get('kept')}); fix the roster, `doorpi admin check`, bundle again")  # fmt: skip
+        for d in rep.face_dependents:
+            print(f"  {d.get('resident')} {d.get('problem')} (then `doorpi admin check`, "
+                  "bundle again)")  # fmt: skip
         if rep.skipped:
             why = ", ".join(f"{n} {k}" for k, n in sorted(rep.skipped.items()))
             print(f"  face templates not taken: {why}")
@@ -290,5 +386,7 @@ def _print_reports(
             )
         if audit:
             for a in rep.audit:
-                print(f"    {a['seq']:>7} {_when(a['ts'])} {a['kind']:<12} {a['data']}")
+                data = a.get("data")
+                detail = human.fields(data) if isinstance(data, dict) else human.value(data)
+                print(f"    {a['seq']:>7} {_when(a['ts'])} {a['kind']:<12} {detail}")
     return bad

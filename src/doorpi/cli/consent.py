@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         p = cs.add_parser(name, help=helptext)
         p.add_argument("id", type=int)
+        if name == "show":
+            p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)
     cap = cs.add_parser(
         "capture", help="capture the face at the gate camera now (after consent, admin present)"
@@ -181,7 +183,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     store, privacy = _privacy(args)
     r = common.resident(store, args.id)
     common.audit_admin(store, "consent_show", resident_id=args.id)
-    common.print_json([c.public() for c in privacy.consents.history(r.pseudonym)])
+    records = [c.public() for c in privacy.consents.history(r.pseudonym)]
+    if args.json:
+        common.print_json(records)
+        return 0
+    from doorpi.cli.human import value
+
+    if not records:
+        print(f"resident {args.id}: no face consent records")
+    for rec in records:
+        state = "withdrawn" if rec.get("withdrawn_at") else "live"
+        print(f"consent {rec['id']} ({state})")
+        for key, v in rec.items():
+            if key != "id":
+                print(f"  {key.replace('_', ' '):>16}: {value(v, key)}")
     return 0
 
 

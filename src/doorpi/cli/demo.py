@@ -1,7 +1,13 @@
 """`doorpi demo`: the gate on simulated hardware.
 
 Interactive (what `make demo` runs): a seeded site, a live status line, and
-commands typed at the prompt (card, keys, open, close, exit, tamper, wait).
+commands typed at the prompt (card, keys, open, close, rex, tamper; exit or
+quit leaves). The door follows ``--config`` where that file exists (its door
+policy, schedules, timings; never its data dir or real GPIO); every feedback
+pattern is printed with what the resident would see and hear.
+The demo only ever uses a fresh temp dir, an empty ``--data-dir`` or one it
+made itself (marked): never a gate's store, where its residents, whose card
+and PIN the README prints, would be a backdoor.
 Headless: ``--scenario FILE`` runs a scripted scenario in virtual time and
 prints one JSON object per event.
 """
@@ -13,9 +19,10 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from doorpi.cli import CliError
+from doorpi.cli import CliError, common
 
 DEMO_RESIDENTS: list[dict[str, Any]] = [
     {"name": "Alice Wang", "unit": "3-101", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"],
@@ -30,9 +37,11 @@ HELP = """commands:
   card UID          tap a card (alice: 04a1b2c3d4e5f6, bo: 04b0b0b0b0b0b0,
                     moved out: 04c0c0c0c0c0c0, anything else is unknown)
   keys 101#2468#    type on the keypad (resident number # PIN #; * clears)
-  open | close      door contact        exit      press the exit button
+  open | close      door contact        rex       press the exit button (REX)
   tamper on|off     enclosure switch    status    show the door state
-  help              this text           quit      stop the gate"""
+  help              this text           exit      leave the demo (also quit)"""
+LEAVE = ("exit", "quit", "q", "exit!")
+EXIT_BUTTON = ("rex", "exit-button")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,22 +59,60 @@ def main(args: argparse.Namespace) -> int:
     return interactive(args)
 
 
-def run_scenario(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    from doorpi.sim.site import NotADemoDir, demo_data_dir
 
+    if not args.data_dir:
+        return None
+    with common.as_cli_error(NotADemoDir):
+        return demo_data_dir(Path(args.data_dir))
+
+
+def _config_doc(args: argparse.Namespace) -> dict[str, Any]:
+    """The door settings of ``--config`` (validated in full), or {} for the shipped defaults."""
+    import tomllib
+
+    from doorpi.cli import DEFAULT_CONFIG
+
+    path = Path(args.config) if getattr(args, "config", None) else None
+    if path is None or not path.exists():
+        if path is not None and str(path) != DEFAULT_CONFIG:
+            print(f"doorpi demo: no config at {path}: the shipped defaults apply")
+        return {}
+    common.config(args)  # every error as one line naming the file and key
+    doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    doc.pop("gpio", None)  # the simulated pins of the shipped defaults
+    doc.setdefault("keypad", {})["kind"] = "matrix"  # typed at the prompt, not on a USB pad
+    return doc
+
+
+def _feedback_line(pattern: str) -> str:
+    """What the resident sees and hears, from the gate's own table."""
+    from doorpi.entrysign import describe
+    from doorpi.hardware.feedback import PATTERNS
+
+    p = PATTERNS.get(pattern)
+    if p is None:
+        return f"feedback: {pattern}"
+    return f"feedback: {pattern}: {describe(p, 'en')} ({p.meaning['en']})"
+
+
+def run_scenario(args: argparse.Namespace) -> int:
     from doorpi.sim.scenario import Scenario, ScenarioError, iter_lines, run
 
+    data_dir = _data_dir(args)
     try:
         scenario = Scenario.load(args.scenario)
-        result = run(scenario, Path(args.data_dir) if args.data_dir else None)
+        result = run(scenario, data_dir)
     except ScenarioError as exc:
         raise CliError(str(exc)) from None
     for line in iter_lines(result):
         print(line)
     if args.check:
-        if scenario.expect is None:
-            raise CliError(f"{args.scenario}: has no expect list to check")
-        problem = result.mismatch(scenario.expect)
+        # Without an expect list only the strike's safety rules are checked.
+        problem = result.safety_problem()
+        if problem is None and scenario.expect is not None:
+            problem = result.mismatch(scenario.expect)
         if problem:
             print(f"doorpi: {args.scenario}: {problem}", file=sys.stderr)
             return 1
@@ -73,18 +120,19 @@ def run_scenario(args: argparse.Namespace) -> int:
 
 
 def interactive(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from doorpi.clocks import SystemClock
     from doorpi.core.events import Tick
     from doorpi.sim.site import SimulatedSite, sim_config, temp_data_dir
 
-    data_dir = Path(args.data_dir) if args.data_dir else temp_data_dir()
-    cfg = sim_config({}, data_dir)
+    data_dir = _data_dir(args) or temp_data_dir()
+    cfg = sim_config(_config_doc(args), data_dir)
     lines: list[str] = []
 
     def show(rec: dict[str, Any]) -> None:
-        if rec["event"] in ("feedback", "key_pressed"):
+        if rec["event"] == "key_pressed" or rec.get("pattern") == "key":
+            return
+        if rec["event"] == "feedback":
+            print(f"  {_feedback_line(rec['pattern'])}", flush=True)
             return
         lines.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
         print(f"  {lines[-1]}", flush=True)
@@ -93,11 +141,14 @@ def interactive(args: argparse.Namespace) -> int:
     fresh = not site.storage.residents.all()
     if fresh:
         for spec in DEMO_RESIDENTS:
+            if spec.get("schedule") not in (None, *cfg.schedules):
+                spec = {k: v for k, v in spec.items() if k != "schedule"}
             site.add_resident(spec)
     stop = threading.Event()
     ticker = threading.Thread(target=_ticker, args=(site, stop, Tick), daemon=True)
     ticker.start()
-    print(f"doorpi demo: simulated gate '{cfg.door.name}', data in {data_dir}")
+    access = " or ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
+    print(f"doorpi demo: simulated gate '{cfg.door.name}' ({access}), data in {data_dir}")
     print(HELP)
     try:
         while True:
@@ -131,7 +182,7 @@ def _command(site: Any, words: list[str]) -> bool:
         return True
     cmd, rest = words[0].lower(), words[1:]
     try:
-        if cmd in ("quit", "q", "exit!"):
+        if cmd in LEAVE:
             return False
         if cmd == "card" and rest:
             site.card(rest[0])
@@ -141,7 +192,7 @@ def _command(site: Any, words: list[str]) -> bool:
                 time.sleep(0.05)
         elif cmd in ("open", "close"):
             site.door(cmd == "open")
-        elif cmd == "exit":
+        elif cmd in EXIT_BUTTON:
             site.press_exit()
         elif cmd == "tamper" and rest:
             site.tamper(rest[0] == "on")

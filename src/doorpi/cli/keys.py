@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from doorpi.cli import CliError, common
 from doorpi.fsutil import write_atomic
 from doorpi.store.db import set_state
 from doorpi.store.secrets import DeviceSecrets
-from doorpi.sync.importer import SITE_CARD, STICK_DIR, BundleImporter, GateRules
+from doorpi.sync.importer import (
+    SITE_CARD,
+    STICK_DIR,
+    BundleImporter,
+    GateRules,
+    export_identity,
+)
 from doorpi.sync.keys import (
     GateIdentity,
     KeyFileError,
@@ -18,6 +25,7 @@ from doorpi.sync.keys import (
     fingerprint_matches,
     pretty,
 )
+from doorpi.sync.rules import RULES_SUFFIX, signed_rules
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,10 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def identity(cfg: common.Config) -> GateIdentity:
+    """The gate's keys, named as pairing shows it (`doorpi.settings.gate_name`)."""
+    from doorpi.settings import gate_name
+
     try:
-        return GateIdentity.load(cfg.keys_dir, cfg.door.name)
+        gate = GateIdentity.load(cfg.keys_dir, cfg.door.name)
     except KeyFileError as exc:
         raise CliError(f"{exc} (run `doorpi keys init` first)") from None
+    return replace(gate, name=gate_name(cfg, gate.fingerprint))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -55,7 +67,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
     DeviceSecrets.load_or_create(cfg.keys_dir)
-    print(f"gate keys created in {cfg.keys_dir}")
+    from doorpi.settings import gate_name
+
+    print(f"gate {gate_name(cfg, gate.fingerprint)!r}: keys created in {cfg.keys_dir}")
     print(f"gate fingerprint: {pretty(gate.fingerprint)}")
     return 0
 
@@ -90,10 +104,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     gate = identity(cfg)
     dest: Path = args.path
-    if dest.is_dir():
-        dest = dest / STICK_DIR / "gates" / f"{gate.fingerprint}.pub"
     try:
-        write_atomic(dest, (gate.public.to_json() + "\n").encode())
+        if dest.is_dir():  # with the gate's signed limits, for `doorpi admin check`
+            dest = export_identity(gate, GateRules.from_config(cfg), dest / STICK_DIR / "gates")
+        else:  # the signed limits beside it, where `doorpi admin gate add FILE` looks
+            write_atomic(dest, (gate.public.to_json() + "\n").encode())
+            rules = signed_rules(gate.signing, gate.fingerprint, GateRules.from_config(cfg))
+            write_atomic(dest.with_suffix(RULES_SUFFIX), rules)
     except OSError as exc:
         raise CliError(f"{dest}: cannot write: {exc.strerror}") from None
     print(f"public key of gate {gate.name!r} written to {dest}")

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("html", "md"), default="html", dest="fmt")
     p.add_argument("--kind", choices=("all", "sign", "consent"), default="all",
                    help="the gate sign, the consent form, or both (default)")  # fmt: skip
+    p.add_argument("--sign", choices=("entry",),
+                   help="entry: the resident sign for card and PIN (steps, lights and beeps)")  # fmt: skip
     p.add_argument("--out", help="write to this file instead of standard output")
     p.set_defaults(func=main)
 
@@ -50,9 +52,24 @@ def render(cfg: common.Config, lang: str | None, fmt: str, kind: str) -> str:
     return to_html(notices, f"{cfg.site.name}: {title}")
 
 
+def render_entry_sign(cfg: common.Config, lang: str, fmt: str) -> str:
+    """The resident sign for card and PIN at this door (doorpi.entrysign)."""
+    from doorpi.entrysign import entry_sign
+    from doorpi.privacy.notices import to_html, to_markdown
+
+    sign = entry_sign(lang, cfg.site.name, list(cfg.door.policy.default), cfg.site.contact,
+                      face=cfg.face.enabled)  # fmt: skip
+    if fmt == "md":
+        return to_markdown([sign])
+    return to_html([sign], f"{cfg.site.name}: {sign.text.splitlines()[1][2:].split(' {#')[0]}")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = common.config(args)
-    text = render(cfg, args.lang, args.fmt, args.kind)
+    if args.sign == "entry":
+        text = render_entry_sign(cfg, args.lang or "zh", args.fmt)
+    else:
+        text = render(cfg, args.lang, args.fmt, args.kind)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:

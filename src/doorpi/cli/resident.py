@@ -6,9 +6,10 @@ import argparse
 import getpass
 import sys
 import time
+from typing import Any
 
 from doorpi import validation
-from doorpi.cli import CliError, common
+from doorpi.cli import CliError, common, human
 from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
 from doorpi.store.residents import ResidentError
 
@@ -103,15 +104,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json([r.public() for r in residents])
         return 0
-    print(f"{'id':>4}  {'name':<24} {'unit':<8} {'keypad':<7} {'until':<16} {'schedule':<10} state")
-    for r in residents:
-        state = "active" if r.active else "disabled"
-        print(
-            f"{r.id:>4}  {common.safe(r.name)[:24]:<24} {common.safe(r.unit)[:8]:<8} "
-            f"{common.safe(r.keypad_id or '-'):<7} "
-            f"{common.when(r.valid_until, until=True):<16} {(r.schedule or 'any'):<10} {state}"
-        )
+    now = time.time()
+    rows = [(r.id, common.safe(r.name), common.safe(r.unit), common.safe(r.keypad_id or "-"),
+             common.when(r.valid_until, until=True),
+             r.schedule or "any", _state(r, now)) for r in residents]  # fmt: skip
+    headers = ("id", "name", "unit", "keypad", "until", "schedule", "state")
+    print(human.table(headers, rows, (0, 24, 8, 7, 16, 10, 0)))
     return 0
+
+
+def _state(r: Any, now: float) -> str:
+    """What the door does with this resident now: active, disabled, expired, not yet valid."""
+    if not r.active:
+        return "disabled"
+    if r.valid_until is not None and now > r.valid_until:
+        return "expired"
+    if r.valid_from is not None and now < r.valid_from:
+        return "not yet valid"
+    return "active"
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -121,23 +131,38 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(info)
         return 0
-    for key in ("id", "name", "unit", "keypad_id", "schedule", "active", "has_pin"):
-        print(f"{key:>12}: {common.safe(info[key])}")
-    print(f"{'valid':>12}: {common.when(r.valid_from)} .. {common.when(r.valid_until, until=True)}")
+    shown = {"id": r.id, "name": common.safe(r.name), "unit": common.safe(r.unit) or "-",
+             "keypad number": r.keypad_id,
+             "schedule": r.schedule or "any", "state": _state(r, time.time()),
+             "PIN": "set" if r.has_pin else "none",
+             "valid": f"{common.when(r.valid_from)} .. {common.when(r.valid_until, until=True)}"}  # fmt: skip
+    for key, v in shown.items():
+        print(f"{key:>13}: {human.value(v)}")
     for c in info["cards"]:
-        print(f"{'card':>12}: ref {c['ref']} {common.safe(c['label'])} "
-              f"(added {common.when(c['added'])})")  # fmt: skip
+        label = f" {common.safe(c['label'])}" if c["label"] else ""
+        print(f"{'card':>13}: ref {c['ref']}{label} (added {common.when(c['added'])})")
     return 0
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     try:
         store.residents.update(args.id, time.time(), active=args.active)
     except ResidentError as exc:
         raise CliError(str(exc)) from None
     common.audit_admin(store, "resident_enabled" if args.active else "resident_disabled",
                        resident_id=args.id)  # fmt: skip
+    r = store.residents.get(args.id)
+    held = store.db.execute(
+        "SELECT count(*) FROM face_templates WHERE pseudonym = ?", [r.pseudonym if r else ""]
+    ).fetchone()[0]
+    if not args.active and held:  # moved out: the face template goes now (requirement 12)
+        from doorpi.privacy.vault import TemplateVault
+
+        vault = TemplateVault(store.db, cfg.keys_dir, store.audit)
+        if r is not None and vault.delete(r.pseudonym, reason="resident_disabled", by="admin"):
+            print(f"face template of resident {args.id} deleted")
     print(f"resident {args.id} {'enabled' if args.active else 'disabled'}")
     return 0
 
@@ -214,14 +239,24 @@ def cmd_card_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_face_only(cfg: Any, store: Any, resident_id: int) -> None:
+    """A PIN or card taken away may leave face as someone's only way in: say so."""
+    from doorpi.privacy.parity import warn_lines
+
+    for line in warn_lines(cfg, store, resident_id):
+        print(f"WARNING: {line}")
+
+
 def cmd_card_remove(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     if len(args.ref) < 8:
         raise CliError("give the 8-character card reference from `doorpi resident show`")
     if store.residents.remove_card(args.id, args.ref) != 1:
         raise CliError(f"resident {args.id} has no card {args.ref}")
     common.audit_admin(store, "card_removed", resident_id=args.id, card=args.ref)
     print(f"card {args.ref} removed")
+    _warn_face_only(cfg, store, args.id)
     return 0
 
 
@@ -248,9 +283,11 @@ def cmd_pin_set(args: argparse.Namespace) -> int:
 
 
 def cmd_pin_clear(args: argparse.Namespace) -> int:
-    store = common.storage(common.config(args))
+    cfg = common.config(args)
+    store = common.storage(cfg)
     common.resident(store, args.id)
     store.residents.set_pin_hash(args.id, None, time.time())
     common.audit_admin(store, "pin_cleared", resident_id=args.id)
     print(f"PIN cleared for resident {args.id}")
+    _warn_face_only(cfg, store, args.id)
     return 0

@@ -30,6 +30,10 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
         "access": ["+".join(sorted(c)) for c in cfg.door.policy.default],
         "residents": residents[0],
         "active_residents": residents[1] or 0,
+        "expired_residents": db.execute(
+            "SELECT count(*) FROM residents WHERE valid_until IS NOT NULL AND valid_until < ?",
+            [now],
+        ).fetchone()[0],
         "cards": db.execute("SELECT count(*) FROM cards").fetchone()[0],
         "pins": db.execute("SELECT count(*) FROM residents WHERE pin_hash IS NOT NULL").fetchone()[
             0
@@ -74,6 +78,16 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     info["device_faults"] = {k: v["detail"] for k, v in sorted(faults.items())}
     info["warnings"].extend(f"device fault: {k}: {v['detail']}" for k, v in sorted(faults.items()))
     info.update(_lockout_info(db, now))
+    from doorpi.settings import last_intake
+
+    intake = last_intake(cfg)
+    layers = sorted({v.split(" (")[0] for v in cfg.sources.values()}) or ["default"]
+    info["settings_from"] = ", ".join(layers) + " (each value: doorpi config show)"
+    if intake is not None and intake.result == "rejected":
+        info["warnings"].append(
+            f"the installer's boot file was rejected, the gate runs with its previous settings: "
+            f"{intake.reason}"
+        )
     return info
 
 
@@ -222,10 +236,12 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(info)
         return 0
-    for key, value in info.items():
+    from doorpi.cli.human import value
+
+    for key, v in info.items():
         if key == "warnings":
             continue
-        print(f"{key:>22}: {value}")
+        print(f"{key.replace('_', ' '):>37}: {value(v, key)}")
     for w in info["warnings"]:
         print(f"WARNING: {w}")
     return 0

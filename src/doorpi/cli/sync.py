@@ -1,8 +1,9 @@
 """`doorpi sync import PATH`: apply the admin's bundle from a stick (or a file).
 
 Run by hand or by doorpi-sync@.service when a stick is plugged in. Prints one
-line for the journal; exit 0 when applied, 1 when refused (the report on the
-stick and the audit log say why), 2 when there is nothing to import.
+line for the journal; exit 0 when applied (entries the gate's limits refused
+are named in the report), 1 when refused (the report on the stick and the audit
+log say why), 2 when there is nothing to import (a pairing visit).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sync", help="import the admin's bundle from a USB stick")
     ss = s.add_subparsers(dest="action", required=True)
-    im = ss.add_parser("import", help="apply a bundle, all or nothing, and write a report")
+    im = ss.add_parser(
+        "import", help="apply a bundle and write a report (bad entries are named and skipped)"
+    )
     im.add_argument("path", type=Path, help="the stick's mount point, or a .bundle file")
     im.add_argument("--json", action="store_true", help="print the report (without audit)")
     im.set_defaults(func=cmd_import)
@@ -68,15 +71,21 @@ def template_source(cfg: common.Config, store: common.Storage) -> TemplateSource
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from doorpi.config import ConfigError
+    from doorpi.settings import Layers
+
     cfg = common.config(args)
     gate = identity(cfg)
     store = common.storage(cfg)
+    with common.as_cli_error(ConfigError):
+        layers = Layers.load(Path(args.config))
     imp = BundleImporter(
         store,
         gate,
         GateRules.from_config(cfg),
         sink=template_sink(cfg, store, gate),
         source=template_source(cfg, store),
+        layers=layers,
     )
     path: Path = args.path
     out: Path | None
@@ -88,7 +97,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         if not path.exists():
             raise CliError(f"{path}: no such file or directory")
         report = imp.import_file(path)
-        out = path.with_suffix(".report")
+        # Named after this gate, never after the file: another gate's bundle imported
+        # here by mistake must not overwrite that gate's unread report.
+        out = path.parent / f"{gate.fingerprint}.report"
         try:
             imp.write_report(report, out)
         except OSError:
@@ -100,4 +111,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         where = f"report: {out}" if out else "report NOT written: stick read-only or removed"
         print(f"doorpi sync: {report.summary()} ({where})")
-    return 0 if report.result == "applied" else 1
+        if report.changes.get("settings_changed"):
+            print("doorpi sync: the admin's settings changed: they apply when the gate restarts")
+    return {"applied": 0, "waiting": 2}.get(report.result, 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class PadAction(Enum):
@@ -72,3 +73,20 @@ class PinPad:
         if key in FACE_KEYS:
             return PadResult(PadAction.FACE)
         return PadResult(PadAction.IGNORED)
+
+
+def keypad_number_habit(
+    resident: Any, factors: set[str] | frozenset[str], digits: str, already: bool
+) -> bool:
+    """After a card tap, are these digits the resident's own keypad number typed out
+    of habit (``101#2468#`` on a card+PIN door), not a wrong PIN?
+
+    Asked only once the digits failed as a PIN, and only once per attempt, so a
+    PIN equal to the keypad number still works and the number never becomes a
+    free guess. Not counted toward the lockout; the holder of the card learns
+    nothing they could not read on the door (the keypad number is the unit's).
+    """
+    return (
+        not already and resident is not None and "card" in factors
+        and bool(resident.keypad_id) and digits == resident.keypad_id
+    )  # fmt: skip

@@ -40,6 +40,26 @@ class Reason:
     FACTOR_NOT_ALLOWED = "factor_not_allowed"
     INCOMPLETE = "incomplete"  # the second factor never came
     FACE_PAUSED = "face_paused"
+    NO_FACE_FREE_WAY = "no_face_free_way"  # face failed; this resident holds no face-free finish
+
+
+# A complete, correct credential that is not valid now: the resident can act on it
+# (see the office) and a stranger without the credential never sees it.
+SEE_OFFICE = frozenset({Reason.INACTIVE, Reason.NOT_YET_VALID, Reason.EXPIRED,
+                        Reason.OUTSIDE_SCHEDULE, Reason.CLOCK_UNTRUSTED})  # fmt: skip
+
+
+def deny_pattern(reason: str) -> str:
+    """The feedback pattern for a refusal (doorpi.hardware.feedback.PATTERNS).
+
+    "denied" (try again) for everything a stranger could cause, so a wrong PIN,
+    an unknown card and an unknown resident number look the same;
+    "see_office" only for `SEE_OFFICE`, which `decide` reaches after every
+    factor was shown and checked.
+    """
+    if reason in (Reason.LOCKED_OUT, Reason.RATE_LIMITED):  # slow down: wait, then retry
+        return "locked_out"
+    return "see_office" if reason in SEE_OFFICE else "denied"
 
 
 class PolicyError(ValueError):

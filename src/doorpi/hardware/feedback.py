@@ -1,17 +1,118 @@
-"""LED and buzzer patterns a person at the gate can tell apart.
+"""LED and buzzer patterns a person at the gate can tell apart: one table.
 
-granted: green on for the unlock time, one short beep. denied: red, two
-beeps. locked_out: red blinking, long beep. alarm: red and buzzer blinking
-until cleared. pin_needed/card_needed/face_needed: green blinking (more is
-wanted). key: a click per key press. The camera LED is separate and lit
+`PATTERNS` is the only place a pattern is defined: `GateFeedback` drives the
+LEDs and the buzzer from it, and the resident sign (`doorpi notice --sign
+entry`, doorpi.privacy.sign) describes it from the same numbers, so the sign
+cannot drift from what the gate does. The camera LED is separate and lit
 only while the face path processes frames (issue: visible camera state).
+
+What a resident can act on is told apart without telling a stranger more:
+"denied" (try again) covers an unknown card, a wrong PIN and an unknown
+resident number alike; "see_office" is shown only after a complete, correct
+credential that is not valid now (expired, disabled, not yet valid, outside
+its schedule, gate clock not trusted), so it reveals nothing to someone
+without one (the choice is `doorpi.core.policy.deny_pattern`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gpiozero import LED, Buzzer
+
+UNLOCK = -1.0  # an on-time meaning "for the door's unlock time" (door.unlock_seconds)
+
+
+@dataclass(frozen=True)
+class Blink:
+    """``n`` flashes of ``on`` seconds with ``off`` seconds between (n None: until cleared)."""
+
+    on: float
+    off: float
+    n: int | None
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One pattern: what lights and sounds, what it means, what a resident does (zh/en)."""
+
+    green: Blink | None
+    red: Blink | None
+    buzzer: Blink | None
+    meaning: dict[str, str]
+    action: dict[str, str]
+    on_sign: bool = True  # shown on the resident sign
+    face: bool = False  # a face-menu step: on the sign only where face is on
+
+
+PATTERNS: dict[str, Pattern] = {
+    "granted": Pattern(
+        Blink(UNLOCK, 0.01, 1), None, Blink(0.1, 0.1, 1),
+        {"en": "Door unlocked", "zh": "门已开"},
+        {"en": "Push or pull the door now.", "zh": "请推/拉门进入。"},
+    ),
+    "pin_needed": Pattern(
+        Blink(0.2, 0.3, 6), None, None,
+        {"en": "More is needed (PIN, card or face)", "zh": "还需要下一步（密码、卡或人脸）"},
+        {"en": "Type your PIN and #, or tap your card.", "zh": "请输入密码并按 #，或刷卡。"},
+    ),
+    "denied": Pattern(
+        None, Blink(1.0, 0.01, 1), Blink(0.1, 0.1, 2),
+        {"en": "Not accepted", "zh": "未通过"},
+        {"en": "Check the card or PIN and try again.", "zh": "请检查卡或密码后重试。"},
+    ),
+    "see_office": Pattern(
+        None, Blink(3.0, 0.01, 1), Blink(0.1, 0.1, 3),
+        {"en": "Recognised, but not allowed in now", "zh": "已识别，但现在不能进入"},
+        {"en": "Trying again will not help: see the management office.",
+         "zh": "重试无效：请联系物业管理处。"},
+    ),
+    "locked_out": Pattern(
+        None, Blink(0.2, 0.2, 10), Blink(1.0, 0.1, 1),
+        {"en": "Too many wrong tries: paused", "zh": "错误次数过多：暂停使用"},
+        {"en": "Wait a few minutes, then try again.",
+         "zh": "请稍等几分钟再试。"},
+    ),
+    "done": Pattern(
+        Blink(0.3, 0.3, 3), None, Blink(0.3, 0.3, 3),
+        {"en": "Done (menu step or USB update finished)", "zh": "完成（菜单步骤或 U 盘更新完成）"},
+        {"en": "Nothing more to do.", "zh": "无需其他操作。"},
+    ),
+    "alarm": Pattern(
+        None, Blink(0.5, 0.5, None), Blink(0.5, 0.5, None),
+        {"en": "Alarm (door forced or held open, or tamper)", "zh": "报警（门被强行打开、未关或防拆）"},
+        {"en": "Close the door; if it goes on, call the office.",
+         "zh": "请关好门；持续报警请联系物业。"},
+    ),
+    "face_menu": Pattern(
+        Blink(1.0, 0.5, 2), None, Blink(0.1, 0.1, 2),
+        {"en": "Face menu open (the door stays locked)", "zh": "人脸菜单已打开（门不会打开）"},
+        {"en": "7 # face entry, 9 # withdraw it, * leaves.",
+         "zh": "按 7 # 登记人脸，按 9 # 撤回，按 * 退出。"},
+        face=True,
+    ),
+    "face_question": Pattern(
+        Blink(0.5, 0.5, 4), None, Blink(0.1, 0.1, 1),
+        {"en": "Your answer, please (the question is on the form posted here)",
+         "zh": "请回答（问题见旁边张贴的表格）"},
+        {"en": "1 # yes, 0 # no, * leaves without answering.",
+         "zh": "按 1 # 是，按 0 # 否，按 * 不回答并退出。"},
+        face=True,
+    ),
+    "face_not_captured": Pattern(
+        None, Blink(0.3, 0.3, 3), Blink(0.6, 0.2, 2),
+        {"en": "Face not captured", "zh": "未能采集人脸"},
+        {"en": "Try the face menu again, or see the management office. Card and PIN work as before.",
+         "zh": "请重新进入人脸菜单再试，或联系物业管理处。卡和密码照常可用。"},
+        face=True,
+    ),
+    "key": Pattern(None, None, Blink(0.03, 0.01, 1), {"en": "Key pressed", "zh": "按键"},
+                   {"en": "", "zh": ""}, on_sign=False),
+}  # fmt: skip
+# More is wanted: the same green blinking whatever the next factor is.
+PATTERNS["card_needed"] = PATTERNS["pin_needed"]
+PATTERNS["face_needed"] = PATTERNS["pin_needed"]
 
 
 class Indicator(Protocol):
@@ -49,28 +150,21 @@ class GateFeedback:
         for dev in (self.green, self.red):
             if dev is not None:
                 dev.off()
-        if pattern == "granted":
-            self._blink(self.green, self.unlock_seconds, 0.01, 1)
-            self._blink(self.buzzer, 0.1, 0.1, 1)
-        elif pattern == "denied":
-            self._blink(self.red, 1.0, 0.01, 1)
-            self._blink(self.buzzer, 0.1, 0.1, 2)
-        elif pattern == "locked_out":
-            self._blink(self.red, 0.2, 0.2, 10)
-            self._blink(self.buzzer, 1.0, 0.1, 1)
-        elif pattern in ("pin_needed", "card_needed", "face_needed"):
-            self._blink(self.green, 0.2, 0.3, 6)
-        elif pattern == "key":
-            self._blink(self.buzzer, 0.03, 0.01, 1)
-        elif pattern == "done":
-            self._blink(self.green, 0.3, 0.3, 3)
-            self._blink(self.buzzer, 0.3, 0.3, 3)
+        p = PATTERNS.get(pattern)
+        if p is None:
+            return
+        for dev, blink in ((self.green, p.green), (self.red, p.red), (self.buzzer, p.buzzer)):
+            if blink is not None:
+                on = self.unlock_seconds if blink.on == UNLOCK else blink.on
+                self._blink(dev, on, blink.off, blink.n)
 
     def alarm(self, active: bool) -> None:
         self._alarms = max(0, self._alarms + (1 if active else -1))
         if self._alarms:
-            self._blink(self.red, 0.5, 0.5, None)
-            self._blink(self.buzzer, 0.5, 0.5, None)
+            p = PATTERNS["alarm"]
+            for dev, blink in ((self.red, p.red), (self.buzzer, p.buzzer)):
+                if blink is not None:
+                    self._blink(dev, blink.on, blink.off, blink.n)
         else:
             for dev in (self.red, self.buzzer):
                 if dev is not None:

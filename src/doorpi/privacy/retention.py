@@ -5,7 +5,7 @@ template must not merely stop matching, it must be *deleted*, physically,
 and the deletion must be on record. The vault already refuses to match an
 expired row; `RetentionSweeper.sweep` removes every template whose consented
 retention has ended, whose resident's validity has ended, whose resident is
-gone, or whose consent was withdrawn, then purges the database and WAL once.
+gone or disabled (moved out), or whose consent was withdrawn, then purges the database and WAL once.
 The gate calls it at start and every hour; `doorpi consent sweep` runs it by hand.
 """
 
@@ -24,7 +24,8 @@ SWEEP_INTERVAL_SECONDS = 3600.0
 class Expired:
     pseudonym: str
     resident_id: int | None
-    reason: str  # retention_ended | resident_validity_ended | resident_removed | consent_withdrawn
+    reason: str  # retention_ended | resident_validity_ended | resident_removed |
+    # resident_disabled | consent_withdrawn
 
 
 class RetentionSweeper:
@@ -42,14 +43,16 @@ class RetentionSweeper:
         now = self.clock()
         rows = self.storage.db.execute(
             "SELECT t.pseudonym, r.id, t.expires, r.valid_until, c.withdrawn_at, "
-            "c.retention_end FROM face_templates t "
+            "c.retention_end, r.active FROM face_templates t "
             "LEFT JOIN residents r ON r.pseudonym = t.pseudonym "
             "LEFT JOIN face_consents c ON c.id = t.consent_id ORDER BY t.id"
         ).fetchall()
         out: list[Expired] = []
-        for pseudonym, rid, expires, valid_until, withdrawn_at, retention_end in rows:
+        for pseudonym, rid, expires, valid_until, withdrawn_at, retention_end, active in rows:
             if rid is None:
                 reason = "resident_removed"
+            elif not active:  # disabled (moved out, or `active = false` in the roster)
+                reason = "resident_disabled"
             elif withdrawn_at is not None:
                 reason = "consent_withdrawn"
             elif valid_until is not None and valid_until <= now:

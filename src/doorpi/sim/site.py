@@ -38,6 +38,14 @@ def sim_config(overrides: dict[str, Any] | None, data_dir: Path) -> Config:
         else:
             doc[section] = values
     doc["site"]["data_dir"] = str(data_dir)
+    # The shipped placeholders keep face off (doorpi.settings); a simulation has no
+    # residents to mislead, so it names itself as the controller unless a scenario does.
+    from doorpi.settings import is_placeholder
+
+    for key, value in (("controller", "doorpi simulation (no real residents)"),
+                       ("contact", "simulated site: no real contact")):  # fmt: skip
+        if is_placeholder(str(doc["site"].get(key, ""))):
+            doc["site"][key] = value
     doc.setdefault("keypad", {})["kind"] = doc["keypad"].get("kind", "matrix")
     cfg = parse_config(doc)
     # Scenario PIN hashing at the floor cost keeps runs fast; the device uses config.
@@ -127,7 +135,10 @@ class SimulatedSite:
         pin = self.factory.pin(self.cfg.gpio.exit_button)
         pin.drive_low()
         self.gate.process_pending()
-        self.advance(hold)
+        if isinstance(self.clock, ManualClock):
+            self.advance(hold)
+        else:  # the interactive demo runs in real time; its ticker settles the input
+            time.sleep(hold)
         pin.drive_high()
         self.gate.process_pending()
         return hold
@@ -172,5 +183,34 @@ class SimulatedSite:
         self.storage.close()
 
 
+DEMO_MARK = ".doorpi-demo"  # in every data dir the demo made: it may be reused
+
+
+class NotADemoDir(ValueError):
+    """A data dir the demo must not touch (it holds a gate's data)."""
+
+
 def temp_data_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="doorpi-sim-"))
+    path = Path(tempfile.mkdtemp(prefix="doorpi-sim-"))
+    (path / DEMO_MARK).touch()
+    return path
+
+
+def demo_data_dir(path: Path) -> Path:
+    """``path`` if the demo may use it: missing, empty, or made by the demo before.
+
+    Anything else may be a real gate's store, and the demo plants residents
+    whose card and PIN are printed in the README: a backdoor there, and a
+    conflict for the next roster bundle. So it is refused, never "started afresh".
+    """
+    if path.exists() and not path.is_dir():
+        raise NotADemoDir(f"--data-dir {path}: not a directory")
+    if path.is_dir() and any(path.iterdir()) and not (path / DEMO_MARK).exists():
+        raise NotADemoDir(
+            f"--data-dir {path}: holds data the demo did not make (a gate's store?); the demo "
+            "adds residents with a published card and PIN, so it only uses an empty directory "
+            "or one it made (leave --data-dir out for a fresh one)"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    (path / DEMO_MARK).touch()
+    return path

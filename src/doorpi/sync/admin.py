@@ -25,12 +25,14 @@ the gates keep the keys they had, so cards already written still work.
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from doorpi.core.parity import Devices, Rule, has_face_free_way, may_ask_face, show_rule
 from doorpi.store.secrets import write_secret_file
 from doorpi.sync.bundle import (
     CardKeyEntry,
@@ -43,8 +45,10 @@ from doorpi.sync.bundle import (
 from doorpi.sync.importer import SITE_CARD, STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, SiteKey, pretty
 from doorpi.sync.report import SyncReport, continuity, open_report, read_report_file
+from doorpi.sync.rules import GateRules, entry_problems
 
 STATE_FILE = "state.json"
+SETTINGS_DIR = "settings"  # <fingerprint>.toml: the admin's settings layer per gate
 
 
 class AdminError(ValueError):
@@ -63,6 +67,8 @@ class GateRecord:
     # last report showed, for the continuity check of the next one.
     ack: dict[str, Any] = field(default_factory=dict)
     audit_head: list[Any] | None = None
+    rules: dict[str, Any] = field(default_factory=dict)  # the gate's limits, as it signed them
+    face_holders: list[str] = field(default_factory=list)  # roster keys it can ask for face
 
     @property
     def name(self) -> str:
@@ -94,7 +100,8 @@ class AdminSite:
             self.gates[pub.fingerprint] = GateRecord(
                 pub, g["added"], g.get("sent_keys", []), g.get("last_sequence", 0),
                 g.get("last_report", {}), g.get("templates_sent", []),
-                g.get("ack", {}), g.get("audit_head"),
+                g.get("ack", {}), g.get("audit_head"), g.get("rules", {}),
+                g.get("face_holders", []),
             )  # fmt: skip
 
     # ------------------------------------------------------------ lifecycle
@@ -137,6 +144,8 @@ class AdminSite:
                     "templates_sent": sorted(g.templates_sent),
                     "ack": g.ack,
                     "audit_head": g.audit_head,
+                    "rules": g.rules,
+                    "face_holders": sorted(g.face_holders),
                 }
                 for g in self.gates.values()
             ],
@@ -145,16 +154,23 @@ class AdminSite:
 
     # ------------------------------------------------------------ gates
 
-    def add_gate(self, public: PublicIdentity, name: str | None = None) -> GateRecord:
+    def add_gate(
+        self, public: PublicIdentity, name: str | None = None, rules: GateRules | None = None
+    ) -> GateRecord:
         if name:
             public = PublicIdentity("gate", name, public.box_key, public.sign_key)
         if not public.name:
             raise AdminError("the gate needs a name: give --name")
         if public.fingerprint in self.gates:
             raise AdminError(f"gate {pretty(public.fingerprint)} is already registered")
-        if any(g.name == public.name for g in self.gates.values()):
-            raise AdminError(f"a gate named {public.name!r} is already registered")
-        rec = GateRecord(public, time.time())
+        clash = [g for g in self.gates.values() if g.name == public.name]
+        if clash:
+            raise AdminError(
+                f"a gate named {public.name!r} is already registered "
+                f"({pretty(clash[0].fingerprint)[:14]}): give this one its own name with "
+                f"--name, e.g. --name {public.name}-2"
+            )
+        rec = GateRecord(public, time.time(), rules=rules.to_doc() if rules else {})
         self.gates[public.fingerprint] = rec
         self.save()
         return rec
@@ -172,6 +188,104 @@ class AdminSite:
         del self.gates[rec.fingerprint]
         self.save()
         return rec
+
+    # ------------------------------------------------------------ the gates' limits
+
+    def rules_of(self, gate: GateRecord) -> GateRules | None:
+        """The limits this gate will apply to the next bundle: those of the admin's
+        settings for it when there are any (they travel in the same bundle and the
+        gate checks the roster under them), else those it last sent (pairing file or
+        report); None if unknown."""
+        settings = self.gate_settings(gate)
+        if settings is not None:
+            return GateRules.from_config(_candidate(settings, f"gate {gate.name}"))
+        return GateRules.from_doc(gate.rules) if gate.rules else None
+
+    def problems(self, roster: Any, only: list[str] | None = None) -> list[str]:
+        """What the gates would refuse in this roster, one line each (empty: all good).
+
+        The same `entry_problems` the gates run, with each gate's own limits;
+        a name in ``gates = [...]`` that is not a registered gate is a problem too.
+        """
+        out: list[str] = []
+        names = sorted(g.name for g in self.gates.values())
+        for i, r in enumerate(roster.residents):
+            for g in r.gates or ():
+                if g not in names:
+                    near = difflib.get_close_matches(g, names, n=1)
+                    hint = (
+                        f" (did you mean {near[0]!r}?)"
+                        if near
+                        else f" (gates: {', '.join(names) or 'none'})"
+                    )
+                    out.append(
+                        f"residents[{i}] ({r.entry.key}).gates: {g!r} is not a registered gate{hint}"
+                    )
+        gates = [self.find_gate(n) for n in only] if only else list(self.gates.values())
+        index = {r.entry.key: i for i, r in enumerate(roster.residents)}
+        for g in gates:
+            rules = self.rules_of(g)
+            if rules is None:
+                out.append(
+                    f"gate {g.name!r}: its limits are unknown (paired by an older doorpi); plug "
+                    "the stick into it once and run `doorpi admin report read`"
+                )
+                continue
+            for e in roster.for_gate(g.name):
+                for field_name, why in entry_problems(rules, e):
+                    out.append(
+                        f"gate {g.name!r}: residents[{index[e.key]}] ({e.key}).{field_name}: {why}"
+                    )
+        return out
+
+    def face_warnings(self, roster: Any, only: list[str] | None = None) -> list[str]:
+        """Residents this roster leaves with no face-free way to finish at a gate that
+        can ask them for face (they hold a template or a consent there, as its last
+        report said): requirement 1, checked with the gate's door rules and devices.
+        One line each, in words for the admin; the gates accept such entries."""
+        out: list[str] = []
+        gates = [self.find_gate(n) for n in only] if only else list(self.gates.values())
+        for g in gates:
+            rules = self.rules_of(g)
+            parity = rules.parity() if rules is not None else None
+            if parity is None or not g.face_holders:
+                continue
+            asked = set(g.face_holders)
+            for e in roster.for_gate(g.name):
+                if e.key in asked and e.active and not e.face_refused:
+                    line = face_free_gap(e, g.name, *parity)
+                    if line:
+                        out.append(line)
+        return out
+
+    # ------------------------------------------------------------ gate settings
+
+    def settings_path(self, rec: GateRecord) -> Path:
+        return self.dir / SETTINGS_DIR / f"{rec.fingerprint}.toml"
+
+    def gate_settings(self, rec: GateRecord) -> dict[str, Any] | None:
+        """The admin's settings for this gate, checked as the gate checks them; None
+        while the admin has never set any (the gate's stay as they are)."""
+        import tomllib
+
+        path = self.settings_path(rec)
+        if not path.exists():
+            return None
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise AdminError(f"{path}: unreadable: {exc}") from None
+        check_gate_settings(doc, str(path))
+        return doc
+
+    def set_gate_settings(self, rec: GateRecord, doc: dict[str, Any]) -> None:
+        """Check with the gate's validator, then keep for the gate's next bundle."""
+        import tomli_w
+
+        from doorpi.fsutil import write_atomic
+
+        check_gate_settings(doc, f"gate {rec.name}")
+        write_atomic(self.settings_path(rec), tomli_w.dumps(doc).encode(), 0o600)
 
     # ------------------------------------------------------------ bundles
 
@@ -192,6 +306,9 @@ class AdminSite:
             for g in r.gates or ():
                 if g not in names:
                     raise AdminError(f"resident {r.entry.key}: unknown gate {g!r} in gates")
+        settings = {
+            g.fingerprint: self.gate_settings(g) for g in gates
+        }  # refused before a number is used
         in_roster = {r.entry.key for r in roster.residents}
         self.withdrawals = {k: t for k, t in self.withdrawals.items() if k in in_roster}
         self.suspensions = {k: t for k, t in self.suspensions.items() if k in in_roster}
@@ -226,6 +343,7 @@ class AdminSite:
                 card_key_gate=self.card_key_gate,
                 card_key=(card_keys or {}).get(g.fingerprint),
                 report_ack=ReportAck(**g.ack) if g.ack else None,
+                settings=settings[g.fingerprint],
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
             g.sent_keys = sorted(set(g.sent_keys) | keys)
@@ -352,6 +470,11 @@ class AdminSite:
                     key, at = w.get("resident"), w.get("at")
                     if isinstance(key, str) and isinstance(at, int | float):
                         kept[key] = max(kept.get(key, 0.0), float(at))
+            rules = GateRules.from_doc(rep.status.get("rules"))
+            if rules is not None:
+                rec.rules = rules.to_doc()
+            if rep.sealed:  # an unsealed report names nobody: keep what we knew
+                rec.face_holders = sorted(rep.face_holders)
             rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
             rec.last_report = {"created": rep.created, "summary": rep.summary()}
             if rep.continuity:
@@ -377,6 +500,46 @@ class AdminSite:
             times = [float(w["at"]) for w in events if isinstance(w.get("at"), int | float)]
             ack[key] = max([float(ack.get(key, 0.0)), *times])
         rec.ack = ack
+
+
+def face_free_gap(entry: Any, gate: str, rules: list[Rule], devices: Devices) -> str:
+    """Why this roster entry, once asked for face at ``gate``, could not finish
+    without it, in the admin's words ("" when it can): what is missing and the fix."""
+    held = frozenset(({"card"} if entry.cards else set()) | ({"pin"} if entry.pin else set()))
+    for rule in rules:
+        if not may_ask_face(rule, held, devices) or has_face_free_way(rule, held, devices):
+            continue
+        if has_face_free_way(rule, held | {"pin"}, devices):
+            gap = "has no PIN: give them a PIN or change the door rule"
+        elif has_face_free_way(rule, held | {"card"}, devices):
+            gap = "has no card: give them a card or change the door rule"
+        else:
+            gap = "has no face-free way to finish there: change the door rule"
+        name = f"{entry.name} ({entry.key})" if entry.name else entry.key
+        return f"{name} can be asked for face at gate {gate!r} ({show_rule(rule)}) but {gap}"
+    return ""
+
+
+def check_gate_settings(doc: dict[str, Any], where: str) -> None:
+    """The admin's layer through the gate's own validator (doorpi.settings), over the
+    package defaults: a setting the gate would refuse never leaves the laptop. The
+    gate checks again over its installer's layer (wiring the laptop does not see)."""
+    _candidate(doc, where)
+
+
+def _candidate(doc: dict[str, Any], where: str) -> Any:
+    """The config the admin's layer gives over the package defaults (AdminError if bad)."""
+    import tomllib
+
+    from doorpi.config import ConfigError, default_config_text
+    from doorpi.settings import ADMIN, Layers
+
+    base = Path("<package defaults>")
+    layers = Layers(base, tomllib.loads(default_config_text()), base)
+    try:
+        return layers.candidate(ADMIN, doc, where)
+    except ConfigError as exc:
+        raise AdminError(str(exc)) from None
 
 
 def _events(kept: dict[str, float], keys: set[str]) -> tuple[FaceEvent, ...]:

@@ -1,11 +1,18 @@
-"""Gate side: apply a bundle all or nothing, then write the signed report.
+"""Gate side: apply a bundle, then write the signed report.
+
+A bundle whose signature, sequence, gate or format is wrong is refused as a
+whole. A resident entry that breaks this gate's own limits (`doorpi.sync.rules`:
+unknown schedule, PIN length or weak PIN) is refused alone: it is named in the
+report, the gate keeps what it held for that resident, and every other entry,
+move-out and template still applies.
 
 Order of work, so the door keeps working and a crash changes nothing:
 
 1. read the file (size limit, must not change while read), check the header,
    decrypt, verify the site's signature, parse every field;
-2. check the sequence (older or equal is refused: no rollback, no replay) and
-   the gate's own rules (known schedules, PIN length);
+2. check the sequence (older or equal is refused: no rollback, no replay),
+   set aside the entries the gate's own rules refuse, and check the sealed
+   templates and card key;
 3. hash new PINs *outside* the write transaction (Argon2id is slow on a Pi;
    the gate must not wait on the database lock meanwhile);
 4. one ``BEGIN IMMEDIATE`` transaction: tombstones, upserts, cards, templates,
@@ -32,15 +39,16 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from doorpi import __version__ as doorpi_version
 from doorpi.core.clock import ClockGuard
 from doorpi.fsutil import write_atomic
 from doorpi.store import Storage
-from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
+from doorpi.store.credentials import card_hash, hash_pin
 from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
 from doorpi.sync.bundle import (
     MAX_BUNDLE_BYTES,
@@ -53,6 +61,7 @@ from doorpi.sync.bundle import (
 )
 from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
 from doorpi.sync.report import SyncReport, seal_report
+from doorpi.sync.rules import RULES_SUFFIX, GateRules, entry_problems, signed_rules
 from doorpi.sync.templates import (
     CARD_KEY_LABEL,
     PACK_SUFFIX,
@@ -61,6 +70,9 @@ from doorpi.sync.templates import (
     seal_template,
     unseal_for_vault,
 )
+
+if TYPE_CHECKING:
+    from doorpi.settings import Layers
 
 log = logging.getLogger("doorpi.sync")
 
@@ -129,22 +141,6 @@ class TemplateSource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class GateRules:
-    """What the gate's own config says a bundle must respect."""
-
-    schedules: frozenset[str] = frozenset()
-    pin_min: int = 4
-    pin_max: int = 8
-    opslimit: int = 2
-    memlimit_kib: int = 19456
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> GateRules:
-        return cls(frozenset(cfg.schedules), cfg.keypad.pin_min_length, cfg.keypad.pin_max_length,
-                   cfg.pin.opslimit, cfg.pin.memlimit_kib)  # fmt: skip
-
-
 @dataclass
 class Changes:
     added: int = 0
@@ -157,6 +153,7 @@ class Changes:
     templates_skipped: int = 0
     face_withdrawn: int = 0
     face_suspended: int = 0
+    settings_changed: int = 0  # the admin's gate settings: keys changed (at the next start)
     skipped: dict[str, int] = field(default_factory=dict)  # why templates were not taken
 
     def as_dict(self) -> dict[str, int]:
@@ -184,6 +181,7 @@ class BundleImporter:
         sink: TemplateSink | None = None,
         clock: Callable[[], float] = time.time,
         source: TemplateSource | None = None,
+        layers: Layers | None = None,
     ) -> None:
         self.storage = storage
         self.db = storage.db
@@ -192,6 +190,8 @@ class BundleImporter:
         self.sink = sink
         self.source = source
         self.clock = clock
+        self.layers = layers  # the gate's settings layers: None refuses bundle settings
+        self._settings_changed: list[str] = []
 
     # ------------------------------------------------------------ trust
 
@@ -216,13 +216,17 @@ class BundleImporter:
         folder = stick / STICK_DIR
         fp = self.identity.fingerprint
         bundle_path = folder / f"{fp}.bundle"
-        if not bundle_path.exists():
-            # A pairing visit: leave the gate's public key for the admin.
+        if bundle_path.exists():
+            report = self.import_file(bundle_path)
+        else:
+            # A pairing visit: leave the gate's public key and its limits for the admin.
             with suppress(OSError):
-                write_atomic(
-                    folder / "gates" / f"{fp}.pub", self.identity.public.to_json().encode()
-                )
-        report = self.import_file(bundle_path)
+                self.export_identity(folder / "gates")
+            report = self._report(
+                "waiting", None, code="no_bundle",
+                reason="no bundle for this gate on the stick yet (its public key is there "
+                "for `doorpi admin gate add`)",
+            )  # fmt: skip
         out = folder / f"{fp}.report"
         try:
             self.write_report(report, out)
@@ -232,6 +236,9 @@ class BundleImporter:
             with suppress(OSError):
                 self.export_templates(stick)
         return report, out
+
+    def export_identity(self, folder: Path) -> Path:
+        return export_identity(self.identity, self.rules, folder)
 
     def peers(self) -> list[PublicIdentity]:
         """The site's other gates, as the last applied bundle listed them."""
@@ -326,9 +333,15 @@ class BundleImporter:
             bundle = open_bundle(data, self.identity, site)
             self._check_sequence(bundle)
             self._take_ack(bundle)
-            self._check_rules(bundle)
-            plan = self._plan(bundle)
-            changes = self._apply(bundle, plan)
+            rules = self.rules
+            self.rules = self._check_settings(bundle)  # the roster meets the new settings
+            try:
+                bundle, refused = self._screen(bundle)
+                self._check_rules(bundle)
+                plan = self._plan(bundle)
+                changes = self._apply(bundle, plan)
+            finally:
+                self.rules = rules
         except BundleError as exc:
             return self._refused(exc, bundle)
         except KeyFileError as exc:
@@ -336,12 +349,18 @@ class BundleImporter:
         except sqlite3.DatabaseError as exc:
             return self._refused(BundleError("database", f"database error: {exc}"), bundle)
         data = {"action": "applied", "sequence": bundle.sequence, **changes.as_dict()}
+        if self._settings_changed:
+            data["settings_keys"] = self._settings_changed
         if changes.skipped:
             data["templates_skipped_why"] = changes.skipped
+        if refused:
+            data["entries_refused"] = [f"{e['resident']}.{e['field']}" for e in refused]
         self.storage.audit.append("sync", data, ts=self.clock())
         if self.sink is not None:
             self.sink.finish()
-        return self._report("applied", bundle, changes=changes.as_dict(), skipped=changes.skipped)
+        report = self._report("applied", bundle, changes=changes.as_dict(), skipped=changes.skipped)
+        report.refused_entries = refused
+        return report
 
     # ------------------------------------------------------------ checks
 
@@ -384,20 +403,72 @@ class BundleImporter:
             if value > float(get_state(self.db, key, "0") or 0):
                 set_state(self.db, key, repr(value))
 
+    def _screen(self, bundle: EnrollmentBundle) -> tuple[EnrollmentBundle, list[dict[str, str]]]:
+        """Set aside the entries this gate's limits refuse (`doorpi.sync.rules`).
+
+        A refused resident the gate already holds keeps their previous record
+        (a typo must not lock a resident out); a new one is not added. Their
+        relayed face template waits for the next bundle (the source gate
+        exports it at every visit).
+        """
+        known = self._mapping()
+        refused: list[dict[str, str]] = []
+        keep: list[ResidentEntry] = []
+        for r in bundle.residents:
+            problems = entry_problems(self.rules, r)
+            if not problems:
+                keep.append(r)
+                continue
+            for field_name, why in problems:
+                refused.append({"resident": r.key, "field": field_name, "reason": why,
+                                "kept": "previous entry" if r.key in known else "not added"})  # fmt: skip
+        if not refused:
+            return bundle, []
+        bad = {e["resident"] for e in refused}
+        return dc_replace(
+            bundle,
+            residents=tuple(keep),
+            templates=tuple(t for t in bundle.templates if t.resident not in bad),
+        ), refused
+
+    def _check_settings(self, bundle: EnrollmentBundle) -> GateRules:
+        """The admin's settings through the gate's own validator (doorpi.settings), over
+        this gate's installer layer; the rules the roster must then meet."""
+        if bundle.settings is None:
+            return self.rules
+        if self.layers is None:
+            raise BundleError("settings", "settings: this gate cannot take settings here")
+        from doorpi.config import ConfigError
+        from doorpi.settings import ADMIN
+
+        try:
+            cfg = self.layers.candidate(ADMIN, bundle.settings, "settings")
+        except ConfigError as exc:
+            raise BundleError("settings", str(exc)) from None
+        return GateRules.from_config(cfg)
+
+    def _write_settings(self, bundle: EnrollmentBundle, ch: Changes) -> None:
+        """Inside the transaction, last: the admin's layer replaced atomically. A crash
+        after the file and before COMMIT leaves the new settings with the old roster;
+        the same bundle, imported again, then applies the roster (its sequence is new)."""
+        self._settings_changed = []
+        if bundle.settings is None or self.layers is None:
+            return
+        from doorpi.settings import changed_keys, write_admin_layer
+
+        keys = changed_keys(self.layers.admin, bundle.settings)
+        try:
+            write_admin_layer(self.layers, bundle.settings)
+        except OSError as exc:
+            raise BundleError(
+                "settings", f"settings: cannot write {exc.filename}: {exc.strerror}"
+            ) from None
+        self._settings_changed = keys
+        ch.settings_changed = len(keys)
+        self.layers = replace(self.layers, admin=bundle.settings)
+
     def _check_rules(self, bundle: EnrollmentBundle) -> None:
-        for i, r in enumerate(bundle.residents):
-            if r.schedule is not None and r.schedule not in self.rules.schedules:
-                known = ", ".join(sorted(self.rules.schedules)) or "none"
-                raise BundleError(
-                    "malformed",
-                    f"residents[{i}].schedule: {r.schedule!r} is not a schedule on this gate "
-                    f"(known: {known})",
-                )
-            if r.pin is not None:
-                try:
-                    check_pin_rules(r.pin, self.rules.pin_min, self.rules.pin_max)
-                except PinPolicyError as exc:
-                    raise BundleError("malformed", f"residents[{i}].pin ({r.key}): {exc}") from None
+        """The sealed parts must open: a bad one refuses the whole bundle."""
         peers = {p.fingerprint: p for p in bundle.peers}
         if bundle.card_key is not None:
             k = bundle.card_key
@@ -501,7 +572,8 @@ class BundleImporter:
             changed = [
                 (i, r)
                 for i, r in enumerate(bundle.residents)
-                if r.key not in mapping or current.get(mapping[r.key]) != self._wanted(r, plan)
+                if r.key not in mapping
+                or current.get(mapping[r.key]) != self._wanted(r, plan, current.get(mapping[r.key]))
             ]
             ch.unchanged = len(bundle.residents) - len(changed)
             # Free keypad numbers and cards first, so two residents can swap them.
@@ -570,6 +642,7 @@ class BundleImporter:
                             bundle.created, guard.floor)  # fmt: skip
             set_state(self.db, "sync_last", json.dumps({"sequence": bundle.sequence, "at": now}))
             self._step()
+            self._write_settings(bundle, ch)
         return ch
 
     def _adopt_card_key(self, bundle: EnrollmentBundle) -> None:
@@ -615,9 +688,12 @@ class BundleImporter:
         return out
 
     @staticmethod
-    def _wanted(r: ResidentEntry, plan: _Plan) -> tuple[Any, ...]:
+    def _wanted(
+        r: ResidentEntry, plan: _Plan, held: tuple[Any, ...] | None = None
+    ) -> tuple[Any, ...]:
+        refused = r.face_refused or bool(held and held[7])  # a gate refusal stays (`_upsert`)
         return (r.name, r.unit, r.keypad_id, r.valid_from, r.valid_until, r.schedule, r.active,
-                r.face_refused, r.pin is not None, (r.pin_tag, r.share_with_site_gates),
+                refused, r.pin is not None, (r.pin_tag, r.share_with_site_gates),
                 plan.cards[r.key])  # fmt: skip
 
     def _upsert(
@@ -648,7 +724,10 @@ class BundleImporter:
             else:
                 conn.execute(
                     "UPDATE residents SET name = ?, unit = ?, keypad_id = ?, valid_from = ?, "
-                    "valid_until = ?, schedule = ?, active = ?, face_refused = ?, updated = ? "
+                    "valid_until = ?, schedule = ?, active = ?, "
+                    # A refusal made at the gate outlives every roster (only the
+                    # resident lifts it, by enrolling): the roster can add one, never drop it.
+                    "face_refused = MAX(face_refused, ?), updated = ? "
                     "WHERE id = ?",
                     [*fields, now, rid],
                 )
@@ -742,6 +821,7 @@ class BundleImporter:
         ]
         withdrawals = self._withdrawals()
         suspensions = self._false_matches()
+        holders, dependents = self._face_parity()
         return SyncReport(
             gate=self.identity.fingerprint,
             created=self.clock(),
@@ -756,6 +836,8 @@ class BundleImporter:
             skipped=skipped or {},
             face_withdrawals=withdrawals,
             face_suspensions=suspensions,
+            face_holders=holders,
+            face_dependents=dependents,
             status=self.status(),
             audit=audit,
             audit_from=since,
@@ -781,6 +863,22 @@ class BundleImporter:
         since = float(get_state(self.db, "sync_false_matches_reported", "0") or 0)
         reports = json.loads(get_state(self.db, "face_false_matches") or "[]")
         return self._site_events([(p, at) for p, at in reports if at > since])
+
+    def _face_parity(self) -> tuple[list[str], list[dict[str, str]]]:
+        """Roster residents who can be asked for face here, and those with no
+        face-free way to finish (doorpi.privacy.parity), with this gate's door
+        rules and devices; nothing when the gate does not know them or face is off."""
+        parity = self.rules.parity()
+        if parity is None:
+            return [], []
+        from doorpi.privacy.parity import roster_face_parity
+
+        keys = {k: rid for k, (rid, _, _) in self._mapping().items()}
+        try:
+            return roster_face_parity(self.storage, *parity, keys, self.clock())
+        except sqlite3.DatabaseError as exc:  # the report still goes; the gate's status says
+            log.error("face parity for the report: %s", exc)
+            return [], []
 
     def _site_events(self, rows: list[tuple[str, float]]) -> list[dict[str, Any]]:
         """(pseudonym, time) -> the latest time per roster key (residents added on
@@ -814,6 +912,7 @@ class BundleImporter:
             "audit_chain": "ok" if verify.ok else verify.problem,
             "clock_floor": float(get_state(self.db, "clock_floor", "0") or 0),
             "gate_time": self.clock(),
+            "rules": self.rules.to_doc(),
         }
 
     def write_report(self, report: SyncReport, path: Path) -> None:
@@ -831,6 +930,16 @@ class BundleImporter:
         signal = {"count": count, "result": report.result, "sequence": report.bundle_sequence,
                   "at": report.created}  # fmt: skip
         set_state(self.db, "sync_signal", json.dumps(signal))
+
+
+def export_identity(identity: GateIdentity, rules: GateRules, folder: Path) -> Path:
+    """Write ``<fingerprint>.pub`` and the signed ``<fingerprint>.rules`` into ``folder``
+    (the stick's ``doorpi/gates/``); returns the public key file's path."""
+    fp = identity.fingerprint
+    path = folder / f"{fp}.pub"
+    write_atomic(path, (identity.public.to_json() + "\n").encode())
+    write_atomic(folder / f"{fp}{RULES_SUFFIX}", signed_rules(identity.signing, fp, rules))
+    return path
 
 
 def _card_key_entries(db: Any) -> list[dict[str, str]]:
@@ -878,4 +987,4 @@ class SyncSignalWatcher:
             return None
         self._seen = sig.get("count")
         floor = float(get_state(self.db, "clock_floor", "0") or 0)
-        return ("done" if sig.get("result") == "applied" else "denied"), floor
+        return ("denied" if sig.get("result") == "refused" else "done"), floor

@@ -46,7 +46,7 @@ MAX_REPORT_BYTES = 16 * 1024 * 1024
 class SyncReport:
     gate: str
     created: float
-    result: str  # "applied" or "refused"
+    result: str  # "applied", "refused" or "waiting" (a pairing visit: no bundle yet)
     code: str = ""  # machine reason when refused
     reason: str = ""  # one line for people
     site: str | None = None
@@ -58,20 +58,41 @@ class SyncReport:
     face_withdrawals: list[dict[str, Any]] = field(default_factory=list)  # roster key, time
     face_suspensions: list[dict[str, Any]] = field(default_factory=list)  # false matches here
     status: dict[str, Any] = field(default_factory=dict)
+    # Entries this gate's limits refused while the rest applied: resident, field, reason, kept.
+    refused_entries: list[dict[str, str]] = field(default_factory=list)
+    # Face parity (doorpi.core.parity) after this import, by roster key: who can be
+    # asked for face here, and who of them has no face-free way to finish (and why).
+    face_holders: list[str] = field(default_factory=list)
+    face_dependents: list[dict[str, str]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)  # seq, ts, kind, data, hash
     audit_from: int = 0  # the records follow this (acknowledged) sequence number
     audit_head: list[Any] | None = None  # [seq, hash] of the newest record in the log
     sealed: bool = True
     continuity: list[str] = field(default_factory=list)  # admin side: what looks wrong
 
+    @property
+    def needs_attention(self) -> bool:
+        """Refused as a whole, some entries refused, or residents who depend on
+        face here: the admin has work to do."""
+        return self.result == "refused" or bool(self.refused_entries or self.face_dependents)
+
     def summary(self) -> str:
         """The one line the admin (and the journal) sees."""
         if self.result == "applied":
             order = ("added", "updated", "removed", "unchanged", "pins_hashed",
                      "templates_stored", "templates_deleted")  # fmt: skip
-            order += ("templates_skipped", "face_withdrawn", "face_suspended")
+            order += ("templates_skipped", "face_withdrawn", "face_suspended", "settings_changed")
             parts = ", ".join(f"{self.changes[k]} {k}" for k in order if self.changes.get(k))
-            return f"applied bundle {self.bundle_sequence}: {parts or 'no changes'}"
+            line = f"applied bundle {self.bundle_sequence}: {parts or 'no changes'}"
+            if self.refused_entries:
+                n = len({e.get("resident") for e in self.refused_entries})
+                line += f"; {n} {'entry' if n == 1 else 'entries'} refused (see report)"
+            if self.face_dependents:
+                n = len(self.face_dependents)
+                line += f"; {n} resident{'' if n == 1 else 's'} with no face-free way in"
+            return line
+        if self.result == "waiting":
+            return f"paired, waiting for a bundle: {self.reason}"
         return f"refused ({self.code}): {self.reason}"
 
     def to_body(self) -> bytes:
@@ -89,6 +110,8 @@ def seal_report(report: SyncReport, gate: GateIdentity, site: PublicIdentity | N
         report.face_withdrawals = []
         report.face_suspensions = []
         report.audit_head = None
+        report.face_holders = []  # who uses face: only sealed to the site
+        report.face_dependents = []
         report.sealed = False
     room = MAX_REPORT_BYTES - HEADER.size - SEAL_OVERHEAD - SIGNATURE_BYTES
     signed = bytes(gate.signing.sign(padded(report.to_body(), room)))

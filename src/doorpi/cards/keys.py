@@ -1,0 +1,143 @@
+"""Card keys derived from the site's card master key (NXP AN10922).
+
+The 16-byte card master key lives on the admin's laptop. Every key on a card
+is an AN10922 diversification of it with a distinct full label, so no two
+derivations can ever produce the same key by accident:
+
+* application master key (key 0): M = ``doorpi-card-appmaster-v1`` (24) || UID
+  (7; 4- and 10-byte UIDs are hashed down, see `_uid7`)
+* UID-read key (key 1): M = ``doorpi-card-uid-read-v1`` (23): site-wide, it
+  only reveals a card's real UID (cards that show random IDs)
+* entry key (key 2): M = ``doorpi-card-entry-v1`` (20) || UID (7)
+* card (PICC) master key: M = ``doorpi-card-picc-v1`` (19) || UID (7); replaces
+  the factory default at issue so nobody else can reformat the card
+
+M is at most 31 bytes, AN10922's limit for one AES-128 key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from doorpi.cards.crypto import diversify_an10922
+
+LABEL_APP_MASTER = b"doorpi-card-appmaster-v1"
+LABEL_UID_READ = b"doorpi-card-uid-read-v1"
+LABEL_ENTRY = b"doorpi-card-entry-v1"
+LABEL_PICC = b"doorpi-card-picc-v1"
+
+
+def _uid7(uid: bytes) -> bytes:
+    """7 bytes standing for the UID: itself if 7 bytes long, else BLAKE2b-56 of it."""
+    if len(uid) == 7:
+        return uid
+    return hashlib.blake2b(b"doorpi-card-uid-v1" + uid, digest_size=7).digest()
+
+
+@dataclass(frozen=True)
+class SiteCardKeys:
+    """All card keys of a site, derived on demand from ``master`` (16 bytes)."""
+
+    master: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.master) != 16:
+            raise ValueError(f"card master key must be 16 bytes, got {len(self.master)}")
+
+    def app_master_key(self, uid: bytes) -> bytes:
+        return diversify_an10922(self.master, LABEL_APP_MASTER + _uid7(uid))
+
+    def uid_read_key(self) -> bytes:
+        return diversify_an10922(self.master, LABEL_UID_READ)
+
+    def picc_master_key(self, uid: bytes) -> bytes:
+        return diversify_an10922(self.master, LABEL_PICC + _uid7(uid))
+
+    def entry_key(self, uid: bytes) -> bytes | None:
+        return diversify_an10922(self.master, LABEL_ENTRY + _uid7(uid))
+
+    def __repr__(self) -> str:  # never print key material
+        return "SiteCardKeys(<master hidden>)"
+
+
+@dataclass(frozen=True)
+class GateCardKeys:
+    """What a gate holds: the UID-read key and one entry key per issued card.
+
+    The site master key never reaches a gate: the laptop sends these derived
+    keys, sealed to the gate, with the roster. ``entry_keys`` maps UID hex to
+    the card's 16-byte entry key.
+    """
+
+    uid_read: bytes
+    entry_keys: dict[str, bytes]
+
+    def uid_read_key(self) -> bytes:
+        return self.uid_read
+
+    def entry_key(self, uid: bytes) -> bytes | None:
+        return self.entry_keys.get(uid.hex())
+
+    @classmethod
+    def for_cards(cls, site: SiteCardKeys, uids: list[bytes]) -> GateCardKeys:
+        return cls(site.uid_read_key(), {u.hex(): site.entry_key(u) or b"" for u in uids})
+
+    def __repr__(self) -> str:
+        return f"GateCardKeys(<{len(self.entry_keys)} card keys hidden>)"
+
+
+GATE_KEYS_FILE = "card-keys.json"
+
+
+def load_gate_keys(data_dir: Path) -> GateCardKeys | None:
+    """The gate's card keys from ``data_dir/card-keys.json``, or None if absent.
+
+    Shape: ``{"uid_read": "<32 hex>", "entry": {"<uid hex>": "<32 hex>"}}``.
+    A file that is there but wrong raises ``ValueError`` naming the file:
+    a broken key file is a fault, never a reason to run without it silently.
+    """
+    path = data_dir / GATE_KEYS_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read card keys: {exc}") from None
+    try:
+        uid_read = bytes.fromhex(raw["uid_read"])
+        entry = {str(u).lower(): bytes.fromhex(k) for u, k in dict(raw["entry"]).items()}
+        if len(uid_read) != 16 or any(len(k) != 16 for k in entry.values()):
+            raise ValueError("keys must be 16 bytes")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: malformed card keys: {exc}") from None
+    return GateCardKeys(uid_read, entry)
+
+
+def write_gate_keys(data_dir: Path, keys: GateCardKeys) -> Path:
+    """Write ``card-keys.json`` (mode 0600) for `load_gate_keys`."""
+    path = data_dir / GATE_KEYS_FILE
+    doc = {
+        "uid_read": keys.uid_read.hex(),
+        "entry": {u: k.hex() for u, k in keys.entry_keys.items()},
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    return path
+
+
+__all__ = [
+    "GATE_KEYS_FILE",
+    "LABEL_APP_MASTER",
+    "LABEL_ENTRY",
+    "LABEL_PICC",
+    "LABEL_UID_READ",
+    "GateCardKeys",
+    "SiteCardKeys",
+    "load_gate_keys",
+    "write_gate_keys",
+]
