@@ -323,7 +323,8 @@ if [[ "$SKIP" != *keys* ]]; then
 	as_gate keys export /tmp/stick >/dev/null || die "keys export"
 	as_gate keys trust-site /tmp/stick --yes >/dev/null || die "keys trust-site"
 	pub=("$ROOT"/tmp/stick/doorpi/gates/*.pub)
-	admin gate add "/tmp/stick/doorpi/gates/$(basename "${pub[0]}")" || die "admin gate add"
+	admin gate add "/tmp/stick/doorpi/gates/$(basename "${pub[0]}")" \
+		--fingerprint "$(basename "${pub[0]}" .pub)" || die "admin gate add"
 	admin gate settings rootfs-gate --set "site.controller=Rootfs Court PM Co." \
 		--set 'site.contact="+86 10 5555 0100"' --set 'door.access=["card"]' >/dev/null \
 		|| die "admin gate settings"

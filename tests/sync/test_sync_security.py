@@ -62,7 +62,7 @@ class Site:
         stick = self.tmp / name
         (stick / "doorpi").mkdir(parents=True)
         rep, path = self.gate.importer.import_stick(stick)
-        assert rep.code == "not_found" and path is not None and path.exists()
+        assert rep.code == "no_bundle" and path is not None and path.exists()
         return path
 
     def bundle_for(self, name: str) -> Any:
