@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 MODELS := models/build
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test lint system-deps venv models bench image-test image clean
+.PHONY: demo test lint system-deps venv models bench image-test image image-lock clean
 
 system-deps:
 	@./scripts/system-deps.sh
@@ -45,6 +45,10 @@ image-test: venv models
 # The real Raspberry Pi OS image (needs pi-gen and the Raspberry Pi OS archive).
 image: models
 	$(SUDO) firmware_image/build.sh
+
+# The image's wheels, pinned to this venv's versions with their aarch64 sha256 (needs PyPI).
+image-lock: venv
+	$(BIN)/python tools/image/lock.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -28,8 +28,6 @@
 # env: DOORPI_FACE=0 builds without the face runtime (the `face` extra, ai-edge-litert;
 #      default 1). Shipping it enables nothing: face stays off in the config until the
 #      operator turns it on and records an impact assessment.
-#      DOORPI_SYSTEM_NUMPY (default 1.24.2, Raspberry Pi OS bookworm's python3-numpy):
-#      the numpy the face runtime's wheels are resolved against here.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,29 +54,31 @@ tar -C "$REPO" --exclude=./.venv --exclude=./.git --exclude=./models --exclude=.
 # and python3-evdev (pyscard has no Linux wheels: they are not downloaded and must be met
 # by the system packages at install time). The face extra (ai-edge-litert) is downloaded
 # unless DOORPI_FACE=0. It runs on the system numpy 1.24 that python3-picamera2 is built
-# against: ai-edge-litert 1.1-2.3 declare numpy>=1.23.2, and rootfs-test.sh runs the real
-# face pipeline with ai-edge-litert on bookworm's python3-numpy 1.24.2 under qemu. numpy
-# is pinned to the system version here (so the resolver picks wheels that accept it) and
-# again in the chroot (01-run-chroot.sh, the version computed there), so pip fails rather
-# than put numpy 2 into the venv in front of the system one.
+# against (not in the locks: pip never puts numpy 2 into the venv; `pip check` in the
+# chroot proves the locked packages accept it, and rootfs-test.sh runs the real face
+# pipeline on bookworm's python3-numpy 1.24.2 under qemu).
 EXTRAS="reader,keypad"
-WHEEL="$(find "$FILES/wheels" -name 'doorpi-*.whl' | head -n 1)"
-SPEC="$WHEEL"
 if [[ "${DOORPI_FACE:-1}" != "0" ]]; then
 	EXTRAS="$EXTRAS,face"
-	SPEC="doorpi[face] @ file://$WHEEL"
 fi
 echo "doorpi[$EXTRAS]" > "$FILES/requirement.txt"
-echo "numpy==${DOORPI_SYSTEM_NUMPY:-1.24.2}" > "$SRC/constraints.txt"
 # pip does not widen --platform to older manylinux tags: every glibc from 2.17 to
 # bookworm's 2.36 is listed (ai-edge-litert 2.x is manylinux_2_27_aarch64 only).
 PLATFORMS=(--platform manylinux2014_aarch64)
 for minor in $(seq 17 36); do
 	PLATFORMS+=(--platform "manylinux_2_${minor}_aarch64")
 done
-"$PYTHON" -m pip download --dest "$FILES/wheels" --only-binary=:all: \
-	"${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-	-c "$SRC/constraints.txt" "$SPEC"
+# Exactly the versions the tests ran, each wheel checked against its sha256
+# (requirements*.lock, written by tools/image/lock.py from the test venv): no resolver,
+# no `>=` range decided at build time.
+LOCKS=("$HERE/requirements.lock")
+[[ "${DOORPI_FACE:-1}" != "0" ]] && LOCKS+=("$HERE/requirements-face.lock")
+for lock in "${LOCKS[@]}"; do
+	"$PYTHON" -m pip download --dest "$FILES/wheels" --only-binary=:all: --no-deps --require-hashes \
+		"${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+		-r "$lock"
+	cp "$lock" "$FILES/wheels/"
+done
 if [[ -d "$REPO/models/build" ]]; then
 	cp -r "$REPO/models/build" "$FILES/models"
 	cp "$REPO/models/manifest.toml" "$FILES/models/manifest.toml"

@@ -12,8 +12,10 @@
 #
 # The face runtime (the `face` extra: ai-edge-litert) is installed as the image installs
 # it, on Debian's own python3-numpy (1.24 in bookworm, as in Raspberry Pi OS bookworm,
-# whose python3-picamera2 is built against it): a constraints file pins numpy to the
-# system version, so pip fails rather than put numpy 2 into the venv. Then the real face
+# whose python3-picamera2 is built against it): the wheels come from the lock files with
+# their hashes and no resolver, numpy is not among them, and `pip check` proves they
+# accept the system one. The network surface is checked (network-surface-check.sh) after
+# the image's own removal step. Then the real face
 # pipeline (BlazeFace, face mesh, SFace from models/build) runs under qemu on two photos
 # of one person and one of another from the shared photo folder, and must put the same
 # person above and the other below the shipped cosine threshold.
@@ -62,6 +64,10 @@ fi
 # and python3-picamera2 exist only in the Raspberry Pi archive, so they are left out
 # here and selftest is told to skip the camera and GPIO checks.
 PACKAGES="python3,python3-venv,python3-pip,python3-numpy,python3-nacl,python3-cryptography,python3-pil,python3-pyscard,python3-evdev,pcscd,libccid,sqlite3,ca-certificates"
+# What Raspberry Pi OS Lite brings that opens a network surface (mDNS, DHCP on a USB
+# adapter, Wi-Fi, Bluetooth, SSH): installed here so the image's own removal step
+# (stage-doorpi/00-system/02-run-chroot.sh) is proven against the real packages.
+PACKAGES="$PACKAGES,systemd,avahi-daemon,network-manager,wpasupplicant,bluez,openssh-server"
 KEY="$(printf '%s %s %s %s' "$SUITE" "$ARCH" "$PACKAGES" "v1" | sha256sum | cut -c1-16)"
 BASE="$CACHE/$SUITE-$ARCH-$KEY.tar"
 
@@ -134,7 +140,7 @@ else
 		--exclude=./firmware_image --exclude='*.egg-info' -cf - . | tar -C "$WORK/src" -xf -
 	"$REPO/.venv/bin/pip" wheel --quiet --no-deps -w "$WHEELS" "$WORK/src"
 fi
-WHEEL="$(ls "$WHEELS"/doorpi-*.whl)"
+ls "$WHEELS"/doorpi-*.whl >/dev/null || die "no doorpi wheel in $WHEELS"
 # The base requirements and, as build.sh does, the face extra: pyscard has no Linux
 # wheels, and the reader/keypad extras are met by Debian's packages inside the rootfs.
 # pip does not widen --platform to older manylinux tags: every glibc from 2.17 to
@@ -143,17 +149,21 @@ PLATFORMS=(--platform manylinux2014_aarch64)
 for minor in $(seq 17 36); do
 	PLATFORMS+=(--platform "manylinux_2_${minor}_aarch64")
 done
-SPEC="$WHEEL"
 EXTRAS="reader,keypad"
 if [[ "$FACE" == "1" ]]; then
-	SPEC="doorpi[face] @ file://$WHEEL"
 	EXTRAS="$EXTRAS,face"
 fi
-echo "numpy==$SYSTEM_NUMPY" > "$WHEELS/constraints.txt"
-log "downloading aarch64 dependency wheels for doorpi[$EXTRAS] (numpy==$SYSTEM_NUMPY)"
-"$REPO/.venv/bin/pip" download --quiet --dest "$WHEELS" --only-binary=:all: \
-	"${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-	-c "$WHEELS/constraints.txt" "$SPEC"
+# As build.sh: exactly the versions the tests ran, from the lock files, each wheel
+# checked against its sha256 (tools/image/lock.py writes them from the test venv).
+LOCKS=("$HERE/requirements.lock")
+[[ "$FACE" == "1" ]] && LOCKS+=("$HERE/requirements-face.lock")
+log "downloading the locked aarch64 wheels for doorpi[$EXTRAS] (--require-hashes)"
+for lock in "${LOCKS[@]}"; do
+	"$REPO/.venv/bin/pip" download --quiet --dest "$WHEELS" --only-binary=:all: --no-deps \
+		--require-hashes "${PLATFORMS[@]}" --python-version 3.11 --implementation cp \
+		--abi cp311 --abi abi3 --abi none -r "$lock" || die "locked download failed: $lock"
+	cp "$lock" "$WHEELS/"
+done
 
 # Same layout as stage-doorpi/01-doorpi/00-run.sh + 01-run-chroot.sh.
 install -d -m 0755 "$ROOT/opt/doorpi" "$ROOT/etc/doorpi" "$ROOT/opt/doorpi/libexec"
@@ -204,12 +214,14 @@ log "installing doorpi[$EXTRAS] in a venv inside the arm64 rootfs (qemu)"
 in_root /bin/sh -ec '
 	test "$(uname -m)" = aarch64 || { echo "not running under qemu-aarch64"; exit 1; }
 	python3 -m venv --system-site-packages /opt/doorpi/venv
-	# As the image (01-run-chroot.sh): numpy pinned to the system version, computed here.
-	python3 -c "import numpy; print(\"numpy==\" + numpy.__version__)" > /tmp/wheels/constraints.txt
-	# The reader/keypad extras must be met by Debian'"'"'s python3-pyscard and
-	# python3-evdev through --system-site-packages (no compiler in the image).
-	/opt/doorpi/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels \
-		-c /tmp/wheels/constraints.txt -r /tmp/wheels/requirement.txt
+	# As the image (01-run-chroot.sh): the locked wheels with their hashes, no resolver;
+	# numpy, pyscard and evdev are Debian'"'"'s, through --system-site-packages.
+	for lock in /tmp/wheels/requirements*.lock; do
+		/opt/doorpi/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels \
+			--require-hashes --no-deps -r "$lock"
+	done
+	/opt/doorpi/venv/bin/pip install --quiet --no-index --no-deps /tmp/wheels/doorpi-*.whl
+	/opt/doorpi/venv/bin/pip check
 	/opt/doorpi/venv/bin/python -c "import smartcard, evdev"
 	rm -rf /tmp/wheels
 '
@@ -260,6 +272,18 @@ show() {
 show door.name | grep -q '"rootfs-gate".*# installer' || die "door.name is not the installer's: $(show door.name)"
 show gpio.strike | grep -q '= 7 ' || die "gpio.strike is not the installer's"
 
+log "network surface: the image's removal step, then network-surface-check.sh"
+in_root systemctl enable doorpi.service doorpi-firstboot.service doorpi-selftest.service \
+	pcscd.socket >/dev/null 2>&1 || die "systemctl enable (as the image does) failed"
+# The check must see the Raspberry-Pi-OS-like base as open, or it proves nothing.
+if "$HERE/network-surface-check.sh" "$ROOT" >/dev/null 2>&1; then
+	die "network-surface-check.sh passed a root with avahi, NetworkManager and SSH enabled"
+fi
+install -m 0755 "$HERE/stage-doorpi/00-system/02-run-chroot.sh" "$ROOT/tmp/no-network.sh"
+in_root /bin/bash /tmp/no-network.sh || die "02-run-chroot.sh failed"
+rm -f "$ROOT/tmp/no-network.sh"
+"$HERE/network-surface-check.sh" "$ROOT" || die "the rootfs still has a network surface"
+
 # Keys as doorpi-firstboot.service makes them. Until the lead registers `keys` in the
 # CLI, the module's own parser is driven directly (same code, same arguments).
 SKIP="reader,camera,gpio"
@@ -299,7 +323,8 @@ if [[ "$SKIP" != *keys* ]]; then
 	as_gate keys export /tmp/stick >/dev/null || die "keys export"
 	as_gate keys trust-site /tmp/stick --yes >/dev/null || die "keys trust-site"
 	pub=("$ROOT"/tmp/stick/doorpi/gates/*.pub)
-	admin gate add "/tmp/stick/doorpi/gates/$(basename "${pub[0]}")" || die "admin gate add"
+	admin gate add "/tmp/stick/doorpi/gates/$(basename "${pub[0]}")" \
+		--fingerprint "$(basename "${pub[0]}" .pub)" || die "admin gate add"
 	admin gate settings rootfs-gate --set "site.controller=Rootfs Court PM Co." \
 		--set 'site.contact="+86 10 5555 0100"' --set 'door.access=["card"]' >/dev/null \
 		|| die "admin gate settings"

@@ -64,7 +64,7 @@ from doorpi.hardware.feedback import Indicator
 from doorpi.hardware.strike import Strike
 from doorpi.lockstate import StoredLockout
 from doorpi.store import Storage
-from doorpi.store.credentials import card_hash, verify_pin
+from doorpi.store.credentials import card_hash, check_pin, decoy_hash, verify_pin
 from doorpi.store.residents import Resident
 
 log = logging.getLogger("doorpi.gate")
@@ -171,6 +171,7 @@ class Gate:
 
         # `doorpi consent capture` (admin present) asks this process to use the camera.
         self.capture_watch = CaptureWatcher(storage.db)
+        decoy_hash(cfg.pin.opslimit, cfg.pin.memlimit_kib)  # made now, not at the first guess
         if cfg.face.enabled:
             self._start_face_privacy()
 
@@ -624,7 +625,8 @@ class Gate:
             self._deny(Decision(False, Reason.LOCKED_OUT, rid, ("pin",), f"{locked:.0f}s left"))
             return
         stored = self.storage.residents.pin_hash(rid) if rid is not None else None
-        ok = stored is not None and verify_pin(self.storage.secrets, stored, pin)
+        p = self.cfg.pin  # an unknown number costs a hash too: no timing oracle
+        ok = check_pin(self.storage.secrets, stored, pin, p.opslimit, p.memlimit_kib)
         if self.modes.duress_pin(rid, pin, ok):  # opens as the PIN does; the alarm is silent
             ok = True
             self._apply(self.modes.duress(rid))  # type: ignore[arg-type]

@@ -139,18 +139,14 @@ def test_image_ships_the_face_runtime_on_the_system_numpy() -> None:
     numpy (python3-picamera2 is built against it), never with a numpy of its own."""
     build = (IMAGE / "build.sh").read_text()
     assert '"${DOORPI_FACE:-1}" != "0"' in build, "face runtime by default, DOORPI_FACE=0 opts out"
-    assert 'SPEC="doorpi[face] @ file://$WHEEL"' in build
-    assert re.search(r'echo "numpy==\$\{DOORPI_SYSTEM_NUMPY:-1\.24\.\d+\}"', build)
-    download = build[build.index("-m pip download") :].split("\n\n")[0]
-    assert '-c "$SRC/constraints.txt" "$SPEC"' in download
+    assert 'LOCKS+=("$HERE/requirements-face.lock")' in build
     # ai-edge-litert 2.x is manylinux_2_27_aarch64 only, and pip does not widen --platform.
     assert "$(seq 17 36)" in build and "manylinux_2_${minor}_aarch64" in build
 
     chroot = (STAGE / "01-doorpi/01-run-chroot.sh").read_text()
-    pin = chroot.index("""python3 -c 'import numpy; print("numpy==" + numpy.__version__)'""")
-    install = chroot.index("/opt/doorpi/venv/bin/pip install")
-    assert pin < install, "the pin is computed in the chroot, from the system python"
-    assert "-c /opt/doorpi/wheels/constraints.txt -r /opt/doorpi/wheels/requirement.txt" in chroot
+    # numpy is in no lock (test_image_locks_pin_the_tested_versions_with_hashes), and
+    # no resolver runs: pip check proves the locked packages accept the system numpy.
+    assert "--no-deps" in chroot and "pip check" in chroot
     assert '"/usr/lib/python3/dist-packages/"' in chroot, "the venv must import the system numpy"
     assert chroot.index("import ai_edge_litert.interpreter") < chroot.index(
         "rm -rf /opt/doorpi/wheels"
@@ -158,7 +154,7 @@ def test_image_ships_the_face_runtime_on_the_system_numpy() -> None:
 
     # The opt-in qemu test installs it the same way and runs the real pipeline.
     rootfs = (IMAGE / "rootfs-test.sh").read_text()
-    assert "-c /tmp/wheels/constraints.txt -r /tmp/wheels/requirement.txt" in rootfs
+    assert "requirements*.lock" in rootfs and "pip check" in rootfs
     assert "rootfs-face-check.py" in rootfs and (IMAGE / "rootfs-face-check.py").is_file()
     # The known answers travel with the models; the qemu test proves they catch a bad CPU.
     assert 'cp "$REPO/models/kat.json" "$FILES/models/kat.json"' in build
@@ -446,3 +442,130 @@ def test_settings_unit_command_takes_the_boot_file(tmp_path: Path) -> None:
     # No file on the next boot: the unit's condition skips it, and the command is harmless.
     again = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert again.returncode == 0 and load_config(config).door.name == "east-gate"
+
+
+# ---------------------------------------------------------------- network surface (#15)
+
+CHECK = IMAGE / "network-surface-check.sh"
+NO_NETWORK = STAGE / "00-system" / "02-run-chroot.sh"
+
+
+def _fake_unit(root: Path, name: str, body: str, enable: bool = True) -> None:
+    lib = root / "usr/lib/systemd/system"
+    lib.mkdir(parents=True, exist_ok=True)
+    (lib / name).write_text(body)
+    if enable:
+        target = "sockets.target" if name.endswith(".socket") else "multi-user.target"
+        wants = root / f"etc/systemd/system/{target}.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / name).symlink_to(f"/usr/lib/systemd/system/{name}")
+
+
+def _pi_os_lite(root: Path) -> None:
+    """What Raspberry Pi OS Lite enables, as far as the network is concerned."""
+    _fake_unit(root, "avahi-daemon.service", "[Service]\nExecStart=/usr/sbin/avahi-daemon -s\n")
+    _fake_unit(root, "avahi-daemon.socket", "[Socket]\nListenStream=/run/avahi-daemon/socket\n")
+    _fake_unit(root, "NetworkManager.service", "[Service]\nExecStart=/usr/sbin/NetworkManager\n")
+    _fake_unit(root, "ssh.socket", "[Socket]\nListenStream=22\nAccept=yes\n")
+    _fake_unit(root, "pcscd.socket", "[Socket]\nListenStream=/run/pcscd/pcscd.comm\n")
+    _fake_unit(root, "doorpi.service", "[Service]\nExecStart=/opt/doorpi/venv/bin/doorpi run\n")
+
+
+def _check(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(CHECK), str(root)], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+
+
+def _masked_and_no_drivers(root: Path) -> None:
+    etc = root / "etc/systemd/system"
+    for name in ("avahi-daemon.service", "avahi-daemon.socket", "NetworkManager.service",
+                 "ssh.socket"):  # fmt: skip
+        (etc / name).symlink_to("/dev/null")
+    conf = root / "etc/modprobe.d/doorpi-no-network.conf"
+    conf.parent.mkdir(parents=True)
+    # The drivers exactly as the image's step writes them.
+    text = NO_NETWORK.read_text()
+    conf.write_text(text.split("<<'CONF'\n")[1].split("CONF\n")[0])
+
+
+def test_network_check_finds_what_raspberry_pi_os_lite_enables(tmp_path: Path) -> None:
+    _pi_os_lite(tmp_path)
+    p = _check(tmp_path)
+    assert p.returncode == 1
+    for finding in ("avahi-daemon.service starts a network daemon", "ssh.socket listens on '22'",
+                    "NetworkManager.service is enabled", "driver usbnet is not disabled"):  # fmt: skip
+        assert finding in p.stderr, p.stderr
+    assert "pcscd" not in p.stderr and "doorpi.service" not in p.stderr  # AF_UNIX, no daemon
+
+
+def test_network_check_passes_masked_units_and_unix_sockets(tmp_path: Path) -> None:
+    _pi_os_lite(tmp_path)
+    _masked_and_no_drivers(tmp_path)
+    p = _check(tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "2 enabled units" in p.stdout  # pcscd.socket and doorpi.service were read
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:80", "[::]:5353", "8080", "vsock:2:1234"])
+def test_network_check_refuses_any_network_listener(tmp_path: Path, listen: str) -> None:
+    _pi_os_lite(tmp_path)
+    _masked_and_no_drivers(tmp_path)
+    _fake_unit(tmp_path, "vendor-thing.socket", f"[Socket]\nListenDatagram={listen}\n")
+    p = _check(tmp_path)
+    assert p.returncode == 1 and f"vendor-thing.socket listens on '{listen}'" in p.stderr
+
+
+def test_image_step_masks_every_unit_the_check_requires_masked() -> None:
+    step = NO_NETWORK.read_text()
+    check = CHECK.read_text()
+    required = re.search(r"NET_UNITS=\(([^)]*)\)", check)
+    assert required
+    for unit in required.group(1).split():
+        assert unit in step, f"02-run-chroot.sh does not mask {unit}"
+    assert "systemctl mask" in step and "apt-get purge" in step
+    stage1 = (STAGE / "00-system" / "01-run.sh").read_text()
+    assert "dtoverlay=disable-wifi" in stage1 and "dtoverlay=disable-bt" in stage1
+
+
+# ---------------------------------------------------------------- locked wheels (#15)
+
+
+def _lock_pins(name: str) -> dict[str, tuple[str, list[str]]]:
+    text = "".join(line for line in (IMAGE / name).read_text().splitlines(True)
+                   if not line.startswith("#"))  # fmt: skip
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for block in re.split(r"\n(?=[a-z0-9])", text.strip()):
+        head = re.match(r"([a-z0-9._-]+)==(\S+)", block)
+        assert head, block
+        pins[head.group(1)] = (head.group(2), re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return pins
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-face.lock"])
+def test_image_locks_pin_the_tested_versions_with_hashes(lock: str) -> None:
+    from importlib.metadata import version
+
+    pins = _lock_pins(lock)
+    assert pins
+    # Pinned apart from the tests only where the image's numpy 1.24 demands it, and said so.
+    overrides = dict(re.findall(r"^# ([a-z0-9._-]+)==(\S+), not the tests' version: .+$",
+                                (IMAGE / lock).read_text(), re.M))  # fmt: skip
+    assert set(overrides) <= {"ml-dtypes"}, overrides
+    for name, (ver, hashes) in pins.items():
+        assert hashes, f"{lock}: {name} has no sha256"
+        want = overrides.get(name, version(name))
+        assert ver == want, f"{lock}: {name}=={ver}, the tests run {version(name)}"
+    # Raspberry Pi OS provides these: never from PyPI into the venv.
+    assert not {"numpy", "pyscard", "evdev"} & set(pins)
+    if lock == "requirements-face.lock":
+        assert "ai-edge-litert" in pins
+
+
+def test_image_installs_only_locked_wheels() -> None:
+    for script in (IMAGE / "build.sh", IMAGE / "rootfs-test.sh",
+                   STAGE / "01-doorpi" / "01-run-chroot.sh"):  # fmt: skip
+        text = script.read_text()
+        assert "--require-hashes" in text, script
+        assert "constraints.txt" not in text, f"{script}: a resolver still decides versions"
+    chroot = (STAGE / "01-doorpi" / "01-run-chroot.sh").read_text()
+    assert "--no-deps" in chroot and "pip check" in chroot

@@ -334,3 +334,74 @@ def test_selftest_unit_reports_without_failing_the_boot() -> None:
     # It must see the data directory but never change it.
     assert unit["Service.ReadOnlyPaths"] == ["/var/lib/doorpi"]
     assert "ReadWritePaths" not in {k.split(".")[1] for k in unit}
+
+
+# ---------------------------------------------------------------- many sticks at once (#15)
+
+
+def _stub_tools(tmp_path: Path) -> dict[str, str]:
+    """PATH with stand-ins for mount, umount, blkid, id and setpriv; the stand-in
+    `doorpi` notes when each import starts and ends."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stubs = {
+        "mount": f'echo "mount $*" >> {tmp_path}/calls',
+        "umount": "exit 0",
+        "blkid": "echo vfat",
+        "id": "echo 1000",
+        "setpriv": 'while [ "$1" != "--" ]; do shift; done; shift; exec "$@"',
+    }
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    doorpi = bin_dir / "doorpi"
+    doorpi.write_text(
+        "#!/bin/sh\n"
+        f'echo "start $(date +%s.%N)" >> {tmp_path}/log\n'
+        "sleep 0.4\n"
+        f'echo "end $(date +%s.%N)" >> {tmp_path}/log\n'
+    )
+    doorpi.chmod(0o755)
+    return {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "RUNTIME_DIRECTORY": str(tmp_path / "run"),
+        "DOORPI_BIN": str(doorpi),
+        "DOORPI_SYNC_LOCK": str(tmp_path / "sync.lock"),
+        "DOORPI_SYSTEM_DISKS": "mmcblk0",
+    }
+
+
+def test_usb_sync_runs_one_import_at_a_time(tmp_path: Path) -> None:
+    env = _stub_tools(tmp_path)
+    script = str(UNITS_DIR / "doorpi-usb-sync")
+    procs = [
+        subprocess.Popen(
+            ["sh", script, f"/dev/sd{c}1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for c in "bcd"
+    ]
+    for p in procs:
+        p.wait(timeout=30)
+        assert p.returncode == 0, p.stderr.read() if p.stderr else ""
+    events = [line.split() for line in (tmp_path / "log").read_text().splitlines()]
+    assert [e[0] for e in events] == ["start", "end"] * 3, events  # never two at once
+
+
+def test_usb_sync_leaves_the_disk_the_gate_boots_from_alone(tmp_path: Path) -> None:
+    env = {**_stub_tools(tmp_path), "DOORPI_SYSTEM_DISKS": "sda"}
+    proc = subprocess.run(["sh", str(UNITS_DIR / "doorpi-usb-sync"), "/dev/sda1"],
+                          capture_output=True, text=True, env=env, timeout=30)  # fmt: skip
+    assert proc.returncode == 0 and "disk the gate runs from" in proc.stdout
+    assert not (tmp_path / "calls").exists() and not (tmp_path / "log").exists()
+    other = subprocess.run(["sh", str(UNITS_DIR / "doorpi-usb-sync"), "/dev/sdb1"],
+                           capture_output=True, text=True, env=env, timeout=30)  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert "mount" in (tmp_path / "calls").read_text()
+
+
+def test_the_import_is_bounded_and_dies_before_the_gate() -> None:
+    sync = parse_unit(UNITS_DIR / "doorpi-sync@.service")
+    gate = parse_unit(UNITS_DIR / "doorpi.service")
+    assert sync["Service.MemoryMax"] and sync["Service.MemorySwapMax"] == ["0"]
+    assert int(sync["Service.OOMScoreAdjust"][0]) > 0 > int(gate["Service.OOMScoreAdjust"][0])
+    assert sync["Service.RuntimeDirectory"] == ["doorpi-sync/%i"]

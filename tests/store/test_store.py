@@ -183,3 +183,41 @@ def test_audit_key_matters(store, data_dir):
     from doorpi.store.audit import AuditLog
 
     assert not AuditLog(store.db, os.urandom(32)).verify().ok
+
+
+def _cut_tail(store, after: int) -> None:
+    """What needs no key: the prune routine's own setting, then a DELETE of the end."""
+    store.db.execute(
+        "INSERT INTO state(key, value) VALUES ('audit_prune_upto', '999999') "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+    )
+    store.db.execute("DELETE FROM audit WHERE seq > ?", [after])
+    store.db.execute("UPDATE state SET value = '0' WHERE key = 'audit_prune_upto'")
+
+
+def test_audit_detects_records_cut_from_the_end(store):
+    fill(store, 10)
+    _cut_tail(store, 5)
+    r = store.audit.verify()
+    assert not r.ok and "records 6 to 10 were cut from the end" in r.problem
+
+
+def test_audit_never_reuses_a_sequence_number(store):
+    fill(store, 10)
+    _cut_tail(store, 5)
+    rec = store.audit.append("access", {"after": "cut"}, ts=5000)
+    assert rec.seq == 11
+    assert store.audit.head()[0] == 11
+    r = store.audit.verify()
+    assert not r.ok and "record 6 is missing" in r.problem
+
+
+def test_audit_head_follows_appends_and_pruning(store):
+    fill(store, 10, t0=1000)
+    seq, h = store.audit.head()
+    assert seq == 10 and store.audit.hash_at(10) == h
+    store.audit.prune(older_than=1005)
+    assert store.audit.verify().ok
+    assert store.audit.head()[0] == 11  # the audit_pruned record
+    assert store.audit.hash_at(5) is not None  # the anchor still names record 5
+    assert store.audit.hash_at(3) is None

@@ -93,7 +93,7 @@ def site(tmp_path: Path) -> Site:
         out = s.run("sync", "import", str(s.stick), gate=name, code=2)
         assert "paired, waiting for a bundle" in out and "refused (" not in out
         pub = s.stick / "doorpi" / "gates" / f"{s.fp[name]}.pub"
-        out = s.run("admin", "gate", "add", str(pub))
+        out = s.run("admin", "gate", "add", str(pub), "--fingerprint", s.fp[name])
         assert f"gate '{name}' registered" in out and "its limits: PINs of 4 to" in out
     out = s.run("admin", "report", "read", str(s.stick))  # pairing visits: nothing to fix
     assert "paired, waiting" in out and "refused (" not in out
@@ -164,7 +164,7 @@ def test_another_gates_bundle_by_path_keeps_that_gates_report(site: Site) -> Non
 def test_gate_add_with_a_taken_name_suggests_name(site: Site) -> None:
     site.run("admin", "gate", "remove", "south")
     pub = site.stick / "doorpi" / "gates" / f"{site.fp['south']}.pub"
-    out = site.run("admin", "gate", "add", str(pub), "--name", "north", code=2)
+    out = site.run("admin", "gate", "add", str(pub), "--name", "north", "--yes", code=2)
     assert "a gate named 'north' is already registered" in out
     assert "give this one its own name with --name, e.g. --name north-2" in out
 

@@ -70,8 +70,8 @@ def test_card_enrolled_at_one_gate_opens_the_other_until_withdrawn(site: TwoGate
     site.visit(home)  # home seals its card key and Alice's consent for the away gate
     outbox = sorted(p.name for p in (site.stick / "doorpi" / "outbox").rglob("*") if p.is_file())
     assert outbox == [
-        f"{home.identity.fingerprint}.a-1.tpl",
         f"{home.identity.fingerprint}.cardkey",
+        f"{home.identity.fingerprint}.templates",
     ]
     rep = site.visit(away)  # the laptop relays both, unread
     assert rep.changes["templates_stored"] == 1  # the consent record (no template: on the card)

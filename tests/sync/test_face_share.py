@@ -22,7 +22,8 @@ from doorpi.privacy.share import (
     TemplatePayload,
     parse_payload,
 )
-from doorpi.sync.bundle import FaceEvent
+from doorpi.store.audit import GENESIS
+from doorpi.sync.bundle import FaceEvent, ReportAck
 from doorpi.sync.keys import SiteKey
 from doorpi.sync.templates import seal_template
 from doorpi.vision.models import REPO_BUILD_DIR, SUMS, load_models
@@ -296,8 +297,10 @@ def test_face_enrolled_at_one_gate_opens_another_and_withdrawal_reaches_both(
     enrol(home, "103", face(pipeline, faces_dir, "Angela_Bassett/1.jpg"), share=False)
 
     site.visit(home)  # home seals what may leave it
-    outbox = sorted(p.name for p in (stick / "doorpi" / "outbox").rglob("*.tpl"))
-    assert outbox == [f"{home.identity.fingerprint}.a-1.tpl"]
+    outbox = sorted(p.name for p in (stick / "doorpi" / "outbox").rglob("*.templates"))
+    assert outbox == [f"{home.identity.fingerprint}.templates"]
+    left = site.admin.collect_outbox(stick)[away.identity.fingerprint]
+    assert [t.resident for t in left] == ["a-1"]
     rep = site.visit(away)  # the admin relays it, unread
     assert rep.changes["templates_stored"] == 1
     for where in [stick, tmp_path / "admin"]:
@@ -332,7 +335,7 @@ def test_face_enrolled_at_one_gate_opens_another_and_withdrawal_reaches_both(
     assert home_rep.changes["face_withdrawn"] == 1 and home_rep.face_withdrawals == []
     assert home.privacy.identify(alice_emb, 0.45) is None  # type: ignore[attr-defined]
     assert home.privacy.vault.count() == 2  # type: ignore[attr-defined]  # Bob and Carol stay
-    assert not list((stick / "doorpi" / "outbox").rglob("*.tpl"))
+    assert not list((stick / "doorpi" / "outbox").rglob("*.templates"))
 
 
 def test_withdrawals_are_reported_once_and_survive_audit_pruning(
@@ -351,16 +354,22 @@ def test_withdrawals_are_reported_once_and_survive_audit_pruning(
     assert rep.result == "refused"
     assert rep.face_withdrawals == [{"resident": "a-1", "at": gate.now}]
     gate.importer.write_report(rep, tmp_path / "r.report")
-    assert gate.importer.import_bytes(b"not a bundle").face_withdrawals == []
-    # Withdrawals the sync made are never reported back (no loop round the site).
+    # A report that left on some stick is not delivered: the next one says it again ...
+    again = gate.importer.import_bytes(b"not a bundle").face_withdrawals
+    assert again == [{"resident": "a-1", "at": gate.now}]
+    # ... until the admin's signed bundle acknowledges it (sequence 0: no audit read).
+    ack = ReportAck(0, GENESIS, withdrawals_at=gate.now)
     gate.apply(
         alice_bundle(
             gate,
             site,
             2,
             shared_template("a-1", gate.peer, gate.identity, unit(2), id=9, given_at=gate.now),
+            report_ack=ack,
         )
     )
+    assert gate.importer.import_bytes(b"not a bundle").face_withdrawals == []
+    # Withdrawals the sync made are never reported back (no loop round the site).
     gate.now += 60
     rep = gate.apply(gate.bundle(3, [resident("a-1", 1, site)], template_tombstones=("a-1",)))
     assert rep.changes["templates_deleted"] == 1 and rep.face_withdrawals == []

@@ -9,7 +9,7 @@ from typing import Any
 
 from doorpi.store.credentials import card_hash, hash_pin, verify_pin
 from doorpi.store.db import get_state, integrity_check
-from doorpi.sync.bundle import seal_bundle
+from doorpi.sync.bundle import ReportAck, seal_bundle
 from doorpi.sync.importer import BundleImporter, SyncSignalWatcher, read_signal
 from doorpi.sync.keys import PublicIdentity, SiteKey
 from doorpi.sync.report import open_report
@@ -269,11 +269,20 @@ def test_report_is_signed_sealed_and_free_of_secrets(
     for secret in ("2468", "04000000000001", "pin_hash", "$argon2"):
         assert secret not in text
     assert read_signal(rig.storage.db)["result"] == "applied"
-    # The next report carries only the audit records written since.
+    # Written to a stick is not delivered: the next report carries the records again ...
     (stick / "doorpi" / f"{fp}.bundle").write_bytes(rig.seal(rig.bundle(2, [])))
     _, path = rig.importer.import_stick(stick)
     again = open_report(path.read_bytes(), site, {fp: rig.identity.public})
-    assert min(a["seq"] for a in again.audit) > max(a["seq"] for a in got.audit)
+    assert again.audit[: len(got.audit)] == got.audit and again.audit_from == 0
+    # ... until a signed bundle acknowledges them; then only the records written since.
+    last = got.audit[-1]
+    ack = ReportAck(last["seq"], last["hash"])
+    (stick / "doorpi" / f"{fp}.bundle").write_bytes(rig.seal(rig.bundle(3, [], report_ack=ack)))
+    _, path = rig.importer.import_stick(stick)
+    third = open_report(path.read_bytes(), site, {fp: rig.identity.public})
+    assert third.audit_from == last["seq"]
+    assert min(a["seq"] for a in third.audit) == last["seq"] + 1
+    assert third.audit_head == [third.audit[-1]["seq"], third.audit[-1]["hash"]]
 
 
 def test_stick_without_bundle_gets_the_gate_public_key(rig: GateRig, tmp_path: Path) -> None:

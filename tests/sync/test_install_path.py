@@ -113,17 +113,19 @@ def test_boot_partition_to_second_bundle_through_two_gates(tmp_path: Path) -> No
     names = {json.loads(c.read_text())["name"] for c in cards}
     assert "north-gate" in names and any(n.startswith("gate-") for n in names)
     for card in cards:
-        doorpi("admin", "gate", "add", str(card), env=env)
+        doorpi("admin", "gate", "add", str(card), "--fingerprint", card.stem, env=env)
     south_name = next(n for n in names if n.startswith("gate-"))
     # A third card whose installer copied the north gate's file: told to give --name.
     west = Gate(tmp_path / "west", env)
     (west.boot / "doorpi.toml").write_text('[door]\nname = "north-gate"\n')
     west.boot_once()
     west.run("keys", "export", str(tmp_path / "west.pub"))
-    clash = doorpi("admin", "gate", "add", str(tmp_path / "west.pub"), env=env, ok=False)
+    clash = doorpi("admin", "gate", "add", str(tmp_path / "west.pub"), "--yes", env=env, ok=False)
     assert clash.returncode == 2 and "already registered" in clash.stderr
     assert "--name north-gate-2" in clash.stderr
-    doorpi("admin", "gate", "add", str(tmp_path / "west.pub"), "--name", "west-gate", env=env)
+    doorpi(
+        "admin", "gate", "add", str(tmp_path / "west.pub"), "--name", "west-gate", "--yes", env=env
+    )
 
     # The admin: settings per gate, checked with the gate's validator on the laptop.
     bad = doorpi("admin", "gate", "settings", "north-gate", "--set", "face.enabled=true",

@@ -108,15 +108,16 @@ def test_template_travels_gate_to_gate_through_the_admin(tmp_path: Path) -> None
     # Round 2: home exports Alice's template (only hers) for the away gate.
     admin.write_stick(stick, admin.build(roster))
     home.importer.import_stick(stick)
-    outbox = sorted((stick / "doorpi" / "outbox").rglob("*.tpl"))
-    assert [p.name for p in outbox] == [f"{home.identity.fingerprint}.a-1.tpl"]
+    outbox = sorted((stick / "doorpi" / "outbox").rglob("*.templates"))
+    assert [p.name for p in outbox] == [f"{home.identity.fingerprint}.templates"]
+    assert b"a-1" not in outbox[0].read_bytes()  # the resident is named only inside the seal
     assert outbox[0].parent.name == away.identity.fingerprint
     # Round 3: the admin relays it, unread; the away gate stores it for its own Alice.
     relayed = admin.collect_outbox(stick)
     built = admin.build(roster, templates=relayed)
     admin.write_stick(stick, built)
     admin.clear_outbox(stick, relayed)
-    assert not list((stick / "doorpi" / "outbox").rglob("*.tpl"))
+    assert not list((stick / "doorpi" / "outbox").rglob("*.templates"))
     on_disk = b"".join(p.read_bytes() for p in (tmp_path / "admin").iterdir() if p.is_file())
     assert EMBEDDING[:40] not in on_disk
     assert all(EMBEDDING[:40] not in p.read_bytes() for p in stick.rglob("*") if p.is_file())
@@ -131,4 +132,4 @@ def test_template_travels_gate_to_gate_through_the_admin(tmp_path: Path) -> None
         assert rig.importer.import_stick(stick)[0].result == "applied"
     assert away.sink.stored == {} and away.sink.deleted == [away_alice]
     assert home.sink.deleted == []
-    assert not list((stick / "doorpi" / "outbox").rglob("*.tpl"))  # nothing to share now
+    assert not list((stick / "doorpi" / "outbox").rglob("*.templates"))  # nothing to share now

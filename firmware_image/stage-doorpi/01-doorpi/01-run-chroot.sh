@@ -7,16 +7,19 @@ chmod 0750 /etc/doorpi
 chmod 0640 /etc/doorpi/doorpi.toml
 
 python3 -m venv --system-site-packages /opt/doorpi/venv
-# numpy stays the system's python3-numpy (1.24 on bookworm), the one python3-picamera2 is
-# built against: pinned to the version found here, pip fails rather than install numpy 2
-# into the venv, where it would shadow the system numpy and break the camera. The face
-# runtime (ai-edge-litert, unless the image was built with DOORPI_FACE=0) runs on it.
-python3 -c 'import numpy; print("numpy==" + numpy.__version__)' > /opt/doorpi/wheels/constraints.txt
-/opt/doorpi/venv/bin/pip install --no-index --find-links /opt/doorpi/wheels \
-	-c /opt/doorpi/wheels/constraints.txt -r /opt/doorpi/wheels/requirement.txt
+# Exactly the versions the tests ran (firmware_image/requirements*.lock), each wheel
+# checked against its sha256, no resolver. numpy stays the system's python3-numpy (1.24
+# on bookworm), the one python3-picamera2 is built against: it is not in the locks, so
+# pip never puts numpy 2 into the venv; pip check proves the locked packages accept it.
+for lock in /opt/doorpi/wheels/requirements*.lock; do
+	/opt/doorpi/venv/bin/pip install --no-index --find-links /opt/doorpi/wheels \
+		--require-hashes --no-deps -r "$lock"
+done
+/opt/doorpi/venv/bin/pip install --no-index --no-deps /opt/doorpi/wheels/doorpi-*.whl
+/opt/doorpi/venv/bin/pip check
 /opt/doorpi/venv/bin/python -c 'import doorpi'
 /opt/doorpi/venv/bin/python -c 'import numpy, sys; sys.exit(0 if numpy.__file__.startswith("/usr/lib/python3/dist-packages/") else "venv numpy " + numpy.__file__)'
-if grep -q face /opt/doorpi/wheels/requirement.txt; then
+if [ -f /opt/doorpi/wheels/requirements-face.lock ]; then
 	/opt/doorpi/venv/bin/python -c 'import ai_edge_litert.interpreter'
 fi
 rm -rf /opt/doorpi/wheels

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import stat
+import sys
 from pathlib import Path
 
 from doorpi.cli import CliError, common, human
 from doorpi.sync.admin import AdminError, AdminSite
+from doorpi.sync.bundle import FP_RE
 from doorpi.sync.importer import STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, fingerprint_matches, pretty
 from doorpi.sync.report import SyncReport
@@ -53,7 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add = gs.add_parser("add", parents=[opts], help="register a gate from its public key file")
     add.add_argument("path", type=Path, help="<stick>/doorpi/gates/<fingerprint>.pub")
     add.add_argument("--name", help="name for the gate (default: the name it reports)")
-    add.add_argument("--fingerprint", help="expected fingerprint, as shown on the gate")
+    add.add_argument(
+        "--fingerprint",
+        help="the gate's full fingerprint, as its console showed it (32 hex digits)",
+    )
+    add.add_argument(
+        "--yes",
+        action="store_true",
+        help="register without --fingerprint (you compared it by other means)",
+    )
     add.set_defaults(func=cmd_gate_add)
     gs.add_parser("list", parents=[opts], help="registered gates").set_defaults(func=cmd_gate_list)
     st = gs.add_parser(
@@ -146,10 +156,25 @@ def cmd_gate_add(args: argparse.Namespace) -> int:
     site = _site(args)
     with common.as_cli_error(KeyFileError):
         pub = PublicIdentity.read(args.path, "gate")
-    if args.fingerprint is not None and not fingerprint_matches(pub.fingerprint, args.fingerprint):
-        raise CliError(
-            f"gate key fingerprint {pretty(pub.fingerprint)} does not match --fingerprint"
-        )
+    # The gate names its file by its fingerprint: other content is a swapped key.
+    stem = args.path.name.removesuffix(".pub").lower()
+    if FP_RE.fullmatch(stem) and stem != pub.fingerprint:
+        raise CliError(f"{args.path}: holds the key of gate {pretty(pub.fingerprint)}, "
+                       "not the one its name says (swapped key?): not registered")  # fmt: skip
+    if args.fingerprint is not None:
+        if not fingerprint_matches(pub.fingerprint, args.fingerprint):
+            raise CliError(
+                f"gate key fingerprint {pretty(pub.fingerprint)} does not match --fingerprint "
+                "(give all 32 hex digits the gate's console showed)"
+            )
+    elif not args.yes:
+        print(f"gate {pub.name!r} fingerprint: {pretty(pub.fingerprint)}")
+        if not sys.stdin.isatty():
+            raise CliError(
+                "confirm with --fingerprint (the one the gate's console showed) or --yes"
+            )
+        if not common.confirm("is this the fingerprint the gate's console shows?"):
+            raise CliError("not registered")
     rules_file = args.path.with_suffix(RULES_SUFFIX)
     rules = open_rules(rules_file.read_bytes(), pub) if rules_file.is_file() else None
     try:
@@ -331,6 +356,9 @@ def _print_reports(
         mark = "NEEDS ATTENTION: " if rep.needs_attention else ""
         bad += rep.needs_attention
         print(f"{name} ({_when(rep.created)}): {mark}{rep.summary()}")
+        for warning in rep.continuity:
+            bad += 1
+            print(f"  WARNING: {warning}")
         print(
             f"  {st.get('residents', '-')} residents ({st.get('active', '-')} active), "
             f"{st.get('cards', '-')} cards, {st.get('pins', '-')} PINs; database "

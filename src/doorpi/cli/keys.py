@@ -159,7 +159,8 @@ def cmd_trust_site(args: argparse.Namespace) -> int:
     if args.fingerprint is not None:
         if not fingerprint_matches(site.fingerprint, args.fingerprint):
             raise CliError(
-                f"site key fingerprint {pretty(site.fingerprint)} does not match --fingerprint"
+                f"site key fingerprint {pretty(site.fingerprint)} does not match --fingerprint "
+                "(give all 32 hex digits `doorpi admin init` showed)"
             )
     elif not args.yes:
         print(f"site {site.name!r} fingerprint: {pretty(site.fingerprint)}")

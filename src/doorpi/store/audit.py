@@ -8,6 +8,13 @@ anchor forward so the chain still verifies from the oldest kept record.
 Triggers refuse UPDATE and out-of-order DELETE as a second line. Governance
 records (`GOVERNANCE_KINDS`) outlive the entry log's retention in their own
 table, each with its chain link, and are verified one by one.
+
+The log's head (last sequence number and hash) is also kept in the state
+table, written in the same transaction as each record: records cut from the
+end fail `verify`, and new records continue after the head, so a sequence
+number is never used twice. Someone with the database file can rewrite the
+head too; what catches that is the admin, who compares the head each signed
+report carries with the previous report's (`doorpi.sync.report`).
 Records never hold card identifiers, PINs, images or embeddings.
 """
 
@@ -26,6 +33,7 @@ from nacl.hash import blake2b
 from doorpi.store.db import get_state, set_state
 
 GENESIS = "0" * 64
+HEAD = "audit_head"  # state key: JSON [seq, hash] of the newest record ever written
 
 # Processing records (PIPL 55-56, law notes F20): kept for
 # ``audit.governance_retention_days`` (at least a year), apart from the entry log's
@@ -64,6 +72,7 @@ class AuditRecord:
     ts: float
     kind: str
     data: dict[str, Any]
+    hash: str = ""  # chain hash (hex), as stored
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,9 @@ class AuditLog:
                     prev_seq, prev = json.loads(anchor) if anchor else (0, GENESIS)
                 else:
                     prev_seq, prev = row
+                head = self._head()
+                if head is not None and head[0] > prev_seq:
+                    prev_seq, prev = head  # the tail was cut: never reuse its numbers
                 for kind, data, ts in items:
                     seq = prev_seq + 1
                     clean = json.loads(json.dumps(data, default=str))
@@ -114,8 +126,9 @@ class AuditLog:
                         "INSERT INTO audit(seq, ts, kind, data, hash) VALUES (?, ?, ?, ?, ?)",
                         [seq, float(ts), kind, json.dumps(clean, sort_keys=True), h],
                     )
-                    out.append(AuditRecord(seq, float(ts), kind, clean))
+                    out.append(AuditRecord(seq, float(ts), kind, clean, h))
                     prev_seq, prev = seq, h
+                set_state(self.db, HEAD, json.dumps([prev_seq, prev]))
                 conn.execute("COMMIT")
             except BaseException:
                 # After SQLITE_FULL or an I/O error SQLite has already rolled back; a
@@ -125,14 +138,50 @@ class AuditLog:
                 raise
         return out
 
+    def _head(self) -> tuple[int, str] | None:
+        raw = get_state(self.db, HEAD)
+        try:
+            seq, h = json.loads(raw) if raw else (None, None)
+        except (ValueError, TypeError):
+            return None
+        return (int(seq), str(h)) if isinstance(seq, int) else None
+
+    def head(self) -> tuple[int, str]:
+        """(sequence number, chain hash) of the newest record; (0, GENESIS) when empty.
+
+        This is what a signed sync report carries, so the admin can tell a log
+        that lost its end (rewind) or skipped records (gap) from one that grew.
+        """
+        row = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            return int(row[0]), str(row[1])
+        anchor = get_state(self.db, "audit_anchor")
+        seq, h = json.loads(anchor) if anchor else (0, GENESIS)
+        return int(seq), str(h)
+
+    def hash_at(self, seq: int) -> str | None:
+        """The chain hash of record ``seq`` while it is kept (or is the prune anchor)."""
+        row = self.db.execute("SELECT hash FROM audit WHERE seq = ?", [seq]).fetchone()
+        if row is not None:
+            return str(row[0])
+        anchor = get_state(self.db, "audit_anchor")
+        if anchor and json.loads(anchor)[0] == seq:
+            return str(json.loads(anchor)[1])
+        return GENESIS if seq == 0 else None
+
+    def pruned_upto(self) -> int:
+        """Records up to this sequence number were pruned (retention); 0 if none."""
+        anchor = get_state(self.db, "audit_anchor")
+        return int(json.loads(anchor)[0]) if anchor else 0
+
     def records(self, since_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:
-        sql = "SELECT seq, ts, kind, data FROM audit WHERE seq > ? ORDER BY seq"
+        sql = "SELECT seq, ts, kind, data, hash FROM audit WHERE seq > ? ORDER BY seq"
         params: list[Any] = [since_seq]
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        for seq, ts, kind, data in self.db.execute(sql, params).fetchall():
-            yield AuditRecord(seq, ts, kind, json.loads(data))
+        for seq, ts, kind, data, h in self.db.execute(sql, params).fetchall():
+            yield AuditRecord(seq, ts, kind, json.loads(data), h)
 
     def governance(self) -> list[AuditRecord]:
         """Processing records, oldest first: those already moved out of the entry log
@@ -168,6 +217,14 @@ class AuditLog:
                 return VerifyResult(False, checked, seq, f"record {seq} was altered")
             prev_seq, prev = seq, h
             checked += 1
+        head = self._head()
+        if head is not None and head[0] > prev_seq:
+            return VerifyResult(
+                False, checked, prev_seq + 1,
+                f"records {prev_seq + 1} to {head[0]} were cut from the end",
+            )  # fmt: skip
+        if head is not None and head != (prev_seq, prev) and checked:
+            return VerifyResult(False, checked, head[0], f"record {head[0]} was replaced")
         for seq, ts, kind, data, prev_h, h in self.db.execute(
             "SELECT seq, ts, kind, data, prev_hash, hash FROM governance_records ORDER BY seq"
         ):

@@ -38,12 +38,13 @@ from doorpi.sync.bundle import (
     CardKeyEntry,
     EnrollmentBundle,
     FaceEvent,
+    ReportAck,
     TemplateEntry,
     seal_bundle,
 )
 from doorpi.sync.importer import SITE_CARD, STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, SiteKey, pretty
-from doorpi.sync.report import SyncReport, open_report, read_report_file
+from doorpi.sync.report import SyncReport, continuity, open_report, read_report_file
 from doorpi.sync.rules import GateRules, entry_problems
 
 STATE_FILE = "state.json"
@@ -62,6 +63,10 @@ class GateRecord:
     last_sequence: int = 0
     last_report: dict[str, Any] = field(default_factory=dict)
     templates_sent: list[str] = field(default_factory=list)  # roster keys relayed to it
+    # What the next bundle acknowledges (ReportAck fields) and the audit head the
+    # last report showed, for the continuity check of the next one.
+    ack: dict[str, Any] = field(default_factory=dict)
+    audit_head: list[Any] | None = None
     rules: dict[str, Any] = field(default_factory=dict)  # the gate's limits, as it signed them
     face_holders: list[str] = field(default_factory=list)  # roster keys it can ask for face
 
@@ -94,7 +99,8 @@ class AdminSite:
             pub = PublicIdentity.from_json(json.dumps(g["public"]), "gate", "state.json")
             self.gates[pub.fingerprint] = GateRecord(
                 pub, g["added"], g.get("sent_keys", []), g.get("last_sequence", 0),
-                g.get("last_report", {}), g.get("templates_sent", []), g.get("rules", {}),
+                g.get("last_report", {}), g.get("templates_sent", []),
+                g.get("ack", {}), g.get("audit_head"), g.get("rules", {}),
                 g.get("face_holders", []),
             )  # fmt: skip
 
@@ -136,6 +142,8 @@ class AdminSite:
                     "last_sequence": g.last_sequence,
                     "last_report": g.last_report,
                     "templates_sent": sorted(g.templates_sent),
+                    "ack": g.ack,
+                    "audit_head": g.audit_head,
                     "rules": g.rules,
                     "face_holders": sorted(g.face_holders),
                 }
@@ -335,6 +343,7 @@ class AdminSite:
                 card_key_gate=self.card_key_gate,
                 card_key=(card_keys or {}).get(g.fingerprint),
                 modes=roster.modes,
+                report_ack=ReportAck(**g.ack) if g.ack else None,
                 settings=settings[g.fingerprint],
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
@@ -389,37 +398,43 @@ class AdminSite:
     def collect_outbox(self, stick: Path) -> dict[str, list[TemplateEntry]]:
         """Sealed templates the gates left on the stick, by destination gate.
 
-        The laptop cannot open them; it only checks names and sizes and hands
-        them on. Only files from and to registered gates are taken.
+        Each gate leaves one file per destination, sealed to the site key
+        (`doorpi.sync.templates.seal_pack`); the templates inside stay sealed
+        gate to gate and unreadable here. Only files from and to registered
+        gates are taken; a damaged one is skipped (the gate writes it again).
         """
-        from doorpi.sync.bundle import KEY_RE, BundleError, read_stable
+        from doorpi.sync.bundle import MAX_BUNDLE_BYTES, BundleError, read_stable
         from doorpi.sync.importer import OUTBOX
-        from doorpi.sync.templates import MAX_TEMPLATE
+        from doorpi.sync.templates import PACK_SUFFIX, open_pack
 
         out: dict[str, list[TemplateEntry]] = {}
         root = stick / STICK_DIR / OUTBOX
         for dest in sorted(root.glob("*")) if root.is_dir() else []:
             if dest.name not in self.gates:
                 continue
-            for f in sorted(dest.glob("*.tpl")):
-                source, _, key = f.name[: -len(".tpl")].partition(".")
-                if source not in self.gates or source == dest.name or not KEY_RE.fullmatch(key):
+            for f in sorted(dest.glob(f"*{PACK_SUFFIX}")):
+                source = f.name[: -len(PACK_SUFFIX)]
+                if source not in self.gates or source == dest.name:
                     continue
                 try:
-                    sealed = read_stable(f, MAX_TEMPLATE + 200)
+                    entries = open_pack(read_stable(f, MAX_BUNDLE_BYTES), self.key.box)
                 except BundleError:
                     continue
-                out.setdefault(dest.name, []).append(TemplateEntry(key, source, True, sealed))
+                out.setdefault(dest.name, []).extend(
+                    TemplateEntry(key, source, True, sealed) for key, sealed in entries
+                )
         return out
 
     def clear_outbox(self, stick: Path, relayed: dict[str, list[TemplateEntry]]) -> None:
         """Remove relayed templates from the stick once they are inside sealed bundles."""
         from doorpi.sync.importer import OUTBOX
+        from doorpi.sync.templates import PACK_SUFFIX
 
         for dest, entries in relayed.items():
-            for t in entries:
-                path = stick / STICK_DIR / OUTBOX / dest / f"{t.source_gate}.{t.resident}.tpl"
-                path.unlink(missing_ok=True)
+            for source in {t.source_gate for t in entries}:
+                (stick / STICK_DIR / OUTBOX / dest / f"{source}{PACK_SUFFIX}").unlink(
+                    missing_ok=True
+                )
 
     def clear_card_keys(self, stick: Path, relayed: dict[str, CardKeyEntry]) -> None:
         from doorpi.sync.importer import CARD_KEY_SUFFIX, OUTBOX
@@ -445,6 +460,11 @@ class AdminSite:
                 out.append((f, str(exc)))
                 continue
             rec = self.gates[rep.gate]
+            if rep.created < rec.last_report.get("created", 0.0):
+                rep.continuity = ["older than the report already read from this gate: ignored"]
+                out.append((f, rep))
+                continue
+            self._receive(rec, rep)
             for reported, kept in ((rep.face_withdrawals, self.withdrawals),
                                    (rep.face_suspensions, self.suspensions)):  # fmt: skip
                 for w in reported:
@@ -458,9 +478,29 @@ class AdminSite:
                 rec.face_holders = sorted(rep.face_holders)
             rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
             rec.last_report = {"created": rep.created, "summary": rep.summary()}
+            if rep.continuity:
+                rec.last_report["warnings"] = rep.continuity
             out.append((f, rep))
         self.save()
         return out
+
+    def _receive(self, rec: GateRecord, rep: SyncReport) -> None:
+        """Check the report continues the last one; note what the next bundle acknowledges."""
+        from doorpi.sync.importer import MAX_AUDIT_IN_REPORT
+
+        if not rep.sealed:
+            return  # no audit and no events in it: nothing to acknowledge or compare
+        acked = int(rec.ack.get("audit_seq", 0))
+        rep.continuity = continuity(rep, rec.audit_head, acked, MAX_AUDIT_IN_REPORT)
+        rec.audit_head = rep.audit_head
+        ack = dict(rec.ack) or {"audit_seq": 0, "audit_hash": "0" * 64}
+        if rep.audit and isinstance(rep.audit[-1].get("hash"), str):
+            ack["audit_seq"], ack["audit_hash"] = rep.audit[-1]["seq"], rep.audit[-1]["hash"]
+        for events, key in ((rep.face_withdrawals, "withdrawals_at"),
+                            (rep.face_suspensions, "false_matches_at")):  # fmt: skip
+            times = [float(w["at"]) for w in events if isinstance(w.get("at"), int | float)]
+            ack[key] = max([float(ack.get(key, 0.0)), *times])
+        rec.ack = ack
 
 
 def face_free_gap(entry: Any, gate: str, rules: list[Rule], devices: Devices) -> str:

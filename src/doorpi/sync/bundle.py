@@ -124,6 +124,23 @@ class FaceEvent:
 
 
 @dataclass(frozen=True)
+class ReportAck:
+    """The admin's signed receipt for the last report it read from this gate.
+
+    Only this makes the gate count its audit records (up to ``audit_seq``,
+    whose chain hash must be ``audit_hash``), face withdrawals and false
+    matches (up to the given times) as delivered; until then every report
+    carries them again, so a stick that merely took a report acknowledges
+    nothing.
+    """
+
+    audit_seq: int
+    audit_hash: str
+    withdrawals_at: float = 0.0
+    false_matches_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class EnrollmentBundle:
     site: str
     gate: str
@@ -140,6 +157,7 @@ class EnrollmentBundle:
     card_key_gate: str | None = None  # the gate whose card key the site's cards use
     card_key: CardKeyEntry | None = None
     modes: ModesEntry | None = None  # lockdown, holidays, responders (doorpi.sync.modes)
+    report_ack: ReportAck | None = None
     # The admin's settings layer for this gate (doorpi.settings): None leaves the
     # gate's as they are, a table replaces them (``{}`` clears them).
     settings: dict[str, Any] | None = None
@@ -182,6 +200,7 @@ class EnrollmentBundle:
                 "source_gate": self.card_key.source_gate,
                 "sealed": base64.b64encode(self.card_key.sealed).decode(),
             },
+            "report_ack": None if self.report_ack is None else vars(self.report_ack),
             "settings": self.settings,
             "peers": [
                 {
@@ -218,12 +237,28 @@ def _resident_doc(r: ResidentEntry) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ sealing
 
+PAD_MIN = 16 * 1024
+
+
+def padded(body: bytes, limit: int) -> bytes:
+    """``body`` (JSON) with trailing spaces up to the next power of two, at least 16 KiB.
+
+    JSON ignores trailing whitespace, so the parsers need not know. A lost
+    stick then tells only the order of magnitude of a roster or an audit
+    log, not how many residents changed or how busy the door was. Never past
+    ``limit`` (the file size the reader accepts, less headers).
+    """
+    size = max(PAD_MIN, 1 << max(0, len(body) - 1).bit_length())
+    size = min(size, limit)
+    return body + b" " * max(0, size - len(body))
+
 
 def seal_bundle(bundle: EnrollmentBundle, site: SiteKey, gate: PublicIdentity) -> bytes:
     """Sign with the site key, seal to the gate: the bytes written to the stick."""
     if bundle.gate != gate.fingerprint:
         raise ValueError("bundle is addressed to another gate")
-    inner = site.signing.sign(bundle.to_body())  # signature || body
+    room = MAX_BUNDLE_BYTES - HEADER.size - SEAL_OVERHEAD - SIGNATURE_BYTES
+    inner = site.signing.sign(padded(bundle.to_body(), room))  # signature || body
     sealed = SealedBox(gate.box).encrypt(bytes(inner))
     header = HEADER.pack(MAGIC, FORMAT_VERSION, bytes.fromhex(gate.fingerprint), len(sealed))
     data = header + sealed
@@ -511,6 +546,17 @@ def parse_face_event(v: Any, where: str) -> FaceEvent:
     return FaceEvent(_check_key(d.get("resident"), f"{where}.resident"), at)
 
 
+def parse_ack(v: Any, where: str) -> ReportAck:
+    d = _Doc(v, where)
+    seq = d.get("audit_seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**53:
+        raise _bad(f"{where}.audit_seq", "must be a whole number from 0")
+    h = d.text("audit_hash", 64)
+    if not h or not HEX_RE.fullmatch(h) or len(h) != 64:
+        raise _bad(f"{where}.audit_hash", "must be 64 hex digits")
+    return ReportAck(seq, h, d.time("withdrawals_at") or 0.0, d.time("false_matches_at") or 0.0)
+
+
 def parse_peer(v: Any, where: str) -> PublicIdentity:
     import base64
     import binascii
@@ -596,6 +642,8 @@ def parse_body(body: bytes) -> EnrollmentBundle:
     except ValueError as exc:
         where, _, msg = str(exc).partition(": ")
         raise _bad(where, msg) from None
+    raw_ack = d.get("report_ack", required=False)
+    ack = None if raw_ack is None else parse_ack(raw_ack, "report_ack")
     bundle = EnrollmentBundle(
         site=str(site),
         gate=str(gate),
@@ -612,6 +660,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         card_key_gate=key_gate,
         card_key=card_key,
         modes=modes,
+        report_ack=ack,
         settings=settings,
     )
     check_consistency(bundle)

@@ -53,6 +53,7 @@ from doorpi.store.credentials import card_hash, hash_pin
 from doorpi.store.db import SCHEMA_VERSION, get_state, integrity_check, set_state
 from doorpi.store.residents import NEXT_ID_SQL
 from doorpi.sync.bundle import (
+    MAX_BUNDLE_BYTES,
     BundleError,
     EnrollmentBundle,
     ResidentEntry,
@@ -63,7 +64,14 @@ from doorpi.sync.bundle import (
 from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
 from doorpi.sync.report import SyncReport, seal_report
 from doorpi.sync.rules import RULES_SUFFIX, GateRules, entry_problems, signed_rules
-from doorpi.sync.templates import CARD_KEY_LABEL, open_template, seal_template, unseal_for_vault
+from doorpi.sync.templates import (
+    CARD_KEY_LABEL,
+    PACK_SUFFIX,
+    open_template,
+    seal_pack,
+    seal_template,
+    unseal_for_vault,
+)
 
 if TYPE_CHECKING:
     from doorpi.settings import Layers
@@ -243,10 +251,13 @@ class BundleImporter:
     def export_templates(self, stick: Path) -> int:
         """Seal this gate's templates of sharing residents to every other gate of the site.
 
-        Files go to ``<stick>/doorpi/outbox/<destination>/<this gate>.<key>.tpl``;
-        the admin relays them in the destination's next bundle without being
-        able to read them. Only residents whose roster entry consents are exported,
-        and only templates enrolled here (never one received from another gate).
+        One file per destination, ``<stick>/doorpi/outbox/<destination>/<this
+        gate>.templates`` (`doorpi.sync.templates.seal_pack`): each template
+        sealed to its destination, the list sealed to the site and padded, so
+        the stick names no resident. The admin relays them in the
+        destination's next bundle without being able to read a template.
+        Only residents whose roster entry consents are exported, and only
+        templates enrolled here (never one received from another gate).
         """
         if self.source is None:
             return 0
@@ -254,22 +265,32 @@ class BundleImporter:
         peers = [p for p in self.peers() if p.fingerprint != me]
         written = self._export_card_key(stick, peers)
         try:
+            site = self.trusted_site()
             rows = self.db.execute(
                 "SELECT s.key, r.pseudonym FROM sync_residents s "
                 "JOIN residents r ON r.id = s.resident_id "
                 "WHERE s.share_face = 1 AND s.template_from IS NULL ORDER BY s.key"
             ).fetchall()
-        except sqlite3.OperationalError:
+        except (sqlite3.OperationalError, KeyFileError):
             return 0
+        if site is None:
+            return 0
+        packs: dict[str, list[tuple[str, bytes]]] = {p.fingerprint: [] for p in peers}
         for key, pseudonym in rows:
             template = self.source.template_bytes(pseudonym)
             if template is None:
                 continue
             for peer in peers:
-                blob = seal_template(self.identity, peer, key, template)
-                path = stick / STICK_DIR / OUTBOX / peer.fingerprint / f"{me}.{key}.tpl"
-                write_atomic(path, blob)
-                written += 1
+                packs[peer.fingerprint].append(
+                    (key, seal_template(self.identity, peer, key, template))
+                )
+        for dest, entries in packs.items():
+            path = stick / STICK_DIR / OUTBOX / dest / f"{me}{PACK_SUFFIX}"
+            if entries:
+                write_atomic(path, seal_pack(entries, site, MAX_BUNDLE_BYTES))
+                written += len(entries)
+            else:
+                path.unlink(missing_ok=True)
         if written:
             self.storage.audit.append(
                 "sync", {"action": "templates_exported", "count": written}, ts=self.clock()
@@ -313,6 +334,7 @@ class BundleImporter:
                 )
             bundle = open_bundle(data, self.identity, site)
             self._check_sequence(bundle)
+            self._take_ack(bundle)
             rules = self.rules
             self.rules = self._check_settings(bundle)  # the roster meets the new settings
             try:
@@ -356,6 +378,32 @@ class BundleImporter:
                 "stale",
                 f"sequence {bundle.sequence} is older than the applied {last} (rollback refused)",
             )
+
+    def _take_ack(self, bundle: EnrollmentBundle) -> None:
+        """The admin's signed receipt: only now does what it names count as delivered.
+
+        A receipt whose hash is not this log's record at that sequence number
+        (another gate's log, a restored database, a record cut from the log) is
+        recorded and ignored, so the records go again. A record pruned since
+        (retention) is gone either way.
+        """
+        ack = bundle.report_ack
+        if ack is None:
+            return
+        audit = self.storage.audit
+        have = audit.hash_at(ack.audit_seq)
+        pruned = have is None and ack.audit_seq <= audit.pruned_upto()
+        if have != ack.audit_hash and not pruned:
+            self.storage.audit.append("sync", {"action": "receipt_mismatch",
+                                               "audit_seq": ack.audit_seq}, ts=self.clock())  # fmt: skip
+            log.warning("bundle %d acknowledges audit record %d with another hash: ignored",
+                        bundle.sequence, ack.audit_seq)  # fmt: skip
+            return
+        for key, value in (("sync_audit_reported", ack.audit_seq),
+                           ("sync_withdrawals_reported", ack.withdrawals_at),
+                           ("sync_false_matches_reported", ack.false_matches_at)):  # fmt: skip
+            if value > float(get_state(self.db, key, "0") or 0):
+                set_state(self.db, key, repr(value))
 
     def _screen(self, bundle: EnrollmentBundle) -> tuple[EnrollmentBundle, list[dict[str, str]]]:
         """Set aside the entries this gate's limits refuse (`doorpi.sync.rules`).
@@ -778,9 +826,9 @@ class BundleImporter:
             site = self.trusted_site()
         except KeyFileError:
             site = None
-        since = int(get_state(self.db, "sync_audit_reported", "0") or 0)
+        since = int(float(get_state(self.db, "sync_audit_reported", "0") or 0))
         audit = [
-            {"seq": a.seq, "ts": a.ts, "kind": a.kind, "data": a.data}
+            {"seq": a.seq, "ts": a.ts, "kind": a.kind, "data": a.data, "hash": a.hash}
             for a in self.storage.audit.records(since, limit=MAX_AUDIT_IN_REPORT)
         ]
         withdrawals = self._withdrawals()
@@ -804,6 +852,8 @@ class BundleImporter:
             face_dependents=dependents,
             status=self.status(),
             audit=audit,
+            audit_from=since,
+            audit_head=list(self.storage.audit.head()),
         )
 
     def _withdrawals(self) -> list[dict[str, Any]]:
@@ -884,19 +934,16 @@ class BundleImporter:
         }
 
     def write_report(self, report: SyncReport, path: Path) -> None:
-        """Seal the report to the site and write it; then remember what audit was sent."""
+        """Seal the report to the site and write it.
+
+        Nothing counts as delivered here: a stick that takes the report may be
+        anyone's. The admin's next bundle acknowledges it (`_take_ack`).
+        """
         try:
             site = self.trusted_site()
         except KeyFileError:
             site = None
         write_atomic(path, seal_report(report, self.identity, site))
-        if report.audit:
-            set_state(self.db, "sync_audit_reported", str(report.audit[-1]["seq"]))
-        # Both cleared by seal_report when no site is trusted: then nothing is marked sent.
-        for events, key in ((report.face_withdrawals, "sync_withdrawals_reported"),
-                            (report.face_suspensions, "sync_false_matches_reported")):  # fmt: skip
-            if events:
-                set_state(self.db, key, repr(max(w["at"] for w in events)))
         count = (read_signal(self.db) or {}).get("count", 0) + 1
         signal = {"count": count, "result": report.result, "sequence": report.bundle_sequence,
                   "at": report.created}  # fmt: skip

@@ -221,7 +221,10 @@ class SiteKey:
 
 
 def fingerprint_matches(actual: str, given: str) -> bool:
-    """Does a fingerprint typed by a person (dashes, spaces, any case, at least
-    16 hex digits) match the key's fingerprint?"""
+    """Does a fingerprint typed by a person (dashes, spaces, any case) match the key's?
+
+    Only the full 32 hex digits count: a prefix can be matched by a key an
+    attacker generated for it (16 hex digits is 64 bits, within reach).
+    """
     want = given.replace("-", "").replace(" ", "").lower()
-    return len(want) >= 16 and actual.startswith(want)
+    return len(want) == len(actual) == 32 and actual == want

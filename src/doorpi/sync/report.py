@@ -13,6 +13,13 @@ Layout of version 1 (integers big-endian)::
 
 The audit log names residents by number and records who came in when, so it
 is only included when the report can be sealed to the site.
+
+Delivery is acknowledged only by the admin's next signed bundle
+(`doorpi.sync.bundle.ReportAck`): until then every report carries the same
+records, withdrawals and false matches again. ``audit_head`` is the log's
+newest (sequence number, chain hash) and ``audit_from`` the acknowledged
+sequence the records follow, so the admin can check each report continues the
+previous one (`continuity`). The body is padded (`doorpi.sync.bundle.padded`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import SealedBox
 
-from doorpi.sync.bundle import SIGNATURE_BYTES, BundleError, read_stable
+from doorpi.sync.bundle import SEAL_OVERHEAD, SIGNATURE_BYTES, BundleError, padded, read_stable
 from doorpi.sync.keys import GateIdentity, PublicIdentity, SiteKey
 
 MAGIC = b"DOORPI-R"
@@ -57,8 +64,11 @@ class SyncReport:
     # asked for face here, and who of them has no face-free way to finish (and why).
     face_holders: list[str] = field(default_factory=list)
     face_dependents: list[dict[str, str]] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)  # seq, ts, kind, data, hash
+    audit_from: int = 0  # the records follow this (acknowledged) sequence number
+    audit_head: list[Any] | None = None  # [seq, hash] of the newest record in the log
     sealed: bool = True
+    continuity: list[str] = field(default_factory=list)  # admin side: what looks wrong
 
     @property
     def needs_attention(self) -> bool:
@@ -88,6 +98,7 @@ class SyncReport:
     def to_body(self) -> bytes:
         doc = asdict(self)
         doc.pop("sealed")
+        doc.pop("continuity")
         doc.update(format="doorpi-report", version=FORMAT_VERSION)
         return json.dumps(doc, ensure_ascii=False, sort_keys=True, default=str).encode()
 
@@ -98,10 +109,12 @@ def seal_report(report: SyncReport, gate: GateIdentity, site: PublicIdentity | N
         report.audit = []
         report.face_withdrawals = []
         report.face_suspensions = []
+        report.audit_head = None
         report.face_holders = []  # who uses face: only sealed to the site
         report.face_dependents = []
         report.sealed = False
-    signed = bytes(gate.signing.sign(report.to_body()))
+    room = MAX_REPORT_BYTES - HEADER.size - SEAL_OVERHEAD - SIGNATURE_BYTES
+    signed = bytes(gate.signing.sign(padded(report.to_body(), room)))
     payload = SealedBox(site.box).encrypt(signed) if site is not None else signed
     header = HEADER.pack(MAGIC, FORMAT_VERSION, bytes.fromhex(gate.fingerprint),
                          1 if site is not None else 0, len(payload))  # fmt: skip
@@ -137,12 +150,55 @@ def open_report(data: bytes, site: SiteKey, gates: dict[str, PublicIdentity]) ->
         doc = json.loads(body)
         if doc.pop("format") != "doorpi-report" or doc.pop("version") != FORMAT_VERSION:
             raise ValueError("not a version 1 report")
+        doc.pop("continuity", None)
         report = SyncReport(**doc, sealed=bool(sealed))
     except (ValueError, TypeError, KeyError) as exc:
         raise BundleError("malformed", f"report body: {exc}") from None
     if report.gate != fp:
         raise BundleError("malformed", "report body names another gate")
     return report
+
+
+def continuity(report: SyncReport, head: list[Any] | None, acked: int, limit: int) -> list[str]:
+    """What the admin should worry about in a gate's audit log, one line each.
+
+    ``head`` is [seq, hash] from the previous report of this gate, ``acked``
+    the sequence number the admin last acknowledged to it, ``limit`` the
+    records one report carries at most. Finds a rewind (the log ends before
+    the previous report's end), a rewrite (the same record with another
+    hash) and gaps (records missing that pruning does not explain).
+    """
+    if not report.sealed or not report.audit_head:
+        return []
+    out: list[str] = []
+    chain = report.status.get("audit_chain")
+    if chain not in (None, "ok"):
+        out.append(f"audit chain on the gate: {chain}")
+    h_seq, h_hash = int(report.audit_head[0]), str(report.audit_head[1])
+    by_seq = {int(a["seq"]): a for a in report.audit}
+    if head:
+        p_seq, p_hash = int(head[0]), str(head[1])
+        if h_seq < p_seq:
+            out.append(f"audit log rewound: it now ends at record {h_seq}, "
+                       f"the previous report reached {p_seq}")  # fmt: skip
+        elif (h_seq == p_seq and h_hash != p_hash) or (
+            p_seq in by_seq and by_seq[p_seq].get("hash") != p_hash
+        ):
+            out.append(f"audit record {p_seq} differs from the previous report's (rewritten)")
+    if report.audit_from > acked:
+        out.append(f"audit records {acked + 1} to {report.audit_from} were never delivered "
+                   "but the gate counts them as delivered (gap)")  # fmt: skip
+    pruned = [
+        int(a["data"].get("upto", 0)) for a in report.audit if a.get("kind") == "audit_pruned"
+    ]
+    expected = report.audit_from + 1
+    for seq in sorted(by_seq):
+        if seq > expected and not any(u >= seq - 1 for u in pruned):
+            out.append(f"audit records {expected} to {seq - 1} are missing (gap)")
+        expected = seq + 1
+    if len(report.audit) < limit and h_seq >= expected and h_seq > report.audit_from:
+        out.append(f"audit records {expected} to {h_seq} are missing (gap)")
+    return out
 
 
 def read_report_file(path: Path) -> bytes:

@@ -19,6 +19,8 @@ roster entry says ``share_face_with_site_gates`` are exported or accepted.
 
 from __future__ import annotations
 
+from typing import Any
+
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import SealedBox
 
@@ -81,3 +83,60 @@ def unseal_for_vault(sealed: bytes, dest: GateIdentity) -> bytes:
     """
     _, inner = _open(sealed, dest)
     return _parse_inner(inner, dest)[1]
+
+
+# ------------------------------------------------------------------ the stick's outbox
+
+PACK_SUFFIX = ".templates"  # outbox/<destination>/<source>.templates
+PACK_FORMAT = "doorpi-outbox"
+
+
+def seal_pack(entries: list[tuple[str, bytes]], site: PublicIdentity, limit: int) -> bytes:
+    """The templates one gate leaves for another, as one file sealed to the site key.
+
+    ``entries`` are (roster key, blob from `seal_template`). The roster keys name
+    residents, so they travel inside the seal (the admin opens it; the
+    templates stay sealed gate to gate), and the JSON is padded to a power of
+    two (`doorpi.sync.bundle.padded`) so a lost stick shows neither who
+    enrolled nor, beyond the order of magnitude, how many.
+    """
+    import base64
+    import json
+
+    from doorpi.sync.bundle import SEAL_OVERHEAD, padded
+
+    doc = {"format": PACK_FORMAT, "version": 1,
+           "templates": [{"resident": k, "sealed": base64.b64encode(b).decode()}
+                         for k, b in entries]}  # fmt: skip
+    body = padded(json.dumps(doc, separators=(",", ":")).encode(), limit - SEAL_OVERHEAD)
+    return bytes(SealedBox(site.box).encrypt(body))
+
+
+def open_pack(data: bytes, site_box: Any) -> list[tuple[str, bytes]]:
+    """(roster key, sealed template) pairs from `seal_pack`; `BundleError` if damaged.
+
+    ``site_box`` is the site's X25519 private key (`doorpi.sync.keys.SiteKey.box`).
+    """
+    import base64
+    import binascii
+    import json
+
+    from doorpi.sync.bundle import KEY_RE
+
+    try:
+        doc = json.loads(SealedBox(site_box).decrypt(data))
+        if doc.get("format") != PACK_FORMAT or doc.get("version") != 1:
+            raise ValueError("not a version 1 outbox file")
+        out = []
+        for t in doc["templates"]:
+            key, sealed = t["resident"], base64.b64decode(t["sealed"], validate=True)
+            if not (isinstance(key, str) and KEY_RE.fullmatch(key)):
+                raise ValueError("bad roster key")
+            if len(sealed) > MAX_TEMPLATE + 200:
+                raise ValueError("template too large")
+            out.append((key, sealed))
+        return out
+    except CryptoError:
+        raise BundleError("undecryptable", "outbox file is not sealed to this site") from None
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error) as exc:
+        raise BundleError("malformed", f"outbox file: {exc}") from None

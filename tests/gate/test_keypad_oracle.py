@@ -1,0 +1,73 @@
+"""Issue #15: keypad numbers cannot be listed by timing. An unknown resident
+number and a known one with a wrong PIN cost the same Argon2id check and give
+the same feedback (real Gate, real SQLite, the shipped PIN cost)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from nacl import pwhash
+
+from doorpi.clocks import ManualClock
+from doorpi.config import PinConfig
+from doorpi.sim.site import SimulatedSite, sim_config
+
+MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
+
+
+def make_site(data, shipped_cost: bool = False):
+    cfg = sim_config({}, data)
+    if shipped_cost:  # the device's cost, not the scenarios' floor
+        cfg = replace(cfg, pin=PinConfig())
+    events: list[dict] = []
+    s = SimulatedSite(cfg, ManualClock(MONDAY_9), observers=[events.append])
+    s.events = events
+    s.add_resident({"name": "Alice", "keypad_id": "101", "pin": "2468"})
+    s.add_resident({"name": "Bob", "keypad_id": "102"})  # no PIN set
+    s.advance(0.2)
+    return s
+
+
+def entry(site, number: str, pin: str) -> float:
+    """Seconds from the PIN's '#' to the gate's answer, and that answer's feedback."""
+    for k in f"{number}#{pin}":
+        site.key(k)
+    site.events.clear()
+    t = time.perf_counter()
+    site.key("#")
+    return time.perf_counter() - t
+
+
+def feedback(site) -> list[tuple[str, object]]:
+    return [(e["event"], e.get("pattern")) for e in site.events if e["event"] != "decision"]
+
+
+def test_unknown_number_checks_a_hash_like_a_known_one(tmp_path, monkeypatch):
+    site = make_site(tmp_path / "data")
+    calls: list[int] = []
+    real = pwhash.argon2id.verify
+    monkeypatch.setattr(pwhash.argon2id, "verify", lambda h, p: calls.append(1) or real(h, p))
+    try:
+        for number in ("101", "102", "999"):  # wrong PIN, no PIN set, unknown number
+            calls.clear()
+            entry(site, number, "0000")
+            assert calls == [1], number
+    finally:
+        site.close()
+
+
+def test_unknown_and_known_numbers_take_the_same_time_and_feedback(tmp_path):
+    site = make_site(tmp_path / "data", shipped_cost=True)
+    try:
+        known, unknown = [], []
+        for _ in range(2):  # four wrong entries: below the keypad's lockout
+            known.append(entry(site, "101", "0000"))
+            seen_known = feedback(site)
+            unknown.append(entry(site, "999", "0000"))
+            assert feedback(site) == seen_known
+        k, u = min(known), min(unknown)
+        print(f"wrong PIN {k * 1000:.1f} ms, unknown number {u * 1000:.1f} ms")
+        assert u > 0.6 * k, (k, u)
+    finally:
+        site.close()
