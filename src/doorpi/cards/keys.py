@@ -1,0 +1,84 @@
+"""Card keys derived from the site's card master key (NXP AN10922).
+
+The 16-byte card master key lives on the admin's laptop. Every key on a card
+is an AN10922 diversification of it with a distinct full label, so no two
+derivations can ever produce the same key by accident:
+
+* application master key (key 0): M = ``doorpi-card-appmaster-v1`` (24) || UID
+  (7; 4- and 10-byte UIDs are hashed down, see `_uid7`)
+* UID-read key (key 1): M = ``doorpi-card-uid-read-v1`` (23): site-wide, it
+  only reveals a card's real UID (cards that show random IDs)
+* entry key (key 2): M = ``doorpi-card-entry-v1`` (20) || UID (7)
+
+M is at most 31 bytes, AN10922's limit for one AES-128 key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from doorpi.cards.crypto import diversify_an10922
+
+LABEL_APP_MASTER = b"doorpi-card-appmaster-v1"
+LABEL_UID_READ = b"doorpi-card-uid-read-v1"
+LABEL_ENTRY = b"doorpi-card-entry-v1"
+
+
+def _uid7(uid: bytes) -> bytes:
+    """7 bytes standing for the UID: itself if 7 bytes long, else BLAKE2b-56 of it."""
+    if len(uid) == 7:
+        return uid
+    return hashlib.blake2b(b"doorpi-card-uid-v1" + uid, digest_size=7).digest()
+
+
+@dataclass(frozen=True)
+class SiteCardKeys:
+    """All card keys of a site, derived on demand from ``master`` (16 bytes)."""
+
+    master: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.master) != 16:
+            raise ValueError(f"card master key must be 16 bytes, got {len(self.master)}")
+
+    def app_master_key(self, uid: bytes) -> bytes:
+        return diversify_an10922(self.master, LABEL_APP_MASTER + _uid7(uid))
+
+    def uid_read_key(self) -> bytes:
+        return diversify_an10922(self.master, LABEL_UID_READ)
+
+    def entry_key(self, uid: bytes) -> bytes | None:
+        return diversify_an10922(self.master, LABEL_ENTRY + _uid7(uid))
+
+    def __repr__(self) -> str:  # never print key material
+        return "SiteCardKeys(<master hidden>)"
+
+
+@dataclass(frozen=True)
+class GateCardKeys:
+    """What a gate holds: the UID-read key and one entry key per issued card.
+
+    The site master key never reaches a gate: the laptop sends these derived
+    keys, sealed to the gate, with the roster. ``entry_keys`` maps UID hex to
+    the card's 16-byte entry key.
+    """
+
+    uid_read: bytes
+    entry_keys: dict[str, bytes]
+
+    def uid_read_key(self) -> bytes:
+        return self.uid_read
+
+    def entry_key(self, uid: bytes) -> bytes | None:
+        return self.entry_keys.get(uid.hex())
+
+    @classmethod
+    def for_cards(cls, site: SiteCardKeys, uids: list[bytes]) -> GateCardKeys:
+        return cls(site.uid_read_key(), {u.hex(): site.entry_key(u) or b"" for u in uids})
+
+    def __repr__(self) -> str:
+        return f"GateCardKeys(<{len(self.entry_keys)} card keys hidden>)"
+
+
+__all__ = ["LABEL_APP_MASTER", "LABEL_ENTRY", "LABEL_UID_READ", "GateCardKeys", "SiteCardKeys"]
