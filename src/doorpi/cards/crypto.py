@@ -21,6 +21,7 @@ wire). Wrong sizes raise ``ValueError``.
 from __future__ import annotations
 
 import hmac
+import zlib
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -181,6 +182,11 @@ def response_mac(mac_key: bytes, rc: int, cmd_ctr: int, ti: bytes, data: bytes) 
     return mac_t(mac_key, bytes([rc]) + cmd_ctr.to_bytes(2, "little") + ti + data)
 
 
+def crc32_desfire(data: bytes) -> bytes:
+    """DESFire CRC32 (ChangeKey): IEEE 802.3 CRC32 without the final inversion, LE."""
+    return ((~zlib.crc32(data)) & 0xFFFFFFFF).to_bytes(4, "little")
+
+
 def macs_equal(a: bytes, b: bytes) -> bool:
     """Constant-time comparison of MACs."""
     return hmac.compare_digest(a, b)
@@ -224,6 +230,7 @@ __all__ = [
     "aes_cmac",
     "command_iv",
     "command_mac",
+    "crc32_desfire",
     "decrypt_sun",
     "diversify_an10922",
     "mac_t",

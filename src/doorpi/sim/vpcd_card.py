@@ -157,6 +157,14 @@ class VirtualCard:
             self._thread.join(timeout)
         self._thread = None
 
+    def lift_now(self) -> None:
+        """Lift the card at once, from any thread (also from inside a handler)."""
+        self._stop.set()
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def tap(self, hold_seconds: float = 1.2, *, wait: bool = True) -> CardLog:
         """Connect, answer the reader until ``hold_seconds`` of wall-clock
         time have passed, then close (the card is lifted).
@@ -264,7 +272,11 @@ class VirtualCard:
                 if self.log.first_atr_at is None:
                     self.log.first_atr_at = now
                 _send(sock, self.atr)
-            # power on / off / reset need no answer
+            # power on / off / reset need no answer; a stateful card forgets its session
+            if code in (CTRL_OFF, CTRL_ON, CTRL_RESET):
+                power_cycle = getattr(self.handler, "power_cycle", None)
+                if power_cycle is not None:
+                    power_cycle()
             return
         response = self.handler(payload)
         self.log.apdus.append((now, payload, response))
