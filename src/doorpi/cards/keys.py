@@ -16,7 +16,10 @@ M is at most 31 bytes, AN10922's limit for one AES-128 key.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from doorpi.cards.crypto import diversify_an10922
 
@@ -81,4 +84,53 @@ class GateCardKeys:
         return f"GateCardKeys(<{len(self.entry_keys)} card keys hidden>)"
 
 
-__all__ = ["LABEL_APP_MASTER", "LABEL_ENTRY", "LABEL_UID_READ", "GateCardKeys", "SiteCardKeys"]
+GATE_KEYS_FILE = "card-keys.json"
+
+
+def load_gate_keys(data_dir: Path) -> GateCardKeys | None:
+    """The gate's card keys from ``data_dir/card-keys.json``, or None if absent.
+
+    Shape: ``{"uid_read": "<32 hex>", "entry": {"<uid hex>": "<32 hex>"}}``.
+    A file that is there but wrong raises ``ValueError`` naming the file:
+    a broken key file is a fault, never a reason to run without it silently.
+    """
+    path = data_dir / GATE_KEYS_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read card keys: {exc}") from None
+    try:
+        uid_read = bytes.fromhex(raw["uid_read"])
+        entry = {str(u).lower(): bytes.fromhex(k) for u, k in dict(raw["entry"]).items()}
+        if len(uid_read) != 16 or any(len(k) != 16 for k in entry.values()):
+            raise ValueError("keys must be 16 bytes")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: malformed card keys: {exc}") from None
+    return GateCardKeys(uid_read, entry)
+
+
+def write_gate_keys(data_dir: Path, keys: GateCardKeys) -> Path:
+    """Write ``card-keys.json`` (mode 0600) for `load_gate_keys`."""
+    path = data_dir / GATE_KEYS_FILE
+    doc = {
+        "uid_read": keys.uid_read.hex(),
+        "entry": {u: k.hex() for u, k in keys.entry_keys.items()},
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    return path
+
+
+__all__ = [
+    "GATE_KEYS_FILE",
+    "LABEL_APP_MASTER",
+    "LABEL_ENTRY",
+    "LABEL_UID_READ",
+    "GateCardKeys",
+    "SiteCardKeys",
+    "load_gate_keys",
+    "write_gate_keys",
+]
