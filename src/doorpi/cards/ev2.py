@@ -85,7 +85,14 @@ class Ev2Session:
     pd_caps: bytes = field(default=b"", repr=False)
 
     def call(
-        self, transmit: Transmit, ins: int, header: bytes = b"", data: bytes = b"", *, full: bool
+        self,
+        transmit: Transmit,
+        ins: int,
+        header: bytes = b"",
+        data: bytes = b"",
+        *,
+        full: bool,
+        answer_mac: bool = True,
     ) -> bytes:
         """Send one command in CommMode.MAC (``full=False``) or CommMode.Full.
 
@@ -105,6 +112,8 @@ class Ev2Session:
         self.cmd_ctr += 1
         if sw1 != 0x91 or sw2 != 0x00:
             raise CardProtocolError(f"command {ins:02X} refused: status {format_sw(sw1, sw2)}")
+        if not answer_mac:  # ChangeKey of the session's own key: the session ends, no MAC
+            return resp
         if len(resp) < 8:
             raise CardProtocolError(f"command {ins:02X}: answer has no MAC ({len(resp)} bytes)")
         body, mac_r = resp[:-8], resp[-8:]

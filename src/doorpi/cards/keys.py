@@ -9,6 +9,8 @@ derivations can ever produce the same key by accident:
 * UID-read key (key 1): M = ``doorpi-card-uid-read-v1`` (23): site-wide, it
   only reveals a card's real UID (cards that show random IDs)
 * entry key (key 2): M = ``doorpi-card-entry-v1`` (20) || UID (7)
+* card (PICC) master key: M = ``doorpi-card-picc-v1`` (19) || UID (7); replaces
+  the factory default at issue so nobody else can reformat the card
 
 M is at most 31 bytes, AN10922's limit for one AES-128 key.
 """
@@ -26,6 +28,7 @@ from doorpi.cards.crypto import diversify_an10922
 LABEL_APP_MASTER = b"doorpi-card-appmaster-v1"
 LABEL_UID_READ = b"doorpi-card-uid-read-v1"
 LABEL_ENTRY = b"doorpi-card-entry-v1"
+LABEL_PICC = b"doorpi-card-picc-v1"
 
 
 def _uid7(uid: bytes) -> bytes:
@@ -50,6 +53,9 @@ class SiteCardKeys:
 
     def uid_read_key(self) -> bytes:
         return diversify_an10922(self.master, LABEL_UID_READ)
+
+    def picc_master_key(self, uid: bytes) -> bytes:
+        return diversify_an10922(self.master, LABEL_PICC + _uid7(uid))
 
     def entry_key(self, uid: bytes) -> bytes | None:
         return diversify_an10922(self.master, LABEL_ENTRY + _uid7(uid))
@@ -128,6 +134,7 @@ __all__ = [
     "GATE_KEYS_FILE",
     "LABEL_APP_MASTER",
     "LABEL_ENTRY",
+    "LABEL_PICC",
     "LABEL_UID_READ",
     "GateCardKeys",
     "SiteCardKeys",

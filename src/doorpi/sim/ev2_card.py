@@ -73,7 +73,7 @@ class Ev2CardApp:
     def issued(cls, site: SiteCardKeys, uid: bytes, *, random_uid: bool = False) -> Ev2CardApp:
         """A card as `doorpi admin card issue` leaves it (for tests and the demo)."""
         keys = [site.app_master_key(uid), site.uid_read_key(), site.entry_key(uid) or b""]
-        picc = crypto.aes_cmac(site.master, b"doorpi-test-picc-key" + uid)
+        picc = site.picc_master_key(uid)
         return cls(uid=bytes(uid), apps={DOORPI_AID: keys}, picc_key=picc, random_uid=random_uid)
 
     # ------------------------------------------------------------------ entry
@@ -200,11 +200,11 @@ class Ev2CardApp:
     def _change_key(self, data: bytes) -> bytes:
         """ChangeKey, Full mode: KeyNo || E(new key [XOR old] || version [|| CRC32]) || MAC."""
         checked = self._check_cmd(0xC4, data, 1)
-        if checked is None or self._selected == PICC_AID or checked[0].key_no != 0:
+        if checked is None or checked[0].key_no != 0:
             return self._fail(SW_AUTH_ERROR)
         s, body = checked
         key_no, cipher = body[0], body[1:]
-        keys = self.apps[self._selected]
+        keys = self._keys()
         if key_no >= len(keys) or len(cipher) % 16 or not cipher:
             return self._fail(SW_LENGTH_ERROR)
         iv = crypto.command_iv(s.enc, s.ti, s.ctr)
@@ -216,6 +216,8 @@ class Ev2CardApp:
             if len(plain) != 17:
                 return self._fail(SW_INTEGRITY_ERROR)
             keys[0] = plain[:16]
+            if self._selected == PICC_AID:
+                self.picc_key = plain[:16]
             self._session = None  # the session ends with its key (answer has no MAC)
             return SW_OK
         if len(plain) != 21:
