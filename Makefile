@@ -39,6 +39,7 @@ bench: venv models
 
 # Opt-in, slow (minutes): an arm64 root filesystem through qemu-user, with doorpi installed.
 image-test: venv models
+	@./scripts/system-deps.sh image
 	$(SUDO) firmware_image/rootfs-test.sh
 
 # The real Raspberry Pi OS image (needs pi-gen and the Raspberry Pi OS archive).

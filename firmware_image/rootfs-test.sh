@@ -48,8 +48,8 @@ log() { printf '== rootfs-test: %s\n' "$*" >&2; }
 die() { printf 'rootfs-test: FAIL: %s\n' "$*" >&2; exit 1; }
 
 [[ $EUID -eq 0 ]] || die "run as root (chroot, mounts)"
-for tool in mmdebstrap qemu-aarch64-static update-binfmts; do
-	command -v "$tool" >/dev/null || die "missing $tool (apt-get install mmdebstrap qemu-user-static binfmt-support)"
+for tool in mmdebstrap arch-test qemu-aarch64-static update-binfmts; do
+	command -v "$tool" >/dev/null || die "missing $tool (apt-get install mmdebstrap arch-test qemu-user-static binfmt-support)"
 done
 if [[ "$FACE" == "1" ]]; then
 	[[ -f "$REPO/models/build/sface.tflite" ]] || die "no models/build: run make models (or DOORPI_FACE=0)"
@@ -230,6 +230,36 @@ for unit in "$ROOT"/etc/systemd/system/doorpi*.service; do
 		|| die "systemd-analyze verify $(basename "$unit")"
 done
 
+# The installer's settings on the boot partition, taken as doorpi-settings.service takes
+# them (as root, before the keys): they must become the gate's effective config.
+log "installer's settings on the boot partition -> the gate's config (doorpi-settings.service)"
+install -d -m 0755 "$ROOT/boot/firmware"
+cat > "$ROOT/boot/firmware/doorpi.toml" <<'TOML'
+# Installer's settings, written on a laptop before first boot.
+[door]
+name = "rootfs-gate"
+strike = "fail-safe"
+[gpio]
+strike = 7
+[pin]
+opslimit = 1
+memlimit_kib = 8192
+TOML
+settings_unit="$ROOT/etc/systemd/system/doorpi-settings.service"
+import_boot="$(sed -n 's/^ExecStart=//p' "$settings_unit")"
+# shellcheck disable=SC2086  # the unit's command line, split as systemd splits it
+in_root $import_boot || die "doorpi config import-boot failed"
+[[ ! -e "$ROOT/boot/firmware/doorpi.toml" ]] || die "the boot copy was not removed"
+[[ -f "$ROOT/boot/firmware/doorpi.toml.applied.txt" ]] || die "no applied note on the boot partition"
+[[ "$(in_root stat -c %U /var/lib/doorpi/config/installer.toml)" == doorpi ]] \
+	|| die "installer.toml is not owned by doorpi"
+show() {
+	in_root /usr/sbin/runuser -u doorpi -- /opt/doorpi/venv/bin/doorpi --config /etc/doorpi/doorpi.toml \
+		config show | grep -E "^$1 "
+}
+show door.name | grep -q '"rootfs-gate".*# installer' || die "door.name is not the installer's: $(show door.name)"
+show gpio.strike | grep -q '= 7 ' || die "gpio.strike is not the installer's"
+
 # Keys as doorpi-firstboot.service makes them. Until the lead registers `keys` in the
 # CLI, the module's own parser is driven directly (same code, same arguments).
 SKIP="reader,camera,gpio"
@@ -250,6 +280,36 @@ if in_root /opt/doorpi/venv/bin/python -c 'import doorpi.cli.keys' >/dev/null 2>
 else
 	log "this build has no doorpi.cli.keys yet: keys check skipped"
 	SKIP="$SKIP,keys"
+fi
+
+# The admin's settings, signed in a bundle, change the gate's config (doorpi-sync@.service
+# runs `doorpi sync import` as doorpi). The admin's side runs here too, as root.
+if [[ "$SKIP" != *keys* ]]; then
+	log "the admin's settings in a bundle -> the gate's config (doorpi sync import)"
+	admin() { in_root env DOORPI_ADMIN_DIR=/root/doorpi-admin /opt/doorpi/venv/bin/doorpi admin "$@"; }
+	as_gate() {
+		in_root /usr/sbin/runuser -u doorpi -- /opt/doorpi/venv/bin/doorpi --config /etc/doorpi/doorpi.toml "$@"
+	}
+	install -d -m 0777 "$ROOT/tmp/stick"
+	admin init --site-name "Rootfs Court" >/dev/null || die "admin init"
+	admin stick /tmp/stick >/dev/null || die "admin stick"
+	# A real stick is mounted with uid=doorpi (doorpi-usb-sync); here root's files are handed over.
+	stick_to_gate() { in_root chown -R doorpi:doorpi /tmp/stick; }
+	stick_to_gate
+	as_gate keys export /tmp/stick >/dev/null || die "keys export"
+	as_gate keys trust-site /tmp/stick --yes >/dev/null || die "keys trust-site"
+	pub=("$ROOT"/tmp/stick/doorpi/gates/*.pub)
+	admin gate add "/tmp/stick/doorpi/gates/$(basename "${pub[0]}")" || die "admin gate add"
+	admin gate settings rootfs-gate --set "site.controller=Rootfs Court PM Co." \
+		--set 'site.contact="+86 10 5555 0100"' --set 'door.access=["card"]' >/dev/null \
+		|| die "admin gate settings"
+	printf '[site]\nname = "Rootfs Court"\n' > "$ROOT/tmp/roster.toml"
+	admin bundle /tmp/roster.toml /tmp/stick >/dev/null || die "admin bundle"
+	stick_to_gate
+	as_gate sync import /tmp/stick | tee "$WORK/import.txt" || die "sync import refused the bundle"
+	grep -q "3 settings_changed" "$WORK/import.txt" || die "the bundle's settings were not applied"
+	show door.access | grep -q '\["card"\].*# admin' || die "door.access is not the admin's: $(show door.access)"
+	show door.name | grep -q '# installer' || die "door.name lost its installer source"
 fi
 
 # The hardware checks (reader, camera, GPIO) cannot pass in a chroot without the Pi;

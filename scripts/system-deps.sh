@@ -1,8 +1,11 @@
 #!/bin/sh
 # Install the Debian packages doorpi's build and tests need, if any is missing.
 # Runs apt-get only when something is absent; needs root (or sudo) then.
+# `system-deps.sh image` adds what `make image-test` needs (an arm64 rootfs under qemu).
 set -eu
+IMAGE_PKGS="mmdebstrap arch-test qemu-user-static binfmt-support"
 PKGS="python3-venv python3-dev gcc swig libpcsclite-dev pcscd vsmartcard-vpcd shellcheck systemd mtools dosfstools fdisk e2fsprogs chromium fonts-wqy-microhei strace"
+[ "${1:-}" = "image" ] && PKGS="$PKGS $IMAGE_PKGS"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

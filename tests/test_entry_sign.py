@@ -19,7 +19,7 @@ CARD_OR_PIN = [frozenset({"card"}), frozenset({"pin"})]
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_pattern_on_the_sign_and_each_looks_different(lang: str) -> None:
-    text = entry_sign(lang, "Test Court", CARD_OR_PIN, "office 3-001").text
+    text = entry_sign(lang, "Test Court", CARD_OR_PIN, "office 3-001", face=True).text
     shown = {id(p): p for p in PATTERNS.values() if p.on_sign}
     looks = [describe(p, lang) for p in shown.values()]
     assert len(set(looks)) == len(looks)  # a person can tell every pattern apart
@@ -67,3 +67,34 @@ def test_cli_prints_the_sign_for_this_door(tmp_path: Path, lang: str, html_lang:
     assert "Type your resident number, then #" not in p.stdout  # not a PIN-alone door
     assert not (tmp_path / "d").exists()  # printing a sign touches no data
     assert_human(p.stdout.replace('{"', ""))
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_face_menu_steps_and_patterns_only_where_face_is_on(lang: str) -> None:
+    """The face menu's keys and its own patterns (menu open, your answer, face not
+    captured) are on the sign of a face door, and nowhere else."""
+    face = [p for p in PATTERNS.values() if p.face]
+    assert {"face_menu", "face_question", "face_not_captured"} <= {
+        k for k, p in PATTERNS.items() if p.face
+    }
+    off = entry_sign(lang, "T", CARD_OR_PIN, "x").text
+    on = entry_sign(lang, "T", CARD_OR_PIN, "x", face=True).text
+    for p in face:
+        assert p.meaning[lang] not in off and f"**{describe(p, lang)}**" in on
+    assert "{#face_menu}" in on and "{#face_menu}" not in off
+    steps = {"en": "Press #, then tap your card: the door stays locked.",
+             "zh": "先按 #，再刷卡：门不会打开。"}  # fmt: skip
+    assert steps[lang] in on
+    # "not captured" is not "more needed": a person can tell them apart.
+    assert describe(PATTERNS["face_not_captured"], lang) != describe(PATTERNS["card_needed"], lang)
+
+
+def test_cli_sign_of_a_face_door_has_the_menu(tmp_path: Path) -> None:
+    cfg = tmp_path / "doorpi.toml"
+    cfg.write_text(f'[site]\ndata_dir = "{tmp_path / "d"}"\n[face]\nenabled = true\n')
+    p = subprocess.run([sys.executable, "-m", "doorpi", "--config", str(cfg), "notice",
+                        "--sign", "entry", "--lang", "en", "--format", "md"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "Press #, then tap your card: the door stays locked." in p.stdout
+    assert "Face not captured" in p.stdout

@@ -152,6 +152,8 @@ class Config:
     audit: AuditConfig = AuditConfig()
     schedules: dict[str, Schedule] = field(default_factory=dict)
     face: FaceConfig = FaceConfig()
+    # "section.key" -> the file that set it (doorpi.settings); absent: built-in default
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -501,13 +503,33 @@ def config_warnings(cfg: Config) -> list[str]:
     return output_warnings((f"gpio.{k}", getattr(cfg.gpio, k)) for k in OTHER_OUTPUTS)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file; every failure is one ConfigError line."""
+def load_config(path: str | Path, layers: bool = True) -> Config:
+    """Read and validate a config file; every failure is one ConfigError line.
+
+    With ``layers`` (the default) the result is the gate's effective config:
+    the installer's and the admin's layers in the data directory over this
+    file (`doorpi.settings`), each value's source in ``Config.sources``.
+    """
+    p = Path(path)
+    doc = read_toml(p)
+    try:
+        cfg = parse_config(doc, p)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    if not layers:
+        return cfg
+    from doorpi.settings import apply_layers
+
+    return apply_layers(p, doc, cfg)
+
+
+def read_toml(p: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing, unreadable, wrongly encoded or malformed
+    file is one ConfigError (UTF-8; a Windows byte order mark is fine)."""
     from doorpi.validation import InputError, decode_text_file
 
-    p = Path(path)
     try:
-        text = decode_text_file(p.read_bytes())  # UTF-8, a Windows BOM is fine
+        text = decode_text_file(p.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file (copy data/doorpi.toml from the package)") from None
     except OSError as exc:
@@ -518,10 +540,7 @@ def load_config(path: str | Path) -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    try:
-        return parse_config(doc, p)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from None
+    return doc
 
 
 def default_config_text() -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from doorpi.hardware.feedback import PATTERNS, UNLOCK, Blink, Pattern
 from doorpi.privacy.notices import NoticeText
 
-SIGN_VERSION = "1"
+SIGN_VERSION = "2"
 
 _WORDS = {
     "en": {
@@ -29,6 +29,11 @@ _WORDS = {
         "or": "Any one of these opens the door:", "clear": "* clears what you typed; "
         "* again cancels.", "exit": "To leave, press the exit button inside.",
         "office": "Lost card, forgotten PIN, moved in or out: the management office",
+        "menu": "Face entry (optional): sign up or withdraw",
+        "menu_steps": "Press #, then tap your card: the door stays locked. Type your PIN and #. "
+        "Then 7 # to sign up (1 # agrees to the consent form posted here, 0 # says no "
+        "and you will not be asked again), or 9 # then 1 # to withdraw and delete your "
+        "face data. * leaves the menu; tap your card again to go in.",
     },
     "zh": {
         "title": "开门说明", "steps": "开门方法", "lights": "灯光与提示音",
@@ -43,6 +48,10 @@ _WORDS = {
         "or": "以下任一方式均可开门：", "clear": "* 清除已输入内容；再按 * 取消。",
         "exit": "离开时请按门内的出门按钮。",
         "office": "卡丢失、忘记密码、入住或搬离：请联系物业管理处",
+        "menu": "刷脸进门（自愿）：登记或撤回",
+        "menu_steps": "先按 #，再刷卡：门不会打开。输入密码并按 #。然后按 7 # 登记"
+        "（按 1 # 表示同意旁边张贴的同意书，按 0 # 表示不同意，以后不会再询问您），"
+        "或按 9 # 再按 1 # 撤回并删除人脸数据。按 * 退出菜单；再刷一次卡即可进门。",
     },
 }  # fmt: skip
 
@@ -74,11 +83,14 @@ def describe(pattern: Pattern, lang: str) -> str:
     return ("，" if lang == "zh" else ", ").join(parts)
 
 
-def entry_sign(lang: str, site_name: str, access: list[frozenset[str]], contact: str) -> NoticeText:
+def entry_sign(
+    lang: str, site_name: str, access: list[frozenset[str]], contact: str, face: bool = False
+) -> NoticeText:
     """The sign as notice text (same markup as the face notices, so same renderers).
 
     ``access`` is the door's combinations (config ``door.access``), e.g.
-    ``[{"card"}, {"pin"}]``; ``contact`` is how to reach the office.
+    ``[{"card"}, {"pin"}]``; ``contact`` is how to reach the office; ``face``
+    (config ``face.enabled``) adds the face menu's steps and patterns.
     """
     if lang not in _WORDS:
         raise ValueError(f"--lang: {lang!r} is not one of zh, en")
@@ -90,10 +102,13 @@ def entry_sign(lang: str, site_name: str, access: list[frozenset[str]], contact:
     if len(names) > 1:
         lines.append(w["or"])
     lines += [f"- {w.get(n, n)}" for n in names]
-    lines += [f"- {w['clear']}", f"- {w['exit']}", "", f"## {w['lights']} {{#feedback}}", ""]
+    lines += [f"- {w['clear']}", f"- {w['exit']}", ""]
+    if face:
+        lines += [f"## {w['menu']} {{#face_menu}}", "", w["menu_steps"], ""]
+    lines += [f"## {w['lights']} {{#feedback}}", ""]
     seen: set[int] = set()
     for p in PATTERNS.values():
-        if not p.on_sign or id(p) in seen:
+        if not p.on_sign or (p.face and not face) or id(p) in seen:
             continue
         seen.add(id(p))
         stop = "。" if lang == "zh" else "."

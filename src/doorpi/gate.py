@@ -362,9 +362,16 @@ class Gate:
             self._on_face_match(event)
         elif isinstance(event, FaceRejected):
             self._capture_outcome(event)
-            self._on_face_reject(event)
+            if self.face_menu is not None and self.face_menu.capture_over() is not None:
+                # An enrolment capture, not a way in: its own pattern, no fallback.
+                self._apply([Notice("face_not_captured", {"reason": event.reason}),
+                             self._say("face_not_captured")])  # fmt: skip
+            else:
+                self._on_face_reject(event)
         elif isinstance(event, FaceEnrolled):
             self._capture_outcome(event)
+            if self.face_menu is not None:
+                self.face_menu.capture_over()
             self._apply([Notice("face_enrolled", {"resident_id": event.resident_id}),
                          self._say("done")])  # fmt: skip
         elif isinstance(event, FaceHint):
@@ -433,8 +440,8 @@ class Gate:
         data = {"resident_id": req.resident_id, "by": req.by, "status": status}
         self._apply([Notice("face_capture", {**data, "reason": why} if why else data),
                      self._say("denied" if why else "face_needed")])  # fmt: skip
-        if not why and self.on_face_enrol is not None:
-            self.on_face_enrol(req.resident_id)
+        if not why:
+            self._enrol_capture(req.resident_id)
 
     def _capture_problem(self, resident_id: int) -> str:
         if self.face_privacy is None:
@@ -490,6 +497,11 @@ class Gate:
             self._deny(Decision(False, Reason.RATE_LIMITED, None, ("card",), f"{wait:.1f}s"))
             return
         resident = self.storage.residents.by_card_hash(h)
+        rid = resident.id if resident is not None else None
+        menu = self.face_menu.take_card(rid, mono) if self.face_menu is not None else None
+        if menu is not None:  # '#' armed the face menu: this tap identifies, never opens
+            self._on_menu(menu, "")
+            return
         if resident is None:
             paused = self.card_pacer.unknown(mono)
             detail = f"slow_down {self.card_pacer.policy.pause:g}s" if paused else ""
@@ -511,27 +523,30 @@ class Gate:
         if self.face_menu is not None:
             action = self.face_menu.feed(ev.key, self.clock.mono())
             if action is not None:
-                self._on_menu(action, ev)
+                self._on_menu(action, ev.keypad)
                 return
         self._on_pad_key(ev)
 
-    def _on_menu(self, action: Any, ev: KeyPressed) -> None:
-        """The face enrolment/withdrawal menu took the key (never logs digits)."""
+    def _on_menu(self, action: Any, keypad: str) -> None:
+        """The face enrolment/withdrawal menu took the key or tap (never logs digits)."""
         if action.kind == "release":
             for key in action.detail:
-                self._on_pad_key(KeyPressed(key, ev.keypad))
+                self._on_pad_key(KeyPressed(key, keypad))
             return
-        patterns = {"typing": "key", "pin_needed": "pin_needed", "wrong_pin": "denied",
-                    "error": "denied", "capture": "face_needed"}  # fmt: skip
-        out: list[Any] = [self._say(patterns.get(action.kind, "done"))]
+        out: list[Any] = [self._say(action.pattern)]
         if action.kind != "typing":
             detail = {"action": action.kind, "resident_id": action.resident_id}
-            if action.kind == "error":
-                detail["reason"] = action.detail
+            if action.kind in ("error", "ask_consent"):
+                detail["reason" if action.kind == "error" else "notice"] = action.detail
             out.insert(0, Notice("face_menu", detail))
         self._apply(out)
-        if action.kind == "capture" and self.on_face_enrol is not None:
-            self.on_face_enrol(action.resident_id)
+        if action.kind == "capture":
+            self._enrol_capture(action.resident_id)
+
+    def _enrol_capture(self, resident_id: int) -> None:
+        if self.on_face_enrol is not None:
+            self.face_menu.capture_started(resident_id)
+            self.on_face_enrol(resident_id)
 
     def _on_pad_key(self, ev: KeyPressed) -> None:
         mono = self.clock.mono()
@@ -565,6 +580,8 @@ class Gate:
             return
         # No attempt waiting for a PIN: the digits are a resident's keypad number.
         if not digits:
+            if a is None and self.face_menu is not None:  # '#' alone: the face menu's key
+                self._on_menu(self.face_menu.arm(mono), ev.keypad)
             return
         if self.lockout.locked_for(keypad_subject, mono):
             self._deny(Decision(False, Reason.LOCKED_OUT, None, (), "keypad"))
@@ -764,12 +781,6 @@ class Gate:
         if decision.granted:
             self.stats["granted"] += 1
             self._apply([decision, *self.door.grant(self.clock.mono()), self._say("granted")])
-            if self.face_menu is not None:
-                mono = self.clock.mono()
-                if {"card", "pin"} <= a.factors:
-                    self.face_menu.open(fresh.id, frozenset(a.factors), mono)
-                elif "card" in a.factors:
-                    self.face_menu.after_card(fresh.id, mono)
         else:
             self._deny(decision)
 

@@ -381,3 +381,68 @@ def test_update_card_refuses_a_card_without_data_partition(tmp_path: Path) -> No
         check=False,
     )
     assert run.returncode != 0 and "no data partition" in run.stderr
+
+
+def _unit(name: str) -> dict[str, list[str]]:
+    from appliance.test_systemd import parse_unit
+
+    return parse_unit(SYSTEMD / name)
+
+
+def test_boot_partition_settings_are_taken_before_the_keys_and_the_gate() -> None:
+    """doorpi-settings.service: whenever /boot/firmware/doorpi.toml is there, before the
+    pairing name is used (firstboot's keys) and before the gate reads its config."""
+    unit = _unit("doorpi-settings.service")
+    assert unit["Unit.ConditionPathExists"] == ["/boot/firmware/doorpi.toml"]
+    before = unit["Unit.Before"][0].split()
+    assert {"doorpi-firstboot.service", "doorpi.service"} <= set(before)
+    assert set(unit["Unit.RequiresMountsFor"][0].split()) == {"/var/lib/doorpi", "/boot/firmware"}
+    assert unit["Service.ExecStart"][0].endswith("config import-boot /boot/firmware/doorpi.toml")
+    assert set(unit["Service.ReadWritePaths"][0].split()) == {"/var/lib/doorpi", "/boot/firmware"}
+    assert unit["Service.PrivateNetwork"] == ["yes"]
+    for name in ("doorpi.service", "doorpi-firstboot.service"):
+        assert "doorpi-settings.service" in _unit(name)["Unit.After"][0].split(), name
+    assert "doorpi-settings.service" in _unit("doorpi.service")["Unit.Wants"][0].split()
+    # Installed, enabled, and its data folder made private to the gate.
+    assert "doorpi-settings.service" in (STAGE / "01-doorpi/00-run.sh").read_text()
+    enable = (STAGE / "01-doorpi/01-run-chroot.sh").read_text()
+    assert re.search(r"systemctl enable [^\n]*doorpi-settings\.service", enable)
+    tmpfiles = (SYSTEMD / "doorpi-tmpfiles.conf").read_text()
+    assert re.search(r"^d /var/lib/doorpi/config\s+0700 doorpi doorpi", tmpfiles, re.M)
+    # The slow qemu test proves it on an arm64 root: boot file in, bundle changes it.
+    rootfs = (IMAGE / "rootfs-test.sh").read_text()
+    assert "$ROOT/boot/firmware/doorpi.toml" in rootfs and "doorpi-settings.service" in rootfs
+    assert "3 settings_changed" in rootfs
+    assert (
+        "mmdebstrap arch-test qemu-user-static binfmt-support"
+        in (REPO / "scripts/system-deps.sh").read_text()
+    )
+    assert "system-deps.sh image" in (REPO / "Makefile").read_text()
+
+
+def test_settings_unit_command_takes_the_boot_file(tmp_path: Path) -> None:
+    """The unit's own command line, on a fake root: the file moves to the data partition,
+    the boot partition keeps a note, the gate's effective config has the installer's values."""
+    from doorpi.config import default_config_text, load_config
+
+    root = tmp_path / "root"
+    argv = _unit("doorpi-settings.service")["Service.ExecStart"][0].split()
+    assert argv[0] == "/opt/doorpi/venv/bin/doorpi"
+    cmd = [sys.executable, "-m", "doorpi"] + [
+        str(root) + a if a.startswith(("/etc/", "/boot/")) else a for a in argv[1:]
+    ]
+    config = root / "etc/doorpi/doorpi.toml"
+    config.parent.mkdir(parents=True)
+    data = root / "var/lib/doorpi"
+    config.write_text(default_config_text().replace("/var/lib/doorpi", str(data)))
+    boot = root / "boot/firmware/doorpi.toml"
+    boot.parent.mkdir(parents=True)
+    boot.write_text('[door]\nname = "east-gate"\n[reader]\nname = "ACS ACR122U"\n')
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not boot.exists() and (boot.parent / "doorpi.toml.applied.txt").is_file()
+    cfg = load_config(config)
+    assert (cfg.door.name, cfg.reader.name) == ("east-gate", "ACS ACR122U")
+    # No file on the next boot: the unit's condition skips it, and the command is harmless.
+    again = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert again.returncode == 0 and load_config(config).door.name == "east-gate"

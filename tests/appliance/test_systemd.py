@@ -25,6 +25,7 @@ UNITS_DIR = REPO / "systemd"
 UNITS = [
     "doorpi.service",
     "doorpi-firstboot.service",
+    "doorpi-settings.service",
     "doorpi-sync@.service",
     "doorpi-selftest.service",
 ]

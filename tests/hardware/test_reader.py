@@ -253,7 +253,7 @@ def test_second_reader_and_filter(pcsc, pcsc_events, vcard) -> None:
             pcsc_events.wait_for(lambda e, n=name: e == ReaderStatus(n, True, "reader ready"))
         assert reader.readers == [READER_0, READER_1]
         since = pcsc_events.mark()
-        vcard(UID4, port=35964).tap(1.2)
+        vcard(UID4, port=pcsc.ports[READER_1]).tap(1.2)
         pcsc_events.wait_for(CardRemoved, timeout=3, since=since)
         assert card_events(pcsc_events, since) == [
             CardPresented(UID4, READER_1, "uid"),

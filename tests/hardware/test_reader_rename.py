@@ -19,19 +19,11 @@ from doorpi.hardware.reader import PcscReader, reader_matches
 from doorpi.selftest import PASS, check_reader
 
 try:
-    from pcsc_fixtures import READER_0, list_readers
+    from pcsc_fixtures import READER_0, list_readers, vpcd_entry
 except ImportError:  # pragma: no cover
-    from tests.pcsc_fixtures import READER_0, list_readers
+    from tests.pcsc_fixtures import READER_0, list_readers, vpcd_entry
 
-DRIVER = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
 UID = bytes.fromhex("04A1B2C3D4E5F6")
-
-
-def _entry(name: str, channel: int) -> str:
-    return (
-        f'FRIENDLYNAME "{name}"\nDEVICENAME /dev/null:0x{channel:04X}\n'
-        f"LIBPATH {DRIVER}\nCHANNELID 0x{channel:04X}\n\n"
-    )
 
 
 def _tap(card, rec, hold: float = 1.2) -> list:
@@ -116,7 +108,10 @@ def test_reader_renamed_after_replug_still_reads(pcsc, pcsc_events, vcard):
 def test_only_the_configured_reader_is_used(pcsc, pcsc_events, vcard, tmp_path):
     conf = tmp_path / "reader.conf.d"
     conf.mkdir()
-    (conf / "readers").write_text(_entry("Other PCD", 0x8C7D) + _entry("Virtual PCD", 0x8C7B))
+    other_port = pcsc.session.spare_port
+    (conf / "readers").write_text(
+        vpcd_entry("Other PCD", other_port) + vpcd_entry("Virtual PCD", pcsc.ports[READER_0])
+    )
     pcsc.stop()
     pcsc.start(config_dir=conf, expect=("Other PCD 00 00", READER_0))
     reader = PcscReader(READER_0, UidCard(), poll_seconds=0.5)
@@ -125,7 +120,7 @@ def test_only_the_configured_reader_is_used(pcsc, pcsc_events, vcard, tmp_path):
         pcsc_events.wait_for(lambda e: isinstance(e, ReaderStatus) and e.present, timeout=5)
         time.sleep(0.5)
         assert reader.readers == [READER_0]
-        other = vcard(UID, port=35965)  # tapped on the Other PCD: not ours
+        other = vcard(UID, port=other_port)  # tapped on the Other PCD: not ours
         since = pcsc_events.mark()
         other.tap(1.2)
         time.sleep(0.8)

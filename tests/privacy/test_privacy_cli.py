@@ -115,7 +115,7 @@ def test_consent_withdraw_refuse_report_and_keys_from_the_command_line(
     assert run("pia", "record", "--file", str(tmp_path / "pia.toml"))[0] == 0
     rc, out, err = run("consent", "record", str(resident), "--yes", "--lang", "en")
     assert rc == 0, err
-    assert "consent 1 recorded" in out and "notice 2026.2" in out
+    assert "consent 1 recorded" in out and "notice 2026.3" in out
     rc, _, err = run("consent", "record", str(resident), "--yes", "--minor")
     assert rc == 2 and "guardian" in err
 

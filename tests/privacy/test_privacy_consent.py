@@ -25,7 +25,7 @@ def test_consent_record_holds_everything_the_law_asks(privacy, storage, alice, c
     pseudonym = storage.residents.get(alice).pseudonym
     assert rec.pseudonym == pseudonym
     assert rec.notice_hash == hashlib.sha256(ticket.notice.text.encode()).hexdigest()
-    assert rec.notice_version == "2026.2" and rec.lang == "en"
+    assert rec.notice_version == "2026.3" and rec.lang == "en"
     assert rec.given_at == NOW and rec.retention_end == NOW + 200 * DAY
     assert rec.confirmed_by == "admin:li" and rec.channel == "admin_present"
     assert rec.minor is False and rec.guardian is None and rec.share_site_gates is False
@@ -186,13 +186,21 @@ def test_removing_a_resident_removes_the_template_even_without_the_facade(privac
 # ---------------------------------------------------------------- at the gate
 
 
-def test_gate_menu_needs_card_and_pin(privacy, alice, clock):
-    menu = GateFaceMenu(privacy)
-    assert not menu.open(alice, {"card"}, clock())
-    assert menu.feed("7", clock()) is None
-    assert not menu.open(alice, {"pin"}, clock())
-    assert not menu.open(alice, {"face", "card"}, clock())
-    assert menu.open(alice, {"card", "pin"}, clock())
+PIN = "2468"
+
+
+def opened(privacy, rid, clock, **kw) -> GateFaceMenu:
+    """A menu after '#', the resident's tap and PIN '#'."""
+    menu = GateFaceMenu(privacy, verify_pin=lambda r, pin: r == rid and pin == PIN, **kw)
+    reopen(menu, rid, clock)
+    return menu
+
+
+def reopen(menu: GateFaceMenu, rid: int, clock) -> None:
+    assert menu.arm(clock()).kind == "armed"
+    a = menu.take_card(rid, clock())
+    assert a is not None and a.kind == "pin_needed"
+    assert press(menu, PIN + "#", clock())[-1] == "menu"
 
 
 def press(menu: GateFaceMenu, keys: str, now: float) -> list[str]:
@@ -203,10 +211,31 @@ def press(menu: GateFaceMenu, keys: str, now: float) -> list[str]:
     return out
 
 
+def test_gate_menu_is_entered_by_hash_then_a_tap_and_a_tap_alone_never_enters(
+    privacy, alice, clock
+):
+    menu = GateFaceMenu(privacy, verify_pin=lambda rid, pin: pin == PIN)
+    assert menu.take_card(alice, clock()) is None  # a tap alone: the gate's entry path
+    assert menu.feed("7", clock()) is None
+    menu.arm(clock())
+    clock.advance(GateFaceMenu.ARM_SECONDS + 1)
+    assert menu.take_card(alice, clock()) is None and not menu.active(clock())
+    menu.arm(clock())
+    assert menu.take_card(None, clock()) is None and not menu.active(clock())  # unknown card
+    menu.arm(clock())
+    clock.advance(GateFaceMenu.ARM_SECONDS - 1)
+    assert menu.feed("#", clock()).kind == "armed"  # '#' again: armed from now
+    clock.advance(GateFaceMenu.ARM_SECONDS - 1)
+    assert menu.take_card(alice, clock()).kind == "pin_needed"
+    assert menu.take_card(alice, clock()) is None and not menu.active(clock())  # tap again: leave
+    menu.arm(clock())
+    a = menu.feed("1", clock())  # a resident number after a stray '#': given back, '#' not
+    assert a is not None and (a.kind, a.detail) == ("release", "1")
+
+
 def test_withdrawal_at_the_gate_is_as_easy_as_enrolment(privacy, storage, alice, clock):
     e = unit_vector(7)
-    menu = GateFaceMenu(privacy)
-    menu.open(alice, {"card", "pin"}, clock())
+    menu = opened(privacy, alice, clock)
     enrol_keys = "7#1#"
     assert press(menu, enrol_keys, clock())[-1] == "capture"
     rec = privacy.consents.live(storage.residents.get(alice).pseudonym, clock())
@@ -214,7 +243,7 @@ def test_withdrawal_at_the_gate_is_as_easy_as_enrolment(privacy, storage, alice,
     privacy.enrol(alice, e)
     assert privacy.identify(e, 0.45) == alice
 
-    menu.open(alice, {"card", "pin"}, clock())
+    reopen(menu, alice, clock)
     withdraw_keys = "9#1#"
     assert press(menu, withdraw_keys, clock()) == ["typing", "ask_withdraw", "typing", "withdrawn"]
     assert len(withdraw_keys) <= len(enrol_keys)
@@ -227,8 +256,7 @@ def test_gate_asks_the_separate_sharing_choice_where_the_site_allows_it(
     privacy, storage, alice, clock, answer, shared
 ):
     privacy.settings = replace(privacy.settings, allow_site_sharing=True)
-    menu = GateFaceMenu(privacy)
-    menu.open(alice, {"card", "pin"}, clock())
+    menu = opened(privacy, alice, clock)
     pseudonym = storage.residents.get(alice).pseudonym
     assert press(menu, "7#1#", clock())[-1] == "ask_share"
     assert privacy.consents.live(pseudonym, clock()) is None  # nothing recorded yet
@@ -238,8 +266,7 @@ def test_gate_asks_the_separate_sharing_choice_where_the_site_allows_it(
 
 
 def test_sharing_is_never_asked_where_the_site_does_not_allow_it(privacy, storage, alice, clock):
-    menu = GateFaceMenu(privacy)
-    menu.open(alice, {"card", "pin"}, clock())
+    menu = opened(privacy, alice, clock)
     assert press(menu, "7#1#", clock())[-1] == "capture"
     assert not privacy.consents.live(
         storage.residents.get(alice).pseudonym, clock()
@@ -248,63 +275,74 @@ def test_sharing_is_never_asked_where_the_site_does_not_allow_it(privacy, storag
 
 def test_an_unclear_sharing_answer_records_nothing(privacy, storage, alice, clock):
     privacy.settings = replace(privacy.settings, allow_site_sharing=True)
-    menu = GateFaceMenu(privacy)
-    menu.open(alice, {"card", "pin"}, clock())
+    menu = opened(privacy, alice, clock)
     assert press(menu, "7#1#5#", clock())[-1] == "cancelled"
     assert privacy.consents.live(storage.residents.get(alice).pseudonym, clock()) is None
 
 
 def test_saying_no_at_the_gate_is_remembered(privacy, storage, alice, clock):
-    menu = GateFaceMenu(privacy)
-    menu.open(alice, {"card", "pin"}, clock())
+    menu = opened(privacy, alice, clock)
     assert press(menu, "7#0#", clock())[-1] == "refused"
     assert storage.residents.get(alice).face_refused
     assert not privacy.may_offer(alice)
 
 
 def test_gate_menu_times_out_and_lets_other_keys_through(privacy, alice, clock):
-    menu = GateFaceMenu(privacy, window=20)
-    menu.open(alice, {"card", "pin"}, clock())
+    menu = opened(privacy, alice, clock, window=20)
     clock.advance(21)
     assert menu.feed("9", clock()) is None
-    menu.open(alice, {"card", "pin"}, clock())
+    reopen(menu, alice, clock)
     assert press(menu, "9#0#", clock())[-1] == "cancelled"
     assert privacy.consents.history(privacy.storage.residents.get(alice).pseudonym) == []
 
 
-def test_card_only_door_bare_hash_then_pin_opens_the_menu(privacy, alice, clock):
+def test_hash_tap_then_pin_opens_the_menu(privacy, alice, clock):
     tried: list[tuple[int, str]] = []
 
     def verify_pin(rid: int, pin: str) -> bool:
         tried.append((rid, pin))
-        return pin == "2468"
+        return pin == PIN
 
     menu = GateFaceMenu(privacy, verify_pin=verify_pin)
-    menu.after_card(alice, clock())
+    menu.arm(clock())
+    assert menu.take_card(alice, clock()).kind == "pin_needed"
     assert press(menu, "#2468#9#1#", clock()) == [
-        "pin_needed", "typing", "typing", "typing", "typing", "menu",
-        "typing", "ask_withdraw", "typing", "withdrawn",
-    ]  # fmt: skip
+        "pin_needed",
+        "typing",
+        "typing",
+        "typing",
+        "typing",
+        "menu",
+        "typing",
+        "ask_withdraw",
+        "typing",
+        "withdrawn",
+    ]  # fmt: skip  (the first '#', out of the old habit, is no wrong PIN)
     assert tried == [(alice, "2468")]
-    menu.after_card(alice, clock())
-    assert press(menu, "#1111#", clock())[-1] == "wrong_pin"
+    menu.arm(clock())
+    menu.take_card(alice, clock())
+    assert press(menu, "1111#", clock())[-1] == "wrong_pin"
     assert not menu.active(clock())
-    # Enrolment: the same keys with 7 instead of 9.
-    menu.after_card(alice, clock())
-    assert press(menu, "#2468#7#1#", clock())[-1] == "capture"
+    # Enrolment: the same keys with 7 instead of 9; the question names the posted form.
+    menu.arm(clock())
+    menu.take_card(alice, clock())
+    acts = [menu.feed(k, clock()) for k in "2468#7#1#"]
+    assert [a.kind for a in acts if a][-3:] == ["ask_consent", "typing", "capture"]
+    assert acts[-3].detail == f"{privacy.settings.notice_lang} 2026.3"
+    assert [a.pattern for a in acts if a][-3:] == ["face_question", "key", "face_needed"]
 
 
 def test_someone_else_typing_after_a_card_tap_is_not_swallowed(privacy, alice, clock):
-    menu = GateFaceMenu(privacy, verify_pin=lambda rid, pin: True)
-    menu.after_card(alice, clock())
+    menu = GateFaceMenu(privacy, verify_pin=lambda rid, pin: pin == PIN)
+    menu.arm(clock())
     a = menu.feed("2", clock())  # the next person starts typing their number
     assert a is not None and (a.kind, a.detail) == ("release", "2")
     assert menu.feed("0", clock()) is None  # the gate has the keypad back
-    menu.open(alice, {"card", "pin"}, clock())
+    reopen(menu, alice, clock)
     assert press(menu, "2", clock()) == ["typing"]
     a = menu.feed("0", clock())  # "20...": not a one-digit menu code
     assert a is not None and (a.kind, a.detail) == ("release", "20")
-    menu.open(alice, {"card", "pin"}, clock())
+    reopen(menu, alice, clock)
     a = None
     for k in "5#":
         a = menu.feed(k, clock())

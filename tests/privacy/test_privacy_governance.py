@@ -116,7 +116,7 @@ def test_report_shows_what_is_stored_but_never_the_template(privacy, storage, al
     assert rep["face"]["template"]["stored"] is True
     assert rep["face"]["template"]["retention_end"] == NOW + 100 * DAY
     (c,) = rep["face"]["consents"]
-    assert c["notice_version"] == "2026.2" and c["retention_end"] == NOW + 100 * DAY
+    assert c["notice_version"] == "2026.3" and c["retention_end"] == NOW + 100 * DAY
     assert rep["accesses"] == [{"ts": NOW, "granted": True, "reason": "granted",
                                 "factors": ["card", "face"]}]  # fmt: skip
     blob = json.dumps(rep) + format_report(rep)

@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((REPO / "examples" / "scenarios").glob("*.toml"))
 ALLOWED_UNIX = ("/run/pcscd/pcscd.comm", "/run/systemd/notify", "/run/systemd/journal/", "/dev/log")
+ALLOWED_UNIX += tuple(filter(None, [os.environ.get("PCSCLITE_CSOCK_NAME")]))  # the session's pcscd
 
 DRIVER = r"""
 import json, os, sys

@@ -70,7 +70,7 @@ def test_notice_hash_changes_with_the_operator_details():
     b = load_notice("consent", "en", details(contact="+86 10 5555 0199"))
     c = load_notice("consent", "en", details(retention_days=90))
     assert len({a.digest, b.digest, c.digest}) == 3
-    assert a.version == b.version == "2026.2"
+    assert a.version == b.version == "2026.3"
 
 
 def test_notice_refuses_missing_operator_details():

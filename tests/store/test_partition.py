@@ -25,7 +25,11 @@ import pytest
 from doorpi.clocks import ManualClock
 from doorpi.sim.site import SimulatedSite, sim_config
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    assert os.geteuid() == 0, "mounts need root (make test runs as root)"
+
 
 MONDAY_9 = 1_772_442_000.0
 ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}

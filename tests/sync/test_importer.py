@@ -61,7 +61,8 @@ def test_unchanged_pin_is_not_rehashed_and_edits_apply(rig: GateRig, site: SiteK
     rep = rig.apply(rig.bundle(2, [replace(a, unit="9-99"), b]))
     assert rep.changes == {"added": 0, "updated": 1, "unchanged": 1, "removed": 0,
                            "pins_hashed": 0, "templates_stored": 0, "templates_deleted": 0,
-                           "templates_skipped": 0, "face_withdrawn": 0, "face_suspended": 0}  # fmt: skip
+                           "templates_skipped": 0, "face_withdrawn": 0, "face_suspended": 0,
+                           "settings_changed": 0}  # fmt: skip
     assert rig.storage.residents.get(rid).unit == "9-99"
     assert rig.storage.residents.pin_hash(rid) == before
     b2 = resident("b-2", 2, site, pin="8642")

@@ -21,7 +21,7 @@ if grep -q face /opt/doorpi/wheels/requirement.txt; then
 fi
 rm -rf /opt/doorpi/wheels
 
-systemctl enable doorpi.service doorpi-firstboot.service doorpi-selftest.service pcscd.socket
+systemctl enable doorpi.service doorpi-firstboot.service doorpi-settings.service doorpi-selftest.service pcscd.socket
 # Some pi-gen versions set root's password to "root": lock it (with the first user locked
 # too unless DOORPI_ADMIN_PASS was set, console gettys grant nothing). A door controller offers
 # no remote login either; admin work goes through the USB stick.

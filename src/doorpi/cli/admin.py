@@ -56,6 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--fingerprint", help="expected fingerprint, as shown on the gate")
     add.set_defaults(func=cmd_gate_add)
     gs.add_parser("list", parents=[opts], help="registered gates").set_defaults(func=cmd_gate_list)
+    st = gs.add_parser(
+        "settings", parents=[opts],
+        help="the site and door settings of one gate, sent signed with its next bundle",
+    )  # fmt: skip
+    st.add_argument("gate", help="name or fingerprint prefix")
+    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help='e.g. site.contact="+86 10 5555 0100" or door.access=["card","pin"]')  # fmt: skip
+    st.add_argument("--unset", action="append", default=[], metavar="KEY",
+                    help="back to the gate's own value for this key")  # fmt: skip
+    st.add_argument("--file", type=Path, help="replace them with this TOML file")
+    st.set_defaults(func=cmd_gate_settings)
     rm = gs.add_parser("remove", parents=[opts], help="forget a gate")
     rm.add_argument("gate", help="name or fingerprint prefix")
     rm.set_defaults(func=cmd_gate_remove)
@@ -143,13 +154,8 @@ def cmd_gate_add(args: argparse.Namespace) -> int:
     rules = open_rules(rules_file.read_bytes(), pub) if rules_file.is_file() else None
     try:
         rec = site.add_gate(pub, args.name, rules)
-    except AdminError as exc:
-        hint = (
-            " (give another with --name)"
-            if "named" in str(exc) or "needs a name" in str(exc)
-            else ""
-        )
-        raise CliError(f"{exc}{hint}") from None
+    except AdminError as exc:  # its message says what to give (--name)
+        raise CliError(str(exc)) from None
     print(f"gate {rec.name!r} registered: {pretty(rec.fingerprint)}")
     if rules is not None:
         print(f"  its limits: {rules.describe()}")
@@ -169,6 +175,44 @@ def cmd_gate_list(args: argparse.Namespace) -> int:
     if len(site.gates) > 1 and site.card_key_gate:
         key_gate = site.gates[site.card_key_gate].name
         print(f"card key gate: {key_gate} (templates on cards: visit it first with a new stick)")
+    return 0
+
+
+def cmd_gate_settings(args: argparse.Namespace) -> int:
+    import tomllib
+
+    import tomli_w
+
+    from doorpi.config import ConfigError
+    from doorpi.settings import parse_assignment
+
+    site = _site(args)
+    with common.as_cli_error(AdminError):
+        rec = site.find_gate(args.gate)
+        doc = site.gate_settings(rec) or {}
+    changing = bool(args.file or args.set or args.unset)
+    if args.file:
+        try:
+            doc = tomllib.loads(args.file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise CliError(f"{args.file}: unreadable: {exc}") from None
+    for text in args.set:
+        with common.as_cli_error(ConfigError):
+            section, key, value = parse_assignment(text)
+        doc.setdefault(section, {})[key] = value
+    for name in args.unset:
+        section, _, key = name.partition(".")
+        doc.get(section, {}).pop(key, None)
+        if section in doc and not doc[section]:
+            del doc[section]
+    if changing:
+        with common.as_cli_error(AdminError, OSError):
+            site.set_gate_settings(rec, doc)
+    text = tomli_w.dumps(doc).strip() or "(none: the gate keeps its own)"
+    print(f"settings for gate {rec.name!r} ({site.settings_path(rec)}):")
+    print(text)
+    if changing:
+        print("checked with the gate's rules; sent signed with its next `doorpi admin bundle`")
     return 0
 
 
@@ -197,8 +241,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     pins = sum(1 for r in roster.residents if r.entry.pin)
     cards = sum(len(r.entry.cards) for r in roster.residents)
-    print(f"{args.roster}: {len(roster.residents)} residents, {cards} cards, {pins} PINs: ok")
+    warned = _face_warnings(site, roster)
+    note = f" ({len(warned)} warnings above)" if warned else ""
+    print(f"{args.roster}: {len(roster.residents)} residents, {cards} cards, {pins} PINs: ok{note}")
     return 0
+
+
+def _face_warnings(site: AdminSite, roster: Roster, only: list[str] | None = None) -> list[str]:
+    """Residents left with no face-free way in at a gate that can ask them for face."""
+    with common.as_cli_error(AdminError):
+        lines = site.face_warnings(roster, only)
+    for line in lines:
+        print(f"  warning: {line}")
+    return lines
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -208,6 +263,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         raise CliError(f"{args.stick}: not a directory (give the stick's mount point)")
     if _problems(site, roster, args.gate):
         raise CliError(f"{args.roster}: the gates would refuse the entries above; nothing written")
+    _face_warnings(site, roster, args.gate)  # the gates take these entries: a warning
     unread = site.read_reports(args.stick) if any((args.stick / STICK_DIR).glob("*.report")) else []
     if unread:  # the gates' last reports are replaced now: say what they said first
         print("reports on the stick, read now:")
@@ -284,6 +340,9 @@ def _print_reports(
         for e in rep.refused_entries:
             print(f"  refused {e.get('resident')}.{e.get('field')}: {e.get('reason')} "
                   f"({e.get('kept')}); fix the roster, `doorpi admin check`, bundle again")  # fmt: skip
+        for d in rep.face_dependents:
+            print(f"  {d.get('resident')} {d.get('problem')} (then `doorpi admin check`, "
+                  "bundle again)")  # fmt: skip
         if rep.skipped:
             why = ", ".join(f"{n} {k}" for k, n in sorted(rep.skipped.items()))
             print(f"  face templates not taken: {why}")

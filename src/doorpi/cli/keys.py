@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from doorpi.cli import CliError, common
@@ -24,6 +25,7 @@ from doorpi.sync.keys import (
     fingerprint_matches,
     pretty,
 )
+from doorpi.sync.rules import RULES_SUFFIX, signed_rules
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,10 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def identity(cfg: common.Config) -> GateIdentity:
+    """The gate's keys, named as pairing shows it (`doorpi.settings.gate_name`)."""
+    from doorpi.settings import gate_name
+
     try:
-        return GateIdentity.load(cfg.keys_dir, cfg.door.name)
+        gate = GateIdentity.load(cfg.keys_dir, cfg.door.name)
     except KeyFileError as exc:
         raise CliError(f"{exc} (run `doorpi keys init` first)") from None
+    return replace(gate, name=gate_name(cfg, gate.fingerprint))
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -61,7 +67,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
     DeviceSecrets.load_or_create(cfg.keys_dir)
-    print(f"gate keys created in {cfg.keys_dir}")
+    from doorpi.settings import gate_name
+
+    print(f"gate {gate_name(cfg, gate.fingerprint)!r}: keys created in {cfg.keys_dir}")
     print(f"gate fingerprint: {pretty(gate.fingerprint)}")
     return 0
 
@@ -99,8 +107,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         if dest.is_dir():  # with the gate's signed limits, for `doorpi admin check`
             dest = export_identity(gate, GateRules.from_config(cfg), dest / STICK_DIR / "gates")
-        else:
+        else:  # the signed limits beside it, where `doorpi admin gate add FILE` looks
             write_atomic(dest, (gate.public.to_json() + "\n").encode())
+            rules = signed_rules(gate.signing, gate.fingerprint, GateRules.from_config(cfg))
+            write_atomic(dest.with_suffix(RULES_SUFFIX), rules)
     except OSError as exc:
         raise CliError(f"{dest}: cannot write: {exc.strerror}") from None
     print(f"public key of gate {gate.name!r} written to {dest}")

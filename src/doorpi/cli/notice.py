@@ -57,7 +57,8 @@ def render_entry_sign(cfg: common.Config, lang: str, fmt: str) -> str:
     from doorpi.entrysign import entry_sign
     from doorpi.privacy.notices import to_html, to_markdown
 
-    sign = entry_sign(lang, cfg.site.name, list(cfg.door.policy.default), cfg.site.contact)
+    sign = entry_sign(lang, cfg.site.name, list(cfg.door.policy.default), cfg.site.contact,
+                      face=cfg.face.enabled)  # fmt: skip
     if fmt == "md":
         return to_markdown([sign])
     return to_html([sign], f"{cfg.site.name}: {sign.text.splitlines()[1][2:].split(' {#')[0]}")

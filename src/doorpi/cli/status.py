@@ -81,6 +81,16 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     info["device_faults"] = {k: v["detail"] for k, v in sorted(faults.items())}
     info["warnings"].extend(f"device fault: {k}: {v['detail']}" for k, v in sorted(faults.items()))
     info.update(_lockout_info(db, now))
+    from doorpi.settings import last_intake
+
+    intake = last_intake(cfg)
+    layers = sorted({v.split(" (")[0] for v in cfg.sources.values()}) or ["default"]
+    info["settings_from"] = ", ".join(layers) + " (each value: doorpi config show)"
+    if intake is not None and intake.result == "rejected":
+        info["warnings"].append(
+            f"the installer's boot file was rejected, the gate runs with its previous settings: "
+            f"{intake.reason}"
+        )
     return info
 
 

@@ -71,15 +71,21 @@ def template_source(cfg: common.Config, store: common.Storage) -> TemplateSource
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from doorpi.config import ConfigError
+    from doorpi.settings import Layers
+
     cfg = common.config(args)
     gate = identity(cfg)
     store = common.storage(cfg)
+    with common.as_cli_error(ConfigError):
+        layers = Layers.load(Path(args.config))
     imp = BundleImporter(
         store,
         gate,
         GateRules.from_config(cfg),
         sink=template_sink(cfg, store, gate),
         source=template_source(cfg, store),
+        layers=layers,
     )
     path: Path = args.path
     out: Path | None
@@ -105,4 +111,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         where = f"report: {out}" if out else "report NOT written: stick read-only or removed"
         print(f"doorpi sync: {report.summary()} ({where})")
+        if report.changes.get("settings_changed"):
+            print("doorpi sync: the admin's settings changed: they apply when the gate restarts")
     return {"applied": 0, "waiting": 2}.get(report.result, 1)

@@ -43,6 +43,7 @@ class Pattern:
     meaning: dict[str, str]
     action: dict[str, str]
     on_sign: bool = True  # shown on the resident sign
+    face: bool = False  # a face-menu step: on the sign only where face is on
 
 
 PATTERNS: dict[str, Pattern] = {
@@ -83,6 +84,28 @@ PATTERNS: dict[str, Pattern] = {
         {"en": "Alarm (door forced or held open, or tamper)", "zh": "报警（门被强行打开、未关或防拆）"},
         {"en": "Close the door; if it goes on, call the office.",
          "zh": "请关好门；持续报警请联系物业。"},
+    ),
+    "face_menu": Pattern(
+        Blink(1.0, 0.5, 2), None, Blink(0.1, 0.1, 2),
+        {"en": "Face menu open (the door stays locked)", "zh": "人脸菜单已打开（门不会打开）"},
+        {"en": "7 # face entry, 9 # withdraw it, * leaves.",
+         "zh": "按 7 # 登记人脸，按 9 # 撤回，按 * 退出。"},
+        face=True,
+    ),
+    "face_question": Pattern(
+        Blink(0.5, 0.5, 4), None, Blink(0.1, 0.1, 1),
+        {"en": "Your answer, please (the question is on the form posted here)",
+         "zh": "请回答（问题见旁边张贴的表格）"},
+        {"en": "1 # yes, 0 # no, * leaves without answering.",
+         "zh": "按 1 # 是，按 0 # 否，按 * 不回答并退出。"},
+        face=True,
+    ),
+    "face_not_captured": Pattern(
+        None, Blink(0.3, 0.3, 3), Blink(0.6, 0.2, 2),
+        {"en": "Face not captured", "zh": "未能采集人脸"},
+        {"en": "Try the face menu again, or see the management office. Card and PIN work as before.",
+         "zh": "请重新进入人脸菜单再试，或联系物业管理处。卡和密码照常可用。"},
+        face=True,
     ),
     "key": Pattern(None, None, Blink(0.03, 0.01, 1), {"en": "Key pressed", "zh": "按键"},
                    {"en": "", "zh": ""}, on_sign=False),

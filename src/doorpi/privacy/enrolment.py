@@ -16,9 +16,10 @@ CLI, sweeper):
   face rows and the ``face_refused`` flag are ever written here (PIPL 16);
 * every step is in the audit log (PIPL 55-56).
 
-`GateFaceMenu` is the keypad side: after a card + PIN grant, ``7 # 1 #``
-enrols (consent on the shown notice), ``9 # 1 #`` withdraws, ``0 #`` at the
-question refuses (enrolment) or cancels (withdrawal).
+`GateFaceMenu` is the keypad side, a deliberate act that never opens the door:
+``#``, card tap, PIN ``#``, then ``7 # 1 #`` enrols (consent on the form posted
+at the gate), ``9 # 1 #`` withdraws, ``0 #`` at the question refuses
+(enrolment) or cancels (withdrawal).
 """
 
 from __future__ import annotations
@@ -330,74 +331,115 @@ class FacePrivacy:
 
 @dataclass(frozen=True)
 class MenuAction:
-    """What the gate should do after a key the menu consumed.
+    """What the gate should do after a key (or tap) the menu consumed.
 
-    ``kind``: typing, pin_needed, wrong_pin, menu, show_notice, ask_share, ask_withdraw,
-    capture (start the camera for enrolment), withdrawn, refused, cancelled,
-    error (``detail`` says why), or release: the menu gave up and ``detail``
-    holds the keys it had taken, which the gate must replay to its keypad
-    handling (so somebody else typing their number is never swallowed).
+    ``kind``: armed (``#`` on an idle keypad: the next tap is for the menu),
+    typing, pin_needed, wrong_pin, menu, ask_consent (``detail``: the notice
+    version the consent will name), ask_share, ask_withdraw, capture (start
+    the camera for enrolment), withdrawn, refused, cancelled, error
+    (``detail`` says why), or release: the menu gave up and ``detail`` holds
+    the keys it had taken, which the gate must replay to its keypad handling
+    (so somebody else typing their number is never swallowed).
+    ``resident_id`` is None only while armed (nobody has tapped yet).
     """
 
     kind: str
-    resident_id: int
+    resident_id: int | None
     detail: str = ""
+
+    @property
+    def pattern(self) -> str:
+        """The feedback pattern (doorpi.hardware.feedback.PATTERNS) for this step."""
+        return MENU_PATTERNS.get(self.kind, "done")
+
+
+#: Menu step -> feedback pattern. The gate has no display: each step the
+#: resident must answer has its own pattern, and the sign says the keys.
+MENU_PATTERNS = {
+    "armed": "card_needed", "typing": "key", "pin_needed": "pin_needed",
+    "wrong_pin": "denied", "menu": "face_menu", "ask_consent": "face_question",
+    "ask_share": "face_question", "ask_withdraw": "face_question",
+    "capture": "face_needed", "error": "see_office",
+}  # fmt: skip
 
 
 @dataclass
 class _MenuState:
-    resident_id: int
+    resident_id: int | None
     opened: float
-    stage: str = "menu"  # "card" (armed by a tap) | "pin" | "menu" | "enrol" | "share" | "withdraw"
+    stage: str = "armed"  # "armed" | "pin" | "menu" | "enrol" | "share" | "withdraw"
     typed: str = ""
     ticket: EnrolmentTicket | None = None
 
 
 @dataclass
 class GateFaceMenu:
-    """Face enrolment and withdrawal at the keypad, after card + PIN.
+    """Face enrolment and withdrawal at the keypad, a deliberate act that never
+    opens the door.
 
-    Two ways in, both ending with the same four keys:
+    The same keys on every door: ``#`` on an idle keypad arms the menu (the
+    `ARM_SECONDS` that follow), the resident taps their card (the gate hands
+    the tap to `take_card` instead of deciding entry: the door stays locked),
+    types their PIN and ``#`` (checked with ``verify_pin``, failures count in
+    the gate's lockout). Then ``7 #`` asks the consent question on the form
+    posted at the gate (the gate has no display; the consent records that
+    notice's version) and ``1 #`` agrees (capture starts) or ``0 #`` says no
+    (remembered, never offered again); ``9 #`` then ``1 #`` withdraws (``0 #``
+    cancels). Enrolment and withdrawal take the same keys. Where the site lets
+    templates move between its gates (``allow_site_sharing``), agreeing asks
+    the form's second, separate choice before capture: ``1 #`` the other gates
+    too, ``0 #`` this gate only. ``*`` leaves; a tap leaves the menu and is
+    handled as a normal tap; any other key releases the keys to the gate.
 
-    * on a card + PIN door, the gate calls `open` after the grant;
-    * on a door where the card alone opens, the gate calls `after_card`; the
-      resident then presses ``#`` on its own, types their PIN and ``#``
-      (checked with ``verify_pin``, failures count in the gate's lockout).
-
-    Then ``7 #`` shows the consent notice and ``1 #`` agrees (capture starts)
-    or ``0 #`` says no (remembered, never offered again); ``9 #`` then ``1 #``
-    withdraws (``0 #`` cancels). Enrolment and withdrawal take the same keys.
-    Where the site lets templates move between its gates
-    (``allow_site_sharing``), agreeing asks the form's second, separate
-    choice before capture: ``1 #`` the other gates too, ``0 #`` this gate only.
-    Anything else releases the keys to the gate.
+    Why not after a grant (as before): on a card-only door the tap that
+    entered the menu also opened the door, and a menu left open after
+    somebody's grant could be answered by the next person at the keypad.
     """
 
     privacy: FacePrivacy
     verify_pin: Callable[[int, str], bool] | None = None
     window: float = 20.0
     state: _MenuState | None = field(default=None)
+    #: Resident whose enrolment capture runs now (set by the gate, see `capture_*`).
+    capturing: int | None = None
 
     ENROL = "7"
     WITHDRAW = "9"
     YES = "1"
     NO = "0"
+    ARM_SECONDS = 10.0  # from '#' to the tap: long enough to find the card, short for a slip
 
-    def open(self, resident_id: int, factors: frozenset[str] | set[str], now: float) -> bool:
-        """Open the menu after a grant; only card + PIN of the same resident qualify."""
-        if not {"card", "pin"} <= set(factors):
-            self.state = None
-            return False
-        self.state = _MenuState(resident_id, now)
-        return True
+    def arm(self, now: float) -> MenuAction:
+        """``#`` on an idle keypad: the next card tap is for the menu."""
+        self.state = _MenuState(None, now)
+        return MenuAction("armed", None)
 
-    def after_card(self, resident_id: int, now: float) -> None:
-        """A card was accepted: a bare ``#`` next asks for the PIN."""
-        self.state = _MenuState(resident_id, now, stage="card")
+    def take_card(self, resident_id: int | None, now: float) -> MenuAction | None:
+        """A card was read (``resident_id`` None: not a resident's). While armed,
+        the menu takes the tap and asks for the PIN; otherwise any menu ends
+        and None tells the gate to handle the tap as usual."""
+        armed = self.active(now) and self.state is not None and self.state.stage == "armed"
+        self.state = None
+        if not armed or resident_id is None:
+            return None
+        self.state = _MenuState(resident_id, now, stage="pin")
+        return MenuAction("pin_needed", resident_id)
+
+    def capture_started(self, resident_id: int) -> None:
+        """The gate started an enrolment capture (this menu's or the admin's)."""
+        self.capturing = resident_id
+
+    def capture_over(self) -> int | None:
+        """A capture outcome arrived: the resident whose enrolment capture it
+        ends, or None (it ends a face attempt at the door instead)."""
+        rid, self.capturing = self.capturing, None
+        return rid
 
     def active(self, now: float) -> bool:
-        if self.state is not None and now - self.state.opened > self.window:
-            self.state = None
+        if self.state is not None:
+            limit = self.ARM_SECONDS if self.state.stage == "armed" else self.window
+            if now - self.state.opened > limit:
+                self.state = None
         return self.state is not None
 
     def _release(self, st: _MenuState, key: str) -> MenuAction:
@@ -412,10 +454,9 @@ class GateFaceMenu:
         st = self.state
         assert st is not None
         rid = st.resident_id
-        if st.stage == "card":
+        if st.stage == "armed":
             if key == "#":
-                st.stage, st.opened = "pin", now
-                return MenuAction("pin_needed", rid)
+                return self.arm(now)  # pressed twice: still armed, from now
             return self._release(st, key)
         if key == "*":
             self.state = None
@@ -437,7 +478,10 @@ class GateFaceMenu:
 
     def _step(self, st: _MenuState, code: str) -> MenuAction:
         rid = st.resident_id
+        assert rid is not None
         if st.stage == "pin":
+            if not code:  # '#' before the PIN out of habit: still waiting for it
+                return MenuAction("pin_needed", rid)
             if self.verify_pin is not None and code and self.verify_pin(rid, code):
                 st.stage = "menu"
                 return MenuAction("menu", rid)
@@ -447,7 +491,8 @@ class GateFaceMenu:
             if code == self.ENROL:
                 st.ticket = self.privacy.start_enrolment(rid, "gate", by="resident")
                 st.stage = "enrol"
-                return MenuAction("show_notice", rid, st.ticket.notice.lang)
+                notice = st.ticket.notice
+                return MenuAction("ask_consent", rid, f"{notice.lang} {notice.version}")
             if code == self.WITHDRAW:
                 st.stage = "withdraw"
                 return MenuAction("ask_withdraw", rid)
@@ -514,6 +559,11 @@ def face_enable_problem(cfg: Any, db: Any) -> str | None:
     for key in ("controller", "contact"):
         if not str(getattr(cfg.site, key)).strip():
             return f"site.{key}: face.enabled needs it for the notices and consent form"
+    from doorpi.settings import placeholder_problem
+
+    problem = placeholder_problem(cfg)
+    if problem:
+        return problem
     try:
         require_assessment(db)
     except AssessmentError as exc:

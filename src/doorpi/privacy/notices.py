@@ -86,6 +86,14 @@ class NoticeDetails:
                 raise NoticeError(
                     f"the notice needs the {name} (site.{name} or face.{name} in the config)"
                 )
+        from doorpi.settings import is_placeholder
+
+        for name in ("controller", "contact"):
+            if is_placeholder(str(getattr(self, name))):
+                raise NoticeError(
+                    f"site.{name}: {getattr(self, name)!r} is the shipped placeholder; "
+                    "no notice names a fictitious controller (set the real one first)"
+                )
         if not 1 <= self.retention_days <= 3650:
             raise NoticeError("the retention period must be 1 to 3650 days")
 

@@ -101,6 +101,39 @@ def gate_dependents(
     return found, dependents_summary(found) if found else ""
 
 
+def roster_face_parity(
+    storage: Storage, rules: list[Any], devices: Devices, keys: dict[str, int], now: float
+) -> tuple[list[str], list[dict[str, str]]]:
+    """For the sync report: the roster keys (``keys``: roster key -> resident id)
+    the gate can ask for face now, and those of them with no face-free way to
+    finish, each with the reason. Reads only the store (no vault key needed)."""
+    from types import SimpleNamespace
+
+    from doorpi.privacy.consent import ConsentRegistry
+
+    if "face" not in devices.factors:
+        return [], []
+
+    def template(pseudonym: str) -> object:  # the vault's rows, without its keys
+        q = "SELECT 1 FROM face_templates WHERE pseudonym = ?"
+        return storage.db.execute(q, [pseudonym]).fetchone()
+
+    view = SimpleNamespace(vault=SimpleNamespace(info=template),
+                           consents=ConsentRegistry(storage.db, storage.audit))  # fmt: skip
+    asked = face_holders(view, now)
+    holders: list[str] = []
+    dependents: list[dict[str, str]] = []
+    for key, rid in sorted(keys.items()):
+        r = storage.residents.get(rid)
+        if r is None or not r.active or not asked(r):
+            continue
+        holders.append(key)
+        problem = resident_parity_problem(rules, holds(storage, r), devices)
+        if problem:
+            dependents.append({"resident": key, "problem": problem})
+    return holders, dependents
+
+
 def clear_device_templates(privacy: Any, now: float) -> int:
     """Templates on cards (requirement 18): the device holds none. A gate
     switched from ``template_storage = "device"`` deletes the templates it still
@@ -154,5 +187,6 @@ __all__ = [
     "face_holders",
     "gate_dependents",
     "holds",
+    "roster_face_parity",
     "warn_lines",
 ]

@@ -9,6 +9,7 @@ out), each entry naming the fields that must match.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -103,6 +104,26 @@ class ScenarioRun:
     @property
     def significant(self) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] not in CHATTER]
+
+    def safety_problem(self) -> str | None:
+        """None if the strike behaved safely, else what went wrong: the pin rose exactly
+        once per ``relay_on`` and fell again each time, ended de-energised, and never
+        energised more often than access was granted (every scenario, with or without
+        an expect list)."""
+        ons = sum(1 for e in self.events if e["event"] == "relay_on")
+        offs = sum(1 for e in self.events if e["event"] == "relay_off")
+        states = self.relay_states
+        rises = sum(1 for a, b in itertools.pairwise(states) if b and not a)
+        grants = sum(1 for e in self.events if e["event"] == "access" and e.get("granted"))
+        if ons != offs:
+            return f"strike: {ons} relay_on but {offs} relay_off"
+        if rises != ons:
+            return f"strike: the pin rose {rises} times for {ons} relay_on"
+        if states and states[-1]:
+            return "strike: still energised at the end"
+        if ons > grants:
+            return f"strike: energised {ons} times for {grants} grants"
+        return None
 
     def mismatch(self, expect: list[dict[str, Any]]) -> str | None:
         """None if the significant events match ``expect`` exactly, else what differs."""

@@ -38,6 +38,14 @@ def sim_config(overrides: dict[str, Any] | None, data_dir: Path) -> Config:
         else:
             doc[section] = values
     doc["site"]["data_dir"] = str(data_dir)
+    # The shipped placeholders keep face off (doorpi.settings); a simulation has no
+    # residents to mislead, so it names itself as the controller unless a scenario does.
+    from doorpi.settings import is_placeholder
+
+    for key, value in (("controller", "doorpi simulation (no real residents)"),
+                       ("contact", "simulated site: no real contact")):  # fmt: skip
+        if is_placeholder(str(doc["site"].get(key, ""))):
+            doc["site"][key] = value
     doc.setdefault("keypad", {})["kind"] = doc["keypad"].get("kind", "matrix")
     cfg = parse_config(doc)
     # Scenario PIN hashing at the floor cost keeps runs fast; the device uses config.

@@ -2,8 +2,10 @@
 
 The vpcd driver (Debian package ``vsmartcard-vpcd``), loaded by a real
 ``pcscd``, exposes the readers ``Virtual PCD 00 00`` and ``Virtual PCD 00 01``
-and listens on TCP ports 35963 and 35964 for a *card* to connect. This module
-is that card: a TCP client speaking vpcd's framing
+and listens on TCP ports 35963 and 35964 (Debian's
+``/etc/reader.conf.d/vpcd``) for a *card* to connect; a private pcscd given
+another reader.conf listens elsewhere, named by ``DOORPI_VPCD_PORTS`` (see
+`vpcd_ports`). This module is that card: a TCP client speaking vpcd's framing
 
     2-byte big-endian length, then the payload
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import struct
 import threading
@@ -37,8 +40,30 @@ log = logging.getLogger(__name__)
 ACR122U_MIFARE_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
 
 VPCD_HOST = "127.0.0.1"
+#: Debian's vpcd ports (``DEVICENAME /dev/null:0x8C7B``: slot 0 on 0x8C7B, slot 1 one above).
 VPCD_PORTS = {"Virtual PCD 00 00": 35963, "Virtual PCD 00 01": 35964}
 DEFAULT_PORT = 35963
+#: ``"PORT0,PORT1"``: the vpcd ports of the two readers when not Debian's (set by
+#: the test fixtures for their private pcscd).
+PORTS_ENV = "DOORPI_VPCD_PORTS"
+
+
+def vpcd_ports() -> dict[str, int]:
+    """Reader name -> vpcd TCP port: ``$DOORPI_VPCD_PORTS`` if set, else `VPCD_PORTS`.
+
+    Raises ValueError naming the variable if it is not two ports 1-65535.
+    """
+    raw = os.environ.get(PORTS_ENV, "").strip()
+    if not raw:
+        return dict(VPCD_PORTS)
+    try:
+        ports = [int(part) for part in raw.split(",")]
+    except ValueError:
+        ports = []
+    if len(ports) != len(VPCD_PORTS) or not all(0 < p < 65536 for p in ports):
+        raise ValueError(f"{PORTS_ENV}={raw!r}: expected two TCP ports, e.g. 35963,35964")
+    return dict(zip(VPCD_PORTS, ports, strict=True))
+
 
 CTRL_OFF, CTRL_ON, CTRL_RESET, CTRL_ATR = 0, 1, 2, 4
 
@@ -103,6 +128,8 @@ class CardLog:
 class VirtualCard:
     """One virtual card. Use `tap` for a normal tap, or `insert`/`remove`.
 
+    ``port`` is the vpcd reader's TCP port; None means the first reader of
+    `vpcd_ports` (35963 unless ``DOORPI_VPCD_PORTS`` says otherwise).
     ``handler`` maps a command APDU (bytes) to a response APDU (bytes);
     ``broken`` selects a `broken_handler` mode instead. The card runs in a
     daemon thread; every method is safe to call from the test thread.
@@ -112,7 +139,7 @@ class VirtualCard:
         self,
         uid: bytes,
         atr: bytes = ACR122U_MIFARE_ATR,
-        port: int = DEFAULT_PORT,
+        port: int | None = None,
         *,
         handler: ApduHandler | None = None,
         broken: str | None = None,
@@ -123,7 +150,7 @@ class VirtualCard:
             raise ValueError("give either handler or broken, not both")
         self.uid = bytes(uid)
         self.atr = bytes(atr)
-        self.port = port
+        self.port = port if port is not None else next(iter(vpcd_ports().values()))
         self.host = host
         self.connect_timeout = connect_timeout
         self.handler: ApduHandler = (
@@ -314,9 +341,11 @@ __all__ = [
     "ACR122U_MIFARE_ATR",
     "BROKEN_MODES",
     "DEFAULT_PORT",
+    "PORTS_ENV",
     "VPCD_PORTS",
     "CardLog",
     "VirtualCard",
     "broken_handler",
     "uid_handler",
+    "vpcd_ports",
 ]

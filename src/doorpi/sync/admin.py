@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from doorpi.core.parity import Devices, Rule, has_face_free_way, may_ask_face, show_rule
 from doorpi.store.secrets import write_secret_file
 from doorpi.sync.bundle import (
     CardKeyEntry,
@@ -46,6 +47,7 @@ from doorpi.sync.report import SyncReport, open_report, read_report_file
 from doorpi.sync.rules import GateRules, entry_problems
 
 STATE_FILE = "state.json"
+SETTINGS_DIR = "settings"  # <fingerprint>.toml: the admin's settings layer per gate
 
 
 class AdminError(ValueError):
@@ -61,6 +63,7 @@ class GateRecord:
     last_report: dict[str, Any] = field(default_factory=dict)
     templates_sent: list[str] = field(default_factory=list)  # roster keys relayed to it
     rules: dict[str, Any] = field(default_factory=dict)  # the gate's limits, as it signed them
+    face_holders: list[str] = field(default_factory=list)  # roster keys it can ask for face
 
     @property
     def name(self) -> str:
@@ -92,6 +95,7 @@ class AdminSite:
             self.gates[pub.fingerprint] = GateRecord(
                 pub, g["added"], g.get("sent_keys", []), g.get("last_sequence", 0),
                 g.get("last_report", {}), g.get("templates_sent", []), g.get("rules", {}),
+                g.get("face_holders", []),
             )  # fmt: skip
 
     # ------------------------------------------------------------ lifecycle
@@ -133,6 +137,7 @@ class AdminSite:
                     "last_report": g.last_report,
                     "templates_sent": sorted(g.templates_sent),
                     "rules": g.rules,
+                    "face_holders": sorted(g.face_holders),
                 }
                 for g in self.gates.values()
             ],
@@ -150,8 +155,13 @@ class AdminSite:
             raise AdminError("the gate needs a name: give --name")
         if public.fingerprint in self.gates:
             raise AdminError(f"gate {pretty(public.fingerprint)} is already registered")
-        if any(g.name == public.name for g in self.gates.values()):
-            raise AdminError(f"a gate named {public.name!r} is already registered")
+        clash = [g for g in self.gates.values() if g.name == public.name]
+        if clash:
+            raise AdminError(
+                f"a gate named {public.name!r} is already registered "
+                f"({pretty(clash[0].fingerprint)[:14]}): give this one its own name with "
+                f"--name, e.g. --name {public.name}-2"
+            )
         rec = GateRecord(public, time.time(), rules=rules.to_doc() if rules else {})
         self.gates[public.fingerprint] = rec
         self.save()
@@ -174,7 +184,13 @@ class AdminSite:
     # ------------------------------------------------------------ the gates' limits
 
     def rules_of(self, gate: GateRecord) -> GateRules | None:
-        """The limits this gate last sent (pairing file or report), or None if unknown."""
+        """The limits this gate will apply to the next bundle: those of the admin's
+        settings for it when there are any (they travel in the same bundle and the
+        gate checks the roster under them), else those it last sent (pairing file or
+        report); None if unknown."""
+        settings = self.gate_settings(gate)
+        if settings is not None:
+            return GateRules.from_config(_candidate(settings, f"gate {gate.name}"))
         return GateRules.from_doc(gate.rules) if gate.rules else None
 
     def problems(self, roster: Any, only: list[str] | None = None) -> list[str]:
@@ -214,6 +230,55 @@ class AdminSite:
                     )
         return out
 
+    def face_warnings(self, roster: Any, only: list[str] | None = None) -> list[str]:
+        """Residents this roster leaves with no face-free way to finish at a gate that
+        can ask them for face (they hold a template or a consent there, as its last
+        report said): requirement 1, checked with the gate's door rules and devices.
+        One line each, in words for the admin; the gates accept such entries."""
+        out: list[str] = []
+        gates = [self.find_gate(n) for n in only] if only else list(self.gates.values())
+        for g in gates:
+            rules = self.rules_of(g)
+            parity = rules.parity() if rules is not None else None
+            if parity is None or not g.face_holders:
+                continue
+            asked = set(g.face_holders)
+            for e in roster.for_gate(g.name):
+                if e.key in asked and e.active and not e.face_refused:
+                    line = face_free_gap(e, g.name, *parity)
+                    if line:
+                        out.append(line)
+        return out
+
+    # ------------------------------------------------------------ gate settings
+
+    def settings_path(self, rec: GateRecord) -> Path:
+        return self.dir / SETTINGS_DIR / f"{rec.fingerprint}.toml"
+
+    def gate_settings(self, rec: GateRecord) -> dict[str, Any] | None:
+        """The admin's settings for this gate, checked as the gate checks them; None
+        while the admin has never set any (the gate's stay as they are)."""
+        import tomllib
+
+        path = self.settings_path(rec)
+        if not path.exists():
+            return None
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise AdminError(f"{path}: unreadable: {exc}") from None
+        check_gate_settings(doc, str(path))
+        return doc
+
+    def set_gate_settings(self, rec: GateRecord, doc: dict[str, Any]) -> None:
+        """Check with the gate's validator, then keep for the gate's next bundle."""
+        import tomli_w
+
+        from doorpi.fsutil import write_atomic
+
+        check_gate_settings(doc, f"gate {rec.name}")
+        write_atomic(self.settings_path(rec), tomli_w.dumps(doc).encode(), 0o600)
+
     # ------------------------------------------------------------ bundles
 
     def build(
@@ -233,6 +298,9 @@ class AdminSite:
             for g in r.gates or ():
                 if g not in names:
                     raise AdminError(f"resident {r.entry.key}: unknown gate {g!r} in gates")
+        settings = {
+            g.fingerprint: self.gate_settings(g) for g in gates
+        }  # refused before a number is used
         in_roster = {r.entry.key for r in roster.residents}
         self.withdrawals = {k: t for k, t in self.withdrawals.items() if k in in_roster}
         self.suspensions = {k: t for k, t in self.suspensions.items() if k in in_roster}
@@ -266,6 +334,7 @@ class AdminSite:
                 face_suspensions=_events(self.suspensions, keys),
                 card_key_gate=self.card_key_gate,
                 card_key=(card_keys or {}).get(g.fingerprint),
+                settings=settings[g.fingerprint],
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
             g.sent_keys = sorted(set(g.sent_keys) | keys)
@@ -384,11 +453,53 @@ class AdminSite:
             rules = GateRules.from_doc(rep.status.get("rules"))
             if rules is not None:
                 rec.rules = rules.to_doc()
+            if rep.sealed:  # an unsealed report names nobody: keep what we knew
+                rec.face_holders = sorted(rep.face_holders)
             rec.last_sequence = max(rec.last_sequence, rep.gate_sequence)
             rec.last_report = {"created": rep.created, "summary": rep.summary()}
             out.append((f, rep))
         self.save()
         return out
+
+
+def face_free_gap(entry: Any, gate: str, rules: list[Rule], devices: Devices) -> str:
+    """Why this roster entry, once asked for face at ``gate``, could not finish
+    without it, in the admin's words ("" when it can): what is missing and the fix."""
+    held = frozenset(({"card"} if entry.cards else set()) | ({"pin"} if entry.pin else set()))
+    for rule in rules:
+        if not may_ask_face(rule, held, devices) or has_face_free_way(rule, held, devices):
+            continue
+        if has_face_free_way(rule, held | {"pin"}, devices):
+            gap = "has no PIN: give them a PIN or change the door rule"
+        elif has_face_free_way(rule, held | {"card"}, devices):
+            gap = "has no card: give them a card or change the door rule"
+        else:
+            gap = "has no face-free way to finish there: change the door rule"
+        name = f"{entry.name} ({entry.key})" if entry.name else entry.key
+        return f"{name} can be asked for face at gate {gate!r} ({show_rule(rule)}) but {gap}"
+    return ""
+
+
+def check_gate_settings(doc: dict[str, Any], where: str) -> None:
+    """The admin's layer through the gate's own validator (doorpi.settings), over the
+    package defaults: a setting the gate would refuse never leaves the laptop. The
+    gate checks again over its installer's layer (wiring the laptop does not see)."""
+    _candidate(doc, where)
+
+
+def _candidate(doc: dict[str, Any], where: str) -> Any:
+    """The config the admin's layer gives over the package defaults (AdminError if bad)."""
+    import tomllib
+
+    from doorpi.config import ConfigError, default_config_text
+    from doorpi.settings import ADMIN, Layers
+
+    base = Path("<package defaults>")
+    layers = Layers(base, tomllib.loads(default_config_text()), base)
+    try:
+        return layers.candidate(ADMIN, doc, where)
+    except ConfigError as exc:
+        raise AdminError(str(exc)) from None
 
 
 def _events(kept: dict[str, float], keys: set[str]) -> tuple[FaceEvent, ...]:

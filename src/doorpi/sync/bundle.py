@@ -47,6 +47,7 @@ MAX_TEMPLATES = 20_000
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_TEXT = 200
 MAX_PEERS = 256
+MAX_SETTINGS_BYTES = 64 * 1024  # the admin's gate settings, as JSON
 
 KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 FP_RE = re.compile(r"[0-9a-f]{32}")
@@ -136,6 +137,9 @@ class EnrollmentBundle:
     face_suspensions: tuple[FaceEvent, ...] = ()
     card_key_gate: str | None = None  # the gate whose card key the site's cards use
     card_key: CardKeyEntry | None = None
+    # The admin's settings layer for this gate (doorpi.settings): None leaves the
+    # gate's as they are, a table replaces them (``{}`` clears them).
+    settings: dict[str, Any] | None = None
     version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -175,6 +179,7 @@ class EnrollmentBundle:
                 "source_gate": self.card_key.source_gate,
                 "sealed": base64.b64encode(self.card_key.sealed).decode(),
             },
+            "settings": self.settings,
             "peers": [
                 {
                     "name": p.name,
@@ -514,6 +519,27 @@ def parse_peer(v: Any, where: str) -> PublicIdentity:
     return PublicIdentity("gate", d.text("name", 100) or "", keys[0], keys[1])
 
 
+def parse_settings(v: Any) -> dict[str, Any] | None:
+    """The settings table's shape only (tables of TOML values, size-limited); what the
+    values mean is checked by the gate's own validator (doorpi.settings)."""
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not all(isinstance(t, dict) for t in v.values()):
+        raise _bad("settings", 'must be an object of tables, like {"site": {...}}')
+    if len(json.dumps(v)) > MAX_SETTINGS_BYTES:
+        raise _bad("settings", f"is over {MAX_SETTINGS_BYTES // 1024} KiB")
+
+    def walk(x: Any, where: str, depth: int) -> None:
+        if depth > 4 or x is None or (isinstance(x, float) and not math.isfinite(x)):
+            raise _bad(where, "must be a TOML value (no null, at most 4 levels deep)")
+        items = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, list) else ()
+        for k, y in items:
+            walk(y, f"{where}.{k}" if isinstance(x, dict) else f"{where}[{k}]", depth + 1)
+
+    walk(v, "settings", 0)
+    return v
+
+
 def parse_body(body: bytes) -> EnrollmentBundle:
     """Signed JSON -> `EnrollmentBundle`, or a `BundleError` naming the bad field."""
     try:
@@ -550,6 +576,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
     card_key = None
     if raw_key is not None:
         card_key = CardKeyEntry(*_sealed(_Doc(raw_key, "card_key"), "card_key"))
+    settings = parse_settings(d.get("settings", required=False))
     withdrawals, suspensions = (
         d.each(key, MAX_TOMBSTONES, parse_face_event, required=False)
         for key in ("face_withdrawals", "face_suspensions")
@@ -569,6 +596,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         face_suspensions=suspensions,
         card_key_gate=key_gate,
         card_key=card_key,
+        settings=settings,
     )
     check_consistency(bundle)
     return bundle

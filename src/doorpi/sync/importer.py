@@ -39,10 +39,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from doorpi import __version__ as doorpi_version
 from doorpi.core.clock import ClockGuard
@@ -62,6 +62,9 @@ from doorpi.sync.keys import GateIdentity, KeyFileError, PublicIdentity
 from doorpi.sync.report import SyncReport, seal_report
 from doorpi.sync.rules import RULES_SUFFIX, GateRules, entry_problems, signed_rules
 from doorpi.sync.templates import CARD_KEY_LABEL, open_template, seal_template, unseal_for_vault
+
+if TYPE_CHECKING:
+    from doorpi.settings import Layers
 
 log = logging.getLogger("doorpi.sync")
 
@@ -142,6 +145,7 @@ class Changes:
     templates_skipped: int = 0
     face_withdrawn: int = 0
     face_suspended: int = 0
+    settings_changed: int = 0  # the admin's gate settings: keys changed (at the next start)
     skipped: dict[str, int] = field(default_factory=dict)  # why templates were not taken
 
     def as_dict(self) -> dict[str, int]:
@@ -169,6 +173,7 @@ class BundleImporter:
         sink: TemplateSink | None = None,
         clock: Callable[[], float] = time.time,
         source: TemplateSource | None = None,
+        layers: Layers | None = None,
     ) -> None:
         self.storage = storage
         self.db = storage.db
@@ -177,6 +182,8 @@ class BundleImporter:
         self.sink = sink
         self.source = source
         self.clock = clock
+        self.layers = layers  # the gate's settings layers: None refuses bundle settings
+        self._settings_changed: list[str] = []
 
     # ------------------------------------------------------------ trust
 
@@ -304,10 +311,15 @@ class BundleImporter:
                 )
             bundle = open_bundle(data, self.identity, site)
             self._check_sequence(bundle)
-            bundle, refused = self._screen(bundle)
-            self._check_rules(bundle)
-            plan = self._plan(bundle)
-            changes = self._apply(bundle, plan)
+            rules = self.rules
+            self.rules = self._check_settings(bundle)  # the roster meets the new settings
+            try:
+                bundle, refused = self._screen(bundle)
+                self._check_rules(bundle)
+                plan = self._plan(bundle)
+                changes = self._apply(bundle, plan)
+            finally:
+                self.rules = rules
         except BundleError as exc:
             return self._refused(exc, bundle)
         except KeyFileError as exc:
@@ -315,6 +327,8 @@ class BundleImporter:
         except sqlite3.DatabaseError as exc:
             return self._refused(BundleError("database", f"database error: {exc}"), bundle)
         data = {"action": "applied", "sequence": bundle.sequence, **changes.as_dict()}
+        if self._settings_changed:
+            data["settings_keys"] = self._settings_changed
         if changes.skipped:
             data["templates_skipped_why"] = changes.skipped
         if refused:
@@ -368,6 +382,42 @@ class BundleImporter:
             residents=tuple(keep),
             templates=tuple(t for t in bundle.templates if t.resident not in bad),
         ), refused
+
+    def _check_settings(self, bundle: EnrollmentBundle) -> GateRules:
+        """The admin's settings through the gate's own validator (doorpi.settings), over
+        this gate's installer layer; the rules the roster must then meet."""
+        if bundle.settings is None:
+            return self.rules
+        if self.layers is None:
+            raise BundleError("settings", "settings: this gate cannot take settings here")
+        from doorpi.config import ConfigError
+        from doorpi.settings import ADMIN
+
+        try:
+            cfg = self.layers.candidate(ADMIN, bundle.settings, "settings")
+        except ConfigError as exc:
+            raise BundleError("settings", str(exc)) from None
+        return GateRules.from_config(cfg)
+
+    def _write_settings(self, bundle: EnrollmentBundle, ch: Changes) -> None:
+        """Inside the transaction, last: the admin's layer replaced atomically. A crash
+        after the file and before COMMIT leaves the new settings with the old roster;
+        the same bundle, imported again, then applies the roster (its sequence is new)."""
+        self._settings_changed = []
+        if bundle.settings is None or self.layers is None:
+            return
+        from doorpi.settings import changed_keys, write_admin_layer
+
+        keys = changed_keys(self.layers.admin, bundle.settings)
+        try:
+            write_admin_layer(self.layers, bundle.settings)
+        except OSError as exc:
+            raise BundleError(
+                "settings", f"settings: cannot write {exc.filename}: {exc.strerror}"
+            ) from None
+        self._settings_changed = keys
+        ch.settings_changed = len(keys)
+        self.layers = replace(self.layers, admin=bundle.settings)
 
     def _check_rules(self, bundle: EnrollmentBundle) -> None:
         """The sealed parts must open: a bad one refuses the whole bundle."""
@@ -544,6 +594,7 @@ class BundleImporter:
                             bundle.created, guard.floor)  # fmt: skip
             set_state(self.db, "sync_last", json.dumps({"sequence": bundle.sequence, "at": now}))
             self._step()
+            self._write_settings(bundle, ch)
         return ch
 
     def _adopt_card_key(self, bundle: EnrollmentBundle) -> None:
@@ -722,6 +773,7 @@ class BundleImporter:
         ]
         withdrawals = self._withdrawals()
         suspensions = self._false_matches()
+        holders, dependents = self._face_parity()
         return SyncReport(
             gate=self.identity.fingerprint,
             created=self.clock(),
@@ -736,6 +788,8 @@ class BundleImporter:
             skipped=skipped or {},
             face_withdrawals=withdrawals,
             face_suspensions=suspensions,
+            face_holders=holders,
+            face_dependents=dependents,
             status=self.status(),
             audit=audit,
         )
@@ -759,6 +813,22 @@ class BundleImporter:
         since = float(get_state(self.db, "sync_false_matches_reported", "0") or 0)
         reports = json.loads(get_state(self.db, "face_false_matches") or "[]")
         return self._site_events([(p, at) for p, at in reports if at > since])
+
+    def _face_parity(self) -> tuple[list[str], list[dict[str, str]]]:
+        """Roster residents who can be asked for face here, and those with no
+        face-free way to finish (doorpi.privacy.parity), with this gate's door
+        rules and devices; nothing when the gate does not know them or face is off."""
+        parity = self.rules.parity()
+        if parity is None:
+            return [], []
+        from doorpi.privacy.parity import roster_face_parity
+
+        keys = {k: rid for k, (rid, _, _) in self._mapping().items()}
+        try:
+            return roster_face_parity(self.storage, *parity, keys, self.clock())
+        except sqlite3.DatabaseError as exc:  # the report still goes; the gate's status says
+            log.error("face parity for the report: %s", exc)
+            return [], []
 
     def _site_events(self, rows: list[tuple[str, float]]) -> list[dict[str, Any]]:
         """(pseudonym, time) -> the latest time per roster key (residents added on

@@ -53,25 +53,33 @@ class SyncReport:
     status: dict[str, Any] = field(default_factory=dict)
     # Entries this gate's limits refused while the rest applied: resident, field, reason, kept.
     refused_entries: list[dict[str, str]] = field(default_factory=list)
+    # Face parity (doorpi.core.parity) after this import, by roster key: who can be
+    # asked for face here, and who of them has no face-free way to finish (and why).
+    face_holders: list[str] = field(default_factory=list)
+    face_dependents: list[dict[str, str]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
     sealed: bool = True
 
     @property
     def needs_attention(self) -> bool:
-        """Refused as a whole, or some entries refused: the admin has work to do."""
-        return self.result == "refused" or bool(self.refused_entries)
+        """Refused as a whole, some entries refused, or residents who depend on
+        face here: the admin has work to do."""
+        return self.result == "refused" or bool(self.refused_entries or self.face_dependents)
 
     def summary(self) -> str:
         """The one line the admin (and the journal) sees."""
         if self.result == "applied":
             order = ("added", "updated", "removed", "unchanged", "pins_hashed",
                      "templates_stored", "templates_deleted")  # fmt: skip
-            order += ("templates_skipped", "face_withdrawn", "face_suspended")
+            order += ("templates_skipped", "face_withdrawn", "face_suspended", "settings_changed")
             parts = ", ".join(f"{self.changes[k]} {k}" for k in order if self.changes.get(k))
             line = f"applied bundle {self.bundle_sequence}: {parts or 'no changes'}"
             if self.refused_entries:
                 n = len({e.get("resident") for e in self.refused_entries})
                 line += f"; {n} {'entry' if n == 1 else 'entries'} refused (see report)"
+            if self.face_dependents:
+                n = len(self.face_dependents)
+                line += f"; {n} resident{'' if n == 1 else 's'} with no face-free way in"
             return line
         if self.result == "waiting":
             return f"paired, waiting for a bundle: {self.reason}"
@@ -90,6 +98,8 @@ def seal_report(report: SyncReport, gate: GateIdentity, site: PublicIdentity | N
         report.audit = []
         report.face_withdrawals = []
         report.face_suspensions = []
+        report.face_holders = []  # who uses face: only sealed to the site
+        report.face_dependents = []
         report.sealed = False
     signed = bytes(gate.signing.sign(report.to_body()))
     payload = SealedBox(site.box).encrypt(signed) if site is not None else signed

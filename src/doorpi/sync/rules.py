@@ -22,6 +22,7 @@ from typing import Any
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
+from doorpi.core.parity import Devices, Rule, show
 from doorpi.store.credentials import PinPolicyError, check_pin_rules
 from doorpi.sync.keys import PublicIdentity
 
@@ -42,16 +43,36 @@ class GateRules:
     pin_max: int = 8
     opslimit: int = 2
     memlimit_kib: int = 19456
+    #: The door's rules (``door.access`` then each ``door.schedule_access``), each
+    #: its combinations as the config writes them ("card+pin"): for face parity.
+    access: tuple[tuple[str, ...], ...] = ()
+    #: The factors the fitted devices read ("card", "pin", "face"; `Config.devices`);
+    #: None when the gate did not say (an older doorpi): no parity check then.
+    devices: tuple[str, ...] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> GateRules:
+        access = tuple(tuple(show(c) for c in rule) for _, rule in cfg.rules())
         return cls(frozenset(cfg.schedules), cfg.keypad.pin_min_length, cfg.keypad.pin_max_length,
-                   cfg.pin.opslimit, cfg.pin.memlimit_kib)  # fmt: skip
+                   cfg.pin.opslimit, cfg.pin.memlimit_kib, access,
+                   tuple(sorted(cfg.devices.factors)))  # fmt: skip
 
     def to_doc(self) -> dict[str, Any]:
         """The limits a laptop needs (no Argon2 cost: that is the gate's business)."""
-        return {"schedules": sorted(self.schedules), "pin_min": self.pin_min,
-                "pin_max": self.pin_max}  # fmt: skip
+        doc: dict[str, Any] = {"schedules": sorted(self.schedules), "pin_min": self.pin_min,
+                               "pin_max": self.pin_max}  # fmt: skip
+        if self.devices is not None:
+            doc["door"] = {"access": [list(r) for r in self.access],
+                           "devices": list(self.devices)}  # fmt: skip
+        return doc
+
+    def parity(self) -> tuple[list[Rule], Devices] | None:
+        """(door rules as `doorpi.core.parity` rules, `Devices`), or None if unknown."""
+        if self.devices is None:
+            return None
+        rules = [tuple(frozenset(c.split("+")) for c in rule) for rule in self.access]
+        have = set(self.devices)
+        return rules, Devices("card" in have, "pin" in have, "face" in have)
 
     @classmethod
     def from_doc(cls, doc: Any) -> GateRules | None:
@@ -64,11 +85,33 @@ class GateRules:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
             return None
         assert isinstance(lo, int) and isinstance(hi, int)
-        return cls(frozenset(sch), lo, hi)
+        return cls(frozenset(sch), lo, hi, **_door_from_doc(doc.get("door")))
 
     def describe(self) -> str:
         names = ", ".join(sorted(self.schedules)) or "none"
         return f"PINs of {self.pin_min} to {self.pin_max} digits, schedules: {names}"
+
+
+_FACTORS = frozenset({"card", "pin", "face"})
+
+
+def _door_from_doc(door: Any) -> dict[str, Any]:
+    """The door part of a rules table, or nothing when absent or not well formed."""
+    if not isinstance(door, dict):
+        return {}
+    access, devices = door.get("access"), door.get("devices")
+    if not isinstance(access, list) or not isinstance(devices, list):
+        return {}
+    if not all(isinstance(d, str) and d in _FACTORS for d in devices):
+        return {}
+    rules = []
+    for rule in access:
+        if not isinstance(rule, list) or not all(
+            isinstance(c, str) and c and set(c.split("+")) <= _FACTORS for c in rule
+        ):
+            return {}
+        rules.append(tuple(rule))
+    return {"access": tuple(rules), "devices": tuple(devices)}
 
 
 def entry_problems(rules: GateRules, entry: Any) -> list[tuple[str, str]]:
