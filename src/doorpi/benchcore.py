@@ -146,8 +146,8 @@ def secure_card_tap(n: int = 200) -> dict[str, Any]:
     """Our own work for one secure-card tap (doorpi.cards.policy.CardPolicyProtocol):
     select, AuthenticateEV2First with the UID-read key, GetCardUID (Full mode),
     AuthenticateEV2First with the card's entry key, against the in-process card
-    emulator. The reader's radio round trips (7 APDUs) are not included: they
-    depend on the reader (roughly 5-20 ms each on a USB PC/SC reader).
+    emulator. The reader's radio round trips (6 APDUs) are not included: they
+    depend on the reader (roughly 5-20 ms each on a USB PC/SC reader; 6 per tap).
 
     ``ops`` counts the reader-side AES calls per tap (CBC and CMAC), the basis
     for the Pi 4 estimate in README (a Cortex-A72 has no AES instructions).
@@ -203,7 +203,7 @@ def secure_card_tap(n: int = 200) -> dict[str, Any]:
         "reader_side_ms_median": round(statistics.median(own), 3),
         "reader_side_ms_p99": round(_pct(own, 0.99), 3),
         "with_card_emulator_ms_median": round(statistics.median(total), 3),
-        "apdus": 7,
+        "apdus": 6,
         "aes_calls_both_sides": card_calls,
         "samples": n,
     }

@@ -125,3 +125,29 @@ def test_gate_keys_file_round_trip_and_faults(tmp_path) -> None:
     path.write_text('{"uid_read": "00", "entry": {}}')
     with pytest.raises(ValueError, match=r"card-keys\.json: malformed"):
         load_gate_keys(tmp_path)
+
+
+def test_ntag424_with_doorpi_keys_is_secure_a_foreign_one_is_a_uid_card() -> None:
+    p = policy(True)
+    assert p.identify(transmit_to(Ev2CardApp.issued(SITE, ALICE, ntag424=True))) == ALICE
+    assert p.method == "ntag424"
+    assert p.identify(transmit_to(Ev2CardApp.ntag424_factory(BOB_LEGACY))) == BOB_LEGACY
+    assert p.method == "uid"  # weak: flagged in every record
+    with pytest.raises(CardProtocolError, match="clone"):  # Alice's UID on a foreign tag
+        p.identify(transmit_to(Ev2CardApp.ntag424_factory(ALICE)))
+    with pytest.raises(CardProtocolError, match="NTAG 424 DNA without doorpi's keys"):
+        policy(False).identify(transmit_to(Ev2CardApp.ntag424_factory(BOB_LEGACY)))
+    # doorpi's UID-read key but another site's entry key: refused, no UID fallback
+    other = Ev2CardApp.issued(SiteCardKeys(bytes(16)), ALICE, ntag424=True)
+    other.apps[next(iter(other.apps))][1] = SITE.uid_read_key()
+    with pytest.raises(CardProtocolError, match="key 2: card refused"):
+        p.identify(transmit_to(other))
+
+
+def test_legacy_uid_is_the_admins_setting_not_the_installers() -> None:
+    from doorpi.settings import ADMIN, INSTALLER, misplaced, owner
+
+    assert owner("reader", "legacy_uid") == ADMIN == owner("reader", "legacy_uid_until")
+    assert owner("reader", "name") == INSTALLER
+    assert "the admin's setting" in (misplaced({"reader": {"legacy_uid": True}}, INSTALLER) or "")
+    assert misplaced({"reader": {"legacy_uid_until": "2027-01-31"}}, ADMIN) is None

@@ -90,7 +90,7 @@ def test_right_key_gives_the_real_uid_behind_a_random_id(secure_reader, pcsc_eve
     assert isinstance(ev, CardPresented), ev
     assert ev.card_id == ALICE and ev.method == "desfire_ev2"
     ins = [apdu[1] for _, apdu, _ in log.apdus]
-    assert ins == [0x5A, 0x5A, 0x71, 0xAF, 0x51, 0x71, 0xAF]
+    assert ins == [0x5A, 0x71, 0xAF, 0x51, 0x71, 0xAF]
     # the real UID travelled only encrypted
     assert not any(ALICE in resp for _, _, resp in log.apdus)
 
@@ -152,5 +152,42 @@ def test_card_pulled_mid_authentication_then_reader_keeps_working(
     time.sleep(0.5)
     mark = pcsc_events.mark()
     vcard(ALICE, atr=DESFIRE_ATR, handler=Ev2CardApp.issued(SITE, ALICE)).tap(1.2)
+    ok = outcome(pcsc_events, mark)
+    assert isinstance(ok, CardPresented) and ok.card_id == ALICE
+
+
+def test_ntag424_dna_right_key_granted_factory_tag_refused(secure_reader, pcsc_events, vcard):
+    tag = Ev2CardApp.issued(SITE, ALICE, ntag424=True)
+    mark = pcsc_events.mark()
+    log = vcard(ALICE, atr=DESFIRE_ATR, handler=tag).tap(1.2)
+    ev = outcome(pcsc_events, mark)
+    assert isinstance(ev, CardPresented), ev
+    assert ev.card_id == ALICE and ev.method == "ntag424"
+    assert [apdu[:2] for _, apdu, _ in log.apdus][:2] == [b"\x90\x5a", b"\x00\xa4"]
+    time.sleep(0.5)
+    mark = pcsc_events.mark()
+    vcard(ALICE, atr=DESFIRE_ATR, handler=Ev2CardApp.ntag424_factory(ALICE)).tap(1.2)
+    ev = outcome(pcsc_events, mark)
+    assert isinstance(ev, CardReadFailed) and "NTAG 424 DNA without doorpi's keys" in ev.reason
+
+
+def test_phones_and_bank_cards_are_refused_and_residents_still_get_in(
+    secure_reader, pcsc_events, vcard
+):
+    """Random IDs and no doorpi application: each a plain refusal, never a lockout;
+    the resident's card right after still works (the gate side: test_gate_weak_cards)."""
+    import os
+
+    def phone(apdu: bytes) -> bytes:  # an HCE phone / EMV card: a fresh ID, no such file
+        return (b"\x08" + os.urandom(3) + b"\x90\x00") if apdu[:2] == b"\xff\xca" else b"\x6a\x82"
+
+    for _ in range(3):
+        mark = pcsc_events.mark()
+        vcard(bytes(4), atr=DESFIRE_ATR, handler=phone).tap(1.0)
+        ev = outcome(pcsc_events, mark)
+        assert isinstance(ev, CardReadFailed) and "not a secure card" in ev.reason, ev
+        time.sleep(0.5)
+    mark = pcsc_events.mark()
+    vcard(ALICE, atr=DESFIRE_ATR, handler=Ev2CardApp.issued(SITE, ALICE, random_uid=True)).tap(1.2)
     ok = outcome(pcsc_events, mark)
     assert isinstance(ok, CardPresented) and ok.card_id == ALICE

@@ -19,10 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from doorpi.cards.ev2 import CardKeySource, SecureCard, select_application
+from doorpi.cards.ev2 import (
+    KEY_UID_READ,
+    CardKeySource,
+    KeyRefused,
+    SecureCard,
+    select_application,
+    select_ntag424,
+)
 from doorpi.cards.uid import CardProtocolError, Transmit, UidCard
 
 WEAK_METHODS = frozenset({"uid", "uid+face_template"})
+SECURE_METHODS = frozenset({"desfire_ev2", "ntag424"})
 
 
 @dataclass(frozen=True)
@@ -89,17 +97,28 @@ class CardPolicyProtocol:
         self.method = "desfire_ev2"
 
     def identify(self, transmit: Transmit) -> bytes:
-        has_app = True
-        try:
-            select_application(transmit)
-        except CardProtocolError:
-            has_app = False
-        if has_app:
+        """The card's UID: proven by AES authentication for a secure card, else (only
+        while `legacy_allowed`) the UID it presents. `CardProtocolError` otherwise."""
+        kind = _secure_kind(transmit)
+        if kind is not None:
             if self.secure is None:
                 raise CardProtocolError("secure card but no card keys on this gate (sync them)")
-            self.method = SecureCard.method
-            return self.secure.identify(transmit)
-        if not legacy_allowed(self.window, self.now()):
+            try:
+                uid = self.secure.authenticate_selected(transmit)
+            except KeyRefused as exc:
+                # An NTAG 424 always has its application: one without doorpi's keys
+                # is someone else's tag, a UID-only card as far as doorpi knows.
+                if kind != "ntag424" or exc.key_no != KEY_UID_READ:
+                    raise
+                if not legacy_allowed(self.window, self.now()):
+                    raise CardProtocolError(
+                        "NTAG 424 DNA without doorpi's keys (UID-only cards are off: "
+                        "reader.legacy_uid)"
+                    ) from None
+            else:
+                self.method = kind
+                return uid
+        elif not legacy_allowed(self.window, self.now()):
             raise CardProtocolError("not a secure card (UID-only cards are off: reader.legacy_uid)")
         uid = self.legacy.identify(transmit)
         if self.keys is not None and self.keys.entry_key(uid) is not None:
@@ -108,7 +127,19 @@ class CardPolicyProtocol:
         return uid
 
 
+def _secure_kind(transmit: Transmit) -> str | None:
+    """Select doorpi's DESFire application or NTAG 424 DNA's; which one, or None."""
+    for kind, select in (("desfire_ev2", select_application), ("ntag424", select_ntag424)):
+        try:
+            select(transmit)
+        except CardProtocolError:
+            continue
+        return kind
+    return None
+
+
 __all__ = [
+    "SECURE_METHODS",
     "WEAK_METHODS",
     "CardPolicyProtocol",
     "LegacyWindow",
