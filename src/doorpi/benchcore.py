@@ -246,6 +246,73 @@ def process_startup(runs: int = 3) -> dict[str, Any]:
     }
 
 
+def secure_card_tap(n: int = 200) -> dict[str, Any]:
+    """Our own work for one secure-card tap (doorpi.cards.policy.CardPolicyProtocol):
+    select, AuthenticateEV2First with the UID-read key, GetCardUID (Full mode),
+    AuthenticateEV2First with the card's entry key, against the in-process card
+    emulator. The reader's radio round trips (6 APDUs) are not included: they
+    depend on the reader (roughly 5-20 ms each on a USB PC/SC reader; 6 per tap).
+
+    ``ops`` counts the reader-side AES calls per tap (CBC and CMAC), the basis
+    for the Pi 4 estimate in README (a Cortex-A72 has no AES instructions).
+    """
+    from doorpi.cards import crypto
+    from doorpi.cards.keys import GateCardKeys, SiteCardKeys
+    from doorpi.cards.policy import CardPolicyProtocol, LegacyWindow
+    from doorpi.sim.ev2_card import Ev2CardApp
+
+    site = SiteCardKeys(os.urandom(16))
+    uid = bytes.fromhex("04112233445566")
+    card = Ev2CardApp.issued(site, uid, random_uid=True)
+    policy = CardPolicyProtocol(GateCardKeys.for_cards(site, [uid]), LegacyWindow())
+    card_ms: list[float] = []
+
+    def transmit(apdu: list[int]) -> tuple[list[int], int, int]:
+        t = time.perf_counter()
+        resp = card(bytes(apdu))
+        card_ms.append((time.perf_counter() - t) * 1000)
+        return list(resp[:-2]), resp[-2], resp[-1]
+
+    counts = {"cbc": 0, "cmac": 0}
+    names = {"aes_cbc_encrypt": "cbc", "aes_cbc_decrypt": "cbc", "aes_cmac": "cmac"}
+    originals = {name: getattr(crypto, name) for name in names}
+
+    def counting(name: str) -> Any:
+        def f(*a: Any, **k: Any) -> Any:
+            counts[names[name]] += 1
+            return originals[name](*a, **k)
+
+        return f
+
+    for name in names:
+        setattr(crypto, name, counting(name))
+    try:
+        card_ms.clear()
+        assert policy.identify(transmit) == uid
+        card_calls = dict(counts)  # card side included; recount for the reader alone below
+    finally:
+        for name, f in originals.items():
+            setattr(crypto, name, f)
+    total: list[float] = []
+    own: list[float] = []
+    for _ in range(n):
+        card.power_cycle()
+        card_ms.clear()
+        t = time.perf_counter()
+        policy.identify(transmit)
+        ms = (time.perf_counter() - t) * 1000
+        total.append(ms)
+        own.append(ms - sum(card_ms))
+    return {
+        "reader_side_ms_median": round(statistics.median(own), 3),
+        "reader_side_ms_p99": round(_pct(own, 0.99), 3),
+        "with_card_emulator_ms_median": round(statistics.median(total), 3),
+        "apdus": 6,
+        "aes_calls_both_sides": card_calls,
+        "samples": n,
+    }
+
+
 def bench_core(opslimit: int, memlimit_kib: int) -> dict[str, Any]:
     import platform
 
@@ -257,6 +324,7 @@ def bench_core(opslimit: int, memlimit_kib: int) -> dict[str, Any]:
             for k, v in fire_release_under_load(handle_cost=0.2).items()
             if k not in ("loops", "strike_states")
         },
+        "secure_card_tap": secure_card_tap(),
         "pin_verify": pin_verify(opslimit, memlimit_kib),
         "process": process_startup(),
     }

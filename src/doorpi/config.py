@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from doorpi.cards.policy import parse_until
 from doorpi.core.parity import Devices, door_parity_problem
 from doorpi.core.policy import (
     Combination,
@@ -94,6 +95,9 @@ class GpioConfig:
 class ReaderConfig:
     enabled: bool = True
     name: str = ""
+    # UID-only cards (cloneable) only if the admin says so, until an ISO date (doorpi.cards.policy).
+    legacy_uid: bool = False
+    legacy_uid_until: str = ""
 
 
 @dataclass(frozen=True)
@@ -474,7 +478,16 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     gpio = _parse_gpio(doc)
 
     s = _section(doc, "reader")
-    reader = ReaderConfig(enabled=s.bool("enabled", True), name=s.str("name", ""))
+    reader = ReaderConfig(
+        enabled=s.bool("enabled", True),
+        name=s.str("name", ""),
+        legacy_uid=s.bool("legacy_uid", False),
+        legacy_uid_until=s.str("legacy_uid_until", ""),
+    )
+    try:
+        parse_until(reader.legacy_uid_until)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     s.check_unknown()
 
     keypad = _parse_keypad(doc)

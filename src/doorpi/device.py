@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from doorpi.config import Config
@@ -133,13 +134,16 @@ def _make_reader(cfg: Config, sim: bool) -> Any:
 
     if sim:
         return reader.SimulatedReader()
+    from doorpi.cards.keys import load_gate_keys
+    from doorpi.cards.policy import CardPolicyProtocol, LegacyWindow, parse_until
+
+    window = LegacyWindow(cfg.reader.legacy_uid, parse_until(cfg.reader.legacy_uid_until))
+    policy = CardPolicyProtocol(load_gate_keys(Path(cfg.site.data_dir)), window)
     if card_templates_on(cfg):
         from doorpi.privacy.oncard import OnCardTemplateProtocol
 
-        return reader.PcscReader(cfg.reader.name, OnCardTemplateProtocol())
-    from doorpi.cards.uid import UidCard
-
-    return reader.PcscReader(cfg.reader.name, UidCard())
+        return reader.PcscReader(cfg.reader.name, OnCardTemplateProtocol(identity=policy))
+    return reader.PcscReader(cfg.reader.name, policy)
 
 
 def card_templates_on(cfg: Config) -> bool:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from doorpi.cards.policy import WEAK_METHODS
 from doorpi.clocks import Clock
 from doorpi.config import Config
 from doorpi.core.door import DoorMachine, DoorTiming
@@ -271,10 +272,13 @@ class Gate:
         """Queue a record; `_flush` writes them after the actuators have acted."""
         rec = as_record(item)
         rec.update(extra)
+        if getattr(self, "_weak_card", False):  # a UID-only card: cloneable (doorpi.cards.policy)
+            rec["weak_card"] = True
         self._outbox.append((self.clock.wall(), self.clock.mono(), rec))
 
     def _flush(self) -> None:
         """Write queued records: audit in one transaction, then the observers."""
+        self._weak_card = False
         if not self._outbox:
             return
         batch, self._outbox = self._outbox, []
@@ -508,6 +512,7 @@ class Gate:
     # ------------------------------------------------------------ credentials
 
     def _on_card(self, ev: CardPresented) -> None:
+        self._weak_card = ev.method in WEAK_METHODS
         mono = self.clock.mono()
         h = card_hash(self.storage.secrets, ev.card_id)
         self._record(

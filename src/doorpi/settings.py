@@ -64,6 +64,9 @@ _INSTALLER_KEYS = {
     "face": frozenset({"num_threads", "models_dir"}),
 }  # fmt: skip
 _IMAGE_ONLY = frozenset({("site", "data_dir")})
+# Security policy inside an installer section: whether UID-only (cloneable) cards
+# are accepted, and until when, is the admin's decision (doorpi.cards.policy).
+_ADMIN_KEYS = frozenset({("reader", "legacy_uid"), ("reader", "legacy_uid_until")})
 _KNOWN_SECTIONS = frozenset({"site", "door", "gpio", "reader", "keypad", "lockout", "pin",
                              "audit", "schedules", "face", "modes"})  # fmt: skip
 
@@ -76,10 +79,13 @@ def owner(section: str, key: str) -> str | None:
     hash cost and face thread count, which depend on the Pi model). Admin:
     the site (every ``site`` key but ``data_dir``, so keys added later such as
     ``site.timezone`` travel too), access rules, schedules, PIN lengths,
-    lockout, audit retention and face.
+    lockout, audit retention and face, and whether UID-only cards are accepted
+    (``reader.legacy_uid`` and its changeover end ``reader.legacy_uid_until``).
     """
     if (section, key) in _IMAGE_ONLY:
         return None
+    if (section, key) in _ADMIN_KEYS:
+        return ADMIN
     if section in _INSTALLER_SECTIONS or key in _INSTALLER_KEYS.get(section, ()):
         return INSTALLER
     return ADMIN

@@ -35,6 +35,9 @@ from doorpi.cards.uid import VALID_UID_LENGTHS, CardProtocolError, Transmit, for
 
 #: Doorpi's application on DESFire (3-byte AID, as sent, LSB first).
 DOORPI_AID = bytes.fromhex("D0F0D1")
+#: NTAG 424 DNA's one application, selected by ISO SelectFile with this DF name
+#: (NT4H2421Gx sect. 10.9.1); it has no native SelectApplication (5A).
+NTAG424_DF_NAME = bytes.fromhex("D2760000850101")
 KEY_APP_MASTER, KEY_UID_READ, KEY_ENTRY = 0, 1, 2
 
 INS_AUTH_EV2_FIRST = 0x71
@@ -71,6 +74,22 @@ def select_application(transmit: Transmit, aid: bytes = DOORPI_AID) -> None:
     _, sw1, sw2 = _call(transmit, wrap(INS_SELECT_APPLICATION, aid), "select application")
     if (sw1, sw2) != SW_OK:
         raise CardProtocolError(f"no doorpi application on the card (status {format_sw(sw1, sw2)})")
+
+
+class KeyRefused(CardProtocolError):
+    """The card answered 91 AE to AuthenticateEV2First part 2: it holds another key."""
+
+    def __init__(self, key_no: int) -> None:
+        super().__init__(f"authenticate key {key_no}: card refused the key (91AE)")
+        self.key_no = key_no
+
+
+def select_ntag424(transmit: Transmit) -> None:
+    """ISO SelectFile of NTAG 424 DNA's application by DF name (00 A4 04 0C, status 90 00)."""
+    apdu = [0x00, 0xA4, 0x04, 0x0C, len(NTAG424_DF_NAME), *NTAG424_DF_NAME, 0x00]
+    _, sw1, sw2 = _call(transmit, apdu, "select NTAG 424 application")
+    if (sw1, sw2) != (0x90, 0x00):
+        raise CardProtocolError(f"not an NTAG 424 DNA (status {format_sw(sw1, sw2)})")
 
 
 @dataclass
@@ -150,7 +169,7 @@ def authenticate_ev2_first(
     token = crypto.aes_cbc_encrypt(key, rnd_a + crypto.rotl1(rnd_b))
     resp, sw1, sw2 = _call(transmit, wrap(INS_ADDITIONAL_FRAME, token), "authenticate part 2")
     if (sw1, sw2) == SW_AUTH_ERROR:
-        raise CardProtocolError(f"authenticate key {key_no}: card refused the key (91AE)")
+        raise KeyRefused(key_no)
     if (sw1, sw2) != SW_OK:
         raise CardProtocolError(f"authenticate key {key_no} part 2: status {format_sw(sw1, sw2)}")
     if len(resp) != 32:
@@ -194,6 +213,10 @@ class SecureCard:
 
     def identify(self, transmit: Transmit) -> bytes:
         select_application(transmit)
+        return self.authenticate_selected(transmit)
+
+    def authenticate_selected(self, transmit: Transmit) -> bytes:
+        """`identify` once doorpi's application is selected (DESFire) or NTAG 424's is."""
         s1 = authenticate_ev2_first(
             transmit, KEY_UID_READ, self.keys.uid_read_key(), random=self.random
         )
@@ -210,11 +233,14 @@ __all__ = [
     "KEY_APP_MASTER",
     "KEY_ENTRY",
     "KEY_UID_READ",
+    "NTAG424_DF_NAME",
     "CardKeySource",
     "Ev2Session",
+    "KeyRefused",
     "SecureCard",
     "authenticate_ev2_first",
     "get_card_uid",
     "select_application",
+    "select_ntag424",
     "wrap",
 ]

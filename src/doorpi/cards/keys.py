@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,15 +117,15 @@ def load_gate_keys(data_dir: Path) -> GateCardKeys | None:
 
 
 def write_gate_keys(data_dir: Path, keys: GateCardKeys) -> Path:
-    """Write ``card-keys.json`` (mode 0600) for `load_gate_keys`."""
+    """Write ``card-keys.json`` (mode 0600, atomically) for `load_gate_keys`."""
+    from doorpi.fsutil import write_atomic
+
     path = data_dir / GATE_KEYS_FILE
     doc = {
         "uid_read": keys.uid_read.hex(),
         "entry": {u: k.hex() for u, k in keys.entry_keys.items()},
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(doc, f)
+    write_atomic(path, json.dumps(doc).encode(), 0o600)
     return path
 
 

@@ -93,6 +93,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--gate", action="append", help="only this gate (repeatable)")
     b.set_defaults(func=cmd_bundle)
 
+    card = acts.add_parser("card", help="secure cards (DESFire EV2/EV3): issue")
+    cs = card.add_subparsers(dest="card_action", required=True)
+    iss = cs.add_parser(
+        "issue", parents=[opts],
+        help="personalise a blank card on this laptop's reader (application, diversified keys)",
+    )  # fmt: skip
+    iss.add_argument("--resident", required=True, help="the roster key the card is for")
+    iss.add_argument(
+        "--reader", default="", help="PC/SC reader name or part of it (default: first)"
+    )
+    iss.add_argument("--label", default="", help='what the card is, e.g. "blue fob"')
+    iss.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the card")
+    iss.set_defaults(func=cmd_card_issue)
+
     rep = acts.add_parser("report", help="read the gates' reports")
     rs = rep.add_subparsers(dest="report_action", required=True)
     rd = rs.add_parser("read", parents=[opts], help="verify and show the reports on a stick")
@@ -316,6 +330,48 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             f"{len(b.data):>9} bytes  {b.path}"
         )
     print("plug the stick into each gate; bring it back and run `doorpi admin report read`")
+    return 0
+
+
+def cmd_card_issue(args: argparse.Namespace) -> int:
+    """Personalise a blank card (doorpi.cards.issue) and record it in the card register."""
+    from doorpi import validation
+    from doorpi.cards.issue import issue_card
+    from doorpi.cards.register import CardRegister, CardRegisterError, load_master
+    from doorpi.cards.uid import CardProtocolError
+    from doorpi.privacy.oncard import OnCardError, pcsc_card
+    from doorpi.sync.bundle import KEY_RE
+
+    if not KEY_RE.fullmatch(args.resident):
+        raise CliError(f"--resident {validation.safe_text(args.resident)}: not a roster key "
+                       "like a-3101-wang")  # fmt: skip
+    _site(args)  # the admin directory must be a site's
+    with common.as_cli_error(CardRegisterError):
+        master = load_master(args.admin_dir, create=True)
+        register = CardRegister.load(args.admin_dir)
+    assert master is not None
+    try:
+        with pcsc_card(args.reader, args.timeout) as transmit:
+            uid = issue_card(transmit, master)
+    except OnCardError as exc:
+        where = validation.safe_text(args.reader) or "(any reader)"
+        what = "no such reader" if exc.reason == "no_reader" else "no card on the reader"
+        raise CliError(f"card not issued: {where}: {what}") from None
+    except CardProtocolError as exc:
+        raise CliError(f"card not issued: {exc.reason}") from None
+    except Exception as exc:  # pyscard: the card left the field, the reader went away
+        raise CliError(f"card not issued: {type(exc).__name__}: {exc}") from None
+    register.record(uid, args.resident, args.label)
+    try:
+        register.save()
+    except OSError as exc:
+        raise CliError(
+            f"card {uid.hex()} was personalised for {args.resident} but {exc.filename} could "
+            f"not be written ({exc.strerror}): add it there by hand before the next bundle"
+        ) from None
+    print(f"issued secure card {uid.hex()} for {args.resident}: default keys replaced")
+    print(f'  add it to the roster: cards = ["{uid.hex()}"] in the entry key = "{args.resident}"')
+    print("  the next `doorpi admin bundle` carries its key to the gates, sealed to each")
     return 0
 
 

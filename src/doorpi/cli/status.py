@@ -59,6 +59,9 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     face = face_status(store, privacy_settings(cfg.face.settings), now)
     info["warnings"].extend(face.pop("warnings", []))
     info.update(face)
+    from doorpi.cards.policy import card_status
+
+    info.update(card_status(cfg.reader, now, info["warnings"]))
     path_info = _face_path_info(cfg, store, now)
     info["warnings"].extend(path_info.pop("warnings"))
     info.update(path_info)

@@ -51,7 +51,7 @@ from nacl.bindings import (
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
-from doorpi.cards.uid import GET_UID_APDU, CardProtocolError, Transmit, UidCard
+from doorpi.cards.uid import GET_UID_APDU, CardProtocol, CardProtocolError, Transmit, UidCard
 from doorpi.privacy.vault import (
     TEMPLATE_BYTES,
     InstallationTransform,
@@ -341,21 +341,34 @@ def pcsc_card(reader_name: str, timeout: float = 5.0) -> Iterator[Transmit]:
 
 
 class OnCardTemplateProtocol:
-    """A `CardProtocol` for the reader: identifies by UID and keeps the card's
+    """A `CardProtocol` for the reader: identifies the card and keeps its
     template blob in memory for the face step that follows (at most ``ttl``
-    seconds, then forgotten). Nothing is written anywhere."""
+    seconds, then forgotten). Nothing is written anywhere.
+
+    ``identity`` says who the card is: by default its UID (weak, cloneable);
+    with `doorpi.cards.policy.CardPolicyProtocol` the real UID proven by
+    AES authentication, so a template is bound to the authenticated card
+    (it is sealed with that UID as associated data), not to a presented ID.
+    """
 
     method = "uid+face_template"
 
-    def __init__(self, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        identity: CardProtocol | None = None,
+    ) -> None:
         self.ttl = ttl
         self.clock = clock
+        self.identity: CardProtocol = identity if identity is not None else UidCard()
         self._blobs: dict[bytes, tuple[float, bytes]] = {}
         self._lock = threading.Lock()
 
     def identify(self, transmit: Transmit) -> bytes:
         card = TemplateCard(transmit)
-        uid = UidCard().identify(transmit)
+        uid = self.identity.identify(transmit)
+        self.method = f"{self.identity.method}+face_template"
         try:
             blob = card.read()
         except OnCardError:

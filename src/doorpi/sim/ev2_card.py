@@ -13,6 +13,11 @@ the commands doorpi uses, ISO-wrapped (CLA 90, status 91 xx):
 * for issuing: CreateApplication (CA, MAC mode, needs the PICC master key)
   and ChangeKey (C4, Full mode, needs the application master key).
 
+With ``ntag424=True`` it is an NTAG 424 DNA instead: its one application is
+selected with ISO SelectFile by DF name (00 A4 04 0C, D2760000850101 ->
+90 00) and the native SelectApplication is an illegal command (91 1C); its
+keys 0-2 are doorpi's (a tag with factory keys has them all zero).
+
 A blank card (``Ev2CardApp.blank``) has PICC master key 0 and no
 application, as delivered. Wrong key -> 91 AE; unknown command -> 91 1C;
 no such application -> 91 A0; not authenticated -> 91 AE.
@@ -24,7 +29,7 @@ import os
 from dataclasses import dataclass, field
 
 from doorpi.cards import crypto
-from doorpi.cards.ev2 import DOORPI_AID
+from doorpi.cards.ev2 import DOORPI_AID, NTAG424_DF_NAME
 from doorpi.cards.keys import SiteCardKeys
 
 PICC_AID = bytes(3)
@@ -60,6 +65,7 @@ class Ev2CardApp:
     apps: dict[bytes, list[bytes]] = field(default_factory=dict)
     picc_key: bytes = bytes(16)
     random_uid: bool = False
+    ntag424: bool = False
     _selected: bytes = PICC_AID
     _pending: tuple[int, bytes, bytes] | None = None  # key_no, key, RndB
     _session: _Session | None = None
@@ -70,17 +76,35 @@ class Ev2CardApp:
         return cls(uid=bytes(uid), random_uid=random_uid)
 
     @classmethod
-    def issued(cls, site: SiteCardKeys, uid: bytes, *, random_uid: bool = False) -> Ev2CardApp:
-        """A card as `doorpi admin card issue` leaves it (for tests and the demo)."""
+    def issued(
+        cls, site: SiteCardKeys, uid: bytes, *, random_uid: bool = False, ntag424: bool = False
+    ) -> Ev2CardApp:
+        """A card as `doorpi admin card issue` leaves it (for tests and the demo);
+        ``ntag424``: an NTAG 424 DNA with doorpi's keys in its slots 0-2."""
         keys = [site.app_master_key(uid), site.uid_read_key(), site.entry_key(uid) or b""]
         picc = site.picc_master_key(uid)
-        return cls(uid=bytes(uid), apps={DOORPI_AID: keys}, picc_key=picc, random_uid=random_uid)
+        return cls(uid=bytes(uid), apps={DOORPI_AID: keys}, picc_key=picc,
+                   random_uid=random_uid, ntag424=ntag424)  # fmt: skip
+
+    @classmethod
+    def ntag424_factory(cls, uid: bytes) -> Ev2CardApp:
+        """An NTAG 424 DNA as delivered: its application with five all-zero keys."""
+        return cls(uid=bytes(uid), apps={DOORPI_AID: [bytes(16)] * 5}, ntag424=True)
 
     # ------------------------------------------------------------------ entry
 
     def __call__(self, apdu: bytes) -> bytes:
         if apdu[:2] == b"\xff\xca":
             return self._presented_uid() + b"\x90\x00"
+        if self.ntag424 and apdu[:4] == b"\x00\xa4\x04\x0c":
+            self._session, self._pending = None, None
+            if apdu[5 : 5 + apdu[4]] != NTAG424_DF_NAME:
+                return b"\x6a\x82"  # file not found
+            self._selected = DOORPI_AID
+            return b"\x90\x00"
+        if self.ntag424 and apdu[:2] in (b"\x90\x5a", b"\x90\xca"):
+            self._session = None
+            return SW_ILLEGAL_COMMAND
         if len(apdu) < 5 or apdu[0] != 0x90:
             return b"\x6e\x00"  # class not supported
         ins = apdu[1]

@@ -309,6 +309,7 @@ class AdminSite:
         settings = {
             g.fingerprint: self.gate_settings(g) for g in gates
         }  # refused before a number is used
+        secure = {g.fingerprint: self._secure_cards(roster.for_gate(g.name)) for g in gates}
         in_roster = {r.entry.key for r in roster.residents}
         self.withdrawals = {k: t for k, t in self.withdrawals.items() if k in in_roster}
         self.suspensions = {k: t for k, t in self.suspensions.items() if k in in_roster}
@@ -345,6 +346,7 @@ class AdminSite:
                 modes=roster.modes,
                 report_ack=ReportAck(**g.ack) if g.ack else None,
                 settings=settings[g.fingerprint],
+                secure_cards=secure[g.fingerprint],
             )
             out.append(BuiltBundle(g, bundle, seal_bundle(bundle, self.key, g.public)))
             g.sent_keys = sorted(set(g.sent_keys) | keys)
@@ -352,6 +354,15 @@ class AdminSite:
                                       | {t.resident for t in tpl})  # fmt: skip
         self.save()
         return out
+
+    def _secure_cards(self, residents: list[Any]) -> Any:
+        """The gate's secure-card keys (doorpi.cards.register), derived here; sealed with the bundle."""
+        from doorpi.cards.register import CardRegisterError, gate_keys
+
+        try:
+            return gate_keys(self.dir, [c.uid for r in residents for c in r.cards])
+        except CardRegisterError as exc:
+            raise AdminError(str(exc)) from None
 
     @property
     def card_key_gate(self) -> str | None:

@@ -32,6 +32,7 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import SealedBox
 
 from doorpi import validation
+from doorpi.cards.keys import GateCardKeys
 from doorpi.sync.keys import GateIdentity, PublicIdentity, SiteKey
 from doorpi.sync.modes import ModesEntry, parse_modes
 
@@ -48,6 +49,7 @@ MAX_TEMPLATES = 20_000
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_TEXT = 200
 MAX_PEERS = 256
+MAX_SECURE_CARDS = MAX_RESIDENTS * MAX_CARDS
 MAX_SETTINGS_BYTES = 64 * 1024  # the admin's gate settings, as JSON
 
 KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -161,6 +163,10 @@ class EnrollmentBundle:
     # The admin's settings layer for this gate (doorpi.settings): None leaves the
     # gate's as they are, a table replaces them (``{}`` clears them).
     settings: dict[str, Any] | None = None
+    # Keys for the site's secure cards (doorpi.cards.keys): the UID-read key and one
+    # entry key per issued card, derived on the laptop; the master key never travels.
+    # The body is sealed to this gate. None leaves the gate's card keys as they are.
+    secure_cards: GateCardKeys | None = None
     version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -202,6 +208,12 @@ class EnrollmentBundle:
             },
             "report_ack": None if self.report_ack is None else vars(self.report_ack),
             "settings": self.settings,
+            "secure_cards": None
+            if self.secure_cards is None
+            else {
+                "uid_read": self.secure_cards.uid_read.hex(),
+                "entry": {u: k.hex() for u, k in sorted(self.secure_cards.entry_keys.items())},
+            },
             "peers": [
                 {
                     "name": p.name,
@@ -596,6 +608,28 @@ def parse_settings(v: Any) -> dict[str, Any] | None:
     return v
 
 
+def _aes_key(v: Any, where: str) -> bytes:
+    if not isinstance(v, str) or len(v) != 32 or not HEX_RE.fullmatch(v):
+        raise _bad(where, "must be an AES-128 key (32 hex digits)")
+    return bytes.fromhex(v)
+
+
+def parse_secure_cards(v: Any) -> GateCardKeys | None:
+    """``secure_cards``: null, or ``{"uid_read": KEY, "entry": {UID hex: KEY}}``."""
+    if v is None:
+        return None
+    d = _Doc(v, "secure_cards")
+    uid_read = _aes_key(d.get("uid_read"), "secure_cards.uid_read")
+    entry = d.get("entry")
+    if not isinstance(entry, dict) or len(entry) > MAX_SECURE_CARDS:
+        raise _bad("secure_cards.entry", f"must be an object of at most {MAX_SECURE_CARDS} cards")
+    keys: dict[str, bytes] = {}
+    for uid, key in entry.items():
+        where = f"secure_cards.entry[{str(uid)[:24]!r}]"
+        keys[_rule(validation.card_uid_hex, uid, where)] = _aes_key(key, where)
+    return GateCardKeys(uid_read, keys)
+
+
 def parse_body(body: bytes) -> EnrollmentBundle:
     """Signed JSON -> `EnrollmentBundle`, or a `BundleError` naming the bad field."""
     try:
@@ -633,6 +667,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
     if raw_key is not None:
         card_key = CardKeyEntry(*_sealed(_Doc(raw_key, "card_key"), "card_key"))
     settings = parse_settings(d.get("settings", required=False))
+    secure_cards = parse_secure_cards(d.get("secure_cards", required=False))
     withdrawals, suspensions = (
         d.each(key, MAX_TOMBSTONES, parse_face_event, required=False)
         for key in ("face_withdrawals", "face_suspensions")
@@ -662,6 +697,7 @@ def parse_body(body: bytes) -> EnrollmentBundle:
         modes=modes,
         report_ack=ack,
         settings=settings,
+        secure_cards=secure_cards,
     )
     check_consistency(bundle)
     return bundle

@@ -469,6 +469,21 @@ class BundleImporter:
         ch.settings_changed = len(keys)
         self.layers = replace(self.layers, admin=bundle.settings)
 
+    def _write_card_keys(self, bundle: EnrollmentBundle) -> None:
+        """Inside the transaction, last: the secure-card keys (doorpi.cards.keys) replaced
+        atomically, mode 0600. They arrived inside the body sealed to this gate; the
+        reader loads them when the gate (re)starts."""
+        if bundle.secure_cards is None:
+            return
+        from doorpi.cards.keys import write_gate_keys
+
+        try:
+            write_gate_keys(Path(self.storage.data_dir), bundle.secure_cards)
+        except OSError as exc:
+            raise BundleError(
+                "card_keys", f"secure_cards: cannot write {exc.filename}: {exc.strerror}"
+            ) from None
+
     def _check_rules(self, bundle: EnrollmentBundle) -> None:
         """The sealed parts must open: a bad one refuses the whole bundle."""
         peers = {p.fingerprint: p for p in bundle.peers}
@@ -655,6 +670,7 @@ class BundleImporter:
             set_state(self.db, "sync_last", json.dumps({"sequence": bundle.sequence, "at": now}))
             self._step()
             self._write_settings(bundle, ch)
+            self._write_card_keys(bundle)
         return ch
 
     def _adopt_card_key(self, bundle: EnrollmentBundle) -> None:
