@@ -221,6 +221,8 @@ class PowerCutRig:
                 if k % 2 and unflushed
                 else set()
             )
+            at = ends[n - 1] if n else 0
+            name = [p for p, b in self.phases if b < at][-1] if at > self.phases[0][1] else "start"
             out.append(Cut(n, name, len(drop)))
             out[-1]._drop = drop  # type: ignore[attr-defined]
         return out

@@ -7,8 +7,9 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from conftest import report, scale
 from harness import FSTAB, shipped_mount_options
+
+from conftest import report, scale
 
 
 def test_shipped_options_are_the_image_builds() -> None:
