@@ -48,7 +48,7 @@ toml_value = st.one_of(
     st.lists(st.text(max_size=5), max_size=3),
     st.dictionaries(
         st.text(string.ascii_lowercase, min_size=1, max_size=6), st.integers(), max_size=2
-    ),  # fmt: skip
+    ),
 )
 
 
