@@ -8,7 +8,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 start=$(date +%s)
 status=0
-DOORPI_RELIABILITY=long DOORPI_RELIABILITY_OUT="$OUT" \
+DOORPI_RELIABILITY="${DOORPI_RELIABILITY:-long}" DOORPI_RELIABILITY_OUT="$OUT" \
   .venv/bin/python -m pytest -q -p no:cacheprovider tests/reliability 2>&1 | tee "$OUT/pytest.log" || status=1
 end=$(date +%s)
 .venv/bin/python - "$OUT" "$((end - start))" "$status" <<'PY'
