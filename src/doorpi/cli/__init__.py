@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "keys",
     "sync",
     "admin",
+    "strike_safe",
 ]
 
 
