@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 MODELS := models/build
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test lint system-deps venv models bench image-test image image-lock clean
+.PHONY: demo test lint system-deps venv models bench image-test image image-lock clean reliability
 
 system-deps:
 	@./scripts/system-deps.sh
@@ -36,6 +36,11 @@ test: venv models lint
 
 bench: venv models
 	$(BIN)/doorpi bench core --json
+
+# Long forms of tests/reliability (power cuts, restarts, fuzzers, 10-minute soak; ~30 min,
+# root): build/reliability/summary.{json,md}. `make test` runs their short forms.
+reliability: venv models
+	$(SUDO) ./scripts/reliability.sh
 
 # Opt-in, slow (minutes): an arm64 root filesystem through qemu-user, with doorpi installed.
 image-test: venv models

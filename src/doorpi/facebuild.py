@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from doorpi.core.events import DeviceStatus
 from doorpi.facepath import FaceOutcome, FacePath
 from doorpi.gate import Gate
 
@@ -168,18 +169,38 @@ class GateFaceEngine:
         return FaceOutcome("enrolled", resident_id=rid)
 
 
+# A frame takes ~33 ms to arrive at 30 fps and the face models ~0.3 s per frame on
+# a Pi 4 (docs/face.md, `doorpi bench face`): 3 s inside one call is a hang.
+CAMERA_STALL_SECONDS = 3.0
+# Captures failing in a row before the camera counts as gone (one is retried quietly).
+CAMERA_FAILURES = 3
+# While idle with a failing camera, how often one capture checks whether it is back.
+CAMERA_RETRY_SECONDS = 10.0
+
+
 class CameraLoop:
     """The face path's own thread on the device: frames from the camera while the
     face path wants them; while idle in on_request mode the stream is stopped and
     nothing is captured at all. A camera fault is one log line and a retry; card
-    and PIN never wait for it."""
+    and PIN never wait for it (the gate only leaves requests: `FacePath.request`).
 
-    def __init__(self, path: FacePath, camera: Any, clock: Any) -> None:
+    `problem()` says when the camera is gone (``CAMERA_FAILURES`` captures failed in
+    a row) or hung (one call, start/capture/stop or the face models on a frame,
+    running over ``CAMERA_STALL_SECONDS``); `watch_camera` turns it into a fault."""
+
+    def __init__(
+        self, path: FacePath, camera: Any, clock: Any, stall_seconds: float = CAMERA_STALL_SECONDS
+    ) -> None:
         import threading
 
         self.path = path
         self.camera = camera
         self.clock = clock
+        self.stall_seconds = stall_seconds
+        self._busy_since: float | None = None  # clock.mono() when the current call began
+        self._failures = 0
+        self._last_error = ""
+        self._retried = float("-inf")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
 
@@ -189,17 +210,59 @@ class CameraLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             now = self.clock.mono()
-            self.path.tick(now)
+            self._busy_since = now
+            self.path.tick(now)  # may start or stop the stream
             if not self.path.active and self.path.mode == "on_request":
+                self._busy_since = None
+                if (
+                    self._failures >= CAMERA_FAILURES
+                    and now - self._retried >= CAMERA_RETRY_SECONDS
+                ):
+                    self._retried = now
+                    self._probe()
                 self._stop.wait(0.05)
                 continue
             try:
+                self._busy_since = self.clock.mono()
                 frame = self.camera.capture()
             except Exception as exc:
+                self._busy_since = None
+                self._failures += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
                 log.error("camera: %s", exc)
                 self._stop.wait(1.0)
                 continue
+            self._failures = 0
             self.path.on_frame(frame, self.clock.mono())
+            self._busy_since = None
+
+    def _probe(self) -> None:
+        """Idle with a failing camera: one capture to see whether it is back. The
+        frame is dropped at once (never processed); without this the fault would
+        stand until a restart, since the gate asks no face of a faulty camera."""
+        self._busy_since = self.clock.mono()
+        try:
+            self.camera.start()
+            self.camera.capture()
+            self.camera.stop()
+            self._failures = 0
+            log.info("camera answers again")
+        except Exception as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._busy_since = None
+
+    def problem(self) -> str:
+        """ "" while the camera answers; else one line: hung, or gone (failing)."""
+        since = self._busy_since
+        if since is not None and self.clock.mono() - since > self.stall_seconds:
+            return (
+                f"camera path not answering for over {self.stall_seconds:g} s "
+                "(camera or face model hung); card and PIN unaffected"
+            )
+        if self._failures >= CAMERA_FAILURES:
+            return f"camera failing: {self._last_error}"
+        return ""
 
     def stop(self) -> None:
         self._stop.set()
@@ -209,6 +272,20 @@ class CameraLoop:
             self.camera.close()
         except Exception as exc:
             log.warning("camera close: %s", exc)
+
+
+def watch_camera(watch: Any, loop: CameraLoop, emit: Any) -> None:
+    """Add the camera to a `doorpi.devicewatch.DeviceWatch`. When it fails while a
+    face window is open or asked for, the gate gets `FaceRejected("camera_fault")`
+    at once, so the person is offered their face-free way (PIN) instead of waiting."""
+    from doorpi.core.events import FaceRejected
+    from doorpi.devicewatch import CAMERA_FAULT
+
+    def on_fault(_problem: str) -> None:
+        if loop.path.requested:
+            emit(FaceRejected("camera_fault"))
+
+    watch.add(CAMERA_FAULT, loop.problem, on_fault)
 
 
 def start_camera(gate: Gate, indicator: Any = None) -> CameraLoop | None:
@@ -222,6 +299,7 @@ def start_camera(gate: Gate, indicator: Any = None) -> CameraLoop | None:
     except Exception as exc:  # no picamera2 (not a Pi), no camera attached
         gate.face_problem = f"camera: {exc}"
         log.error("face stays off: %s", gate.face_problem)
+        gate.submit(DeviceStatus("camera", False, f"cannot open the camera: {exc}"))
         return None
     path = build_face_path(gate, camera=camera, indicator=indicator)
     if path is None:
@@ -260,6 +338,7 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
     except Exception as exc:  # ModelError, no runtime: one line, face off
         gate.face_problem = f"face models: {exc}"
         log.error("face stays off: %s", gate.face_problem)
+        gate.submit(DeviceStatus("face models", False, f"face stays off: {exc}"))
         return None
     gallery = VaultGallery(gate.face_privacy.vault, gate.clock.wall)
     inner = PipelineFaceEngine(pipeline, gallery, threshold=cfg.face.threshold or SHIPPED_THRESHOLD)
@@ -282,10 +361,10 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
     gate.face_engine = engine
 
     def request(resident_id: int | None) -> None:
-        path.trigger(gate.clock.mono(), resident_id)
+        path.request(resident_id)  # never blocks the gate's thread on the camera
 
     def enrol(resident_id: int) -> None:
-        path.trigger(gate.clock.mono(), None)
+        path.request(None)
         engine.begin_enrolment(resident_id)
 
     gate.on_face_request = request
@@ -293,4 +372,4 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
     return path
 
 
-__all__ = ["CameraLoop", "GateFaceEngine", "build_face_path", "start_camera"]
+__all__ = ["CameraLoop", "GateFaceEngine", "build_face_path", "start_camera", "watch_camera"]

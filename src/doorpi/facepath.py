@@ -127,6 +127,8 @@ class FacePath:
         self.presence_cooldown = 3.0
         self._target: int | None = None
         self._last_hint = ""
+        # A request from the gate's thread, applied by the camera thread (request()).
+        self._pending: tuple[int | None] | None = None
         if mode == "continuous":
             self._open(None, float("-inf"), forever=True)
         elif camera is not None and mode == "on_request":
@@ -146,6 +148,34 @@ class FacePath:
                 self.engine.begin(resident_id)
                 return
             self._open(resident_id, now)
+
+    def request(self, resident_id: int | None = None) -> None:
+        """`trigger` for the gate's thread: never waits for the camera or the engine.
+
+        The request is left for the camera thread, which opens the window at its
+        next `tick` or `on_frame` (at most one idle wait later, 50 ms). A camera
+        whose ``start``/``capture``/``stop`` hangs, or an engine stuck on a frame,
+        holds ``_lock`` and that thread, never the gate: card and PIN decisions
+        go on, and the gate's device watch reports the stalled camera
+        (doorpi.facebuild.CameraLoop.problem).
+        """
+        self._pending = (resident_id,)  # one reference assignment: atomic in CPython
+
+    @property
+    def requested(self) -> bool:
+        """A request is waiting for the camera thread, or a window is open."""
+        return self._pending is not None or self.active
+
+    def _take_request(self, now: float) -> None:
+        """Apply a pending `request` (caller holds ``_lock``)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if self.mode == "continuous":
+            self._target = pending[0]
+            self.engine.begin(pending[0])
+        else:
+            self._open(pending[0], now)
 
     def _open(self, resident_id: int | None, now: float, forever: bool = False) -> None:
         if self._until is None and self.camera is not None:
@@ -186,6 +216,7 @@ class FacePath:
         """Called for every captured frame; cheap when idle."""
         with self._lock:
             self._last_now = now
+            self._take_request(now)
             self.stats.frames_seen += 1
             if self._until is None:
                 luma = getattr(frame, "luma", None)
@@ -227,6 +258,7 @@ class FacePath:
         """Close an expired window even when no frames arrive (camera fault)."""
         with self._lock:
             self._last_now = now
+            self._take_request(now)
             if self._until is not None and now > self._until:
                 self.stats.rejected += 1
                 self._finish(FaceRejected(self._last_hint or "timeout"), "timeout")

@@ -715,6 +715,9 @@ class Gate:
         if self.on_face_request is None:
             self._face_unavailable("no_camera")
             return
+        if "camera" in self.faults.active:  # gone or hung (doorpi.devicewatch): PIN now
+            self._face_unavailable("camera_fault")
+            return
         self.on_face_request(target)
 
     def _face_unavailable(self, reason: str) -> None:
@@ -821,6 +824,8 @@ class Gate:
     def _face_ready(self, resident: Resident) -> bool:
         """Would asking this resident for their face make sense right now?"""
         if self.face_privacy is None or self.on_face_request is None or self.face_paused():
+            return False
+        if "camera" in self.faults.active:  # doorpi.devicewatch.CAMERA_FAULT
             return False
         if self.card_templates is not None:  # template on card: the card just read says
             return self.card_template_waiting(resident.id)

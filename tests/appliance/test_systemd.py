@@ -182,6 +182,9 @@ def test_gate_unit_settings() -> None:
     assert set(unit["Service.SupplementaryGroups"][0].split()) == {"gpio", "video", "input"}
     assert unit["Service.ExecStart"][0].endswith(" run")
     assert "/etc/doorpi/doorpi.toml" in unit["Service.ExecStart"][0]
+    # Whenever the gate stops (crash, exit 2, watchdog) the strike line is driven safe.
+    (post,) = unit["Service.ExecStopPost"]
+    assert post.endswith(" strike-safe") and "/etc/doorpi/doorpi.toml" in post
     # A watchdog and a bounded restart loop.
     assert unit["Service.WatchdogSec"] and unit["Unit.StartLimitBurst"]
     # After the burst the device reboots instead of leaving the door without a gate.

@@ -35,6 +35,7 @@ COMMAND_MODULES: list[str] = [
     "admin",
     "modes",
     "operator",
+    "strike_safe",
 ]
 
 

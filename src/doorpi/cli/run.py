@@ -70,7 +70,12 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
         notifier.ready(f"serving {cfg.door.name}; startup {startup * 1000:.0f} ms{extra}")
         logging.getLogger("doorpi").info("ready in %.0f ms", startup * 1000)
 
+        from doorpi.devicewatch import device_watch
+
+        watch = device_watch(gate, devices, camera_loop)  # frozen pcscd, hung camera
+
         def heartbeat() -> None:
+            watch.poll()
             # Every input device's thread must be alive (an unplugged keypad's thread
             # is: it waits for the keypad); a dead one stops the pings and systemd restarts us.
             watched = (devices.reader, devices.keypad)

@@ -4,8 +4,17 @@ Two kinds of lock:
 
 * fail-secure (electric strike, the default): energised = released. The relay
   is created de-energised (``initial_value=False``) so it cannot twitch while
-  the process starts, and `close()` de-energises it. If the process dies, the
-  GPIO line is released, the relay drops, the door stays locked.
+  the process starts, and `close()` de-energises it (also on SIGTERM/SIGINT).
+  If the process *dies* (SIGKILL, segfault, OOM) while the strike is released,
+  nothing de-energises it: a Pi's GPIO output keeps driving its last level after
+  the process exits until something reconfigures the pin (the kernel's GPIO
+  character-device API only says the line "becomes uncontrolled ... and may revert
+  to its default state"; the BCM283x/RP1 drivers leave it as it was, and so does
+  direct register access through /dev/gpiomem). The door stays released until the
+  restarted gate creates this device again (systemd: RestartSec plus start-up;
+  after a hang, WatchdogSec plus the kill first) or the Pi reboots (the firmware
+  resets the pins to inputs, GPIO17's default pull is down). Where that bound is
+  too long, hw/deadman.md adds a hardware dead-man.
 * fail-safe (maglock, for fire-code exits): energised = locked. It is
   energised the moment the device exists, and a dead process releases the
   door. That is what fail-safe means; choose it only where the law asks.

@@ -1,0 +1,81 @@
+"""Device faults a device cannot report itself: a thread that has stopped answering.
+
+An unplugged reader or keypad says so (`ReaderStatus`, `DeviceStatus`); a frozen
+pcscd or a hung camera does not: its thread is stuck inside a call. The gate's
+main loop calls `DeviceWatch.poll` from its heartbeat (at least every 0.5 s,
+`Gate.run`); each probe returns "" while its device is healthy or one line naming
+the problem, and every change becomes a `DeviceStatus` event, so the gate raises
+or clears a fault (shown by `doorpi status`, logged, audited) the same way as for
+an unplugged device. Probes only read timestamps: a poll never blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from doorpi.core.events import DeviceStatus, Event
+
+log = logging.getLogger("doorpi.device")
+
+Probe = Callable[[], str]
+
+# The fault names `doorpi status` shows (the gate keys its fault board by them).
+READER_FAULT = "card reader"
+CAMERA_FAULT = "camera"
+
+
+class DeviceWatch:
+    """Turns probes ("" = healthy, else one line) into DeviceStatus events on change."""
+
+    def __init__(self, emit: Callable[[Event], None]) -> None:
+        self.emit = emit
+        self._probes: dict[str, tuple[Probe, Callable[[str], None] | None]] = {}
+        self._last: dict[str, str] = {}
+
+    def add(self, name: str, probe: Probe, on_fault: Callable[[str], None] | None = None) -> None:
+        """Watch ``name``; ``on_fault(problem)`` runs once each time the fault is raised."""
+        self._probes[name] = (probe, on_fault)
+        self._last[name] = ""
+
+    def poll(self) -> None:
+        """Run every probe once; emit a DeviceStatus for each one whose answer changed."""
+        for name, (probe, on_fault) in self._probes.items():
+            try:
+                problem = probe()
+            except Exception as exc:  # a broken probe is itself worth showing
+                problem = f"health check failed: {type(exc).__name__}: {exc}"
+            if problem == self._last[name]:
+                continue
+            self._last[name] = problem
+            self.emit(DeviceStatus(name, not problem, problem or "answering again"))
+            if problem and on_fault is not None:
+                on_fault(problem)
+
+
+def reader_probe(reader: Any) -> Probe:
+    """A PcscReader (or its double) whose thread has made no pass within its own
+    `healthy()` bound (4 polls + 2 s by default: a slow card read passes)."""
+
+    def probe() -> str:
+        if reader.healthy():
+            return ""
+        return "card reader thread not answering (pcscd frozen or hung?)"
+
+    return probe
+
+
+def device_watch(gate: Any, devices: Any, camera_loop: Any = None) -> DeviceWatch:
+    """The watch `doorpi run` polls: the PC/SC reader and the camera path."""
+    watch = DeviceWatch(gate.submit)
+    if devices.reader is not None and callable(getattr(devices.reader, "healthy", None)):
+        watch.add(READER_FAULT, reader_probe(devices.reader))
+    if camera_loop is not None:
+        from doorpi.facebuild import watch_camera
+
+        watch_camera(watch, camera_loop, gate.submit)
+    return watch
+
+
+__all__ = ["CAMERA_FAULT", "READER_FAULT", "DeviceWatch", "device_watch", "reader_probe"]

@@ -1,0 +1,201 @@
+"""Hostile input (issue #18): the config loader, card responses from the reader side
+and keypad streams, fuzzed with hypothesis. The ``@example``s are the kept corpus:
+inputs that once mattered or sit on a boundary; hypothesis adds its own each run.
+
+Properties: the config loader gives a Config or one ConfigError line, never another
+exception; a card protocol gives a valid UID or a CardProtocolError, never another
+exception; a keypad stream never raises and never releases the strike unless the
+resident's PIN was typed and submitted in it.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from conftest import scale
+from doorpi.cards.uid import VALID_UID_LENGTHS, CardProtocolError, UidCard
+from doorpi.config import ConfigError, default_config_text, load_config
+
+EXAMPLES = scale(150, 4000)
+PAD_EXAMPLES = scale(50, 1500)  # each stream also lets 1000 s of gate time pass
+FUZZ = settings(max_examples=EXAMPLES, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])  # fmt: skip
+
+# ------------------------------------------------------------------ config loader
+
+KEYS = {
+    "site": ["data_dir", "tz", "name"],
+    "door": ["unlock_seconds", "name", "fail_secure", "entry"],
+    "gpio": ["strike", "door_contact", "exit_button", "active_high", "tamper"],
+    "keypad": ["kind", "rows", "cols", "layout", "device"],
+    "reader": ["kind", "name", "protocol"],
+    "pin": ["opslimit", "memlimit_kib", "min_digits"],
+    "lockout": ["max_failures", "window_seconds", "lock_seconds"],
+    "face": ["enabled", "threshold", "model"],
+}
+toml_value = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=40),
+    st.lists(st.integers(-5, 60), max_size=5),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(
+        st.text(string.ascii_lowercase, min_size=1, max_size=6), st.integers(), max_size=2
+    ),
+)
+
+
+def _toml(v: object) -> str:
+    import tomli_w
+
+    return tomli_w.dumps({"v": v})[4:].strip()
+
+
+def _expect_config_or_one_line(path: Path) -> None:
+    try:
+        load_config(path, layers=False)
+    except ConfigError as exc:
+        msg = str(exc)
+        assert msg and "\n" not in msg and "Traceback" not in msg, msg
+        assert str(path) in msg, msg  # names where
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.sampled_from(sorted(KEYS)), st.integers(0, 4), toml_value),
+                      min_size=1, max_size=4))  # fmt: skip
+@example(edits=[("door", 0, float("nan"))])
+@example(edits=[("door", 0, 10**30)])
+@example(edits=[("gpio", 0, -1)])
+@example(edits=[("gpio", 0, 2)])  # a reserved pin
+@example(edits=[("keypad", 1, [5, 5, 5, 5])])  # rows repeated
+@example(edits=[("site", 1, "Mars/Olympus")])
+@example(edits=[("site", 0, "\x00")])
+def test_config_loader_fuzz(tmp_path_factory: pytest.TempPathFactory, edits: list) -> None:
+    doc = default_config_text()
+    for section, k, value in edits:
+        key = KEYS[section][k % len(KEYS[section])]
+        doc += f"\n[{section}]\n{key} = {_toml(value)}\n"  # a repeated table: also bad input
+    path = tmp_path_factory.mktemp("cfg") / "doorpi.toml"
+    path.write_text(doc, encoding="utf-8")
+    _expect_config_or_one_line(path)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=300))
+@example(raw=b"\xef\xbb\xbf[site]\n")  # UTF-8 byte order mark
+@example(raw=b"\xff\xfe[\x00s\x00")  # UTF-16
+@example(raw=b"[site]\ndata_dir = '" + b"a" * 5000 + b"'\n")
+@example(raw=b"[[site]]\n")
+@example(raw=b"a = 1\na = 2\n")
+def test_config_bytes_fuzz(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "doorpi.toml"
+    path.write_bytes(raw)
+    _expect_config_or_one_line(path)
+
+
+# ------------------------------------------------------------------ card responses
+
+response = st.tuples(
+    st.lists(st.integers(-300, 600), max_size=40),  # pyscard gives ints; a bad driver, anything
+    st.integers(-1, 300),
+    st.integers(-1, 300),
+)
+
+
+@FUZZ
+@given(resp=response)
+@example(resp=([], 0x90, 0x00))
+@example(resp=([0] * 7, 0x90, 0x00))
+@example(resp=([256, 1, 2, 3], 0x90, 0x00))
+@example(resp=([-1, 1, 2, 3], 0x90, 0x00))
+@example(resp=([4, 1, 2, 3, 4, 5, 6], 0x63, 0x00))
+def test_uid_card_response_fuzz(resp: tuple) -> None:
+    try:
+        uid = UidCard().identify(lambda apdu: resp)
+    except CardProtocolError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(uid, bytes) and len(uid) in VALID_UID_LENGTHS and any(uid)
+
+
+class _Keys:
+    def uid_read_key(self) -> bytes:
+        return bytes(16)
+
+    def entry_key(self, uid: bytes) -> bytes | None:
+        return bytes(range(16))
+
+
+@FUZZ
+@given(resps=st.lists(response, min_size=1, max_size=6))
+@example(resps=[([], 0x90, 0x00)] * 6)
+@example(resps=[([], 0x91, 0x00), ([0] * 16, 0x91, 0xAF)])  # AuthenticateEV2First, garbage E(RndB)
+@example(resps=[([], 0x91, 0x00), ([0] * 15, 0x91, 0xAF)])  # one byte short
+@example(resps=[([], 0x91, 0x00), ([0] * 16, 0x91, 0xAE)])  # wrong key
+def test_secure_card_response_fuzz(resps: list) -> None:
+    from doorpi.cards.ev2 import SecureCard
+
+    answers = iter(resps)
+
+    def transmit(apdu: list[int]) -> tuple:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise CardProtocolError("card removed") from None
+
+    try:
+        uid = SecureCard(_Keys(), random=lambda n: bytes(n)).identify(transmit)
+    except CardProtocolError as exc:
+        assert "\n" not in str(exc)
+        return
+    raise AssertionError(f"random responses authenticated as {uid!r}")
+
+
+# ------------------------------------------------------------------ keypad streams
+
+PIN, KEYPAD_ID = "48159", "101"
+KEYS_PAD = [*"0123456789*#FA", "B", "C", "D", "", "##", "٣", "¹", "KEY_1", "\x00"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory):
+    from doorpi.clocks import ManualClock
+    from doorpi.sim.site import SimulatedSite, sim_config
+
+    cfg = sim_config({"pin": {"opslimit": 1, "memlimit_kib": 8192}},
+                     tmp_path_factory.mktemp("pad") / "data")  # fmt: skip
+    s = SimulatedSite(cfg, ManualClock(1_772_442_000.0))
+    s.add_resident({"name": "A", "keypad_id": KEYPAD_ID, "pin": PIN})
+    yield s
+    s.close()
+
+
+@settings(FUZZ, max_examples=PAD_EXAMPLES)
+@given(keys=st.lists(st.one_of(st.sampled_from(KEYS_PAD), st.text(max_size=3)), max_size=40),
+       gaps=st.lists(st.floats(0, 30), max_size=40))  # fmt: skip
+@example(keys=[*KEYPAD_ID, "#", *PIN, "#"], gaps=[])  # the resident's own entry: must grant
+@example(keys=[*"٣" * 5, "#"], gaps=[])
+@example(keys=["1"] * 200 + ["#"], gaps=[])
+@example(keys=[*KEYPAD_ID, "#", *PIN[:-1], "*", *PIN, "#"], gaps=[])
+def test_keypad_stream_fuzz(site, keys: list[str], gaps: list[float]) -> None:
+    assert site.strike_pin.state is False
+    site.strike_pin.clear_states()
+    for i, key in enumerate(keys):
+        site.clock.advance(gaps[i] if i < len(gaps) else 0.2)
+        site.key(key)
+    granted = True in [s.state for s in site.strike_pin.states]
+    site.advance(6, step=0.5)  # the unlock time passes: locked again (also after a fuzzed grant)
+    typed = "".join(keys)
+    if granted:
+        assert PIN + "#" in typed, f"strike released by {keys!r}"
+    if keys == [*KEYPAD_ID, "#", *PIN, "#"]:
+        assert granted, "the resident's own PIN did not open"
+    site.advance(1000, step=5.0)  # relock, and past the longest lockout (900 s)
+    assert site.strike_pin.state is False

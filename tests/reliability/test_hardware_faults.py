@@ -1,0 +1,407 @@
+"""Hardware faults (issue #18): each detected, shown by `doorpi status` (a real CLI
+process) and the log, card and PIN working wherever the fault allows.
+
+Covered here: pcscd killed and back, the reader gone and back (pcscd up without
+it), pcscd frozen (SIGSTOP on the test's private pcscd), the camera hung in
+start/capture/the face model (a double that blocks forever), the camera gone
+(every capture fails) and back, a corrupted model file, the clock jumped.
+Disk full and a read-only data partition are in tests/store/test_partition.py
+(`test_disk_full_while_running`, `test_gate_process_on_read_only_partition_serves_and_status_names_it`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from doorpi.cards import UidCard
+from doorpi.clocks import ManualClock, SystemClock
+from doorpi.devicewatch import DeviceWatch, reader_probe
+from doorpi.facebuild import CameraLoop, watch_camera
+from doorpi.facepath import FaceOutcome
+from doorpi.hardware.camera import Frame, load_rgb
+from doorpi.hardware.reader import PcscReader
+from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
+from doorpi.sim.site import SimulatedSite, sim_config
+from doorpi.store import Storage
+
+try:  # loaded as a plugin by tests/conftest.py
+    from pcsc_fixtures import READER_0
+except ImportError:  # pragma: no cover
+    from tests.pcsc_fixtures import READER_0
+
+NOW = 1_772_442_000.0  # 2026-03-02 09:00 UTC, a Monday
+ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
+BOB = {"name": "Bob", "keypad_id": "102", "cards": ["04b0b0b0b0b0b0"], "pin": "1357"}
+FACES = Path(os.environ.get("DOORPI_FACES_DIR", "/work/shared/faces"))
+PIA = dict(
+    purpose="Open the gate for residents who choose face entry.",
+    necessity="Convenience; card and PIN stay at every door.",
+    impact="Leak or misuse of face templates; false accepts.",
+    measures="Separate consent, encrypted templates, retention, audit log.",
+)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def site_at(tmp_path: Path, overrides: dict[str, Any], clock: Any = None) -> SimulatedSite:
+    data = tmp_path / "data"
+    if overrides.get("face", {}).get("enabled"):
+        s = Storage.open(data)
+        AssessmentRegistry(s.db, s.audit).record(ImpactAssessment(**PIA, author="DPO", created=NOW))
+        s.close()
+    events: list[dict[str, Any]] = []
+    site = SimulatedSite(sim_config(overrides, data), clock or ManualClock(NOW), [events.append])
+    site.events = events  # type: ignore[attr-defined]
+    site.rids = [site.add_resident(ALICE), site.add_resident(BOB)]  # type: ignore[attr-defined]
+    return site
+
+
+def status(site: SimulatedSite, tmp_path: Path) -> dict[str, Any]:
+    """`doorpi status --json` from a separate process, as an installer runs it."""
+    cfg = tmp_path / "status.toml"
+    cfg.write_text(f'[site]\ndata_dir = "{site.cfg.site.data_dir}"\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "doorpi", "--config", str(cfg), "status", "--json"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DOORPI_RUNTIME_DIR": str(run_dir)},
+    )  # fmt: skip
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    return json.loads(p.stdout)
+
+
+def access(site: SimulatedSite) -> list[tuple[bool, str, list[str]]]:
+    return [(e["granted"], e["reason"], e.get("factors", [])) for e in site.events  # type: ignore[attr-defined]
+            if e["event"] == "access"]  # fmt: skip
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: Callable[[], Any] = lambda: None) -> None:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        step()
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def prompt(action: Callable[[], None], limit: float = 1.5) -> float:
+    """Run a card/PIN action on another thread: it must finish within ``limit``
+    seconds (a gate blocked on the camera would never finish). Returns seconds."""
+    done, failed = threading.Event(), []
+    t0 = time.monotonic()
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:  # re-raised below, in the test's thread
+            failed.append(exc)
+        done.set()
+
+    threading.Thread(target=run, daemon=True, name="prompt").start()
+    assert done.wait(limit), f"card/PIN decision blocked for over {limit} s (hung camera?)"
+    if failed:
+        raise failed[0]
+    return time.monotonic() - t0
+
+
+def pin(site: SimulatedSite, digits: str) -> None:
+    for k in digits:
+        site.key(k)
+
+
+def fault(info: dict[str, Any], name: str) -> str:
+    faults = info["device_faults"]
+    assert name in faults, f"no {name!r} fault in doorpi status: {faults}"
+    assert any(w.startswith(f"device fault: {name}: ") for w in info["warnings"]), info["warnings"]
+    return faults[name]
+
+
+# ------------------------------------------------------------------ reader, pcscd
+
+
+def _reader_on(site: SimulatedSite) -> PcscReader:
+    site.devices.reader.stop()  # the simulated one: this site uses the real PC/SC stack
+    reader = PcscReader(READER_0, UidCard(), poll_seconds=0.3, backoff_max=0.5)
+    reader.start(site.gate.submit)
+    return reader
+
+
+def _reader_faults(site: SimulatedSite) -> dict[str, Any]:
+    return {k: v for k, v in site.gate.faults.active.items() if k.startswith("reader ")}
+
+
+def test_pcscd_killed_and_reader_gone_then_back(pcsc, vcard, tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="doorpi")
+    site = site_at(tmp_path, {"door": {"access": ["card", "pin"]}})
+    reader = _reader_on(site)
+    try:
+        pump = site.gate.process_pending
+        wait_for(lambda: any(site.gate.readers.values()), 5, "reader ready", pump)
+        pcsc.kill()
+        wait_for(lambda: _reader_faults(site), 5, "reader fault after pcscd died", pump)
+        info = status(site, tmp_path)
+        (name,) = [k for k in info["device_faults"] if k.startswith("reader ")]
+        assert "pcscd" in fault(info, name) or "service" in fault(info, name)
+        assert f"fault {name} raised" in caplog.text  # the journal line
+        pin(site, "101#2468#")  # PIN works while the reader is down
+        assert access(site)[-1][:2] == (True, "granted")
+        # pcscd back without the reader (unplugged): still a fault.
+        empty = tmp_path / "reader.conf.d"
+        empty.mkdir()
+        pcsc.start(config_dir=empty, expect=())
+        time.sleep(1.0)
+        pump()
+        assert _reader_faults(site), "reader absent, yet no fault"
+        pcsc.restart(down_seconds=0.2)  # plugged in again
+        wait_for(lambda: not _reader_faults(site), 6, "reader fault cleared", pump)
+        assert status(site, tmp_path)["device_faults"] == {}
+        vcard(ALICE["cards"][0]).tap(0.8)
+        wait_for(lambda: len(access(site)) == 2, 5, "card decision after replug", pump)
+        assert access(site)[-1] == (True, "granted", ["card"])
+    finally:
+        reader.stop()
+        if not pcsc.running:
+            pcsc.start()
+        site.close()
+
+
+def test_pcscd_frozen_is_shown_and_pin_still_opens(pcsc, vcard, tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="doorpi")
+    site = site_at(tmp_path, {"door": {"access": ["card", "pin"]}})
+    reader = _reader_on(site)
+    watch = DeviceWatch(site.gate.submit)
+    watch.add("card reader", reader_probe(reader))
+    try:
+
+        def pump() -> None:
+            watch.poll()  # what `doorpi run` does on every heartbeat
+            site.gate.process_pending()
+
+        wait_for(lambda: any(site.gate.readers.values()), 5, "reader ready", pump)
+        pump()
+        assert "card reader" not in site.gate.faults.active
+        pcsc.freeze()
+        try:
+            t0 = time.monotonic()
+            wait_for(lambda: "card reader" in site.gate.faults.active, 10, "frozen pcscd", pump)
+            detected = time.monotonic() - t0
+            assert "pcscd frozen" in fault(status(site, tmp_path), "card reader")
+            assert "fault card reader raised" in caplog.text
+            prompt(lambda: pin(site, "101#2468#"))
+            assert access(site)[-1][:2] == (True, "granted")
+        finally:
+            pcsc.thaw()
+        wait_for(lambda: "card reader" not in site.gate.faults.active, 6, "thawed", pump)
+        print(f"\nfrozen pcscd shown after {detected:.1f} s")
+        vcard(ALICE["cards"][0]).tap(0.8)
+        wait_for(lambda: len(access(site)) == 2, 5, "card decision after thaw", pump)
+        assert access(site)[-1] == (True, "granted", ["card"])
+    finally:
+        pcsc.thaw()
+        reader.stop()
+        site.close()
+
+
+# ------------------------------------------------------------------ camera
+
+
+class FaultyCamera:
+    """The camera interface's double (Picamera2Source's methods): replays a real
+    photo, or blocks forever in ``hang_in`` until released, or raises."""
+
+    def __init__(self, photo: np.ndarray, hang_in: str = "", fail: bool = False) -> None:
+        self.photo = photo
+        self.hang_in = hang_in
+        self.fail = fail
+        self.release = threading.Event()
+        self.entered: set[str] = set()
+        self.captures = 0
+
+    def _maybe_hang(self, where: str) -> None:
+        self.entered.add(where)
+        if self.hang_in == where:
+            self.release.wait()  # forever, until the test ends
+
+    def start(self) -> None:
+        self._maybe_hang("start")
+
+    def stop(self) -> None:
+        self._maybe_hang("stop")
+
+    def capture(self) -> Frame:
+        self._maybe_hang("capture")
+        self.captures += 1
+        if self.fail:
+            raise OSError("camera not found (ribbon unplugged?)")
+        return Frame(self.photo)
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def _face_site(tmp_path: Path) -> SimulatedSite:
+    site = site_at(tmp_path, {
+        "face": {"enabled": True},
+        "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
+        "door": {"access": ["card+face", "card+pin"]},
+    })  # fmt: skip
+    priv = site.gate.face_privacy
+    assert priv is not None and site.face_path is not None, site.gate.face_problem
+    for seed, rid in enumerate(site.rids):  # type: ignore[attr-defined]
+        ticket = priv.start_enrolment(rid, "admin_present", by="admin:test")
+        priv.consent(ticket, confirmed_by="admin:test")
+        v = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
+        priv.enrol(rid, v / np.linalg.norm(v))
+    return site
+
+
+def _photo() -> np.ndarray:
+    photos = sorted(FACES.glob("*/*.jpg"))
+    assert photos, f"no photos under {FACES} (shared faces; DOORPI_FACES_DIR)"
+    return load_rgb(photos[0], max_side=640)
+
+
+def _start_loop(site: SimulatedSite, cam: FaultyCamera, stall: float) -> tuple[CameraLoop, DeviceWatch]:  # fmt: skip
+    path = site.face_path
+    assert path is not None
+    site.face_path = None  # from here on only the camera thread drives the face path
+    path.camera = cam
+    loop = CameraLoop(path, cam, SystemClock(), stall_seconds=stall)
+    watch = DeviceWatch(site.gate.submit)
+    watch_camera(watch, loop, site.gate.submit)
+    loop.start()
+    return loop, watch
+
+
+@pytest.mark.parametrize("hang_in", ["start", "capture", "model"])
+def test_hung_camera_never_delays_card_or_pin(tmp_path, hang_in, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="doorpi")
+    site = _face_site(tmp_path)
+    cam = FaultyCamera(_photo(), hang_in=hang_in if hang_in != "model" else "")
+    if hang_in == "model":  # the face models stuck on a frame (the path's lock held)
+        engine = site.face_path.engine  # type: ignore[union-attr]
+
+        def stuck(frame: Any, now: float) -> Any:
+            cam.release.wait()
+            return FaceOutcome("rejected", reason="test_over")
+
+        engine.process = stuck  # type: ignore[method-assign]
+    loop, watch = _start_loop(site, cam, stall=1.0)
+    times = []
+    try:
+        # Alice: the gate asks for her face; the camera path hangs on it.
+        times.append(prompt(lambda: site.card(ALICE["cards"][0])))
+        feedback = [e["pattern"] for e in site.events if e["event"] == "feedback"]  # type: ignore[attr-defined]
+        assert feedback[-1] == "face_needed", feedback
+        wait_for(lambda: loop.problem(), 5, "camera path seen hung")
+        # Bob taps while it hangs and before the watch has said so: still no wait.
+        times.append(prompt(lambda: site.card(BOB["cards"][0])))
+        watch.poll()  # the fault: Bob, waiting for his face, is asked for his PIN
+        times.append(prompt(site.gate.process_pending))
+        feedback = [e["pattern"] for e in site.events if e["event"] == "feedback"]  # type: ignore[attr-defined]
+        assert feedback[-1] == "pin_needed", feedback
+        times.append(prompt(lambda: pin(site, "1357#")))
+        info = status(site, tmp_path)
+        assert "hung" in fault(info, "camera")
+        assert "fault camera raised" in caplog.text
+        # Alice again: no face asked of a hung camera, the PIN at once.
+        times.append(prompt(lambda: site.card(ALICE["cards"][0])))
+        times.append(prompt(lambda: pin(site, "2468#")))
+        assert access(site)[-2:] == [(True, "granted", ["card", "pin"])] * 2, access(site)
+        assert max(times) < 1.5
+        print(f"\ncamera hung in {hang_in}: card/PIN actions took max {max(times) * 1000:.0f} ms")
+    finally:
+        cam.release.set()
+        loop.stop()
+        site.close()
+
+
+def test_camera_gone_is_shown_face_falls_back_to_pin_and_recovers(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="doorpi")
+    site = _face_site(tmp_path)
+    cam = FaultyCamera(_photo(), fail=True)
+    loop, watch = _start_loop(site, cam, stall=1.0)
+    try:
+        prompt(lambda: site.card(ALICE["cards"][0]))
+
+        def pump() -> None:
+            watch.poll()
+            site.gate.process_pending()
+
+        wait_for(lambda: "camera" in site.gate.faults.active, 8, "camera gone", pump)
+        assert "camera not found" in fault(status(site, tmp_path), "camera")
+        feedback = [e["pattern"] for e in site.events if e["event"] == "feedback"]  # type: ignore[attr-defined]
+        assert feedback[-1] == "pin_needed", feedback  # the face-free way, without waiting
+        prompt(lambda: pin(site, "2468#"))
+        assert access(site)[-1] == (True, "granted", ["card", "pin"])
+        cam.fail = False  # plugged back: the idle retry sees it
+        wait_for(lambda: "camera" not in site.gate.faults.active, 15, "camera back", pump)
+        assert status(site, tmp_path)["device_faults"] == {}
+    finally:
+        cam.release.set()
+        loop.stop()
+        site.close()
+
+
+# ------------------------------------------------------------------ model, clock
+
+
+def test_corrupted_model_file_is_shown_and_card_pin_work(tmp_path, caplog) -> None:
+    from doorpi.vision.models import find_models_dir
+
+    models = tmp_path / "models"
+    shutil.copytree(find_models_dir(), models)
+    bad = models / "sface.tflite"
+    blob = bytearray(bad.read_bytes())
+    blob[len(blob) // 2 : len(blob) // 2 + 64] = b"\xff" * 64  # a few flipped sectors
+    bad.write_bytes(bytes(blob))
+    caplog.set_level(logging.INFO, logger="doorpi")
+    site = site_at(tmp_path, {
+        "face": {"enabled": True, "models_dir": str(models)},
+        "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
+        "door": {"access": ["card+face", "card+pin"]},
+    })  # fmt: skip
+    try:
+        assert site.face_path is None
+        detail = fault(status(site, tmp_path), "face models")
+        assert "sface.tflite" in detail, detail
+        assert "fault face models raised" in caplog.text
+        site.card(ALICE["cards"][0])
+        pin(site, "2468#")
+        assert access(site)[-1] == (True, "granted", ["card", "pin"])
+    finally:
+        site.close()
+
+
+def test_clock_jumped_is_shown_and_card_pin_work(tmp_path) -> None:
+    clock = ManualClock(NOW)
+    site = site_at(tmp_path, {"door": {"access": ["card", "pin"]}}, clock)
+    try:
+        site.advance(1.0)
+        clock.set_wall(NOW + 3 * 365 * 86400)  # a bad RTC read: three years ahead
+        site.advance(1.0)
+        jumps = [e for e in site.events if e["event"] == "clock_jumped"]  # type: ignore[attr-defined]
+        assert len(jumps) == 1 and jumps[0]["by_seconds"] > 9e7
+        site.card(ALICE["cards"][0])
+        pin(site, "102#1357#")
+        assert [a[:2] for a in access(site)] == [(True, "granted")] * 2
+        info = status(site, tmp_path)
+        assert info["clock_trusted"] is False and "jumped ahead" in " ".join(info["warnings"])
+    finally:
+        site.close()
