@@ -134,9 +134,9 @@ class SheetError(ValueError):
         self.lines = lines
 
 
-def msg(lang: str, name: str, **kw: Any) -> str:
+def msg(lang: str, which: str, /, **kw: Any) -> str:
     """One message of this module in ``lang`` ("zh" or "en")."""
-    return MESSAGES[lang if lang in MESSAGES else "en"][name].format(**kw)
+    return MESSAGES[lang if lang in MESSAGES else "en"][which].format(**kw)
 
 
 def col_letter(i: int) -> str:
