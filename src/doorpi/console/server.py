@@ -135,7 +135,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(page.body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Referrer-Policy", "same-origin")  # Origin stays on POSTs
         self.send_header("Content-Security-Policy",
                          "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
                          "form-action 'self'; frame-ancestors 'none'")  # fmt: skip
@@ -254,12 +254,22 @@ class Handler(BaseHTTPRequestHandler):
         lang = self._lang()
         return (
             f'<form method="post" action="{action}">{self._csrf()}'
-            f'<label>{E(t(lang, "stick"))} <input type="text" name="stick" id="stick" '
+            f'<label>{E(t(lang, "stick"))} <input type="text" name="stick" id="stick-{bid}" '
             f'value="{E(value)}"></label><button id="{bid}">{E(t(lang, button))}</button></form>'
         )
 
 
 # ---------------------------------------------------------------- pages
+
+
+def _stick(form: dict[str, Any]) -> Path:
+    """The stick folder the admin typed: an absolute path to a folder, never "" (which
+    would mean the console's own working folder)."""
+    text = str(form.get("stick", "")).strip()
+    path = Path(text).expanduser()
+    if not text or not path.is_absolute() or not path.is_dir():
+        raise AdminError(f"{text or '(empty)'}: not a folder (give the stick's full path)")
+    return path
 
 
 def _yes(lang: str, v: bool) -> str:
@@ -515,7 +525,7 @@ def bundle_page(h: Handler, site: AdminSite, q: dict[str, str], form: dict[str, 
 
 def prepare_stick(h: Handler, site: AdminSite, q: dict[str, str], form: dict[str, Any]) -> Page:
     lang = h._lang()
-    stick = Path(str(form.get("stick", "")))
+    stick = _stick(form)
     site.write_stick(stick, [])
     body = f'<p class="ok">{E(t(lang, "done"))}</p>' + _contents(lang, stick)
     body += h._stick_form("/bundle", "write", str(stick), bid="write")
@@ -530,7 +540,7 @@ def _contents(lang: str, stick: Path) -> str:
 
 def write_bundles(h: Handler, site: AdminSite, q: dict[str, str], form: dict[str, Any]) -> Page:
     lang = h._lang()
-    stick = Path(str(form.get("stick", "")))
+    stick = _stick(form)
     run = desk.bundle_to_stick(site, desk.roster(site), stick)
     total = len(run.steps)
     steps = "".join(f"<li>{E(s)}</li>" for s in run.steps)
@@ -566,8 +576,7 @@ def reports_page(h: Handler, site: AdminSite, q: dict[str, str], form: dict[str,
     lang = h._lang()
     body = h._stick_form("/reports", "read", bid="read")
     if form:
-        stick = Path(str(form.get("stick", "")))
-        results = site.read_reports(stick)
+        results = site.read_reports(_stick(form))
         body += _reports_text(site, results) if results else f"<p>{E(t(lang, 'none'))}</p>"
     return Page(h._chrome(t(lang, "reports"), body))
 
