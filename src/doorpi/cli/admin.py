@@ -13,13 +13,11 @@ import sys
 from pathlib import Path
 
 from doorpi.cli import CliError, common, human
+from doorpi.sync import desk
 from doorpi.sync.admin import AdminError, AdminSite
-from doorpi.sync.bundle import FP_RE
-from doorpi.sync.importer import STICK_DIR
-from doorpi.sync.keys import KeyFileError, PublicIdentity, fingerprint_matches, pretty
+from doorpi.sync.keys import KeyFileError, PublicIdentity, pretty
 from doorpi.sync.report import SyncReport
 from doorpi.sync.roster import EXAMPLE, Roster, RosterError, load_roster
-from doorpi.sync.rules import RULES_SUFFIX, open_rules
 
 
 def _default_dir() -> Path:
@@ -107,6 +105,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     iss.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the card")
     iss.set_defaults(func=cmd_card_issue)
 
+    lang = argparse.ArgumentParser(add_help=False)
+    lang.add_argument("--lang", choices=desk.LANGS, default=None,
+                      help="zh or en (default: the laptop's locale, else zh)")  # fmt: skip
+    ro = acts.add_parser("roster", help="the site roster as a spreadsheet (XLSX or CSV)")
+    rs_ = ro.add_subparsers(dest="roster_action", required=True)
+    imp = rs_.add_parser("import", parents=[opts, lang],
+                         help="make the site roster what this .xlsx or .csv says (no PINs)")  # fmt: skip
+    imp.add_argument("sheet", type=Path)
+    imp.set_defaults(func=cmd_roster_import)
+    exp = rs_.add_parser("export", parents=[opts, lang],
+                         help="write the site roster as .xlsx or .csv (UTF-8 with BOM)")  # fmt: skip
+    exp.add_argument("sheet", type=Path)
+    exp.set_defaults(func=cmd_roster_export)
+    slip = rs_.add_parser("pin-slip", parents=[opts, lang],
+                          help="a new one-time PIN for a resident, as a printable slip")  # fmt: skip
+    slip.add_argument("key", help="the resident's roster key")
+    slip.add_argument("--out", type=Path, required=True, help="the slip (.html) to print")
+    slip.set_defaults(func=cmd_roster_pin_slip)
+    con = acts.add_parser("console", parents=[opts, lang],
+                          help="the admin's desk in the browser (127.0.0.1 only)")  # fmt: skip
+    con.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    con.add_argument("--no-browser", action="store_true", help="print the address only")
+    con.set_defaults(func=cmd_console)
+
     rep = acts.add_parser("report", help="read the gates' reports")
     rs = rep.add_subparsers(dest="report_action", required=True)
     rd = rs.add_parser("read", parents=[opts], help="verify and show the reports on a stick")
@@ -114,6 +136,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     rd.add_argument("--audit", action="store_true", help="also print each gate's audit records")
     rd.add_argument("--json", action="store_true")
     rd.set_defaults(func=cmd_report_read)
+
+
+def _lang(args: argparse.Namespace) -> str:
+    return args.lang or desk.default_lang()
+
+
+def cmd_roster_import(args: argparse.Namespace) -> int:
+    site = _site(args)
+    try:
+        res = desk.import_sheet(site, args.sheet, _lang(args))
+    except desk.SheetError as exc:
+        for line in exc.lines[1:]:
+            print(f"  {line}")
+        raise CliError(exc.lines[0] if len(exc.lines) == 1 else
+                       f"{exc.lines[0]} (and {len(exc.lines) - 1} more above); nothing imported") from None  # fmt: skip
+    except AdminError as exc:
+        raise CliError(str(exc)) from None
+    print(f"{args.sheet}: {len(res.roster.residents)} residents in {desk.roster_path(site)}: "
+          f"{len(res.added)} added, {len(res.changed)} changed, {len(res.removed)} removed, "
+          f"{res.pins_kept} PINs kept")  # fmt: skip
+    for k in res.removed:
+        print(f"  removed {k}: the next bundle deletes them from the gates")
+    return 0
+
+
+def cmd_roster_export(args: argparse.Namespace) -> int:
+    site = _site(args)
+    with common.as_cli_error(AdminError, desk.SheetError):
+        n = desk.export_sheet(site, args.sheet, _lang(args))
+    print(f"{args.sheet}: {n} residents written (no PINs)")
+    return 0
+
+
+def cmd_roster_pin_slip(args: argparse.Namespace) -> int:
+    from doorpi.fsutil import write_atomic
+
+    site = _site(args)
+    with common.as_cli_error(AdminError):
+        pin = desk.issue_pin(site, args.key)
+    write_atomic(args.out, desk.pin_slip_html(site, args.key, pin, _lang(args)).encode(), 0o600)
+    print(f"{args.out}: PIN slip for {args.key}; print it, hand it over, delete the file")
+    print("  the PIN reaches the gates with the next `doorpi admin bundle`")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from doorpi.console.server import serve  # never imported by the gate's process
+
+    return serve(args.admin_dir, _lang(args), args.port, open_browser=not args.no_browser)
 
 
 def _site(args: argparse.Namespace) -> AdminSite:
@@ -168,20 +239,10 @@ def cmd_stick(args: argparse.Namespace) -> int:
 
 def cmd_gate_add(args: argparse.Namespace) -> int:
     site = _site(args)
-    with common.as_cli_error(KeyFileError):
-        pub = PublicIdentity.read(args.path, "gate")
-    # The gate names its file by its fingerprint: other content is a swapped key.
-    stem = args.path.name.removesuffix(".pub").lower()
-    if FP_RE.fullmatch(stem) and stem != pub.fingerprint:
-        raise CliError(f"{args.path}: holds the key of gate {pretty(pub.fingerprint)}, "
-                       "not the one its name says (swapped key?): not registered")  # fmt: skip
-    if args.fingerprint is not None:
-        if not fingerprint_matches(pub.fingerprint, args.fingerprint):
-            raise CliError(
-                f"gate key fingerprint {pretty(pub.fingerprint)} does not match --fingerprint "
-                "(give all 32 hex digits the gate's console showed)"
-            )
-    elif not args.yes:
+    confirmed = bool(args.yes)
+    if args.fingerprint is None and not args.yes:
+        with common.as_cli_error(KeyFileError):
+            pub = PublicIdentity.read(args.path, "gate")
         print(f"gate {pub.name!r} fingerprint: {pretty(pub.fingerprint)}")
         if not sys.stdin.isatty():
             raise CliError(
@@ -189,12 +250,11 @@ def cmd_gate_add(args: argparse.Namespace) -> int:
             )
         if not common.confirm("is this the fingerprint the gate's console shows?"):
             raise CliError("not registered")
-    rules_file = args.path.with_suffix(RULES_SUFFIX)
-    rules = open_rules(rules_file.read_bytes(), pub) if rules_file.is_file() else None
-    try:
-        rec = site.add_gate(pub, args.name, rules)
-    except AdminError as exc:  # its message says what to give (--name)
-        raise CliError(str(exc)) from None
+        confirmed = True
+    with common.as_cli_error(AdminError):  # its message says what to give (--name)
+        rec, rules = desk.add_gate_file(
+            site, args.path, args.name, args.fingerprint, confirmed=confirmed
+        )
     print(f"gate {rec.name!r} registered: {pretty(rec.fingerprint)}")
     if rules is not None:
         print(f"  its limits: {rules.describe()}")
@@ -298,26 +358,22 @@ def _face_warnings(site: AdminSite, roster: Roster, only: list[str] | None = Non
 def cmd_bundle(args: argparse.Namespace) -> int:
     site = _site(args)
     roster = _roster(site, args.roster)
-    if not args.stick.is_dir():
-        raise CliError(f"{args.stick}: not a directory (give the stick's mount point)")
-    if _problems(site, roster, args.gate):
-        raise CliError(f"{args.roster}: the gates would refuse the entries above; nothing written")
-    _face_warnings(site, roster, args.gate)  # the gates take these entries: a warning
-    unread = site.read_reports(args.stick) if any((args.stick / STICK_DIR).glob("*.report")) else []
-    if unread:  # the gates' last reports are replaced now: say what they said first
-        print("reports on the stick, read now:")
-        _print_reports(site, unread)
     try:
-        relayed = site.collect_outbox(args.stick)  # sealed gate to gate: unreadable here
-        card_keys = site.collect_card_keys(args.stick)
-        built = site.build(roster, only=args.gate, templates=relayed, card_keys=card_keys)
-        site.write_stick(args.stick, built)
-        site.clear_outbox(args.stick, relayed)
-        site.clear_card_keys(args.stick, card_keys)
+        run = desk.bundle_to_stick(site, roster, args.stick, args.gate)
+    except desk.RosterProblems as exc:
+        for p in exc.lines:
+            print(f"  {p}")
+        raise CliError(
+            f"{args.roster}: the gates would refuse the entries above; nothing written"
+        ) from None
     except AdminError as exc:
         raise CliError(str(exc)) from None
-    except OSError as exc:
-        raise CliError(f"{args.stick}: cannot write: {exc.strerror}") from None
+    for line in run.warnings:  # the gates take these entries: a warning
+        print(f"  warning: {line}")
+    if run.reports:  # the gates' last reports are replaced now: say what they said first
+        print("reports on the stick, read now:")
+        _print_reports(site, run.reports)
+    built = run.built
     signed_at = _when(built[0].bundle.created) if built else "-"
     print(f"sequence {site.sequence}, signed by site {pretty(site.key.fingerprint)} at {signed_at}")
     print("  (the gates raise their clock floor to this time: check the laptop's clock)")

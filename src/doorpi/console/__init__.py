@@ -1,0 +1,1 @@
+"""The admin's desk in the browser, on the laptop only (`doorpi admin console`)."""
