@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from doorpi.vision.exposure import ExposureConfig, normalise
 from doorpi.vision.runtime import ModelError, TFLiteModel
 
 INPUT_SIZE = 128
@@ -128,16 +129,22 @@ class FaceDetector:
         model: TFLiteModel,
         score_threshold: float = 0.5,
         iou_threshold: float = 0.3,
+        exposure: ExposureConfig | None = None,
     ) -> None:
         if model.input_shape != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise ModelError(f"{model.path}: not a BlazeFace short-range model")
         self.model = model
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
+        # None: the model sees the frame as the camera gave it (liveness, old evaluations).
+        self.exposure = exposure
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """All faces above the score threshold, best first, in frame pixels."""
         img, scale, px, py = letterbox(frame)
+        if self.exposure is not None:  # levels of the picture, not of the padding
+            ix, iy = int(px), int(py)
+            img = normalise(img, self.exposure, (slice(iy, INPUT_SIZE - iy), slice(ix, INPUT_SIZE - ix)))
         x = (img.astype(np.float32) * (2.0 / 255.0) - 1.0)[None]
         reg, cls = self.model.run(x)
         if reg.shape[-1] != 16:  # some converters swap output order
