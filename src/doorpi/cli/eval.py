@@ -159,6 +159,9 @@ def _condition_report(
     refused = np.array([r != "ok" for r in reasons])
     gated = gen.copy()
     gated[refused[gen_probe]] = -1.0
+    _, imp_passing, _ = _condition_pairs(
+        ref, [e if r == "ok" else None for e, r in zip(probe, reasons, strict=True)], labels
+    )
     fr_gated = int((gated < threshold).sum())
     refusals: dict[str, int] = {}
     for r in reasons:
@@ -173,6 +176,8 @@ def _condition_report(
         "genuine_pairs": len(gen),
         "impostor_pairs": len(imp),
         "impostor_max": float(imp.max()),
+        "impostor_max_passing_quality": float(imp_passing.max()),
+        "false_accepts_passing_quality": int((imp_passing >= threshold).sum()),
         "genuine_min": float(gen.min()),
         "tar_at_far_1e-4": tar_n / len(gen),
         "tar_at_far_1e-4_count": tar_n,
