@@ -56,7 +56,7 @@ _PLACEHOLDER_MARKS = ("example court", "example.org", "example.com", "example.ne
 
 # Keys the installer's boot-partition file may set; everything else in these
 # sections, and every other section, is the admin's (except the image's own).
-_INSTALLER_SECTIONS = frozenset({"gpio", "reader", "pin"})
+_INSTALLER_SECTIONS = frozenset({"gpio", "reader", "pin", "camera"})
 _INSTALLER_KEYS = {
     "door": frozenset({"name", "strike", "unlock_seconds", "held_open_seconds",
                        "exit_button_unlocks", "relock_on_open"}),
@@ -65,7 +65,7 @@ _INSTALLER_KEYS = {
 }  # fmt: skip
 _IMAGE_ONLY = frozenset({("site", "data_dir")})
 _KNOWN_SECTIONS = frozenset({"site", "door", "gpio", "reader", "keypad", "lockout", "pin",
-                             "audit", "schedules", "face"})  # fmt: skip
+                             "audit", "schedules", "face", "camera"})  # fmt: skip
 
 
 def owner(section: str, key: str) -> str | None:

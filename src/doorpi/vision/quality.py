@@ -93,6 +93,12 @@ def sharpness(gray: np.ndarray) -> float:
     return float(lap.var())
 
 
+def red_blue(crop: np.ndarray) -> float:
+    """(mean R - mean B) / mean of the aligned crop's face centre (-1..1; 0 for gray)."""
+    c = crop[24:104, 24:88].reshape(-1, 3).astype(np.float32).mean(0)
+    return float((c[0] - c[2]) / max(float(c.mean()), 1.0))
+
+
 def luma(crop: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma of an RGB uint8 crop, float32."""
     return crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -130,6 +136,9 @@ def assess(
         "brightness": float(centre.mean()),
         "clipped": float((centre >= 250.0).mean()),
         "levels": float(hi - lo),
+        # (mean R - mean B) / mean of the face centre: skin is redder than blue
+        # under white light; negative on most faces means swapped channels.
+        "red_blue": red_blue(crop),
         "sharpness": sharpness(y if normalised is None else luma(normalised)),
         "mesh_score": mesh_score,
     }
