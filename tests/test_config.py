@@ -82,3 +82,18 @@ def test_scheduled_access_rule(tmp_path):
 def test_relative_data_dir_is_relative_to_the_config(tmp_path):
     cfg = load_config(write(tmp_path, '[site]\ndata_dir = "state"'))
     assert cfg.site.data_dir == tmp_path / "state"
+
+
+def test_camera_orientation_settings(tmp_path):
+    cfg = load_config(write(tmp_path, "[camera]\nrotation = 180\nhflip = true"))
+    assert (cfg.camera.rotation, cfg.camera.hflip, cfg.camera.vflip) == (180, True, False)
+    assert load_config(write(tmp_path, "")).camera.rotation == 0
+    for text, fragment in [
+        ("[camera]\nrotation = 45", "camera.rotation: must be 0, 90, 180 or 270"),
+        ("[camera]\nrotation = 360", "camera.rotation: must be a whole number from 0 to 270"),
+        ('[camera]\nvflip = "yes"', "camera.vflip: must be true or false"),
+        ("[camera]\nflip = true", "camera.flip: unknown key"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            load_config(write(tmp_path, text))
+        assert fragment in str(err.value)

@@ -150,6 +150,16 @@ class FaceConfig:
 
 
 @dataclass(frozen=True)
+class CameraConfig:
+    """How the camera is mounted: turns and flips that make its picture upright
+    (doorpi.vision.orient), applied before any face detection."""
+
+    rotation: int = 0  # degrees clockwise: 0, 90, 180, 270
+    hflip: bool = False
+    vflip: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     site: SiteConfig = SiteConfig()
@@ -163,6 +173,7 @@ class Config:
     schedules: dict[str, Schedule] = field(default_factory=dict)
     face: FaceConfig = FaceConfig()
     modes: ModesConfig = field(default_factory=ModesConfig)
+    camera: CameraConfig = CameraConfig()
     # "section.key" -> the file that set it (doorpi.settings); absent: built-in default
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -441,7 +452,7 @@ def _check_pin_clash(gpio: GpioConfig, keypad: KeypadConfig) -> None:
 
 def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     known = {"site", "door", "gpio", "reader", "keypad", "lockout", "pin", "audit",
-             "schedules", "face", "modes"}  # fmt: skip
+             "schedules", "face", "modes", "camera"}  # fmt: skip
     for key in doc:
         if key not in known:
             near = difflib.get_close_matches(key, sorted(known), n=1)
@@ -520,8 +531,15 @@ def parse_config(doc: dict[str, Any], path: Path | None = None) -> Config:
     face = _parse_face(doc)
     modes = parse_modes(doc, schedules)
 
+    s = _section(doc, "camera")
+    rotation = s.int("rotation", 0, 0, 270)
+    if rotation not in (0, 90, 180, 270):
+        raise s.fail("rotation", "must be 0, 90, 180 or 270 (degrees clockwise)")
+    camera = CameraConfig(rotation, s.bool("hflip", False), s.bool("vflip", False))
+    s.check_unknown()
+
     cfg = Config(path, site, door, gpio, reader, keypad, lockout, pin, audit, schedules, face,
-                 modes)  # fmt: skip
+                 modes, camera=camera)  # fmt: skip
     for problem in parity_problems(cfg):  # with the devices actually configured
         raise ConfigError(problem)
     return cfg

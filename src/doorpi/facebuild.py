@@ -332,9 +332,11 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
         from doorpi.privacy.gallery import VaultGallery
         from doorpi.vision.engine import PipelineFaceEngine
         from doorpi.vision.match import SHIPPED_THRESHOLD
+        from doorpi.vision.orient import Orientation
         from doorpi.vision.pipeline import FacePipeline
 
         pipeline = FacePipeline.load(cfg.face.models_dir or None, cfg.face.num_threads)
+        pipeline.orientation = Orientation(cfg.camera.rotation, cfg.camera.hflip, cfg.camera.vflip)
     except Exception as exc:  # ModelError, no runtime: one line, face off
         gate.face_problem = f"face models: {exc}"
         log.error("face stays off: %s", gate.face_problem)

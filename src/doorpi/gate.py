@@ -61,7 +61,7 @@ from doorpi.core.policy import Moment, Reason, decide, deny_pattern
 from doorpi.doormodes import DoorModes
 from doorpi.eventqueue import EventQueue
 from doorpi.faults import FaultBoard
-from doorpi.hardware.feedback import Indicator
+from doorpi.hardware.feedback import FACE_HINT_PATTERNS, Indicator
 from doorpi.hardware.strike import Strike
 from doorpi.lockstate import StoredLockout
 from doorpi.store import Storage
@@ -398,7 +398,8 @@ class Gate:
             self._apply([Notice("face_enrolled", {"resident_id": event.resident_id}),
                          self._say("done")])  # fmt: skip
         elif isinstance(event, FaceHint):
-            self._apply([Notice("face_hint", {"hint": event.hint}), self._say("face_needed")])
+            prompt = FACE_HINT_PATTERNS.get(event.hint, "face_needed")
+            self._apply([Notice("face_hint", {"hint": event.hint}), self._say(prompt)])
         elif isinstance(event, CardReadFailed):
             self._apply([event, self._say("denied")])
         elif isinstance(event, ReaderStatus):

@@ -312,6 +312,65 @@ def check_camera(dev_dir: Path, face_enabled: bool) -> CheckResult:
     return CheckResult(WARN, f"no camera in {dev_dir} (face disabled, not needed)")
 
 
+def check_camera_orientation(
+    camera: Mapping[str, Any],
+    face_enabled: bool,
+    models_dir: Path,
+    frame: Any = None,
+) -> CheckResult:
+    """The ``[camera]`` turn and flips, and, given a picture from this camera with a
+    face in it (``doorpi selftest --camera-frame FILE``), whether they make it upright.
+
+    How: the picture is turned as configured, then BlazeFace runs on it turned
+    0, 90, 180 and 270 degrees; the turn with the most confident face is the
+    one the camera needs (upright faces beat every other turn on all 255
+    photos of ../shared/faces, doorpi.vision.detect.FaceDetector.upside_down).
+    A mirror image cannot be told from a face, so flips are reported, not checked.
+    """
+    try:
+        from doorpi.vision.orient import Orientation
+
+        orient = Orientation(
+            int(camera.get("rotation", 0)),
+            bool(camera.get("hflip", False)),
+            bool(camera.get("vflip", False)),
+        )
+    except (TypeError, ValueError) as exc:
+        return CheckResult(FAIL, f"[camera]: {exc}")
+    said = f"camera {orient.describe()}"
+    if frame is None:
+        how = "" if face_enabled else " (face disabled)"
+        return CheckResult(
+            PASS, f"{said}{how}; to check it, run with --camera-frame and a picture of a face"
+        )
+    try:
+        import numpy as np
+
+        from doorpi.vision.detect import FaceDetector
+        from doorpi.vision.models import load_models
+
+        detector = FaceDetector(load_models(models_dir, 1).detector)
+        upright = orient.apply(np.asarray(frame))
+        best = []
+        for turn in (0, 90, 180, 270):
+            _, _, logit = detector.detect_input(
+                np.ascontiguousarray(np.rot90(upright, -turn // 90))
+            )
+            best.append((logit, turn))
+    except Exception as exc:  # no models, no runtime: say so in one line
+        return CheckResult(FAIL, f"{said}: cannot check ({type(exc).__name__}: {exc})")
+    logit, turn = max(best)
+    if logit < 0.0:  # no anchor above 0.5 in any turn
+        return CheckResult(WARN, f"{said}: no face in the picture, orientation not checked")
+    if turn:
+        need = (orient.rotation + turn) % 360
+        return CheckResult(
+            FAIL,
+            f"{said}: faces in the picture are turned; set [camera] rotation = {need}",
+        )
+    return CheckResult(PASS, f"{said}: faces in the picture are upright (flips not checkable)")
+
+
 def _pyscard_readers() -> list[str]:
     from smartcard.System import readers  # pyscard; only on installs with a reader
 
@@ -374,6 +433,7 @@ CHECK_NAMES = (
     "models",
     "face_runtime",
     "camera",
+    "camera_orientation",
     "reader",
     "gpio",
     "keypad",
@@ -387,8 +447,11 @@ def run_checks(
     models_dir: Path | None = None,
     dev_dir: Path = Path("/dev"),
     list_readers: Callable[[], Sequence[str]] = _pyscard_readers,
+    camera_frame: Any = None,
 ) -> list[NamedResult]:
-    """Run every check not in ``skip``, in a fixed order, and return the results."""
+    """Run every check not in ``skip``, in a fixed order, and return the results.
+
+    ``camera_frame``: an RGB array taken by this camera, for ``camera_orientation``."""
     skipped = set(skip)
     unknown = skipped - set(CHECK_NAMES)
     if unknown:
@@ -418,6 +481,9 @@ def run_checks(
         "models": lambda: check_models(models_dir, face_enabled),
         "face_runtime": lambda: check_face_runtime(models_dir, face_enabled),
         "camera": lambda: check_camera(dev_dir, face_enabled),
+        "camera_orientation": lambda: check_camera_orientation(
+            settings.get("camera", {}), face_enabled, models_dir, camera_frame
+        ),
         "reader": lambda: check_reader(
             bool(reader.get("enabled", True)), str(reader.get("name", "")), list_readers
         ),
@@ -468,14 +534,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAMES",
         help=f"comma-separated checks to leave out ({', '.join(CHECK_NAMES)})",
     )
+    parser.add_argument(
+        "--camera-frame",
+        default="",
+        metavar="FILE",
+        help="a picture taken by this camera with a face in it: check [camera] rotation",
+    )
 
 
-def run_from_args(config: str, json_output: bool, skip: str) -> int:
+def run_from_args(config: str, json_output: bool, skip: str, camera_frame: str = "") -> int:
     """Run the checks, print them, and return the exit code."""
     names = [s.strip() for s in skip.split(",") if s.strip()]
     try:
-        results = run_checks(Path(config), skip=names)
-    except ValueError as exc:
+        frame = None
+        if camera_frame:
+            from doorpi.hardware.camera import load_rgb
+
+            frame = load_rgb(camera_frame, max_side=1280)
+        results = run_checks(Path(config), skip=names, camera_frame=frame)
+    except (ValueError, OSError) as exc:
         print(f"doorpi selftest: {exc}", file=sys.stderr)
         return 2
     print(format_json(results) if json_output else format_text(results))
@@ -490,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return run_from_args(args.config, args.json, args.skip)
+    return run_from_args(args.config, args.json, args.skip, args.camera_frame)
 
 
 if __name__ == "__main__":

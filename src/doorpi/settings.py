@@ -56,7 +56,7 @@ _PLACEHOLDER_MARKS = ("example court", "example.org", "example.com", "example.ne
 
 # Keys the installer's boot-partition file may set; everything else in these
 # sections, and every other section, is the admin's (except the image's own).
-_INSTALLER_SECTIONS = frozenset({"gpio", "reader", "pin"})
+_INSTALLER_SECTIONS = frozenset({"gpio", "reader", "pin", "camera"})
 _INSTALLER_KEYS = {
     "door": frozenset({"name", "strike", "unlock_seconds", "held_open_seconds",
                        "exit_button_unlocks", "relock_on_open"}),
@@ -68,7 +68,7 @@ _IMAGE_ONLY = frozenset({("site", "data_dir")})
 # are accepted, and until when, is the admin's decision (doorpi.cards.policy).
 _ADMIN_KEYS = frozenset({("reader", "legacy_uid"), ("reader", "legacy_uid_until")})
 _KNOWN_SECTIONS = frozenset({"site", "door", "gpio", "reader", "keypad", "lockout", "pin",
-                             "audit", "schedules", "face", "modes"})  # fmt: skip
+                             "audit", "schedules", "face", "modes", "camera"})  # fmt: skip
 
 
 def owner(section: str, key: str) -> str | None:

@@ -478,3 +478,52 @@ def test_models_as_this_machine_built_them_pass(tmp_path: Path) -> None:
     sums.write_text("".join(x + "\n" for x in sums.read_text().splitlines() if "sface" not in x))
     result = selftest.check_models(models, face_enabled=True)
     assert result.status == FAIL and "sface.tflite: not in SHA256SUMS" in result.detail
+
+
+# -- camera orientation (issue #19) ------------------------------------------
+
+
+def _models_dir() -> Path:
+    from doorpi.vision.models import REPO_BUILD_DIR, SUMS
+
+    d = Path(os.environ.get("DOORPI_MODELS_DIR") or REPO_BUILD_DIR)
+    if not (d / SUMS).is_file():
+        pytest.fail(f"face models not found in {d}: run make models")
+    return d
+
+
+@pytest.mark.parametrize(
+    ("turned_by", "configured", "status", "advice"),
+    [
+        (0, 0, PASS, "upright"),
+        (180, 0, FAIL, "rotation = 180"),  # camera mounted upside down, not configured
+        (180, 180, PASS, "upright"),
+        (90, 0, FAIL, "rotation = 270"),  # picture turned 90 clockwise: turn back 270
+        (0, 90, FAIL, "rotation = 0"),  # a wrong setting on an upright camera
+    ],
+)
+def test_camera_orientation_checked_on_a_picture(
+    faces_dir: Path, turned_by: int, configured: int, status: str, advice: str
+) -> None:
+    import numpy as np
+
+    from doorpi.hardware.camera import load_rgb
+
+    face = load_rgb(faces_dir / "Angela_Bassett" / "1.jpg", 640)
+    frame = np.rot90(face, -turned_by // 90)  # what a camera mounted that way delivers
+    r = selftest.check_camera_orientation({"rotation": configured}, True, _models_dir(), frame)
+    assert r.status == status, r.detail
+    assert advice in r.detail and "\n" not in r.detail
+
+
+def test_camera_orientation_without_picture_or_face(nonfaces_dir: Path) -> None:
+    from doorpi.hardware.camera import load_rgb
+
+    r = selftest.check_camera_orientation({"rotation": 180, "vflip": True}, True, _models_dir())
+    assert r.status == PASS and "rotation 180, vflip" in r.detail and "--camera-frame" in r.detail
+    bad = selftest.check_camera_orientation({"rotation": 45}, True, _models_dir())
+    assert bad.status == FAIL and "0, 90, 180, 270" in bad.detail
+    empty = next(p for p in sorted(nonfaces_dir.iterdir()) if p.is_file())
+    frame = load_rgb(empty, 640)
+    r = selftest.check_camera_orientation({}, True, _models_dir(), frame)
+    assert r.status == WARN and "no face" in r.detail

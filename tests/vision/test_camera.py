@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from doorpi.hardware.camera import (
+    CameraFormatError,
     FolderSource,
     FrameSource,
     ImageFileSource,
@@ -85,12 +86,22 @@ class _FakeCamera:
         self.released = 0
         _FakeCamera.instances.append(self)
 
-    def create_video_configuration(self, main: dict, lores: dict) -> dict:
+    # What picamera2 configures instead of the asked main format (None: as asked).
+    delivers: str | None = None
+
+    def create_video_configuration(
+        self, main: dict, lores: dict, controls: dict | None = None
+    ) -> dict:
         self.main_size, self.lores_size = main["size"], lores["size"]
-        return {"main": main, "lores": lores}
+        return {"main": dict(main), "lores": lores, "controls": controls or {}}
 
     def configure(self, cfg: dict) -> None:
         self.config = cfg
+        if self.delivers:
+            cfg["main"]["format"] = self.delivers
+
+    def camera_configuration(self) -> dict:
+        return self.config
 
     def start(self) -> None:
         self.started = True
@@ -122,6 +133,8 @@ def test_picamera2_source_streams(fake_picamera2) -> None:
     cam = _FakeCamera.instances[0]
     assert cam.started
     assert cam.config["main"]["format"] == "BGR888"
+    ctl = cam.config["controls"]  # auto exposure on, centre-weighted metering
+    assert ctl["AeEnable"] is True and ctl["AeMeteringMode"] == 0
     assert cam.config["lores"]["format"] == "YUV420"
     frame = next(src.frames())
     assert frame.rgb.shape == (480, 640, 3) and frame.rgb[0, 0, 0] == 200
@@ -164,3 +177,14 @@ def test_picamera2_frame_runs_through_pipeline(fake_picamera2, pipeline, photo) 
     assert res.ok, res.reason
     direct = pipeline.process(photo("Angela_Bassett/1.jpg"))
     assert float(res.embedding @ direct.embedding) > 0.8
+
+
+def test_picamera2_other_format_refused_naming_both(fake_picamera2) -> None:
+    """A camera that configures RGB888 (B, G, R arrays) would swap red and blue: refused."""
+    cam = _FakeCamera()
+    cam.delivers = "RGB888"
+    with pytest.raises(CameraFormatError) as err:
+        Picamera2Source(camera=cam)
+    msg = str(err.value)
+    assert "BGR888" in msg and "RGB888" in msg and "\n" not in msg
+    assert cam.closed and not cam.started

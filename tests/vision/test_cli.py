@@ -125,3 +125,54 @@ def test_bench_face_without_photos_exit_2(
 def test_eval_group_also_offers_liveness() -> None:
     args = _parser().parse_args(["eval", "liveness", "/tmp/x", "--json"])
     assert args.dir == Path("/tmp/x")
+
+
+def test_eval_faces_conditions_table_det_png_and_bad_file(
+    tmp_path: Path, faces_dir: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--conditions: one row per condition with intervals, a DET PNG, a broken file listed."""
+    for person in SUBSET:
+        (tmp_path / person).mkdir()
+        for f in sorted((faces_dir / person).iterdir())[:3]:
+            (tmp_path / person / f.name).symlink_to(f)
+    (tmp_path / "Yoko_Ono" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    png = tmp_path / "det.png"
+    args = _parser().parse_args(
+        ["eval", "faces", str(tmp_path), "--json", "--models", str(models_dir),
+         "--conditions", "gray,dark,rot180", "--det-png", str(png)]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    out = capsys.readouterr()
+    r = json.loads(out.out)
+    assert "Yoko_Ono/broken.jpg" in out.err
+    assert r["skipped_files"] == ["Yoko_Ono/broken.jpg"]
+    rows = {c["condition"]: c for c in r["conditions"]}
+    assert list(rows) == ["as_taken", "gray", "dark", "rot180"]
+    assert "Clopper-Pearson" in r["intervals"]
+    base = rows["as_taken"]
+    assert base["shipped"]["far_count"] == 0 and base["tar_at_far_1e-4"] > 0.8
+    lo, hi = base["tar_at_far_1e-4_ci95"]
+    assert lo <= base["tar_at_far_1e-4"] <= hi
+    assert rows["dark"]["quality_refused_by_reason"].get("too_dark", 0) == 0  # normalised
+    assert rows["rot180"]["quality_refused"] == rows["rot180"]["photos"]  # none gets through
+    assert rows["rot180"]["quality_refused_by_reason"].get("upside_down", 0) > 0
+    assert rows["rot180"]["frr_with_quality_gate"] == 1.0
+    for c in rows.values():
+        assert c["genuine_pairs"] > 0 and c["impostor_pairs"] > 100
+        assert 0 <= c["open_set"]["fnir"] <= 1
+    from PIL import Image
+
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size[0] > 400
+        assert len(img.convert("RGB").getcolors(1 << 20)) > 4  # curves, not a blank page
+
+
+def test_eval_faces_unknown_condition_is_one_line(tmp_path: Path, models_dir: Path) -> None:
+    (tmp_path / "a").mkdir()
+    args = _parser().parse_args(
+        ["eval", "faces", str(tmp_path), "--models", str(models_dir), "--conditions", "fog"]
+    )
+    from doorpi.cli import CliError
+
+    with pytest.raises(CliError, match="--conditions: unknown fog"):
+        args.func(args)

@@ -253,3 +253,25 @@ def test_eval_liveness_cli_reports_apcer_and_bpcer(models_dir, faces_dir, capsys
     assert bona["sequences"] == 2 and bona["bpcer"] == 0.0
     assert bona["wrong_side_asked_failed"] == 2
     assert res["timing"]["measure_ms"] > res["timing"]["detect_ms"] > 0
+
+
+def test_stage_times_are_each_measured_never_negative(models: FaceModels, photo) -> None:
+    """Issue #19: `mesh_ms` was total minus detector and went negative under load.
+    A detector that is slow only on every other call (as under load) made the
+    old difference negative; measured stage times cannot be."""
+    import time
+
+    meter = LivenessMeter(FaceDetector(models.detector), models.mesh)
+    real = meter.detector.detect
+    calls = itertools.count()
+
+    def uneven(frame):
+        if next(calls) % 2 == 0:
+            time.sleep(0.02)  # the standalone detector call is the slow one
+        return real(frame)
+
+    meter.detector.detect = uneven  # type: ignore[method-assign]
+    t = ev.time_mesh(meter, photo("Angela_Bassett/1.jpg"), repeats=6)
+    assert set(t) == {"detect_ms", "mesh_ms", "measure_ms"}
+    assert all(v > 0 for v in t.values()), t
+    assert t["detect_ms"] >= 20.0 and t["mesh_ms"] < t["detect_ms"]

@@ -36,6 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--threshold", type=float, default=None, help="override the shipped threshold")
     f.add_argument("--margin", type=float, default=None, help="override the 1:N margin")
     f.add_argument("--max-side", type=int, default=2048, help="decode photos at most this large")
+    f.add_argument(
+        "--conditions",
+        default=None,
+        help="comma-separated degradations to measure, each against as-taken templates: "
+        "gray,dark,backlit,small,blur,jpeg (also rot180,bgr); deterministic",
+    )
+    f.add_argument(
+        "--det-png", type=Path, default=None, help="write DET curves per condition to this PNG"
+    )
     f.set_defaults(func=run_faces)
     try:  # ``doorpi eval liveness`` lives in the liveness module
         from doorpi.cli import eval_liveness
@@ -46,16 +55,183 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _open_set(
+    people: list[str],
+    ref: list[Any],
+    probe: list[Any],
+    labels: list[str],
+    threshold: float,
+    margin: float,
+) -> dict[str, Any]:
+    """Open-set 1:N with the fixed split; ``ref``/``probe`` are embeddings or None.
+
+    Templates: each enrolled person's first photo with an as-taken embedding.
+    Probes: every other photo as degraded (None, no face found, counts as a
+    miss for a resident and as no alarm for a stranger).
+    """
+    import numpy as np
+
+    from doorpi.vision import match, metrics
+
+    enrolled = set(people[0::2])
+    gallery = match.Gallery()
+    template_of: dict[str, int] = {}
+    for k, (lab, e) in enumerate(zip(labels, ref, strict=True)):
+        if lab in enrolled and lab not in template_of and e is not None:
+            gallery.add(lab, e)
+            template_of[lab] = k
+    fn = n_res = fp = n_non = 0
+    # Fusion proxy: each probe fused with the person's previous probe (engine's rule:
+    # the mean if they look alike, cosine >= 0.6, else the newer one alone).
+    ffn = fn_res = ffp = fn_non = 0
+    last: dict[str, Any] = {}
+    for k, (lab, e) in enumerate(zip(labels, probe, strict=True)):
+        if template_of.get(lab) == k:
+            continue
+        m = gallery.search(e) if e is not None else None
+        ok = m is not None and m.accepted(threshold, margin)
+        if lab in enrolled:
+            n_res += 1
+            fn += int(not (ok and m is not None and m.identity == lab))
+        else:
+            n_non += 1
+            fp += int(ok)
+        prev, last[lab] = last.get(lab), e
+        if prev is None or e is None:
+            continue
+        f = prev + e if float(prev @ e) >= 0.6 else e
+        mf = gallery.search(f / np.linalg.norm(f))
+        okf = mf.accepted(threshold, margin)
+        if lab in enrolled:
+            fn_res += 1
+            ffn += int(not (okf and mf.identity == lab))
+        else:
+            fn_non += 1
+            ffp += int(okf)
+    return {
+        "split": "sorted people, even positions enrolled with their first usable photo",
+        "gallery_size": len(gallery),
+        "threshold": threshold,
+        "margin": margin,
+        "resident_probes": n_res,
+        "fnir": fn / n_res if n_res else None,
+        "fnir_count": fn,
+        "fnir_ci95": metrics.clopper_pearson(fn, n_res),
+        "nonresident_probes": n_non,
+        "fpir": fp / n_non if n_non else None,
+        "fpir_count": fp,
+        "fpir_ci95": metrics.clopper_pearson(fp, n_non),
+        "fused2": {
+            "what": "each probe fused with the same person's previous probe (two photos "
+            "standing in for two frames)",
+            "resident_probes": fn_res,
+            "fnir": ffn / fn_res if fn_res else None,
+            "fnir_ci95": metrics.clopper_pearson(ffn, fn_res),
+            "nonresident_probes": fn_non,
+            "fpir": ffp / fn_non if fn_non else None,
+            "fpir_ci95": metrics.clopper_pearson(ffp, fn_non),
+        },
+    }
+
+
+def _condition_pairs(ref: list[Any], probe: list[Any], labels: list[str]) -> tuple[Any, Any, Any]:
+    """Scores of every unordered pair i < j: degraded photo i against as-taken photo j.
+
+    Pairs whose reference j has no as-taken embedding are left out (nobody
+    would be enrolled from it); a probe with no face scores -1 (a rejection).
+    Returns (genuine, impostor, genuine_probe_index).
+    """
+    import numpy as np
+
+    n = len(labels)
+    dim = next(e.shape[-1] for e in ref if e is not None)
+    r = np.zeros((n, dim), np.float32)
+    p = np.zeros((n, dim), np.float32)
+    has_r = np.array([e is not None for e in ref])
+    has_p = np.array([e is not None for e in probe])
+    for k in range(n):
+        if has_r[k]:
+            r[k] = ref[k] / np.linalg.norm(ref[k])
+        if has_p[k]:
+            p[k] = probe[k] / np.linalg.norm(probe[k])
+    s = p @ r.T
+    s[~has_p, :] = -1.0
+    iu, ju = np.triu_indices(n, 1)
+    keep = has_r[ju]
+    iu, ju = iu[keep], ju[keep]
+    lab = np.asarray(labels)
+    same = lab[iu] == lab[ju]
+    v = s[iu, ju]
+    return v[same], v[~same], iu[same]
+
+
+def _condition_report(
+    name: str,
+    people: list[str],
+    labels: list[str],
+    ref: list[Any],
+    probe: list[Any],
+    reasons: list[str],
+    threshold: float,
+    margin: float,
+) -> tuple[dict[str, Any], Any, Any]:
+    import numpy as np
+
+    from doorpi.vision import metrics
+
+    gen, imp, gen_probe = _condition_pairs(ref, probe, labels)
+    t4 = metrics.threshold_at_far(imp, 1e-4)
+    tar_n = int((gen >= t4).sum())
+    shipped = metrics.rates_at(gen, imp, threshold)
+    # The gate as it runs: a probe its quality check refuses is a rejection too.
+    refused = np.array([r != "ok" for r in reasons])
+    gated = gen.copy()
+    gated[refused[gen_probe]] = -1.0
+    _, imp_passing, _ = _condition_pairs(
+        ref, [e if r == "ok" else None for e, r in zip(probe, reasons, strict=True)], labels
+    )
+    fr_gated = int((gated < threshold).sum())
+    refusals: dict[str, int] = {}
+    for r in reasons:
+        if r != "ok":
+            refusals[r] = refusals.get(r, 0) + 1
+    rep = {
+        "condition": name,
+        "photos": len(labels),
+        "no_face": sum(1 for e in probe if e is None),
+        "quality_refused": sum(refusals.values()),
+        "quality_refused_by_reason": dict(sorted(refusals.items())),
+        "genuine_pairs": len(gen),
+        "impostor_pairs": len(imp),
+        "impostor_max": float(imp.max()),
+        "impostor_max_passing_quality": float(imp_passing.max()),
+        "false_accepts_passing_quality": int((imp_passing >= threshold).sum()),
+        "genuine_min": float(gen.min()),
+        "tar_at_far_1e-4": tar_n / len(gen),
+        "tar_at_far_1e-4_count": tar_n,
+        "tar_at_far_1e-4_ci95": metrics.clopper_pearson(tar_n, len(gen)),
+        "threshold_at_far_1e-4": t4,
+        "eer": metrics.eer(gen, imp)[0],
+        "shipped": shipped,
+        "frr_with_quality_gate": fr_gated / len(gen),
+        "frr_with_quality_gate_count": fr_gated,
+        "frr_with_quality_gate_ci95": metrics.clopper_pearson(fr_gated, len(gen)),
+        "open_set": _open_set(people, ref, probe, labels, threshold, margin),
+    }
+    return rep, gen, imp
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the pipeline over the folder and compute every figure."""
+    """Run the pipeline over the folder under each condition and compute every figure."""
     import numpy as np
 
     from doorpi.hardware.camera import FolderSource, ImageFileError, load_rgb
-    from doorpi.vision import match, metrics
+    from doorpi.vision import degrade, match, metrics
     from doorpi.vision.models import load_models
     from doorpi.vision.pipeline import FacePipeline
     from doorpi.vision.runtime import TFLiteModel
 
+    conditions = degrade.parse_conditions(getattr(args, "conditions", None) or "as_taken")
     models = load_models(args.models, args.threads)
     if args.sface:
         models.embedder = TFLiteModel(args.sface, args.threads)
@@ -65,10 +241,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     people = sorted(d.name for d in args.dir.iterdir() if d.is_dir())
     labels: list[str] = []
-    files: list[str] = []
-    embs: list[np.ndarray] = []
-    failures: list[str] = []
-    gate_rejects: dict[str, int] = {}
+    skipped: list[str] = []
+    embs: dict[str, list[Any]] = {c: [] for c in conditions}
+    reasons: dict[str, list[str]] = {c: [] for c in conditions}
     stage_ms: dict[str, list[float]] = {}
     for person in people:
         for path in FolderSource(args.dir / person, recursive=False).paths():
@@ -76,63 +251,46 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 rgb = load_rgb(path, args.max_side)
             except ImageFileError as exc:  # counted, named, and the run goes on
                 print(f"doorpi eval: skipped {exc}", file=sys.stderr)
-                failures.append(f"{person}/{path.name}")
+                skipped.append(f"{person}/{path.name}")
                 continue
-            res = pipe.embed_any(rgb)
-            for k, v in res.timings_ms.items():
-                stage_ms.setdefault(k, []).append(v)
-            if res.embedding is None:
-                failures.append(f"{person}/{path.name}")
-                continue
-            if res.quality is not None and not res.quality.ok:
-                gate_rejects[res.quality.reason] = gate_rejects.get(res.quality.reason, 0) + 1
             labels.append(person)
-            files.append(path.name)
-            embs.append(res.embedding)
-    usable = {lab for lab in labels if labels.count(lab) >= 2}
-    if len(set(labels)) < 2 or not usable:
+            for cond in conditions:
+                res = pipe.embed_any(degrade.CONDITIONS[cond](rgb))
+                if cond == "as_taken":
+                    for k, v in res.timings_ms.items():
+                        stage_ms.setdefault(k, []).append(v)
+                embs[cond].append(res.embedding)
+                reasons[cond].append(res.quality.reason if res.quality else res.reason)
+    ref = embs["as_taken"]
+    usable = [lab for lab, e in zip(labels, ref, strict=True) if e is not None]
+    if len(set(usable)) < 2 or all(usable.count(x) < 2 for x in set(usable)):
         raise EvalDataError(
-            f"{args.dir}: {len(embs)} usable faces in {len(labels) + len(failures)} photos of "
+            f"{args.dir}: {len(usable)} usable faces in {len(labels) + len(skipped)} photos of "
             f"{len(people)} people; measuring needs faces of at least 2 people, one of them "
             "with 2 or more photos"
         )
-    x = np.stack(embs)
-    gen, imp = metrics.pair_scores(x, labels)
+    # The model as such (as taken, all pairs): the figures the models README quotes.
+    x = np.stack([e for e in ref if e is not None])
+    gen, imp = metrics.pair_scores(x, usable)
     eer, eer_thr = metrics.eer(gen, imp)
     tar = {}
     for far in (1e-3, 1e-4):
         t = metrics.threshold_at_far(imp, far)
         tar[f"{far:.0e}"] = {"tar": float((gen >= t).mean()), "threshold": t}
-
-    # Open-set 1:N with the fixed split.
-    enrolled = set(people[0::2])
-    gallery = match.Gallery()
-    probes: list[tuple[str, np.ndarray]] = []
-    seen: set[str] = set()
-    for lab, e in zip(labels, embs, strict=True):
-        if lab in enrolled and lab not in seen:
-            gallery.add(lab, e)
-            seen.add(lab)
-        else:
-            probes.append((lab, e))
-    fn = n_res = fp = n_non = 0
-    for lab, e in probes:
-        m = gallery.search(e)
-        ok = m.accepted(threshold, margin)
-        if lab in enrolled:
-            n_res += 1
-            fn += int(not (ok and m.identity == lab))
-        else:
-            n_non += 1
-            fp += int(ok)
-    return {
+    gate_rejects: dict[str, int] = {}
+    for r, e in zip(reasons["as_taken"], ref, strict=True):
+        if e is not None and r != "ok":
+            gate_rejects[r] = gate_rejects.get(r, 0) + 1
+    failed = [f"{lab}/{k}" for k, (lab, e) in enumerate(zip(labels, ref, strict=True)) if e is None]
+    report: dict[str, Any] = {
         "dir": str(args.dir),
         "sface": str(models.embedder.path),
         "alignment": "blazeface-4pt" if args.no_refine else "facemesh-5pt",
         "people": len(people),
-        "images": len(labels) + len(failures),
-        "detection_failures": len(failures),
-        "failed_images": failures,
+        "images": len(labels) + len(skipped),
+        "skipped_files": skipped,
+        "detection_failures": len(failed) + len(skipped),
+        "failed_images": skipped + failed,
         "quality_gate_rejects": gate_rejects,
         "genuine_pairs": len(gen),
         "impostor_pairs": len(imp),
@@ -142,24 +300,50 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "eer_threshold": eer_thr,
         "tar_at_far": tar,
         "shipped": metrics.rates_at(gen, imp, threshold),
-        "open_set": {
-            "split": "sorted people, even positions enrolled with their first usable photo",
-            "gallery_size": len(gallery),
-            "threshold": threshold,
-            "margin": margin,
-            "resident_probes": n_res,
-            "fnir": fn / n_res if n_res else None,
-            "fnir_ci95": metrics.clopper_pearson(fn, n_res),
-            "nonresident_probes": n_non,
-            "fpir": fp / n_non if n_non else None,
-            "fpir_ci95": metrics.clopper_pearson(fp, n_non),
-        },
+        "open_set": _open_set(people, ref, ref, labels, threshold, margin),
         "stage_ms_median": {k: float(np.median(v)) for k, v in stage_ms.items()},
     }
+    if len(conditions) > 1 or getattr(args, "conditions", None):
+        report["intervals"] = "95 % Clopper-Pearson (exact binomial; pairs are not independent)"
+        report["pairs"] = "each unordered pair once: the earlier photo degraded, the later as taken"
+        table, curves = [], {}
+        for cond in conditions:
+            rep, g, i = _condition_report(
+                cond, people, labels, ref, embs[cond], reasons[cond], threshold, margin
+            )
+            table.append(rep)
+            curves[cond] = (g, i)
+        report["conditions"] = table
+        if getattr(args, "det_png", None):
+            from doorpi.vision.detplot import write_det_png
+
+            write_det_png(curves, args.det_png, threshold)
+            report["det_png"] = str(args.det_png)
+    return report
 
 
 class EvalDataError(ValueError):
     """A data folder with too little in it to measure anything; one line."""
+
+
+def format_conditions(report: dict[str, Any]) -> str:
+    """The condition table as aligned text, one row per condition."""
+    rows = [
+        f"{'condition':10s} {'TAR@FAR1e-4':>17s} {'FRR@thr':>16s} {'FA@thr':>7s} "
+        f"{'gated FRR':>10s} {'FNIR':>15s} {'fused2':>7s} {'FPIR':>9s} {'max imp':>7s}  refused"
+    ]
+    for c in report["conditions"]:
+        s, o = c["shipped"], c["open_set"]
+        refused = ", ".join(f"{k} {v}" for k, v in c["quality_refused_by_reason"].items())
+        rows.append(
+            f"{c['condition']:10s} {c['tar_at_far_1e-4']:7.2%} ({c['tar_at_far_1e-4_ci95'][0]:.1%}+)"
+            f" {s['frr']:6.2%} (<{s['frr_ci95'][1]:.1%}) {s['far_count']:7d}"
+            f" {c['frr_with_quality_gate']:10.2%} {o['fnir']:6.2%} (<{o['fnir_ci95'][1]:.1%})"
+            f" {o['fused2']['fnir'] or 0:7.2%}"
+            f" {o['fpir_count']:3d}/{o['nonresident_probes']:<5d} {c['impostor_max']:7.3f}"
+            f"  {c['quality_refused']}/{c['photos']}" + (f" ({refused})" if refused else "")
+        )
+    return "\n".join(rows)
 
 
 def run_faces(args: argparse.Namespace) -> int:
@@ -171,7 +355,7 @@ def run_faces(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         report = evaluate(args)
-    except (ModelError, EvalDataError) as exc:
+    except (ModelError, EvalDataError, ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
     report["seconds"] = round(time.monotonic() - t0, 1)
     if args.json:
@@ -189,4 +373,9 @@ def run_faces(args: argparse.Namespace) -> int:
             f"{s['frr_ci95'][0]:.1%} to {s['frr_ci95'][1]:.1%})\n"
             f"1:N FPIR {report['open_set']['fpir']:.2%}  FNIR {report['open_set']['fnir']:.2%}"
         )
+        if report["skipped_files"]:
+            print("skipped (cannot decode): " + ", ".join(report["skipped_files"]))
+        if "conditions" in report:
+            print(format_conditions(report))
+            print(f"intervals: {report['intervals']}")
     return 0

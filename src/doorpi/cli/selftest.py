@@ -27,4 +27,4 @@ def run(args: argparse.Namespace) -> int:
     """Run the checks against the configuration given by the global --config."""
     from doorpi import selftest
 
-    return selftest.run_from_args(args.config, args.json, args.skip)
+    return selftest.run_from_args(args.config, args.json, args.skip, args.camera_frame)

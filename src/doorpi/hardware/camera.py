@@ -65,6 +65,10 @@ def load_rgb(path: str | os.PathLike[str], max_side: int | None = None) -> np.nd
         raise ImageFileError(f"{path}: cannot decode the image ({exc})") from exc
 
 
+class CameraFormatError(RuntimeError):
+    """The camera delivers another pixel format than the one configured; one line."""
+
+
 class ImageFileError(OSError):
     """An image file that cannot be decoded; the message names the file."""
 
@@ -121,13 +125,28 @@ class Picamera2Source:
     ``height`` rows of the array, cut to ``width`` (rows are stride-padded).
     Keep both streams at the same aspect ratio (both are scaled from one
     sensor crop), so lores coordinates map to main ones by a pure scale.
+
+    Exposure: auto exposure stays on (``AeEnable``) with centre-weighted
+    metering (libcamera ``AeMeteringModeEnum.CentreWeighted`` = 0), so a
+    bright sky or doorway at the edges pulls the exposure down less than
+    average metering would; ``exposure_value`` (EV, -8..8) biases it for a
+    site that is always backlit. Channel order: after ``configure`` the
+    format picamera2 reports for the main stream must be the one asked for
+    (a different one means red and blue swapped or a padding byte in the
+    wrong place); `CameraFormatError` otherwise. That check sees only what
+    picamera2 reports; a sensor or ISP that mislabels its output is caught
+    later from the faces themselves (doorpi.vision.camcheck).
     """
+
+    MAIN_FORMAT = "BGR888"  # picamera2/DRM naming: arrays come out in R, G, B order
+    RGB_ORDER_FORMATS = frozenset({"BGR888", "XBGR8888"})
 
     def __init__(
         self,
         main_size: tuple[int, int] = (1280, 720),
         lores_size: tuple[int, int] = (320, 180),
         camera: Any = None,
+        exposure_value: float = 0.0,
     ) -> None:
         if camera is None:
             from picamera2 import Picamera2  # only on Raspberry Pi OS
@@ -137,10 +156,18 @@ class Picamera2Source:
         self.main_size = main_size
         self.lores_size = lores_size
         cfg = self.cam.create_video_configuration(
-            main={"size": main_size, "format": "BGR888"},
+            main={"size": main_size, "format": self.MAIN_FORMAT},
             lores={"size": lores_size, "format": "YUV420"},
+            controls={"AeEnable": True, "AeMeteringMode": 0, "ExposureValue": exposure_value},
         )
         self.cam.configure(cfg)
+        got = self.cam.camera_configuration()["main"]["format"]
+        if got not in self.RGB_ORDER_FORMATS:
+            self.cam.close()
+            raise CameraFormatError(
+                f"camera main stream: asked for {self.MAIN_FORMAT} (R, G, B order), "
+                f"picamera2 configured {got}: colours would be wrong; face stays off"
+            )
         self.cam.start()
         self._running = True
         self._closed = False

@@ -123,12 +123,29 @@ PATTERNS: dict[str, Pattern] = {
          "zh": "请重新进入人脸菜单再试，或联系物业管理处。卡和密码照常可用。"},
         face=True,
     ),
+    # The face path's quality gate asks the person for what would fix the frame
+    # (issue #19: at night the gate used to refuse silently).
+    "face_closer": Pattern(
+        Blink(0.1, 0.1, 3), None, Blink(0.05, 0.1, 1),
+        {"en": "Face too far from the camera", "zh": "离摄像头太远"},
+        {"en": "Step closer and look at the camera.", "zh": "请走近并看摄像头。"},
+        face=True,
+    ),
+    "face_light": Pattern(
+        Blink(0.1, 0.1, 5), None, None,
+        {"en": "Face too dark for the camera", "zh": "脸部太暗"},
+        {"en": "Step into the light in front of the camera.", "zh": "请站到摄像头前有光的地方。"},
+        face=True,
+    ),
     "key": Pattern(None, None, Blink(0.03, 0.01, 1), {"en": "Key pressed", "zh": "按键"},
                    {"en": "", "zh": ""}, on_sign=False),
 }  # fmt: skip
 # More is wanted: the same green blinking whatever the next factor is.
 PATTERNS["card_needed"] = PATTERNS["pin_needed"]
 PATTERNS["face_needed"] = PATTERNS["pin_needed"]
+# Face quality hints (doorpi.vision.quality reasons) with a pattern of their own;
+# every other hint plays "face_needed".
+FACE_HINT_PATTERNS = {"too_far": "face_closer", "too_dark": "face_light"}
 
 # mode -> (LED attribute, on seconds, off seconds); None: both LEDs off.
 MODE_PATTERNS: dict[str, tuple[str, float, float] | None] = {

@@ -282,10 +282,21 @@ def resolve(scenario_path: Path, ref: str) -> Path:
 
 def face_frames(scenario_path: Path, step: dict[str, Any]) -> Iterator[Any]:
     """Frames for a face step: every photo of a folder once, or one photo
-    ``frames`` times (moved by ``shift`` pixels per frame if given)."""
+    ``frames`` times (moved by ``shift`` pixels per frame if given); a list of
+    photos is several people in one frame, the first in front (asking), the
+    others smaller behind (doorpi.vision.degrade.crowd)."""
     import numpy as np
 
     from doorpi.hardware.camera import FolderSource, Frame, load_rgb
+
+    if isinstance(step["face"], list):
+        from doorpi.vision.degrade import crowd
+
+        people = [load_rgb(resolve(scenario_path, str(r)), max_side=640) for r in step["face"]]
+        rgb = crowd(*people)
+        for _ in range(int(step.get("frames", 1))):
+            yield Frame(rgb, luma=rgb[:, :, 1], name="crowd")
+        return
 
     if step["face"] == "empty":  # the camera sees the empty entrance
         rgb = np.full((250, 250, 3), 96, np.uint8)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from doorpi.vision.detect import KP_LEFT_EYE, KP_MOUTH, KP_NOSE, KP_RIGHT_EYE, Detection
+from doorpi.vision.exposure import ExposureConfig, normalise
 from doorpi.vision.runtime import ModelError, TFLiteModel
 
 CROP_SIZE = 112
@@ -142,10 +143,11 @@ class MeshRefiner:
     """The face mesh on a detection: 468 landmarks, from which five precise points
     (eye centres, nose tip, mouth corners) align the face."""
 
-    def __init__(self, model: TFLiteModel) -> None:
+    def __init__(self, model: TFLiteModel, exposure: ExposureConfig | None = None) -> None:
         if model.input_shape != (1, MESH_SIZE, MESH_SIZE, 3):
             raise ModelError(f"{model.path}: not a MediaPipe face-mesh model")
         self.model = model
+        self.exposure = exposure  # None: the mesh sees the crop as the camera gave it
 
     def roi_transform(self, det: Detection) -> np.ndarray:
         """Frame->192x192 affine of MediaPipe's ROI: 1.5x the box, rotated level with the eyes."""
@@ -165,6 +167,8 @@ class MeshRefiner:
         """Run the face mesh on ``det``'s region of ``frame``; keeps the depth output."""
         m = self.roi_transform(det)
         crop = warp(frame, m, MESH_SIZE)
+        if self.exposure is not None:  # the face is the middle half of the 1.5x box
+            crop = normalise(crop, self.exposure, (slice(48, 144), slice(48, 144)))
         x = crop.astype(np.float32)[None] * (1.0 / 255.0)
         outs = self.model.run(x)
         raw = next(o for o in outs if o.size == 468 * 3).reshape(468, 3)

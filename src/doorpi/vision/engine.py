@@ -2,18 +2,28 @@
 
 Why: the face path decides *when* to look; this decides *what a frame
 means*: a quality hint ("too_far"), a match, or, after a few good frames
-that match nobody, a final rejection. Embeddings exist only inside
-``process`` and are dropped when it returns. Liveness is not part of this
-engine yet; the lead's gate must not treat a match as live on its own.
+that match nobody, a final rejection. Embeddings live only in memory: the
+last ``fuse_frames`` good frames of the current window (fusion), dropped
+when the window ends or decides. Liveness is not part of this engine; the
+gate's engine (doorpi.facebuild) adds it.
+
+Fusion: a gate sees several frames of the person asking; the decision is
+taken on the normalised mean of the window's good frames so far (up to
+``fuse_frames``), one more frame at a time. A frame joins the mean only if
+it resembles it (cosine >= ``same_person``), else it starts a new mean: a
+second person stepping in is not averaged with the first. Measured on
+../shared/faces (models/README.md, "Fusion").
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from doorpi.facepath import FaceOutcome
+from doorpi.vision.camcheck import SWAPPED, ChannelOrderCheck
 from doorpi.vision.match import SHIPPED_MARGIN, SHIPPED_THRESHOLD, Gallery
 from doorpi.vision.pipeline import FacePipeline, FaceResult
 
@@ -29,6 +39,8 @@ class PipelineFaceEngine:
         margin: float = SHIPPED_MARGIN,
         max_nonmatching_frames: int = 3,
         detect_on_luma: bool = False,
+        fuse_frames: int = 3,
+        same_person: float = 0.6,
     ) -> None:
         self.pipeline = pipeline
         self.gallery = gallery
@@ -36,16 +48,23 @@ class PipelineFaceEngine:
         self.margin = margin
         self.max_nonmatching = max_nonmatching_frames
         self.detect_on_luma = detect_on_luma
+        self.fuse_frames = max(1, fuse_frames)
+        self.same_person = same_person
+        self.channels = ChannelOrderCheck()
+        self.camera_problem = ""
         self._target: int | None = None
         self._misses = 0
+        self._good: list[np.ndarray] = []
 
     def begin(self, resident_id: int | None) -> None:
         self._target = resident_id
         self._misses = 0
+        self._good = []
 
     def end(self) -> None:
         self._target = None
         self._misses = 0
+        self._good = []
 
     def process(self, frame: Any, now: float) -> FaceOutcome:
         return self.decide(self.look(frame))
@@ -54,23 +73,47 @@ class PipelineFaceEngine:
         """The pipeline's result for one frame (a ``Frame`` or an RGB array)."""
         rgb = getattr(frame, "rgb", frame)
         luma = getattr(frame, "luma", None) if self.detect_on_luma else None
-        return self.pipeline.process(np.asarray(rgb), lores=luma)
+        res = self.pipeline.process(np.asarray(rgb), lores=luma)
+        if res.quality is not None and "red_blue" in res.quality.metrics:
+            self._check_channels(res.quality.metrics["red_blue"])
+        return res
+
+    def _check_channels(self, red_blue: float) -> None:
+        """A camera fault seen in the faces themselves: logged once, shown by status."""
+        if self.channels.observe(red_blue) == SWAPPED and not self.camera_problem:
+            self.camera_problem = (
+                f"camera: red and blue look swapped (the last {self.channels.window} "
+                "faces were bluer than red); check the camera format"
+            )
+            logging.getLogger("doorpi.face").error(self.camera_problem)
+
+    def fuse(self, emb: np.ndarray) -> np.ndarray:
+        """The window's fused embedding after adding ``emb`` (see the module doc)."""
+        if self._good:
+            mean = np.mean(self._good, axis=0)
+            if float(emb @ mean) / max(float(np.linalg.norm(mean)), 1e-9) < self.same_person:
+                self._good = []  # someone else: start again
+        self._good = [*self._good, emb][-self.fuse_frames :]
+        fused = np.mean(self._good, axis=0)
+        return fused / max(float(np.linalg.norm(fused)), 1e-9)
 
     def decide(self, res: FaceResult) -> FaceOutcome:
         """What one frame's result means; takes the embedding out of ``res``."""
         if not res.ok:
             return FaceOutcome("pending", hint=res.reason)
-        emb = res.embedding
-        res.embedding = None  # nothing biometric outlives this call
+        emb = self.fuse(res.embedding)
+        res.embedding = None  # kept only in the window's fusion, dropped at its end
         if self._target is not None:
             scores = self.gallery.scores(emb)
             mine = np.array([i == str(self._target) for i in self.gallery.ids], bool)
             best = float(scores[mine].max()) if mine.any() else -1.0
             if best >= self.threshold:
+                self._good = []
                 return FaceOutcome("matched", resident_id=self._target, score=best)
         else:
             m = self.gallery.search(emb)
             if m.accepted(self.threshold, self.margin) and m.identity is not None:
+                self._good = []
                 return FaceOutcome("matched", resident_id=int(m.identity), score=m.score)
         return self.miss()
 
@@ -80,5 +123,6 @@ class PipelineFaceEngine:
         The one place this rule lives (the gate's card-template check uses it too)."""
         self._misses += 1
         if self._misses >= self.max_nonmatching:
+            self._good = []
             return FaceOutcome("rejected", reason="no_match")
         return FaceOutcome("pending", hint="no_match")

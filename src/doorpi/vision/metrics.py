@@ -81,6 +81,9 @@ def rates_at(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> dic
         "far": fa / len(i),
         "far_count": fa,
         "far_ci95": clopper_pearson(fa, len(i)),
+        # One-sided 95 % upper bound (= two-sided 90 % Clopper-Pearson); with no
+        # false accept it is 1 - 0.05^(1/n), the exact form of the rule of three.
+        "far_upper95_one_sided": clopper_pearson(fa, len(i), 0.90)[1],
         "frr": fr / len(g),
         "frr_count": fr,
         "frr_ci95": clopper_pearson(fr, len(g)),

@@ -18,7 +18,9 @@ from doorpi.vision import quality as q
 from doorpi.vision.align import MeshLandmarks, MeshRefiner, align, blazeface_points
 from doorpi.vision.detect import Detection, FaceDetector, pick_resident
 from doorpi.vision.embed import Embedder
+from doorpi.vision.exposure import ExposureConfig, normalise
 from doorpi.vision.models import FaceModels, load_models
+from doorpi.vision.orient import Orientation
 
 
 @dataclass
@@ -44,8 +46,18 @@ class FaceResult:
         return self.reason == q.OK and self.embedding is not None
 
 
+# Face centre of the 112x112 aligned crop (eyes to mouth): its levels decide the stretch.
+_CROP_ROI = (slice(24, 104), slice(24, 88))
+
+
 class FacePipeline:
-    """Detect (BlazeFace), refine points (face mesh), align, gate, embed (SFace)."""
+    """Orient, detect (BlazeFace), refine points (face mesh), align, gate, embed (SFace).
+
+    ``orientation`` turns the camera's picture upright first (``[camera]``
+    settings); ``exposure`` normalises each model input's levels (None: off,
+    the models see the pixels as captured). Only the resident's face (see
+    ``pick_resident``) is ever refined or embedded.
+    """
 
     def __init__(
         self,
@@ -53,10 +65,16 @@ class FacePipeline:
         quality: q.QualityConfig | None = None,
         refine: bool = True,
         score_threshold: float = 0.5,
+        exposure: ExposureConfig | None = ExposureConfig(),  # noqa: B008 (frozen)
+        orientation: Orientation = Orientation(),  # noqa: B008 (frozen)
     ) -> None:
         self.models = models
-        self.detector = FaceDetector(models.detector, score_threshold=score_threshold)
-        self.refiner = MeshRefiner(models.mesh)
+        self.exposure = exposure
+        self.orientation = orientation
+        self.detector = FaceDetector(
+            models.detector, score_threshold=score_threshold, exposure=exposure
+        )
+        self.refiner = MeshRefiner(models.mesh, exposure)
         self.embedder = Embedder(models.embedder)
         self.quality = quality or q.QualityConfig()
         self.refine = refine
@@ -74,15 +92,19 @@ class FacePipeline:
         ``lores`` (RGB or luma of the same field of view) saves the detector
         from resizing a full frame; boxes are scaled back to ``frame``.
         """
+        return self._detect(frame, lores)[0]
+
+    def _detect(
+        self, frame: np.ndarray, lores: np.ndarray | None
+    ) -> tuple[list[Detection], np.ndarray, float]:
         if lores is None:
-            return self.detector.detect(frame)
+            return self.detector.detect_input(frame)
         sx = frame.shape[1] / lores.shape[1]
         sy = frame.shape[0] / lores.shape[0]
         s4 = np.array([sx, sy, sx, sy], np.float32)
         s2 = np.array([sx, sy], np.float32)
-        return [
-            Detection(d.box * s4, d.keypoints * s2, d.score) for d in self.detector.detect(lores)
-        ]
+        dets, x, best = self.detector.detect_input(lores)
+        return [Detection(d.box * s4, d.keypoints * s2, d.score) for d in dets], x, best
 
     def _stages(
         self, frame: np.ndarray, lores: np.ndarray | None
@@ -90,7 +112,10 @@ class FacePipeline:
         """Detect, refine, align and gate; returns the result and the aligned crop."""
         t: dict[str, float] = {}
         t0 = time.perf_counter()
-        dets = self.detect(frame, lores)
+        frame = self.orientation.apply(frame)
+        if lores is not None:
+            lores = self.orientation.apply(lores)
+        dets, x, best = self._detect(frame, lores)
         det = pick_resident(dets, frame.shape)
         t1 = time.perf_counter()
         t["detect"] = (t1 - t0) * 1e3
@@ -102,10 +127,15 @@ class FacePipeline:
         crop = align(frame, points) if self.refine else align(frame, *blazeface_points(det))
         t2 = time.perf_counter()
         t["align"] = (t2 - t1) * 1e3
-        qual = q.assess(points, crop, frame.shape, det.width, mesh.score, self.quality)
+        norm = None
+        if self.exposure is not None:
+            norm = normalise(crop, self.exposure, _CROP_ROI)
+        qual = q.assess(points, crop, frame.shape, det.width, mesh.score, self.quality, norm)
+        if qual.ok and self.detector.upside_down(x, best):
+            qual = q.Quality(q.UPSIDE_DOWN, qual.metrics)
         t["quality"] = (time.perf_counter() - t2) * 1e3
         res = FaceResult(qual.reason, det, points, mesh, qual, timings_ms=t, faces=len(dets))
-        return res, crop
+        return res, crop if norm is None else norm
 
     def _embed(self, res: FaceResult, crop: np.ndarray) -> None:
         t0 = time.perf_counter()

@@ -25,6 +25,8 @@ TOO_DARK = "too_dark"
 TOO_BRIGHT = "too_bright"
 BLURRY = "blurry"
 NOT_A_FACE = "not_a_face"
+# The face is upside down in the frame: a camera orientation fault, not the person's.
+UPSIDE_DOWN = "upside_down"
 
 # Template geometry: nose offset and eye-to-mouth distance at a frontal pose.
 _T_EYES = ARCFACE_TEMPLATE[:2].mean(0)
@@ -41,7 +43,11 @@ class QualityConfig:
     max_yaw: float = 0.6  # nose offset from eye midline / eye distance
     max_roll_deg: float = 20.0
     max_pitch_dev: float = 0.35  # deviation of nose height ratio from the template's
-    min_brightness: float = 50.0  # mean luma of the aligned crop, 0..255
+    min_brightness: float = 50.0  # mean luma of the aligned crop, 0..255 (no normalisation)
+    # With exposure normalisation (vision.exposure) a dark face is stretched
+    # back; too dark then means too few grey levels left to stretch:
+    min_levels: float = 20.0  # luma p99 - p1 of the face centre, as captured
+    min_brightness_normalised: float = 12.0
     max_brightness: float = 215.0
     max_clipped: float = 0.08  # fraction of saturated (luma >= 250) face pixels
     min_sharpness: float = 25.0  # variance of the Laplacian of the aligned crop
@@ -87,6 +93,12 @@ def sharpness(gray: np.ndarray) -> float:
     return float(lap.var())
 
 
+def red_blue(crop: np.ndarray) -> float:
+    """(mean R - mean B) / mean of the aligned crop's face centre (-1..1; 0 for gray)."""
+    c = crop[24:104, 24:88].reshape(-1, 3).astype(np.float32).mean(0)
+    return float((c[0] - c[2]) / max(float(c.mean()), 1.0))
+
+
 def luma(crop: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma of an RGB uint8 crop, float32."""
     return crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -99,13 +111,22 @@ def assess(
     face_width: float,
     mesh_score: float = 1.0,
     cfg: QualityConfig | None = None,
+    normalised: np.ndarray | None = None,
 ) -> Quality:
-    """Run the gates in the order a person can act on: distance, pose, light, blur."""
+    """Run the gates in the order a person can act on: distance, pose, light, blur.
+
+    ``crop`` is the aligned face as captured (its light is measured);
+    ``normalised`` is the same crop after exposure normalisation, when the
+    pipeline does it: then darkness is judged by the grey levels left
+    (``min_levels``), and sharpness on the normalised crop, which is what
+    the embedding sees.
+    """
     cfg = cfg or QualityConfig()
     iod = float(np.linalg.norm(np.asarray(points)[1] - np.asarray(points)[0]))
     yaw, roll, pitch = pose(points)
     y = luma(crop)
     centre = y[24:104, 24:88]
+    lo, hi = np.percentile(centre, (1, 99))  # ~0.2 ms on 80x64; a histogram is no faster here
     m = {
         "iod_px": iod,
         "face_fraction": face_width / float(frame_shape[1]),
@@ -114,7 +135,11 @@ def assess(
         "pitch_dev": pitch,
         "brightness": float(centre.mean()),
         "clipped": float((centre >= 250.0).mean()),
-        "sharpness": sharpness(y),
+        "levels": float(hi - lo),
+        # (mean R - mean B) / mean of the face centre: skin is redder than blue
+        # under white light; negative on most faces means swapped channels.
+        "red_blue": red_blue(crop),
+        "sharpness": sharpness(y if normalised is None else luma(normalised)),
         "mesh_score": mesh_score,
     }
     if mesh_score < cfg.min_mesh_score:
@@ -125,7 +150,11 @@ def assess(
         return Quality(TOO_CLOSE, m)
     if abs(yaw) > cfg.max_yaw or abs(roll) > cfg.max_roll_deg or abs(pitch) > cfg.max_pitch_dev:
         return Quality(LOOK_STRAIGHT, m)
-    if m["brightness"] < cfg.min_brightness:
+    if normalised is None and m["brightness"] < cfg.min_brightness:
+        return Quality(TOO_DARK, m)
+    if normalised is not None and (
+        m["levels"] < cfg.min_levels or m["brightness"] < cfg.min_brightness_normalised
+    ):
         return Quality(TOO_DARK, m)
     if m["brightness"] > cfg.max_brightness or m["clipped"] > cfg.max_clipped:
         return Quality(TOO_BRIGHT, m)
