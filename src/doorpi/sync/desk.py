@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from doorpi.sync.admin import AdminError, AdminSite, BuiltBundle, GateRecord
-from doorpi.sync.importer import STICK_DIR
 from doorpi.sync.bundle import FP_RE
+from doorpi.sync.importer import STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, fingerprint_matches, pretty
 from doorpi.sync.report import SyncReport
 from doorpi.sync.roster import Roster, RosterError, parse_roster
