@@ -317,3 +317,45 @@ def test_status_reports_an_unreadable_roles_table_instead_of_no_responders(tmp_p
     s.close()
     assert info["responders"] == "unreadable"
     assert any("responders unreadable" in w for w in info["warnings"])
+
+
+def test_fire_release_on_a_full_data_partition(tmp_path):
+    """A real 4 MiB tmpfs filled to the last byte: the fire input still releases and
+    relocks the strike, and both fire records reach the audit log once space is back."""
+    import errno
+    import os
+
+    assert os.geteuid() == 0, "mounts need root (make test runs as root)"
+    mnt = tmp_path / "part"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mnt)],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        s = make_site(mnt / "d", **FIRE)
+        s.add_resident({"name": "Alice", "cards": [CARD]})
+        filler = mnt / "filler"
+        fd = os.open(filler, os.O_CREAT | os.O_WRONLY, 0o600)
+        try:
+            for size in (65536, 4096, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        s.fire(True)
+        assert s.strike_pin.state == 1  # released though nothing can be written
+        s.advance(30, step=1.0)
+        assert s.strike_pin.state == 1
+        s.fire(False)
+        s.advance(0.2, step=0.01)
+        assert s.strike_pin.state == 0
+        assert s.storage.audit_queue.pending >= 2  # waiting in memory, in order
+        filler.unlink()
+        assert s.storage.audit_queue.flush()
+        fire = [r.data["active"] for r in s.storage.audit.records() if r.kind == "fire_alarm"]
+        assert fire == [True, False]
+        s.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -85,3 +85,18 @@ def test_roster_modes_table(site: SiteKey) -> None:
         parse_roster(doc, site.pin_tag_key)
     with pytest.raises(RosterError, match=r"modes.holidays\[0\]"):
         parse_roster({"modes": {"holidays": ["soon"]}}, site.pin_tag_key)
+
+
+def test_admin_settings_with_toml_dates_travel_as_iso_text(rig: GateRig) -> None:
+    """`doorpi admin gate settings --set modes.holidays=[2026-12-25]` gives TOML dates:
+    the signed JSON body carries them as ISO text, which the gate's validator accepts."""
+    from doorpi.settings import parse_assignment
+    from doorpi.sync.admin import check_gate_settings
+
+    section, key, value = parse_assignment("modes.holidays=[2026-12-25]")
+    assert value == [date(2026, 12, 25)]
+    settings = {section: {key: value}}
+    check_gate_settings(settings, "admin settings")
+    got = parse_body(rig.bundle(1, settings=settings).to_body()).settings
+    assert got == {"modes": {"holidays": ["2026-12-25"]}}
+    check_gate_settings(got, "bundle settings")  # the gate reads the text back as a date

@@ -17,6 +17,7 @@ with limits; a failure is a `BundleError` whose message names the field.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -225,7 +226,16 @@ class EnrollmentBundle:
         }
         if self.modes is not None:  # absent otherwise: bodies without modes are unchanged
             doc["modes"] = self.modes.to_doc()
-        return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                          default=_toml_date).encode()  # fmt: skip
+
+
+def _toml_date(v: Any) -> str:
+    """A TOML date or time in the admin's settings (``modes.holidays = [2026-12-25]``)
+    as its ISO text, which the gate's validator reads back; anything else is a TypeError."""
+    if isinstance(v, datetime.date | datetime.time):
+        return v.isoformat()
+    raise TypeError(f"{type(v).__name__} is not a TOML value")
 
 
 def _resident_doc(r: ResidentEntry) -> dict[str, Any]:
