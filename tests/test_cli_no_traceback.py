@@ -69,6 +69,7 @@ def args_for(parser: argparse.ArgumentParser, files: dict[str, Path], bad: bool)
 
 EXTRA = {  # keep commands that would wait from waiting
     ("card", "enroll"): ["--timeout", "0.5"],
+    ("admin", "console"): ["--no-browser", "--exit-after", "0.5"],
 }
 # Commands that do seconds of real work whatever the input (a benchmark that
 # falls back to defaults without a config) run with a few of the inputs only,

@@ -127,6 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="the admin's desk in the browser (127.0.0.1 only)")  # fmt: skip
     con.add_argument("--port", type=int, default=0, help="port (default: any free one)")
     con.add_argument("--no-browser", action="store_true", help="print the address only")
+    con.add_argument("--exit-after", type=float, metavar="SECONDS",
+                     help="stop serving after this long (scripts and tests)")  # fmt: skip
     con.set_defaults(func=cmd_console)
 
     rep = acts.add_parser("report", help="read the gates' reports")
@@ -184,7 +186,8 @@ def cmd_roster_pin_slip(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     from doorpi.console.server import serve  # never imported by the gate's process
 
-    return serve(args.admin_dir, _lang(args), args.port, open_browser=not args.no_browser)
+    return serve(args.admin_dir, _lang(args), args.port, open_browser=not args.no_browser,
+                 exit_after=args.exit_after)  # fmt: skip
 
 
 def _site(args: argparse.Namespace) -> AdminSite:

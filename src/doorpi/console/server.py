@@ -662,11 +662,21 @@ def make_server(admin_dir: Path, lang: str, port: int = 0) -> tuple[HTTPServer, 
     return server, f"{d.origin}/login?token={d.token}"
 
 
-def serve(admin_dir: Path, lang: str, port: int = 0, open_browser: bool = True) -> int:
-    """Run until Ctrl-C; prints the address (with its token) and opens it in the browser."""
+def serve(
+    admin_dir: Path,
+    lang: str,
+    port: int = 0,
+    open_browser: bool = True,
+    exit_after: float | None = None,
+) -> int:
+    """Run until Ctrl-C (or ``exit_after`` seconds); prints the address (with its
+    token) and opens it in the browser."""
+    import threading
     import webbrowser
 
     server, url = make_server(admin_dir, lang, port)
+    if exit_after is not None:
+        threading.Timer(max(exit_after, 0.0), server.shutdown).start()
     print(f"doorpi admin console: {url}", flush=True)
     print("  (only this laptop can reach it; Ctrl-C stops it)", flush=True)
     if open_browser:
