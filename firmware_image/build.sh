@@ -47,6 +47,14 @@ rm -rf "$FILES/wheels" "$FILES/models" "$FILES/systemd" "$FILES/requirement.txt"
 mkdir -p "$FILES/wheels" "$FILES/systemd"
 SRC="$(mktemp -d)"
 trap 'rm -rf "$SRC"' EXIT
+# The wheel carries the model build's hashes (doorpi/data/models.SHA256SUMS): the gate
+# checks its model files against them, not against the list copied beside the files.
+if [[ -d "$REPO/models/build" ]]; then
+	cmp -s "$REPO/models/build/SHA256SUMS" "$REPO/src/doorpi/data/models.SHA256SUMS" || {
+		echo "build.sh: src/doorpi/data/models.SHA256SUMS is not models/build's (run make models)" >&2
+		exit 1
+	}
+fi
 tar -C "$REPO" --exclude=./.venv --exclude=./.git --exclude=./models --exclude=./build \
 	--exclude=./firmware_image --exclude='*.egg-info' -cf - . | tar -C "$SRC" -xf -
 "$PYTHON" -m pip wheel --no-deps -w "$FILES/wheels" "$SRC"

@@ -135,6 +135,11 @@ if [[ -n "${DOORPI_WHEEL:-}" ]]; then
 else
 	# Built from a copy so setuptools' build/ and egg-info never land in the checkout.
 	log "building the doorpi wheel from $REPO"
+	# As build.sh: the wheel carries the model build's hashes, which the gate checks against.
+	if [[ "$FACE" == "1" ]]; then
+		cmp -s "$REPO/models/build/SHA256SUMS" "$REPO/src/doorpi/data/models.SHA256SUMS" \
+			|| die "src/doorpi/data/models.SHA256SUMS is not models/build's (run make models)"
+	fi
 	mkdir -p "$WORK/src"
 	tar -C "$REPO" --exclude=./.venv --exclude=./.git --exclude=./models --exclude=./build \
 		--exclude=./firmware_image --exclude='*.egg-info' -cf - . | tar -C "$WORK/src" -xf -
@@ -192,6 +197,7 @@ fi
 systemd-sysusers --root="$ROOT" "$ROOT/usr/lib/sysusers.d/doorpi.conf"
 systemd-tmpfiles --root="$ROOT" --create "$ROOT/usr/lib/tmpfiles.d/doorpi.conf"
 grep -q '^doorpi:' "$ROOT/etc/passwd" || die "sysusers did not create user doorpi"
+grep -q '^doorpi-stick:' "$ROOT/etc/passwd" || die "sysusers did not create user doorpi-stick"
 
 mount --bind /dev "$ROOT/dev"
 mount -t proc proc "$ROOT/proc"
@@ -317,7 +323,8 @@ if [[ "$SKIP" != *keys* ]]; then
 	install -d -m 0777 "$ROOT/tmp/stick"
 	admin init --site-name "Rootfs Court" >/dev/null || die "admin init"
 	admin stick /tmp/stick >/dev/null || die "admin stick"
-	# A real stick is mounted with uid=doorpi (doorpi-usb-sync); here root's files are handed over.
+	# A real stick is mounted for doorpi-stick and the gate gets the bundle through a pipe
+	# (doorpi-usb-sync, tested in tests/appliance/test_systemd.py); here the gate reads it.
 	stick_to_gate() { in_root chown -R doorpi:doorpi /tmp/stick; }
 	stick_to_gate
 	as_gate keys export /tmp/stick >/dev/null || die "keys export"

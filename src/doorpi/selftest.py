@@ -187,18 +187,23 @@ SUMS = "SHA256SUMS"
 MANIFEST = "manifest.toml"
 
 
-def _expected_hashes(models_dir: Path) -> tuple[dict[str, str], list[str]]:
-    """File name -> sha256 from the build's SHA256SUMS and the manifest's [outputs].
+def _expected_hashes(
+    models_dir: Path, shipped: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """File name -> sha256: the package's hashes (``shipped``), compared with the
+    SHA256SUMS and manifest.toml found beside the files.
 
-    SHA256SUMS (``sha256  name`` lines) is what the gate's model loader verifies;
-    models/manifest.toml ``[outputs."name"] sha256`` is what the reproducible build
-    pinned for byte-stable files. Both are read when present, and a disagreement
-    is itself a failure. A converted model whose bytes vary with the build
-    machine (an output with ``known_answers`` and no ``sha256``) is held to this
-    build's SHA256SUMS, and to its known answers by `check_face_runtime`.
+    ``shipped`` is the package's copy of the build's SHA256SUMS
+    (doorpi.vision.models.shipped_hashes): what the gate's model loader checks
+    against. A SHA256SUMS (``sha256  name`` lines) or a models/manifest.toml
+    ``[outputs."name"] sha256`` beside the files is only compared, and a
+    disagreement with the package or between them is itself a failure. A converted
+    model whose bytes vary with the build machine (an output with
+    ``known_answers`` and no ``sha256``) must be among the package's hashes, and
+    meets its known answers in `check_face_runtime`.
     Returns the hashes and a list of problems.
     """
-    hashes: dict[str, str] = {}
+    hashes: dict[str, str] = dict(shipped)
     problems: list[str] = []
     sums = models_dir / SUMS
     if sums.is_file():
@@ -206,7 +211,9 @@ def _expected_hashes(models_dir: Path) -> tuple[dict[str, str], list[str]]:
             if not line.strip():
                 continue
             digest, _, name = line.strip().partition(" ")
-            hashes[name.strip().lstrip("*")] = digest.lower()
+            name = name.strip().lstrip("*")
+            if hashes.setdefault(name, digest.lower()) != digest.lower():
+                problems.append(f"{name}: {sums} and the package's model hashes disagree")
     manifest = models_dir / MANIFEST
     if manifest.is_file():
         try:
@@ -215,32 +222,42 @@ def _expected_hashes(models_dir: Path) -> tuple[dict[str, str], list[str]]:
             return hashes, [f"{manifest}: invalid TOML: {exc}"]
         for name, entry in outputs.items():
             if isinstance(entry, Mapping) and "known_answers" in entry and "sha256" not in entry:
-                if name not in hashes:
-                    problems.append(f"{name}: not in {SUMS} (its bytes are not pinned)")
+                if name not in shipped:
+                    problems.append(f"{name}: not in the package's model hashes (not pinned)")
                 continue
             digest = str(entry.get("sha256", "")).lower() if isinstance(entry, Mapping) else ""
             if not re.fullmatch(r"[0-9a-f]{64}", digest):
                 problems.append(f"{manifest}: {name} has no pinned sha256 ({digest or 'none'})")
             elif hashes.setdefault(name, digest) != digest:
-                problems.append(f"{name}: {SUMS} and {MANIFEST} disagree")
+                problems.append(f"{name}: {MANIFEST} and the package's model hashes disagree")
     return hashes, problems
 
 
-def check_models(models_dir: Path, face_enabled: bool) -> CheckResult:
-    """Every built model is present with the sha256 the build recorded.
+def check_models(
+    models_dir: Path, face_enabled: bool, package_sums: Path | None = None
+) -> CheckResult:
+    """Every model is present with the sha256 the installed package shipped with.
 
-    A corrupted or swapped model would change who the camera recognises. Face
+    The hashes come from the package (doorpi/data/models.SHA256SUMS, the build
+    shipped with the image: doorpi.vision.models.shipped_hashes), the same the
+    gate's model loader uses; lists beside the files are only compared. A
+    corrupted or swapped model would change who the camera recognises. Face
     disabled: nothing to check (WARN, not FAIL).
     """
     if not face_enabled:
         return CheckResult(WARN, "face disabled: models not checked")
     if not models_dir.is_dir():
         return CheckResult(FAIL, f"{models_dir}: missing (face is enabled)")
-    hashes, problems = _expected_hashes(models_dir)
+    from doorpi.vision.models import shipped_hashes
+    from doorpi.vision.runtime import ModelError
+
+    try:
+        shipped = shipped_hashes(package_sums)
+    except ModelError as exc:
+        return CheckResult(FAIL, str(exc))
+    hashes, problems = _expected_hashes(models_dir, shipped)
     if problems:
         return CheckResult(FAIL, problems[0])
-    if not hashes:
-        return CheckResult(FAIL, f"{models_dir}: no {SUMS} or {MANIFEST} with model hashes")
     for name, digest in sorted(hashes.items()):
         path = models_dir / name
         if not path.is_file():
@@ -248,7 +265,7 @@ def check_models(models_dir: Path, face_enabled: bool) -> CheckResult:
         actual = sha256_file(path)
         if actual != digest:
             return CheckResult(FAIL, f"{path}: sha256 {actual[:12]}..., expected {digest[:12]}...")
-    return CheckResult(PASS, f"{len(hashes)} model(s) in {models_dir}, hashes match")
+    return CheckResult(PASS, f"{len(hashes)} model(s) in {models_dir}, hashes match the package's")
 
 
 def check_face_runtime(models_dir: Path, face_enabled: bool) -> CheckResult:

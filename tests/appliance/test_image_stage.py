@@ -569,3 +569,14 @@ def test_image_installs_only_locked_wheels() -> None:
         assert "constraints.txt" not in text, f"{script}: a resolver still decides versions"
     chroot = (STAGE / "01-doorpi" / "01-run-chroot.sh").read_text()
     assert "--no-deps" in chroot and "pip check" in chroot
+
+
+def test_image_wheel_carries_the_model_builds_hashes() -> None:
+    """The doorpi wheel the image installs holds models/build's SHA256SUMS as package
+    data (doorpi.vision.models.PACKAGE_SUMS); both image scripts refuse to build it
+    from a checkout whose package copy is not this build's."""
+    for script in (IMAGE / "build.sh", IMAGE / "rootfs-test.sh"):
+        text = script.read_text()
+        cmp = text.index('cmp -s "$REPO/models/build/SHA256SUMS" "$REPO/src/doorpi/data/models')
+        wheel = re.search(r'pip"? wheel', text)
+        assert wheel and cmp < wheel.start(), script

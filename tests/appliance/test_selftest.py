@@ -209,6 +209,20 @@ def test_database_readable_by_others_fails(good_install: Path) -> None:
 MODEL_FILES = {"face_detection_short_range.tflite": b"detector", "sface.tflite": b"embedder"}
 
 
+@pytest.fixture
+def package_sums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The package's model hashes (doorpi.vision.models.PACKAGE_SUMS) for these fake
+    models, as tools/models/build.py writes them into the package."""
+    from doorpi.vision import models
+
+    path = tmp_path / "package.SHA256SUMS"
+    path.write_text(
+        "".join(f"{hashlib.sha256(c).hexdigest()}  {n}\n" for n, c in MODEL_FILES.items())
+    )
+    monkeypatch.setattr(models, "PACKAGE_SUMS", path)
+    return path
+
+
 def make_models(root: Path, sums: bool = True, manifest: bool = True) -> Path:
     """A models dir as build.sh installs it: the files, SHA256SUMS and manifest.toml.
 
@@ -231,20 +245,22 @@ def make_models(root: Path, sums: bool = True, manifest: bool = True) -> Path:
 
 
 @pytest.mark.parametrize(("sums", "manifest"), [(True, True), (True, False), (False, True)])
-def test_models_match_recorded_hashes(tmp_path: Path, sums: bool, manifest: bool) -> None:
+def test_models_match_recorded_hashes(
+    tmp_path: Path, sums: bool, manifest: bool, package_sums: Path
+) -> None:
     result = selftest.check_models(make_models(tmp_path / "m", sums, manifest), True)
     assert result.status == PASS, result.detail
     assert "2 model(s)" in result.detail
 
 
-def test_models_swapped_file_fails(tmp_path: Path) -> None:
+def test_models_swapped_file_fails(tmp_path: Path, package_sums: Path) -> None:
     models = make_models(tmp_path / "m")
     (models / "sface.tflite").write_bytes(b"someone else's embedder")
     result = selftest.check_models(models, face_enabled=True)
     assert result.status == FAIL and "sface.tflite" in result.detail
 
 
-def test_models_sums_and_manifest_disagree_fails(tmp_path: Path) -> None:
+def test_models_sums_and_manifest_disagree_fails(tmp_path: Path, package_sums: Path) -> None:
     models = make_models(tmp_path / "m")
     sums = models / "SHA256SUMS"
     sums.write_text(sums.read_text().replace(hashlib.sha256(b"embedder").hexdigest(), "0" * 64))
@@ -252,7 +268,7 @@ def test_models_sums_and_manifest_disagree_fails(tmp_path: Path) -> None:
     assert result.status == FAIL and "disagree" in result.detail
 
 
-def test_models_unpinned_hash_fails(tmp_path: Path) -> None:
+def test_models_unpinned_hash_fails(tmp_path: Path, package_sums: Path) -> None:
     models = make_models(tmp_path / "m", sums=False)
     manifest = models / "manifest.toml"
     digest = hashlib.sha256(b"embedder").hexdigest()
@@ -261,13 +277,13 @@ def test_models_unpinned_hash_fails(tmp_path: Path) -> None:
     assert result.status == FAIL and "no pinned sha256" in result.detail
 
 
-def test_models_missing_file_or_hashes_fails(tmp_path: Path) -> None:
+def test_models_missing_file_or_hashes_fails(tmp_path: Path, package_sums: Path) -> None:
     models = make_models(tmp_path / "m")
     (models / "face_detection_short_range.tflite").unlink()
     assert selftest.check_models(models, face_enabled=True).status == FAIL
     (tmp_path / "empty").mkdir()
     result = selftest.check_models(tmp_path / "empty", face_enabled=True)
-    assert result.status == FAIL and "SHA256SUMS" in result.detail
+    assert result.status == FAIL and "missing" in result.detail
     assert selftest.check_models(tmp_path / "absent", face_enabled=True).status == FAIL
 
 
@@ -466,18 +482,40 @@ def test_cli_module_registers_selftest(
 
 def test_models_as_this_machine_built_them_pass(tmp_path: Path) -> None:
     """The real manifest beside the real build, as the image installs them: the
-    converted SFace (bytes differ between CPUs) is held to this build's SHA256SUMS."""
-    from doorpi.vision.models import REPO_BUILD_DIR
+    converted SFace (bytes differ between CPUs) is held to the package's copy of
+    this build's SHA256SUMS, which a list beside the files cannot overrule."""
+    from doorpi.vision.models import PACKAGE_SUMS, REPO_BUILD_DIR
 
     models = tmp_path / "m"
     shutil.copytree(REPO_BUILD_DIR, models)
     shutil.copyfile(REPO / "models" / "manifest.toml", models / "manifest.toml")
     result = selftest.check_models(models, face_enabled=True)
     assert result.status == PASS, result.detail
+    assert "3 model(s)" in result.detail and "package" in result.detail
+    # Another SFace, with a SHA256SUMS beside it rewritten to vouch for it.
+    sface = models / "sface.tflite"
+    sface.write_bytes(sface.read_bytes()[:-1] + b"\x00")
+    fake = hashlib.sha256(sface.read_bytes()).hexdigest()
     sums = models / "SHA256SUMS"
-    sums.write_text("".join(x + "\n" for x in sums.read_text().splitlines() if "sface" not in x))
+    sums.write_text("".join((f"{fake}  sface.tflite" if "sface" in x else x) + "\n"
+                            for x in sums.read_text().splitlines()))  # fmt: skip
     result = selftest.check_models(models, face_enabled=True)
-    assert result.status == FAIL and "sface.tflite: not in SHA256SUMS" in result.detail
+    assert result.status == FAIL and "sface.tflite" in result.detail
+    assert "package's model hashes disagree" in result.detail
+    sums.unlink()  # without the list: the file itself is checked against the package
+    result = selftest.check_models(models, face_enabled=True)
+    assert result.status == FAIL and "sface.tflite: sha256" in result.detail
+    # A package that did not ship SFace's hash: SFace is not pinned.
+    shutil.copyfile(REPO_BUILD_DIR / "sface.tflite", sface)
+    pkg = tmp_path / "package.SHA256SUMS"
+    pkg.write_text("".join(x + "\n" for x in PACKAGE_SUMS.read_text().splitlines()
+                           if "sface" not in x))  # fmt: skip
+    result = selftest.check_models(models, face_enabled=True, package_sums=pkg)
+    assert (
+        result.status == FAIL and "sface.tflite: not in the package's model hashes" in result.detail
+    )
+    result = selftest.check_models(models, True, package_sums=tmp_path / "none")
+    assert result.status == FAIL and "the doorpi package has no model hashes" in result.detail
 
 
 # -- camera orientation (issue #19) ------------------------------------------

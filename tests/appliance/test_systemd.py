@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -266,6 +267,11 @@ def test_sysusers_and_tmpfiles_create_user_and_private_data_dir(tmp_path: Path) 
     }
     for group in ("gpio", "video", "input"):
         assert "doorpi" in groups[group]
+    # The stick's own user: a system user apart from the gate's, in none of its groups.
+    stick = passwd["doorpi-stick"]
+    assert stick[6] == "/usr/sbin/nologin" and 0 < int(stick[2]) < 1000
+    assert int(stick[2]) != uid and int(stick[3]) != int(passwd["doorpi"][3])
+    assert not any("doorpi-stick" in members for members in groups.values())
 
     subprocess.run(
         [
@@ -360,15 +366,21 @@ def _stub_tools(tmp_path: Path) -> dict[str, str]:
     doorpi = bin_dir / "doorpi"
     doorpi.write_text(
         "#!/bin/sh\n"
+        'case "$*" in *"keys show"*) echo \'{"fingerprint": "' + "ab" * 16 + "\"}'; exit 0;; esac\n"
         f'echo "start $(date +%s.%N)" >> {tmp_path}/log\n'
         "sleep 0.4\n"
         f'echo "end $(date +%s.%N)" >> {tmp_path}/log\n'
     )
     doorpi.chmod(0o755)
+    python = bin_dir / "python"  # doorpi.sync.stickio: no bundle, nothing to deliver
+    python.write_text('#!/bin/sh\ncase "$*" in *fetch*) exit 2;; esac\ncat >/dev/null\n')
+    python.chmod(0o755)
+    (tmp_path / "run").mkdir()
     return {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "RUNTIME_DIRECTORY": str(tmp_path / "run"),
         "DOORPI_BIN": str(doorpi),
+        "DOORPI_PYTHON": str(python),
         "DOORPI_SYNC_LOCK": str(tmp_path / "sync.lock"),
         "DOORPI_SYSTEM_DISKS": "mmcblk0",
     }
@@ -402,9 +414,133 @@ def test_usb_sync_leaves_the_disk_the_gate_boots_from_alone(tmp_path: Path) -> N
     assert "mount" in (tmp_path / "calls").read_text()
 
 
+@pytest.mark.parametrize("boot", ["sda", "sdc"])
+def test_usb_sync_finds_the_boot_disk_in_the_mount_table(tmp_path: Path, boot: str) -> None:
+    """The script's own detection (findmnt on a mount table, not an override): a Pi
+    booted from a USB disk has / and /boot/firmware on it; those partitions are skipped."""
+    env = _stub_tools(tmp_path)
+    del env["DOORPI_SYSTEM_DISKS"]
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        f"22 1 8:2 / / rw,noatime shared:1 - ext4 /dev/{boot}2 rw\n"
+        f"25 22 8:1 / /boot/firmware rw,relatime shared:2 - vfat /dev/{boot}1 rw\n"
+    )
+    env["DOORPI_MOUNTINFO"] = str(table)
+    script = str(UNITS_DIR / "doorpi-usb-sync")
+    for part in ("1", "2", "10"):
+        p = subprocess.run(["sh", script, f"/dev/{boot}{part}"], capture_output=True, text=True,
+                           env=env, timeout=30)  # fmt: skip
+        assert p.returncode == 0 and "disk the gate runs from" in p.stdout, p.stdout + p.stderr
+    assert not (tmp_path / "calls").exists()
+    stick = "sdb1"
+    p = subprocess.run(["sh", script, f"/dev/{stick}"], capture_output=True, text=True, env=env,
+                       timeout=30)  # fmt: skip
+    assert p.returncode == 0 and "mount -t vfat" in (tmp_path / "calls").read_text()
+
+
 def test_the_import_is_bounded_and_dies_before_the_gate() -> None:
     sync = parse_unit(UNITS_DIR / "doorpi-sync@.service")
     gate = parse_unit(UNITS_DIR / "doorpi.service")
     assert sync["Service.MemoryMax"] and sync["Service.MemorySwapMax"] == ["0"]
     assert int(sync["Service.OOMScoreAdjust"][0]) > 0 > int(gate["Service.OOMScoreAdjust"][0])
     assert sync["Service.RuntimeDirectory"] == ["doorpi-sync/%i"]
+
+
+GATE_UID, STICK_UID = 61001, 61002  # uids with no passwd entry: nothing global is changed
+
+
+@pytest.fixture
+def split_site() -> Any:
+    """A gate (data dir 0700 of GATE_UID, real keys) and a stick folder (0700 of
+    STICK_UID, as the vfat mount's uid=/umask=0077 gives it), in a folder both can reach."""
+    import tempfile
+
+    from doorpi.config import default_config_text
+
+    base = Path(tempfile.mkdtemp(prefix="doorpi-split-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        data = base / "gate"
+        config = base / "doorpi.toml"
+        config.write_text(default_config_text().replace("/var/lib/doorpi", str(data)))
+        config.chmod(0o644)
+        init = subprocess.run([sys.executable, "-m", "doorpi", "--config", str(config), "keys",
+                               "init"], capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert init.returncode == 0, init.stdout + init.stderr
+        fp = init.stdout.split("fingerprint")[1].split()[-1].replace("-", "")
+        for p in [data, *data.rglob("*")]:
+            os.chown(p, GATE_UID, GATE_UID, follow_symlinks=False)
+        data.chmod(0o700)
+        run = base / "run"  # the unit's RuntimeDirectory: root's, 0700
+        stick = run / "usb"
+        (stick / "doorpi").mkdir(parents=True)
+        for p in (stick, stick / "doorpi"):
+            os.chown(p, STICK_UID, STICK_UID)
+            p.chmod(0o700)
+        run.chmod(0o700)
+        bin_dir = base / "bin"
+        bin_dir.mkdir()
+        stubs = {  # only the device, the mount and the user table are stand-ins
+            "mount": f'echo "mount $*" >> {base}/calls',
+            "umount": "exit 0",
+            "blkid": "echo vfat",
+            "id": f'case "$2" in doorpi-stick) echo {STICK_UID};; *) echo {GATE_UID};; esac',
+        }
+        for name, body in stubs.items():
+            (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+            (bin_dir / name).chmod(0o755)
+        env = {
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "PYTHONPATH": str(REPO / "src"),
+            "RUNTIME_DIRECTORY": str(run),
+            "DOORPI_BIN": str(Path(sys.executable).parent / "doorpi"),
+            "DOORPI_PYTHON": sys.executable,
+            "DOORPI_CONFIG": str(config),
+            "DOORPI_SYNC_LOCK": str(base / "sync.lock"),
+            "DOORPI_SYSTEM_DISKS": "mmcblk0",
+        }
+        yield {"base": base, "data": data, "stick": stick, "fp": fp, "env": env}
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _as(uid: int, code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                           "--", sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60)  # fmt: skip
+
+
+def test_usb_sync_reads_the_stick_as_its_own_user_apart_from_the_gate(split_site: Any) -> None:
+    """A real run of doorpi-usb-sync with real privilege drops (setpriv): the stick is
+    read and written only by the stick's user, the bundle reaches the gate's user
+    through a pipe, and neither user can open the other's files."""
+    s = split_site
+    script = str(UNITS_DIR / "doorpi-usb-sync")
+    # A pairing visit: the gate's key and limits arrive on the stick, written by its user.
+    p = subprocess.run(["sh", script, "/dev/sdb1"], capture_output=True, text=True,
+                       env=s["env"], timeout=180)  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no doorpi bundle" in p.stdout, p.stdout + p.stderr
+    assert "uid=61002,gid=61002" in (s["base"] / "calls").read_text()
+    gates = s["stick"] / "doorpi" / "gates"
+    for name in (f"{s['fp']}.pub", f"{s['fp']}.rules"):
+        assert (gates / name).stat().st_uid == STICK_UID, name
+    report = s["stick"] / "doorpi" / f"{s['fp']}.report"
+    assert report.stat().st_uid == STICK_UID
+    assert not list((s["base"] / "run").glob("*.tar")) and not (s["base"] / "run/bundle").exists()
+    # Apart: the gate's user cannot open the stick, the stick's user not the gate's data.
+    env = {**s["env"], "HOME": "/"}
+    assert "PermissionError" in _as(GATE_UID, f"open({str(report)!r}, 'rb')", env).stderr
+    db = next(s["data"].glob("*.db"))
+    assert "PermissionError" in _as(STICK_UID, f"open({str(db)!r}, 'rb')", env).stderr
+    assert _as(GATE_UID, f"open({str(db)!r}, 'rb')", env).returncode == 0  # the probe works
+    # A stick file that is no bundle is refused by the stick's user; the gate never runs.
+    before = db.read_bytes()
+    bundle = s["stick"] / "doorpi" / f"{s['fp']}.bundle"
+    bundle.write_bytes(b"MZ" + b"\0" * 4096)
+    os.chown(bundle, STICK_UID, STICK_UID)
+    p = subprocess.run(["sh", script, "/dev/sdb1"], capture_output=True, text=True,
+                       env=s["env"], timeout=180)  # fmt: skip
+    assert p.returncode == 1 and "refused before import" in p.stderr
+    assert "not a doorpi bundle" in p.stderr
+    assert db.read_bytes() == before

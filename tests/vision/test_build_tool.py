@@ -93,3 +93,19 @@ def test_cache_key_follows_manifest(tmp_path: Path) -> None:
     changed.write_text(src.read_text().replace('version = "0.6.0"', 'version = "0.6.1"'))
     assert build.cache_key(changed, manifest) != k1
     assert build.cache_key(src, manifest) == k1 and len(k1) == 16
+
+
+def test_build_writes_the_packages_model_hashes(tmp_path: Path, models_dir: Path) -> None:
+    """The build copies its SHA256SUMS into the package (doorpi/data/models.SHA256SUMS),
+    which the wheel ships as package data: what the gate checks its models against."""
+    from doorpi.vision.models import PACKAGE_SUMS, SUMS
+
+    build = _build_module()
+    pkg = tmp_path / "models.SHA256SUMS"
+    assert build.main(["--out", str(tmp_path / "out"), "--package-sums", str(pkg)]) == 0
+    assert pkg.read_text() == (tmp_path / "out" / SUMS).read_text()
+    assert build.PACKAGE_SUMS == PACKAGE_SUMS
+    # This checkout's package holds the hashes of this checkout's build, and ships them.
+    assert PACKAGE_SUMS.read_text() == (models_dir / SUMS).read_text()
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "data/*" in data["tool"]["setuptools"]["package-data"]["doorpi"]

@@ -45,6 +45,34 @@ def test_wrong_hash_names_the_file(tmp_path: Path, models_dir: Path) -> None:
     assert EMBEDDER in str(exc.value) and "sha256" in str(exc.value)
 
 
+def test_a_list_beside_the_files_cannot_vouch_for_a_swapped_model(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """The hashes come from the package (doorpi/data/models.SHA256SUMS): a SHA256SUMS
+    rewritten beside a swapped model is refused, and so is a package without hashes."""
+    import hashlib
+
+    from doorpi.vision.models import PACKAGE_SUMS
+
+    for f in (DETECTOR, MESH, EMBEDDER, SUMS):
+        shutil.copyfile(models_dir / f, tmp_path / f)
+    data = bytearray((tmp_path / EMBEDDER).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / EMBEDDER).write_bytes(bytes(data))
+    fake = hashlib.sha256(bytes(data)).hexdigest()
+    sums = tmp_path / SUMS
+    sums.write_text("".join((f"{fake}  {EMBEDDER}" if EMBEDDER in x else x) + "\n"
+                            for x in sums.read_text().splitlines()))  # fmt: skip
+    with pytest.raises(ModelError) as exc:
+        load_models(tmp_path, kat=False)
+    assert EMBEDDER in str(exc.value) and PACKAGE_SUMS.name in str(exc.value)
+    sums.write_text((models_dir / SUMS).read_text())  # the list back, the file still swapped
+    with pytest.raises(ModelError, match="sha256 mismatch"):
+        load_models(tmp_path, kat=False)
+    with pytest.raises(ModelError, match="the doorpi package has no model hashes"):
+        load_models(models_dir, kat=False, package_sums=tmp_path / "none")
+
+
 def test_missing_models_dir_says_make_models(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="make models"):
         load_models(tmp_path / "empty")

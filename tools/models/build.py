@@ -41,6 +41,8 @@ from doorpi.fsutil import sha256_file  # noqa: E402
 
 DEFAULT_MANIFEST = REPO / "models" / "manifest.toml"
 SUMS = "SHA256SUMS"
+# The package's copy of the build's SHA256SUMS (doorpi.vision.models.PACKAGE_SUMS).
+PACKAGE_SUMS = REPO / "src" / "doorpi" / "data" / "models.SHA256SUMS"
 
 
 class BuildError(Exception):
@@ -282,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     ap.add_argument("--cache", type=Path, default=None, help="default ~/.cache/doorpi")
     ap.add_argument(
+        "--package-sums",
+        type=Path,
+        default=PACKAGE_SUMS,
+        help="where the package keeps this build's SHA256SUMS (what the gate checks against)",
+    )
+    ap.add_argument(
         "--strict-hash",
         action="store_true",
         help="also fail if a converted model's bytes are none of the manifest's builds_seen "
@@ -304,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     if not verify_dir(args.out):
         print(f"build.py: copy to {args.out} failed verification", file=sys.stderr)
         return 1
+    # The package's own copy: the gate checks its installed model files against the
+    # hashes that came with its software, not against a list beside the files.
+    shutil.copyfile(args.out / SUMS, args.package_sums)
     log(f"models in {args.out} (from {built}) in {time.monotonic() - t0:.1f} s")
     return 0
 

@@ -22,6 +22,7 @@ from doorpi.sync.importer import (
     TemplateSource,
 )
 from doorpi.sync.keys import GateIdentity
+from doorpi.sync.report import SyncReport
 from doorpi.sync.templates import unseal_for_vault
 
 if TYPE_CHECKING:
@@ -34,7 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     im = ss.add_parser(
         "import", help="apply a bundle and write a report (bad entries are named and skipped)"
     )
-    im.add_argument("path", type=Path, help="the stick's mount point, or a .bundle file")
+    im.add_argument(
+        "path", type=Path, help="the stick's mount point, a .bundle file, or - (see --tar-fd)"
+    )
+    im.add_argument(
+        "--tar-fd", type=int, metavar="FD",
+        help="with path -: the bundle on standard input (empty: none), and the files for "
+        "the stick as a tar stream to this file descriptor (doorpi-usb-sync; doorpi.sync.stickio)",
+    )  # fmt: skip
     im.add_argument("--json", action="store_true", help="print the report (without audit)")
     im.set_defaults(func=cmd_import)
 
@@ -70,6 +78,34 @@ def template_source(cfg: common.Config, store: common.Storage) -> TemplateSource
     return SiteTemplateSource(privacy)
 
 
+def _import_staged(
+    imp: BundleImporter, gate: GateIdentity, tar_fd: int | None
+) -> tuple[SyncReport, Path | None]:
+    """The gate's step of doorpi-usb-sync: the stick itself is read and written by
+    user doorpi-stick (doorpi.sync.stickio); here a private folder stands in for it."""
+    import os
+    import sys
+    import tempfile
+
+    from doorpi.fsutil import write_atomic
+    from doorpi.sync.bundle import MAX_BUNDLE_BYTES
+    from doorpi.sync.stickio import stage_out
+
+    if tar_fd is None:
+        raise CliError("sync import -: needs --tar-fd FD for the files that go to the stick")
+    data = sys.stdin.buffer.read(MAX_BUNDLE_BYTES + 1)  # one byte over: refused as too large
+    with tempfile.TemporaryDirectory(prefix="doorpi-stage-") as tmp:
+        folder = Path(tmp)
+        (folder / STICK_DIR).mkdir()
+        bundle = f"{STICK_DIR}/{gate.fingerprint}.bundle"
+        if data:
+            write_atomic(folder / bundle, data)
+        report, out = imp.import_stick(folder)
+        with os.fdopen(tar_fd, "wb") as stream:
+            stage_out(folder, stream, {bundle})
+    return report, (Path("<stick>") / STICK_DIR / out.name) if out else None
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from doorpi.config import ConfigError
     from doorpi.settings import Layers
@@ -89,7 +125,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
     path: Path = args.path
     out: Path | None
-    if path.is_dir():
+    if str(path) == "-":
+        report, out = _import_staged(imp, gate, args.tar_fd)
+    elif path.is_dir():
         if not (path / STICK_DIR).is_dir():
             raise CliError(f"{path}: no {STICK_DIR}/ folder: not an admin stick")
         report, out = imp.import_stick(path)

@@ -1,8 +1,17 @@
-"""Locate the built face models and check them against their SHA256SUMS.
+"""Locate the built face models and check them against the package's SHA256SUMS.
 
 Why: the gate must never run a model that was corrupted or swapped on the
 SD card; every problem becomes one ``ModelError`` line naming the file, and
 the door carries on with card and PIN.
+
+The expected hashes are the package's own copy of the model build's SHA256SUMS
+(``doorpi/data/models.SHA256SUMS``, written by ``tools/models/build.py`` and
+shipped inside the doorpi wheel the image installs), not the list beside the
+model files: whoever can replace the files in a models folder can replace a
+list there too. A ``SHA256SUMS`` beside the files that says otherwise is itself
+an error. SFace's bytes differ between build machines (models/README.md, "What
+the same model means"), so the package carries the hashes of the very build
+that was shipped with it; its known answers (doorpi.vision.kat) are checked too.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ DETECTOR = "face_detection_short_range.tflite"
 MESH = "face_landmark.tflite"
 EMBEDDER = "sface.tflite"
 SUMS = "SHA256SUMS"
+# The package's copy of the shipped build's SHA256SUMS (see the module docstring).
+PACKAGE_SUMS = Path(__file__).resolve().parents[1] / "data" / "models.SHA256SUMS"
 SYSTEM_DIR = Path("/usr/share/doorpi/models")
 # src/doorpi/vision/models.py -> repository root (editable installs, tests, CI).
 REPO_BUILD_DIR = Path(__file__).resolve().parents[3] / "models" / "build"
@@ -42,10 +53,10 @@ def find_models_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     raise ModelError(f"{dirs[0] / SUMS}: no built face models (run make models)")
 
 
-def expected_hashes(directory: Path) -> dict[str, str]:
-    """Parse ``sha256  name`` lines written by tools/models/build.py."""
+def read_sums(sums: Path) -> dict[str, str]:
+    """File name -> lowercase sha256 from ``sha256  name`` lines (sha256sum's format,
+    as tools/models/build.py writes them). Raises ModelError if unreadable."""
     out = {}
-    sums = directory / SUMS
     try:
         for line in sums.read_text().splitlines():
             if line.strip():
@@ -56,12 +67,45 @@ def expected_hashes(directory: Path) -> dict[str, str]:
     return out
 
 
+def shipped_hashes(package_sums: Path | None = None) -> dict[str, str]:
+    """The model hashes the installed doorpi package shipped with (PACKAGE_SUMS).
+
+    Raises ModelError naming the file when the package has none (built without
+    models: run make models, then install again).
+    """
+    path = PACKAGE_SUMS if package_sums is None else package_sums
+    if not path.is_file():
+        raise ModelError(f"{path}: the doorpi package has no model hashes (run make models)")
+    hashes = read_sums(path)
+    if not hashes:
+        raise ModelError(f"{path}: no model hashes in it")
+    return hashes
+
+
+def expected_hashes(directory: Path, package_sums: Path | None = None) -> dict[str, str]:
+    """The hashes to check ``directory``'s models against: the package's (shipped_hashes).
+
+    A SHA256SUMS beside the files is only compared: one that disagrees with the
+    package is a ModelError (files from another build, or a list rewritten with them).
+    """
+    hashes = shipped_hashes(package_sums)
+    beside = directory / SUMS
+    if beside.is_file():
+        for name, digest in read_sums(beside).items():
+            if hashes.get(name, digest) != digest:
+                raise ModelError(
+                    f"{beside}: {name} differs from the package's hashes ({PACKAGE_SUMS.name}): "
+                    "models from another build"
+                )
+    return hashes
+
+
 def verified_path(directory: Path, name: str, hashes: dict[str, str] | None = None) -> Path:
     """Path of ``name`` after checking it exists and matches its recorded sha256."""
     hashes = expected_hashes(directory) if hashes is None else hashes
     path = directory / name
     if name not in hashes:
-        raise ModelError(f"{path}: not listed in {SUMS}")
+        raise ModelError(f"{path}: not in the package's model hashes")
     if not path.is_file():
         raise ModelError(f"{path}: model file missing (run make models)")
     if sha256_file(path) != hashes[name]:
@@ -84,11 +128,13 @@ def load_models(
     num_threads: int | None = None,
     verify: bool = True,
     kat: bool = True,
+    package_sums: Path | None = None,
 ) -> FaceModels:
-    """Find, hash-check and load detector, face mesh and SFace; then check that
-    SFace computes its known answers on this machine (`doorpi.vision.kat`)."""
+    """Find, hash-check (against the package's hashes, `expected_hashes`) and load
+    detector, face mesh and SFace; then check that SFace computes its known answers
+    on this machine (`doorpi.vision.kat`). Raises ModelError naming the file."""
     d = find_models_dir(directory)
-    hashes = expected_hashes(d)
+    hashes = expected_hashes(d, package_sums)
 
     def get(name: str) -> TFLiteModel:
         path = verified_path(d, name, hashes) if verify else d / name
