@@ -84,11 +84,18 @@ def _candidates(image: bytes) -> list[bytes]:
 
 def _try_everything(image: bytes, loot: dict) -> tuple[int, list[np.ndarray]]:
     """(windows tried, templates recovered): unwrap the withdrawn template's key
-    with every candidate, and decrypt its ciphertext with what unwraps."""
+    with every candidate, and decrypt its ciphertext with what unwraps; every
+    candidate is also tried as the template's own key, in case one was left in clear."""
     aad_key, aad_t = _aad(loot["pseudonym"], b"key"), _aad(loot["pseudonym"], b"template")
     recovered = []
     cands = _candidates(image)
     for k in cands:
+        try:
+            plain = crypto_aead_xchacha20poly1305_ietf_decrypt(loot["ct"], aad_t, loot["nonce"], k)
+            recovered.append(np.frombuffer(plain, np.float32))
+            continue
+        except CryptoError:
+            pass
         try:
             tkey = crypto_aead_xchacha20poly1305_ietf_decrypt(
                 loot["wrapped"], aad_key, loot["knonce"], k
@@ -161,3 +168,27 @@ def test_the_earlier_design_gives_the_template_back(
     assert recovered, "expected the old key and the wrapped key in the image"
     transform = InstallationTransform(loot["vault_key"])
     assert np.allclose(transform.invert(recovered[0]), unit_vector(31), atol=1e-6)
+
+
+def test_the_search_finds_a_key_left_in_clear() -> None:
+    """The image search itself: a template key or a vault key written anywhere
+    (8-byte aligned) in a block is found and gives the template back."""
+    import os
+
+    from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt as seal
+
+    vec = unit_vector(33)
+    tkey, vkey, nonce, knonce = os.urandom(32), os.urandom(32), os.urandom(24), os.urandom(24)
+    loot = {
+        "pseudonym": "p" * 32,
+        "nonce": nonce,
+        "knonce": knonce,
+        "ct": seal(vec.tobytes(), _aad("p" * 32, b"template"), nonce, tkey),
+        "wrapped": seal(tkey, _aad("p" * 32, b"key"), knonce, vkey),
+    }
+    for key in (tkey, vkey):
+        image = bytearray(4 * BLOCK)
+        image[2 * BLOCK + 1000 : 2 * BLOCK + 1032] = key
+        _tried, recovered = _try_everything(bytes(image), loot)
+        assert len(recovered) == 1 and np.array_equal(recovered[0], vec)
+    assert _try_everything(bytes(4 * BLOCK), loot) == (0, [])

@@ -215,3 +215,44 @@ def test_a_read_only_database_still_matches_without_writing(
     finally:
         ro.conn.close()
     assert (data_dir / "keys" / "vault.key").read_bytes() == slots
+
+
+def test_keys_init_with_a_tpm_never_writes_the_master_to_the_card(
+    tmp_path: Path, cfg_path: Path
+) -> None:
+    """First boot with a TPM: `keys init --tpm` makes the device master in the TPM;
+    strace shows no file of that name ever created or renamed into place."""
+    import shutil
+
+    if shutil.which("strace") is None:
+        pytest.fail("strace is needed (scripts/system-deps.sh installs it)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    keys = cfg_path.parent / "data" / "keys"
+    trace = tmp_path / "init.strace"
+    with swtpm(tmp_path / "tpm") as tcti:
+        r = subprocess.run(
+            ["strace", "-f", "-qq", "-e", "trace=openat,rename,renameat,renameat2,link,linkat",
+             "-o", str(trace), sys.executable, "-m", "doorpi", "--config", str(cfg_path),
+             "keys", "init", "--tpm", tcti],
+            capture_output=True, text=True, env=env, timeout=180,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        text = trace.read_text()
+        assert "keyroot.json" in text  # the trace sees the key folder's writes
+        writes = [ln for ln in text.splitlines() if "device.key" in ln
+                  and any(w in ln for w in ("O_CREAT", "O_WRONLY", "O_RDWR", "rename", "link"))]  # fmt: skip
+        assert "keys/device.key" in text and writes == []  # looked for, never written
+        root = open_root(keys)
+        assert root.kind == "tpm" and root.read_master() is not None
+        s = Storage.open(cfg_path.parent / "data")
+        try:
+            assert s.secrets.master == root.read_master()
+        finally:
+            s.close()
+        again = subprocess.run(
+            [sys.executable, "-m", "doorpi", "--config", str(cfg_path), "keys", "init",
+             "--tpm", tcti],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert again.returncode != 0 and "keys exist already" in again.stderr
+        assert "Traceback" not in again.stderr

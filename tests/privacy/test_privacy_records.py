@@ -42,9 +42,10 @@ def test_pruning_the_entry_log_keeps_the_processing_records(privacy, storage, al
     assert _kinds(kept) >= PROCESSING, _kinds(kept)
     assert "access" not in _kinds(kept)
     assert storage.audit.verify().ok  # each kept record still verifies under the audit key
-    # A year later (the period given) they go too.
+    # A year later (the period given) they go too, even with no entry left to cut.
     clock.advance(366 * DAY)
-    storage.audit.prune(clock() - 30 * DAY, governance_older_than=clock() - 365 * DAY)
+    # (entry cut-off 0: nothing in the entry log is older, so no entry is cut)
+    assert storage.audit.prune(0.0, governance_older_than=clock() - 365 * DAY) == 0
     assert not (PROCESSING & _kinds(storage.audit.governance()))
 
 
@@ -138,3 +139,51 @@ def test_every_privacy_record_kind_is_a_processing_record_or_named_an_entry() ->
     assert {"face_consent_withdrawn", "face_templates_cleared", "admin"} <= written  # sees them
     unclassified = written - GOVERNANCE_KINDS - ENTRY_TIME_KINDS
     assert not unclassified, f"not classified: {sorted(unclassified)}"
+
+
+def test_cli_prune_keeps_processing_records_and_log_shows_them(cfg_path: Path) -> None:
+    """`doorpi audit prune` cuts entries after 30 days and processing records only
+    after their own period, counted from a time the gate vouched for (its clock
+    floor); `doorpi log --processing` shows them after the entry log moved on."""
+    import time
+
+    from doorpi.store import Storage
+    from doorpi.store.db import set_state
+    from human_output import assert_human
+
+    cfg_path.write_text(cfg_path.read_text() + "[audit]\ngovernance_retention_days = 365\n")
+    now = time.time()
+    s = Storage.open(cfg_path.parent / "data")
+    try:
+        s.audit.append("admin", {"action": "consent_recorded", "by": "li"}, ts=now - 400 * DAY)
+        s.audit.append("face_consent_withdrawn", {"resident_id": 7, "by": "resident"},
+                       ts=now - 300 * DAY)  # fmt: skip
+        s.audit.append("access", {"granted": True, "resident_id": 7}, ts=now - 40 * DAY)
+        # The clock floor lags 60 days behind this wall clock (a gate whose clock
+        # was set ahead by hand): the 400-day-old record is 340 vouched days old.
+        set_state(s.db, "clock_floor", repr(now - 60 * DAY))
+    finally:
+        s.close()
+
+    def doorpi(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "doorpi", "--config", str(cfg_path), *argv],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    r = doorpi("audit", "prune")
+    assert r.returncode == 0 and "processing records are kept 365 days" in r.stdout, r.stderr
+    assert "access" not in doorpi("log").stdout.split("audit_pruned")[0]
+    r = doorpi("log", "--processing")
+    assert r.returncode == 0, r.stderr
+    assert "consent_recorded" in r.stdout and "face_consent_withdrawn" in r.stdout, r.stdout
+    assert "GRANTED" not in r.stdout
+    assert_human(r.stdout)
+    s = Storage.open(cfg_path.parent / "data")  # once the vouched time passes the year
+    try:
+        set_state(s.db, "clock_floor", repr(now))
+    finally:
+        s.close()
+    doorpi("audit", "prune")
+    r = doorpi("log", "--processing")
+    assert "consent_recorded" not in r.stdout and "face_consent_withdrawn" in r.stdout, r.stdout

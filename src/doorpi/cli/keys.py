@@ -34,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     from doorpi.cli.consent import add_rotate
 
     add_rotate(ks)  # `keys rotate [--revoke]`: the face vault key (doorpi.privacy)
-    ks.add_parser("init", help="create the gate's key pairs (once)").set_defaults(func=cmd_init)
+    init = ks.add_parser("init", help="create the gate's key pairs (once)")
+    init.add_argument("--tpm", metavar="TCTI", nargs="?", const="device:/dev/tpmrm0",
+                      help="make the device master and vault key in a TPM 2.0, never on the "
+                           "SD card (default TCTI device:/dev/tpmrm0)")  # fmt: skip
+    init.set_defaults(func=cmd_init)
     tpm = ks.add_parser("use-tpm", help="move the device key and face vault key into a TPM 2.0")
     tpm.add_argument("--tcti", default="device:/dev/tpmrm0", help="TPM access (tpm2-tss TCTI)")
     tpm.set_defaults(func=cmd_use_tpm)
@@ -65,6 +69,8 @@ def identity(cfg: common.Config) -> GateIdentity:
 
 def cmd_init(args: argparse.Namespace) -> int:
     cfg = common.config(args)
+    if getattr(args, "tpm", None):
+        _root_in_tpm(cfg, args.tpm)
     try:
         gate = GateIdentity.create(cfg.keys_dir, cfg.door.name)
     except KeyFileError as exc:
@@ -75,6 +81,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"gate {gate_name(cfg, gate.fingerprint)!r}: keys created in {cfg.keys_dir}")
     print(f"gate fingerprint: {pretty(gate.fingerprint)}")
     return 0
+
+
+def _root_in_tpm(cfg: common.Config, tcti: str) -> None:
+    """First boot with a TPM: the key root goes to the TPM before any key exists, so
+    the device master is made there and never written to the SD card."""
+    from doorpi.store.keyroot import MASTER_FILE, KeyRootError, move_to_tpm, open_root
+
+    try:
+        if (cfg.keys_dir / MASTER_FILE).exists() or open_root(cfg.keys_dir).kind == "tpm":
+            raise CliError(f"{cfg.keys_dir}: keys exist already; `doorpi keys use-tpm` moves them")
+        move_to_tpm(cfg.keys_dir, tcti)  # no master on file: nothing to move or wipe
+    except KeyRootError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_use_tpm(args: argparse.Namespace) -> int:

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lg.add_argument("-n", type=int, default=50, help="last N records (default 50)")
     lg.add_argument("--json", action="store_true", help="one JSON object per line")
     lg.add_argument("--kind", help="only records of this kind (access, admin, alarm ...)")
+    lg.add_argument("--processing", action="store_true",
+                    help="processing records only (consent, enrolment, withdrawal, deletion, "
+                         "admin), also those kept after the entry log was pruned")  # fmt: skip
     lg.set_defaults(func=cmd_log)
     ls = lg.add_subparsers(dest="log_action")
     fm = ls.add_parser(
@@ -45,9 +48,12 @@ def describe(kind: str, data: dict[str, common.Any]) -> str:
 
 def cmd_log(args: argparse.Namespace) -> int:
     store = common.storage(common.config(args), create=False)
-    records = store.audit.tail(args.n if not args.kind else 100000)
-    if args.kind:
-        records = [r for r in records if r.kind == args.kind][-args.n :]
+    if getattr(args, "processing", False):  # kept for audit.governance_retention_days
+        records = store.audit.governance()
+    else:
+        records = store.audit.tail(args.n if not args.kind else 100000)
+    if args.kind or getattr(args, "processing", False):
+        records = [r for r in records if not args.kind or r.kind == args.kind][-args.n :]
     for r in records:
         if args.json:
             print(json.dumps({"seq": r.seq, "ts": r.ts, "kind": r.kind, **r.data}))
@@ -100,6 +106,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
-    n = store.audit.prune(time.time() - cfg.audit.retention_days * 86400)
-    print(f"pruned {n} records older than {cfg.audit.retention_days} days")
+    from doorpi.store.db import get_state
+
+    now = time.time()
+    # Processing records are cut only by a time the gate has vouched for (its clock
+    # floor, doorpi.core.clock): a clock reading 2040 must not delete them early.
+    floor = float(get_state(store.db, "clock_floor", "0") or 0)
+    vouched = min(now, floor) if floor else now
+    n = store.audit.prune(now - cfg.audit.retention_days * 86400,
+                          governance_older_than=vouched - cfg.audit.governance_retention_days * 86400)  # fmt: skip
+    print(f"pruned {n} records older than {cfg.audit.retention_days} days; processing records "
+          f"are kept {cfg.audit.governance_retention_days} days")  # fmt: skip
     return 0

@@ -245,6 +245,15 @@ class AuditLog:
                 return VerifyResult(False, checked, upto, "records were cut from the start")
         return VerifyResult(True, checked)
 
+    def _prune_governance(self, older_than: float | None) -> None:
+        """Inside prune's transaction: processing records older than ``older_than``
+        go (None: none); the trigger allows exactly those."""
+        if older_than is None:
+            return
+        set_state(self.db, "governance_prune_before", repr(older_than))
+        self.db.conn.execute("DELETE FROM governance_records WHERE ts < ?", [older_than])
+        set_state(self.db, "governance_prune_before", "0")
+
     def prune(self, older_than: float, governance_older_than: float | None = None) -> int:
         """Delete records with ts < older_than; keep the chain verifiable.
 
@@ -259,7 +268,8 @@ class AuditLog:
                     "SELECT seq, hash FROM audit WHERE ts < ? ORDER BY seq DESC LIMIT 1",
                     [older_than],
                 ).fetchone()
-                if row is None:
+                if row is None:  # no entry to cut; processing records may be due all the same
+                    self._prune_governance(governance_older_than)
                     conn.execute("COMMIT")
                     return 0
                 upto, h = row
@@ -277,12 +287,7 @@ class AuditLog:
                 n = conn.execute("DELETE FROM audit WHERE seq <= ?", [upto]).rowcount
                 set_state(self.db, "audit_anchor", json.dumps([upto, h]))
                 set_state(self.db, "audit_prune_upto", "0")
-                if governance_older_than is not None:
-                    set_state(self.db, "governance_prune_before", repr(governance_older_than))
-                    conn.execute(
-                        "DELETE FROM governance_records WHERE ts < ?", [governance_older_than]
-                    )
-                    set_state(self.db, "governance_prune_before", "0")
+                self._prune_governance(governance_older_than)
                 conn.execute("COMMIT")
             except BaseException:
                 # After SQLITE_FULL or an I/O error SQLite has already rolled back; a
