@@ -61,11 +61,14 @@ def test_the_report_names_only_that_person(storage, privacy, clock, alice):
     bob = storage.residents.add("Bob Li", clock()).id
     enrol(privacy, alice, unit_vector(1))
     enrol(privacy, bob, unit_vector(2))
-    for rid in (alice, bob):
+    for rid, h in ((alice, "a1" * 16), (bob, "b2" * 16)):
         storage.audit.append("access", {"resident_id": rid, "granted": True, "reason": "ok",
                                         "factors": ["face"]}, ts=clock())  # fmt: skip
+        storage.residents.add_card(rid, h, clock(), label=f"card of {rid}")
     rep = resident_report(storage, alice, by="operator:li", now=clock())
     text = repr(rep)
     assert "Bob" not in text and storage.residents.get(bob).pseudonym not in text
+    assert "b2b2" not in text and f"card of {bob}" not in text
+    assert [c["label"] for c in rep["resident"]["cards"]] == [f"card of {alice}"]
     assert rep["accesses_total"] == 1
     assert {c["id"] for c in rep["face"]["consents"]} == {1}

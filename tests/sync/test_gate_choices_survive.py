@@ -1,6 +1,7 @@
 """Privacy choices made at the gate outlive every later sync, restart and roster
 change (issue #14, requirement 3): a withdrawal, and a face-alone suspension
-after a false match. (A refusal: tests/sync/test_refusal_survives.py.)
+after a false match, and a refusal against copies from other gates (the
+roster side of a refusal: tests/sync/test_refusal_survives.py).
 
 The danger is the copy in transit: another gate exported the resident's
 template before it heard of the choice, and the admin relays that copy in the
@@ -126,3 +127,34 @@ def test_a_suspension_at_the_gate_outlives_later_syncs(gate: GateRig, site: Site
     rep = gate.apply(gate.bundle(9, [alice(site)], templates=(fresh,)))
     assert rep.changes["templates_stored"] == 1
     assert gate.privacy.identify(unit(4), 0.45) == rid  # type: ignore[attr-defined]
+
+
+def test_a_refusal_at_the_gate_keeps_copies_from_other_gates_out(gate: GateRig, site: SiteKey):
+    """She said no here; a copy of a consent she gave elsewhere (before or after)
+    is not used here until she enrols here, which lifts the refusal."""
+    assert gate.apply(gate.bundle(1, [alice(site)])).result == "applied"
+    rid = gate.storage.residents.by_keypad_id("101").id
+    privacy = gate.privacy  # type: ignore[attr-defined]
+    gate.now += 60
+    privacy.refuse(rid, by="resident")
+    before = shared_template("a-1", gate.peer, gate.identity, unit(1))  # given T0 - 1 day
+    after = shared_template("a-1", gate.peer, gate.identity, unit(2), id=8, given_at=gate.now + 5)
+    gate.now += 60
+    for step, rep in later_syncs(gate, site, before, 2):
+        assert rep.skipped == {"refused": 1}, step
+        assert gate.privacy.vault.count() == 0, step  # type: ignore[attr-defined]
+    rep = gate.apply(gate.bundle(9, [alice(site)], templates=(after,)))
+    assert rep.skipped == {"refused": 1} and gate.privacy.vault.count() == 0  # type: ignore[attr-defined]
+    # The resident enrols here: the refusal is lifted, her own consent wins.
+    privacy = gate.privacy  # type: ignore[attr-defined]
+    privacy.consent(privacy.start_enrolment(rid, "gate", by="resident"), "resident:card+pin")
+    privacy.enrol(rid, unit(3))
+    assert privacy.identify(unit(3), 0.45) == rid
+    rep = gate.apply(gate.bundle(10, [alice(site)], templates=(after,)))
+    assert rep.skipped == {"own_consent": 1}
+
+
+def test_a_refusal_in_the_roster_keeps_copies_out_too(gate: GateRig, site: SiteKey):
+    copy = shared_template("a-1", gate.peer, gate.identity, unit(1))
+    rep = gate.apply(gate.bundle(1, [alice(site, face_refused=True)], templates=(copy,)))
+    assert rep.skipped == {"refused": 1} and gate.privacy.vault.count() == 0  # type: ignore[attr-defined]

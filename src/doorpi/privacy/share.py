@@ -201,7 +201,9 @@ class SiteTemplateSink:
         of a newer consent from another gate is held), ``withdrawn`` (the
         resident withdrew here, or the admin for them, after that consent was
         given: a copy still in transit from a gate that had not heard of it
-        must not bring the template back; issue #14, requirement 3)."""
+        must not bring the template back; issue #14, requirement 3), ``refused``
+        (the resident said no to face at this gate, or the roster says so: only
+        enrolling here lifts it)."""
         p = self.privacy
         try:
             payload = parse_payload(self.unseal(sealed))
@@ -235,6 +237,8 @@ class SiteTemplateSink:
         resident = p.storage.residents.get(rid) if rid is not None else None
         if resident is None or not resident.active:
             return "inactive"
+        if resident.face_refused:  # a "no" here holds until the resident enrols here
+            return "refused"
         if resident.valid_until is not None:
             expires = min(expires, resident.valid_until)
         if expires <= now:
