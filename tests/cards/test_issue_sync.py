@@ -66,7 +66,8 @@ def laptop(tmp_path: Path) -> Laptop:
     fp = out.split("gate fingerprint: ")[1].split()[0].replace("-", "")
     lp.run("keys", "trust-site", str(lp.stick), "--yes", gate=True)
     lp.run("sync", "import", str(lp.stick), gate=True, code=2)  # pairing visit
-    lp.run("admin", "gate", "add", str(lp.stick / "doorpi" / "gates" / f"{fp}.pub"))
+    pub = str(lp.stick / "doorpi" / "gates" / f"{fp}.pub")
+    lp.run("admin", "gate", "add", pub, "--fingerprint", fp)  # pairing needs the full one
     return lp
 
 

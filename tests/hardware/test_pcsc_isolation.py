@@ -179,7 +179,8 @@ def test_doorpi_subprocess_reads_the_session_daemon(pcsc, tmp_path) -> None:
 
     def reader_check(env: dict[str, str]) -> dict[str, str]:
         done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
-        return json.loads(done.stdout)["checks"][0]
+        checks = json.loads(done.stdout)["checks"]
+        return next(c for c in checks if c["name"] == "reader")
 
     assert reader_check(dict(os.environ)) == {
         "name": "reader",
