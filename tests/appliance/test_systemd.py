@@ -230,6 +230,8 @@ def test_udev_rule_starts_sync_only_for_usb_filesystems() -> None:
         assert 'ENV{ID_FS_USAGE}=="filesystem"' in rule
         assert 'ENV{SYSTEMD_WANTS}+="doorpi-sync@%k.service"' in rule
         assert 'TAG+="systemd"' in rule
+        # Never the Pi's own boot partition when it boots from USB (Raspberry Pi OS: bootfs).
+        assert 'ENV{ID_FS_LABEL}!="bootfs|boot|BOOT|system-boot"' in rule
         # udev must not run the import itself (it kills long RUN+= programs).
         assert "RUN" not in rule
 
