@@ -9,7 +9,7 @@ photos from the shared faces set (DOORPI_FACES_DIR, default /work/shared/faces),
 fed by a camera double at up to 30 frames/s through the device's camera thread
 (`CameraLoop`), continuous trigger so every frame goes through the models.
 
-Short form 15 s (about 150 decisions); `make reliability` runs 10 minutes.
+Short form 8 s (about 80 decisions); `make reliability` runs 10 minutes.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     released = _timed(site)
 
     rnd = random.Random(10_000)
-    duration = scale(15, 600)
+    duration = scale(8, 600)
     loop.start()
     times: dict[str, list[float]] = {"card": [], "pin": []}
     rss, decisions = [], 0
