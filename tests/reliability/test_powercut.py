@@ -4,6 +4,7 @@ retention sweep (issue #18): see harness.py and powercut_child.py for the rig.""
 from __future__ import annotations
 
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def test_power_cuts_lose_nothing_acknowledged(powercut_rig, tmp_path: Path) -> N
         },
     )
     rig.close()
-    attached = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    assert str(tmp_path) not in attached, attached
+    # A loop device detached while the kernel still holds it is freed a little later
+    # (autoclear); under load that can take seconds. Each must go, though.
+    deadline = time.monotonic() + 30
+    while str(tmp_path) in (attached := subprocess.run(
+            ["losetup", "-a"], capture_output=True, text=True).stdout):  # fmt: skip
+        assert time.monotonic() < deadline, f"loop devices left attached: {attached}"
+        time.sleep(0.5)
     assert not failures, "\n".join(failures)

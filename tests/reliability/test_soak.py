@@ -39,10 +39,13 @@ MAX_GRANT = 0.5
 PERIOD = 0.1
 # Cheap Argon2 (the soak measures the gate, not the KDF); unknown cards and wrong PINs
 # are part of the stream, so the unknown-card pause (CardPacer) is off: with it on,
-# known taps after a run of unknown ones go unchecked for 5 s, by design.
+# known taps after a run of unknown ones go unchecked for 5 s, by design. Likewise the
+# keypad lockout is set to 100 failures in 10 s (the config's limits): one wrong PIN
+# every 2 s would otherwise lock the keypad for good in a long run, also by design
+# (the lockout is tested in tests/core and tests/gate).
 PIN_COST = {
     "pin": {"opslimit": 1, "memlimit_kib": 8192},
-    "lockout": {"unknown_card_pause_seconds": 0},
+    "lockout": {"unknown_card_pause_seconds": 0, "threshold": 100, "window_seconds": 10},
 }
 
 
