@@ -3,12 +3,11 @@ retention sweep (issue #18): see harness.py and powercut_child.py for the rig.""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
-from harness import FSTAB, shipped_mount_options
+from harness import FSTAB, loops_left, shipped_mount_options
 
 from conftest import report, scale
 
@@ -48,11 +47,9 @@ def test_power_cuts_lose_nothing_acknowledged(powercut_rig, tmp_path: Path) -> N
         },
     )
     rig.close()
-    # A loop device detached while the kernel still holds it is freed a little later
-    # (autoclear); under load that can take seconds. Each must go, though.
+    # A loop device detached while something still holds it is freed later (autoclear).
     deadline = time.monotonic() + 30
-    while str(tmp_path) in (attached := subprocess.run(
-            ["losetup", "-a"], capture_output=True, text=True).stdout):  # fmt: skip
-        assert time.monotonic() < deadline, f"loop devices left attached: {attached}"
+    while left := loops_left(tmp_path):
+        assert time.monotonic() < deadline, f"loop devices left attached: {left}"
         time.sleep(0.5)
     assert not failures, "\n".join(failures)
