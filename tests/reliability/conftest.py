@@ -1,7 +1,8 @@
 """Shared by the reliability tests: long or short form, and the summary they write.
 
-``DOORPI_RELIABILITY=long`` (set by `make reliability`) runs the long forms; without
-it each test runs its short form inside `make test`. With
+``DOORPI_RELIABILITY=long`` (set by `make reliability`) runs the long forms,
+``medium`` a fifth of them (about 5 minutes, for a busy machine); without it each
+test runs its short form inside `make test`. With
 ``DOORPI_RELIABILITY_OUT=DIR`` each test writes DIR/<name>.json with what it did.
 """
 
@@ -17,17 +18,21 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-LONG = os.environ.get("DOORPI_RELIABILITY") == "long"
+FORM = os.environ.get("DOORPI_RELIABILITY", "short")
+LONG = FORM == "long"
 
 
 def scale(short: int, long: int) -> int:
+    """The count for this form: ``medium`` (about 5 minutes in all) runs a fifth of long."""
+    if FORM == "medium":
+        return max(short, long // 5)
     return long if LONG else short
 
 
 def report(name: str, data: dict[str, Any]) -> None:
     """Write the measurement for `make reliability`'s summary (when asked)."""
     out = os.environ.get("DOORPI_RELIABILITY_OUT")
-    data = {"form": "long" if LONG else "short", **data}
+    data = {"form": FORM if FORM in ("long", "medium") else "short", **data}
     print(f"\n{name}: {json.dumps(data)}")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)

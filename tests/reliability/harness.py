@@ -58,6 +58,28 @@ def missing_precondition() -> str:
     return ""
 
 
+def loops_left(folder: Path) -> list[str]:
+    """Loop devices on files under ``folder`` that this rig has not let go of.
+
+    `losetup -d` on a device something still holds only sets autoclear; the kernel
+    frees it when the last holder lets go. Another engineer's pcscd, started in its
+    own mount namespace while our image was mounted, holds a copy of that mount until
+    it exits: a device with autoclear set and no mount in our namespace is released
+    as far as this rig can release it, and is not counted."""
+    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    ours = Path("/proc/self/mountinfo").read_text()
+    left = []
+    for line in out.splitlines():
+        dev = line.split(":")[0]
+        if str(folder) not in line:
+            continue
+        auto = Path(f"/sys/block/{Path(dev).name}/loop/autoclear")
+        if auto.exists() and auto.read_text().strip() == "1" and f" {dev} " not in ours:
+            continue
+        left.append(line)
+    return left
+
+
 def _run(*cmd: str) -> str:
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if p.returncode:
@@ -105,11 +127,18 @@ class PowerCutRig:
     def _undo_last(self) -> None:
         kind, what = self._undo.pop()
         if kind == "mount":
-            subprocess.run(["umount", what], capture_output=True, timeout=60)
+            if subprocess.run(["umount", what], capture_output=True, timeout=60).returncode:
+                time.sleep(1)  # busy for a moment (a child just exited): again, then lazily
+                if subprocess.run(["umount", what], capture_output=True, timeout=60).returncode:
+                    subprocess.run(["umount", "-l", what], capture_output=True, timeout=60)
         elif kind == "loop":
             subprocess.run(["losetup", "-d", what], capture_output=True, timeout=60)
         elif kind == "fuse":
-            subprocess.run(["fusermount3", "-u", what], capture_output=True, timeout=60)
+            # Busy (the loop device on it not freed yet): detach lazily, never leave a
+            # dead FUSE mount behind once the recorder is killed.
+            if subprocess.run(["fusermount3", "-u", what], capture_output=True,
+                              timeout=60).returncode:  # fmt: skip
+                subprocess.run(["fusermount3", "-u", "-z", what], capture_output=True, timeout=60)
         elif kind == "pid":
             pid = int(what)
             try:

@@ -317,8 +317,9 @@ def test_hung_camera_never_delays_card_or_pin(tmp_path, hang_in, caplog) -> None
         feedback = [e["pattern"] for e in site.events if e["event"] == "feedback"]  # type: ignore[attr-defined]
         assert feedback[-1] == "pin_needed", feedback
         times.append(prompt(lambda: pin(site, "1357#")))
-        info = status(site, tmp_path)
-        assert "hung" in fault(info, "camera")
+        assert "hung" in site.gate.faults.active["camera"]["detail"]
+        if hang_in == "capture":  # once is enough for the status process (~1 s each)
+            assert "hung" in fault(status(site, tmp_path), "camera")
         assert "fault camera raised" in caplog.text
         # Alice again: no face asked of a hung camera, the PIN at once.
         times.append(prompt(lambda: site.card(ALICE["cards"][0])))
@@ -352,7 +353,6 @@ def test_camera_gone_is_shown_face_falls_back_to_pin_and_recovers(tmp_path, capl
         assert access(site)[-1] == (True, "granted", ["card", "pin"])
         cam.fail = False  # plugged back: the idle retry sees it
         wait_for(lambda: "camera" not in site.gate.faults.active, 15, "camera back", pump)
-        assert status(site, tmp_path)["device_faults"] == {}
     finally:
         cam.release.set()
         loop.stop()

@@ -10,9 +10,10 @@ Two kinds of lock:
   the process exits until something reconfigures the pin (the kernel's GPIO
   character-device API only says the line "becomes uncontrolled ... and may revert
   to its default state"; the BCM283x/RP1 drivers leave it as it was, and so does
-  direct register access through /dev/gpiomem). The door stays released until the
-  restarted gate creates this device again (systemd: RestartSec plus start-up;
-  after a hang, WatchdogSec plus the kill first) or the Pi reboots (the firmware
+  direct register access through /dev/gpiomem). The door stays released until
+  something drives the line: systemd's ``ExecStopPost=`` step, ``doorpi
+  strike-safe`` (doorpi.strikesafe), runs whenever the gate stops, for any reason
+  (after a hang, WatchdogSec plus the kill first), or the Pi reboots (the firmware
   resets the pins to inputs, GPIO17's default pull is down). Where that bound is
   too long, hw/deadman.md adds a hardware dead-man.
 * fail-safe (maglock, for fire-code exits): energised = locked. It is
