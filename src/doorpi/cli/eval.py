@@ -328,6 +328,10 @@ class EvalDataError(ValueError):
     """A data folder with too little in it to measure anything; one line."""
 
 
+def _pct(v: float | None, width: int) -> str:
+    return f"{v:{width}.2%}" if v is not None else "-".rjust(width)
+
+
 def format_conditions(report: dict[str, Any]) -> str:
     """The condition table as aligned text, one row per condition."""
     rows = [
@@ -338,9 +342,9 @@ def format_conditions(report: dict[str, Any]) -> str:
         s, o = c["shipped"], c["open_set"]
         refused = ", ".join(f"{k} {v}" for k, v in c["quality_refused_by_reason"].items())
         rows.append(
-            f"{c['condition']:10s} {c['tar_at_far_1e-4']:7.2%} ({c['tar_at_far_1e-4_ci95'][0]:.1%}+)"
+            f"{c['condition']:10s} {c['tar_at_far_1e-4']:7.2%} (>={c['tar_at_far_1e-4_ci95'][0]:.1%})"
             f" {s['frr']:6.2%} (<{s['frr_ci95'][1]:.1%}) {s['far_count']:7d}"
-            f" {c['frr_with_quality_gate']:10.2%} {o['fnir']:6.2%} (<{o['fnir_ci95'][1]:.1%})"
+            f" {c['frr_with_quality_gate']:10.2%} {_pct(o['fnir'], 6)} (<{o['fnir_ci95'][1]:.1%})"
             f" {o['fused2']['fnir_single_same_probes'] or 0:5.1%} / {o['fused2']['fnir'] or 0:5.1%}"
             f" {o['fpir_count']:3d}/{o['nonresident_probes']:<5d} {c['impostor_max']:7.3f}"
             f"  {c['quality_refused']}/{c['photos']}" + (f" ({refused})" if refused else "")
