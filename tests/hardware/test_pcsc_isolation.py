@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from doorpi import selftest
 from doorpi.core.events import CardPresented
 from doorpi.sim.vpcd_card import PORTS_ENV, VPCD_PORTS, VirtualCard, vpcd_ports
 
@@ -41,7 +42,7 @@ except ImportError:  # pragma: no cover
     )
 
 UID = bytes.fromhex("04C0FFEE")
-ALL_BUT_READER = "config,strike_boot,data_dir,keys,database,models,face_runtime,camera,gpio,keypad"
+ALL_BUT_READER = ",".join(n for n in selftest.CHECK_NAMES if n != "reader")
 
 #: A PC/SC client in another process: lists the readers, then (with an argument)
 #: waits for a card on READER_0 and prints its UID (FF CA 00 00 00).

@@ -139,7 +139,7 @@ def test_eval_faces_conditions_table_det_png_and_bad_file(
     png = tmp_path / "det.png"
     args = _parser().parse_args(
         ["eval", "faces", str(tmp_path), "--json", "--models", str(models_dir),
-         "--conditions", "gray,dark,rot180", "--det-png", str(png)]
+         "--conditions", "gray,dark,rot180,blur", "--det-png", str(png)]
     )  # fmt: skip
     assert args.func(args) == 0
     out = capsys.readouterr()
@@ -147,7 +147,7 @@ def test_eval_faces_conditions_table_det_png_and_bad_file(
     assert "Yoko_Ono/broken.jpg" in out.err
     assert r["skipped_files"] == ["Yoko_Ono/broken.jpg"]
     rows = {c["condition"]: c for c in r["conditions"]}
-    assert list(rows) == ["as_taken", "gray", "dark", "rot180"]
+    assert list(rows) == ["as_taken", "gray", "dark", "rot180", "blur"]
     assert "Clopper-Pearson" in r["intervals"]
     base = rows["as_taken"]
     assert base["shipped"]["far_count"] == 0 and base["tar_at_far_1e-4"] > 0.8
@@ -157,6 +157,9 @@ def test_eval_faces_conditions_table_det_png_and_bad_file(
     assert rows["rot180"]["quality_refused"] == rows["rot180"]["photos"]  # none gets through
     assert rows["rot180"]["quality_refused_by_reason"].get("upside_down", 0) > 0
     assert rows["rot180"]["frr_with_quality_gate"] == 1.0
+    blur = rows["blur"]  # refused as blurry: rejections at the gate, though the model matches
+    assert blur["quality_refused_by_reason"].get("blurry", 0) > blur["photos"] // 2
+    assert blur["frr_with_quality_gate"] > blur["shipped"]["frr"] + 0.3
     for c in rows.values():
         assert c["genuine_pairs"] > 0 and c["impostor_pairs"] > 100
         assert 0 <= c["open_set"]["fnir"] <= 1

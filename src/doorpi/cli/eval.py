@@ -83,7 +83,7 @@ def _open_set(
     fn = n_res = fp = n_non = 0
     # Fusion proxy: each probe fused with the person's previous probe (engine's rule:
     # the mean if they look alike, cosine >= 0.6, else the newer one alone).
-    ffn = fn_res = ffp = fn_non = 0
+    ffn = fn_res = ffp = fn_non = sfn = 0
     last: dict[str, Any] = {}
     for k, (lab, e) in enumerate(zip(labels, probe, strict=True)):
         if template_of.get(lab) == k:
@@ -105,6 +105,7 @@ def _open_set(
         if lab in enrolled:
             fn_res += 1
             ffn += int(not (okf and mf.identity == lab))
+            sfn += int(not (ok and m is not None and m.identity == lab))
         else:
             fn_non += 1
             ffp += int(okf)
@@ -127,6 +128,7 @@ def _open_set(
             "resident_probes": fn_res,
             "fnir": ffn / fn_res if fn_res else None,
             "fnir_ci95": metrics.clopper_pearson(ffn, fn_res),
+            "fnir_single_same_probes": sfn / fn_res if fn_res else None,
             "nonresident_probes": fn_non,
             "fpir": ffp / fn_non if fn_non else None,
             "fpir_ci95": metrics.clopper_pearson(ffp, fn_non),
@@ -326,20 +328,24 @@ class EvalDataError(ValueError):
     """A data folder with too little in it to measure anything; one line."""
 
 
+def _pct(v: float | None, width: int) -> str:
+    return f"{v:{width}.2%}" if v is not None else "-".rjust(width)
+
+
 def format_conditions(report: dict[str, Any]) -> str:
     """The condition table as aligned text, one row per condition."""
     rows = [
         f"{'condition':10s} {'TAR@FAR1e-4':>17s} {'FRR@thr':>16s} {'FA@thr':>7s} "
-        f"{'gated FRR':>10s} {'FNIR':>15s} {'fused2':>7s} {'FPIR':>9s} {'max imp':>7s}  refused"
+        f"{'gated FRR':>10s} {'FNIR':>15s} {'1 / fused2':>13s} {'FPIR':>9s} {'max imp':>7s}  refused"
     ]
     for c in report["conditions"]:
         s, o = c["shipped"], c["open_set"]
         refused = ", ".join(f"{k} {v}" for k, v in c["quality_refused_by_reason"].items())
         rows.append(
-            f"{c['condition']:10s} {c['tar_at_far_1e-4']:7.2%} ({c['tar_at_far_1e-4_ci95'][0]:.1%}+)"
+            f"{c['condition']:10s} {c['tar_at_far_1e-4']:7.2%} (>={c['tar_at_far_1e-4_ci95'][0]:.1%})"
             f" {s['frr']:6.2%} (<{s['frr_ci95'][1]:.1%}) {s['far_count']:7d}"
-            f" {c['frr_with_quality_gate']:10.2%} {o['fnir']:6.2%} (<{o['fnir_ci95'][1]:.1%})"
-            f" {o['fused2']['fnir'] or 0:7.2%}"
+            f" {c['frr_with_quality_gate']:10.2%} {_pct(o['fnir'], 6)} (<{o['fnir_ci95'][1]:.1%})"
+            f" {o['fused2']['fnir_single_same_probes'] or 0:5.1%} / {o['fused2']['fnir'] or 0:5.1%}"
             f" {o['fpir_count']:3d}/{o['nonresident_probes']:<5d} {c['impostor_max']:7.3f}"
             f"  {c['quality_refused']}/{c['photos']}" + (f" ({refused})" if refused else "")
         )

@@ -80,24 +80,24 @@ def swap_rb(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb[..., ::-1])
 
 
-def crowd(front: np.ndarray, *behind: np.ndarray, scale: float = 0.45) -> np.ndarray:
+def crowd(front: np.ndarray, *behind: np.ndarray, scale: float = 0.7) -> np.ndarray:
     """Two or more people in one frame: ``front`` (the person asking) full size in
-    the middle of a frame twice as wide, each of ``behind`` shrunk to ``scale``
-    and placed along the top edge, left then right (people further back).
+    the middle of a frame twice as wide; each of ``behind`` shrunk to ``scale``
+    (a step further back, still close enough to pass the quality gates) at the
+    top edge, left then right, partly hidden by the person in front.
     Returns a new (H, 2W, 3) uint8 frame; the background is mid gray."""
     h, w = front.shape[:2]
     out = np.full((h, 2 * w, 3), 96, np.uint8)
-    x0 = w // 2
-    out[:, x0 : x0 + w] = front
     for k, img in enumerate(behind):
         bh, bw = img.shape[:2]
         s = min(scale * h / bh, scale * w / bw)
-        small_img = np.asarray(
-            Image.fromarray(img).resize((max(1, round(bw * s)), max(1, round(bh * s))), Image.BOX)
-        )
+        size = (max(1, round(bw * s)), max(1, round(bh * s)))
+        small_img = np.asarray(Image.fromarray(img).resize(size, Image.BOX))
         sh, sw = small_img.shape[:2]
-        x = 4 if k % 2 == 0 else 2 * w - sw - 4
-        out[4 : 4 + sh, x : x + sw] = small_img
+        x = 0 if k % 2 == 0 else 2 * w - sw
+        out[:sh, x : x + sw] = small_img
+    x0 = w // 2
+    out[:, x0 : x0 + w] = front  # in front of everyone behind
     return out
 
 

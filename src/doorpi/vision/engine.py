@@ -74,8 +74,9 @@ class PipelineFaceEngine:
         rgb = getattr(frame, "rgb", frame)
         luma = getattr(frame, "luma", None) if self.detect_on_luma else None
         res = self.pipeline.process(np.asarray(rgb), lores=luma)
-        if res.quality is not None and "red_blue" in res.quality.metrics:
-            self._check_channels(res.quality.metrics["red_blue"])
+        qual = getattr(res, "quality", None)
+        if qual is not None and "red_blue" in qual.metrics:
+            self._check_channels(qual.metrics["red_blue"])
         return res
 
     def _check_channels(self, red_blue: float) -> None:

@@ -92,7 +92,7 @@ def normalise(
     """
     cfg = cfg or ExposureConfig()
     region = rgb if roi is None else rgb[roi]
-    lut = lookup(luma_u8(region), cfg)
+    lut = lookup(luma_u8(region[::2, ::2]), cfg)  # every 4th pixel: the same levels, 4x cheaper
     if lut is None:
         return rgb
     return lut[rgb]

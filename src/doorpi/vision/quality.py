@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from doorpi.vision.align import ARCFACE_TEMPLATE
+from doorpi.vision.exposure import levels
 
 OK = "ok"
 NO_FACE = "no_face"
@@ -93,9 +94,15 @@ def sharpness(gray: np.ndarray) -> float:
     return float(lap.var())
 
 
+_ONES = np.ones(40 * 32, np.float32)
+
+
 def red_blue(crop: np.ndarray) -> float:
-    """(mean R - mean B) / mean of the aligned crop's face centre (-1..1; 0 for gray)."""
-    c = crop[24:104, 24:88].reshape(-1, 3).astype(np.float32).mean(0)
+    """(mean R - mean B) / mean of the aligned crop's face centre (-1..1; 0 for gray).
+
+    Every 4th pixel of the 80x64 centre (a 112x112 crop), summed by one matrix product.
+    """
+    c = _ONES @ crop[24:104:2, 24:88:2].reshape(-1, 3).astype(np.float32)
     return float((c[0] - c[2]) / max(float(c.mean()), 1.0))
 
 
@@ -126,7 +133,7 @@ def assess(
     yaw, roll, pitch = pose(points)
     y = luma(crop)
     centre = y[24:104, 24:88]
-    lo, hi = np.percentile(centre, (1, 99))  # ~0.2 ms on 80x64; a histogram is no faster here
+    lo, hi, _, _ = levels(centre[::2, ::2].astype(np.uint8))  # every 4th pixel
     m = {
         "iod_px": iod,
         "face_fraction": face_width / float(frame_shape[1]),
