@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from reliability_support import scale
 
-from conftest import scale
 from doorpi.cards.uid import VALID_UID_LENGTHS, CardProtocolError, UidCard
 from doorpi.config import ConfigError, default_config_text, load_config
 

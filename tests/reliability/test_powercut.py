@@ -8,8 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from harness import FSTAB, loops_left, shipped_mount_options
-
-from conftest import report, scale
+from reliability_support import report, scale
 
 
 def test_shipped_options_are_the_image_builds() -> None:

@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from conftest import report, scale
+from reliability_support import report, scale
 
 CHILD = Path(__file__).with_name("restart_child.py")
 ENDS = ["clean", "kill", "abort", "exit", "hang"]

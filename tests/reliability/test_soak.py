@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from reliability_support import report, scale
 
-from conftest import report, scale
 from doorpi.clocks import ManualClock, SystemClock
 from doorpi.facebuild import CameraLoop
 from doorpi.hardware.camera import Frame, load_rgb
