@@ -24,11 +24,11 @@ from doorpi.hardware.reader import PcscReader
 from doorpi.sim.ev2_card import Ev2CardApp
 
 try:
-    from pcsc_fixtures import READER_0, EventRecorder
+    from pcsc_fixtures import READER_0, EventRecorder, start_reader, wait_field_empty
 except ImportError:  # pragma: no cover
-    from tests.pcsc_fixtures import READER_0, EventRecorder
+    from tests.pcsc_fixtures import READER_0, EventRecorder, start_reader, wait_field_empty
 
-from cards.test_secure_cards_pcsc import DESFIRE_ATR, wait_field_empty, wait_first_poll
+from cards.test_secure_cards_pcsc import DESFIRE_ATR
 
 UID = bytes.fromhex("04c0ffee000001")
 LEGACY = "04a1b2c3d4e5f6"
@@ -118,10 +118,8 @@ def test_issue_then_bundle_then_the_gate_reader_grants(laptop, pcsc, vcard) -> N
     # The gate's reader, with the keys the bundle brought, identifies the card.
     events = EventRecorder()
     reader = PcscReader(READER_0, CardPolicyProtocol(keys, LegacyWindow()), poll_seconds=0.5)
-    wait_field_empty(READER_0)
-    reader.start(events)
+    start_reader(reader, events)
     try:
-        wait_first_poll(reader)
         mark = events.mark()
         vcard(UID, atr=DESFIRE_ATR, handler=app).tap(1.2)
         _, ev = events.wait_for(lambda e: isinstance(e, CardPresented | CardReadFailed), 6, mark)
