@@ -27,6 +27,7 @@ from doorpi.cards.ev2 import (
     select_application,
     select_ntag424,
 )
+from doorpi.cards.keys import GateKeysFile
 from doorpi.cards.uid import CardProtocolError, Transmit, UidCard
 
 WEAK_METHODS = frozenset({"uid", "uid+face_template"})
@@ -80,31 +81,45 @@ def card_status(reader: object, now_epoch: float, warnings: list[str]) -> dict[s
 
 class CardPolicyProtocol:
     """Secure card first; a card without doorpi's application falls back to its UID
-    only while `legacy_allowed`. ``method`` of the last card is in `last_method`."""
+    only while `legacy_allowed`. ``method`` of the last card is in `method`.
+
+    ``keys`` is fixed key material, or a `GateKeysFile` (the running gate's
+    ``card-keys.json``), asked for its current keys at every tap so a newly
+    imported bundle's cards work without a restart.
+    """
 
     def __init__(
         self,
-        keys: CardKeySource | None,
+        keys: CardKeySource | GateKeysFile | None,
         window: LegacyWindow,
         *,
         now: Callable[[], float] = time.time,
     ) -> None:
-        self.keys = keys
+        self.source = keys
         self.window = window
         self.now = now
-        self.secure = SecureCard(keys) if keys is not None else None
         self.legacy = UidCard()
         self.method = "desfire_ev2"
+        self._secure: SecureCard | None = None
+
+    @property
+    def keys(self) -> CardKeySource | None:
+        """The keys in force now (a `GateKeysFile` is re-read if it changed)."""
+        src = self.source
+        return src.current() if isinstance(src, GateKeysFile) else src
 
     def identify(self, transmit: Transmit) -> bytes:
         """The card's UID: proven by AES authentication for a secure card, else (only
         while `legacy_allowed`) the UID it presents. `CardProtocolError` otherwise."""
+        keys = self.keys
         kind = _secure_kind(transmit)
         if kind is not None:
-            if self.secure is None:
+            if keys is None:
                 raise CardProtocolError("secure card but no card keys on this gate (sync them)")
+            if self._secure is None or self._secure.keys is not keys:
+                self._secure = SecureCard(keys)
             try:
-                uid = self.secure.authenticate_selected(transmit)
+                uid = self._secure.authenticate_selected(transmit)
             except KeyRefused as exc:
                 # An NTAG 424 always has its application: one without doorpi's keys
                 # is someone else's tag, a UID-only card as far as doorpi knows.
@@ -121,7 +136,7 @@ class CardPolicyProtocol:
         elif not legacy_allowed(self.window, self.now()):
             raise CardProtocolError("not a secure card (UID-only cards are off: reader.legacy_uid)")
         uid = self.legacy.identify(transmit)
-        if self.keys is not None and self.keys.entry_key(uid) is not None:
+        if keys is not None and keys.entry_key(uid) is not None:
             raise CardProtocolError("UID of a secure card on a card without its keys (a clone?)")
         self.method = UidCard.method
         return uid
