@@ -22,7 +22,7 @@ from cards.test_secure_cards_pcsc import DESFIRE_ATR
 from doorpi.cards.ev2 import DOORPI_AID
 from doorpi.cards.keys import GATE_KEYS_FILE, SiteCardKeys, load_gate_keys
 from doorpi.cards.policy import CardPolicyProtocol, LegacyWindow
-from doorpi.cards.register import MASTER_FILE, REGISTER_FILE
+from doorpi.cards.register import MASTER_FILE, REGISTER_FILE, gate_keys
 from doorpi.core.events import CardPresented, CardReadFailed
 from doorpi.hardware.reader import PcscReader
 from doorpi.sim.ev2_card import Ev2CardApp
@@ -286,3 +286,36 @@ def test_issue_records_the_card_in_the_roster_and_a_running_gate_takes_the_new_k
         err = gate.stop()
     assert "Traceback" not in err, err
     assert "card keys reloaded" in err, err
+
+
+def test_issue_a_factory_ntag424_through_pcscd(laptop, pcsc, vcard) -> None:
+    """`doorpi admin card issue` on an NTAG 424 DNA as delivered (five zero keys): the
+    roster gets it, and a gate reader with the keys a bundle would carry reads it as one."""
+    write_roster(laptop)
+    wait_field_empty(READER_0)
+    tag = Ev2CardApp.ntag424_factory(UID)
+    card = vcard(UID, atr=DESFIRE_ATR, handler=tag)
+    card.insert()
+    out = issue(laptop, card, 0, "a-101-wang", READER_0, "--label", "sticker")
+    card.remove()
+    assert f"issued secure card {UID.hex()} for a-101-wang" in out, out
+    master = SiteCardKeys((laptop.admin / MASTER_FILE).read_bytes())
+    assert bytes(16) not in tag.apps[DOORPI_AID]
+    assert tag.apps[DOORPI_AID][:3] == [master.app_master_key(UID), master.uid_read_key(),
+                                        master.entry_key(UID)]  # fmt: skip
+    assert (
+        f'{{uid = "{UID.hex()}", label = "sticker"}}' in (laptop.root / "roster.toml").read_text()
+    )
+
+    keys = gate_keys(laptop.admin, [UID.hex(), LEGACY])  # what `admin bundle` seals to a gate
+    assert keys is not None and set(keys.entry_keys) == {UID.hex()}
+    events = EventRecorder()
+    reader = PcscReader(READER_0, CardPolicyProtocol(keys, LegacyWindow()), poll_seconds=0.5)
+    start_reader(reader, events)
+    try:
+        mark = events.mark()
+        vcard(UID, atr=DESFIRE_ATR, handler=tag).tap(1.2)
+        _, ev = events.wait_for(lambda e: isinstance(e, CardPresented | CardReadFailed), 6, mark)
+    finally:
+        reader.stop()
+    assert ev == CardPresented(UID, READER_0, "ntag424"), ev

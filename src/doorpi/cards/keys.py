@@ -11,6 +11,8 @@ derivations can ever produce the same key by accident:
 * entry key (key 2): M = ``doorpi-card-entry-v1`` (20) || UID (7)
 * card (PICC) master key: M = ``doorpi-card-picc-v1`` (19) || UID (7); replaces
   the factory default at issue so nobody else can reformat the card
+* NTAG 424 DNA's keys 3 and 4 (unused by doorpi, but all-zero from the
+  factory): M = ``doorpi-card-ntag-key-v1`` (23) || key number (1) || UID (7)
 
 M is at most 31 bytes, AN10922's limit for one AES-128 key.
 """
@@ -32,6 +34,7 @@ LABEL_APP_MASTER = b"doorpi-card-appmaster-v1"
 LABEL_UID_READ = b"doorpi-card-uid-read-v1"
 LABEL_ENTRY = b"doorpi-card-entry-v1"
 LABEL_PICC = b"doorpi-card-picc-v1"
+LABEL_NTAG_KEY = b"doorpi-card-ntag-key-v1"
 
 
 def _uid7(uid: bytes) -> bytes:
@@ -62,6 +65,13 @@ class SiteCardKeys:
 
     def entry_key(self, uid: bytes) -> bytes | None:
         return diversify_an10922(self.master, LABEL_ENTRY + _uid7(uid))
+
+    def ntag_spare_key(self, uid: bytes, key_no: int) -> bytes:
+        """NTAG 424 DNA key 3 or 4: doorpi does not use them, issuing replaces
+        their factory zeros so no default key is left on the tag."""
+        if key_no not in (3, 4):
+            raise ValueError(f"NTAG 424 DNA spare key number must be 3 or 4, got {key_no}")
+        return diversify_an10922(self.master, LABEL_NTAG_KEY + bytes([key_no]) + _uid7(uid))
 
     def __repr__(self) -> str:  # never print key material
         return "SiteCardKeys(<master hidden>)"
@@ -191,6 +201,7 @@ __all__ = [
     "GATE_KEYS_FILE",
     "LABEL_APP_MASTER",
     "LABEL_ENTRY",
+    "LABEL_NTAG_KEY",
     "LABEL_PICC",
     "LABEL_UID_READ",
     "GateCardKeys",

@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--gate", action="append", help="only this gate (repeatable)")
     b.set_defaults(func=cmd_bundle)
 
-    card = acts.add_parser("card", help="secure cards (DESFire EV2/EV3): issue")
+    card = acts.add_parser("card", help="secure cards (DESFire EV2/EV3, NTAG 424 DNA): issue")
     cs = card.add_subparsers(dest="card_action", required=True)
     iss = cs.add_parser(
         "issue", parents=[opts],
