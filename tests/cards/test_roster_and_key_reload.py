@@ -153,3 +153,23 @@ def test_an_unchanged_file_costs_one_stat(tmp_path: Path, monkeypatch) -> None:
     for _ in range(100):
         assert source.current() is first
     assert reads == [] and os.path.exists(tmp_path / GATE_KEYS_FILE)
+
+
+def test_doorpi_status_names_a_broken_key_file(tmp_path: Path) -> None:
+    """The fault a running gate logs is also in `doorpi status` (the real CLI)."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "doorpi.toml"
+    data = tmp_path / "data"
+    cfg.write_text(f'[site]\ndata_dir = "{data}"\n[keypad]\nkind = "none"\n')
+    run = [sys.executable, "-m", "doorpi", "--config", str(cfg)]
+    subprocess.run([*run, "resident", "add", "Zed"], check=True, capture_output=True)
+    write_gate_keys(data, GateCardKeys.for_cards(SITE, [NEW]))
+    out = subprocess.run([*run, "status"], capture_output=True, text=True).stdout
+    assert "secure card keys: 1 card\n" in out and "card-keys.json" not in out, out
+    (data / GATE_KEYS_FILE).write_text('{"uid_read": "zz"}')
+    done = subprocess.run([*run, "status"], capture_output=True, text=True)
+    assert "secure card keys: fault" in done.stdout, done.stdout
+    assert f"WARNING: {data / GATE_KEYS_FILE}: malformed card keys" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from doorpi.cards.ev2 import (
     KEY_UID_READ,
@@ -27,7 +28,7 @@ from doorpi.cards.ev2 import (
     select_application,
     select_ntag424,
 )
-from doorpi.cards.keys import GateKeysFile
+from doorpi.cards.keys import GateKeysFile, load_gate_keys
 from doorpi.cards.uid import CardProtocolError, Transmit, UidCard
 
 WEAK_METHODS = frozenset({"uid", "uid+face_template"})
@@ -63,20 +64,35 @@ def legacy_allowed(window: LegacyWindow, now_epoch: float) -> bool:
     return datetime.fromtimestamp(now_epoch, UTC).date() < window.until
 
 
-def card_status(reader: object, now_epoch: float, warnings: list[str]) -> dict[str, str]:
+def card_status(
+    reader: object, now_epoch: float, warnings: list[str], data_dir: Path | None = None
+) -> dict[str, str]:
     """``doorpi status`` lines for the card policy; appends a warning while UID-only
-    cards (weak, cloneable) are accepted. ``reader`` is a `ReaderConfig`."""
+    cards (weak, cloneable) are accepted, and (with ``data_dir``) one if the gate's
+    ``card-keys.json`` is unreadable or malformed. ``reader`` is a `ReaderConfig`."""
+    info = {}
+    if data_dir is not None:
+        try:
+            keys = load_gate_keys(data_dir)
+        except ValueError as exc:
+            info["secure_card_keys"] = "fault"
+            warnings.append(f"{exc}: import the last bundle again (a running gate keeps "
+                            "the keys it loaded before)")  # fmt: skip
+        else:
+            n = len(keys.entry_keys) if keys is not None else 0
+            plural = "" if n == 1 else "s"
+            info["secure_card_keys"] = f"{n} card{plural}" if keys is not None else "none synced"
     enabled = bool(getattr(reader, "legacy_uid", False))
     until_text = str(getattr(reader, "legacy_uid_until", ""))
     window = LegacyWindow(enabled, parse_until(until_text))
     if not legacy_allowed(window, now_epoch):
-        return {"cards_accepted": "secure cards only"}
+        return {"cards_accepted": "secure cards only", **info}
     end = f" until {until_text}" if until_text else ""
     warnings.append(
         f"UID-only cards accepted{end} (reader.legacy_uid): WEAK, a UID can be cloned; "
         "issue secure cards with doorpi admin card issue"
     )
-    return {"cards_accepted": f"secure cards and UID-only cards (weak){end}"}
+    return {"cards_accepted": f"secure cards and UID-only cards (weak){end}", **info}
 
 
 class CardPolicyProtocol:
