@@ -42,7 +42,8 @@ Fixtures:
   unless ``port=`` says otherwise) that lifts every card at teardown.
 * ``pcsc_events``: an `EventRecorder` (thread-safe list with ``wait_for``).
 * ``pcsc_reader``: a started `PcscReader` on ``Virtual PCD 00 00`` feeding
-  ``pcsc_events``, stopped at teardown.
+  ``pcsc_events`` (started with `start_reader`: empty field, then its "reader
+  ready", sent after its first status query), stopped at teardown.
 
 Environment: ``DOORPI_PCSCD_DEBUG=1`` adds ``-d`` (very verbose log).
 """
@@ -471,6 +472,56 @@ class EventRecorder:
                 self._cond.wait(left)
 
 
+def wait_field_empty(reader_name: str = READER_0, timeout: float = 5.0) -> None:
+    """Wait until pcscd reports no card on ``reader_name`` (an earlier test's
+    card gone): a card still there when a reader starts is "already present"."""
+    from smartcard import scard
+
+    hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    assert hresult == scard.SCARD_S_SUCCESS, f"SCardEstablishContext: {hresult:#x}"
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            hresult, states = scard.SCardGetStatusChange(
+                ctx, 0, [(reader_name, scard.SCARD_STATE_UNAWARE)]
+            )
+            if hresult == scard.SCARD_S_SUCCESS and not states[0][1] & scard.SCARD_STATE_PRESENT:
+                return
+            assert time.monotonic() < end, f"{reader_name}: a card is still on the reader"
+            time.sleep(0.1)
+    finally:
+        scard.SCardReleaseContext(ctx)
+
+
+def start_reader(
+    reader: object,
+    events: EventRecorder,
+    reader_name: str = READER_0,
+    timeout: float = 5.0,
+    forward: Callable[[Event], None] | None = None,
+) -> None:
+    """Start a `PcscReader` on an empty field and wait for its "reader ready"
+    for ``reader_name``, which it sends only after its first status query:
+    from then on a tap is a tap (not a card "already on the reader").
+    Events go to ``events`` and then, if given, to ``forward`` (a gate's
+    ``submit``)."""
+    from doorpi.core.events import ReaderStatus
+
+    def emit(event: Event) -> None:
+        events(event)
+        if forward is not None:
+            forward(event)
+
+    wait_field_empty(reader_name)
+    since = events.mark()
+    reader.start(emit)  # type: ignore[attr-defined]
+    events.wait_for(
+        lambda e: isinstance(e, ReaderStatus) and e.present and e.reader == reader_name,
+        timeout=timeout,
+        since=since,
+    )
+
+
 @pytest.fixture(scope="session")
 def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscDaemon]:
     daemon = PcscDaemon(tmp_path_factory.mktemp("pcscd"))
@@ -526,12 +577,10 @@ def pcsc_events() -> EventRecorder:
 @pytest.fixture
 def pcsc_reader(pcsc: PcscDaemon, pcsc_events: EventRecorder) -> Iterator[object]:
     from doorpi.cards import UidCard
-    from doorpi.core.events import ReaderStatus
     from doorpi.hardware.reader import PcscReader
 
     reader = PcscReader(READER_0, UidCard(), poll_seconds=0.5, backoff_max=1.0)
-    reader.start(pcsc_events)
-    pcsc_events.wait_for(lambda e: isinstance(e, ReaderStatus) and e.present, timeout=5)
+    start_reader(reader, pcsc_events)
     try:
         yield reader
     finally:
@@ -549,5 +598,7 @@ __all__ = [
     "current_session",
     "list_readers",
     "pick_ports",
+    "start_reader",
     "vpcd_entry",
+    "wait_field_empty",
 ]

@@ -134,11 +134,12 @@ def _make_reader(cfg: Config, sim: bool) -> Any:
 
     if sim:
         return reader.SimulatedReader()
-    from doorpi.cards.keys import load_gate_keys
+    from doorpi.cards.keys import GateKeysFile
     from doorpi.cards.policy import CardPolicyProtocol, LegacyWindow, parse_until
 
     window = LegacyWindow(cfg.reader.legacy_uid, parse_until(cfg.reader.legacy_uid_until))
-    policy = CardPolicyProtocol(load_gate_keys(Path(cfg.site.data_dir)), window)
+    # Re-read at a tap after `doorpi sync import` replaced it: no restart needed.
+    policy = CardPolicyProtocol(GateKeysFile(Path(cfg.site.data_dir)), window)
     if card_templates_on(cfg):
         from doorpi.privacy.oncard import OnCardTemplateProtocol
 

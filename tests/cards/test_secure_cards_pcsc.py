@@ -1,10 +1,8 @@
 """Secure cards end to end: real pcscd + vpcd, the EV2 card emulator, the real PcscReader.
 
 Each pytest session has its own private pcscd (tests/pcsc_fixtures.py). The
-reader fixture waits until pcscd sees an empty field and the reader thread
-has finished its first status query: a card tapped before that query would be
-"already on the reader" and (rightly) ignored, which is not what these tests
-are about.
+reader fixture starts the reader with `start_reader`: an empty field, then the
+reader's "reader ready", which it sends only after its first status query.
 """
 
 from __future__ import annotations
@@ -16,14 +14,14 @@ import pytest
 
 from doorpi.cards.keys import GateCardKeys, SiteCardKeys
 from doorpi.cards.policy import CardPolicyProtocol, LegacyWindow
-from doorpi.core.events import CardPresented, CardReadFailed, ReaderStatus
+from doorpi.core.events import CardPresented, CardReadFailed
 from doorpi.hardware.reader import PcscReader
 from doorpi.sim.ev2_card import Ev2CardApp
 
 try:
-    from pcsc_fixtures import READER_0, EventRecorder
+    from pcsc_fixtures import READER_0, EventRecorder, start_reader
 except ImportError:  # pragma: no cover
-    from tests.pcsc_fixtures import READER_0, EventRecorder
+    from tests.pcsc_fixtures import READER_0, EventRecorder, start_reader
 
 SITE = SiteCardKeys(bytes.fromhex("00112233445566778899AABBCCDDEEFF"))
 OTHER = SiteCardKeys(bytes(16))
@@ -31,45 +29,13 @@ ALICE = bytes.fromhex("04112233445566")
 DESFIRE_ATR = bytes.fromhex("3B8180018080")  # DESFire EV2 via a PC/SC reader (ISO 14443-4)
 
 
-def wait_field_empty(reader_name: str, timeout: float = 5.0) -> None:
-    """Wait until pcscd reports no card on ``reader_name`` (the last test's card gone)."""
-    from smartcard import scard
-
-    hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    assert hresult == scard.SCARD_S_SUCCESS, f"SCardEstablishContext: {hresult:#x}"
-    try:
-        end = time.monotonic() + timeout
-        while True:
-            hresult, states = scard.SCardGetStatusChange(
-                ctx, 0, [(reader_name, scard.SCARD_STATE_UNAWARE)]
-            )
-            if hresult == scard.SCARD_S_SUCCESS and not states[0][1] & scard.SCARD_STATE_PRESENT:
-                return
-            assert time.monotonic() < end, f"{reader_name}: a card is still on the reader"
-            time.sleep(0.1)
-    finally:
-        scard.SCardReleaseContext(ctx)
-
-
-def wait_first_poll(reader: PcscReader, timeout: float = 5.0) -> None:
-    """Wait until the reader thread has completed a status query after finding the reader."""
-    start = reader.loops
-    end = time.monotonic() + timeout
-    while reader.loops < start + 2:
-        assert time.monotonic() < end, "reader thread made no status query"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def secure_reader(pcsc, pcsc_events: EventRecorder) -> Iterator[PcscReader]:
     keys = GateCardKeys.for_cards(SITE, [ALICE])
-    wait_field_empty(READER_0)
     reader = PcscReader(
         READER_0, CardPolicyProtocol(keys, LegacyWindow()), poll_seconds=0.5, backoff_max=1.0
     )
-    reader.start(pcsc_events)
-    pcsc_events.wait_for(lambda e: isinstance(e, ReaderStatus) and e.present, timeout=5)
-    wait_first_poll(reader)
+    start_reader(reader, pcsc_events)
     try:
         yield reader
     finally:

@@ -25,9 +25,9 @@ from doorpi.hardware.reader import PcscReader, SimulatedReader
 from doorpi.sim.vpcd_card import BROKEN_MODES, uid_handler
 
 try:  # the fixtures module is loaded as a plugin by tests/conftest.py
-    from pcsc_fixtures import READER_0, READER_1, EventRecorder
+    from pcsc_fixtures import READER_0, READER_1, EventRecorder, wait_field_empty
 except ImportError:  # pragma: no cover - run from another rootdir
-    from tests.pcsc_fixtures import READER_0, READER_1, EventRecorder
+    from tests.pcsc_fixtures import READER_0, READER_1, EventRecorder, wait_field_empty
 
 UID4 = bytes.fromhex("04A1B2C3")
 UID7 = bytes.fromhex("04A1B2C3D4E5F6")
@@ -247,6 +247,8 @@ def test_two_taps_two_events(pcsc_reader, pcsc_events, vcard) -> None:
 def test_second_reader_and_filter(pcsc, pcsc_events, vcard) -> None:
     """A filter matching both virtual readers watches both."""
     reader = PcscReader("Virtual PCD", UidCard(), poll_seconds=0.5)
+    wait_field_empty(READER_0)
+    wait_field_empty(READER_1)
     reader.start(pcsc_events)
     try:
         for name in (READER_0, READER_1):
@@ -306,8 +308,13 @@ def test_protocol_bug_and_emit_errors_do_not_kill_the_thread(
 
     reader = PcscReader(READER_0, Exploding(), poll_seconds=0.5)
     caplog.set_level(logging.WARNING, logger="doorpi.hardware.reader")
+    wait_field_empty(READER_0)
     reader.start(flaky_emit)
     try:
+        deadline = time.monotonic() + 5
+        while calls["n"] < 1:  # "reader ready" (swallowed): its first status query is done
+            assert time.monotonic() < deadline, "no reader ready"
+            time.sleep(0.05)
         vcard(UID4).tap(1.2)
         _, failed = pcsc_events.wait_for(CardReadFailed, timeout=3)
         assert failed.reason == "protocol error: ZeroDivisionError: bug in a protocol"

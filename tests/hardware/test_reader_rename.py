@@ -19,9 +19,9 @@ from doorpi.hardware.reader import PcscReader, reader_matches
 from doorpi.selftest import PASS, check_reader
 
 try:
-    from pcsc_fixtures import READER_0, list_readers, vpcd_entry
+    from pcsc_fixtures import READER_0, list_readers, vpcd_entry, wait_field_empty
 except ImportError:  # pragma: no cover
-    from tests.pcsc_fixtures import READER_0, list_readers, vpcd_entry
+    from tests.pcsc_fixtures import READER_0, list_readers, vpcd_entry, wait_field_empty
 
 UID = bytes.fromhex("04A1B2C3D4E5F6")
 
@@ -91,6 +91,7 @@ def test_reader_renamed_after_replug_still_reads(pcsc, pcsc_events, vcard):
     renamed = "Virtual PCD 01 00"
     shim = RenamingScard(READER_0, renamed)
     reader = PcscReader(READER_0, UidCard(), poll_seconds=0.5, scard=shim)
+    wait_field_empty(READER_0)  # the last test's card has left (pcscd polls every 0.4 s)
     reader.start(pcsc_events)
     try:
         pcsc_events.wait_for(

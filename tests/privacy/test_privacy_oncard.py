@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from privacy_support import enrol, found, near, unit_vector
 
-from doorpi.core.events import CardPresented, CardReadFailed, ReaderStatus
+from doorpi.core.events import CardPresented, CardReadFailed
 from doorpi.privacy.enrolment import EnrolmentError
 from doorpi.privacy.oncard import (
     BLOB_BYTES,
@@ -25,7 +25,7 @@ from doorpi.privacy.oncard import (
     unseal,
 )
 from doorpi.store.credentials import card_hash
-from pcsc_fixtures import READER_0, EventRecorder
+from pcsc_fixtures import READER_0, EventRecorder, start_reader
 
 ALICE_UID = bytes.fromhex("04a1b2c3d4e5f6")
 OTHER_UID = bytes.fromhex("04999999999999")
@@ -150,11 +150,9 @@ def test_end_to_end_over_pcsc_card_tap_plus_face(card_mode, storage, alice, data
 
     protocol = OnCardTemplateProtocol()
     events = EventRecorder()
-    time.sleep(1.0)  # the desk card has left the reader (pcscd polls every 0.4 s)
     reader = PcscReader(READER_0, protocol, poll_seconds=0.5, backoff_max=1.0)
-    reader.start(events)
+    start_reader(reader, events)  # the desk card has left the reader; reader ready
     try:
-        events.wait_for(lambda e: isinstance(e, ReaderStatus) and e.present, timeout=5)
         vcard(ALICE_UID, handler=applet).tap(1.2)
         _, ev = events.wait_for(lambda e: isinstance(e, CardPresented | CardReadFailed), timeout=8)
     finally:

@@ -11,6 +11,8 @@ derivations can ever produce the same key by accident:
 * entry key (key 2): M = ``doorpi-card-entry-v1`` (20) || UID (7)
 * card (PICC) master key: M = ``doorpi-card-picc-v1`` (19) || UID (7); replaces
   the factory default at issue so nobody else can reformat the card
+* NTAG 424 DNA's keys 3 and 4 (unused by doorpi, but all-zero from the
+  factory): M = ``doorpi-card-ntag-key-v1`` (23) || key number (1) || UID (7)
 
 M is at most 31 bytes, AN10922's limit for one AES-128 key.
 """
@@ -19,15 +21,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from doorpi.cards.crypto import diversify_an10922
 
+log = logging.getLogger(__name__)
+
 LABEL_APP_MASTER = b"doorpi-card-appmaster-v1"
 LABEL_UID_READ = b"doorpi-card-uid-read-v1"
 LABEL_ENTRY = b"doorpi-card-entry-v1"
 LABEL_PICC = b"doorpi-card-picc-v1"
+LABEL_NTAG_KEY = b"doorpi-card-ntag-key-v1"
 
 
 def _uid7(uid: bytes) -> bytes:
@@ -58,6 +65,13 @@ class SiteCardKeys:
 
     def entry_key(self, uid: bytes) -> bytes | None:
         return diversify_an10922(self.master, LABEL_ENTRY + _uid7(uid))
+
+    def ntag_spare_key(self, uid: bytes, key_no: int) -> bytes:
+        """NTAG 424 DNA key 3 or 4: doorpi does not use them, issuing replaces
+        their factory zeros so no default key is left on the tag."""
+        if key_no not in (3, 4):
+            raise ValueError(f"NTAG 424 DNA spare key number must be 3 or 4, got {key_no}")
+        return diversify_an10922(self.master, LABEL_NTAG_KEY + bytes([key_no]) + _uid7(uid))
 
     def __repr__(self) -> str:  # never print key material
         return "SiteCardKeys(<master hidden>)"
@@ -116,6 +130,60 @@ def load_gate_keys(data_dir: Path) -> GateCardKeys | None:
     return GateCardKeys(uid_read, entry)
 
 
+class GateKeysFile:
+    """``card-keys.json`` as a running gate sees it: reloaded when the file changes.
+
+    The importer (``doorpi sync import``, another process) replaces the file
+    atomically (a new inode), so `current`, called by the reader at every
+    tap, notices a new bundle's keys with one ``os.stat`` (microseconds) and
+    no restart. The first load happens here and raises ``ValueError`` like
+    `load_gate_keys` (a broken key file stops the gate at start). Later,
+    a file that turns unreadable or malformed, or disappears, is a fault
+    logged once as one line: the keys loaded last stay in use (nothing is
+    thrown away silently) until a good file replaces it.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / GATE_KEYS_FILE
+        self.problem: str | None = None  # the fault last logged, if any
+        self.reloads = 0  # loads after the first (diagnostics, tests)
+        self._seen = self._signature()
+        self._keys = load_gate_keys(self.data_dir)
+
+    def _signature(self) -> tuple[int, int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return (-1, exc.errno or 0, 0, 0)
+        return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+    def current(self) -> GateCardKeys | None:
+        """The keys to use now (None: the gate has never had card keys)."""
+        sig = self._signature()
+        if sig == self._seen:
+            return self._keys
+        self._seen = sig
+        try:
+            keys = load_gate_keys(self.data_dir)
+            if keys is None and self._keys is not None:
+                raise ValueError(f"{self.path}: removed")
+        except ValueError as exc:
+            kept = "keeping the card keys loaded before" if self._keys else "no card keys"
+            self.problem = f"{exc} ({kept})"
+            log.error("card keys: %s", self.problem)
+            return self._keys
+        self._keys, self.problem = keys, None
+        self.reloads += 1
+        log.info("card keys reloaded from %s: %d cards", self.path, len(keys.entry_keys))
+        return keys
+
+    def __repr__(self) -> str:
+        return f"GateKeysFile({str(self.path)!r})"
+
+
 def write_gate_keys(data_dir: Path, keys: GateCardKeys) -> Path:
     """Write ``card-keys.json`` (mode 0600, atomically) for `load_gate_keys`."""
     from doorpi.fsutil import write_atomic
@@ -133,9 +201,11 @@ __all__ = [
     "GATE_KEYS_FILE",
     "LABEL_APP_MASTER",
     "LABEL_ENTRY",
+    "LABEL_NTAG_KEY",
     "LABEL_PICC",
     "LABEL_UID_READ",
     "GateCardKeys",
+    "GateKeysFile",
     "SiteCardKeys",
     "load_gate_keys",
     "write_gate_keys",

@@ -91,13 +91,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--gate", action="append", help="only this gate (repeatable)")
     b.set_defaults(func=cmd_bundle)
 
-    card = acts.add_parser("card", help="secure cards (DESFire EV2/EV3): issue")
+    card = acts.add_parser("card", help="secure cards (DESFire EV2/EV3, NTAG 424 DNA): issue")
     cs = card.add_subparsers(dest="card_action", required=True)
     iss = cs.add_parser(
         "issue", parents=[opts],
         help="personalise a blank card on this laptop's reader (application, diversified keys)",
     )  # fmt: skip
     iss.add_argument("--resident", required=True, help="the roster key the card is for")
+    iss.add_argument(
+        "--roster", type=Path,
+        help="the roster file that gets the card (default: roster.toml in the admin directory)",
+    )  # fmt: skip
     iss.add_argument(
         "--reader", default="", help="PC/SC reader name or part of it (default: first)"
     )
@@ -400,11 +404,21 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
     from doorpi.cards.uid import CardProtocolError
     from doorpi.privacy.oncard import OnCardError, pcsc_card
     from doorpi.sync.bundle import KEY_RE
+    from doorpi.sync.roster_edit import ADMIN_ROSTER, add_card, check_resident
 
     if not KEY_RE.fullmatch(args.resident):
         raise CliError(f"--resident {validation.safe_text(args.resident)}: not a roster key "
                        "like a-3101-wang")  # fmt: skip
-    _site(args)  # the admin directory must be a site's
+    try:
+        validation.check_text(args.label, validation.SHORT_TEXT_MAX)
+    except validation.InputError as exc:
+        raise CliError(f"--label {validation.safe_text(args.label)}: {exc}") from None
+    site = _site(args)  # the admin directory must be a site's
+    roster = args.roster if args.roster is not None else args.admin_dir / ADMIN_ROSTER
+    if args.roster is None and not roster.exists():
+        raise CliError(f"{roster}: no roster there: give the roster file with --roster FILE")
+    with common.as_cli_error(RosterError):  # before the card is touched
+        check_resident(roster, args.resident, site.key.pin_tag_key)
     with common.as_cli_error(CardRegisterError):
         master = load_master(args.admin_dir, create=True)
         register = CardRegister.load(args.admin_dir)
@@ -429,8 +443,16 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
             f"not be written ({exc.strerror}): add it there by hand before the next bundle"
         ) from None
     print(f"issued secure card {uid.hex()} for {args.resident}: default keys replaced")
-    print(f'  add it to the roster: cards = ["{uid.hex()}"] in the entry key = "{args.resident}"')
-    print("  the next `doorpi admin bundle` carries its key to the gates, sealed to each")
+    try:
+        done = add_card(roster, args.resident, uid, args.label, site.key.pin_tag_key)
+    except RosterError as exc:
+        raise CliError(f"card {uid.hex()} is issued and registered, the roster is not: {exc}; "
+                       f'add cards = ["{uid.hex()}"] to key = "{args.resident}" by hand') from None  # fmt: skip
+    said = {"added": "recorded in", "labelled": "labelled in", "unchanged": "already in"}[done]
+    print(f"  {said} {roster} (key = {args.resident})")
+    print(
+        f"  the next `doorpi admin bundle {roster} STICK` carries its key to the gates, sealed to each"
+    )
     return 0
 
 

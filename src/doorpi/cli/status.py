@@ -61,7 +61,7 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     info.update(face)
     from doorpi.cards.policy import card_status
 
-    info.update(card_status(cfg.reader, now, info["warnings"]))
+    info.update(card_status(cfg.reader, now, info["warnings"], cfg.site.data_dir))
     path_info = _face_path_info(cfg, store, now)
     info["warnings"].extend(path_info.pop("warnings"))
     info.update(path_info)

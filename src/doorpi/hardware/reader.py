@@ -145,6 +145,7 @@ class _ReaderState:
     current: int = SCARD_STATE_UNAWARE  # what we tell SCardGetStatusChange we know
     card_present: bool = False  # a tap is in progress (CardPresented/Failed sent)
     counter: int | None = None  # pcsc-lite's per-reader card event counter
+    announced: bool = False  # ReaderStatus(present=True) sent (after the first status query)
 
 
 class PcscReader:
@@ -165,6 +166,11 @@ class PcscReader:
       ``SCardEstablishContext`` with exponential back-off
       (``backoff_initial`` doubling to ``backoff_max``), then emit
       ``ReaderStatus(present=True)`` when the reader is back.
+    * "reader ready" (``ReaderStatus(present=True)``) is sent only after
+      the reader's first ``SCardGetStatusChange`` answer, at start and after
+      every re-find: a card on the reader before that is "already present"
+      and ignored (a fob left on the reader must not unlock after a pcscd
+      restart), a card tapped after it is a tap.
     * any other exception (pyscard, the protocol, the emit callback) is
       logged as one line; the thread never dies.
     * ``last_alive`` is refreshed every loop pass and during back-off, at
@@ -390,10 +396,12 @@ class PcscReader:
             self._reader_gone(gone, "reader removed")
         for name in names:
             if name not in self._readers:
+                # "reader ready" waits for this reader's first status query
+                # (`_on_reader_state`): announced now, a card tapped before
+                # that query would count as "already on the reader" and be
+                # ignored although the tap came after "ready".
                 self._readers[name] = _ReaderState(name)
                 self._reader_names = tuple(self._readers)
-                self._absent_reported = None
-                self._emit(ReaderStatus(name, True, "reader ready"))
         if not names:
             self._report_absent(f"no reader matching {self.name_filter!r}")
         self._relist_at = time.monotonic() + self.relist_seconds
@@ -403,6 +411,8 @@ class PcscReader:
         self._reader_names = tuple(self._readers)
         if state is None:
             return
+        if not state.announced:
+            return  # never said "ready": nothing to take back (`_report_absent` may speak)
         if state.card_present:
             self._emit(CardRemoved(name))
         self._emit(ReaderStatus(name, False, reason))
@@ -458,6 +468,12 @@ class PcscReader:
             return
         counter = (event_state >> 16) & 0xFFFF
         present = bool(event_state & SCARD_STATE_PRESENT)
+        if not st.announced:
+            # The first answer for this reader: from here on every change is
+            # seen, so a tap after "ready" is a tap.
+            st.announced = True
+            self._absent_reported = None
+            self._emit(ReaderStatus(st.name, True, "reader ready"))
         if present and st.counter is None:
             # A card already lying on a reader we just (re)found is not a tap: a
             # pcscd restart must not unlock for a fob left on the reader.

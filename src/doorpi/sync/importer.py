@@ -472,7 +472,7 @@ class BundleImporter:
     def _write_card_keys(self, bundle: EnrollmentBundle) -> None:
         """Inside the transaction, last: the secure-card keys (doorpi.cards.keys) replaced
         atomically, mode 0600. They arrived inside the body sealed to this gate; the
-        reader loads them when the gate (re)starts."""
+        running gate's reader sees the new file at its next tap (`GateKeysFile`)."""
         if bundle.secure_cards is None:
             return
         from doorpi.cards.keys import write_gate_keys
