@@ -404,7 +404,12 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
     from doorpi.cards.uid import CardProtocolError
     from doorpi.privacy.oncard import OnCardError, pcsc_card
     from doorpi.sync.bundle import KEY_RE
-    from doorpi.sync.roster_edit import ADMIN_ROSTER, add_card, check_resident
+
+    try:
+        from doorpi.sync.roster_edit import ADMIN_ROSTER, add_card, check_resident
+    except ImportError as exc:  # tomlkit: an extra of the laptop's install
+        raise CliError(f"card issue needs {exc.name}: pip install 'doorpi[desk]' "
+                       "(Debian: apt install python3-tomlkit)") from None  # fmt: skip
 
     if not KEY_RE.fullmatch(args.resident):
         raise CliError(f"--resident {validation.safe_text(args.resident)}: not a roster key "
