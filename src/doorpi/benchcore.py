@@ -254,7 +254,7 @@ def secure_card_tap(n: int = 200) -> dict[str, Any]:
     depend on the reader (roughly 5-20 ms each on a USB PC/SC reader; 6 per tap).
 
     ``ops`` counts the reader-side AES calls per tap (CBC and CMAC), the basis
-    for the Pi 4 estimate in README (a Cortex-A72 has no AES instructions).
+    for the Pi 4 estimate in docs/entry.md (a Cortex-A72 has no AES instructions).
     """
     from doorpi.cards import crypto
     from doorpi.cards.keys import GateCardKeys, SiteCardKeys

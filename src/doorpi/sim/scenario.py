@@ -1,7 +1,7 @@
 """Scripted scenarios: a TOML file of residents, steps and expected events.
 
 Runs headless in virtual time on a `SimulatedSite` and yields one JSON-able
-dict per event. The format is documented in the README; examples live in
+dict per event. The format is documented in docs/scenarios.md; examples live in
 ``examples/scenarios/``. A scenario's ``expect`` list, when present, is the
 full sequence of significant events (feedback clicks and key presses left
 out), each entry naming the fields that must match.
