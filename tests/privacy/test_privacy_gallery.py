@@ -15,6 +15,7 @@ class FakePipeline:
     class _Res:
         def __init__(self, e: np.ndarray) -> None:
             self.embedding, self.reason, self.ok = e, "ok", True
+            self.quality = None  # FaceResult.quality: no quality measures for an embedding
 
     def process(self, frame: np.ndarray, lores: object = None) -> object:
         return self._Res(frame)

@@ -39,6 +39,9 @@ CHECKLIST = Path("tests/privacy/checklist.toml")
 RESULTS = Path("tests/privacy/mutation-results.json")
 MARKDOWN = Path("docs/privacy-checklist.md")
 BASELINE = "baseline"
+#: Where the copies go: not /tmp, /var/tmp or /dev/shm, which the no-disk tests
+#: replace with fresh tmpfs mounts (the copy's source would vanish under them).
+TMP_ROOT = os.environ.get("DOORPI_MUTATION_TMP", str(Path.home() / ".cache/doorpi/mutations"))
 
 
 class MutationError(Exception):
@@ -53,14 +56,16 @@ class Mutation:
     requirement: int
     what: str
     path: str
-    pairs: tuple[tuple[str, str], ...]
+    pairs: tuple[tuple[str, ...], ...]  # (search, replace) or (path, search, replace)
 
 
 M = Mutation
 MUTATIONS: tuple[Mutation, ...] = (
-    M("face-only-rule-accepted", 1, "the face-only rule check is skipped",
+    M("face-only-rule-accepted", 1, "the face-only rule checks (core policy and device parity) are skipped",
       "src/doorpi/core/policy.py",
-      (('if not any("face" not in c for c in rule):', "if False:"),)),
+      (('if not any("face" not in c for c in rule):', "if False:"),
+       ("src/doorpi/core/parity.py", "    if not face_free:\n        return \"face is the only way in",
+        "    if False:\n        return \"face is the only way in"))),
     M("parity-ignores-devices", 1, "parity counts card/PIN combinations the fitted devices cannot read",
       "src/doorpi/core/parity.py",
       (("if any(c <= devices.factors for c in face_free):", "if face_free:"),)),
@@ -82,14 +87,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         '        started = self.face_lockout.failure("face", mono)\n'
         "        if self.attempt is not None and self.attempt.resident is not None:\n"
         '            self.lockout.failure(f"resident:{self.attempt.resident.id}", mono)\n'),)),
-    M("face-failure-no-fallback", 4, "after a face failure the gate asks for a card instead of the factor the rule needs",
+    M("face-failure-no-fallback", 4, "after a face failure the gate does not fall back (it keeps waiting for face)",
       "src/doorpi/gate.py",
-      (("            *self._fallback_from_face(),\n", '            self._say("card_needed"),\n'),)),
+      (("            *self._fallback_from_face(),\n", ""),)),
     M("face-pause-10s", 5, "face pauses 10 s instead of 30 s after 5 failures",
       "src/doorpi/gate.py", (("FACE_PAUSE_SECONDS = 30.0", "FACE_PAUSE_SECONDS = 10.0"),)),
     M("consent-section-list-short", 6, "the consent form no longer needs its withdrawal section",
       "src/doorpi/privacy/notices.py",
       (('    "controller",\n    "withdraw",\n    "why_face",\n', '    "controller",\n    "why_face",\n'),)),
+    M("consent-text-without-withdraw", 6, "the shipped English consent form loses its withdrawal section",
+      "src/doorpi/privacy/notices/en/consent.md",
+      (("## How to withdraw {#withdraw}\n", "## How to withdraw\n"),)),
     M("consent-trigger-dropped", 6, "the database stores a template without a live consent",
       "src/doorpi/store/db.py",
       (("WHEN NOT EXISTS (SELECT 1 FROM face_consents c WHERE c.id = NEW.consent_id",
@@ -104,6 +112,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if m:\n            raise NoticeError(f\"the consent text grants",
         "    for pattern, what in ():\n        m = re.search(pattern, text, re.I)\n"
         "        if m:\n            raise NoticeError(f\"the consent text grants"),)),
+    M("operator-facts-unchecked", 7, "operator fields go into the forms verbatim (no fact check at all)",
+      "src/doorpi/privacy/notices.py",
+      (("    kind, longest = FACT_FIELDS[field]\n    text = str(value).strip()\n",
+        "    kind, longest = FACT_FIELDS[field]\n    text = str(value).strip()\n    return text\n"),)),
     M("minor-consents-at-gate", 8, "a minor may consent and enrol alone at the gate",
       "src/doorpi/privacy/consent.py",
       (('        if minor and channel != "admin_present":\n', "        if False:\n"),)),
@@ -116,10 +128,13 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("sign-without-alternatives", 9, "the English sign loses its 'no face needed' section",
       "src/doorpi/privacy/notices/en/sign.md",
       (("## You never need your face to get in {#alternatives}\n", "## You never need your face to get in\n"),)),
-    M("withdrawal-keeps-template", 10, "withdrawing consent no longer deletes the template",
+    M("withdrawal-keeps-template", 10, "withdrawing consent no longer deletes the template (facade and database trigger)",
       "src/doorpi/store/db.py",
       (("BEGIN DELETE FROM face_templates WHERE consent_id = NEW.id; END;",
-        "BEGIN SELECT 1; END;"),)),
+        "BEGIN SELECT 1; END;"),
+       ("src/doorpi/privacy/enrolment.py",
+        'had_template = self.vault.delete(resident.pseudonym, "withdrawn", by=by, purge=False)',
+        "had_template = False")),),
     M("delete-without-rotation", 11, "deletion no longer rotates the vault key",
       "src/doorpi/privacy/vault.py",
       (("        self._rotate(revoke=False)\n        self._vacuum()\n", "        self._vacuum()\n"),)),
@@ -127,13 +142,21 @@ MUTATIONS: tuple[Mutation, ...] = (
       "src/doorpi/privacy/vault.py",
       (('        conn.execute("PRAGMA secure_delete=ON")\n        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")\n'
         '        conn.execute("VACUUM")\n',
-        '        conn.execute("PRAGMA secure_delete=OFF")\n'),)),
+        '        conn.execute("PRAGMA secure_delete=OFF")\n'),
+       ("src/doorpi/store/db.py", 'conn.execute("PRAGMA secure_delete=ON")',
+        'conn.execute("PRAGMA secure_delete=OFF")')),),
     M("retention-sweep-skipped", 12, "the retention sweep deletes nothing",
       "src/doorpi/privacy/retention.py", (("        due = self.due()\n", "        due = []\n"),)),
-    M("disable-keeps-template", 12, "disabling or moving a resident out keeps the template",
+    M("retention-end-ignored", 12, "a template outlives the consented retention period",
       "src/doorpi/privacy/retention.py",
-      (('            elif expires <= now or retention_end is None or retention_end <= now:',
-        '            elif False:'),)),
+      (("            elif expires <= now or retention_end is None or retention_end <= now:",
+        "            elif False:"),)),
+    M("sweep-keeps-disabled", 12, "the sweep keeps the template of a disabled (moved-out) resident",
+      "src/doorpi/privacy/retention.py",
+      (("            elif not active:  # disabled", "            elif False:  # disabled"),)),
+    M("cli-disable-keeps-template", 12, "`doorpi resident disable` keeps the template until a sweep",
+      "src/doorpi/cli/resident.py",
+      (("if r is not None and vault.delete(", "if False and vault.delete("),)),
     M("enrol-writes-embedding-to-tmp", 13, "enrolment leaves the embedding in a temp file",
       "src/doorpi/privacy/enrolment.py",
       (("        tid = self.vault.store(resident.pseudonym, embedding, rec.id, expires)\n",
@@ -164,6 +187,13 @@ MUTATIONS: tuple[Mutation, ...] = (
       "src/doorpi/privacy/vault.py",
       (('seed = (derive_v1 if v1 else derive)(vault_key, "face-transform")',
         'seed = (derive_v1 if v1 else derive)(b"\\0" * 32, "face-transform")'),)),
+    M("deterministic-templates", 17, "templates are encrypted deterministically (key from the pseudonym, fixed nonce, transform not renewed)",
+      "src/doorpi/privacy/vault.py",
+      (("        tkey = os.urandom(32)\n        nonce = os.urandom(NONCE_BYTES)\n",
+        "        tkey = __import__('hashlib').sha256(pseudonym.encode()).digest()\n"
+        "        nonce = bytes(NONCE_BYTES)\n"),
+       ('seed = (derive_v1 if v1 else derive)(vault_key, "face-transform")',
+        'seed = (derive_v1 if v1 else derive)(b"\\0" * 32, "face-transform")'))),
     M("card-mode-keeps-device-templates", 18, "a gate switched to templates on cards keeps its device templates",
       "src/doorpi/privacy/parity.py",
       (('    if privacy.settings.template_storage != "card":\n        return 0\n    gone = 0\n',
@@ -208,26 +238,27 @@ def by_id() -> dict[str, Mutation]:
     return {m.id: m for m in MUTATIONS}
 
 
+def _edits(mutation: Mutation) -> list[tuple[str, str, str]]:
+    """(path, search, replace) of each pair; a pair of three names its own file."""
+    return [(p[0], p[1], p[2]) if len(p) == 3 else (mutation.path, p[0], p[1])
+            for p in mutation.pairs]  # fmt: skip
+
+
 def apply(tree: Path, mutation: Mutation) -> None:
     """Apply ``mutation`` inside ``tree``; MutationError if a search text is
     missing or occurs more than once (the source moved on: fix the mutation)."""
-    path = tree / mutation.path
-    text = path.read_text(encoding="utf-8")
-    for old, new in mutation.pairs:
-        n = text.count(old)
-        if n != 1:
-            raise MutationError(f"{mutation.id}: {mutation.path}: search text found {n} times: {old[:60]!r}")  # fmt: skip
-        text = text.replace(old, new)
-    path.write_text(text, encoding="utf-8")
+    check_applies(mutation, tree)
+    for rel, old, new in _edits(mutation):
+        path = tree / rel
+        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
 
 
 def check_applies(mutation: Mutation, tree: Path = REPO) -> None:
     """MutationError unless every search text occurs exactly once in ``tree``."""
-    text = (tree / mutation.path).read_text(encoding="utf-8")
-    for old, _ in mutation.pairs:
-        n = text.count(old)
+    for rel, old, _ in _edits(mutation):
+        n = (tree / rel).read_text(encoding="utf-8").count(old)
         if n != 1:
-            raise MutationError(f"{mutation.id}: {mutation.path}: search text found {n} times: {old[:60]!r}")  # fmt: skip
+            raise MutationError(f"{mutation.id}: {rel}: search text found {n} times: {old[:60]!r}")
 
 
 def copy_tree(dst: Path, src: Path = REPO) -> Path:
@@ -259,7 +290,7 @@ def tests_for(req: dict) -> list[str]:
     return list(dict.fromkeys([*req.get("tests", []), *req.get("outside", [])]))
 
 
-_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+?)(?: - .*)?$")
+_OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (.+?)(?: - .*)?$")
 
 
 def run_tests(tree: Path, tests: list[str], timeout: float = 1800) -> tuple[dict[str, str], str]:
@@ -320,7 +351,8 @@ def run(only: list[str], baseline: bool, keep: bool = False) -> dict:
     for m in chosen:
         jobs.append((m.id, m, tests_for(reqs[m.requirement])))
     for name, m, tests in jobs:
-        tmp = Path(tempfile.mkdtemp(prefix=f"doorpi-mut-{name}-"))
+        Path(TMP_ROOT).mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"doorpi-mut-{name}-", dir=TMP_ROOT))
         try:
             tree = copy_tree(tmp / "tree")
             if m is not None:
@@ -400,7 +432,10 @@ def render(reqs: list[dict], results: dict) -> str:
                 lines.append(f"| `{mid}` | {what} | not run | |")
                 continue
             n_fail = sum(1 for o in res["tests"].values() if o in ("failed", "error"))
-            lines.append(f"| `{mid}` (`{m.path if m else '?'}`) | {what} | "
+            files = (
+                ", ".join(f"`{f}`" for f in dict.fromkeys(e[0] for e in _edits(m))) if m else "?"
+            )
+            lines.append(f"| `{mid}` ({files}) | {what} | "
                          f"{n_fail}/{len(res['tests'])} | {res['ran']}, {res['commit']} |")  # fmt: skip
         if req.get("note"):
             lines += ["", req["note"].strip()]
