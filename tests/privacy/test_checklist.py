@@ -86,6 +86,7 @@ def test_every_test_was_seen_failing_under_a_mutation_of_its_requirement():
         for mid in r["mutations"]:
             res = RESULTS.get(mid)
             assert res is not None, f"{mid}: never run"
+            assert res.get("digest") == tool.digest(tool.by_id()[mid]), f"{mid}: changed since its run"  # fmt: skip
             assert sorted(res["tests"]) == sorted(tests), f"{mid}: results are for other tests: re-run it"  # fmt: skip
             assert any(o in CAUGHT for o in res["tests"].values()), f"{mid}: no test failed"
         for t, by in tool.caught_by(RESULTS, r).items():

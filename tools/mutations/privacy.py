@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -90,6 +91,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("face-failure-no-fallback", 4, "after a face failure the gate does not fall back (it keeps waiting for face)",
       "src/doorpi/gate.py",
       (("            *self._fallback_from_face(),\n", ""),)),
+    M("face-uses-card-pin-lockout", 4, "face failures go to the card/PIN lockout store instead of face's own pause",
+      "src/doorpi/gate.py",
+      (('        started = self.face_lockout.failure("face", mono)\n',
+        '        started = self.lockout.failure("face", mono)\n'),)),
     M("face-pause-10s", 5, "face pauses 10 s instead of 30 s after 5 failures",
       "src/doorpi/gate.py", (("FACE_PAUSE_SECONDS = 30.0", "FACE_PAUSE_SECONDS = 10.0"),)),
     M("consent-section-list-short", 6, "the consent form no longer needs its withdrawal section",
@@ -174,6 +179,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     M("tamper-not-logged", 15, "a template failing integrity is dropped without a record",
       "src/doorpi/privacy/vault.py",
       (("            if not log:\n                return None\n", "            return None\n"),)),
+    M("template-stored-in-clear", 15, "the template is stored without encryption",
+      "src/doorpi/privacy/vault.py",
+      (("        ct = crypto_aead_xchacha20poly1305_ietf_encrypt(\n"
+        "            protected, _aad(pseudonym, b\"template\"), nonce, tkey\n        )\n",
+        "        ct = protected + bytes(16)\n"),)),
     M("aad-without-pseudonym", 15, "a template's integrity no longer binds it to its pseudonym",
       "src/doorpi/privacy/vault.py",
       (('    return _FORMAT + b"|" + kind + b"|" + pseudonym.encode()\n',
@@ -219,6 +229,11 @@ MUTATIONS: tuple[Mutation, ...] = (
       "src/doorpi/cli/common.py",
       (('    return _operator[0] or f"unauthenticated:uid={os.getuid()}"',
         '    return os.environ.get("LOGNAME") or _operator[0] or f"unauthenticated:uid={os.getuid()}"'),)),
+    M("holders-count-templates-only", 22, "the gate counts stored templates, not everyone with face data (live consents)",
+      "src/doorpi/privacy/report.py",
+      (('            "SELECT count(*) FROM (SELECT pseudonym FROM face_templates UNION "\n'
+        '            "SELECT pseudonym FROM face_consents WHERE withdrawn_at IS NULL AND retention_end > ?)",\n',
+        '            "SELECT count(*) FROM face_templates WHERE ? IS NOT NULL",\n'),)),
     M("site-count-one-gate", 22, "the site's face count is the largest gate's, not the sum",
       "src/doorpi/privacy/report.py",
       (("    total = sum(n for _, n in newest.values())\n",
@@ -232,6 +247,12 @@ MUTATIONS: tuple[Mutation, ...] = (
       "tools/release_numbers.py",
       (("    problems = interval_problems(data)\n", "    problems: list[str] = []\n"),)),
 )  # fmt: skip
+
+
+def digest(mutation: Mutation) -> str:
+    """Short hash of what the mutation changes: a result is for this definition only."""
+    text = json.dumps([mutation.path, [list(p) for p in mutation.pairs]])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def by_id() -> dict[str, Mutation]:
@@ -368,6 +389,7 @@ def run(only: list[str], baseline: bool, keep: bool = False) -> dict:
             entry["tests"] = {**results[BASELINE]["tests"], **outcome}
         if m is not None:
             entry["requirement"] = m.requirement
+            entry["digest"] = digest(m)
         results[name] = entry
         caught = [t for t, o in outcome.items() if o in ("failed", "error")]
         print(f"{name}: {len(caught)}/{len(tests)} failed in {secs} s", flush=True)
