@@ -95,6 +95,20 @@ def test_rejects_non_normalised_or_wrong_size_templates(privacy, alice):
         privacy.enrol(alice, np.ones(64, np.float32) / 8)
 
 
+def test_a_template_carrying_more_than_the_identity_embedding_is_refused(privacy, storage, alice):
+    """Requirement 16: only SFace's 128-value identity embedding is stored. A vector
+    with anything appended (an age, a gender score) is refused, not cut to size."""
+    ticket = privacy.start_enrolment(alice, "admin_present", by="admin:test")
+    privacy.consent(ticket, confirmed_by="admin:test")
+    e = unit_vector(4)
+    for extra in (np.float32(0.0), np.float32(0.31)):  # 0.0 keeps the norm at 1
+        longer = np.append(e, extra).astype(np.float32)
+        longer /= np.linalg.norm(longer)
+        with pytest.raises(Exception, match="128"):
+            privacy.enrol(alice, longer)
+    assert privacy.vault.count() == 0
+
+
 def test_withdrawal_in_another_process_stops_matching_at_once(privacy, alice, data_dir, clock):
     e = unit_vector(5)
     enrol(privacy, alice, e)
