@@ -27,9 +27,17 @@ WORK = "/tmp/work"  # face_site puts the gate's data dir in WORK/data, on the fr
 DATA = WORK + "/data"
 CWD = "/var/tmp/cwd"
 
-#: Run inside the namespace: every temp directory an empty tmpfs, then Python.
+#: The host's tree, seen again inside the namespace under this path (a tmpfs over
+#: /mnt holds it): a checkout, venv or photo folder under /tmp stays reachable once
+#: /tmp is an empty tmpfs, and the listing (temp dirs only) does not walk it.
+HOST = "/mnt/doorpi-host"
+
+#: Run inside the namespace: the host tree kept under HOST, every temp directory
+#: an empty tmpfs, then Python.
 WRAP = (
     "set -e; "
+    + f"mount -t tmpfs doorpi-host /mnt; mkdir {HOST}; mount --rbind / {HOST}; "
+    + f"mount --make-rprivate {HOST}; "
     + " ".join(f"mount -t tmpfs doorpi-probe {d};" for d in TEMP_MOUNTS)
     + (f' mkdir -p {CWD}; cd {CWD}; exec "$0" -c "$@"')
 )
@@ -90,19 +98,29 @@ print(json.dumps({"before": before, "after": listing(), "cwd": sorted(os.listdir
 )
 
 
+def host(path: str) -> str:
+    """A host path as the namespace reaches it (under HOST; the venv's own path, not
+    its target, so Python still finds its pyvenv.cfg)."""
+    return HOST + os.path.abspath(path)
+
+
 def in_namespace(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -c code args`` with fresh tmpfs temp dirs (root: unshare, mount)."""
     for tool in ("unshare", "mount"):
         assert shutil.which(tool), f"{tool} not found: this test needs util-linux (root)"
     assert os.geteuid() == 0, "this test needs root for a private mount namespace"
     cmd = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", WRAP,
-           sys.executable, code, *args]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+           host(sys.executable), code, *args]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": host(str(REPO / "src"))}
+    for var in ("DOORPI_MODELS_DIR", "XDG_CACHE_HOME"):
+        if env.get(var):
+            env[var] = host(env[var])
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_a_real_gate_enrolment_writes_no_file_outside_its_database(faces_dir):
-    proc = in_namespace(DRIVER, str(faces_dir), str(REPO / "tests" / "privacy"), WORK)
+    proc = in_namespace(DRIVER, host(str(Path(faces_dir).resolve())),
+                        host(str(REPO / "tests" / "privacy")), WORK)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["enrolled"] == 1 and out["granted"][-1] == ["card", "face"]  # it really ran
