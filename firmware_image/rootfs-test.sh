@@ -293,7 +293,7 @@ rm -f "$ROOT/tmp/no-network.sh"
 # Keys as doorpi-firstboot.service makes them. Until the lead registers `keys` in the
 # CLI, the module's own parser is driven directly (same code, same arguments).
 SKIP="reader,camera,gpio"
-KEYS_INIT=(/opt/doorpi/venv/bin/doorpi --config /etc/doorpi/doorpi.toml keys init)
+KEYS_INIT=(/opt/doorpi/venv/bin/doorpi --config /etc/doorpi/doorpi.toml keys init --tpm-if-present /dev/tpmrm0)
 if ! in_root /opt/doorpi/venv/bin/doorpi keys --help >/dev/null 2>&1; then
 	KEYS_INIT=(/opt/doorpi/venv/bin/python -c '
 import argparse, sys
