@@ -87,6 +87,11 @@ for lock in "${LOCKS[@]}"; do
 		-r "$lock"
 	cp "$lock" "$FILES/wheels/"
 done
+# The TPM key root's tpm2-pytss: a source archive (no aarch64 wheel) and its pure-Python
+# dependency, checked against their sha256; 01-run-chroot.sh builds it against libtss2.
+"$PYTHON" -m pip download --dest "$FILES/wheels" --no-binary=tpm2-pytss --no-deps --require-hashes \
+	-r "$HERE/requirements-tpm.lock"
+cp "$HERE/requirements-tpm.lock" "$FILES/wheels/"
 if [[ -d "$REPO/models/build" ]]; then
 	cp -r "$REPO/models/build" "$FILES/models"
 	cp "$REPO/models/manifest.toml" "$FILES/models/manifest.toml"

@@ -67,6 +67,10 @@ PACKAGES="python3,python3-venv,python3-pip,python3-numpy,python3-nacl,python3-cr
 # What Raspberry Pi OS Lite brings that opens a network surface (mDNS, DHCP on a USB
 # adapter, Wi-Fi, Bluetooth, SSH): installed here so the image's own removal step
 # (stage-doorpi/00-system/02-run-chroot.sh) is proven against the real packages.
+# The TPM key root: the stage's libtss2 runtime (00-system/00-packages) and the build
+# tools 01-run-chroot.sh installs for tpm2-pytss's source archive (and purges there).
+PACKAGES="$PACKAGES,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-tcti-device0,libtss2-fapi1,libtss2-rc0,libtss2-mu0,libtss2-sys1,tpm-udev"
+PACKAGES="$PACKAGES,gcc,pkg-config,libtss2-dev,python3-dev,python3-setuptools,python3-setuptools-scm,python3-pkgconfig,python3-packaging"
 PACKAGES="$PACKAGES,systemd,avahi-daemon,network-manager,wpasupplicant,bluez,openssh-server"
 KEY="$(printf '%s %s %s %s' "$SUITE" "$ARCH" "$PACKAGES" "v1" | sha256sum | cut -c1-16)"
 BASE="$CACHE/$SUITE-$ARCH-$KEY.tar"
@@ -169,6 +173,10 @@ for lock in "${LOCKS[@]}"; do
 		--abi cp311 --abi abi3 --abi none -r "$lock" || die "locked download failed: $lock"
 	cp "$lock" "$WHEELS/"
 done
+# As build.sh: tpm2-pytss as its locked source archive, built inside the rootfs.
+"$REPO/.venv/bin/pip" download --quiet --dest "$WHEELS" --no-binary=tpm2-pytss --no-deps \
+	--require-hashes -r "$HERE/requirements-tpm.lock" || die "locked download failed: requirements-tpm.lock"
+cp "$HERE/requirements-tpm.lock" "$WHEELS/"
 
 # Same layout as stage-doorpi/01-doorpi/00-run.sh + 01-run-chroot.sh.
 install -d -m 0755 "$ROOT/opt/doorpi" "$ROOT/etc/doorpi" "$ROOT/opt/doorpi/libexec"
@@ -222,13 +230,16 @@ in_root /bin/sh -ec '
 	python3 -m venv --system-site-packages /opt/doorpi/venv
 	# As the image (01-run-chroot.sh): the locked wheels with their hashes, no resolver;
 	# numpy, pyscard and evdev are Debian'"'"'s, through --system-site-packages.
-	for lock in /tmp/wheels/requirements*.lock; do
+	# The base lock first: the tpm2-pytss build takes cffi, cryptography, pycparser from it.
+	for name in requirements.lock requirements-face.lock requirements-tpm.lock; do
+		[ -f "/tmp/wheels/$name" ] || continue
 		/opt/doorpi/venv/bin/pip install --quiet --no-index --find-links /tmp/wheels \
-			--require-hashes --no-deps -r "$lock"
+			--require-hashes --no-deps --no-build-isolation -r "/tmp/wheels/$name"
 	done
 	/opt/doorpi/venv/bin/pip install --quiet --no-index --no-deps /tmp/wheels/doorpi-*.whl
 	/opt/doorpi/venv/bin/pip check
 	/opt/doorpi/venv/bin/python -c "import smartcard, evdev"
+	/opt/doorpi/venv/bin/python -c "from tpm2_pytss import ESAPI, TCTILdr"
 	rm -rf /tmp/wheels
 '
 # The venv must import the system numpy (the one python3-picamera2 uses), never its own.
@@ -293,7 +304,7 @@ rm -f "$ROOT/tmp/no-network.sh"
 # Keys as doorpi-firstboot.service makes them. Until the lead registers `keys` in the
 # CLI, the module's own parser is driven directly (same code, same arguments).
 SKIP="reader,camera,gpio"
-KEYS_INIT=(/opt/doorpi/venv/bin/doorpi --config /etc/doorpi/doorpi.toml keys init)
+KEYS_INIT=(/opt/doorpi/venv/bin/doorpi --config /etc/doorpi/doorpi.toml keys init --tpm-if-present /dev/tpmrm0)
 if ! in_root /opt/doorpi/venv/bin/doorpi keys --help >/dev/null 2>&1; then
 	KEYS_INIT=(/opt/doorpi/venv/bin/python -c '
 import argparse, sys

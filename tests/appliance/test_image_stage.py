@@ -89,6 +89,7 @@ def test_packages_cover_what_the_units_and_gate_need() -> None:
         "exfatprogs",  # exFAT sticks
         "overlayroot",  # read-only root
         "initramfs-tools",  # overlayroot runs in the initramfs
+        "tpm-udev",  # /dev/tpmrm0 group tss, which the units' SupplementaryGroups=tss rely on
     }
     assert needed <= packages, needed - packages
     # Tools the sync helper calls are in the lists' packages.
@@ -154,7 +155,7 @@ def test_image_ships_the_face_runtime_on_the_system_numpy() -> None:
 
     # The opt-in qemu test installs it the same way and runs the real pipeline.
     rootfs = (IMAGE / "rootfs-test.sh").read_text()
-    assert "requirements*.lock" in rootfs and "pip check" in rootfs
+    assert INSTALL_ORDER in rootfs and "pip check" in rootfs
     assert "rootfs-face-check.py" in rootfs and (IMAGE / "rootfs-face-check.py").is_file()
     # The known answers travel with the models; the qemu test proves they catch a bad CPU.
     assert 'cp "$REPO/models/kat.json" "$FILES/models/kat.json"' in build
@@ -541,7 +542,9 @@ def _lock_pins(name: str) -> dict[str, tuple[str, list[str]]]:
     return pins
 
 
-@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-face.lock"])
+@pytest.mark.parametrize(
+    "lock", ["requirements.lock", "requirements-face.lock", "requirements-tpm.lock"]
+)
 def test_image_locks_pin_the_tested_versions_with_hashes(lock: str) -> None:
     from importlib.metadata import version
 
@@ -559,6 +562,60 @@ def test_image_locks_pin_the_tested_versions_with_hashes(lock: str) -> None:
     assert not {"numpy", "pyscard", "evdev"} & set(pins)
     if lock == "requirements-face.lock":
         assert "ai-edge-litert" in pins
+    if lock == "requirements-tpm.lock":
+        assert "tpm2-pytss" in pins
+        assert not set(pins) & set(_lock_pins("requirements.lock")), "each package locked once"
+
+
+# The order both image scripts install the locks in: the tpm2-pytss build (no build
+# isolation, offline) takes cffi, cryptography and pycparser from the base lock.
+INSTALL_ORDER = "for name in requirements.lock requirements-face.lock requirements-tpm.lock; do"
+
+
+def _tpm_linked_libraries() -> set[str]:
+    """Debian packages holding the libtss2 libraries the test venv's tpm2-pytss links
+    (ldd, then dpkg -S): what the image's built copy links too (same libtss2 3.2.1)."""
+    import tpm2_pytss
+
+    ext = next(Path(tpm2_pytss.__file__).parent.glob("_libtpm2_pytss*.so"))
+    ldd = subprocess.run(["ldd", str(ext)], capture_output=True, text=True, check=True).stdout
+    paths = re.findall(r"=> (\S*libtss2[^ ]*\.so[^ ]*)", ldd)
+    assert paths, ldd
+    owners = subprocess.run(["dpkg", "-S", *(os.path.realpath(p) for p in paths)],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return {line.split(":")[0] for line in owners.splitlines()}
+
+
+def test_image_builds_tpm2_pytss_from_its_locked_source_against_libtss2() -> None:
+    """tpm2-pytss has no aarch64 wheel (and Debian's python3-tpm2-pytss 1.2 does not
+    import beside the venv's cryptography): the image downloads its locked source archive,
+    builds it in the chroot offline, proves it imports after the build tools are purged,
+    and keeps every libtss2 library it links."""
+    lock = (IMAGE / "requirements-tpm.lock").read_text()
+    assert "# tpm2-pytss: source archive" in lock
+    for script in (IMAGE / "build.sh", IMAGE / "rootfs-test.sh"):
+        text = script.read_text()
+        dl = text.index('-r "$HERE/requirements-tpm.lock"')
+        line_start = text.rindex("pip", 0, dl)
+        assert "--no-binary=tpm2-pytss" in text[line_start:dl], script
+        assert "--require-hashes" in text[line_start:dl], script
+    chroot = (STAGE / "01-doorpi" / "01-run-chroot.sh").read_text()
+    rootfs = (IMAGE / "rootfs-test.sh").read_text()
+    for text in (chroot, rootfs):
+        loop = text.index(INSTALL_ORDER)
+        assert "--no-index" in text[loop:] and "--no-build-isolation" in text[loop:]
+    # Built, imported, build tools purged, imported again, before the wheels go.
+    built = chroot.index("from tpm2_pytss import ESAPI, TCTILdr")
+    purge = chroot.index("apt-get purge -y --auto-remove $added")
+    again = chroot.index("from tpm2_pytss import ESAPI, TCTILdr", purge)
+    assert built < purge < again < chroot.index("rm -rf /opt/doorpi/wheels")
+    assert "libtss2-dev" in re.search(r'TPM_BUILD_DEPS="([^"]+)"', chroot).group(1)
+    # The runtime libraries are packages of their own (not purged with libtss2-dev).
+    needed = _tpm_linked_libraries() | {"libtss2-tcti-device0"}  # TCTI "device:/dev/tpmrm0"
+    packages = package_list()
+    assert needed <= packages, needed - packages
+    assert needed <= set(re.search(r'PACKAGES="\$PACKAGES,(libtss2[^"]+)"', rootfs)
+                         .group(1).split(","))  # fmt: skip
 
 
 def test_image_installs_only_locked_wheels() -> None:

@@ -33,6 +33,10 @@ UNITS = [
 # Executables the units start, relative to the device root.
 EXECUTABLES = ["opt/doorpi/venv/bin/doorpi", "opt/doorpi/libexec/doorpi-usb-sync"]
 SECURITY_LIMIT = 2.0
+# The TPM key root's device (docs/keys.md) and its device-cgroup rule: the kernel's tpm
+# driver registers one char region named "tpm" (/proc/devices) for tpmN and tpmrmN.
+TPM_DEVICE = "/dev/tpmrm0"
+TPM_ALLOW = "char-tpm rw"
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 assert SYSTEMD_ANALYZE, "systemd-analyze is required (apt-get install systemd)"
@@ -180,7 +184,7 @@ def test_gate_unit_settings() -> None:
     }
     for key, value in expect.items():
         assert unit.get(key) == value, key
-    assert set(unit["Service.SupplementaryGroups"][0].split()) == {"gpio", "video", "input"}
+    assert set(unit["Service.SupplementaryGroups"][0].split()) == {"gpio", "video", "input", "tss"}
     assert unit["Service.ExecStart"][0].endswith(" run")
     assert "/etc/doorpi/doorpi.toml" in unit["Service.ExecStart"][0]
     # Whenever the gate stops (crash, exit 2, watchdog) the strike line is driven safe.
@@ -193,6 +197,7 @@ def test_gate_unit_settings() -> None:
     allowed = {line.split()[0] for line in unit["Service.DeviceAllow"]}
     assert "char-gpiochip" in allowed and "char-video4linux" in allowed
     assert not any(dev.startswith("block-") for dev in allowed), "the gate needs no disk"
+    assert TPM_ALLOW in unit["Service.DeviceAllow"], "the TPM key root (docs/keys.md)"
 
 
 def test_sync_unit_mounts_privately() -> None:
@@ -212,9 +217,64 @@ def test_sync_unit_mounts_privately() -> None:
 def test_firstboot_runs_only_without_keys() -> None:
     unit = parse_unit(UNITS_DIR / "doorpi-firstboot.service")
     assert unit["Unit.ConditionPathExists"] == [f"!/var/lib/doorpi/keys/{GATE_SIGN_FILE}"]
-    assert unit["Service.ExecStart"][0].endswith("keys init")
+    # The key root goes into the TPM when there is one (tests/privacy: --tpm-if-present).
+    assert unit["Service.ExecStart"][0].endswith(f"keys init --tpm-if-present {TPM_DEVICE}")
     assert "console" in unit["Service.StandardOutput"][0]
     assert "doorpi.service" in unit["Unit.Before"][0]
+
+
+def test_firstboot_may_open_the_tpm_and_no_other_device() -> None:
+    """PrivateDevices=yes gave way to the device cgroup so /dev/tpmrm0 can be opened:
+    the TPM is the one device added, and @raw-io stays denied as PrivateDevices did."""
+    unit = parse_unit(UNITS_DIR / "doorpi-firstboot.service")
+    assert unit["Service.DevicePolicy"] == ["closed"]
+    assert unit["Service.DeviceAllow"] == [TPM_ALLOW]
+    assert unit["Service.SupplementaryGroups"] == ["tss"]
+    assert unit["Service.CapabilityBoundingSet"] == [""]
+    assert unit["Service.PrivateNetwork"] == ["yes"]
+    denied = " ".join(v[1:] for v in unit["Service.SystemCallFilter"] if v.startswith("~"))
+    assert {"@raw-io", "@privileged"} <= set(denied.split())
+
+
+def test_units_that_open_the_store_reach_the_tpm_key_root() -> None:
+    """Every unit whose process reads the device key (gate, first boot, USB import) may
+    open /dev/tpmrm0 (group tss, "tpm" device class); the selftest and settings units,
+    which never read a key, may not."""
+    for name in ("doorpi.service", "doorpi-firstboot.service", "doorpi-sync@.service"):
+        assert TPM_ALLOW in parse_unit(UNITS_DIR / name)["Service.DeviceAllow"], name
+    for name in ("doorpi-selftest.service", "doorpi-settings.service"):
+        unit = parse_unit(UNITS_DIR / name)
+        assert not any("tpm" in v for v in unit.get("Service.DeviceAllow", [])), name
+        assert "tss" not in " ".join(unit.get("Service.SupplementaryGroups", [])), name
+    # The import runs as the gate's user with its groups cleared but for tss.
+    script = (UNITS_DIR / "doorpi-usb-sync").read_text()
+    assert "getent group tss" in script and '"$gate_groups"' in script
+    assert re.search(r'as_gate\(\) \{ setpriv [^}]*"\$gate_groups"', script)
+    assert re.search(r"as_stick\(\) \{ setpriv [^}]*--clear-groups", script)
+
+
+def test_usb_sync_gives_the_gate_user_group_tss_alone(tmp_path: Path) -> None:
+    """The import's privilege drop keeps tss (the TPM) and nothing else: the script's
+    own as_gate() run with a stand-in setpriv that prints its arguments."""
+    script = (UNITS_DIR / "doorpi-usb-sync").read_text()
+    start = script.index('tss="$(getent group tss')
+    end = script.index("\n", script.index("as_gate()")) + 1
+    probe = tmp_path / "probe.sh"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, body in {"setpriv": 'echo "$@"', "getent": 'echo "tss:x:4242:"'}.items():
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    probe.write_text("uid=7\ngid=8\n" + script[start:end] + "as_gate doorpi sync import -\n")
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    out = subprocess.run(["sh", str(probe)], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()  # fmt: skip
+    assert out[:3] == ["--reuid=7", "--regid=8", "--groups=4242"], out
+    assert "--clear-groups" not in out and out[-4:] == ["doorpi", "sync", "import", "-"]
+    (bin_dir / "getent").write_text("#!/bin/sh\nexit 2\n")  # no tss group on this root
+    out = subprocess.run(["sh", str(probe)], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()  # fmt: skip
+    assert out[:3] == ["--reuid=7", "--regid=8", "--clear-groups"], out
 
 
 def test_udev_rule_starts_sync_only_for_usb_filesystems() -> None:
@@ -267,7 +327,7 @@ def test_sysusers_and_tmpfiles_create_user_and_private_data_dir(tmp_path: Path) 
         line.split(":")[0]: line.split(":")[3].split(",")
         for line in (tmp_path / "etc/group").read_text().splitlines()
     }
-    for group in ("gpio", "video", "input"):
+    for group in ("gpio", "video", "input", "tss"):
         assert "doorpi" in groups[group]
     # The stick's own user: a system user apart from the gate's, in none of its groups.
     stick = passwd["doorpi-stick"]

@@ -256,3 +256,47 @@ def test_keys_init_with_a_tpm_never_writes_the_master_to_the_card(
         )  # fmt: skip
         assert again.returncode != 0 and "keys exist already" in again.stderr
         assert "Traceback" not in again.stderr
+
+
+def test_first_boot_takes_the_tpm_only_when_the_device_is_there(
+    tmp_path: Path, cfg_path: Path
+) -> None:
+    """doorpi-firstboot.service runs `keys init --tpm-if-present /dev/tpmrm0`: no such
+    device makes file keys and says so; a device that is there but is no working TPM
+    is one line and no key at all (never a silent fall back to keys on the card)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    keys = cfg_path.parent / "data" / "keys"
+
+    def init(device: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "doorpi", "--config", str(cfg_path), "keys", "init",
+             "--tpm-if-present", str(device)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+
+    broken = tmp_path / "tpmrm0"
+    broken.write_bytes(b"")  # there, but answers no TPM command
+    r = init(broken)
+    assert r.returncode != 0
+    assert f"device:{broken}" in r.stderr and "TPM" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (keys / "device.key").exists() and not (keys / "gate-ed25519.key").exists()
+    assert open_root(keys).kind == "file"  # nothing recorded: the next boot tries again
+
+    r = init(tmp_path / "absent")
+    assert r.returncode == 0, r.stderr
+    assert "key root: files on the SD card (no TPM)" in r.stdout, r.stdout
+    assert (keys / "device.key").stat().st_size == 32
+    assert open_root(keys).kind == "file"
+    assert_human(r.stdout)
+
+
+def test_keys_init_takes_one_tpm_choice(cfg_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    r = subprocess.run(
+        [sys.executable, "-m", "doorpi", "--config", str(cfg_path), "keys", "init",
+         "--tpm", "device:/dev/tpmrm0", "--tpm-if-present", "/dev/tpmrm0"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "exclude each other" in r.stderr, r.stderr
+    assert not (cfg_path.parent / "data" / "keys" / "gate-ed25519.key").exists()

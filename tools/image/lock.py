@@ -4,7 +4,9 @@ checkout's test venv runs, each with the sha256 of the aarch64 wheel pip fetches
     .venv/bin/python tools/image/lock.py     (make image-lock)
 
 firmware_image/requirements.lock holds doorpi's runtime closure, and
-requirements-face.lock what the `face` extra adds. build.sh and rootfs-test.sh
+requirements-face.lock what the `face` extra adds, requirements-tpm.lock what the
+`tpm` extra adds (the TPM key root; tpm2-pytss as its source archive: SOURCE_BUILT).
+build.sh and rootfs-test.sh
 download and install exactly these with ``pip --require-hashes --no-deps``, so
 the image gets the versions the tests ran and a changed file on PyPI fails the
 build. Not pinned: what Raspberry Pi OS provides through --system-site-packages
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from packaging.markers import Marker
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "firmware_image"
@@ -38,6 +40,13 @@ TARGET = {"python_version": "3.11", "python_full_version": "3.11.2", "os_name": 
 # rootfs-test.sh runs the real face pipeline on exactly these versions under qemu.
 IMAGE_PINS = {
     "ml-dtypes": ("0.5.4", "0.6 requires numpy>=2; 0.5.4 takes numpy>=1.23.3 on Python 3.11"),
+}
+# No aarch64 wheel on PyPI: locked as the source archive's sha256, downloaded as it and
+# built in the image against Raspberry Pi OS's C library (01-run-chroot.sh).
+# (Debian's python3-tpm2-pytss 1.2.0 is older than the tests' and does not import beside
+# the venv's cryptography: TypeError on RSAPrivateNumbers.)
+SOURCE_BUILT = {
+    "tpm2-pytss": "no aarch64 wheel on PyPI; the image builds it against libtss2 (libtss2-dev)",
 }
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 37)]
 
@@ -81,15 +90,28 @@ def lock(pins: dict[str, str], path: Path) -> None:
                "--abi", "cp311", "--abi", "abi3", "--abi", "none", "--dest", tmp]  # fmt: skip
         for p in PLATFORMS:
             cmd += ["--platform", p]
-        subprocess.run(cmd + [f"{n}=={v}" for n, v in sorted(pins.items())], check=True)
+        wheels = [f"{n}=={v}" for n, v in sorted(pins.items()) if n not in SOURCE_BUILT]
+        sources = [f"{n}=={v}" for n, v in sorted(pins.items()) if n in SOURCE_BUILT]
+        if wheels:
+            subprocess.run(cmd + wheels, check=True)
+        if sources:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                            "--no-binary", ",".join(SOURCE_BUILT), "--dest", tmp, *sources],
+                           check=True)  # fmt: skip
         hashes: dict[str, list[str]] = {}
-        for whl in sorted(Path(tmp).glob("*.whl")):
-            name = canonicalize_name(parse_wheel_filename(whl.name)[0])
+        for whl in sorted(Path(tmp).iterdir()):
+            if whl.suffix == ".whl":
+                name = canonicalize_name(parse_wheel_filename(whl.name)[0])
+            else:
+                name = canonicalize_name(parse_sdist_filename(whl.name)[0])
             hashes.setdefault(name, []).append(hashlib.sha256(whl.read_bytes()).hexdigest())
     missing = set(pins) - set(hashes)
     if missing:
         sys.exit(f"lock: no aarch64 wheel downloaded for {', '.join(sorted(missing))}")
     lines = ["# Written by tools/image/lock.py from the test venv; do not edit.\n"]
+    for name, why in sorted(SOURCE_BUILT.items()):
+        if name in pins:
+            lines.append(f"# {name}: source archive, {why}\n")
     for name, (ver, why) in sorted(IMAGE_PINS.items()):
         if name in pins:
             lines.append(f"# {name}=={ver}, not the tests' version: {why}\n")
@@ -104,8 +126,10 @@ def lock(pins: dict[str, str], path: Path) -> None:
 def main() -> None:
     base = closure("doorpi")
     face = {k: v for k, v in closure("doorpi", ("face",)).items() if k not in base}
+    tpm = {k: v for k, v in closure("doorpi", ("tpm",)).items() if k not in base}
     lock(base, OUT / "requirements.lock")
     lock(face, OUT / "requirements-face.lock")
+    lock(tpm, OUT / "requirements-tpm.lock")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--tpm", metavar="TCTI", nargs="?", const="device:/dev/tpmrm0",
                       help="make the device master and vault key in a TPM 2.0, never on the "
                            "SD card (default TCTI device:/dev/tpmrm0)")  # fmt: skip
+    init.add_argument("--tpm-if-present", metavar="DEVICE", type=Path,
+                      help="the image's first boot: --tpm device:DEVICE when DEVICE exists "
+                           "(e.g. /dev/tpmrm0), else the keys on the SD card")  # fmt: skip
     init.set_defaults(func=cmd_init)
     tpm = ks.add_parser("use-tpm", help="move the device key and face vault key into a TPM 2.0")
     tpm.add_argument("--tcti", default="device:/dev/tpmrm0", help="TPM access (tpm2-tss TCTI)")
@@ -69,15 +72,24 @@ def identity(cfg: common.Config) -> GateIdentity:
 
 def cmd_init(args: argparse.Namespace) -> int:
     cfg = common.config(args)
-    if getattr(args, "tpm", None):
-        _root_in_tpm(cfg, args.tpm)
+    tcti = getattr(args, "tpm", None)
+    device = getattr(args, "tpm_if_present", None)
+    if tcti and device:
+        raise CliError("keys init: --tpm and --tpm-if-present exclude each other")
+    if device is not None and device.exists():
+        # A TPM that is there but fails is an error, never a silent fall back to the card.
+        tcti = f"device:{device}"
+    if tcti:
+        _root_in_tpm(cfg, tcti)
     try:
         gate = GateIdentity.create(cfg.keys_dir, cfg.door.name)
     except KeyFileError as exc:
         raise CliError(str(exc)) from None
     DeviceSecrets.load_or_create(cfg.keys_dir)
     from doorpi.settings import gate_name
+    from doorpi.store.keyroot import open_root
 
+    print(f"key root: {open_root(cfg.keys_dir).holds()}")  # before the fingerprint, kept last
     print(f"gate {gate_name(cfg, gate.fingerprint)!r}: keys created in {cfg.keys_dir}")
     print(f"gate fingerprint: {pretty(gate.fingerprint)}")
     return 0
