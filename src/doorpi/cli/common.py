@@ -110,6 +110,31 @@ def parse_date(text: str | None, flag: str, until: bool = False) -> float | None
         ) from None
 
 
+def new_pin(args: argparse.Namespace, cfg: Config, what: str = "PIN") -> str:
+    """A new PIN from stdin (``--stdin``) or typed twice without echo, as keypad
+    digits (full-width read as 0-9) and within the keypad's PIN rules.
+
+    Raises `CliError` (one line) when the two typings differ or the PIN breaks a rule.
+    """
+    import getpass
+
+    from doorpi import validation
+    from doorpi.store.credentials import PinPolicyError, check_pin_rules
+
+    if args.stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        pin = getpass.getpass(f"new {what}: ")
+        if getpass.getpass("again: ") != pin:
+            raise CliError(f"the two {what}s differ")
+    try:
+        pin = validation.pin_digits(pin)
+        check_pin_rules(pin, cfg.keypad.pin_min_length, cfg.keypad.pin_max_length)
+    except (validation.InputError, PinPolicyError) as exc:
+        raise CliError(str(exc)) from None
+    return pin
+
+
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, ensure_ascii=False, indent=2, default=str)
     sys.stdout.write("\n")

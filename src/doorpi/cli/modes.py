@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import sys
 import time
 
 from doorpi import validation
 from doorpi.cli import CliError, common
-from doorpi.store.credentials import PinPolicyError, check_pin_rules, hash_pin, verify_pin
+from doorpi.store.credentials import hash_pin, verify_pin
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,17 +103,7 @@ def cmd_duress_set(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
     common.resident(store, args.id)
-    if args.stdin:
-        pin = sys.stdin.readline().strip()
-    else:
-        pin = getpass.getpass("duress PIN: ")
-        if getpass.getpass("again: ") != pin:
-            raise CliError("the two PINs differ")
-    try:
-        pin = validation.pin_digits(pin)
-        check_pin_rules(pin, cfg.keypad.pin_min_length, cfg.keypad.pin_max_length)
-    except (validation.InputError, PinPolicyError) as exc:
-        raise CliError(str(exc)) from None
+    pin = common.new_pin(args, cfg, "duress PIN")
     own = store.residents.pin_hash(args.id)
     if own is not None and verify_pin(store.secrets, own, pin):
         raise CliError("the duress PIN must differ from the resident's PIN")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 import time
 from typing import Any
 
 from doorpi import validation
 from doorpi.cli import CliError, common, human
-from doorpi.store.credentials import PinPolicyError, card_hash, check_pin_rules, hash_pin
+from doorpi.store.credentials import card_hash, hash_pin
 from doorpi.store.residents import ResidentError
 
 
@@ -286,17 +285,7 @@ def cmd_pin_set(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
     common.resident(store, args.id)
-    if args.stdin:
-        pin = sys.stdin.readline().strip()
-    else:
-        pin = getpass.getpass("new PIN: ")
-        if getpass.getpass("again: ") != pin:
-            raise CliError("the two PINs differ")
-    try:
-        pin = validation.pin_digits(pin)  # full-width digits read as the keypad's 0-9
-        check_pin_rules(pin, cfg.keypad.pin_min_length, cfg.keypad.pin_max_length)
-    except (validation.InputError, PinPolicyError) as exc:
-        raise CliError(str(exc)) from None
+    pin = common.new_pin(args, cfg)
     h = hash_pin(store.secrets, pin, cfg.pin.opslimit, cfg.pin.memlimit_kib)
     store.residents.set_pin_hash(args.id, h, time.time())
     common.audit_admin(store, "pin_set", resident_id=args.id)

@@ -215,14 +215,20 @@ def parse_roster(doc: dict[str, Any], tag_key: bytes) -> Roster:
     return Roster(str(site.get("name", "")), residents, modes)
 
 
-def load_roster(path: Path, tag_key: bytes) -> Roster:
-    """Read and validate; every failure is one `RosterError` line starting with the file."""
+def read_roster_bytes(path: Path) -> bytes:
+    """The roster file's bytes, at most `MAX_ROSTER_BYTES`; `RosterError` naming it otherwise."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise RosterError(f"{path}: cannot read: {exc.strerror}") from None
     if len(data) > MAX_ROSTER_BYTES:
         raise RosterError(f"{path}: larger than {MAX_ROSTER_BYTES // 2**20} MiB")
+    return data
+
+
+def load_roster(path: Path, tag_key: bytes) -> Roster:
+    """Read and validate; every failure is one `RosterError` line starting with the file."""
+    data = read_roster_bytes(path)
     try:
         text = decode_text_file(data)  # UTF-8, a Windows BOM is fine
     except InputError as exc:

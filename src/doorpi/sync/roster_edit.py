@@ -21,7 +21,7 @@ from tomlkit.exceptions import TOMLKitError
 
 from doorpi import validation
 from doorpi.fsutil import write_atomic
-from doorpi.sync.roster import MAX_ROSTER_BYTES, RosterError, load_roster, parse_roster
+from doorpi.sync.roster import RosterError, load_roster, parse_roster, read_roster_bytes
 from doorpi.validation import InputError, decode_text_file
 
 #: The roster's default place in the admin directory (``doorpi admin card issue``
@@ -55,12 +55,7 @@ def add_card(path: Path, resident: str, uid: bytes, label: str, tag_key: bytes) 
     is already another resident's, or the edited roster would not validate
     (then nothing is written).
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RosterError(f"{path}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_ROSTER_BYTES:
-        raise RosterError(f"{path}: larger than {MAX_ROSTER_BYTES // 2**20} MiB")
+    data = read_roster_bytes(path)
     try:
         text = decode_text_file(data)
         doc = tomlkit.parse(text)
