@@ -120,13 +120,13 @@ def test_every_bad_cell_is_named_by_row_and_column(site, tmp_path):
     # Cells that read fine but break a roster rule come after the layout is right.
     text = text.replace("2027-13-45", "2027-06-30").replace("maybe", "no")
     lines = _errors(site, tmp_path, text, "zh")
-    assert lines == ["in.csv: 第 3 行，D 列（keypad）：must be 1 to 8 digits 0-9, got '10x'"]
+    assert lines == ["in.csv: 第 3 行，D 列（keypad）：须为 1 到 8 位数字 0-9，而不是 '10x'"]
 
 
 def test_a_keypad_number_given_twice_names_the_second_row(site, tmp_path):
     text = "编号,姓名,键盘号\na,A,101\nb,B,102\nc,C,101\n"
     (line,) = _errors(site, tmp_path, text, "zh")
-    assert line == "in.csv: 第 4 行，C 列（键盘号）：101 is also given to a"
+    assert line == "in.csv: 第 4 行，C 列（键盘号）：101 已分配给 a"
 
 
 def test_a_schedule_the_gate_lacks_is_named_by_its_cell(site, tmp_path):
@@ -204,3 +204,86 @@ def test_cli_roster_import_export_and_refusal(tmp_path):
     assert "row 4, column C (keypad)" in bad.stdout
     slip = doorpi("roster", "pin-slip", "a-3101-wang", "--out", str(tmp_path / "slip.html"))
     assert slip.returncode == 0 and oct((tmp_path / "slip.html").stat().st_mode & 0o777) == "0o600"
+
+
+# One sheet per kind of reason the shared validators give (doorpi.validation,
+# the bundle and roster parsers, the gates' limits, the site's gate list): the
+# cell it names and the reason's code in doorpi.sync.reasons.
+HEAD = "key,name,unit,keypad,cards,valid_from,valid_until,schedule,gates\n"
+BAD_CELLS = [
+    ("key_format", "A B,A,,,,,,,\n", "A", 2),
+    ("missing", ",A,1,,,,,,\n", "A", 2),
+    ("key_twice", "a,A,,,,,,,\na,B,,,,,,,\n", "A", 3),
+    ("missing", "a,,,,,,,,\n", "B", 2),
+    ("text_long", "a," + "名" * 101 + ",,,,,,,\n", "B", 2),
+    ("text_char", "a,A\u202eB,,,,,,,\n", "B", 2),
+    ("text_long", "a,A," + "9" * 41 + ",,,,,,\n", "C", 2),
+    ("digits_got", "a,A,,10x,,,,,\n", "D", 2),
+    ("keypad_twice", "a,A,,101,,,,,\nb,B,,101,,,,,\n", "D", 3),
+    ("uid_hex", "a,A,,,04a1b,,,,\n", "E", 2),
+    ("uid_len", "a,A,,,04a1b2,,,,\n", "E", 2),
+    ("uid_zero", "a,A,,,00000000,,,,\n", "E", 2),
+    ("card_twice", "a,A,,,04a1b2c3,,,,\nb,B,,,04a1b2c3,,,,\n", "E", 3),
+    ("text_long", "a,A,,,04a1b2c3 (" + "x" * 41 + "),,,,\n", "E", 2),
+    ("list_limit", "a,A,,," + ";".join(f"04a1b2{i:02x}" for i in range(9)) + ",,,,\n", "E", 2),
+    ("time_range", "a,A,,,,9999-01-01,,,\n", "F", 2),
+    ("until_before_from", "a,A,,,,2027-06-30,2027-01-01,,\n", "G", 2),
+    ("printable", "a,A,,,,,," + "w" * 65 + ",\n", "H", 2),
+    ("schedule_known", "a,A,,,,,,weekends,\n", "H", 2),
+    ("gate_near", "a,A,,,,,,,north-gat\n", "I", 2),
+    ("gate", "a,A,,,,,,,south\n", "I", 2),
+]
+
+
+@pytest.mark.parametrize(("code", "row", "col", "line_no"), BAD_CELLS, ids=lambda v: str(v)[:14])
+def test_every_validator_reason_reads_in_the_admins_language(
+    site, tmp_path, code, row, col, line_no
+):
+    import re
+
+    from doorpi.sync.reasons import REASONS, reason_code
+
+    en = _errors(site, tmp_path, HEAD + row, "en")
+    zh = _errors(site, tmp_path, HEAD + row, "zh")
+    assert len(en) == len(zh) == 1, (en, zh)
+    # en: the validator's own words, and the reason is the one meant
+    en_at = re.search(rf"row {line_no}, column {col} \([a-z_]+\): ", en[0])
+    assert en_at is not None, en[0]
+    assert reason_code(en[0][en_at.end() :]) == code, en[0]
+    # zh: the cell and the reason in Chinese, not an English sentence
+    zh_at = re.search(rf"第 {line_no} 行，{col} 列（[a-z_]+）：", zh[0])
+    assert zh_at is not None, zh[0]
+    why = zh[0][zh_at.end() :]
+    assert re.search(r"[\u4e00-\u9fff]", why), zh[0]
+    assert not re.search(r"\b(must|is|are|has|not|also|given|the)\b", why), zh[0]
+    (entry,) = [r for r in REASONS if r.code == code]
+    assert why.startswith(re.split(r"\{", entry.zh)[0]), (why, entry.zh)
+
+
+def test_a_pin_the_gate_refuses_names_the_row_and_the_site_roster(site, tmp_path):
+    doc = desk.load_doc(site)
+    doc["residents"] = [{"key": "a", "name": "A", "pin": "1234"}]
+    desk.save_doc(site, doc)
+    (en,) = _errors(site, tmp_path, "key,name\na,A\n", "en")
+    assert en == (
+        "in.csv: gate 'north-gate': row 2 (the PIN kept in the site roster, not in the sheet): "
+        "a PIN has 6 to 8 digits"
+    )
+    (zh,) = _errors(site, tmp_path, "key,name\na,A\n", "zh")
+    assert zh == (
+        "in.csv: 门 'north-gate'：第 2 行（站点名册中保存的密码，不在表格中）："
+        "此门的密码须为 6 到 8 位数字"
+    )
+
+
+def test_a_required_column_the_sheet_lacks_is_named_as_a_header_to_add(site, tmp_path):
+    lines = _errors(site, tmp_path, "key,unit\na,1\nb,2\n", "en")
+    assert lines[0] == (
+        "in.csv: row 2: the sheet has no name column, and every resident needs one: "
+        "add a column headed name (or 姓名) and fill it in"
+    )
+    assert len(lines) == 2 and lines[1].startswith("in.csv: row 3: ")
+    zh = _errors(site, tmp_path, "编号,房号\na,1\n", "zh")
+    assert zh == [
+        "in.csv: 第 2 行：表格缺少“姓名”列，每位住户都必须填写：请添加标题为“姓名”（或 name）的列并填写"
+    ]

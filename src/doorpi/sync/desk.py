@@ -24,6 +24,7 @@ from doorpi.sync.admin import AdminError, AdminSite, BuiltBundle, GateRecord
 from doorpi.sync.bundle import FP_RE
 from doorpi.sync.importer import STICK_DIR
 from doorpi.sync.keys import KeyFileError, PublicIdentity, fingerprint_matches, pretty
+from doorpi.sync.reasons import translate, translate_prefix
 from doorpi.sync.report import SyncReport
 from doorpi.sync.roster import Roster, RosterError, parse_roster
 from doorpi.sync.rules import RULES_SUFFIX, GateRules, open_rules
@@ -131,23 +132,61 @@ _AT = re.compile(r"residents\[(\d+)\](?: \([^)]*\))?\.([a-z_]+)(?:\[\d+\])?(?:\.
 
 
 def _cell_line(
-    line: str, rows: list[int], cols: dict[str, tuple[int, str]], name: str, lang: str
+    line: str,
+    rows: list[int],
+    cols: dict[str, tuple[int, str]],
+    name: str,
+    lang: str,
+    tables: list[dict[str, Any]] | None = None,
 ) -> str | None:
-    """A roster message about residents[i].field as the sheet cell; None if not one."""
+    """A roster message about residents[i].field as the sheet cell, its reason in
+    ``lang`` (`doorpi.sync.reasons`); None if not one. ``tables`` (the rows read)
+    tells a required cell left blank from one filled in wrongly."""
     m = _AT.search(line)
     if m is None:
         return None
     i, fld, why = int(m.group(1)), m.group(2), m.group(3)
     fld = "share_face_with_site_gates" if fld == "share_with_site_gates" else fld
-    prefix = line[: m.start()]
-    row = rows[i] if i < len(rows) else i + 2
+    prefix = translate_prefix(line[: m.start()], lang)
+    row = _row(rows, i)
+    if fld in _REQUIRED and tables is not None and i < len(tables) and fld not in tables[i]:
+        why = "is missing"  # the validator saw None: "must be text", "must be a roster key"
+    # "also residents[3]" (a key given twice) names the sheet row instead
+    why = _IDX.sub(lambda k: f"row {_row(rows, int(k.group(1)))}", why)
     if fld in cols:
         j, head = cols[fld]
-        at = cell_where(lang, row, j, head)
-    else:  # a field the sheet does not carry (the PIN kept in the admin roster)
-        at = (f"第 {row} 行（{fld}，不在表格中）" if lang == "zh"
-              else f"row {row} ({fld}, not in the sheet)")  # fmt: skip
-    return f"{name}: {prefix}{at}{colon(lang)}{why}"
+        return (
+            f"{name}: {prefix}{cell_where(lang, row, j, head)}{colon(lang)}{translate(why, lang)}"
+        )
+    if fld in BY_FIELD and why == "is missing":  # a required column the sheet lacks
+        return f"{name}: {prefix}{_MISSING[lang].format(row=row, zh=BY_FIELD[fld].zh, en=BY_FIELD[fld].en)}"
+    what = _NOT_IN_SHEET[lang].get(fld) or (
+        BY_FIELD[fld].zh if fld in BY_FIELD and lang == "zh" else fld
+    )
+    at = (
+        f"第 {row} 行（{what}，不在表格中）"
+        if lang == "zh"
+        else f"row {row} ({what}, not in the sheet)"
+    )
+    return f"{name}: {prefix}{at}{colon(lang)}{translate(why, lang)}"
+
+
+_REQUIRED = ("key", "name")
+_IDX = re.compile(r"residents\[(\d+)\]")
+_MISSING = {
+    "en": "row {row}: the sheet has no {en} column, and every resident needs one: "
+    "add a column headed {en} (or {zh}) and fill it in",
+    "zh": "第 {row} 行：表格缺少“{zh}”列，每位住户都必须填写：请添加标题为“{zh}”（或 {en}）的列并填写",
+}
+_NOT_IN_SHEET = {  # fields kept in the site roster only
+    "en": {"pin": "the PIN kept in the site roster", "pin_tag": "the PIN kept in the site roster"},
+    "zh": {"pin": "站点名册中保存的密码", "pin_tag": "站点名册中保存的密码"},
+}
+
+
+def _row(rows: list[int], i: int) -> int:
+    """The sheet row of residents[i] (the header is row 1)."""
+    return rows[i] if i < len(rows) else i + 2
 
 
 def import_sheet(site: AdminSite, path: Path, lang: str) -> ImportResult:
@@ -174,7 +213,8 @@ def import_sheet(site: AdminSite, path: Path, lang: str) -> ImportResult:
             parse_roster({"site": doc.get("site", {}), "residents": [t]}, site.key.pin_tag_key)
         except RosterError as exc:
             line = str(exc).replace("residents[0]", f"residents[{i}]", 1)
-            problems.append(_cell_line(line, row_of, cols, path.name, lang) or line)
+            cell = _cell_line(line, row_of, cols, path.name, lang, fresh)
+            problems.append(cell or line)
     if problems:
         raise SheetError(problems)
     new_doc = {**doc, "residents": fresh}

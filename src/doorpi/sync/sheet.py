@@ -30,7 +30,7 @@ that is not UTF-8 is read as GB18030 (what Chinese Excel saves as "CSV").
 
 Every error names the spreadsheet cell as people see it ("row 7, column D
 (keypad)") in the admin's language; the reasons that come from the shared
-validators (`doorpi.validation`, `doorpi.sync.bundle`) stay in English.
+validators are put in it by `doorpi.sync.desk` (`doorpi.sync.reasons`).
 """
 
 from __future__ import annotations
