@@ -637,3 +637,19 @@ def test_image_wheel_carries_the_model_builds_hashes() -> None:
         cmp = text.index('cmp -s "$REPO/models/build/SHA256SUMS" "$REPO/src/doorpi/data/models')
         wheel = re.search(r'pip"? wheel', text)
         assert wheel and cmp < wheel.start(), script
+
+
+def test_image_lock_holds_every_runtime_dependency() -> None:
+    """`pip check` in the image fails on a dependency the lock lacks (tomli-w was
+    once missing, found only by `make image-test`): every requirement of doorpi
+    itself is pinned, apart from what Raspberry Pi OS provides."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {canonicalize_name(n) for n in _lock_pins("requirements.lock")}
+    system = {"numpy", "pyscard", "evdev"}
+    missing = [d for d in deps if canonicalize_name(Requirement(d).name) not in pins | system]
+    assert missing == [], f"firmware_image/requirements.lock lacks {missing}: make image-lock"
