@@ -269,7 +269,7 @@ cat > "$ROOT/boot/firmware/doorpi.toml" <<'TOML'
 name = "rootfs-gate"
 strike = "fail-safe"
 [gpio]
-strike = 7
+strike = 10
 [pin]
 opslimit = 1
 memlimit_kib = 8192
@@ -287,7 +287,7 @@ show() {
 		config show | grep -E "^$1 "
 }
 show door.name | grep -q '"rootfs-gate".*# installer' || die "door.name is not the installer's: $(show door.name)"
-show gpio.strike | grep -q '= 7 ' || die "gpio.strike is not the installer's"
+show gpio.strike | grep -q '= 10 ' || die "gpio.strike is not the installer's"
 
 log "network surface: the image's removal step, then network-surface-check.sh"
 in_root systemctl enable doorpi.service doorpi-firstboot.service doorpi-selftest.service \
