@@ -45,7 +45,17 @@ except ImportError:  # pragma: no cover
 NOW = 1_772_442_000.0  # 2026-03-02 09:00 UTC, a Monday
 ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
 BOB = {"name": "Bob", "keypad_id": "102", "cards": ["04b0b0b0b0b0b0"], "pin": "1357"}
-FACES = Path(os.environ.get("DOORPI_FACES_DIR", "/work/shared/faces"))
+
+
+def _faces() -> Path:
+    """The shared photos (``$DOORPI_SHARED_DIR`` or a ``shared`` folder above the clone)."""
+    from doorpi.fsutil import find_shared_dir
+
+    found = find_shared_dir(Path(__file__).resolve().parents[2], need="faces")
+    assert found, "shared photos not found (set DOORPI_SHARED_DIR to the folder holding faces/)"
+    return found / "faces"
+
+
 PIA = dict(
     purpose="Open the gate for residents who choose face entry.",
     necessity="Convenience; card and PIN stay at every door.",
@@ -272,8 +282,8 @@ def _face_site(tmp_path: Path) -> SimulatedSite:
 
 
 def _photo() -> np.ndarray:
-    photos = sorted(FACES.glob("*/*.jpg"))
-    assert photos, f"no photos under {FACES} (shared faces; DOORPI_FACES_DIR)"
+    photos = sorted(_faces().glob("*/*.jpg"))
+    assert photos, f"no photos under {_faces()} (shared faces)"
     return load_rgb(photos[0], max_side=640)
 
 

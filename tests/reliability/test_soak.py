@@ -5,7 +5,7 @@ grant on a one-resident site measured first in this process, and every decision 
 in the audit log.
 
 The face path runs all along, as on a gate with face on: the real TFLite models on
-photos from the shared faces set (DOORPI_FACES_DIR, default /work/shared/faces),
+photos from the shared faces set (found as the suite finds it: fsutil.find_shared_dir),
 fed by a camera double at up to 30 frames/s through the device's camera thread
 (`CameraLoop`), continuous trigger so every frame goes through the models.
 
@@ -49,7 +49,15 @@ PIN_COST = {
 }
 
 
-FACES = Path(os.environ.get("DOORPI_FACES_DIR", "/work/shared/faces"))
+def _faces() -> Path:
+    """The shared photos (``$DOORPI_SHARED_DIR`` or a ``shared`` folder above the clone)."""
+    from doorpi.fsutil import find_shared_dir
+
+    found = find_shared_dir(Path(__file__).resolve().parents[2], need="faces")
+    assert found, "shared photos not found (set DOORPI_SHARED_DIR to the folder holding faces/)"
+    return found / "faces"
+
+
 FACE_ON = {
     "face": {"enabled": True, "trigger": "continuous", "allow_continuous": True,
              "num_threads": 1},
@@ -80,8 +88,8 @@ class PhotoCamera:
 
 
 def _photos(n: int = 24) -> list[np.ndarray]:
-    paths = sorted(FACES.glob("*/*.jpg"))[::7][:n]
-    assert len(paths) == n, f"need {n} photos under {FACES} (DOORPI_FACES_DIR)"
+    paths = sorted(_faces().glob("*/*.jpg"))[::7][:n]
+    assert len(paths) == n, f"need {n} photos under {_faces()}"
     return [load_rgb(p, max_side=640) for p in paths]
 
 

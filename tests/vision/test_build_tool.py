@@ -109,3 +109,16 @@ def test_build_writes_the_packages_model_hashes(tmp_path: Path, models_dir: Path
     assert PACKAGE_SUMS.read_text() == (models_dir / SUMS).read_text()
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "data/*" in data["tool"]["setuptools"]["package-data"]["doorpi"]
+
+
+def test_a_source_checkout_without_the_package_copy_uses_its_build(monkeypatch, tmp_path):
+    """A checkout whose models/build predates the package copy (a field case run
+    before `make models` wrote it) still loads face; an explicit missing copy does not."""
+    from doorpi.vision import models
+
+    build = models.REPO_BUILD_DIR / models.SUMS
+    assert build.is_file(), "run make models"
+    monkeypatch.setattr(models, "PACKAGE_SUMS", tmp_path / "absent")
+    assert models.shipped_hashes() == models.read_sums(build)
+    with pytest.raises(models.ModelError, match="no model hashes"):
+        models.shipped_hashes(tmp_path / "absent")

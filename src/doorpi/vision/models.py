@@ -70,10 +70,17 @@ def read_sums(sums: Path) -> dict[str, str]:
 def shipped_hashes(package_sums: Path | None = None) -> dict[str, str]:
     """The model hashes the installed doorpi package shipped with (PACKAGE_SUMS).
 
-    Raises ModelError naming the file when the package has none (built without
-    models: run make models, then install again).
+    In a source checkout (the package imported from the repository's src/, as
+    `make demo`, the tests and a scenario run it) whose copy was not written yet,
+    the repository build's own SHA256SUMS stands in: both sit in the same tree,
+    so whoever could rewrite one could rewrite the other. An installed package
+    has no repository beside it and needs its copy. Raises ModelError naming the
+    file when the package has none (built without models: run make models, then
+    install again).
     """
     path = PACKAGE_SUMS if package_sums is None else package_sums
+    if package_sums is None and not path.is_file() and (REPO_BUILD_DIR / SUMS).is_file():
+        path = REPO_BUILD_DIR / SUMS
     if not path.is_file():
         raise ModelError(f"{path}: the doorpi package has no model hashes (run make models)")
     hashes = read_sums(path)
