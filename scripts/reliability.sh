@@ -1,27 +1,39 @@
 #!/bin/sh
 # `make reliability`: the long forms of tests/reliability (power cuts, restarts, fuzzers,
 # soak), then a summary in build/reliability/summary.json and summary.md
-# (docs/reliability.md is written from it). Needs root (loop devices, mount, FUSE).
+# (docs/reliability.md is written from it: tools/reliability_doc.py store SUMMARY).
+# Needs root (loop devices, mount, FUSE). DOORPI_RELIABILITY_TESTS picks tests (default
+# all of tests/reliability), e.g. to re-run one part on newer code.
 set -eu
 OUT="${1:-build/reliability}"
+TESTS="${DOORPI_RELIABILITY_TESTS:-tests/reliability}"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 start=$(date +%s)
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+load_start=$(cut -d' ' -f1 /proc/loadavg)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src tests 2>/dev/null || commit="$commit+changes"
+machine="$(nproc) CPUs, $(uname -m), kernel $(uname -r), $(awk '/MemTotal/ {printf "%d MiB", $2/1024}' /proc/meminfo)"
 status=0
 # pytest's own exit status (a pipeline's is tee's: POSIX sh has no pipefail).
 { DOORPI_RELIABILITY="${DOORPI_RELIABILITY:-long}" DOORPI_RELIABILITY_OUT="$OUT" \
-  .venv/bin/python -m pytest -q -p no:cacheprovider tests/reliability 2>&1
+  .venv/bin/python -m pytest -q -p no:cacheprovider $TESTS 2>&1
   echo $? > "$OUT/pytest.rc"; } | tee "$OUT/pytest.log"
 [ "$(cat "$OUT/pytest.rc")" = 0 ] || status=1
 rm -f "$OUT/pytest.rc"
 end=$(date +%s)
-.venv/bin/python - "$OUT" "$((end - start))" "$status" <<'PY'
+load_end=$(cut -d' ' -f1 /proc/loadavg)
+.venv/bin/python - "$OUT" "$((end - start))" "$status" "$commit" "$machine" "$load_start" "$load_end" "$started" <<'PY'
 import json, sys
 from pathlib import Path
 out, seconds, status = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+commit, machine, load_start, load_end, started = sys.argv[4:9]
 parts = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if p.stem != "summary"}
 form = next((d.get("form") for d in parts.values()), "?")
-summary = {"form": form, "seconds": seconds, "passed": status == 0, **parts}
+run = {"commit": commit, "machine": machine, "load_start": float(load_start),
+       "load_end": float(load_end), "started": started}
+summary = {"form": form, "seconds": seconds, "passed": status == 0, **run, **parts}
 (out / "summary.json").write_text(json.dumps(summary, indent=1))
 lines = [f"# make reliability ({form} form): {'passed' if status == 0 else 'FAILED'} in {seconds} s", ""]
 for name, data in parts.items():

@@ -48,6 +48,12 @@ def test_shipped_default_config_is_valid(tmp_path):
          "door.schedule_access[0]: face is the only way in"),
         ("[audit]\nretention_days = 0", "audit.retention_days: must be a whole number from 1 to 3650"),
         ("[door]\nexit_button_unlocks = 1", "door.exit_button_unlocks: must be true or false"),
+        # What the file holds is escaped: a newline or a bidi control in a value
+        # cannot split the message or reorder it (found by the config fuzzer).
+        ('[audit]\ngovernance_retention_days = "\\n"', 'got "\\n"'),
+        ('[door]\nunlock_seconds = "\\u202e5"', 'got "\\u202e5"'),
+        ('[door]\nstrike = "fail-\\r\\nsecure"', 'got "fail-\\r\\nsecure"'),
+        ("[gpio]\nstrike = [\"\\u2066\"]", "got ['\\u2066']"),
     ],
 )  # fmt: skip
 def test_each_mistake_is_one_line_naming_the_key(tmp_path, text, fragment):

@@ -277,7 +277,11 @@ class _Section:
 
 
 def _show(v: Any) -> str:
-    text = repr(v) if not isinstance(v, str) else f'"{v}"'
+    """A value from the file, quoted for a one-line message: control and bidi
+    characters escaped (`doorpi.validation.safe_text`), cut at 40 characters."""
+    from doorpi.validation import safe_text
+
+    text = f'"{safe_text(v)}"' if isinstance(v, str) else safe_text(repr(v))
     return text if len(text) <= 40 else text[:37] + "..."
 
 

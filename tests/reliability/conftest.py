@@ -15,7 +15,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reliability_support import FORM, LONG, report, scale  # noqa: F401  (re-exported)
+from reliability_support import FORM, LONG, flush_tallies, scale, tally  # noqa: F401
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    flush_tallies()  # the fuzzers' and fault tests' counts, for `make reliability`
 
 
 @pytest.fixture
@@ -30,3 +34,13 @@ def powercut_rig(tmp_path: Path):
         yield rig
     finally:
         rig.close()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each fault injected by test_hardware_faults.py / test_strike_safe.py, by outcome."""
+    if report.when != "call":
+        return
+    for part in ("hardware_faults", "strike_safe"):
+        if f"test_{part}.py::" in report.nodeid:
+            name = report.nodeid.split("::", 1)[1].removeprefix("test_")
+            tally(part, f"{name}: {report.outcome}")

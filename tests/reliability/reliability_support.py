@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +31,20 @@ def report(name: str, data: dict[str, Any]) -> None:
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / f"{name}.json").write_text(json.dumps(data, indent=1))
+
+
+# What the fuzzers and fault tests tried, by part and outcome: written once at the
+# end of the session (conftest's pytest_sessionfinish) as DIR/<part>.json.
+_TALLY: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+
+def tally(part: str, outcome: str, n: int = 1) -> None:
+    """Count one input tried (or fault injected and checked) under ``part``."""
+    _TALLY[part][outcome] += n
+
+
+def flush_tallies() -> None:
+    """Report every part that counted something (for the summary)."""
+    for part, counts in sorted(_TALLY.items()):
+        report(part, {"total": sum(counts.values()), **dict(sorted(counts.items()))})
+    _TALLY.clear()
