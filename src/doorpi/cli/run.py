@@ -81,7 +81,8 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
             # systemd restarts us. A reader thread blocked inside pcscd does not: that
             # is pcscd's fault (shown by the watch above), a restart would not cure it.
             watched = (devices.reader, devices.keypad)
-            notifier.watchdog(alive=all(_alive(d) for d in watched if d is not None))
+            alive = all(_alive(d, STALE_AFTER) for d in watched if d is not None)
+            notifier.watchdog(alive=alive)
 
         gate.run(stop, heartbeat)
         notifier.stopping()
@@ -101,19 +102,18 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
 
 
 #: Seconds an input device's thread may stay silent in our own code before the
-#: watchdog pings stop (systemd's WatchdogSec is 10 s; a slow card read takes < 5 s).
-#: Tests lower it to see a stuck thread stop the pings quickly.
+#: watchdog pings stop (systemd then ends the gate after WatchdogSec, 10 s in
+#: systemd/doorpi.service). Tests lower it to see a stuck thread stop the pings quickly.
 STALE_AFTER = 30.0
 
 
-def _alive(reader: object, stale_after: float | None = None) -> bool:
+def _alive(reader: object, stale_after: float = STALE_AFTER) -> bool:
     """May the heartbeat ping systemd for this input device (reader or keypad)?
 
     A reader with ``watchdog_ok`` (`PcscReader`) decides itself: False only when
     its thread died or is stuck in our code, never while it waits on pcscd. Other
     devices: their ``healthy(max_age=...)``, or a ``last_alive`` within
-    ``stale_after`` seconds (default `STALE_AFTER`)."""
-    stale_after = STALE_AFTER if stale_after is None else stale_after
+    ``stale_after`` seconds (the heartbeat passes `STALE_AFTER`)."""
     watchdog_ok = getattr(reader, "watchdog_ok", None)
     if callable(watchdog_ok):
         return bool(watchdog_ok(max_age=stale_after))
