@@ -56,11 +56,23 @@ class DeviceWatch:
 
 def reader_probe(reader: Any) -> Probe:
     """A PcscReader (or its double) whose thread has made no pass within its own
-    `healthy()` bound (4 polls + 2 s by default: a slow card read passes)."""
+    `healthy()` bound (4 polls + 2 s by default: a slow card read passes).
+
+    The line names the PC/SC call the thread waits in, when the reader can say
+    (`PcscReader.thread_state`): that is pcscd's (or the card's) fault, and the
+    gate keeps running with it (`PcscReader.watchdog_ok`). The line holds no
+    durations, so it does not change (and re-raise the fault) while it lasts."""
 
     def probe() -> str:
         if reader.healthy():
             return ""
+        state = reader.thread_state() if callable(getattr(reader, "thread_state", None)) else None
+        if state is not None and not state.running:
+            return "card reader thread has stopped"
+        if state is not None and state.pcsc_call:
+            return f"card reader waits on {state.pcsc_call} (pcscd frozen or hung?)"
+        if state is not None:
+            return "card reader thread stuck outside PC/SC (gate fault)"
         return "card reader thread not answering (pcscd frozen or hung?)"
 
     return probe

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from admin_site import AdminSite
 from cards.test_secure_cards_pcsc import DESFIRE_ATR
 from doorpi.cards.ev2 import DOORPI_AID
 from doorpi.cards.keys import GATE_KEYS_FILE, SiteCardKeys, load_gate_keys
@@ -32,40 +33,15 @@ UID = bytes.fromhex("04c0ffee000001")
 LEGACY = "04a1b2c3d4e5f6"
 
 
-class Laptop:
-    def __init__(self, root: Path) -> None:
-        self.root, self.admin, self.stick = root, root / "admin", root / "stick"
-        self.stick.mkdir()
-        self.cfg = root / "north.toml"
-        self.data = root / "north"
-        self.cfg.write_text(
-            f'[site]\ndata_dir = "{self.data}"\n[door]\nname = "north"\n'
-            "[pin]\nopslimit = 1\nmemlimit_kib = 8192\n"
-        )
-
-    def run(self, *args: str, gate: bool = False, code: int | None = 0) -> str:
-        pre = ["--config", str(self.cfg)] if gate else []
-        env = {**os.environ, "DOORPI_ADMIN_DIR": str(self.admin)}
-        p = subprocess.run([sys.executable, "-m", "doorpi", *pre, *args], env=env,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-        out = p.stdout + p.stderr
-        if code is not None:
-            assert p.returncode == code, f"exit {p.returncode}: {out}"
-        assert "Traceback" not in out, out
-        return out
+NORTH = "north"  # the one gate
 
 
 @pytest.fixture
-def laptop(tmp_path: Path) -> Laptop:
-    lp = Laptop(tmp_path)
-    lp.run("admin", "init", "--site-name", "Test Court")
-    lp.run("admin", "stick", str(lp.stick))
-    out = lp.run("keys", "init", gate=True)
-    fp = out.split("gate fingerprint: ")[1].split()[0].replace("-", "")
-    lp.run("keys", "trust-site", str(lp.stick), "--yes", gate=True)
-    lp.run("sync", "import", str(lp.stick), gate=True, code=2)  # pairing visit
-    pub = str(lp.stick / "doorpi" / "gates" / f"{fp}.pub")
-    lp.run("admin", "gate", "add", pub, "--fingerprint", fp)  # pairing needs the full one
+def laptop(tmp_path: Path) -> AdminSite:
+    lp = AdminSite(tmp_path)
+    lp.init_admin()
+    lp.gate(NORTH)
+    lp.pair(NORTH)
     return lp
 
 
@@ -86,22 +62,19 @@ cards = ["{LEGACY}"]
 """
 
 
-def write_roster(laptop: Laptop, text: str = ROSTER) -> Path:
-    roster = laptop.root / "roster.toml"
-    roster.write_text(text)
-    roster.chmod(0o600)
-    return roster
+def write_roster(laptop: AdminSite, text: str = ROSTER) -> Path:
+    return laptop.write_roster(text)
 
 
 def issue(
-    laptop: Laptop,
+    laptop: AdminSite,
     card,
     code: int = 0,
     resident: str = "a-101-wang",
     reader: str = READER_0,
     *extra: str,
 ) -> str:
-    roster = laptop.root / "roster.toml"
+    roster = laptop.roster
     if not roster.exists():
         write_roster(laptop)
     return laptop.run("admin", "card", "issue", "--resident", resident, "--roster", str(roster),
@@ -126,18 +99,18 @@ def test_issue_then_bundle_then_the_gate_reader_grants(laptop, pcsc, vcard) -> N
     register = json.loads((laptop.admin / REGISTER_FILE).read_text())
     assert register[UID.hex()]["resident"] == "a-101-wang"
 
-    roster = laptop.root / "roster.toml"  # issue recorded the card there
+    roster = laptop.roster  # issue recorded the card there
     assert f'cards = ["{UID.hex()}"]' in roster.read_text()
     laptop.run("admin", "bundle", str(roster), str(laptop.stick))
-    out = laptop.run("sync", "import", str(laptop.stick), gate=True)
-    keys_file = laptop.data / GATE_KEYS_FILE
+    out = laptop.run("sync", "import", str(laptop.stick), gate=NORTH)
+    keys_file = laptop.data[NORTH] / GATE_KEYS_FILE
     assert keys_file.stat().st_mode & 0o777 == 0o600
-    keys = load_gate_keys(laptop.data)
+    keys = load_gate_keys(laptop.data[NORTH])
     assert keys is not None
     assert keys.uid_read == site.uid_read_key()
     assert keys.entry_keys == {UID.hex(): site.entry_key(UID)}  # the UID-only card has none
     # The master key reached neither the stick nor the gate, in any form.
-    for folder in (laptop.stick, laptop.data):
+    for folder in (laptop.stick, laptop.data[NORTH]):
         for f in folder.rglob("*"):
             if f.is_file():
                 blob = f.read_bytes()
@@ -171,7 +144,7 @@ def test_issue_refusals_are_one_line_and_record_nothing(laptop, pcsc, vcard) -> 
     blank = Ev2CardApp.blank(UID, random_uid=True)
     card = vcard(UID, atr=DESFIRE_ATR, handler=blank)
     card.insert()
-    roster = laptop.root / "roster.toml"
+    roster = laptop.roster
     before = roster.read_bytes()
     out = issue(laptop, card, 2, "z-999-nobody")
     assert out.strip() == f"doorpi: {roster}: no resident with key = 'z-999-nobody'", out
@@ -186,8 +159,11 @@ class RunningGate:
     """`doorpi run` (the real gate process) on the vpcd reader, GPIO from gpiozero's
     MockFactory (GPIOZERO_PIN_FACTORY=mock), its records read from --json-events."""
 
-    def __init__(self, laptop: Laptop) -> None:
-        cfg = laptop.cfg.read_text() + f'[reader]\nname = "{READER_0}"\n[keypad]\nkind = "none"\n'
+    def __init__(self, laptop: AdminSite) -> None:
+        cfg = (
+            laptop.cfg[NORTH].read_text()
+            + f'[reader]\nname = "{READER_0}"\n[keypad]\nkind = "none"\n'
+        )
         self.cfg = laptop.root / "north-run.toml"
         self.cfg.write_text(cfg)
         env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "DOORPI_ADMIN_DIR": "/nonexistent"}
@@ -252,8 +228,8 @@ def test_issue_records_the_card_in_the_roster_and_a_running_gate_takes_the_new_k
     while the gate runs -> the next tap at the gate is granted, without a restart."""
     roster = write_roster(laptop)
     laptop.run("admin", "bundle", str(roster), str(laptop.stick))
-    laptop.run("sync", "import", str(laptop.stick), gate=True)  # Alice, no card yet
-    assert not (laptop.data / GATE_KEYS_FILE).exists()
+    laptop.run("sync", "import", str(laptop.stick), gate=NORTH)  # Alice, no card yet
+    assert not (laptop.data[NORTH] / GATE_KEYS_FILE).exists()
 
     gate = RunningGate(laptop)
     try:
@@ -276,8 +252,8 @@ def test_issue_records_the_card_in_the_roster_and_a_running_gate_takes_the_new_k
         assert before["event"] == "card_read_failed" and "no card keys" in before["reason"]
 
         laptop.run("admin", "bundle", str(roster), str(laptop.stick))
-        laptop.run("sync", "import", str(laptop.stick), gate=True)
-        assert UID.hex() in load_gate_keys(laptop.data).entry_keys
+        laptop.run("sync", "import", str(laptop.stick), gate=NORTH)
+        assert UID.hex() in load_gate_keys(laptop.data[NORTH]).entry_keys
 
         after = tap_at_gate(gate, vcard, app)
         assert after["event"] == "access" and after["granted"] is True, after
@@ -304,9 +280,7 @@ def test_issue_a_factory_ntag424_through_pcscd(laptop, pcsc, vcard) -> None:
     assert bytes(16) not in tag.apps[DOORPI_AID]
     assert tag.apps[DOORPI_AID][:3] == [master.app_master_key(UID), master.uid_read_key(),
                                         master.entry_key(UID)]  # fmt: skip
-    assert (
-        f'{{uid = "{UID.hex()}", label = "sticker"}}' in (laptop.root / "roster.toml").read_text()
-    )
+    assert f'{{uid = "{UID.hex()}", label = "sticker"}}' in (laptop.roster).read_text()
 
     keys = gate_keys(laptop.admin, [UID.hex(), LEGACY])  # what `admin bundle` seals to a gate
     assert keys is not None and set(keys.entry_keys) == {UID.hex()}

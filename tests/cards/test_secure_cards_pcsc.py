@@ -17,11 +17,7 @@ from doorpi.cards.policy import CardPolicyProtocol, LegacyWindow
 from doorpi.core.events import CardPresented, CardReadFailed
 from doorpi.hardware.reader import PcscReader
 from doorpi.sim.ev2_card import Ev2CardApp
-
-try:
-    from pcsc_fixtures import READER_0, EventRecorder, start_reader
-except ImportError:  # pragma: no cover
-    from tests.pcsc_fixtures import READER_0, EventRecorder, start_reader
+from pcsc_fixtures import READER_0, EventRecorder, start_reader
 
 SITE = SiteCardKeys(bytes.fromhex("00112233445566778899AABBCCDDEEFF"))
 OTHER = SiteCardKeys(bytes(16))

@@ -17,29 +17,16 @@ import pytest
 from doorpi import selftest
 from doorpi.core.events import CardPresented
 from doorpi.sim.vpcd_card import PORTS_ENV, VPCD_PORTS, VirtualCard, vpcd_ports
-
-try:
-    from pcsc_fixtures import (
-        READER_0,
-        READER_1,
-        RUN_DIR,
-        SOCKET_ENV,
-        PcscDaemon,
-        PcscdError,
-        PcscSession,
-        pick_ports,
-    )
-except ImportError:  # pragma: no cover
-    from tests.pcsc_fixtures import (
-        READER_0,
-        READER_1,
-        RUN_DIR,
-        SOCKET_ENV,
-        PcscDaemon,
-        PcscdError,
-        PcscSession,
-        pick_ports,
-    )
+from pcsc_fixtures import (
+    READER_0,
+    READER_1,
+    RUN_DIR,
+    SOCKET_ENV,
+    PcscDaemon,
+    PcscdError,
+    PcscSession,
+    pick_ports,
+)
 
 UID = bytes.fromhex("04C0FFEE")
 ALL_BUT_READER = ",".join(n for n in selftest.CHECK_NAMES if n != "reader")

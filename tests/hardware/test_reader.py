@@ -494,6 +494,9 @@ def test_watchdog_sees_a_hanging_card(pcsc, pcsc_reader, pcsc_events, vcard) -> 
     time.sleep(2.5)
     assert not pcsc_reader.healthy(max_age=1.5)
     assert time.monotonic() - pcsc_reader.last_alive > 1.5
+    state = pcsc_reader.thread_state()  # waiting on the card: not our fault
+    assert state.running and state.pcsc_call == "SCardTransmit" and state.call_seconds > 1.5
+    assert pcsc_reader.watchdog_ok(max_age=1.5)
     _, ev = pcsc_events.wait_for(CardPresented, timeout=5, since=since)
     assert ev.card_id == UID4
     card.wait()
@@ -503,15 +506,22 @@ def test_watchdog_sees_a_hanging_card(pcsc, pcsc_reader, pcsc_events, vcard) -> 
 
 def test_watchdog_sees_a_hung_pcscd(pcsc, pcsc_reader, pcsc_events, vcard) -> None:
     """A frozen pcscd (SIGSTOP) blocks every PC/SC call: last_alive goes
-    stale, stop() still returns promptly, and after SIGCONT all is well."""
+    stale (a fault to show) but the thread is known to wait inside pcscd (no
+    watchdog restart), and after SIGCONT all is well."""
     pcsc.freeze()
     try:
         time.sleep(2.5)
         assert not pcsc_reader.healthy(max_age=1.5)
+        state = pcsc_reader.thread_state()
+        assert state.running and state.pcsc_call == "SCardGetStatusChange", state
+        assert state.call_seconds > 1.5 and state.quiet_seconds == 0.0
+        assert pcsc_reader.watchdog_ok(max_age=1.5)
     finally:
         pcsc.thaw()
     time.sleep(1.0)
     assert pcsc_reader.healthy(max_age=1.5)
+    state = pcsc_reader.thread_state()
+    assert state.pcsc_call == "" or state.call_seconds < 1.0, state
     _, got = tap_and_wait(vcard(UID4), pcsc_events)
     assert got == [CardPresented(UID4, READER_0, "uid"), CardRemoved(READER_0)]
 
@@ -530,6 +540,7 @@ def test_stop_is_prompt_even_if_pcscd_hangs(pcsc, pcsc_events) -> None:
         pcsc.thaw()
     reader.stop()  # the daemon answers again: now the thread really ends
     assert not reader.healthy()
+    assert not reader.thread_state().running and not reader.watchdog_ok(max_age=60)
     assert not [t for t in threading.enumerate() if t.name == f"pcsc-{READER_0}"]
 
 

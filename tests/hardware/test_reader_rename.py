@@ -17,11 +17,7 @@ from doorpi.cards import UidCard
 from doorpi.core.events import CardPresented, CardRemoved, ReaderStatus
 from doorpi.hardware.reader import PcscReader, reader_matches
 from doorpi.selftest import PASS, check_reader
-
-try:
-    from pcsc_fixtures import READER_0, list_readers, vpcd_entry, wait_field_empty
-except ImportError:  # pragma: no cover
-    from tests.pcsc_fixtures import READER_0, list_readers, vpcd_entry, wait_field_empty
+from pcsc_fixtures import READER_0, list_readers, vpcd_entry, wait_field_empty
 
 UID = bytes.fromhex("04A1B2C3D4E5F6")
 

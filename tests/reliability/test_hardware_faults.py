@@ -36,11 +36,7 @@ from doorpi.hardware.reader import PcscReader
 from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
 from doorpi.sim.site import SimulatedSite, sim_config
 from doorpi.store import Storage
-
-try:  # loaded as a plugin by tests/conftest.py
-    from pcsc_fixtures import READER_0
-except ImportError:  # pragma: no cover
-    from tests.pcsc_fixtures import READER_0
+from pcsc_fixtures import READER_0
 
 NOW = 1_772_442_000.0  # 2026-03-02 09:00 UTC, a Monday
 ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}

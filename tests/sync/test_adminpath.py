@@ -6,13 +6,11 @@ weak-PIN rule, schedule names) travel signed with its pairing and its reports.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from admin_site import AdminSite
 from human_output import assert_human
 
 GOOD = """
@@ -40,67 +38,24 @@ keypad_id = "103"
 """
 
 
-class Site:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.stick = root / "stick"
-        self.stick.mkdir()
-        self.admin = root / "admin"
-        self.roster = root / "roster.toml"
-        self.cfg: dict[str, Path] = {}
-        self.fp: dict[str, str] = {}
-
-    def run(self, *args: str, gate: str | None = None, code: int | None = 0) -> str:
-        pre = ["--config", str(self.cfg[gate])] if gate else []
-        env = {**os.environ, "DOORPI_ADMIN_DIR": str(self.admin)}
-        p = subprocess.run([sys.executable, "-m", "doorpi", *pre, *args], env=env,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-        out = p.stdout + p.stderr
-        if code is not None:
-            assert p.returncode == code, f"exit {p.returncode}: {out}"
-        assert "Traceback" not in out, out
-        return out
-
-    def gate(self, name: str, extra: str = "") -> None:
-        cfg = self.root / f"{name}.toml"
-        cfg.write_text(
-            f'[site]\ndata_dir = "{self.root / name}"\n[door]\nname = "{name}"\n'
-            f"[pin]\nopslimit = 1\nmemlimit_kib = 8192\n{extra}"
-        )
-        self.cfg[name] = cfg
-        out = self.run("keys", "init", gate=name)
-        self.fp[name] = out.split("gate fingerprint: ")[1].split()[0].replace("-", "")
-
-    def write_roster(self, text: str) -> None:
-        self.roster.write_text(text)
-        self.roster.chmod(0o600)
-
-    def report(self, name: str) -> Path:
-        return self.stick / "doorpi" / f"{self.fp[name]}.report"
-
-
 @pytest.fixture
-def site(tmp_path: Path) -> Site:
-    s = Site(tmp_path)
-    s.run("admin", "init", "--site-name", "Test Court")
-    s.run("admin", "stick", str(s.stick))
+def site(tmp_path: Path) -> AdminSite:
+    s = AdminSite(tmp_path)
+    s.init_admin()
     # north: 4-8 digit PINs and a workdays schedule; south: 4-6 digits, no schedules
     s.gate("north", '[schedules]\nworkdays = ["mon-fri 07:00-19:00"]\n')
     s.gate("south", "[keypad]\npin_max_length = 6\n")
     for name in ("north", "south"):
         # The first visit: the gate pairs and leaves its key and its limits.
-        s.run("keys", "trust-site", str(s.stick), "--yes", gate=name)
-        out = s.run("sync", "import", str(s.stick), gate=name, code=2)
-        assert "paired, waiting for a bundle" in out and "refused (" not in out
-        pub = s.stick / "doorpi" / "gates" / f"{s.fp[name]}.pub"
-        out = s.run("admin", "gate", "add", str(pub), "--fingerprint", s.fp[name])
-        assert f"gate '{name}' registered" in out and "its limits: PINs of 4 to" in out
+        imported, added = s.pair(name)
+        assert "paired, waiting for a bundle" in imported and "refused (" not in imported
+        assert f"gate '{name}' registered" in added and "its limits: PINs of 4 to" in added
     out = s.run("admin", "report", "read", str(s.stick))  # pairing visits: nothing to fix
     assert "paired, waiting" in out and "refused (" not in out
     return s
 
 
-def test_check_applies_each_gates_limits(site: Site) -> None:
+def test_check_applies_each_gates_limits(site: AdminSite) -> None:
     bad = GOOD.replace('pin = "2468"', 'pin = "1234"')  # a straight run: weak
     bad += '\n[[residents]]\nkey = "d-104"\nname = "D"\nkeypad_id = "104"\npin = "1357924680"\n'
     bad += '\n[[residents]]\nkey = "e-105"\nname = "E"\nschedule = "weekdays"\ngates = ["nrth"]\n'
@@ -122,7 +77,7 @@ def test_check_applies_each_gates_limits(site: Site) -> None:
     assert out.strip().endswith("3 residents, 1 cards, 1 PINs: ok")
 
 
-def test_a_bad_entry_is_refused_alone_and_the_admin_hears_of_it(site: Site) -> None:
+def test_a_bad_entry_is_refused_alone_and_the_admin_hears_of_it(site: AdminSite) -> None:
     site.write_roster(GOOD)
     site.run("admin", "bundle", str(site.roster), str(site.stick))
     assert "applied bundle 1: 3 added" in site.run("sync", "import", str(site.stick), gate="north")
@@ -145,7 +100,7 @@ def test_a_bad_entry_is_refused_alone_and_the_admin_hears_of_it(site: Site) -> N
     assert "gate 'north': residents[1] (b-102-li).pin: a PIN has 6 to 8 digits" in out
 
 
-def test_another_gates_bundle_by_path_keeps_that_gates_report(site: Site) -> None:
+def test_another_gates_bundle_by_path_keeps_that_gates_report(site: AdminSite) -> None:
     site.write_roster(GOOD)
     site.run("admin", "bundle", str(site.roster), str(site.stick))
     site.run("sync", "import", str(site.stick), gate="north")
@@ -161,7 +116,7 @@ def test_another_gates_bundle_by_path_keeps_that_gates_report(site: Site) -> Non
     assert "north" in out and "south (" in out and "applied bundle 1" in out
 
 
-def test_gate_add_with_a_taken_name_suggests_name(site: Site) -> None:
+def test_gate_add_with_a_taken_name_suggests_name(site: AdminSite) -> None:
     site.run("admin", "gate", "remove", "south")
     pub = site.stick / "doorpi" / "gates" / f"{site.fp['south']}.pub"
     out = site.run("admin", "gate", "add", str(pub), "--name", "north", "--yes", code=2)
@@ -194,7 +149,7 @@ memlimit_kib = 8192
 """
 
 
-def _consent_at_gate(site: Site, gate: str, key: str) -> None:
+def _consent_at_gate(site: AdminSite, gate: str, key: str) -> None:
     """The resident gives face consent at the gate with the admin present (what
     `doorpi consent record` does there), in the gate's own store."""
     from doorpi.config import load_config
@@ -224,7 +179,7 @@ def _consent_at_gate(site: Site, gate: str, key: str) -> None:
         store.close()
 
 
-def test_check_and_report_name_residents_with_no_face_free_way_in(site: Site) -> None:
+def test_check_and_report_name_residents_with_no_face_free_way_in(site: AdminSite) -> None:
     """Issue #14 on the laptop: north asks for card+face or card+PIN; Wang holds a
     face consent there. A roster taking his PIN away passes the gates' limits, but
     face failing would leave him outside: `admin check` says so in words, before the

@@ -77,9 +77,12 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
         def heartbeat() -> None:
             watch.poll()
             # Every input device's thread must be alive (an unplugged keypad's thread
-            # is: it waits for the keypad); a dead one stops the pings and systemd restarts us.
+            # is: it waits for the keypad); a dead or stuck one stops the pings and
+            # systemd restarts us. A reader thread blocked inside pcscd does not: that
+            # is pcscd's fault (shown by the watch above), a restart would not cure it.
             watched = (devices.reader, devices.keypad)
-            notifier.watchdog(alive=all(_alive(d) for d in watched if d is not None))
+            alive = all(_alive(d, STALE_AFTER) for d in watched if d is not None)
+            notifier.watchdog(alive=alive)
 
         gate.run(stop, heartbeat)
         notifier.stopping()
@@ -98,7 +101,22 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
             store.close()  # writes deferred audit records, or logs them to the journal
 
 
-def _alive(reader: object, stale_after: float = 30.0) -> bool:
+#: Seconds an input device's thread may stay silent in our own code before the
+#: watchdog pings stop (systemd then ends the gate after WatchdogSec, 10 s in
+#: systemd/doorpi.service). Tests lower it to see a stuck thread stop the pings quickly.
+STALE_AFTER = 30.0
+
+
+def _alive(reader: object, stale_after: float = STALE_AFTER) -> bool:
+    """May the heartbeat ping systemd for this input device (reader or keypad)?
+
+    A reader with ``watchdog_ok`` (`PcscReader`) decides itself: False only when
+    its thread died or is stuck in our code, never while it waits on pcscd. Other
+    devices: their ``healthy(max_age=...)``, or a ``last_alive`` within
+    ``stale_after`` seconds (the heartbeat passes `STALE_AFTER`)."""
+    watchdog_ok = getattr(reader, "watchdog_ok", None)
+    if callable(watchdog_ok):
+        return bool(watchdog_ok(max_age=stale_after))
     healthy = getattr(reader, "healthy", None)
     if callable(healthy):
         return bool(healthy(max_age=stale_after))

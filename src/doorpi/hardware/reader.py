@@ -6,6 +6,12 @@ Both readers share one contract::
     reader.stop()        # returns promptly (well under 2 s)
     reader.last_alive    # time.monotonic() of the last healthy loop pass
 
+`PcscReader` also tells apart why its thread went quiet (`PcscReader.thread_state`):
+blocked inside a call into pcscd (an outside fault: `healthy` is False, so
+`doorpi.devicewatch` shows it, but `watchdog_ok` stays True, because restarting
+the gate cannot unfreeze pcscd) or dead / stuck in our own code (both False: the
+systemd watchdog restarts the gate).
+
 and emit only `doorpi.core.events` types: `CardPresented` (once per tap),
 `CardRemoved`, `CardReadFailed` (bad card answer, one-line reason) and
 `ReaderStatus` (reader appeared / went away, including pcscd restarts).
@@ -139,6 +145,24 @@ class _PcscError(Exception):
         self.hresult = hresult & _MASK
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadState:
+    """A snapshot of `PcscReader`'s thread, taken from any thread without blocking.
+
+    ``running``: the thread exists and ``Thread.is_alive()``.
+    ``pcsc_call``: the PC/SC function (pcsc-lite name, e.g.
+    ``"SCardGetStatusChange"``) the thread is inside now, ``""`` when none.
+    ``call_seconds``: how long it has been inside that call (0.0 when none).
+    ``quiet_seconds``: seconds since the thread last made progress in our own
+    code (a loop pass, a back-off tick, or a PC/SC call returning).
+    """
+
+    running: bool
+    pcsc_call: str
+    call_seconds: float
+    quiet_seconds: float
+
+
 @dataclass
 class _ReaderState:
     name: str
@@ -174,8 +198,22 @@ class PcscReader:
     * any other exception (pyscard, the protocol, the emit callback) is
       logged as one line; the thread never dies.
     * ``last_alive`` is refreshed every loop pass and during back-off, at
-      least every ``poll_seconds``: if it is older than a few polls, a
-      PC/SC call is hanging (see `healthy`).
+      least every ``poll_seconds``: if it is older than a few polls, the
+      thread is hanging (see `healthy`).
+    * every PC/SC call goes through `_pcsc`, which records its name and
+      start time: a thread that hangs inside one is waiting on pcscd (frozen
+      by SIGSTOP, wedged in a driver) or on a card, an outside fault that a
+      gate restart cannot cure (`watchdog_ok` stays True); a thread that
+      hangs anywhere else, or has died, is ours to restart (`watchdog_ok`
+      False). From a working pcscd every call returns within
+      ``poll_seconds`` (``SCardGetStatusChange``'s timeout) or the card's
+      own answer time (``SCardConnect``, ``SCardTransmit``), so a long call
+      means pcscd or the card.
+    * pcscd continued (SIGCONT) after a freeze: the blocked call returns and
+      the loop goes on; pcscd killed while frozen: the call returns
+      ``SCARD_F_COMM_ERROR`` and the service-down path above re-establishes
+      the context when pcscd is back (socket activation on Debian starts it
+      at the next connect). Either way the reader comes back by itself.
 
     Why not pyscard's helpers (measured with pyscard 2.3.1, pcsc-lite 1.9.9
     and vpcd, pcscd killed and restarted while watching): ``CardMonitor``'s
@@ -221,6 +259,8 @@ class PcscReader:
         self._relist_at = 0.0
         self._absent_reported: str | None = None  # reason last sent for "no reader"
         self._last_alive = time.monotonic()
+        self._progress = self._last_alive  # last progress in our code (see ThreadState)
+        self._in_call: tuple[str, float] | None = None  # (PC/SC call, monotonic start)
         self._last_error: str | None = None
         self.loops = 0  # loop passes, for tests and diagnostics
         self.errors = 0  # unexpected exceptions survived
@@ -234,12 +274,44 @@ class PcscReader:
 
     def healthy(self, now: float | None = None, max_age: float | None = None) -> bool:
         """True if the thread runs and has been alive within ``max_age``
-        (default: 4 polls + 2 s, generous enough for a slow card read)."""
+        (default: 4 polls + 2 s, generous enough for a slow card read).
+
+        False for any silence, inside pcscd or not: this is what
+        `doorpi.devicewatch` shows as the ``card reader`` fault. For the
+        systemd watchdog use `watchdog_ok`."""
         if self._thread is None or not self._thread.is_alive():
             return False
         now = time.monotonic() if now is None else now
         max_age = 4 * self.poll_seconds + 2.0 if max_age is None else max_age
         return now - self._last_alive <= max_age
+
+    def thread_state(self, now: float | None = None) -> ThreadState:
+        """Where the reader thread is now (see `ThreadState`); never blocks."""
+        now = time.monotonic() if now is None else now
+        thread = self._thread
+        call = self._in_call  # read before _progress: `_pcsc` sets them in the other order
+        progress = self._progress
+        return ThreadState(
+            running=thread is not None and thread.is_alive(),
+            pcsc_call=call[0] if call else "",
+            call_seconds=max(0.0, now - call[1]) if call else 0.0,
+            quiet_seconds=0.0 if call else max(0.0, now - progress),
+        )
+
+    def watchdog_ok(self, max_age: float, now: float | None = None) -> bool:
+        """May the gate keep pinging systemd's watchdog for this reader?
+
+        True while the thread runs and either is inside a PC/SC call (however
+        long: pcscd frozen or hung is an outside fault, shown through
+        `healthy`; a gate restart would not cure it and would take card and
+        PIN down meanwhile) or made progress in our own code within
+        ``max_age`` seconds. False when the thread has died or is stuck
+        outside any PC/SC call for longer than ``max_age`` (our bug: a restart
+        helps)."""
+        state = self.thread_state(now)
+        if not state.running:
+            return False
+        return bool(state.pcsc_call) or state.quiet_seconds <= max_age
 
     @property
     def readers(self) -> list[str]:
@@ -255,7 +327,8 @@ class PcscReader:
             self._scard = scard
         self._emit_cb = emit
         self._stop.clear()
-        self._last_alive = time.monotonic()
+        self._last_alive = self._progress = time.monotonic()
+        self._in_call = None
         self._thread = threading.Thread(target=self._run, name=f"pcsc-{self.name}", daemon=True)
         self._thread.start()
 
@@ -322,8 +395,23 @@ class PcscReader:
         self._release_context()
 
     def _alive(self) -> None:
-        self._last_alive = time.monotonic()
+        self._last_alive = self._progress = time.monotonic()
         self.loops += 1
+
+    def _pcsc(self, call: str, *args: Any) -> Any:
+        """``smartcard.scard.<call>(*args)``, recorded for `thread_state`.
+
+        Only the reader thread calls this (`stop`'s SCardCancel, from another
+        thread, goes direct). ``_in_call`` is set before the call and cleared
+        after ``_progress`` is stamped, so a reader of both never sees "no
+        call" with a stale stamp."""
+        fn = getattr(self._scard, call)
+        self._in_call = (call, time.monotonic())
+        try:
+            return fn(*args)
+        finally:
+            self._progress = time.monotonic()
+            self._in_call = None
 
     def _log_error(self, text: str) -> None:
         """WARNING once per distinct error; repeats (a persistent fault
@@ -342,11 +430,11 @@ class PcscReader:
             if left <= 0:
                 return
             self._stop.wait(min(left, self.poll_seconds))
-            self._last_alive = time.monotonic()
+            self._last_alive = self._progress = time.monotonic()
 
     def _establish(self) -> None:
         s = self._scard
-        hresult, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+        hresult, ctx = self._pcsc("SCardEstablishContext", s.SCARD_SCOPE_USER)
         hresult &= _MASK
         if hresult != SCARD_S_SUCCESS:
             if hresult in _SERVICE_DOWN:
@@ -360,7 +448,7 @@ class PcscReader:
         ctx, self._ctx = self._ctx, None
         if ctx is not None:
             try:
-                self._scard.SCardReleaseContext(ctx)
+                self._pcsc("SCardReleaseContext", ctx)
             except Exception as exc:
                 log.debug("SCardReleaseContext: %s", exc)
 
@@ -379,8 +467,7 @@ class PcscReader:
         self._emit(ReaderStatus(self.name, False, reason))
 
     def _list_readers(self) -> list[str]:
-        s = self._scard
-        hresult, names = s.SCardListReaders(self._ctx, [])
+        hresult, names = self._pcsc("SCardListReaders", self._ctx, [])
         hresult &= _MASK
         if hresult == SCARD_E_NO_READERS_AVAILABLE:
             return []
@@ -420,7 +507,6 @@ class PcscReader:
             self._absent_reported = reason  # already said per reader
 
     def _poll_once(self) -> None:
-        s = self._scard
         if time.monotonic() >= self._relist_at:
             self._sync_readers()
         query = [(name, st.current) for name, st in self._readers.items()]
@@ -431,7 +517,7 @@ class PcscReader:
             self._relist_at = 0.0
             return
         timeout_ms = max(1, int(self.poll_seconds * 1000))
-        hresult, states = s.SCardGetStatusChange(self._ctx, timeout_ms, query)
+        hresult, states = self._pcsc("SCardGetStatusChange", self._ctx, timeout_ms, query)
         hresult &= _MASK
         if hresult in (SCARD_E_TIMEOUT, SCARD_E_CANCELLED):
             self._last_error = None
@@ -515,8 +601,12 @@ class PcscReader:
 
     def _identify(self, reader: str) -> Event | None:
         s = self._scard
-        hresult, hcard, proto = s.SCardConnect(
-            self._ctx, reader, s.SCARD_SHARE_SHARED, s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1
+        hresult, hcard, proto = self._pcsc(
+            "SCardConnect",
+            self._ctx,
+            reader,
+            s.SCARD_SHARE_SHARED,
+            s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1,
         )
         hresult &= _MASK
         if hresult in _SERVICE_DOWN:
@@ -541,15 +631,14 @@ class PcscReader:
             return CardReadFailed(reader, f"protocol error: {type(exc).__name__}: {exc}")
         finally:
             try:
-                s.SCardDisconnect(hcard, s.SCARD_LEAVE_CARD)
+                self._pcsc("SCardDisconnect", hcard, s.SCARD_LEAVE_CARD)
             except Exception as exc:
                 log.debug("SCardDisconnect: %s", exc)
 
     def _transmit_for(self, hcard: int, proto: int) -> Transmit:
-        s = self._scard
 
         def transmit(apdu: list[int]) -> tuple[list[int], int, int]:
-            hresult, response = s.SCardTransmit(hcard, proto, list(apdu))
+            hresult, response = self._pcsc("SCardTransmit", hcard, proto, list(apdu))
             hresult &= _MASK
             if hresult in _SERVICE_DOWN:
                 raise _ServiceDown(hresult)
@@ -661,4 +750,11 @@ class SimulatedReader:
             cb(event)
 
 
-__all__ = ["CardReader", "PcscReader", "SimulatedReader", "pcsc_error_text", "reader_matches"]
+__all__ = [
+    "CardReader",
+    "PcscReader",
+    "SimulatedReader",
+    "ThreadState",
+    "pcsc_error_text",
+    "reader_matches",
+]
