@@ -37,10 +37,13 @@ def powercut_rig(tmp_path: Path):
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Each fault injected by test_hardware_faults.py / test_strike_safe.py, by outcome."""
+    """Each fault injected (hardware faults, the watchdog with pcscd frozen, the
+    strike-safe step), by test and outcome, for `make reliability`'s summary."""
     if report.when != "call":
         return
-    for part in ("hardware_faults", "strike_safe"):
-        if f"test_{part}.py::" in report.nodeid:
-            name = report.nodeid.split("::", 1)[1].removeprefix("test_")
-            tally(part, f"{name}: {report.outcome}")
+    parts = {"test_hardware_faults.py": "hardware_faults", "test_watchdog.py": "hardware_faults",
+             "test_strike_safe.py": "strike_safe"}  # fmt: skip
+    file, _, name = report.nodeid.partition("::")
+    part = parts.get(Path(file).name)
+    if part:
+        tally(part, f"{name.removeprefix('test_')}: {report.outcome}")
