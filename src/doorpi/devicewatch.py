@@ -6,7 +6,9 @@ main loop calls `DeviceWatch.poll` from its heartbeat (at least every 0.5 s,
 `Gate.run`); each probe returns "" while its device is healthy or one line naming
 the problem, and every change becomes a `DeviceStatus` event, so the gate raises
 or clears a fault (shown by `doorpi status`, logged, audited) the same way as for
-an unplugged device. Probes only read timestamps: a poll never blocks.
+an unplugged device. A camera delivering red and blue swapped answers, but wrongly:
+its probe reads the face engine's verdict on the faces it saw (`camera format`).
+Probes only read timestamps and strings: a poll never blocks.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ Probe = Callable[[], str]
 # The fault names `doorpi status` shows (the gate keys its fault board by them).
 READER_FAULT = "card reader"
 CAMERA_FAULT = "camera"
+CAMERA_FORMAT_FAULT = "camera format"  # red and blue swapped, seen in the faces
 
 
 class DeviceWatch:
@@ -78,8 +81,21 @@ def reader_probe(reader: Any) -> Probe:
     return probe
 
 
+def camera_format_probe(engine: Any) -> Probe:
+    """The face engine's verdict on the camera's channel order, read from its
+    ``camera_problem`` ("" while faces look right or nothing is known yet;
+    `doorpi.vision.engine.PipelineFaceEngine`, `doorpi.vision.camcheck`)."""
+    inner = getattr(engine, "inner", engine)  # the gate's engine wraps the pipeline's
+
+    def probe() -> str:
+        return str(getattr(inner, "camera_problem", "") or "")
+
+    return probe
+
+
 def device_watch(gate: Any, devices: Any, camera_loop: Any = None) -> DeviceWatch:
-    """The watch `doorpi run` polls: the PC/SC reader and the camera path."""
+    """The watch `doorpi run` polls: the PC/SC reader, the camera path and the
+    camera's channel order as the faces show it."""
     watch = DeviceWatch(gate.submit)
     if devices.reader is not None and callable(getattr(devices.reader, "healthy", None)):
         watch.add(READER_FAULT, reader_probe(devices.reader))
@@ -87,7 +103,17 @@ def device_watch(gate: Any, devices: Any, camera_loop: Any = None) -> DeviceWatc
         from doorpi.facebuild import watch_camera
 
         watch_camera(watch, camera_loop, gate.submit)
+    if getattr(gate, "face_engine", None) is not None:
+        watch.add(CAMERA_FORMAT_FAULT, camera_format_probe(gate.face_engine))
     return watch
 
 
-__all__ = ["CAMERA_FAULT", "READER_FAULT", "DeviceWatch", "device_watch", "reader_probe"]
+__all__ = [
+    "CAMERA_FAULT",
+    "CAMERA_FORMAT_FAULT",
+    "READER_FAULT",
+    "DeviceWatch",
+    "camera_format_probe",
+    "device_watch",
+    "reader_probe",
+]

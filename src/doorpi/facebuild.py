@@ -109,7 +109,7 @@ class GateFaceEngine:
         """1:1 against the template the resident's own card carried (none stored here)."""
         if self._card is None:
             return FaceOutcome("rejected", reason="no_template_on_card")
-        res = self.inner.pipeline.process(np.asarray(getattr(frame, "rgb", frame)))
+        res = self.inner.look(frame)  # the pipeline, and the camera's channel check
         if not res.ok:
             return FaceOutcome("pending", hint=res.reason)
         probe, res.embedding = res.embedding, None
@@ -149,7 +149,7 @@ class GateFaceEngine:
     def _enrol(self, frame: Any) -> FaceOutcome:
         rid = self._enrolling
         assert rid is not None
-        res = self.inner.pipeline.process(np.asarray(getattr(frame, "rgb", frame)))
+        res = self.inner.look(frame)
         if not res.ok:
             return FaceOutcome("pending", hint=res.reason)
         self._acc.append(res.embedding)

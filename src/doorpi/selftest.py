@@ -388,6 +388,65 @@ def check_camera_orientation(
     return CheckResult(PASS, f"{said}: faces in the picture are upright (flips not checkable)")
 
 
+def check_camera_channels(face_enabled: bool, models_dir: Path, frame: Any = None) -> CheckResult:
+    """Red and blue where doorpi expects them, judged from the face in a picture
+    from this camera (``--camera-frame``; ``camera`` captures one through doorpi's
+    own adapter, the path whose channel order counts).
+
+    How: the face pipeline finds and aligns the face; skin under white light is
+    redder than blue ((R - B) / mean >= 0.075 on all 255 photos of
+    ../shared/faces; 253 of 254 swapped copies were bluer), ``doorpi.vision.camcheck``.
+    A gray picture (IR light) or strongly coloured light cannot tell; the running
+    gate keeps checking (the ``camera format`` device fault in ``doorpi status``).
+    """
+    if frame is None:
+        how = "" if face_enabled else " (face disabled)"
+        return CheckResult(PASS, f"not checked{how}; run with --camera-frame camera")
+    try:
+        import numpy as np
+
+        from doorpi.vision.models import load_models
+        from doorpi.vision.pipeline import FacePipeline
+
+        res = FacePipeline(load_models(models_dir, 1)).embed_any(np.asarray(frame))
+    except Exception as exc:  # no models, no runtime: say so in one line
+        return CheckResult(FAIL, f"cannot check ({type(exc).__name__}: {exc})")
+    if res.quality is None:
+        return CheckResult(WARN, "no face in the picture, channel order not checked")
+    red_blue = float(res.quality.metrics["red_blue"])
+    from doorpi.vision.camcheck import ChannelOrderCheck
+
+    band = ChannelOrderCheck().gray_band
+    if red_blue <= -band:
+        return CheckResult(
+            FAIL,
+            f"the face is bluer than red ((R - B) / mean {red_blue:+.2f}): red and blue look "
+            "swapped; check the camera format (white light assumed)",
+        )
+    if red_blue < band:
+        return CheckResult(WARN, "gray picture (IR light?): channel order not checkable")
+    return CheckResult(PASS, f"red and blue in order ((R - B) / mean {red_blue:+.2f})")
+
+
+def capture_camera_frame() -> Any:
+    """One RGB frame through doorpi's own camera adapter (picamera2, a Pi only).
+
+    Raises OSError (one line) when there is no camera or no picamera2 here."""
+    try:
+        from doorpi.hardware.camera import Picamera2Source
+
+        cam = Picamera2Source()
+    except Exception as exc:  # ImportError off a Pi, RuntimeError with no camera
+        raise OSError(f"--camera-frame camera: cannot open the camera: {exc}") from None
+    try:
+        cam.start()
+        return cam.capture().rgb
+    except Exception as exc:
+        raise OSError(f"--camera-frame camera: cannot capture: {exc}") from None
+    finally:
+        cam.close()
+
+
 def _pyscard_readers() -> list[str]:
     from smartcard.System import readers  # pyscard; only on installs with a reader
 
@@ -451,6 +510,7 @@ CHECK_NAMES = (
     "face_runtime",
     "camera",
     "camera_orientation",
+    "camera_channels",
     "reader",
     "gpio",
     "keypad",
@@ -501,6 +561,7 @@ def run_checks(
         "camera_orientation": lambda: check_camera_orientation(
             settings.get("camera", {}), face_enabled, models_dir, camera_frame
         ),
+        "camera_channels": lambda: check_camera_channels(face_enabled, models_dir, camera_frame),
         "reader": lambda: check_reader(
             bool(reader.get("enabled", True)), str(reader.get("name", "")), list_readers
         ),
@@ -555,7 +616,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--camera-frame",
         default="",
         metavar="FILE",
-        help="a picture taken by this camera with a face in it: check [camera] rotation",
+        help="a picture taken by this camera with a face in it, or 'camera' to capture "
+        "one now: check [camera] rotation and channel order",
     )
 
 
@@ -564,7 +626,9 @@ def run_from_args(config: str, json_output: bool, skip: str, camera_frame: str =
     names = [s.strip() for s in skip.split(",") if s.strip()]
     try:
         frame = None
-        if camera_frame:
+        if camera_frame == "camera":
+            frame = capture_camera_frame()
+        elif camera_frame:
             from doorpi.hardware.camera import load_rgb
 
             frame = load_rgb(camera_frame, max_side=1280)

@@ -565,3 +565,38 @@ def test_camera_orientation_without_picture_or_face(nonfaces_dir: Path) -> None:
     frame = load_rgb(empty, 640)
     r = selftest.check_camera_orientation({}, True, _models_dir(), frame)
     assert r.status == WARN and "no face" in r.detail
+
+
+def test_camera_channels_checked_on_a_picture(faces_dir: Path) -> None:
+    """Real photos through the real pipeline: as taken red and blue are in order,
+    swapped (a camera in the wrong format) the check fails, gray (IR) cannot tell."""
+    from doorpi.hardware.camera import load_rgb
+    from doorpi.vision import degrade
+
+    photos = [load_rgb(p, 640) for p in sorted(faces_dir.glob("*/1.jpg"))[:6]]
+    assert len(photos) == 6, f"need 6 photos in {faces_dir}"
+    for rgb in photos:
+        r = selftest.check_camera_channels(True, _models_dir(), rgb)
+        assert r.status == PASS and "in order" in r.detail, r.detail
+        bad = selftest.check_camera_channels(True, _models_dir(), degrade.swap_rb(rgb))
+        assert bad.status == FAIL and "swapped" in bad.detail and "\n" not in bad.detail
+        gray = selftest.check_camera_channels(True, _models_dir(), degrade.gray(rgb))
+        assert gray.status == WARN and "gray" in gray.detail, gray.detail
+    none = selftest.check_camera_channels(True, _models_dir())
+    assert none.status == PASS and "--camera-frame camera" in none.detail
+
+
+def test_selftest_camera_frame_camera_off_a_pi_is_one_line(tmp_path: Path) -> None:
+    """`--camera-frame camera` where picamera2 cannot run: one line, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "doorpi.toml"
+    cfg.write_text(f'[site]\ndata_dir = "{tmp_path / "d"}"\n')
+    p = subprocess.run(
+        [sys.executable, "-m", "doorpi", "--config", str(cfg), "selftest", "--camera-frame", "camera"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr and "--camera-frame camera: cannot" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -411,3 +411,86 @@ def test_clock_jumped_is_shown_and_card_pin_work(tmp_path) -> None:
         assert info["clock_trusted"] is False and "jumped ahead" in " ".join(info["warnings"])
     finally:
         site.close()
+
+
+# ------------------------------------------------------------------ camera format
+
+
+def _status_text(site: SimulatedSite, tmp_path: Path) -> str:
+    """`doorpi status` as text, from a separate process."""
+    cfg = tmp_path / "status.toml"
+    cfg.write_text(f'[site]\ndata_dir = "{site.cfg.site.data_dir}"\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "doorpi", "--config", str(cfg), "status"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DOORPI_RUNTIME_DIR": str(run_dir)},
+    )  # fmt: skip
+    assert "Traceback" not in p.stderr, p.stderr
+    return p.stdout + p.stderr
+
+
+def test_camera_with_red_and_blue_swapped_is_a_device_fault_until_faces_look_right(
+    tmp_path, caplog
+) -> None:
+    """Real photos, red and blue swapped as a misconfigured camera delivers them,
+    through the gate's real face engine (real models): the `camera format` fault is
+    raised by the watch `doorpi run` polls, logged, audited and shown by a separate
+    `doorpi status` process (JSON and text); card+PIN still opens; right-coloured
+    faces clear it again."""
+    from doorpi.devicewatch import CAMERA_FORMAT_FAULT, device_watch
+    from doorpi.vision import degrade
+
+    caplog.set_level(logging.INFO, logger="doorpi")
+    site = _face_site(tmp_path)
+    engine = site.gate.face_engine
+    assert engine is not None
+    watch = device_watch(site.gate, site.devices)
+    photos = [load_rgb(p, 640) for p in sorted(_faces().glob("*/1.jpg"))[:16]]
+    assert len(photos) == 16, "need 16 shared photos"
+
+    def show(frames: list[np.ndarray]) -> None:
+        engine.begin(site.rids[0])  # type: ignore[attr-defined]
+        for k, rgb in enumerate(frames):
+            engine.process(Frame(rgb), 0.1 * k)
+        engine.end()
+        watch.poll()
+        site.gate.process_pending()
+
+    def faults_seen() -> list[tuple[bool, str]]:
+        return [(e["active"], e["detail"]) for e in site.events  # type: ignore[attr-defined]
+                if e["event"] == "fault" and e["device"] == CAMERA_FORMAT_FAULT]  # fmt: skip
+
+    try:
+        show(photos[:8])  # right colours: nothing to say
+        assert CAMERA_FORMAT_FAULT not in site.gate.faults.active
+        show([degrade.swap_rb(rgb) for rgb in photos])
+        assert CAMERA_FORMAT_FAULT in site.gate.faults.active, site.gate.faults.active
+        detail = fault(status(site, tmp_path), CAMERA_FORMAT_FAULT)
+        assert "red and blue look swapped" in detail, detail
+        assert f"{CAMERA_FORMAT_FAULT}: red and blue look swapped" in _status_text(site, tmp_path)
+        assert f"fault {CAMERA_FORMAT_FAULT} raised" in caplog.text
+        assert faults_seen() == [(True, detail)]  # audited once
+        watch.poll()  # still swapped: no second record
+        site.gate.process_pending()
+        assert len(faults_seen()) == 1
+        # Alice at the door meanwhile, through the gate's face path: a stranger's
+        # swapped face is not her; the PIN is offered and opens.
+        site.card(ALICE["cards"][0])
+        site.face([Frame(degrade.swap_rb(photos[5]))] * 3)
+        feedback = [e["pattern"] for e in site.events if e["event"] == "feedback"]  # type: ignore[attr-defined]
+        assert feedback[-1] == "pin_needed", feedback
+        pin(site, "2468#")
+        assert access(site)[-1] == (True, "granted", ["card", "pin"]), access(site)
+        show([degrade.gray(rgb) for rgb in photos])  # IR light: no verdict, the fault stands
+        assert CAMERA_FORMAT_FAULT in site.gate.faults.active
+        show(photos[:6])  # half and half: no clear verdict, the fault stands
+        assert CAMERA_FORMAT_FAULT in site.gate.faults.active
+        show(photos)  # the camera set right: right-coloured faces clear it
+        assert CAMERA_FORMAT_FAULT not in site.gate.faults.active
+        assert CAMERA_FORMAT_FAULT not in status(site, tmp_path)["device_faults"]
+        assert [a for a, _ in faults_seen()] == [True, False]
+        assert f"fault {CAMERA_FORMAT_FAULT} cleared" in caplog.text
+    finally:
+        site.close()

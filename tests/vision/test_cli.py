@@ -179,3 +179,70 @@ def test_eval_faces_unknown_condition_is_one_line(tmp_path: Path, models_dir: Pa
 
     with pytest.raises(CliError, match="--conditions: unknown fog"):
         args.func(args)
+
+
+def test_visit_fusion_matches_what_no_single_frame_does() -> None:
+    """The open set of a visit goes through the gate's own engine: two alike frames,
+    each below the threshold (cosine 0.439 to the template), fuse to 0.472 and match;
+    a stranger's frames do not; a frame the quality gates refuse is not fused."""
+    import numpy as np
+
+    e = np.eye(8, 128, dtype=np.float32)  # orthonormal directions
+
+    def unit(v):
+        return v / np.linalg.norm(v)
+
+    people = ["a", "b", "c"]  # a and c enrolled (even positions), b a stranger
+    labels = ["a", "a", "b", "c"]
+    ref = [e[0], None, e[2], e[3]]  # photo 0 is a's template, photo 3 is c's
+    near_a = [unit(0.42 * e[0] + 0.7 * e[4] + 0.5 * e[k]) for k in (5, 6, 7)]
+    assert all(float(f @ e[0]) < 0.45 for f in near_a)  # no single frame matches
+    stranger = [unit(e[2] + 0.1 * e[k]) for k in (5, 6, 7)]
+    visits = [
+        [(e[0], "ok")] * 3,
+        [(f, "ok") for f in near_a],
+        [(f, "ok") for f in stranger],
+        [(e[3], "ok")] * 3,
+    ]
+    r = eval_cli._visit(people, ref, visits, labels, 0.45, 0.05)
+    assert r["frames_per_visit"] == 3
+    assert r["all_frames"]["fnir_count"] == 0 and r["all_frames"]["resident_probes"] == 1
+    assert r["all_frames"]["fpir_count"] == 0 and r["all_frames"]["nonresident_probes"] == 1
+    visits[1] = [(near_a[0], "ok"), (near_a[1], "blurry"), (near_a[2], "blurry")]
+    r = eval_cli._visit(people, ref, visits, labels, 0.45, 0.05)
+    assert r["all_frames"]["fnir_count"] == 0  # every frame counted
+    assert r["gated"]["fnir_count"] == 1  # one frame through: 0.439, a miss
+    single = eval_cli._open_set(people, ref, [v[0][0] for v in visits], labels, 0.45, 0.05)
+    assert single["fnir_count"] == 1  # the first frame alone misses
+
+
+def test_eval_faces_visit_frames_and_studies(
+    tmp_path: Path, faces_dir: Path, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--visit-frames, --flip-probes and --gray-templates on real photos."""
+    for person in SUBSET:
+        (tmp_path / person).symlink_to(faces_dir / person)
+    base = ["eval", "faces", str(tmp_path), "--json", "--models", str(models_dir)]
+    args = _parser().parse_args([*base, "--conditions", "blur", "--visit-frames", "2"])
+    assert args.func(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    rows = {c["condition"]: c for c in r["conditions"]}
+    for c in rows.values():
+        v, o = c["open_set"]["visit"], c["open_set"]
+        assert v["frames_per_visit"] == 2
+        assert v["all_frames"]["resident_probes"] == o["resident_probes"] > 0
+        assert v["all_frames"]["fnir_count"] <= o["fnir_count"]  # more frames, never fewer chances
+    blur = rows["blur"]["open_set"]["visit"]
+    assert blur["gated"]["fnir"] > blur["all_frames"]["fnir"] + 0.3  # refused `blurry`: prompts
+    assert r["probes"] == "as embedded" and r["gray_templates"] is False
+    args = _parser().parse_args(
+        [*base, "--conditions", "gray", "--flip-probes", "--gray-templates"]
+    )
+    assert args.func(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["probes"].startswith("mirror mean") and s["gray_templates"] is True
+    plain = {c["condition"]: c for c in r["conditions"]}["as_taken"]
+    studied = {c["condition"]: c for c in s["conditions"]}["as_taken"]
+    assert studied["open_set"]["gallery_size"] == 2 * plain["open_set"]["gallery_size"]
+    assert studied["impostor_max"] != plain["impostor_max"]  # the probes are other embeddings
+    assert "visit" not in studied["open_set"]

@@ -45,6 +45,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument(
         "--det-png", type=Path, default=None, help="write DET curves per condition to this PNG"
     )
+    f.add_argument(
+        "--visit-frames",
+        type=int,
+        default=1,
+        help="see each photo as this many frames of one visit (each cropped 3 px more at the "
+        "top-left, then degraded) and decide 1:N as the gate's engine does, fusing them",
+    )
+    f.add_argument(
+        "--flip-probes",
+        action="store_true",
+        help="(study) embed each probe as the mean of the face and its mirror image; "
+        "templates as usual",
+    )
+    f.add_argument(
+        "--gray-templates",
+        action="store_true",
+        help="(study) open set: enrol a grayscale template of the same photo beside each template",
+    )
     f.set_defaults(func=run_faces)
     try:  # ``doorpi eval liveness`` lives in the liveness module
         from doorpi.cli import eval_liveness
@@ -62,10 +80,12 @@ def _open_set(
     labels: list[str],
     threshold: float,
     margin: float,
+    extra_ref: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Open-set 1:N with the fixed split; ``ref``/``probe`` are embeddings or None.
 
-    Templates: each enrolled person's first photo with an as-taken embedding.
+    Templates: each enrolled person's first photo with an as-taken embedding
+    (and, given ``extra_ref``, that photo's other embedding too, e.g. in gray).
     Probes: every other photo as degraded (None, no face found, counts as a
     miss for a resident and as no alarm for a stranger).
     """
@@ -80,6 +100,8 @@ def _open_set(
         if lab in enrolled and lab not in template_of and e is not None:
             gallery.add(lab, e)
             template_of[lab] = k
+            if extra_ref is not None and extra_ref[k] is not None:
+                gallery.add(lab, extra_ref[k])
     fn = n_res = fp = n_non = 0
     # Fusion proxy: each probe fused with the person's previous probe (engine's rule:
     # the mean if they look alike, cosine >= 0.6, else the newer one alone).
@@ -109,9 +131,12 @@ def _open_set(
         else:
             fn_non += 1
             ffp += int(okf)
+    highest = [gallery.search(e).score for lab, e in zip(labels, probe, strict=True)
+               if lab not in enrolled and e is not None]  # fmt: skip
     return {
         "split": "sorted people, even positions enrolled with their first usable photo",
         "gallery_size": len(gallery),
+        "stranger_best_max": max(highest, default=None),
         "threshold": threshold,
         "margin": margin,
         "resident_probes": n_res,
@@ -134,6 +159,75 @@ def _open_set(
             "fpir_ci95": metrics.clopper_pearson(ffp, fn_non),
         },
     }
+
+
+def _visit(
+    people: list[str],
+    ref: list[Any],
+    visits: list[list[tuple[Any, str]]],
+    labels: list[str],
+    threshold: float,
+    margin: float,
+) -> dict[str, Any]:
+    """Open set as the gate decides: each probe photo seen as several frames of one
+    visit, run through the gate's own engine (``PipelineFaceEngine``: fusion of
+    its good frames, 1:N with the margin, a decision after every frame).
+
+    ``visits[k]`` holds (embedding or None, quality reason) per frame of photo k.
+    "all frames" counts every frame with a face, as the other open-set figures
+    do; "gated" only the frames the quality gates let through, as the door does
+    (a refused frame is a prompt, so a visit with none through is a miss).
+    """
+    from doorpi.vision import metrics
+    from doorpi.vision import quality as q
+    from doorpi.vision.engine import PipelineFaceEngine
+    from doorpi.vision.match import Gallery
+    from doorpi.vision.pipeline import FaceResult
+
+    enrolled = set(people[0::2])
+    number = {p: i for i, p in enumerate(people)}  # the engine's identities are ints
+    gallery = Gallery()
+    template_of: dict[str, int] = {}
+    for k, (lab, e) in enumerate(zip(labels, ref, strict=True)):
+        if lab in enrolled and lab not in template_of and e is not None:
+            gallery.add(str(number[lab]), e)
+            template_of[lab] = k
+    engine = PipelineFaceEngine(
+        None, gallery, threshold=threshold, margin=margin, max_nonmatching_frames=len(visits[0])
+    )
+    out: dict[str, Any] = {"frames_per_visit": len(visits[0])}
+    for gated in (False, True):
+        fn = n_res = fp = n_non = 0
+        for k, (lab, frames) in enumerate(zip(labels, visits, strict=True)):
+            if template_of.get(lab) == k:
+                continue
+            engine.begin(None)
+            who = None
+            for e, reason in frames:
+                if e is None or (gated and reason != q.OK):
+                    continue
+                o = engine.decide(FaceResult(q.OK, embedding=e))
+                if o.state == "matched":
+                    who = o.resident_id
+                    break
+            engine.end()
+            if lab in enrolled:
+                n_res += 1
+                fn += int(who != number[lab])
+            else:
+                n_non += 1
+                fp += int(who is not None)
+        out["gated" if gated else "all_frames"] = {
+            "resident_probes": n_res,
+            "fnir": fn / n_res if n_res else None,
+            "fnir_count": fn,
+            "fnir_ci95": metrics.clopper_pearson(fn, n_res),
+            "nonresident_probes": n_non,
+            "fpir": fp / n_non if n_non else None,
+            "fpir_count": fp,
+            "fpir_ci95": metrics.clopper_pearson(fp, n_non),
+        }
+    return out
 
 
 def _condition_pairs(ref: list[Any], probe: list[Any], labels: list[str]) -> tuple[Any, Any, Any]:
@@ -176,6 +270,8 @@ def _condition_report(
     reasons: list[str],
     threshold: float,
     margin: float,
+    extra_ref: list[Any] | None = None,
+    visits: list[list[tuple[Any, str]]] | None = None,
 ) -> tuple[dict[str, Any], Any, Any]:
     import numpy as np
 
@@ -218,8 +314,10 @@ def _condition_report(
         "frr_with_quality_gate": fr_gated / len(gen),
         "frr_with_quality_gate_count": fr_gated,
         "frr_with_quality_gate_ci95": metrics.clopper_pearson(fr_gated, len(gen)),
-        "open_set": _open_set(people, ref, probe, labels, threshold, margin),
+        "open_set": _open_set(people, ref, probe, labels, threshold, margin, extra_ref),
     }
+    if visits is not None:
+        rep["open_set"]["visit"] = _visit(people, ref, visits, labels, threshold, margin)
     return rep, gen, imp
 
 
@@ -238,6 +336,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.sface:
         models.embedder = TFLiteModel(args.sface, args.threads)
     pipe = FacePipeline(models, refine=not args.no_refine)
+    probe_pipe = pipe
+    if getattr(args, "flip_probes", False):
+        probe_pipe = FacePipeline(models, refine=not args.no_refine)
+        probe_pipe.embedder = _MirrorMean(pipe.embedder)  # type: ignore[assignment]
+    n_frames = max(1, int(getattr(args, "visit_frames", 1) or 1))
     threshold = match.SHIPPED_THRESHOLD if args.threshold is None else args.threshold
     margin = match.SHIPPED_MARGIN if args.margin is None else args.margin
 
@@ -246,6 +349,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     skipped: list[str] = []
     embs: dict[str, list[Any]] = {c: [] for c in conditions}
     reasons: dict[str, list[str]] = {c: [] for c in conditions}
+    visits: dict[str, list[list[tuple[Any, str]]]] = {c: [] for c in conditions}
+    ref: list[Any] = []  # as taken, the templates' embedding (probes may differ: --flip-probes)
+    gray_ref: list[Any] = []
     stage_ms: dict[str, list[float]] = {}
     for person in people:
         for path in FolderSource(args.dir / person, recursive=False).paths():
@@ -257,13 +363,25 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             labels.append(person)
             for cond in conditions:
-                res = pipe.embed_any(degrade.CONDITIONS[cond](rgb))
+                res = probe_pipe.embed_any(degrade.CONDITIONS[cond](rgb))
                 if cond == "as_taken":
                     for k, v in res.timings_ms.items():
                         stage_ms.setdefault(k, []).append(v)
                 embs[cond].append(res.embedding)
                 reasons[cond].append(res.quality.reason if res.quality else res.reason)
-    ref = embs["as_taken"]
+                frames = [(res.embedding, reasons[cond][-1])]
+                for k in range(1, n_frames):  # more frames of the same visit
+                    o = _VISIT_SHIFT_PX * k
+                    moved = np.ascontiguousarray(rgb[o:, o:])
+                    r = probe_pipe.embed_any(degrade.CONDITIONS[cond](moved))
+                    frames.append((r.embedding, r.quality.reason if r.quality else r.reason))
+                visits[cond].append(frames)
+            if probe_pipe is pipe:
+                ref.append(embs["as_taken"][-1])
+            else:
+                ref.append(pipe.embed_any(rgb).embedding)
+            if getattr(args, "gray_templates", False):
+                gray_ref.append(pipe.embed_any(degrade.gray(rgb)).embedding)
     usable = [lab for lab, e in zip(labels, ref, strict=True) if e is not None]
     if len(set(usable)) < 2 or all(usable.count(x) < 2 for x in set(usable)):
         raise EvalDataError(
@@ -288,6 +406,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "dir": str(args.dir),
         "sface": str(models.embedder.path),
         "alignment": "blazeface-4pt" if args.no_refine else "facemesh-5pt",
+        "probes": "mirror mean (--flip-probes)" if probe_pipe is not pipe else "as embedded",
+        "gray_templates": bool(gray_ref),
         "people": len(people),
         "images": len(labels) + len(skipped),
         "skipped_files": skipped,
@@ -302,7 +422,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "eer_threshold": eer_thr,
         "tar_at_far": tar,
         "shipped": metrics.rates_at(gen, imp, threshold),
-        "open_set": _open_set(people, ref, ref, labels, threshold, margin),
+        "open_set": _open_set(people, ref, embs["as_taken"], labels, threshold, margin),
         "stage_ms_median": {k: float(np.median(v)) for k, v in stage_ms.items()},
     }
     if len(conditions) > 1 or getattr(args, "conditions", None):
@@ -311,8 +431,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         table, curves = [], {}
         for cond in conditions:
             rep, g, i = _condition_report(
-                cond, people, labels, ref, embs[cond], reasons[cond], threshold, margin
-            )
+                cond, people, labels, ref, embs[cond], reasons[cond], threshold, margin,
+                gray_ref or None, visits[cond] if n_frames > 1 else None,
+            )  # fmt: skip
             table.append(rep)
             curves[cond] = (g, i)
         report["conditions"] = table
@@ -322,6 +443,25 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             write_det_png(curves, args.det_png, threshold)
             report["det_png"] = str(args.det_png)
     return report
+
+
+#: --visit-frames: each further frame of a visit is the photo cropped by this many more
+#: pixels at the top-left: another detection, alignment and JPEG block grid (8 px), the
+#: small differences between a gate's frames; a stand-in, not real video.
+_VISIT_SHIFT_PX = 3
+
+
+class _MirrorMean:
+    """(--flip-probes) The unit mean of the embeddings of a crop and its mirror image."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def embed(self, crop: Any) -> Any:
+        import numpy as np
+
+        v = self.inner.embed(crop) + self.inner.embed(np.ascontiguousarray(crop[:, ::-1]))
+        return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
 class EvalDataError(ValueError):
@@ -349,6 +489,13 @@ def format_conditions(report: dict[str, Any]) -> str:
             f" {o['fpir_count']:3d}/{o['nonresident_probes']:<5d} {c['impostor_max']:7.3f}"
             f"  {c['quality_refused']}/{c['photos']}" + (f" ({refused})" if refused else "")
         )
+        v = o.get("visit")
+        if v:
+            a, g = v["all_frames"], v["gated"]
+            rows[-1] += (
+                f"  | visit of {v['frames_per_visit']}: FNIR {_pct(a['fnir'], 5)}"
+                f" (gated {_pct(g['fnir'], 5)}), FPIR {a['fpir_count']}/{a['nonresident_probes']}"
+            )
     return "\n".join(rows)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from doorpi.facepath import FaceOutcome
-from doorpi.vision.camcheck import SWAPPED, ChannelOrderCheck
+from doorpi.vision.camcheck import OK, SWAPPED, ChannelOrderCheck
 from doorpi.vision.match import SHIPPED_MARGIN, SHIPPED_THRESHOLD, Gallery
 from doorpi.vision.pipeline import FacePipeline, FaceResult
 
@@ -80,13 +80,22 @@ class PipelineFaceEngine:
         return res
 
     def _check_channels(self, red_blue: float) -> None:
-        """A camera fault seen in the faces themselves: logged once, shown by status."""
-        if self.channels.observe(red_blue) == SWAPPED and not self.camera_problem:
+        """A camera fault seen in the faces themselves (``doorpi.vision.camcheck``).
+
+        ``camera_problem`` is one line while the last faces say red and blue are
+        swapped, and "" again once as many faces look right (OK verdict); gray
+        (IR) faces change nothing. Logged once per change here; the gate shows
+        it as the ``camera format`` device fault (``doorpi.devicewatch``)."""
+        verdict = self.channels.observe(red_blue)
+        if verdict == SWAPPED and not self.camera_problem:
             self.camera_problem = (
-                f"camera: red and blue look swapped (the last {self.channels.window} "
-                "faces were bluer than red); check the camera format"
+                f"red and blue look swapped (at least {self.channels.majority:.0%} of the "
+                f"last {self.channels.window} faces were bluer than red); check the camera format"
             )
-            logging.getLogger("doorpi.face").error(self.camera_problem)
+            logging.getLogger("doorpi.face").error("camera: %s", self.camera_problem)
+        elif verdict == OK and self.camera_problem:
+            self.camera_problem = ""
+            logging.getLogger("doorpi.face").info("camera: faces look right again (red, blue)")
 
     def fuse(self, emb: np.ndarray) -> np.ndarray:
         """The window's fused embedding after adding ``emb`` (see the module doc)."""
