@@ -7,7 +7,10 @@ in the audit log.
 The face path runs all along, as on a gate with face on: the real TFLite models on
 photos from the shared faces set (found as the suite finds it: fsutil.find_shared_dir),
 fed by a camera double at up to 30 frames/s through the device's camera thread
-(`CameraLoop`), continuous trigger so every frame goes through the models.
+(`CameraLoop`), continuous trigger so every frame goes through the models, which run
+in the face worker process as on the device (doorpi.faceworker; face.process =
+"worker"). ``DOORPI_SOAK_FACE_PROCESS=inline`` runs them in the gate's process
+instead, to measure the difference (the test then fails its gate-CPU bound, as it must).
 
 Short form 8 s (about 80 decisions); `make reliability` runs 10 minutes.
 """
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from reliability_support import report, scale
+from reliability_support import LONG, report, scale
 
 from doorpi.clocks import ManualClock, SystemClock
 from doorpi.facebuild import CameraLoop
@@ -32,10 +35,17 @@ from doorpi.store import Storage
 from doorpi.store.credentials import card_hash
 
 RESIDENTS = 10_000
-# With face running on the shared 2-core test machine (docs/reliability.md, soak): the
-# p99 floor and the slowest grant allowed; a person notices about 0.1 s at a door.
-P99_FLOOR = 0.100
-MAX_GRANT = 0.5
+# Short and medium forms, on the shared 2-core test machine where other engineers'
+# tests run too (docs/reliability.md, soak): the p99 floor and the slowest grant
+# allowed (a person notices about 0.1 s at a door). The long form asserts the issue's
+# literal bar instead: no grant slower than 2x the bench p99 of the same run.
+P99_FLOOR = 0.050
+MAX_GRANT = 0.25
+# The gate's camera thread's own CPU time per face frame: the proxy's frame copy, the
+# fusion and matching, the liveness rules. The models (20-60 ms of CPU per frame here)
+# must not be in it: they run in the worker process.
+GATE_CPU_PER_FRAME = 0.005
+FACE_PROCESS = os.environ.get("DOORPI_SOAK_FACE_PROCESS", "worker")
 PERIOD = 0.1
 # Cheap Argon2 (the soak measures the gate, not the KDF); unknown cards and wrong PINs
 # are part of the stream, so the unknown-card pause (CardPacer) is off: with it on,
@@ -60,7 +70,7 @@ def _faces() -> Path:
 
 FACE_ON = {
     "face": {"enabled": True, "trigger": "continuous", "allow_continuous": True,
-             "num_threads": 1},
+             "num_threads": 1, "process": FACE_PROCESS},
     "site": {"controller": "Soak PM Co.", "contact": "+86 10 5555 0100"},
 }  # fmt: skip
 
@@ -71,6 +81,7 @@ class PhotoCamera:
     def __init__(self, photos: list[np.ndarray]) -> None:
         self.photos = photos
         self.captures = 0
+        self.thread_cpu: list[float] = []  # the camera thread's CPU seconds at each capture
 
     def start(self) -> None:
         pass
@@ -79,6 +90,7 @@ class PhotoCamera:
         pass
 
     def capture(self) -> Frame:
+        self.thread_cpu.append(time.thread_time())
         time.sleep(1 / 30)
         self.captures += 1
         return Frame(self.photos[self.captures % len(self.photos)])
@@ -93,11 +105,12 @@ def _photos(n: int = 24) -> list[np.ndarray]:
     return [load_rgb(p, max_side=640) for p in paths]
 
 
-def _rss_kib() -> int:
-    for line in Path(f"/proc/{os.getpid()}/status").read_text().splitlines():
+def _rss_kib(pid: int | None = None) -> int:
+    status = Path(f"/proc/{pid or os.getpid()}/status")
+    for line in status.read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
-    raise AssertionError("no VmRSS in /proc/self/status")
+    raise AssertionError(f"no VmRSS in {status}")
 
 
 def _timed(site: SimulatedSite) -> list[float]:
@@ -162,6 +175,10 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     path = site.face_path
     assert path is not None, site.gate.face_problem
     site.face_path = None  # the camera thread alone drives it, on its own clock
+    worker = site.gate.face_engine.worker
+    assert (worker is not None) == (FACE_PROCESS == "worker"), FACE_PROCESS
+    if worker is not None:  # measured from here on: the models loaded (the gate does not wait)
+        assert worker.wait_ready(60), worker.problem()
     camera = PhotoCamera(_photos())
     loop = CameraLoop(path, camera, SystemClock())
     db, secrets = site.storage.db, site.storage.secrets
@@ -197,8 +214,16 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
         decisions += 1
         if decisions % 10 == 0:
             rss.append((time.monotonic() - t0, _rss_kib()))
+    worker_rss = _rss_kib(worker.pid) if worker is not None else 0
+    worker_info = {"worker_rss_kib": worker_rss, "worker_starts": worker.starts,
+                   "worker_load_s": [round(x, 3) for x in worker.load_times],
+                   "face_call_ms_mean": round(worker.call_seconds / max(worker.calls, 1) * 1e3, 1),
+                   "face_call_ms_max": round(worker.call_max * 1e3, 1),
+                   } if worker is not None else {}  # fmt: skip
+    cpu = camera.thread_cpu
     loop.stop()
     face = path.stats
+    gate_cpu = (cpu[-1] - cpu[0]) / max(len(cpu) - 1, 1)  # camera thread, per frame
     site.storage.audit_queue.flush()
     after = db.execute("SELECT count(*) FROM audit").fetchone()[0]
     site.close()
@@ -209,6 +234,7 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     every = times["card"] + times["pin"]
     slow = {k: [round(t * 1000, 1) for t in v if t > 2 * bench[k]] for k, v in times.items()}
     report("soak", {
+        "face_process": FACE_PROCESS, "load_average": os.getloadavg(),
         "residents": RESIDENTS + 1, "seconds": duration, "decisions": decisions,
         **{f"{k}_{q}_ms": round(f(v) * 1000, 2) for k, v in times.items()
            for q, f in (("p50", statistics.median), ("p99", _p99), ("max", max))},
@@ -222,6 +248,8 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
         "face_frames_processed": face.frames_processed,
         "face_frames_per_s": round(face.frames_processed / duration, 1),
         "face_outcomes": dict(face.by_reason),
+        "gate_cpu_ms_per_frame": round(gate_cpu * 1e3, 2),
+        **worker_info,
     })  # fmt: skip
     assert face.frames_processed >= duration, f"face path idle: {face}"  # >= 1 frame/s
     assert not loop.problem(), loop.problem()
@@ -229,11 +257,16 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     assert grants["card"] > decisions / 2 and grants["pin"] > decisions / 20, (grants, decisions)
     assert decisions >= duration / PERIOD * 0.9, f"only {decisions} decisions in {duration} s"
     assert after - before >= decisions, f"{decisions} decisions, {after - before} audit records"
-    # The literal bar (2x the face-free bench p99) is reported, not asserted: with the face
-    # models running in the same process on a shared 2-core machine, a sub-millisecond
-    # grant waits for the CPU and the GIL (every gate event's tail grows alike, not only
-    # grants: docs/reliability.md). Asserted: the p99 of each kind within
-    # max(2x bench p99, P99_FLOOR) and no grant over MAX_GRANT.
+    # The models never run on the gate's side: its camera thread's CPU per frame is the
+    # proxy's and the engines' share only (load-independent, unlike latency).
+    assert gate_cpu <= GATE_CPU_PER_FRAME, (
+        f"the gate's camera thread spent {gate_cpu * 1e3:.1f} ms CPU per face frame "
+        f"(limit {GATE_CPU_PER_FRAME * 1e3:.0f}): the models run in the gate's process?"
+    )
+    if LONG:  # the issue's literal bar: no grant slower than 2x the bench p99
+        assert not any(slow.values()), f"grants slower than 2x bench p99 (ms): {slow}"
+    # Short and medium forms (a shared machine's scheduling noise, docs/reliability.md):
+    # the p99 of each kind within max(2x bench p99, P99_FLOOR), none over MAX_GRANT.
     for k, v in times.items():
         bar = max(2 * bench[k], P99_FLOOR)
         assert _p99(v) <= bar, f"{k} grant p99 {_p99(v) * 1000:.1f} ms > {bar * 1000:.1f} ms"
