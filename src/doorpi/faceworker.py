@@ -150,6 +150,7 @@ class FaceWorker:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._why = ""  # why the last worker ended
+        self._ending = ""  # why this side is ending the current one (a deadline, no load)
         self._load_error = ""
         self._loading_since: float | None = None
         self._hang = 0.0
@@ -192,8 +193,9 @@ class FaceWorker:
             self._conn = None  # the caller's reference, if any, closes it when done
             if self._stop.is_set():
                 break
+            self._why = self._ending or _describe_exit(rc)
+            self._ending = ""
             self.deaths += 1
-            self._why = self._why or _describe_exit(rc)
             log.error("face worker %s (%d in a row); restarting", self._why, self.deaths)
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes] | None, Connection | None]:
@@ -212,7 +214,6 @@ class FaceWorker:
         finally:
             theirs.close()
         conn = Connection(mine.detach())
-        self._why = ""
         self._loading_since = time.monotonic()
         self._proc = proc
         self.starts += 1
@@ -236,10 +237,9 @@ class FaceWorker:
             return
         if msg[1]:
             self._load_error = msg[1]
-            self._why = f"could not load the face models: {msg[1]}"
+            self._ending = f"could not load the face models: {msg[1]}"
         else:
-            self._why = f"not ready after {self.load_seconds:g} s"
-        log.error("face worker %s", self._why)
+            self._ending = f"not ready after {self.load_seconds:g} s"
         proc.kill()
 
     def problem(self) -> str:
@@ -298,7 +298,7 @@ class FaceWorker:
                 raise FaceWorkerUnavailable(f"face worker gone ({type(exc).__name__})") from None
             if reply is None:
                 self.kills += 1
-                self._why = f"killed: no answer within {self.deadline:g} s (model hung?)"
+                self._ending = f"killed: no answer within {self.deadline:g} s (model hung?)"
                 self._ready.clear()
                 proc = self._proc
                 if proc is not None:
