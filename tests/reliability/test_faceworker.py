@@ -282,7 +282,7 @@ def test_killed_worker_is_a_camera_fault_and_recovers_with_backoff(tmp_path) -> 
 
 
 def test_repeated_deaths_back_off(worker) -> None:
-    assert [0.0, 0.5, 1.0, 2.0] == [restart_delay(n) for n in range(4)]
+    assert [restart_delay(n) for n in range(4)] == [0.0, 0.5, 1.0, 2.0]
     assert restart_delay(50) == 60.0
     worker.start()
     assert worker.wait_ready(60), worker.problem()
