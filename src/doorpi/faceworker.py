@@ -43,6 +43,7 @@ serves cards and PINs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
@@ -349,7 +350,9 @@ class FaceWorker:
         with self._lock:
             self._conn = None
             if not self._mm.closed:
-                self._mm.close()
+                # An array still viewing the slot: it is unmapped when that goes.
+                with contextlib.suppress(BufferError):
+                    self._mm.close()
                 os.close(self._fd)
 
 
