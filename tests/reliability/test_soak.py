@@ -39,7 +39,7 @@ RESIDENTS = 10_000
 # tests run too (docs/reliability.md, soak): the p99 floor and the slowest grant
 # allowed (a person notices about 0.1 s at a door). The long form asserts the issue's
 # literal bar instead: no grant slower than 2x the bench p99 of the same run.
-P99_FLOOR = 0.050
+P99_FLOOR = 0.020
 MAX_GRANT = 0.25
 # The gate's camera thread's own CPU time per face frame: the proxy's frame copy, the
 # fusion and matching, the liveness rules. The models (20-60 ms of CPU per frame here)
@@ -113,6 +113,15 @@ def _rss_kib(pid: int | None = None) -> int:
     raise AssertionError(f"no VmRSS in {status}")
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared with another process (the frame slot, the
+    libraries) counted by share, so gate + worker add up to what both really use."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Pss in /proc/{pid}/smaps_rollup")
+
+
 def _timed(site: SimulatedSite) -> list[float]:
     """Record perf_counter() at every strike release (as `doorpi bench core` does)."""
     released: list[float] = []
@@ -145,6 +154,15 @@ def _decide(site: SimulatedSite, released: list[float], action: tuple[str, str])
     site.advance(site.cfg.gpio.settle_seconds + PERIOD, step=PERIOD / 2)
     assert site.strike_pin.state is False, "strike still released after the door closed"
     return dt
+
+
+def _idle(site: SimulatedSite, until: float) -> None:
+    """Wait until ``until`` (time.monotonic) as the gate's own loop waits (Gate.run):
+    each event the camera thread queues (a face hint, a rejection) is handled as it
+    arrives, not saved up for the next card to wait behind."""
+    while (now := time.monotonic()) < until:
+        site.gate.process_pending()
+        time.sleep(min(0.002, until - now))
 
 
 def _p99(xs: list[float]) -> float:
@@ -200,7 +218,7 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     next_at = t0
     while (now := time.monotonic()) - t0 < duration:
         if now < next_at:
-            time.sleep(next_at - now)
+            _idle(site, next_at)
         next_at += PERIOD
         roll = rnd.random()
         if roll < 0.8:  # a resident's card (grant), sometimes an unknown one (deny)
@@ -215,7 +233,8 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
         if decisions % 10 == 0:
             rss.append((time.monotonic() - t0, _rss_kib()))
     worker_rss = _rss_kib(worker.pid) if worker is not None else 0
-    worker_info = {"worker_rss_kib": worker_rss, "worker_starts": worker.starts,
+    worker_info = {"worker_rss_kib": worker_rss, "gate_pss_kib": _pss_kib(os.getpid()),
+                   "worker_pss_kib": _pss_kib(worker.pid), "worker_starts": worker.starts,
                    "worker_load_s": [round(x, 3) for x in worker.load_times],
                    "face_call_ms_mean": round(worker.call_seconds / max(worker.calls, 1) * 1e3, 1),
                    "face_call_ms_max": round(worker.call_max * 1e3, 1),
