@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from reliability_support import report
 from test_hardware_faults import (
     ALICE,
     BOB,
@@ -52,7 +53,7 @@ from doorpi.vision.pipeline import FacePipeline
 
 # Card/PIN actions while the face worker hangs or restarts: well under the worker's
 # 2.5 s deadline, generous for a shared 2-core machine.
-PROMPT_LIMIT = 0.25
+PROMPT_LIMIT = 0.5
 HARDWARE_MODULES = ("gpiozero", "smartcard", "doorpi.hardware", "doorpi.gate", "doorpi.store")
 
 
@@ -224,6 +225,7 @@ def test_hung_worker_is_killed_and_restarted_card_pin_stay_fast(tmp_path) -> Non
         worker.hang_next_call(60)  # the model stuck on the next frame
         face_key = site.gate.on_face_request  # the face key: a hands-free window
         assert face_key is not None
+        t0 = time.monotonic()
         face_key(None)
         wait_for(lambda: loop.path.active, 2, "face window open")
         # While the call hangs (2.5 s deadline): Bob's card, Alice's PIN, at once.
@@ -231,19 +233,25 @@ def test_hung_worker_is_killed_and_restarted_card_pin_stay_fast(tmp_path) -> Non
         times.append(prompt(lambda: pin(site, "101#2468#"), PROMPT_LIMIT))
         assert access(site) == [(True, "granted", ["card"]), (True, "granted", ["pin"])]
         wait_for(lambda: worker.kills == 1, 10, "hung worker killed", pump)
+        killed_after = time.monotonic() - t0
         wait_for(lambda: _rejections(site), 5, "face window ended", pump)
         assert _rejections(site) == [f"face_error: {FaceWorkerTimeout.__name__}"]
         times.append(prompt(lambda: site.card(BOB["cards"][0]), PROMPT_LIMIT))
         assert access(site)[-1] == (True, "granted", ["card"]), access(site)
         # A new worker, and frames go through it again.
         wait_for(lambda: worker.ready, 15, "worker restarted", pump)
+        ready_after = time.monotonic() - t0
         assert worker.starts == 2 and worker.pid not in (None, first_pid)
         calls = worker.calls
         face_key(None)
         wait_for(lambda: worker.calls > calls, 10, "a frame through the new worker", pump)
         assert worker.deaths == 0  # an answered call ends the run of deaths
-        print(f"\nhung worker: card/PIN actions took max {max(times) * 1e3:.1f} ms; "
-              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        report("faceworker_hung", {
+            "deadline_s": worker.deadline, "killed_after_s": round(killed_after, 2),
+            "new_worker_ready_after_s": round(ready_after, 2),
+            "card_pin_actions_max_ms": round(max(times) * 1e3, 1),
+            "load_average": os.getloadavg()[0],
+        })  # fmt: skip
     finally:
         loop.stop()
         site.close()
@@ -267,7 +275,9 @@ def test_killed_worker_is_a_camera_fault_and_recovers_with_backoff(tmp_path) -> 
         old = worker.pid
         assert old is not None
         os.kill(old, signal.SIGKILL)
+        t0 = time.monotonic()
         wait_for(lambda: "camera" in site.gate.faults.active, 5, "worker death shown", pump)
+        shown_after = time.monotonic() - t0
         detail = site.gate.faults.active["camera"]["detail"]
         assert "face worker killed by SIGKILL (1 in a row)" in detail, detail
         assert "face worker" in fault(status(site, tmp_path), "camera")
@@ -275,6 +285,7 @@ def test_killed_worker_is_a_camera_fault_and_recovers_with_backoff(tmp_path) -> 
         prompt(lambda: pin(site, "101#2468#"), PROMPT_LIMIT)
         assert access(site)[-2:] == [(True, "granted", ["card"]), (True, "granted", ["pin"])]
         wait_for(lambda: worker.ready, 20, "worker back", pump)
+        back_after = time.monotonic() - t0
         assert worker.pid not in (None, old)
         wait_for(lambda: "camera" not in site.gate.faults.active, 10, "fault cleared", pump)
         calls = worker.calls
@@ -284,6 +295,10 @@ def test_killed_worker_is_a_camera_fault_and_recovers_with_backoff(tmp_path) -> 
         inline = FacePipeline.load(None, 1).process(_photos(1)[0])
         assert inline.ok, inline.reason
         needle = inline.embedding.astype(np.float32).tobytes()[:32]
+        report("faceworker_killed", {
+            "fault_shown_after_s": round(shown_after, 2), "worker_back_after_s": round(back_after, 2),
+            "load_average": os.getloadavg()[0],
+        })  # fmt: skip
     finally:
         loop.stop()
         site.close()
