@@ -217,6 +217,7 @@ def test_soak_10k_residents(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     loop.start()
     times: dict[str, list[float]] = {"card": [], "pin": []}
     rss, decisions = [], 0
+    worker_samples: list[tuple[float, int]] = []  # the face worker's RSS, sampled alike
     t0 = time.monotonic()
     next_at = t0
     while (now := time.monotonic()) - t0 < duration:
@@ -235,6 +236,8 @@ def test_soak_10k_residents(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
         decisions += 1
         if decisions % 10 == 0:
             rss.append((time.monotonic() - t0, _rss_kib()))
+            if worker is not None and (pid := worker.pid) is not None:
+                worker_samples.append((time.monotonic() - t0, _rss_kib(pid)))
     worker_rss = _rss_kib(worker.pid) if worker is not None else 0
     gate_pss = _pss_kib(os.getpid())
     worker_info = {"worker_rss_kib": worker_rss, "worker_pss_kib": _pss_kib(worker.pid), "worker_starts": worker.starts,
@@ -253,6 +256,10 @@ def test_soak_10k_residents(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     xs, ys = [t for t, _ in rss], [r for _, r in rss]
     half = len(rss) // 2  # the slope of the second half: warm-up (caches, imports) excluded
     slope = statistics.linear_regression(xs[half:], ys[half:]).slope * 60  # KiB per minute
+    worker_slope = 0.0
+    if len(worker_samples) >= 4:
+        wx, wy = zip(*worker_samples[len(worker_samples) // 2 :], strict=True)
+        worker_slope = statistics.linear_regression(wx, wy).slope * 60
     every = times["card"] + times["pin"]
     slow = {k: [round(t * 1000, 1) for t in v if t > 2 * bench[k]] for k, v in times.items()}
     report("soak", {
@@ -264,7 +271,7 @@ def test_soak_10k_residents(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
         "slower_than_2x_bench_p99": {k: len(v) for k, v in slow.items()},
         "all_p99_ms": round(_p99(every) * 1000, 2),
         "rss_start_kib": ys[0], "rss_end_kib": ys[-1],
-        "rss_slope_kib_per_min": round(slope, 1), "gate_pss_kib": gate_pss,
+        "rss_slope_kib_per_min": round(slope, 1), "worker_rss_slope_kib_per_min": round(worker_slope, 1), "gate_pss_kib": gate_pss,
         "audit_records_added": after - before,
         "grants": {k: len(v) for k, v in times.items()},
         "face_frames_processed": face.frames_processed,
@@ -299,3 +306,4 @@ def test_soak_10k_residents(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     # 20 s of RSS is page noise (~100 KiB); the long form's 10 minutes is the measurement.
     limit = scale(2048, 100)
     assert slope < limit, f"RSS grows {slope:.0f} KiB/min (limit {limit})"
+    assert worker_slope < limit, f"the worker's RSS grows {worker_slope:.0f} KiB/min ({limit})"
