@@ -150,6 +150,7 @@ class FaceWorker:
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._state = threading.Lock()  # deaths and readiness, changed together
         self._why = ""  # why the last worker ended
         self._ending = ""  # why this side is ending the current one (a deadline, no load)
         self._load_error = ""
@@ -190,13 +191,14 @@ class FaceWorker:
                 continue
             self._await_ready(proc, conn)
             rc = proc.wait()
-            self._ready.clear()
-            self._conn = None  # the caller's reference, if any, closes it when done
-            if self._stop.is_set():
-                break
-            self._why = self._ending or _describe_exit(rc)
-            self._ending = ""
-            self.deaths += 1
+            with self._state:
+                self._ready.clear()
+                self._conn = None  # the caller's reference, if any, closes it when done
+                if self._stop.is_set():
+                    break
+                self._why = self._ending or _describe_exit(rc)
+                self._ending = ""
+                self.deaths += 1
             log.error("face worker %s (%d in a row); restarting", self._why, self.deaths)
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes] | None, Connection | None]:
@@ -312,7 +314,9 @@ class FaceWorker:
         self.calls += 1
         self.call_seconds += took
         self.call_max = max(self.call_max, took)
-        self.deaths = 0
+        with self._state:
+            if self._ready.is_set():  # not a late answer from a worker that just died
+                self.deaths = 0
         return value
 
     def _pack(self, value: Any, end: int) -> tuple[Any, int]:

@@ -304,6 +304,6 @@ def test_soak_10k_residents(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     worst = max(every)
     assert worst <= MAX_GRANT, f"a grant took {worst * 1000:.0f} ms (limit {MAX_GRANT * 1000:.0f})"
     # 20 s of RSS is page noise (~100 KiB); the long form's 10 minutes is the measurement.
-    limit = scale(2048, 100)
+    limit = scale(8192, 100)  # short: a gross leak only (a frame a call is ~1 GiB/min)
     assert slope < limit, f"RSS grows {slope:.0f} KiB/min (limit {limit})"
     assert worker_slope < limit, f"the worker's RSS grows {worker_slope:.0f} KiB/min ({limit})"
