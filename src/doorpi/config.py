@@ -146,6 +146,7 @@ class FaceConfig:
     threshold: float = 0.0  # 0 = the threshold shipped with the models
     num_threads: int = 2
     models_dir: str = ""  # "" = $DOORPI_MODELS_DIR, models/build, /opt/doorpi/models
+    process: str = "worker"  # worker: models in their own process (doorpi.faceworker) | inline
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -424,6 +425,7 @@ def _parse_face(doc: dict[str, Any]) -> FaceConfig:
         threshold=s.num("threshold", d.threshold, 0, 1),
         num_threads=s.int("num_threads", d.num_threads, 1, 8),
         models_dir=s.str("models_dir", d.models_dir),
+        process=s.str("process", d.process, ("worker", "inline")),
         settings={k: v for k, v in s.data.items() if k not in s.used},
     )
     from doorpi.privacy.settings import PRIVACY_KEYS, privacy_settings

@@ -57,6 +57,13 @@ class GateFaceEngine:
         self._card: tuple[bytes, bytes] | None = None
         self._who: int | None = None
         self._score = 0.0
+        # The face worker the models run in (doorpi.faceworker), None: inline.
+        self.worker: Any = None
+
+    def close(self) -> None:
+        """End the face worker, if any (the camera loop's stop, the simulation's close)."""
+        if self.worker is not None:
+            self.worker.close()
 
     @property
     def gallery(self) -> Any:
@@ -272,10 +279,15 @@ class CameraLoop:
             self.camera.close()
         except Exception as exc:
             log.warning("camera close: %s", exc)
+        close = getattr(self.path.engine, "close", None)
+        if callable(close):
+            close()
 
 
 def watch_camera(watch: Any, loop: CameraLoop, emit: Any) -> None:
-    """Add the camera to a `doorpi.devicewatch.DeviceWatch`. When it fails while a
+    """Add the camera to a `doorpi.devicewatch.DeviceWatch` (and the face worker, when
+    the models run in one: dead, restarting or unable to load its models is the same
+    ``camera`` fault, doorpi.faceworker.FaceWorker.problem). When it fails while a
     face window is open or asked for, the gate gets `FaceRejected("camera_fault")`
     at once, so the person is offered their face-free way (PIN) instead of waiting."""
     from doorpi.core.events import FaceRejected
@@ -285,7 +297,12 @@ def watch_camera(watch: Any, loop: CameraLoop, emit: Any) -> None:
         if loop.path.requested:
             emit(FaceRejected("camera_fault"))
 
-    watch.add(CAMERA_FAULT, loop.problem, on_fault)
+    worker = getattr(loop.path.engine, "worker", None)  # dead or restarting: a camera fault
+
+    def probe() -> str:
+        return loop.problem() or (worker.problem() if worker is not None else "")
+
+    watch.add(CAMERA_FAULT, probe, on_fault)
 
 
 def start_camera(gate: Gate, indicator: Any = None) -> CameraLoop | None:
@@ -328,15 +345,35 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
     if gate.face_privacy is None:
         return None
     cfg = gate.cfg
+    worker = None
     try:
         from doorpi.privacy.gallery import VaultGallery
         from doorpi.vision.engine import PipelineFaceEngine
         from doorpi.vision.match import SHIPPED_THRESHOLD
         from doorpi.vision.orient import Orientation
-        from doorpi.vision.pipeline import FacePipeline
 
-        pipeline = FacePipeline.load(cfg.face.models_dir or None, cfg.face.num_threads)
-        pipeline.orientation = Orientation(cfg.camera.rotation, cfg.camera.hflip, cfg.camera.vflip)
+        orientation = Orientation(cfg.camera.rotation, cfg.camera.hflip, cfg.camera.vflip)
+        if cfg.face.process == "worker":  # the models in their own process (faceworker)
+            from doorpi.faceworker import (
+                FaceWorker,
+                RemoteObject,
+                WorkerSpec,
+                remote_liveness_meter,
+            )
+
+            worker = FaceWorker(
+                WorkerSpec(cfg.face.models_dir or None, cfg.face.num_threads, orientation)
+            )
+            worker.start()  # returns at once: the gate is ready while the models load
+            pipeline: Any = RemoteObject(worker, "pipeline")
+            meter = remote_liveness_meter(worker)
+        else:  # "inline": in the gate's process (tests, simulations)
+            from doorpi.vision.liveness import LivenessMeter
+            from doorpi.vision.pipeline import FacePipeline
+
+            pipeline = FacePipeline.load(cfg.face.models_dir or None, cfg.face.num_threads)
+            pipeline.orientation = orientation
+            meter = LivenessMeter(pipeline.detector, pipeline.models.mesh)
     except Exception as exc:  # ModelError, no runtime: one line, face off
         gate.face_problem = f"face models: {exc}"
         log.error("face stays off: %s", gate.face_problem)
@@ -344,10 +381,8 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
         return None
     gallery = VaultGallery(gate.face_privacy.vault, gate.clock.wall)
     inner = PipelineFaceEngine(pipeline, gallery, threshold=cfg.face.threshold or SHIPPED_THRESHOLD)
-    from doorpi.vision.liveness import LivenessMeter
-
-    meter = LivenessMeter(pipeline.detector, pipeline.models.mesh)
     engine = GateFaceEngine(inner, cfg.face.max_hands_free, gate.face_privacy.enrol, meter)
+    engine.worker = worker
     path = FacePath(
         engine,
         gate.submit,

@@ -171,3 +171,12 @@ def test_a_repeated_edge_of_the_same_level_does_not_postpone_the_change():
     f.feed("x", True, 1.0)
     assert f.feed("x", True, 1.03) == []  # gpiozero repeats nothing, but a queue might
     assert f.poll(1.05) == [Settled("x", True, 1.05)]
+
+
+def test_lockout_survives_thousands_of_failures_in_one_window() -> None:
+    """A face the camera keeps refusing (continuous trigger, an hour's window): past
+    ~1,030 failures 2**excess no longer fits a float; the lock stays at the cap."""
+    lock = Lockout(LockoutPolicy(threshold=5, base=30.0, cap=30.0, window=3600.0))
+    durations = [lock.failure("face", float(i)) for i in range(3000)]
+    assert durations[:4] == [0.0] * 4 and set(durations[4:]) == {30.0}
+    assert lock.locked_for("face", 2999.0) == 30.0

@@ -7,13 +7,17 @@ in the audit log.
 The face path runs all along, as on a gate with face on: the real TFLite models on
 photos from the shared faces set (found as the suite finds it: fsutil.find_shared_dir),
 fed by a camera double at up to 30 frames/s through the device's camera thread
-(`CameraLoop`), continuous trigger so every frame goes through the models.
+(`CameraLoop`), continuous trigger so every frame goes through the models, which run
+in the face worker process as on the device (doorpi.faceworker; face.process =
+"worker"). ``DOORPI_SOAK_FACE_PROCESS=inline`` runs them in the gate's process
+instead, to measure the difference (the test then fails its gate-CPU bound, as it must).
 
 Short form 8 s (about 80 decisions); `make reliability` runs 10 minutes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import statistics
@@ -21,7 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from reliability_support import report, scale
+import pytest
+from reliability_support import LONG, report, scale
 
 from doorpi.clocks import ManualClock, SystemClock
 from doorpi.facebuild import CameraLoop
@@ -32,10 +37,17 @@ from doorpi.store import Storage
 from doorpi.store.credentials import card_hash
 
 RESIDENTS = 10_000
-# With face running on the shared 2-core test machine (docs/reliability.md, soak): the
-# p99 floor and the slowest grant allowed; a person notices about 0.1 s at a door.
+# Short and medium forms, on the shared 2-core test machine where other engineers'
+# tests run too (docs/reliability.md, soak): the p99 floor and the slowest grant
+# allowed (a person notices about 0.1 s at a door). The long form asserts the issue's
+# literal bar instead: no grant slower than 2x the bench p99 of the same run.
 P99_FLOOR = 0.100
 MAX_GRANT = 0.5
+# The gate's camera thread's own CPU time per face frame: the proxy's frame copy, the
+# fusion and matching, the liveness rules. The models (20-60 ms of CPU per frame here)
+# must not be in it: they run in the worker process.
+GATE_CPU_PER_FRAME = 0.005
+FACE_PROCESS = os.environ.get("DOORPI_SOAK_FACE_PROCESS", "worker")
 PERIOD = 0.1
 # Cheap Argon2 (the soak measures the gate, not the KDF); unknown cards and wrong PINs
 # are part of the stream, so the unknown-card pause (CardPacer) is off: with it on,
@@ -60,7 +72,7 @@ def _faces() -> Path:
 
 FACE_ON = {
     "face": {"enabled": True, "trigger": "continuous", "allow_continuous": True,
-             "num_threads": 1},
+             "num_threads": 1, "process": FACE_PROCESS},
     "site": {"controller": "Soak PM Co.", "contact": "+86 10 5555 0100"},
 }  # fmt: skip
 
@@ -71,6 +83,7 @@ class PhotoCamera:
     def __init__(self, photos: list[np.ndarray]) -> None:
         self.photos = photos
         self.captures = 0
+        self.thread_cpu: list[float] = []  # the camera thread's CPU seconds at each capture
 
     def start(self) -> None:
         pass
@@ -79,6 +92,7 @@ class PhotoCamera:
         pass
 
     def capture(self) -> Frame:
+        self.thread_cpu.append(time.thread_time())
         time.sleep(1 / 30)
         self.captures += 1
         return Frame(self.photos[self.captures % len(self.photos)])
@@ -93,11 +107,21 @@ def _photos(n: int = 24) -> list[np.ndarray]:
     return [load_rgb(p, max_side=640) for p in paths]
 
 
-def _rss_kib() -> int:
-    for line in Path(f"/proc/{os.getpid()}/status").read_text().splitlines():
+def _rss_kib(pid: int | None = None) -> int:
+    status = Path(f"/proc/{pid or os.getpid()}/status")
+    for line in status.read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
-    raise AssertionError("no VmRSS in /proc/self/status")
+    raise AssertionError(f"no VmRSS in {status}")
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: pages shared with another process (the frame slot, the
+    libraries) counted by share, so gate + worker add up to what both really use."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Pss in /proc/{pid}/smaps_rollup")
 
 
 def _timed(site: SimulatedSite) -> list[float]:
@@ -134,11 +158,21 @@ def _decide(site: SimulatedSite, released: list[float], action: tuple[str, str])
     return dt
 
 
+def _idle(site: SimulatedSite, until: float) -> None:
+    """Wait until ``until`` (time.monotonic) as the gate's own loop waits (Gate.run):
+    each event the camera thread queues (a face hint, a rejection) is handled as it
+    arrives, not saved up for the next card to wait behind."""
+    while (now := time.monotonic()) < until:
+        site.gate.process_pending()
+        time.sleep(min(0.002, until - now))
+
+
 def _p99(xs: list[float]) -> float:
     return sorted(xs)[max(0, round(0.99 * len(xs)) - 1)]
 
 
-def test_soak_10k_residents(tmp_path: Path) -> None:
+def test_soak_10k_residents(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="doorpi")
     # Reference: the same decisions on a one-resident site.
     ref = SimulatedSite(sim_config(PIN_COST, tmp_path / "ref"), ManualClock(1_772_442_000.0))
     ref.add_resident({"name": "Bench", "cards": ["04a1b2c3d4e5f6"], "keypad_id": "7",
@@ -162,6 +196,10 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     path = site.face_path
     assert path is not None, site.gate.face_problem
     site.face_path = None  # the camera thread alone drives it, on its own clock
+    worker = site.gate.face_engine.worker
+    assert (worker is not None) == (FACE_PROCESS == "worker"), FACE_PROCESS
+    if worker is not None:  # measured from here on: the models loaded (the gate does not wait)
+        assert worker.wait_ready(60), worker.problem()
     camera = PhotoCamera(_photos())
     loop = CameraLoop(path, camera, SystemClock())
     db, secrets = site.storage.db, site.storage.secrets
@@ -179,11 +217,12 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     loop.start()
     times: dict[str, list[float]] = {"card": [], "pin": []}
     rss, decisions = [], 0
+    worker_samples: list[tuple[float, int]] = []  # the face worker's RSS, sampled alike
     t0 = time.monotonic()
     next_at = t0
     while (now := time.monotonic()) - t0 < duration:
         if now < next_at:
-            time.sleep(next_at - now)
+            _idle(site, next_at)
         next_at += PERIOD
         roll = rnd.random()
         if roll < 0.8:  # a resident's card (grant), sometimes an unknown one (deny)
@@ -197,8 +236,19 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
         decisions += 1
         if decisions % 10 == 0:
             rss.append((time.monotonic() - t0, _rss_kib()))
+            if worker is not None and (pid := worker.pid) is not None:
+                worker_samples.append((time.monotonic() - t0, _rss_kib(pid)))
+    worker_rss = _rss_kib(worker.pid) if worker is not None else 0
+    gate_pss = _pss_kib(os.getpid())
+    worker_info = {"worker_rss_kib": worker_rss, "worker_pss_kib": _pss_kib(worker.pid), "worker_starts": worker.starts,
+                   "worker_load_s": [round(x, 3) for x in worker.load_times],
+                   "face_call_ms_mean": round(worker.call_seconds / max(worker.calls, 1) * 1e3, 1),
+                   "face_call_ms_max": round(worker.call_max * 1e3, 1),
+                   } if worker is not None else {}  # fmt: skip
+    cpu = camera.thread_cpu
     loop.stop()
     face = path.stats
+    gate_cpu = (cpu[-1] - cpu[0]) / max(len(cpu) - 1, 1)  # camera thread, per frame
     site.storage.audit_queue.flush()
     after = db.execute("SELECT count(*) FROM audit").fetchone()[0]
     site.close()
@@ -206,9 +256,14 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     xs, ys = [t for t, _ in rss], [r for _, r in rss]
     half = len(rss) // 2  # the slope of the second half: warm-up (caches, imports) excluded
     slope = statistics.linear_regression(xs[half:], ys[half:]).slope * 60  # KiB per minute
+    worker_slope = 0.0
+    if len(worker_samples) >= 4:
+        wx, wy = zip(*worker_samples[len(worker_samples) // 2 :], strict=True)
+        worker_slope = statistics.linear_regression(wx, wy).slope * 60
     every = times["card"] + times["pin"]
     slow = {k: [round(t * 1000, 1) for t in v if t > 2 * bench[k]] for k, v in times.items()}
     report("soak", {
+        "face_process": FACE_PROCESS, "load_average": os.getloadavg(),
         "residents": RESIDENTS + 1, "seconds": duration, "decisions": decisions,
         **{f"{k}_{q}_ms": round(f(v) * 1000, 2) for k, v in times.items()
            for q, f in (("p50", statistics.median), ("p99", _p99), ("max", max))},
@@ -216,12 +271,14 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
         "slower_than_2x_bench_p99": {k: len(v) for k, v in slow.items()},
         "all_p99_ms": round(_p99(every) * 1000, 2),
         "rss_start_kib": ys[0], "rss_end_kib": ys[-1],
-        "rss_slope_kib_per_min": round(slope, 1),
+        "rss_slope_kib_per_min": round(slope, 1), "worker_rss_slope_kib_per_min": round(worker_slope, 1), "gate_pss_kib": gate_pss,
         "audit_records_added": after - before,
         "grants": {k: len(v) for k, v in times.items()},
         "face_frames_processed": face.frames_processed,
         "face_frames_per_s": round(face.frames_processed / duration, 1),
         "face_outcomes": dict(face.by_reason),
+        "gate_cpu_ms_per_frame": round(gate_cpu * 1e3, 2),
+        **worker_info,
     })  # fmt: skip
     assert face.frames_processed >= duration, f"face path idle: {face}"  # >= 1 frame/s
     assert not loop.problem(), loop.problem()
@@ -229,16 +286,24 @@ def test_soak_10k_residents(tmp_path: Path) -> None:
     assert grants["card"] > decisions / 2 and grants["pin"] > decisions / 20, (grants, decisions)
     assert decisions >= duration / PERIOD * 0.9, f"only {decisions} decisions in {duration} s"
     assert after - before >= decisions, f"{decisions} decisions, {after - before} audit records"
-    # The literal bar (2x the face-free bench p99) is reported, not asserted: with the face
-    # models running in the same process on a shared 2-core machine, a sub-millisecond
-    # grant waits for the CPU and the GIL (every gate event's tail grows alike, not only
-    # grants: docs/reliability.md). Asserted: the p99 of each kind within
-    # max(2x bench p99, P99_FLOOR) and no grant over MAX_GRANT.
+    failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("error while")]
+    assert not failed, f"the gate failed to handle {len(failed)} events: {failed[:3]}"
+    # The models never run on the gate's side: its camera thread's CPU per frame is the
+    # proxy's and the engines' share only (load-independent, unlike latency).
+    assert gate_cpu <= GATE_CPU_PER_FRAME, (
+        f"the gate's camera thread spent {gate_cpu * 1e3:.1f} ms CPU per face frame "
+        f"(limit {GATE_CPU_PER_FRAME * 1e3:.0f}): the models run in the gate's process?"
+    )
+    if LONG:  # the issue's literal bar: no grant slower than 2x the bench p99
+        assert not any(slow.values()), f"grants slower than 2x bench p99 (ms): {slow}"
+    # Short and medium forms (a shared machine's scheduling noise, docs/reliability.md):
+    # the p99 of each kind within max(2x bench p99, P99_FLOOR), none over MAX_GRANT.
     for k, v in times.items():
         bar = max(2 * bench[k], P99_FLOOR)
         assert _p99(v) <= bar, f"{k} grant p99 {_p99(v) * 1000:.1f} ms > {bar * 1000:.1f} ms"
     worst = max(every)
     assert worst <= MAX_GRANT, f"a grant took {worst * 1000:.0f} ms (limit {MAX_GRANT * 1000:.0f})"
     # 20 s of RSS is page noise (~100 KiB); the long form's 10 minutes is the measurement.
-    limit = scale(2048, 100)
+    limit = scale(8192, 100)  # short: a gross leak only (a frame a call is ~1 GiB/min)
     assert slope < limit, f"RSS grows {slope:.0f} KiB/min (limit {limit})"
+    assert worker_slope < limit, f"the worker's RSS grows {worker_slope:.0f} KiB/min ({limit})"

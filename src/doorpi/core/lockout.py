@@ -50,7 +50,9 @@ class Lockout:
         excess = len(s.failures) - self.policy.threshold
         if excess < 0:
             return 0.0
-        duration = min(self.policy.cap, self.policy.base * (2**excess))
+        # 2.0**64 already exceeds any cap; an unbounded 2**excess overflows a float
+        # after ~1,030 failures in one window (a poster before a continuous camera).
+        duration = min(self.policy.cap, self.policy.base * 2.0 ** min(excess, 64))
         s.locked_until = now + duration
         return duration
 

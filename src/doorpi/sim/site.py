@@ -49,6 +49,9 @@ def sim_config(overrides: dict[str, Any] | None, data_dir: Path) -> Config:
         if is_placeholder(str(doc["site"].get(key, ""))):
             doc["site"][key] = value
     doc.setdefault("keypad", {})["kind"] = doc["keypad"].get("kind", "matrix")
+    # Frames are fed one by one from the scenario: the models run in this process
+    # unless a scenario or test asks for the device's worker process.
+    doc.setdefault("face", {}).setdefault("process", "inline")
     cfg = parse_config(doc)
     # Scenario PIN hashing at the floor cost keeps runs fast; the device uses config.
     return replace(cfg, pin=replace(cfg.pin, opslimit=1, memlimit_kib=8192))
@@ -217,6 +220,8 @@ class SimulatedSite:
         return self.factory.pin(self.cfg.gpio.strike)
 
     def close(self) -> None:
+        if self.gate.face_engine is not None and hasattr(self.gate.face_engine, "close"):
+            self.gate.face_engine.close()  # the face worker process, if any
         self.gate.shutdown()
         self.devices.close()
         self.storage.close()
