@@ -62,6 +62,7 @@ def merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             raise ReliabilityDocError(
                 f"summary without {', '.join(missing)}: rerun make reliability"
             )
+        run["failed_tests"] = list(s.get("failed_tests") or [])
         runs.append(run)
         for name, data in s.items():
             if isinstance(data, dict) and name not in ("machine",):
@@ -70,6 +71,17 @@ def merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     if absent:
         raise ReliabilityDocError(f"no figures for {', '.join(absent)}")
     return {"runs": runs, "parts": parts}
+
+
+def _value(v: Any) -> str:
+    """A figure as text: tables as "key value, ...", lists joined, numbers as given."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_value(x)}" for k, x in v.items()) or "none"
+    if isinstance(v, list | tuple):
+        return ", ".join(_value(x) for x in v) or "none"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.1f}"
+    return str(v)
 
 
 def _row(*cells: Any) -> str:
@@ -100,6 +112,9 @@ def render(stored: dict[str, Any]) -> str:
             )
         )
     out.append("")
+    for i, r in enumerate(runs):
+        if r.get("failed_tests"):
+            out += [f"Run {i} failed: " + "; ".join(f"`{t}`" for t in r["failed_tests"]), ""]
 
     def src(p: dict[str, Any]) -> str:
         return f"run {p['run']}, {p['form']} form"
@@ -122,7 +137,9 @@ def render(stored: dict[str, Any]) -> str:
     ends = ", ".join(f"{k} {v}" for k, v in sorted(rs["ends"].items()))
     out += [f"### Start, stop, crash ({src(rs)})", ""]
     out += [
-        f"- {k.replace('_', ' ')}: {v}" for k, v in rs.items() if k not in ("form", "run", "ends")
+        f"- {k.replace('_', ' ')}: {_value(v)}"
+        for k, v in rs.items()
+        if k not in ("form", "run", "ends")
     ]
     out += [f"- lives by how they ended: {ends}", ""]
 
@@ -147,7 +164,9 @@ def render(stored: dict[str, Any]) -> str:
 
     sk = parts["soak"]
     out += [f"### Load and soak ({src(sk)})", ""]
-    out += [f"- {k.replace('_', ' ')}: {v}" for k, v in sk.items() if k not in ("form", "run")]
+    out += [
+        f"- {k.replace('_', ' ')}: {_value(v)}" for k, v in sk.items() if k not in ("form", "run")
+    ]
     out += ["", END]
     return "\n".join(out)
 
