@@ -64,7 +64,7 @@ def run(src: Path, paths: list[str], threads: int) -> dict[str, dict]:
     if r.returncode:
         tail = r.stderr.decode(errors="replace").strip().splitlines()[-1:]
         raise SystemExit(f"{src}: the pipeline failed: {' '.join(tail)}")
-    return pickle.loads(r.stdout)  # noqa: S301 (our own child process)
+    return pickle.loads(r.stdout)  # our own child process
 
 
 def compare(before: dict[str, dict], after: dict[str, dict], min_cos: float) -> dict[str, object]:
