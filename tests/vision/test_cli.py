@@ -96,6 +96,10 @@ def test_bench_face_json(
     r = json.loads(capsys.readouterr().out)
     assert r["frames_ok"] >= 3
     assert set(r["stage_ms"]) >= {"detect", "align", "quality", "embed"}
+    runs = r["model_runs_per_frame"]
+    # every frame runs the detector, once more at most for the upside-down vote
+    assert 1 <= runs["detector"] <= 1 + runs["mesh"] and runs["mesh"] <= 1
+    assert round(runs["sface"] * r["frames"]) == r["frames_ok"]  # SFace only for frames that pass
     assert r["match_ms"]["1000_float32"]["median"] > 0
     assert r["memory_models_loaded"]["peak_rss_mb"] > 10
     assert r["fps_end_to_end"] > 0

@@ -70,11 +70,11 @@ def peer_venv(where: Path) -> Path:
     return where / "bin" / "python"
 
 
-def run_doorpi(paths: list[Path]) -> dict[str, object]:
+def run_doorpi(paths: list[Path], threads: int | None = None) -> dict[str, object]:
     from doorpi.hardware.camera import load_rgb
     from doorpi.vision.pipeline import FacePipeline
 
-    pipe = FacePipeline.load()
+    pipe = FacePipeline.load(num_threads=threads)
     pipe.embed_any(load_rgb(paths[0]))  # warm-up: first inference allocates buffers
     times, found = [], 0
     for p in paths:
@@ -86,13 +86,13 @@ def run_doorpi(paths: list[Path]) -> dict[str, object]:
     return {"times_ms": times, "found": found}
 
 
-def run_paired(python: str, paths: list[Path]) -> dict[str, object]:
+def run_paired(python: str, paths: list[Path], threads: int | None = None) -> dict[str, object]:
     """Each photo through both pipelines back to back, the order alternating, so
     both see the same moment's load; returns both sides' times and the ratios."""
     from doorpi.hardware.camera import load_rgb
     from doorpi.vision.pipeline import FacePipeline
 
-    pipe = FacePipeline.load()
+    pipe = FacePipeline.load(num_threads=threads)
     pipe.embed_any(load_rgb(paths[0]))  # warm-up
     peer = subprocess.Popen([python, "-c", PEER_SERVER], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -150,7 +150,14 @@ def main() -> int:
         "--paired", action="store_true",
         help="each photo through both back to back (order alternating): the same load for both",
     )  # fmt: skip
+    ap.add_argument(
+        "--threads", type=int, default=None,
+        help="doorpi's TFLite threads (default: $DOORPI_THREADS or all cores); the peer uses one",
+    )  # fmt: skip
     args = ap.parse_args()
+    from doorpi.vision.runtime import default_threads
+
+    threads = args.threads or default_threads()
     paths = photos(args.photos, args.limit)
     if not paths:
         print(f"{args.photos}: no photos", file=sys.stderr)
@@ -159,10 +166,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="doorpi-peer-") as tmp:
         python = args.venv / "bin" / "python" if args.venv else peer_venv(Path(tmp) / "venv")
         if args.paired:
-            r = run_paired(str(python), paths)
+            r = run_paired(str(python), paths, threads)
             s_peer, s_ours = summary(r["peer"]), summary(r["ours"])  # type: ignore[arg-type]
             print(json.dumps({
                 "photos": len(paths),
+                "doorpi_threads": threads,
                 "paired": "each photo through both back to back, order alternating",
                 "face_recognition": s_peer,
                 "doorpi": s_ours,
@@ -176,14 +184,16 @@ def main() -> int:
         out = subprocess.run([str(python), "-c", PEER_SCRIPT, *map(str, paths)],
                              check=True, capture_output=True, text=True).stdout  # fmt: skip
     peer = json.loads(out.strip().splitlines()[-1])
-    ours = run_doorpi(paths)
+    ours = run_doorpi(paths, threads)
     s_peer, s_ours = summary(peer), summary(ours)
     print(json.dumps({
         "photos": len(paths),
+        "doorpi_threads": threads,
         "face_recognition": s_peer,
         "doorpi": s_ours,
         "speedup_mean": round(s_peer["mean_ms"] / s_ours["mean_ms"], 1),
         "speedup_median": round(s_peer["median_ms"] / s_ours["median_ms"], 1),
+        "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }, indent=1))  # fmt: skip
     return 0
 

@@ -112,6 +112,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
     stages: dict[str, list[float]] = {}
     ok = 0
+    models = (pipe.models.detector, pipe.models.mesh, pipe.models.embedder)
+    runs0 = [m.invocations for m in models]
     t0 = time.perf_counter()
     for k in range(args.frames):
         res = pipe.process(frames[k % len(frames)])
@@ -123,6 +125,13 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     report["frames_ok"] = ok
     report["fps_end_to_end"] = round(args.frames / total, 2)
     report["stage_ms"] = {k: _stats(v) for k, v in stages.items()}
+    # TFLite runs per frame (detector, face mesh, SFace): the face path's cost is
+    # mostly these; 1/1/1 on a good upright face (the detector twice only for the
+    # rare low-confidence face, see detect.upside_down; none of mesh/SFace without one).
+    report["model_runs_per_frame"] = {
+        name: round((m.invocations - r0) / args.frames, 3)
+        for name, m, r0 in zip(("detector", "mesh", "sface"), models, runs0, strict=True)
+    }
     report["frame_size"] = [list(f.shape) for f in frames[:3]]
 
     rng = np.random.default_rng(0)

@@ -53,7 +53,7 @@ def load_rgb(path: str | os.PathLike[str], max_side: int | None = None) -> np.nd
         with Image.open(path) as img:
             if max_side and img.format == "JPEG":
                 img.draft("RGB", (max_side, max_side))
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # no copy when already upright
             if max_side and max(img.size) > max_side:
                 img.thumbnail((max_side, max_side), Image.BILINEAR)
             if img.mode != "RGB":

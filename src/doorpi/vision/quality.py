@@ -146,7 +146,8 @@ def assess(
         # (mean R - mean B) / mean of the face centre: skin is redder than blue
         # under white light; negative on most faces means swapped channels.
         "red_blue": red_blue(crop),
-        "sharpness": sharpness(y if normalised is None else luma(normalised)),
+        # exposure.normalise returns the crop itself when it needs no stretch
+        "sharpness": sharpness(y if normalised is None or normalised is crop else luma(normalised)),
         "mesh_score": mesh_score,
     }
     if mesh_score < cfg.min_mesh_score:

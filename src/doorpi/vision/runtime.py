@@ -51,7 +51,8 @@ class TFLiteModel:
 
     ``run`` takes a batch-1 array shaped like the model input and returns the
     outputs in the order of ``output_details`` (copies, so they survive the
-    next call).
+    next call). ``invocations`` counts the model's runs (benchmarks and the
+    tests that keep the number of model runs per frame from growing).
     """
 
     def __init__(self, path: str | os.PathLike[str], num_threads: int | None = None) -> None:
@@ -74,6 +75,7 @@ class TFLiteModel:
         scale, zero = inp.get("quantization", (0.0, 0))
         self.input_quant = (float(scale), int(zero))
         self._in_index = int(inp["index"])
+        self.invocations = 0
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Run one inference; quantizes a float input if the model wants int8."""
@@ -83,13 +85,12 @@ class TFLiteModel:
             x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(self.input_dtype)
         self._it.set_tensor(self._in_index, x)
         self._it.invoke()
+        self.invocations += 1
         outs = []
         for d in self.output_details:
             y = self._it.get_tensor(d["index"])
-            if y.dtype != np.float32:
+            if y.dtype != np.float32:  # get_tensor already returns a copy
                 scale, zero = d.get("quantization", (0.0, 0))
                 y = (y.astype(np.float32) - zero) * scale
-            else:
-                y = y.copy()
             outs.append(y)
         return outs
