@@ -19,6 +19,24 @@ from pathlib import Path
 from typing import Any
 
 
+def _open_set_rates(fn: int, n_res: int, fp: int, n_non: int) -> dict[str, object]:
+    """FNIR and FPIR (ISO/IEC 19795-1 open-set identification) with counts and exact
+    95 % Clopper-Pearson intervals: ``fn`` of ``n_res`` resident probes missed, ``fp``
+    of ``n_non`` non-resident probes matched to someone."""
+    from doorpi.vision import metrics
+
+    return {
+        "resident_probes": n_res,
+        "fnir": fn / n_res if n_res else None,
+        "fnir_count": fn,
+        "fnir_ci95": metrics.clopper_pearson(fn, n_res),
+        "nonresident_probes": n_non,
+        "fpir": fp / n_non if n_non else None,
+        "fpir_count": fp,
+        "fpir_ci95": metrics.clopper_pearson(fp, n_non),
+    }
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="measure accuracy on labelled data")
     sub = p.add_subparsers(dest="eval_command", metavar="WHAT")
@@ -139,14 +157,7 @@ def _open_set(
         "stranger_best_max": max(highest, default=None),
         "threshold": threshold,
         "margin": margin,
-        "resident_probes": n_res,
-        "fnir": fn / n_res if n_res else None,
-        "fnir_count": fn,
-        "fnir_ci95": metrics.clopper_pearson(fn, n_res),
-        "nonresident_probes": n_non,
-        "fpir": fp / n_non if n_non else None,
-        "fpir_count": fp,
-        "fpir_ci95": metrics.clopper_pearson(fp, n_non),
+        **_open_set_rates(fn, n_res, fp, n_non),
         "fused2": {
             "what": "each probe fused with the same person's previous probe (two photos "
             "standing in for two frames)",
@@ -178,7 +189,6 @@ def _visit(
     do; "gated" only the frames the quality gates let through, as the door does
     (a refused frame is a prompt, so a visit with none through is a miss).
     """
-    from doorpi.vision import metrics
     from doorpi.vision import quality as q
     from doorpi.vision.engine import PipelineFaceEngine
     from doorpi.vision.match import Gallery
@@ -217,16 +227,7 @@ def _visit(
             else:
                 n_non += 1
                 fp += int(who is not None)
-        out["gated" if gated else "all_frames"] = {
-            "resident_probes": n_res,
-            "fnir": fn / n_res if n_res else None,
-            "fnir_count": fn,
-            "fnir_ci95": metrics.clopper_pearson(fn, n_res),
-            "nonresident_probes": n_non,
-            "fpir": fp / n_non if n_non else None,
-            "fpir_count": fp,
-            "fpir_ci95": metrics.clopper_pearson(fp, n_non),
-        }
+        out["gated" if gated else "all_frames"] = _open_set_rates(fn, n_res, fp, n_non)
     return out
 
 
