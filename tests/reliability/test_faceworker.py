@@ -26,10 +26,10 @@ from test_hardware_faults import (
     FaultyCamera,
     _faces,
     access,
+    face_site,
     fault,
     pin,
     prompt,
-    site_at,
     status,
     wait_for,
 )
@@ -190,19 +190,7 @@ def test_face_process_setting_is_validated(tmp_path) -> None:
 
 
 def _worker_site(tmp_path: Path, **face: Any) -> SimulatedSite:
-    site = site_at(tmp_path, {
-        "face": {"enabled": True, "process": "worker", **face},
-        "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
-        "door": {"access": ["card", "pin", "face"]},
-    })  # fmt: skip
-    priv = site.gate.face_privacy
-    assert priv is not None and site.face_path is not None, site.gate.face_problem
-    for seed, rid in enumerate(site.rids):  # type: ignore[attr-defined]
-        ticket = priv.start_enrolment(rid, "admin_present", by="admin:test")
-        priv.consent(ticket, confirmed_by="admin:test")
-        v = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
-        priv.enrol(rid, v / np.linalg.norm(v))
-    return site
+    return face_site(tmp_path, ("card", "pin", "face"), process="worker", **face)
 
 
 def _loop(site: SimulatedSite) -> tuple[CameraLoop, DeviceWatch, FaceWorker]:

@@ -261,11 +261,15 @@ class FaultyCamera:
         self.release.set()
 
 
-def _face_site(tmp_path: Path) -> SimulatedSite:
+def face_site(
+    tmp_path: Path, access: tuple[str, ...] = ("card+face", "card+pin"), **face: Any
+) -> SimulatedSite:
+    """A site with face on (``face`` settings added) and every resident holding a
+    consented random template (no real face needed to test faults)."""
     site = site_at(tmp_path, {
-        "face": {"enabled": True},
+        "face": {"enabled": True, **face},
         "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
-        "door": {"access": ["card+face", "card+pin"]},
+        "door": {"access": list(access)},
     })  # fmt: skip
     priv = site.gate.face_privacy
     assert priv is not None and site.face_path is not None, site.gate.face_problem
@@ -298,7 +302,7 @@ def _start_loop(site: SimulatedSite, cam: FaultyCamera, stall: float) -> tuple[C
 @pytest.mark.parametrize("hang_in", ["start", "capture", "model"])
 def test_hung_camera_never_delays_card_or_pin(tmp_path, hang_in, caplog) -> None:
     caplog.set_level(logging.INFO, logger="doorpi")
-    site = _face_site(tmp_path)
+    site = face_site(tmp_path)
     cam = FaultyCamera(_photo(), hang_in=hang_in if hang_in != "model" else "")
     if hang_in == "model":  # the face models stuck on a frame (the path's lock held)
         engine = site.face_path.engine  # type: ignore[union-attr]
@@ -341,7 +345,7 @@ def test_hung_camera_never_delays_card_or_pin(tmp_path, hang_in, caplog) -> None
 
 def test_camera_gone_is_shown_face_falls_back_to_pin_and_recovers(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO, logger="doorpi")
-    site = _face_site(tmp_path)
+    site = face_site(tmp_path)
     cam = FaultyCamera(_photo(), fail=True)
     loop, watch = _start_loop(site, cam, stall=1.0)
     try:
@@ -443,7 +447,7 @@ def test_camera_with_red_and_blue_swapped_is_a_device_fault_until_faces_look_rig
     from doorpi.vision import degrade
 
     caplog.set_level(logging.INFO, logger="doorpi")
-    site = _face_site(tmp_path)
+    site = face_site(tmp_path)
     engine = site.gate.face_engine
     assert engine is not None
     watch = device_watch(site.gate, site.devices)
