@@ -54,6 +54,10 @@ def test_shipped_default_config_is_valid(tmp_path):
         ('[door]\nunlock_seconds = "\\u202e5"', 'got "\\u202e5"'),
         ('[door]\nstrike = "fail-\\r\\nsecure"', 'got "fail-\\r\\nsecure"'),
         ("[gpio]\nstrike = [\"\\u2066\"]", "got ['\\u2066']"),
+        # Found by a newcomer: accepted by `config check`, then split `doorpi status`.
+        ('[site]\ndata_dir = "/tmp/da\\nta"', "site.data_dir: contains U+000A LINE FEED"),
+        ('[site]\nname = "Ex\\u202eample"', "site.name: contains U+202E"),
+        ('[door]\nname = "Gate\\u2066 1"', "door.name: contains U+2066"),
     ],
 )  # fmt: skip
 def test_each_mistake_is_one_line_naming_the_key(tmp_path, text, fragment):

@@ -235,6 +235,12 @@ class _Section:
             raise self.fail(key, f"must be a string, got {_show(v)}")
         if choices and v not in choices:
             raise self.fail(key, f"must be one of {', '.join(choices)}, got {_show(v)}")
+        from doorpi.validation import InputError, check_text
+
+        try:  # no line breaks, bidi or invisible characters in any setting (names, paths)
+            check_text(v, 4096)
+        except InputError as exc:
+            raise self.fail(key, f"{exc}, got {_show(v)}") from None
         return v
 
     def bool(self, key: str, default: bool) -> bool:
