@@ -38,7 +38,7 @@ bench: venv models
 	$(BIN)/doorpi bench core --json
 
 # Long forms of tests/reliability (power cuts, restarts, fuzzers, hardware faults, a 10-minute
-# soak with the face path running; ~30 min, root): build/reliability/summary.{json,md}.
+# soak with the face path running; ~17 min here, root): build/reliability/summary.{json,md}.
 # `make test` runs their short forms; DOORPI_RELIABILITY=medium a fifth of the long ones.
 reliability: venv models
 	$(SUDO) ./scripts/reliability.sh

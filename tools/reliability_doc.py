@@ -167,6 +167,15 @@ def render(stored: dict[str, Any]) -> str:
     out += [
         f"- {k.replace('_', ' ')}: {_value(v)}" for k, v in sk.items() if k not in ("form", "run")
     ]
+    others = [n for n in sorted(parts) if n not in PARTS and n != "fuzz_keypad_streams_keys"]
+    for name in others:
+        p = parts[name]
+        out += ["", f"### {name.replace('_', ' ')} ({src(p)})", ""]
+        out += [
+            f"- {k.replace('_', ' ')}: {_value(v)}"
+            for k, v in p.items()
+            if k not in ("form", "run")
+        ]
     out += ["", END]
     return "\n".join(out)
 
