@@ -82,3 +82,13 @@ def test_rex_is_the_exit_button(tmp_path: Path) -> None:
     ).items()
     assert any(r["event"] == "relay_on" for r in recs)
     assert "feedback: granted: green light (while the door is open)" not in p.stdout  # REX: no beep
+
+
+def test_a_card_that_is_not_hex_is_named_and_the_demo_goes_on(tmp_path: Path) -> None:
+    """Found by a newcomer: `card zz` printed Python's fromhex() wording."""
+    p = doorpi("demo", "--data-dir", str(tmp_path / "d"), stdin="card zz\nrex\nquit\n")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout + p.stderr
+    assert "card 'zz': a card UID is hex digits" in out
+    assert "fromhex" not in out and "Traceback" not in out
+    assert any(r["event"] == "access" for r in _records(p.stdout))  # the next command ran

@@ -136,7 +136,18 @@ class SimulatedSite:
     # -------------------------------------------------------------- actions
 
     def card(self, uid_hex: str) -> None:
-        self.devices.reader.present(bytes.fromhex(uid_hex))
+        """Present the card ``uid_hex`` (hex digits, e.g. 04a1b2c3) on the simulated reader.
+
+        Raises ValueError naming the input when it is not hex."""
+        try:
+            uid = bytes.fromhex(uid_hex)
+        except ValueError:
+            from doorpi.validation import safe_repr
+
+            raise ValueError(
+                f"card {safe_repr(uid_hex)}: a card UID is hex digits, e.g. 04a1b2c3"
+            ) from None
+        self.devices.reader.present(uid)
         self.gate.process_pending()
 
     def card_fault(self, reason: str) -> None:
