@@ -353,6 +353,17 @@ def test_status_does_not_create_the_data_directory(cli) -> None:
     assert not cli.data.exists()
 
 
+@pytest.mark.parametrize("cmd", [("status",), ("log",), ("resident", "list")])
+def test_looking_into_an_empty_data_directory_creates_no_store(cli, cmd) -> None:
+    """Found by a newcomer: `status` on an empty folder made doorpi.db and a device key;
+    a store lost from a gate would then look like a new one."""
+    cli.data.mkdir()
+    p = cli(*cmd, ok=False)
+    out = p.stdout + p.stderr
+    assert p.returncode == 2 and "site.data_dir" in out and "no gate store here yet" in out
+    assert list(cli.data.iterdir()) == []
+
+
 def test_version() -> None:
     p = subprocess.run([sys.executable, "-m", "doorpi", "--version"], capture_output=True,
                        text=True, timeout=60)  # fmt: skip

@@ -72,6 +72,13 @@ def storage(
         raise CliError(f"{where}: no such folder (the gate creates it when it first starts)")
     if cfg.site.data_dir.exists() and not cfg.site.data_dir.is_dir():
         raise CliError(f"{where}: a file, not a folder")
+    from doorpi.store import DB_NAME, KEYS_DIR
+
+    if not create and not any((cfg.site.data_dir / n).exists() for n in (DB_NAME, KEYS_DIR)):
+        # An empty folder: looking must not make a store (a lost one would look new).
+        raise CliError(
+            f"{where}: no gate store here yet (the gate creates it when it first starts)"
+        )
     try:
         return Storage.open(cfg.site.data_dir, degrade=degrade, busy_ms=busy_ms or BUSY_TIMEOUT_MS)
     except StorageUnavailable as exc:
