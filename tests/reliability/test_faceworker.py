@@ -208,6 +208,16 @@ def _loop(site: SimulatedSite) -> tuple[CameraLoop, DeviceWatch, FaceWorker]:
     return loop, watch, worker
 
 
+def _pumper(site: SimulatedSite, watch: DeviceWatch):
+    """One pass of what the gate's loop does: poll the device watch, handle events."""
+
+    def pump() -> None:
+        watch.poll()
+        site.gate.process_pending()
+
+    return pump
+
+
 def _rejections(site: SimulatedSite) -> list[str]:
     return [e["reason"] for e in site.events if e["event"] == "face_rejected"]  # type: ignore[attr-defined]
 
@@ -216,9 +226,7 @@ def test_hung_worker_is_killed_and_restarted_card_pin_stay_fast(tmp_path) -> Non
     site = _worker_site(tmp_path)
     loop, watch, worker = _loop(site)
 
-    def pump() -> None:
-        watch.poll()
-        site.gate.process_pending()
+    pump = _pumper(site, watch)
 
     try:
         assert worker.wait_ready(60), worker.problem()
@@ -264,9 +272,7 @@ def test_killed_worker_is_a_camera_fault_and_recovers_with_backoff(tmp_path) -> 
     site = _worker_site(tmp_path, trigger="continuous", allow_continuous=True)
     loop, watch, worker = _loop(site)
 
-    def pump() -> None:
-        watch.poll()
-        site.gate.process_pending()
+    pump = _pumper(site, watch)
 
     try:
         assert worker.wait_ready(60), worker.problem()
@@ -349,9 +355,7 @@ def test_models_failing_to_load_in_the_worker_are_a_camera_fault(tmp_path) -> No
     built = time.monotonic() - t0
     loop, watch, worker = _loop(site)
 
-    def pump() -> None:
-        watch.poll()
-        site.gate.process_pending()
+    pump = _pumper(site, watch)
 
     try:
         wait_for(lambda: "camera" in site.gate.faults.active, 10, "model failure shown", pump)
