@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import docsection  # tools/docsection.py, beside this file
+
 REPO = Path(__file__).resolve().parents[1]
 JSON_PATH = REPO / "docs/conditions-eval.json"
 MD_PATH = REPO / "models/README.md"
@@ -119,15 +121,6 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(head + body + foot)
 
 
-def splice(md: str, section: str) -> str:
-    """``md`` with the section between the markers replaced (TableError without markers)."""
-    if BEGIN not in md or END not in md:
-        raise TableError(f"no {BEGIN!r} ... {END!r} markers")
-    head, rest = md.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return head + section + tail
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["run", "render", "check"])
@@ -149,14 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         data = json.loads(args.json.read_text())
         md = args.md.read_text()
-        new = splice(md, render(data))
+        section = render(data)
         if args.what == "check":
-            if new != md:
+            if not docsection.is_current(md, section, BEGIN, END, where=args.md):
                 print(f"{args.md}: condition table differs from {args.json}", file=sys.stderr)
                 return 1
             return 0
-        args.md.write_text(new)
-    except (TableError, OSError, ValueError) as exc:
+        args.md.write_text(docsection.splice(md, section, BEGIN, END, where=args.md))
+    except (TableError, docsection.SectionError, OSError, ValueError) as exc:
         print(f"condition_table: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import docsection  # tools/docsection.py, beside this file
+
 REPO = Path(__file__).resolve().parents[1]
 JSON_PATH = REPO / "docs/numbers-eval.json"
 MD_PATH = REPO / "docs/numbers.md"
@@ -191,15 +193,6 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(md: str, section: str) -> str:
-    """``md`` with its generated section replaced (appended if it has none)."""
-    if BEGIN in md and END in md:
-        head, rest = md.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        return head + section.rstrip("\n") + tail
-    return md.rstrip("\n") + "\n\n" + section
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=("run", "render", "check"))
@@ -220,15 +213,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise NumbersError(f"{args.json_path}: {exc}") from None
             section = render(data)
         md = args.md.read_text(encoding="utf-8")
-        new = splice(md, section)
         if args.command == "check":
-            if new != md:
+            if not docsection.is_current(md, section, BEGIN, END, where=args.md):
                 print(f"{args.md}: the release report differs from {args.json_path} "
                       "(run tools/release_numbers.py render)", file=sys.stderr)  # fmt: skip
                 return 1
             return 0
+        new = docsection.splice(md, section, BEGIN, END, where=args.md, append=True)
         args.md.write_text(new, encoding="utf-8")
-    except NumbersError as exc:
+    except (NumbersError, docsection.SectionError) as exc:
         print(f"numbers: {exc}", file=sys.stderr)
         return 2
     return 0

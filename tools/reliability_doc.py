@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import docsection  # tools/docsection.py, beside this file
+
 REPO = Path(__file__).resolve().parents[1]
 JSON_PATH = REPO / "docs/reliability-summary.json"
 MD_PATH = REPO / "docs/reliability.md"
@@ -180,14 +182,6 @@ def render(stored: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def splice(md: str, section: str) -> str:
-    """``md`` with its generated section replaced (appended when absent)."""
-    if BEGIN in md and END in md:
-        head, rest = md.split(BEGIN, 1)
-        return head + section + rest.split(END, 1)[1]
-    return md.rstrip("\n") + "\n\n" + section + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="reliability_doc", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -211,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         section = render(stored)
         md = md_path.read_text()
         if args.cmd == "check":
-            if section not in md:
+            if not docsection.is_current(md, section, BEGIN, END, where=md_path):
                 print(f"{md_path}: generated section differs from {json_path}", file=sys.stderr)
                 return 1
             return 0
-        md_path.write_text(splice(md, section))
-    except (OSError, ValueError, KeyError, ReliabilityDocError) as exc:
+        md_path.write_text(docsection.splice(md, section, BEGIN, END, where=md_path, append=True))
+    except (OSError, ValueError, KeyError, ReliabilityDocError, docsection.SectionError) as exc:
         print(f"reliability_doc: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -8,28 +8,18 @@ and docs/privacy-checklist.md is what the tool renders from both."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
 
+from tool_support import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "doorpi_privacy_mutations", REPO / "tools/mutations/privacy.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = _load()
+tool = load_tool("mutations/privacy")
 REQS = tool.load_checklist()
 RESULTS = json.loads((REPO / tool.RESULTS).read_text()) if (REPO / tool.RESULTS).exists() else {}
 CAUGHT = ("failed", "error")

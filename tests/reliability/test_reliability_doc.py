@@ -6,13 +6,14 @@ hand edit or a missing part is refused."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tool_support import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 STORED = REPO / "docs/reliability-summary.json"
@@ -22,10 +23,7 @@ TOOL = REPO / "tools/reliability_doc.py"
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("doorpi_reliability_doc", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("reliability_doc")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +38,9 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
 
 
 def test_the_document_holds_what_the_tool_writes(tool, stored) -> None:
-    assert tool.render(stored) in MD.read_text()
+    section, md = tool.render(stored), MD.read_text()
+    assert section in md
+    assert tool.docsection.is_current(md, section, tool.BEGIN, tool.END, where=MD)
     assert _run("check").returncode == 0
 
 

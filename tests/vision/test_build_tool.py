@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import tomllib
@@ -10,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tool_support import load_tool
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _build_module():
-    spec = importlib.util.spec_from_file_location("doorpi_build", REPO / "tools/models/build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("models/build")
 
 
 def test_built_models_match_manifest(models_dir: Path) -> None:

@@ -5,13 +5,14 @@ tools/condition_table.py writes from the stored eval output
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tool_support import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 STORED = REPO / "docs/conditions-eval.json"
@@ -20,12 +21,7 @@ MD = REPO / "models/README.md"
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        "doorpi_condition_table", REPO / "tools/condition_table.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("condition_table")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +39,7 @@ def test_readme_table_is_what_the_tool_writes(tool, stored) -> None:
     md = MD.read_text()
     section = tool.render(stored)
     assert section in md
-    assert tool.splice(md, section) == md
+    assert tool.docsection.is_current(md, section, tool.BEGIN, tool.END, where=MD)
     r = _run("check")
     assert r.returncode == 0, r.stderr
 
