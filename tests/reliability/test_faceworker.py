@@ -19,20 +19,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from reliability_support import report
-from test_hardware_faults import (
+from fault_support import (
     ALICE,
     BOB,
     FaultyCamera,
-    _faces,
     access,
     face_site,
     fault,
     pin,
     prompt,
+    shared_faces,
     status,
     wait_for,
 )
+from reliability_support import report
 
 from doorpi.clocks import SystemClock
 from doorpi.config import ConfigError
@@ -58,8 +58,8 @@ HARDWARE_MODULES = ("gpiozero", "smartcard", "doorpi.hardware", "doorpi.gate", "
 
 
 def _photos(n: int) -> list[np.ndarray]:
-    paths = sorted(_faces().glob("*/*.jpg"))[::5][:n]
-    assert len(paths) == n, f"need {n} photos under {_faces()}"
+    paths = sorted(shared_faces().glob("*/*.jpg"))[::5][:n]
+    assert len(paths) == n, f"need {n} photos under {shared_faces()}"
     return [load_rgb(p, max_side=640) for p in paths]
 
 
@@ -410,7 +410,7 @@ def test_worker_serves_when_seccomp_refuses_the_priority_calls() -> None:
     import subprocess
     import sys
 
-    photo = sorted(_faces().glob("*/*.jpg"))[0]
+    photo = sorted(shared_faces().glob("*/*.jpg"))[0]
     proc = subprocess.run(
         [sys.executable, "-c", SECCOMP_CHILD, str(photo), "setpriority", "sched_setscheduler"],
         capture_output=True, text=True, timeout=120,

@@ -11,20 +11,30 @@ Disk full and a read-only data partition are in tests/store/test_partition.py
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fault_support import (
+    ALICE,
+    BOB,
+    NOW,
+    FaultyCamera,
+    a_photo,
+    access,
+    face_site,
+    fault,
+    pin,
+    prompt,
+    shared_faces,
+    site_at,
+    status,
+    status_text,
+    wait_for,
+)
 
 from doorpi.cards import UidCard
 from doorpi.clocks import ManualClock, SystemClock
@@ -33,110 +43,8 @@ from doorpi.facebuild import CameraLoop, watch_camera
 from doorpi.facepath import FaceOutcome
 from doorpi.hardware.camera import Frame, load_rgb
 from doorpi.hardware.reader import PcscReader
-from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
-from doorpi.sim.site import SimulatedSite, sim_config
-from doorpi.store import Storage
+from doorpi.sim.site import SimulatedSite
 from pcsc_fixtures import READER_0
-
-NOW = 1_772_442_000.0  # 2026-03-02 09:00 UTC, a Monday
-ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
-BOB = {"name": "Bob", "keypad_id": "102", "cards": ["04b0b0b0b0b0b0"], "pin": "1357"}
-
-
-def _faces() -> Path:
-    """The shared photos (``$DOORPI_SHARED_DIR`` or a ``shared`` folder above the clone)."""
-    from doorpi.fsutil import find_shared_dir
-
-    found = find_shared_dir(Path(__file__).resolve().parents[2], need="faces")
-    assert found, "shared photos not found (set DOORPI_SHARED_DIR to the folder holding faces/)"
-    return found / "faces"
-
-
-PIA = dict(
-    purpose="Open the gate for residents who choose face entry.",
-    necessity="Convenience; card and PIN stay at every door.",
-    impact="Leak or misuse of face templates; false accepts.",
-    measures="Separate consent, encrypted templates, retention, audit log.",
-)
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def site_at(tmp_path: Path, overrides: dict[str, Any], clock: Any = None) -> SimulatedSite:
-    data = tmp_path / "data"
-    if overrides.get("face", {}).get("enabled"):
-        s = Storage.open(data)
-        AssessmentRegistry(s.db, s.audit).record(ImpactAssessment(**PIA, author="DPO", created=NOW))
-        s.close()
-    events: list[dict[str, Any]] = []
-    site = SimulatedSite(sim_config(overrides, data), clock or ManualClock(NOW), [events.append])
-    site.events = events  # type: ignore[attr-defined]
-    site.rids = [site.add_resident(ALICE), site.add_resident(BOB)]  # type: ignore[attr-defined]
-    return site
-
-
-def status(site: SimulatedSite, tmp_path: Path) -> dict[str, Any]:
-    """`doorpi status --json` from a separate process, as an installer runs it."""
-    cfg = tmp_path / "status.toml"
-    cfg.write_text(f'[site]\ndata_dir = "{site.cfg.site.data_dir}"\n')
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(exist_ok=True)
-    p = subprocess.run(
-        [sys.executable, "-m", "doorpi", "--config", str(cfg), "status", "--json"],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "DOORPI_RUNTIME_DIR": str(run_dir)},
-    )  # fmt: skip
-    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
-    return json.loads(p.stdout)
-
-
-def access(site: SimulatedSite) -> list[tuple[bool, str, list[str]]]:
-    return [(e["granted"], e["reason"], e.get("factors", [])) for e in site.events  # type: ignore[attr-defined]
-            if e["event"] == "access"]  # fmt: skip
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, step: Callable[[], Any] = lambda: None) -> None:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        step()
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def prompt(action: Callable[[], None], limit: float = 1.5) -> float:
-    """Run a card/PIN action on another thread: it must finish within ``limit``
-    seconds (a gate blocked on the camera would never finish). Returns seconds."""
-    done, failed = threading.Event(), []
-    t0 = time.monotonic()
-
-    def run() -> None:
-        try:
-            action()
-        except BaseException as exc:  # re-raised below, in the test's thread
-            failed.append(exc)
-        done.set()
-
-    threading.Thread(target=run, daemon=True, name="prompt").start()
-    assert done.wait(limit), f"card/PIN decision blocked for over {limit} s (hung camera?)"
-    if failed:
-        raise failed[0]
-    return time.monotonic() - t0
-
-
-def pin(site: SimulatedSite, digits: str) -> None:
-    for k in digits:
-        site.key(k)
-
-
-def fault(info: dict[str, Any], name: str) -> str:
-    faults = info["device_faults"]
-    assert name in faults, f"no {name!r} fault in doorpi status: {faults}"
-    assert any(w.startswith(f"device fault: {name}: ") for w in info["warnings"]), info["warnings"]
-    return faults[name]
-
 
 # ------------------------------------------------------------------ reader, pcscd
 
@@ -227,66 +135,6 @@ def test_pcscd_frozen_is_shown_and_pin_still_opens(pcsc, vcard, tmp_path, caplog
 # ------------------------------------------------------------------ camera
 
 
-class FaultyCamera:
-    """The camera interface's double (Picamera2Source's methods): replays a real
-    photo, or blocks forever in ``hang_in`` until released, or raises."""
-
-    def __init__(self, photo: np.ndarray, hang_in: str = "", fail: bool = False) -> None:
-        self.photo = photo
-        self.hang_in = hang_in
-        self.fail = fail
-        self.release = threading.Event()
-        self.entered: set[str] = set()
-        self.captures = 0
-
-    def _maybe_hang(self, where: str) -> None:
-        self.entered.add(where)
-        if self.hang_in == where:
-            self.release.wait()  # forever, until the test ends
-
-    def start(self) -> None:
-        self._maybe_hang("start")
-
-    def stop(self) -> None:
-        self._maybe_hang("stop")
-
-    def capture(self) -> Frame:
-        self._maybe_hang("capture")
-        self.captures += 1
-        if self.fail:
-            raise OSError("camera not found (ribbon unplugged?)")
-        return Frame(self.photo)
-
-    def close(self) -> None:
-        self.release.set()
-
-
-def face_site(
-    tmp_path: Path, access: tuple[str, ...] = ("card+face", "card+pin"), **face: Any
-) -> SimulatedSite:
-    """A site with face on (``face`` settings added) and every resident holding a
-    consented random template (no real face needed to test faults)."""
-    site = site_at(tmp_path, {
-        "face": {"enabled": True, **face},
-        "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
-        "door": {"access": list(access)},
-    })  # fmt: skip
-    priv = site.gate.face_privacy
-    assert priv is not None and site.face_path is not None, site.gate.face_problem
-    for seed, rid in enumerate(site.rids):  # type: ignore[attr-defined]
-        ticket = priv.start_enrolment(rid, "admin_present", by="admin:test")
-        priv.consent(ticket, confirmed_by="admin:test")
-        v = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
-        priv.enrol(rid, v / np.linalg.norm(v))
-    return site
-
-
-def _photo() -> np.ndarray:
-    photos = sorted(_faces().glob("*/*.jpg"))
-    assert photos, f"no photos under {_faces()} (shared faces)"
-    return load_rgb(photos[0], max_side=640)
-
-
 def _start_loop(site: SimulatedSite, cam: FaultyCamera, stall: float) -> tuple[CameraLoop, DeviceWatch]:  # fmt: skip
     path = site.face_path
     assert path is not None
@@ -303,7 +151,7 @@ def _start_loop(site: SimulatedSite, cam: FaultyCamera, stall: float) -> tuple[C
 def test_hung_camera_never_delays_card_or_pin(tmp_path, hang_in, caplog) -> None:
     caplog.set_level(logging.INFO, logger="doorpi")
     site = face_site(tmp_path)
-    cam = FaultyCamera(_photo(), hang_in=hang_in if hang_in != "model" else "")
+    cam = FaultyCamera(a_photo(), hang_in=hang_in if hang_in != "model" else "")
     if hang_in == "model":  # the face models stuck on a frame (the path's lock held)
         engine = site.face_path.engine  # type: ignore[union-attr]
 
@@ -346,7 +194,7 @@ def test_hung_camera_never_delays_card_or_pin(tmp_path, hang_in, caplog) -> None
 def test_camera_gone_is_shown_face_falls_back_to_pin_and_recovers(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO, logger="doorpi")
     site = face_site(tmp_path)
-    cam = FaultyCamera(_photo(), fail=True)
+    cam = FaultyCamera(a_photo(), fail=True)
     loop, watch = _start_loop(site, cam, stall=1.0)
     try:
         prompt(lambda: site.card(ALICE["cards"][0]))
@@ -420,21 +268,6 @@ def test_clock_jumped_is_shown_and_card_pin_work(tmp_path) -> None:
 # ------------------------------------------------------------------ camera format
 
 
-def _status_text(site: SimulatedSite, tmp_path: Path) -> str:
-    """`doorpi status` as text, from a separate process."""
-    cfg = tmp_path / "status.toml"
-    cfg.write_text(f'[site]\ndata_dir = "{site.cfg.site.data_dir}"\n')
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(exist_ok=True)
-    p = subprocess.run(
-        [sys.executable, "-m", "doorpi", "--config", str(cfg), "status"],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "DOORPI_RUNTIME_DIR": str(run_dir)},
-    )  # fmt: skip
-    assert "Traceback" not in p.stderr, p.stderr
-    return p.stdout + p.stderr
-
-
 def test_camera_with_red_and_blue_swapped_is_a_device_fault_until_faces_look_right(
     tmp_path, caplog
 ) -> None:
@@ -451,7 +284,7 @@ def test_camera_with_red_and_blue_swapped_is_a_device_fault_until_faces_look_rig
     engine = site.gate.face_engine
     assert engine is not None
     watch = device_watch(site.gate, site.devices)
-    photos = [load_rgb(p, 640) for p in sorted(_faces().glob("*/1.jpg"))[:16]]
+    photos = [load_rgb(p, 640) for p in sorted(shared_faces().glob("*/1.jpg"))[:16]]
     assert len(photos) == 16, "need 16 shared photos"
 
     def show(frames: list[np.ndarray]) -> None:
@@ -473,7 +306,7 @@ def test_camera_with_red_and_blue_swapped_is_a_device_fault_until_faces_look_rig
         assert CAMERA_FORMAT_FAULT in site.gate.faults.active, site.gate.faults.active
         detail = fault(status(site, tmp_path), CAMERA_FORMAT_FAULT)
         assert "red and blue look swapped" in detail, detail
-        assert f"{CAMERA_FORMAT_FAULT}: red and blue look swapped" in _status_text(site, tmp_path)
+        assert f"{CAMERA_FORMAT_FAULT}: red and blue look swapped" in status_text(site, tmp_path)
         assert f"fault {CAMERA_FORMAT_FAULT} raised" in caplog.text
         assert faults_seen() == [(True, detail)]  # audited once
         watch.poll()  # still swapped: no second record
