@@ -31,6 +31,7 @@ from doorpi.core.schedule import Schedule, ScheduleError
 from doorpi.modesconfig import ModesConfig, parse_modes
 from doorpi.pinsafety import OTHER_OUTPUTS, output_warnings, strike_pin_problem
 from doorpi.sitetime import DEFAULT_TIMEZONE, TimeZoneError, zone
+from doorpi.validation import InputError, check_text, decode_text_file, safe_text
 
 
 class ConfigError(ValueError):
@@ -235,8 +236,6 @@ class _Section:
             raise self.fail(key, f"must be a string, got {_show(v)}")
         if choices and v not in choices:
             raise self.fail(key, f"must be one of {', '.join(choices)}, got {_show(v)}")
-        from doorpi.validation import InputError, check_text
-
         try:  # no line breaks, bidi or invisible characters in any setting (names, paths)
             check_text(v, 4096)
         except InputError as exc:
@@ -286,8 +285,6 @@ class _Section:
 def _show(v: Any) -> str:
     """A value from the file, quoted for a one-line message: control and bidi
     characters escaped (`doorpi.validation.safe_text`), cut at 40 characters."""
-    from doorpi.validation import safe_text
-
     text = f'"{safe_text(v)}"' if isinstance(v, str) else safe_text(repr(v))
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -590,8 +587,6 @@ def load_config(path: str | Path, layers: bool = True) -> Config:
 def read_toml(p: Path) -> dict[str, Any]:
     """A TOML file as a dict; a missing, unreadable, wrongly encoded or malformed
     file is one ConfigError (UTF-8; a Windows byte order mark is fine)."""
-    from doorpi.validation import InputError, decode_text_file
-
     try:
         text = decode_text_file(p.read_bytes())
     except FileNotFoundError:
