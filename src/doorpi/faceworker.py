@@ -56,9 +56,12 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from doorpi.vision.liveness import LivenessMeter
 
 log = logging.getLogger("doorpi.face")
 
@@ -380,23 +383,19 @@ class RemoteObject:
         return method
 
 
-def remote_liveness_meter(worker: FaceWorker) -> Any:
+def remote_liveness_meter(worker: FaceWorker) -> LivenessMeter:
     """A ``LivenessMeter`` whose detector and face mesh run in the worker.
 
     ``measure`` with the pipeline's own mesh of the frame (as the gate's engine calls
     it) runs no model: yaw and eye ratio are computed here from that mesh; without
-    one, detection and mesh go to the worker's meter.
+    one, detection and mesh go to the worker's meter (not mirrored, minimum mesh
+    score 0.5: the worker's own meter is built with the same defaults).
     """
     from doorpi.vision.liveness import LivenessMeter
 
-    class RemoteLivenessMeter(LivenessMeter):
-        def __init__(self) -> None:  # no models here: LivenessMeter's own defaults
-            self.detector = RemoteObject(worker, "meter.detector")  # type: ignore[assignment]
-            self.refiner = RemoteObject(worker, "meter.refiner")  # type: ignore[assignment]
-            self.yaw_sign = 1.0
-            self.min_score = 0.5
-
-    return RemoteLivenessMeter()
+    detector = RemoteObject(worker, "meter.detector")
+    refiner = RemoteObject(worker, "meter.refiner")
+    return LivenessMeter(detector, refiner=refiner)
 
 
 # ---------------------------------------------------------------- worker side

@@ -19,6 +19,7 @@ import pytest
 
 from doorpi.cli import eval_liveness as ev
 from doorpi.hardware.camera import load_rgb
+from doorpi.vision.align import MeshRefiner
 from doorpi.vision.detect import FaceDetector
 from doorpi.vision.liveness import (
     LivenessChallenge,
@@ -275,3 +276,16 @@ def test_stage_times_are_each_measured_never_negative(models: FaceModels, photo)
     assert set(t) == {"detect_ms", "mesh_ms", "measure_ms"}
     assert all(v > 0 for v in t.values()), t
     assert t["detect_ms"] >= 20.0 and t["mesh_ms"] < t["detect_ms"]
+
+
+def test_meter_is_built_from_the_mesh_model_or_a_refiner_never_both(models) -> None:
+    """The face worker's meter is a LivenessMeter built on proxies (refiner=...):
+    a measure from a given mesh runs neither; giving both or neither is refused."""
+    detector = FaceDetector(models.detector)
+    refiner = MeshRefiner(models.mesh)
+    meter = LivenessMeter(detector, refiner=refiner)
+    assert meter.refiner is refiner and meter.detector is detector and meter.yaw_sign == 1.0
+    with pytest.raises(ValueError, match="not both"):
+        LivenessMeter(detector, models.mesh, refiner=refiner)
+    with pytest.raises(ValueError, match="needs the face-mesh model"):
+        LivenessMeter(detector)

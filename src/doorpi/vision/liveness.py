@@ -24,11 +24,12 @@ import enum
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from doorpi.vision.align import MeshLandmarks, MeshRefiner
-from doorpi.vision.detect import Detection, FaceDetector, pick_resident
+from doorpi.vision.detect import Detection, pick_resident
 from doorpi.vision.runtime import TFLiteModel
 
 # Face-mesh landmark indices (image-left = subject's right).
@@ -205,18 +206,47 @@ def eye_aspect_ratio(points: np.ndarray) -> float:
     return float((vert / np.maximum(horiz, 1e-9)).mean())
 
 
+class Detects(Protocol):
+    """What the meter needs of a face detector (`FaceDetector`, or its proxy in the
+    face worker process)."""
+
+    def detect(self, frame: np.ndarray) -> list[Detection]: ...
+
+
+class Meshes(Protocol):
+    """What the meter needs of the face mesh (`MeshRefiner`, or its proxy)."""
+
+    def mesh(self, frame: np.ndarray, det: Detection) -> MeshLandmarks: ...
+
+
 class LivenessMeter:
-    """Turns a camera frame into a ``LivenessSample`` (BlazeFace, then the mesh)."""
+    """Turns a camera frame into a ``LivenessSample`` (BlazeFace, then the mesh).
+
+    Built from the detector and either the face-mesh model (``mesh``: a
+    `MeshRefiner` is made on it, which checks its input shape) or a ready
+    ``refiner`` (the face worker's proxy: the models run in that process).
+    Exactly one of the two; ValueError otherwise. ``mirrored``: the camera
+    image is mirrored (the yaw's sign flips); ``min_score``: the mesh's face
+    score below which a frame gives no sample.
+    """
 
     def __init__(
         self,
-        detector: FaceDetector,
-        mesh: TFLiteModel,
+        detector: Detects,
+        mesh: TFLiteModel | None = None,
         mirrored: bool = False,
         min_score: float = 0.5,
+        *,
+        refiner: Meshes | None = None,
     ) -> None:
+        if refiner is None:
+            if mesh is None:
+                raise ValueError("LivenessMeter: needs the face-mesh model or a refiner")
+            refiner = MeshRefiner(mesh)  # checks the input shape
+        elif mesh is not None:
+            raise ValueError("LivenessMeter: the face-mesh model or a refiner, not both")
         self.detector = detector
-        self.refiner = MeshRefiner(mesh)  # checks the input shape
+        self.refiner: Meshes = refiner
         self.yaw_sign = -1.0 if mirrored else 1.0
         self.min_score = min_score
 
