@@ -27,6 +27,15 @@ Probe = Callable[[], str]
 READER_FAULT = "card reader"
 CAMERA_FAULT = "camera"
 CAMERA_FORMAT_FAULT = "camera format"  # red and blue swapped, seen in the faces
+FACE_MODELS_FAULT = "face models"  # will not load (inline at start, or in the face worker)
+#: The faults under which the gate asks no one for their face, and the reason it gives.
+FACE_OFF_FAULTS = {CAMERA_FAULT: "camera_fault", FACE_MODELS_FAULT: "face_models_fault"}
+
+
+def face_off_reason(active: Any) -> str:
+    """ "camera_fault" or "face_models_fault" while that fault stands in ``active`` (the
+    gate's fault names), else "": the face-free way (PIN) is offered at once."""
+    return next((why for name, why in FACE_OFF_FAULTS.items() if name in active), "")
 
 
 class DeviceWatch:
@@ -111,9 +120,12 @@ def device_watch(gate: Any, devices: Any, camera_loop: Any = None) -> DeviceWatc
 __all__ = [
     "CAMERA_FAULT",
     "CAMERA_FORMAT_FAULT",
+    "FACE_MODELS_FAULT",
+    "FACE_OFF_FAULTS",
     "READER_FAULT",
     "DeviceWatch",
     "camera_format_probe",
     "device_watch",
+    "face_off_reason",
     "reader_probe",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from doorpi.core.events import DeviceStatus
+from doorpi.devicewatch import CAMERA_FAULT, FACE_MODELS_FAULT, FACE_OFF_FAULTS
 from doorpi.facepath import FaceOutcome, FacePath
 from doorpi.gate import Gate
 
@@ -286,23 +287,28 @@ class CameraLoop:
 
 def watch_camera(watch: Any, loop: CameraLoop, emit: Any) -> None:
     """Add the camera to a `doorpi.devicewatch.DeviceWatch` (and the face worker, when
-    the models run in one: dead, restarting or unable to load its models is the same
-    ``camera`` fault, doorpi.faceworker.FaceWorker.problem). When it fails while a
-    face window is open or asked for, the gate gets `FaceRejected("camera_fault")`
-    at once, so the person is offered their face-free way (PIN) instead of waiting."""
+    the models run in one: dead or restarting is the same ``camera`` fault,
+    doorpi.faceworker.FaceWorker.problem; unable to load its models is the ``face
+    models`` fault, as inline). When either fails while a face window is open or asked
+    for, the gate gets `FaceRejected("camera_fault")` (or ``"face_models_fault"``) at
+    once, so the person is offered their face-free way (PIN) instead of waiting."""
     from doorpi.core.events import FaceRejected
-    from doorpi.devicewatch import CAMERA_FAULT
 
-    def on_fault(_problem: str) -> None:
-        if loop.path.requested:
-            emit(FaceRejected("camera_fault"))
+    def rejecter(name: str) -> Any:
+        def on_fault(_problem: str) -> None:
+            if loop.path.requested:
+                emit(FaceRejected(FACE_OFF_FAULTS[name]))
+
+        return on_fault
 
     worker = getattr(loop.path.engine, "worker", None)  # dead or restarting: a camera fault
 
     def probe() -> str:
         return loop.problem() or (worker.problem() if worker is not None else "")
 
-    watch.add(CAMERA_FAULT, probe, on_fault)
+    watch.add(CAMERA_FAULT, probe, rejecter(CAMERA_FAULT))
+    if worker is not None:
+        watch.add(FACE_MODELS_FAULT, worker.model_problem, rejecter(FACE_MODELS_FAULT))
 
 
 def start_camera(gate: Gate, indicator: Any = None) -> CameraLoop | None:
@@ -377,7 +383,7 @@ def build_face_path(gate: Gate, camera: Any = None, indicator: Any = None) -> Fa
     except Exception as exc:  # ModelError, no runtime: one line, face off
         gate.face_problem = f"face models: {exc}"
         log.error("face stays off: %s", gate.face_problem)
-        gate.submit(DeviceStatus("face models", False, f"face stays off: {exc}"))
+        gate.submit(DeviceStatus(FACE_MODELS_FAULT, False, f"face stays off: {exc}"))
         return None
     gallery = VaultGallery(gate.face_privacy.vault, gate.clock.wall)
     inner = PipelineFaceEngine(pipeline, gallery, threshold=cfg.face.threshold or SHIPPED_THRESHOLD)

@@ -35,8 +35,10 @@ and restarts it whenever it dies, after a back-off that doubles with each death 
 row (`restart_delay`); a call that gets no answer within its deadline kills the child
 (SIGKILL: a hung model does not recover by itself) and raises `FaceWorkerTimeout`,
 which the face path turns into ``FaceRejected("face_error: ...")``. `problem()` is
-the device watch's probe (doorpi.devicewatch, the ``camera`` fault): a dead,
-restarting or failing worker is shown as a fault, cleared once a new one has loaded.
+the device watch's probe (doorpi.devicewatch, the ``camera`` fault): a dead or
+restarting worker is shown as a fault, cleared once a new one has loaded; a worker
+that cannot load its models is the ``face models`` fault (`model_problem`), as when
+the models fail to load in the gate's own process.
 The gate does not wait for the models at start: the child loads them while the gate
 serves cards and PINs.
 """
@@ -245,15 +247,15 @@ class FaceWorker:
             self._load_error = msg[1]
             self._ending = f"could not load the face models: {msg[1]}"
         else:
+            self._load_error = ""  # this one failed otherwise: the camera fault says how
             self._ending = f"not ready after {self.load_seconds:g} s"
         proc.kill()
 
     def problem(self) -> str:
-        """ "" while a worker is ready or loading for the first time; else one line."""
-        if self._stop.is_set() or self._ready.is_set():
+        """The ``camera`` fault's line (doorpi.devicewatch): "" while a worker is ready,
+        loading for the first time, or failing to load its models (`model_problem`)."""
+        if self._stop.is_set() or self._ready.is_set() or self._load_error:
             return ""
-        if self._load_error:
-            return f"face models: {self._load_error}; face off, card and PIN unaffected"
         if self.deaths:
             return (
                 f"face worker {self._why} ({self.deaths} in a row); restarting, "
@@ -263,6 +265,14 @@ class FaceWorker:
         if since is not None and time.monotonic() - since > self.load_seconds:
             return f"face worker still loading its models after {self.load_seconds:g} s"
         return ""
+
+    def model_problem(self) -> str:
+        """The ``face models`` fault's line, as the inline path raises it at start
+        (doorpi.facebuild.build_face_path): the last worker could not load its models
+        (the worker keeps retrying with back-off). "" otherwise."""
+        if self._stop.is_set() or self._ready.is_set() or not self._load_error:
+            return ""
+        return f"face stays off: {self._load_error}; retrying, card and PIN unaffected"
 
     # ------------------------------------------------------------ calls
 
@@ -275,7 +285,8 @@ class FaceWorker:
         """
         with self._lock:
             if not self._ready.wait(self.deadline):
-                raise FaceWorkerUnavailable(self.problem() or "face worker not ready")
+                why = self.problem() or self.model_problem()
+                raise FaceWorkerUnavailable(why or "face worker not ready")
             conn = self._conn
             if conn is None:
                 raise FaceWorkerUnavailable("face worker not ready")

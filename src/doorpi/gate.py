@@ -58,6 +58,7 @@ from doorpi.core.lockout import CardPacer, Lockout, LockoutPolicy, PacePolicy
 from doorpi.core.parity import face_free_next
 from doorpi.core.pinpad import PadAction, PinPad, keypad_number_habit
 from doorpi.core.policy import Moment, Reason, decide, deny_pattern
+from doorpi.devicewatch import face_off_reason
 from doorpi.doormodes import DoorModes
 from doorpi.eventqueue import EventQueue
 from doorpi.faults import FaultBoard
@@ -716,8 +717,8 @@ class Gate:
         if self.on_face_request is None:
             self._face_unavailable("no_camera")
             return
-        if "camera" in self.faults.active:  # gone or hung (doorpi.devicewatch): PIN now
-            self._face_unavailable("camera_fault")
+        if why := face_off_reason(self.faults.active):  # camera or face models: PIN now
+            self._face_unavailable(why)
             return
         self.on_face_request(target)
 
@@ -826,7 +827,7 @@ class Gate:
         """Would asking this resident for their face make sense right now?"""
         if self.face_privacy is None or self.on_face_request is None or self.face_paused():
             return False
-        if "camera" in self.faults.active:  # doorpi.devicewatch.CAMERA_FAULT
+        if face_off_reason(self.faults.active):  # camera or face models (doorpi.devicewatch)
             return False
         if self.card_templates is not None:  # template on card: the card just read says
             return self.card_template_waiting(resident.id)

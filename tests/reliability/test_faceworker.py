@@ -5,7 +5,7 @@ faces set: its results equal the in-process pipeline's; it runs at lower priorit
 imports nothing of the hardware; a hung worker is killed and restarted (the face window
 ends FaceRejected, card and PIN stay fast); a killed one is the ``camera`` fault until
 a new one has loaded, with back-off when it keeps dying; models that fail to load are
-the same fault; no face data on disk or in /dev/shm. The latency and gate-CPU side is
+the ``face models`` fault, as inline; no face data on disk or in /dev/shm. The latency and gate-CPU side is
 tests/reliability/test_soak.py.
 """
 
@@ -30,6 +30,7 @@ from fault_support import (
     prompt,
     shared_faces,
     status,
+    status_text,
     wait_for,
 )
 from reliability_support import report
@@ -339,11 +340,17 @@ def test_repeated_deaths_back_off(worker) -> None:
     assert worker.deaths == 0 and worker.problem() == ""
 
 
-def test_models_failing_to_load_in_the_worker_are_a_camera_fault(tmp_path) -> None:
+def test_models_failing_to_load_in_the_worker_are_the_face_models_fault(tmp_path, caplog) -> None:
+    """A corrupted model file (a real copy of the models, a few sectors flipped) in
+    worker mode is the ``face models`` fault, as inline (test_hardware_faults): in
+    `doorpi status` JSON and text, the log and the gate's fault record, never the
+    ``camera`` fault; no one is asked for a face meanwhile and card and PIN open."""
+    import logging
     import shutil
 
     from doorpi.vision.models import find_models_dir
 
+    caplog.set_level(logging.INFO, logger="doorpi")
     models = tmp_path / "models"
     shutil.copytree(find_models_dir(), models)
     bad = models / "sface.tflite"
@@ -351,20 +358,39 @@ def test_models_failing_to_load_in_the_worker_are_a_camera_fault(tmp_path) -> No
     blob[len(blob) // 2 : len(blob) // 2 + 64] = b"\xff" * 64
     bad.write_bytes(bytes(blob))
     t0 = time.monotonic()
-    site = _worker_site(tmp_path, models_dir=str(models))
+    site = face_site(tmp_path, ("card+face", "card+pin", "pin"), process="worker",
+                     models_dir=str(models))  # fmt: skip
     built = time.monotonic() - t0
     loop, watch, worker = _loop(site)
-
     pump = _pumper(site, watch)
 
+    def faults_seen(device: str) -> list[tuple[bool, str]]:
+        return [(e["active"], e["detail"]) for e in site.events  # type: ignore[attr-defined]
+                if e["event"] == "fault" and e["device"] == device]  # fmt: skip
+
     try:
-        wait_for(lambda: "camera" in site.gate.faults.active, 10, "model failure shown", pump)
-        detail = site.gate.faults.active["camera"]["detail"]
-        assert "face models" in detail and "sface.tflite" in detail, detail
-        assert not worker.ready
+        wait_for(lambda: "face models" in site.gate.faults.active, 10, "model failure", pump)
+        detail = site.gate.faults.active["face models"]["detail"]
+        assert detail.startswith("face stays off: ") and "sface.tflite" in detail, detail
+        assert not worker.ready and worker.problem() == ""
+        assert fault(status(site, tmp_path), "face models") == detail
+        assert f"device fault: face models: {detail}" in status_text(site, tmp_path)
+        assert "fault face models raised" in caplog.text
+        assert faults_seen("face models") == [(True, detail)]  # recorded once
+        # Alice at the card+face door: asked for her PIN at once, no face window.
         prompt(lambda: site.card(ALICE["cards"][0]), PROMPT_LIMIT)
+        feedback = [e["pattern"] for e in site.events if e["event"] == "feedback"]  # type: ignore[attr-defined]
+        assert feedback[-1] == "pin_needed", feedback
+        prompt(lambda: pin(site, "2468#"), PROMPT_LIMIT)
+        assert access(site)[-1] == (True, "granted", ["card", "pin"]), access(site)
+        assert site.gate.on_face_request is not None  # the worker's face path is there
+        prompt(lambda: site.key("F"), PROMPT_LIMIT)  # the face key: unavailable, and why
+        why = [e["reason"] for e in site.events if e["event"] == "face_unavailable"]  # type: ignore[attr-defined]
+        assert why == ["face_models_fault"], why
         prompt(lambda: pin(site, "102#1357#"), PROMPT_LIMIT)
-        assert access(site) == [(True, "granted", ["card"]), (True, "granted", ["pin"])]
+        assert access(site)[-1] == (True, "granted", ["pin"]), access(site)
+        pump()
+        assert faults_seen("camera") == [] and "camera" not in site.gate.faults.active
     finally:
         loop.stop()
         site.close()
