@@ -92,3 +92,63 @@ def test_a_card_that_is_not_hex_is_named_and_the_demo_goes_on(tmp_path: Path) ->
     assert "card 'zz': a card UID is hex digits" in out
     assert "fromhex" not in out and "Traceback" not in out
     assert any(r["event"] == "access" for r in _records(p.stdout))  # the next command ran
+
+
+def _demo_env(tmp: Path) -> dict[str, str]:
+    import os
+
+    tmp.mkdir()
+    return {**os.environ, "TMPDIR": str(tmp)}
+
+
+def test_the_demos_temp_data_dir_is_removed_on_exit_error_and_ctrl_c(tmp_path: Path) -> None:
+    """Without --data-dir the demo works in a fresh doorpi-sim-* folder under $TMPDIR:
+    gone after `exit`, end of input, a scenario run, a scenario that fails, and Ctrl-C."""
+    import signal
+    import time
+
+    env = _demo_env(tmp_path / "tmp")
+    run = [sys.executable, "-m", "doorpi", "demo"]
+    ok = subprocess.run(run, input="card 04a1b2c3d4e5f6\nexit\n", env=env,
+                        capture_output=True, text=True, timeout=90)  # fmt: skip
+    assert ok.returncode == 0 and "data in " + str(tmp_path / "tmp") in ok.stdout, ok.stdout
+    eof = subprocess.run(run, input="rex\n", env=env, capture_output=True, text=True, timeout=90)
+    assert eof.returncode == 0, eof.stderr
+    case = subprocess.run([*run, "--scenario", str(SHARED_CASE), "--check"], env=env,
+                          capture_output=True, text=True, timeout=90)  # fmt: skip
+    assert case.returncode == 0, case.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[config.door]\naccess = ["nonsense"]\n[[steps]]\ncard = "04"\n')
+    err = subprocess.run([*run, "--scenario", str(bad)], env=env,
+                         capture_output=True, text=True, timeout=90)  # fmt: skip
+    assert err.returncode == 2 and "Traceback" not in err.stderr, err.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
+    # Ctrl-C at the prompt: SIGINT to the demo while it waits for a command.
+    p = subprocess.Popen(run, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write("card 04a1b2c3d4e5f6\n")
+        p.stdin.flush()
+        deadline = time.monotonic() + 60
+        while "granted" not in p.stdout.readline():  # the card was handled: at the prompt
+            assert time.monotonic() < deadline and p.poll() is None, "demo never granted"
+        assert [d.name[:11] for d in (tmp_path / "tmp").iterdir()] == ["doorpi-sim-"]
+        p.send_signal(signal.SIGINT)
+        _, stderr = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and "Traceback" not in stderr, stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_data_dir_the_user_gave_is_kept(tmp_path: Path) -> None:
+    env = _demo_env(tmp_path / "tmp")
+    mine = tmp_path / "mine"
+    p = subprocess.run([sys.executable, "-m", "doorpi", "demo", "--data-dir", str(mine)],
+                       input="exit\n", env=env, capture_output=True, text=True, timeout=90)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert (mine / ".doorpi-demo").exists() and any(mine.glob("*.db"))
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -5,9 +5,10 @@ commands typed at the prompt (card, keys, open, close, rex, tamper, fire,
 lockdown; exit or quit leaves). The door follows ``--config`` where that file exists (its door
 policy, schedules, timings; never its data dir or real GPIO); every feedback
 pattern is printed with what the resident would see and hear.
-The demo only ever uses a fresh temp dir, an empty ``--data-dir`` or one it
-made itself (marked): never a gate's store, where its residents, whose card
-and PIN the README prints, would be a backdoor.
+The demo only ever uses a fresh temp dir (removed when the demo ends, also on
+Ctrl-C or an error), an empty ``--data-dir`` or one it made itself (marked,
+kept): never a gate's store, where its residents, whose card and PIN the
+README prints, would be a backdoor.
 Headless: ``--scenario FILE`` runs a scripted scenario in virtual time and
 prints one JSON object per event.
 """
@@ -123,11 +124,18 @@ def run_scenario(args: argparse.Namespace) -> int:
 
 
 def interactive(args: argparse.Namespace) -> int:
+    from doorpi.sim.site import scratch_data_dir
+
+    # A temp data dir (no --data-dir) goes when the demo ends: exit, Ctrl-C or an error.
+    with scratch_data_dir(_data_dir(args)) as data_dir:
+        return _interactive(args, data_dir)
+
+
+def _interactive(args: argparse.Namespace, data_dir: Path) -> int:
     from doorpi.clocks import SystemClock
     from doorpi.core.events import Tick
-    from doorpi.sim.site import SimulatedSite, sim_config, temp_data_dir
+    from doorpi.sim.site import SimulatedSite, sim_config
 
-    data_dir = _data_dir(args) or temp_data_dir()
     doc = _config_doc(args)
     doc.setdefault("gpio", {}).update(DEMO_MODE_INPUTS)
     cfg = sim_config(doc, data_dir)

@@ -19,7 +19,7 @@ from typing import Any
 
 from doorpi.clocks import ManualClock
 from doorpi.core.modes import RULES, Mode
-from doorpi.sim.site import SimulatedSite, sim_config, temp_data_dir
+from doorpi.sim.site import SimulatedSite, scratch_data_dir, sim_config, temp_data_dir
 
 # Events left out of the comparison with `expect` (still printed).
 # Door modes that hold the strike released (their relay_on has seconds 0).
@@ -152,8 +152,13 @@ class ScenarioRun:
 
 
 def run(scenario: Scenario, data_dir: Path | None = None, keep: bool = False) -> ScenarioRun:
+    """Run ``scenario`` in virtual time on a simulated site in ``data_dir`` (None: a temp
+    dir, removed afterwards unless ``keep``: then the kept site's caller owns it)."""
     from doorpi.config import ConfigError
 
+    if data_dir is None and not keep:
+        with scratch_data_dir(None) as tmp:
+            return run(scenario, tmp)
     events: list[dict[str, Any]] = []
     try:
         cfg = sim_config(scenario.config, data_dir or temp_data_dir())

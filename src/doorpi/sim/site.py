@@ -5,9 +5,11 @@ so they exercise the same code paths as the device.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -246,9 +248,24 @@ class NotADemoDir(ValueError):
 
 
 def temp_data_dir() -> Path:
+    """A fresh, marked demo data dir ``doorpi-sim-*`` under $TMPDIR (the caller removes it)."""
     path = Path(tempfile.mkdtemp(prefix="doorpi-sim-"))
     (path / DEMO_MARK).touch()
     return path
+
+
+@contextlib.contextmanager
+def scratch_data_dir(path: Path | None) -> Iterator[Path]:
+    """``path`` when the user gave one (kept), else a `temp_data_dir` removed with
+    everything in it when the block ends, however it ends (exit, Ctrl-C, an error)."""
+    if path is not None:
+        yield path
+        return
+    tmp = temp_data_dir()
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def demo_data_dir(path: Path) -> Path:
