@@ -152,3 +152,27 @@ def test_a_data_dir_the_user_gave_is_kept(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert (mine / ".doorpi-demo").exists() and any(mine.glob("*.db"))
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_unknown_command_is_named_then_the_help(tmp_path: Path) -> None:
+    """A typo at the prompt says which word was not understood (escaped: a pasted
+    control or bidi character cannot garble the terminal), then the commands; `help`
+    shows them without a complaint; the demo goes on."""
+    typed = "XyZ\nfoo\u202ebar\x1b[2J\nhelp\ncard\n" + "w" * 100 + "\nrex\nquit\n"
+    p = doorpi("demo", "--data-dir", str(tmp_path / "d"), stdin=typed)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    lines = [ln.split("> ")[-1] for ln in p.stdout.splitlines()]
+    said = [(i, ln.strip()) for i, ln in enumerate(lines) if ln.startswith("  unknown") or
+            ln.startswith("  'card'")]  # fmt: skip
+    assert [s for _, s in said] == [
+        "unknown command 'XyZ'",
+        "unknown command 'foo\\u202ebar\\x1b[2J'",
+        "'card' needs a card UID",
+        f"unknown command '{'w' * 37}...'",
+    ], said
+    for i, _ in said:  # each followed by the commands
+        assert lines[i + 1] == "commands:", lines[i : i + 2]
+    assert p.stdout.count("commands:") == 1 + len(said) + 1  # at start, after each, for help
+    assert "\u202e" not in p.stdout and "\x1b" not in p.stdout
+    access = [r for r in _records(p.stdout) if r["event"] == "access"]
+    assert [a["reason"] for a in access] == ["exit_request"], access  # it went on after them

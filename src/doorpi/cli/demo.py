@@ -215,8 +215,26 @@ def _command(site: Any, words: list[str]) -> bool:
             site.lockdown_switch(rest[0] == "on")
         elif cmd == "status":
             print(f"  {_status(site)}")
-        else:
+        elif cmd == "help":
+            print(HELP)
+        else:  # say what was wrong, then the commands
+            print(f"  {_unknown(words[0], rest)}")
             print(HELP)
     except ValueError as exc:
         print(f"  error: {exc}")
     return True
+
+
+NEEDS_VALUE = {"card": "a card UID", "keys": "the keys to type", "tamper": "on or off",
+               "fire": "on or off", "lockdown": "on or off"}  # fmt: skip
+
+
+def _unknown(cmd: str, rest: list[str]) -> str:
+    """One line on a command the demo did not take: ``cmd`` shown safely (control and
+    bidi characters escaped, cut at 40 characters)."""
+    from doorpi.validation import safe_text
+
+    if cmd.lower() in NEEDS_VALUE and not rest:
+        return f"'{cmd.lower()}' needs {NEEDS_VALUE[cmd.lower()]}"
+    shown = safe_text(cmd)
+    return f"unknown command '{shown if len(shown) <= 40 else shown[:37] + '...'}'"
