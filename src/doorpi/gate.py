@@ -720,6 +720,9 @@ class Gate:
         if why := face_off_reason(self.faults.active):  # camera or face models: PIN now
             self._face_unavailable(why)
             return
+        if a is not None and a.resident is not None and not self._face_ready(a.resident):
+            self._face_unavailable("no_face_template")  # no camera on someone not enrolled
+            return
         self.on_face_request(target)
 
     def _face_unavailable(self, reason: str) -> None:

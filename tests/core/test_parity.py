@@ -19,6 +19,7 @@ from doorpi.core.parity import (
     face_free_next,
     has_face_free_way,
     may_ask_face,
+    missing_credential,
     resident_parity_problem,
 )
 from doorpi.core.policy import completes, parse_rule
@@ -130,3 +131,30 @@ def test_fallback_asks_for_the_card_when_the_pin_is_already_in():
     nxt = face_free_next(rule, frozenset({"pin"}), frozenset({"card", "pin"}), devices)
     assert nxt == "card"
     assert face_free_next(rule, frozenset({"pin"}), frozenset({"pin"}), devices) is None
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_the_fix_named_is_the_credential_that_gives_a_face_free_way(rule):
+    """Exhaustive: the problem names the one credential (PIN first, then card) whose
+    addition gives a face-free finish, and only when a single one does; else it says
+    to change the door rule. (A PIN-only resident is never told to get a PIN.)"""
+    for devices in DEVICES:
+        for holds in HOLDS:
+            problem = resident_parity_problem([rule], holds, devices)
+            if problem is None:
+                continue
+            missing = missing_credential(rule, holds, devices)
+            fixes = [f for f in ("pin", "card") if has_face_free_way(rule, holds | {f}, devices)]
+            assert missing == (fixes[0] if fixes else None), (rule, holds, devices)
+            assert missing not in holds
+            if missing is not None:
+                assert resident_parity_problem([rule], holds | {missing}, devices) is None
+            said = {"pin": "give them a PIN or ", "card": "give them a card or "}.get(missing, "")
+            assert problem.endswith(f"): {said}change the door rule"), problem
+
+
+def test_a_pin_only_resident_is_told_to_get_a_card():
+    rule = parse_rule(["pin+face", "card+pin"])
+    problem = resident_parity_problem([rule], frozenset({"pin"}), Devices(True, True, True))
+    assert problem is not None and problem.endswith("(holds: pin): give them a card or "
+                                                    "change the door rule"), problem  # fmt: skip

@@ -88,6 +88,15 @@ def has_face_free_way(rule: Rule, holds: frozenset[str], devices: Devices) -> bo
     return any("face" not in c and c <= usable for c in rule)
 
 
+def missing_credential(rule: Rule, holds: frozenset[str], devices: Devices) -> str | None:
+    """The one credential (``"pin"``, else ``"card"``) that would give a resident
+    holding ``holds`` a face-free way to finish ``rule`` on these devices; None when
+    they have one already or no single credential would do (the rule must change)."""
+    if has_face_free_way(rule, holds, devices):
+        return None
+    return next((f for f in ("pin", "card") if has_face_free_way(rule, holds | {f}, devices)), None)
+
+
 def resident_parity_problem(
     rules: Iterable[Rule], holds: frozenset[str], devices: Devices
 ) -> str | None:
@@ -102,11 +111,15 @@ def resident_parity_problem(
     for rule in rules:
         if may_ask_face(rule, holds, devices) and not has_face_free_way(rule, holds, devices):
             have = show(holds - {"face"}) or "no card and no PIN"
+            give = _GIVE.get(missing_credential(rule, holds, devices), "")
             return (
                 f"can be asked for face ({show_rule(rule)}) but has no face-free way to "
-                f"finish (holds: {have}): give them a PIN or change the door rule"
+                f"finish (holds: {have}): {give}change the door rule"
             )
     return None
+
+
+_GIVE = {"pin": "give them a PIN or ", "card": "give them a card or "}
 
 
 def face_free_next(rule: Rule, have: frozenset[str], holds: frozenset[str],
@@ -135,6 +148,7 @@ __all__ = [
     "face_free_next",
     "has_face_free_way",
     "may_ask_face",
+    "missing_credential",
     "resident_parity_problem",
     "show",
     "show_rule",

@@ -88,7 +88,7 @@ def dependents_summary(found: list[FaceDependent]) -> str:
     more = f" (+{len(found) - 10} more)" if len(found) > 10 else ""
     return (
         f"{len(found)} resident(s) can be asked for face with no face-free way in "
-        f"(ids {ids}{more}): give them a PIN or change the door rule"
+        f"(ids {ids}{more}): give them the card or PIN they lack or change the door rule"
     )
 
 

@@ -27,7 +27,7 @@ HOLDING_MODES = frozenset(m.value for m in Mode if RULES[m].strike_held)
 CHATTER = frozenset({"feedback", "key_pressed", "card_removed", "reader_status"})
 
 STEP_KEYS = {"card", "card_fault", "keys", "door", "exit", "tamper", "wait", "clock", "face",
-             "face_live", "fire", "fire_wiring", "lockdown", "lockdown_switch"}  # fmt: skip
+             "face_live", "fire", "fire_wiring", "lockdown", "lockdown_switch", "pin_clear"}  # fmt: skip
 # Optional step fields: `frames` (how many frames a face step shows; a single
 # photo repeated is what a printed photo held still looks like) and `shift`
 # (pixels the photo moves per frame: a photo waved in front of the camera).
@@ -229,6 +229,15 @@ def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
         from doorpi.doormodes import write_lockdown
 
         write_lockdown(site.storage.db, bool(step["lockdown"]), "admin", "scenario", clock.wall())
+    elif "pin_clear" in step:  # as `doorpi pin clear ID` on the device, its warning noted
+        from doorpi.privacy.parity import warn_lines
+
+        rid = int(step["pin_clear"])
+        if site.storage.residents.get(rid) is None:
+            raise ValueError(f"pin_clear: no resident {rid}")
+        site.storage.residents.set_pin_hash(rid, None, clock.wall())
+        site.gate.note("pin_cleared", resident_id=rid,
+                       warnings=warn_lines(site.cfg, site.storage, rid))  # fmt: skip
     elif "wait" in step:
         site.advance(float(step["wait"]))
         return float(step["wait"])

@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doorpi.core.parity import Devices, Rule, has_face_free_way, may_ask_face, show_rule
+from doorpi.core.parity import (
+    Devices,
+    Rule,
+    has_face_free_way,
+    may_ask_face,
+    missing_credential,
+    show_rule,
+)
 from doorpi.store.secrets import write_secret_file
 from doorpi.sync.bundle import (
     CardKeyEntry,
@@ -521,9 +528,10 @@ def face_free_gap(entry: Any, gate: str, rules: list[Rule], devices: Devices) ->
     for rule in rules:
         if not may_ask_face(rule, held, devices) or has_face_free_way(rule, held, devices):
             continue
-        if has_face_free_way(rule, held | {"pin"}, devices):
+        missing = missing_credential(rule, held, devices)
+        if missing == "pin":
             gap = "has no PIN: give them a PIN or change the door rule"
-        elif has_face_free_way(rule, held | {"card"}, devices):
+        elif missing == "card":
             gap = "has no card: give them a card or change the door rule"
         else:
             gap = "has no face-free way to finish there: change the door rule"
