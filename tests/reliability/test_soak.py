@@ -44,6 +44,7 @@ from doorpi.benchcore import (
 from doorpi.clocks import ManualClock, SystemClock
 from doorpi.facebuild import CameraLoop
 from doorpi.hardware.camera import Frame, load_rgb
+from doorpi.heap import freeze_startup_heap
 from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
 from doorpi.sim.site import SimulatedSite, sim_config
 from doorpi.store import Storage
@@ -166,6 +167,7 @@ def test_soak_10k_residents(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     loop = CameraLoop(path, camera, SystemClock())
     db = site.storage.db
     populate(site, RESIDENTS)
+    freeze_startup_heap()  # as `doorpi run` does once it has started (doorpi.heap)
     before = db.execute("SELECT count(*) FROM audit").fetchone()[0]
     released = timed_releases(site)
 
