@@ -276,8 +276,9 @@ class Gate:
             rec["weak_card"] = True
         self._outbox.append((self.clock.wall(), self.clock.mono(), rec))
 
-    def _flush(self) -> None:
-        """Write queued records: audit in one transaction, then the observers."""
+    def _flush(self, wait: bool = True) -> None:
+        """Write queued records: audit in one transaction (``wait``: in this thread;
+        else by the audit writer thread, AuditQueue.put), then the observers."""
         self._weak_card = False
         if not self._outbox:
             return
@@ -288,7 +289,7 @@ class Gate:
             if rec["event"] not in NOT_AUDITED
         ]
         if audited:  # never waits on the disk: busy, full or read-only, records queue
-            self.storage.audit_queue.put(audited)
+            self.storage.audit_queue.put(audited, wait=wait)
         for _, mono, rec in batch:
             out = {"t": round(mono - self.started_mono, 3), **rec}
             for obs in self.observers:
@@ -366,7 +367,9 @@ class Gate:
             if not self.door.strike_released:
                 self.strike.secure()
         self._tick()
-        self._flush()
+        # A face rejection's records (several a second with face on) are written by the
+        # audit writer thread: the next card must not wait for their commit.
+        self._flush(wait=not isinstance(event, FaceRejected))
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Tick):
