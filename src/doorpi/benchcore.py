@@ -269,12 +269,19 @@ def decide(
 
 
 def idle(site: SimulatedSite, until: float) -> None:
-    """Wait until ``until`` (time.monotonic) as the gate's own loop waits (Gate.run):
-    each event another thread queues (a face hint, a rejection) is handled as it
-    arrives, not saved up for the next card to wait behind."""
-    while (now := time.monotonic()) < until:
-        site.gate.process_pending()
-        time.sleep(min(0.002, until - now))
+    """Wait until ``until`` (time.monotonic) as the gate's own loop waits (`Gate.run`):
+    blocked on its queue, each event another thread puts there (a face hint, a
+    rejection) handled the moment it arrives, not saved up for the next card to wait
+    behind. (Timers are not run here: the ManualClock only moves in `decide`.)"""
+    import queue
+
+    gate = site.gate
+    while (left := until - time.monotonic()) > 0:
+        try:
+            event = gate.queue.get(timeout=left)
+        except queue.Empty:
+            return
+        gate.handle(event)
 
 
 def grant_latency(
