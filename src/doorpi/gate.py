@@ -660,11 +660,11 @@ class Gate:
                     if self.lockout.locked_for(s, mono):
                         self._lockout_notice(s, self.lockout.locked_for(s, mono))
             return
-        if rid is not None:  # only this resident's counter: the keypad's keeps counting
-            self.lockout.success(f"resident:{rid}")
         a.factors.add("pin")
         a.awaiting = ""
         self._evaluate()
+        if rid is not None:  # only this resident's counter: the keypad's keeps counting.
+            self.lockout.success(f"resident:{rid}")  # after the strike: it may write
 
     def _lockout_notice(self, subject: str, seconds: float) -> None:
         self._apply(

@@ -112,3 +112,26 @@ def test_put_without_wait_is_written_at_once_by_the_thread(data_dir):
     finally:
         q.close()
         store.close()
+
+
+def test_right_pin_after_a_wrong_one_releases_before_the_lockout_is_saved(tmp_path):
+    """The resident's failure count is cleared (a write to the store) after the strike
+    is released, not in the grant's time."""
+    site = SimulatedSite(sim_config({}, tmp_path / "data"), ManualClock(MONDAY_9))
+    try:
+        rid = site.add_resident({"name": "Bob", "keypad_id": "102", "pin": "2468"})
+        steps: list[str] = []
+        strike, lockout = site.devices.strike, site.gate.lockout
+        release, save = strike.release, lockout._save
+        strike.release = lambda: (steps.append("release"), release())[1]  # type: ignore[method-assign]
+        lockout._save = lambda: (steps.append("save"), save())[1]  # type: ignore[method-assign]
+        for k in "102#1357#":
+            site.key(k)
+        assert steps == ["save", "save"], steps  # the keypad's and Bob's failure counts
+        assert lockout.failures(f"resident:{rid}") == 1
+        for k in "102#2468#":
+            site.key(k)
+        assert steps[2:] == ["release", "save"], steps
+        assert lockout.failures(f"resident:{rid}") == 0
+    finally:
+        site.close()
