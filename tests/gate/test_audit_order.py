@@ -135,3 +135,29 @@ def test_right_pin_after_a_wrong_one_releases_before_the_lockout_is_saved(tmp_pa
         assert lockout.failures(f"resident:{rid}") == 0
     finally:
         site.close()
+
+
+def test_put_without_wait_keeps_the_retry_cadence_while_the_disk_refuses(data_dir):
+    """A refused write (busy, full, read-only) is retried every RETRY_SECONDS, not at
+    every face rejection."""
+    import sqlite3
+
+    store = Storage.open(data_dir)
+    attempts: list[float] = []
+
+    def refuse():
+        attempts.append(time.monotonic())
+        raise sqlite3.OperationalError("database or disk is full")
+
+    q = AuditQueue(refuse, lambda e: f"full ({e})", retry_seconds=3600)
+    try:
+        q.put([("notice", {"n": 1}, 1.0)])  # tried at once in this thread: refused
+        assert len(attempts) == 1 and q.cause
+        for n in range(2, 5):
+            q.put([("notice", {"n": n}, float(n))], wait=False)
+        time.sleep(0.3)
+        assert len(attempts) == 1, f"{len(attempts)} attempts: retried at every put"
+        assert q.pending == 4
+    finally:
+        q.close(timeout=0.1)
+        store.close()

@@ -189,7 +189,7 @@ class AuditQueue:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
-            if now:
+            if now and not self.cause:  # while the disk refuses: every RETRY_SECONDS
                 self._now = True
                 self._cond.notify_all()
 
