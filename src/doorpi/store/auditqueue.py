@@ -7,9 +7,10 @@ holds the write lock), full or read-only, the records stay in memory in order
 and a thread retries every `RETRY_SECONDS`, oldest first, so the hash chain
 gets them in the order they happened. ``put(..., wait=False)`` leaves the write to
 that thread at once (the gate's face rejections, several a second with face on:
-their commit, an fsync, must not hold up the next card; docs/reliability.md, soak). Nothing is dropped silently: past
-`LIMIT` records the oldest go to the journal (logging) instead, counted in
-`spilled`, and whatever is still pending at exit is logged the same way.
+their commit, an fsync, must not hold up the next card; docs/reliability.md, soak).
+Nothing is dropped silently: past `LIMIT` records the oldest go to the journal
+(logging) instead, counted in `spilled`, and whatever is still pending at exit is
+logged the same way.
 """
 
 from __future__ import annotations
