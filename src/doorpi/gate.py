@@ -277,8 +277,9 @@ class Gate:
             rec["weak_card"] = True
         self._outbox.append((self.clock.wall(), self.clock.mono(), rec))
 
-    def _flush(self) -> None:
-        """Write queued records: audit in one transaction, then the observers."""
+    def _flush(self, wait: bool = True) -> None:
+        """Write queued records: audit in one transaction (``wait``: in this thread;
+        else by the audit writer thread, AuditQueue.put), then the observers."""
         self._weak_card = False
         if not self._outbox:
             return
@@ -289,7 +290,7 @@ class Gate:
             if rec["event"] not in NOT_AUDITED
         ]
         if audited:  # never waits on the disk: busy, full or read-only, records queue
-            self.storage.audit_queue.put(audited)
+            self.storage.audit_queue.put(audited, wait=wait)
         for _, mono, rec in batch:
             out = {"t": round(mono - self.started_mono, 3), **rec}
             for obs in self.observers:
@@ -367,7 +368,9 @@ class Gate:
             if not self.door.strike_released:
                 self.strike.secure()
         self._tick()
-        self._flush()
+        # A face rejection's records (several a second with face on) are written by the
+        # audit writer thread: the next card must not wait for their commit.
+        self._flush(wait=not isinstance(event, FaceRejected))
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Tick):
@@ -658,11 +661,11 @@ class Gate:
                     if self.lockout.locked_for(s, mono):
                         self._lockout_notice(s, self.lockout.locked_for(s, mono))
             return
-        if rid is not None:  # only this resident's counter: the keypad's keeps counting
-            self.lockout.success(f"resident:{rid}")
         a.factors.add("pin")
         a.awaiting = ""
         self._evaluate()
+        if rid is not None:  # only this resident's counter: the keypad's keeps counting.
+            self.lockout.success(f"resident:{rid}")  # after the strike: it may write
 
     def _lockout_notice(self, subject: str, seconds: float) -> None:
         self._apply(

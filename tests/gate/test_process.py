@@ -148,3 +148,30 @@ def test_signal_during_unlock_relocks(tmp_path, signum):
     t.join(timeout=5)
     site.close()
     assert site.strike_pin.state is False
+
+
+def test_start_up_heap_is_frozen_before_serving(tmp_path):
+    """No full garbage collection walks the start-up heap inside a decision
+    (doorpi.heap): the gate reports the objects it froze when it starts serving."""
+    import json
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doorpi", "--config", str(write_config(tmp_path)), "run",
+         "--sim", "--json-events"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        started = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            rec = json.loads(line)
+            if rec.get("event") == "gate_started":
+                started = rec
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+    assert started is not None, "no gate_started record"
+    # The gate's modules, config and store alone are tens of thousands of objects.
+    assert started.get("heap_frozen", 0) > 10_000, started

@@ -63,9 +63,13 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
             from doorpi.facebuild import start_camera
 
             camera_loop = start_camera(gate, devices.feedback.camera_active)
+        from doorpi.heap import freeze_startup_heap
+
+        frozen = freeze_startup_heap()  # no full GC of the start-up heap in a decision
         startup = time.monotonic() - t0
         problems = devices.problems + ([store.degraded] if store.degraded else [])
-        gate.note("gate_started", startup_seconds=round(startup, 3), problems=problems)
+        gate.note("gate_started", startup_seconds=round(startup, 3), problems=problems,
+                  heap_frozen=frozen)  # fmt: skip
         extra = f"; {store.degraded}: database read-only" if store.degraded else ""
         notifier.ready(f"serving {cfg.door.name}; startup {startup * 1000:.0f} ms{extra}")
         logging.getLogger("doorpi").info("ready in %.0f ms", startup * 1000)

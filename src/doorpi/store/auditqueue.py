@@ -5,9 +5,12 @@ feedback have acted. `put` tries one short write at once (its own connection,
 a busy timeout of `WRITE_BUSY_MS`); when the database is busy (another process
 holds the write lock), full or read-only, the records stay in memory in order
 and a thread retries every `RETRY_SECONDS`, oldest first, so the hash chain
-gets them in the order they happened. Nothing is dropped silently: past
-`LIMIT` records the oldest go to the journal (logging) instead, counted in
-`spilled`, and whatever is still pending at exit is logged the same way.
+gets them in the order they happened. ``put(..., wait=False)`` leaves the write to
+that thread at once (the gate's face rejections, several a second with face on:
+their commit, an fsync, must not hold up the next card; docs/reliability.md, soak).
+Nothing is dropped silently: past `LIMIT` records the oldest go to the journal
+(logging) instead, counted in `spilled`, and whatever is still pending at exit is
+logged the same way.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class AuditQueue:
         self._writing = threading.Lock()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._now = False  # a put(wait=False) asks the writer thread to write at once
         self.cause = ""
         self.spilled = 0
         self.written_late = 0
@@ -80,8 +84,11 @@ class AuditQueue:
     def status(self) -> dict[str, Any]:
         return {"cause": self.cause, "pending": self.pending, "spilled": self.spilled}
 
-    def put(self, items: list[Item]) -> None:
-        """Queue records (in order) and try to write them at once; never raises."""
+    def put(self, items: list[Item], wait: bool = True) -> None:
+        """Queue records (in order) and write them; never raises. ``wait``: try the
+        write at once in the caller's thread; False: the writer thread, woken now,
+        writes them, so the caller never waits for the disk. Either way every record
+        reaches the chain in the order it was put."""
         if not items:
             return
         with self._cond:
@@ -89,13 +96,15 @@ class AuditQueue:
             overflow = len(self._items) - self._limit
             for _ in range(max(0, overflow)):
                 self._spill(self._items.popleft(), "audit queue full")
-        if self._writing.acquire(blocking=False):
+        tried = False
+        if wait and self._writing.acquire(blocking=False):
+            tried = True
             try:
                 self._write_pending()
             finally:
                 self._writing.release()
-        if self.pending:
-            self._wake()
+        if self.pending:  # refused (retry later), busy writer or not tried: the thread
+            self._wake(now=not tried)
 
     def flush(self) -> bool:
         """Try to write everything now (tests, shutdown); True when nothing is left."""
@@ -174,18 +183,25 @@ class AuditQueue:
             except Exception as exc:
                 log.warning("audit health report: %s", exc)
 
-    def _wake(self) -> None:
+    def _wake(self, now: bool = False) -> None:
+        """Start the writer thread if needed; ``now``: have it write without waiting
+        out the retry interval."""
         with self._cond:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
                 self._thread.start()
+            if now and not self.cause:  # while the disk refuses: every RETRY_SECONDS
+                self._now = True
+                self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 if self._closed:
                     return
-                self._cond.wait(self._retry)
+                if not self._now:  # records the disk refused: retry every RETRY_SECONDS
+                    self._cond.wait(self._retry)
+                self._now = False
                 if self._closed:
                     return
                 if not self._items:
