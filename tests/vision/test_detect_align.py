@@ -6,10 +6,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from doorpi.hardware.camera import FolderSource
-from doorpi.vision.align import ARCFACE_TEMPLATE, apply_affine, similarity_transform
-from doorpi.vision.detect import ANCHORS, FaceDetector, pick_resident, weighted_nms
+from doorpi.vision.align import (
+    ARCFACE_TEMPLATE,
+    CROP_SIZE,
+    MESH_SIZE,
+    apply_affine,
+    invert_affine,
+    similarity_transform,
+    warp,
+)
+from doorpi.vision.detect import (
+    ANCHORS,
+    FaceDetector,
+    frame_image,
+    letterbox,
+    pick_resident,
+    weighted_nms,
+)
 
 SINGLE_FACE = [
     "Al_Sharpton/1.jpg",
@@ -79,6 +95,66 @@ def test_similarity_transform_recovers_known_transform() -> None:
     m = similarity_transform(src, dst)
     np.testing.assert_allclose(m[:, :2], rot, atol=1e-9)
     np.testing.assert_allclose(m[:, 2], t, atol=1e-9)
+
+
+def _umeyama_svd(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Umeyama (1991) by SVD, as the pipeline computed it before the closed form."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.array([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    m = np.zeros((2, 3))
+    m[:, :2] = float((sig * sign).sum() / s.var(0).sum()) * (u @ np.diag(sign) @ vt)
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def test_closed_form_similarity_equals_umeyama_svd() -> None:
+    # Noisy fits and reflected point sets (where the SVD route flips a sign) alike.
+    rng = np.random.default_rng(19)
+    for k in range(2000):
+        src = rng.normal(0.0, 60.0, (5, 2))
+        if k % 2:
+            dst = rng.normal(0.0, 60.0, (5, 2))
+        else:
+            dst = src @ rng.normal(0.0, 1.0, (2, 2)) + rng.normal(0.0, 2.0, (5, 2))
+        want = _umeyama_svd(src, dst)
+        got = similarity_transform(src, dst)
+        assert np.abs(got - want).max() <= 1e-9 * max(1.0, np.abs(want).max()), (k, got, want)
+
+
+def test_affine_inverse_and_singular_matrix() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        m = rng.normal(0.0, 3.0, (2, 3))
+        both = apply_affine(m, apply_affine(invert_affine(m), np.array([[3.0, -4.0], [50.0, 7.0]])))
+        np.testing.assert_allclose(both, [[3.0, -4.0], [50.0, 7.0]], atol=1e-6)
+    with pytest.raises(np.linalg.LinAlgError):
+        invert_affine(np.array([[1.0, 2.0, 0.0], [2.0, 4.0, 5.0]]))
+
+
+@pytest.mark.parametrize("rel", [r for r in SINGLE_FACE if r != "Barack_Obama/1.jpg"])
+def test_shared_frame_image_gives_the_same_pixels(pipeline, photo, rel: str) -> None:
+    """The letterbox and both warps from one Pillow image of the frame equal the
+    per-region conversions pixel for pixel (the gate decides as before)."""
+    frame = photo(rel)
+    image = frame_image(frame)
+    assert image is not None, f"{rel}: {frame.shape} should be small enough to share"
+    for a, b in zip(letterbox(frame), letterbox(frame, image=image), strict=True):
+        np.testing.assert_array_equal(a, b)
+    res = pipeline.process(frame)
+    assert res.detection is not None and res.points is not None
+    mesh_m = pipeline.refiner.roi_transform(res.detection)
+    crop_m = similarity_transform(res.points, ARCFACE_TEMPLATE)
+    for m, size in ((mesh_m, MESH_SIZE), (crop_m, CROP_SIZE)):
+        np.testing.assert_array_equal(warp(frame, m, size), warp(frame, m, size, image))
+    # A frame the letterbox decimates, or a strided view, is not converted whole,
+    # and the letterbox decimates even when handed a whole frame's image.
+    big = photo("Barack_Obama/1.jpg")
+    for a, b in zip(letterbox(big), letterbox(big, image=Image.fromarray(big)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert frame_image(np.zeros((1024, 768, 3), np.uint8)) is None
+    assert frame_image(frame[:, ::-1]) is None
 
 
 @pytest.mark.parametrize("rel", SINGLE_FACE[:3])

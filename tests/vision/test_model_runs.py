@@ -63,3 +63,33 @@ def test_every_photo_costs_at_most_four_runs(pipeline: FacePipeline, photo, face
         total += sum(runs)
         res.embedding = None
     assert total <= 3.2 * len(paths)  # the second detector run is rare (models/README.md)
+
+
+def test_a_small_frame_is_converted_for_pillow_once(
+    pipeline: FacePipeline, photo, monkeypatch
+) -> None:
+    # One Pillow copy of a 250x250 frame serves the letterbox and both warps
+    # (models/README.md, "Speed"): not one per stage.
+    from PIL import Image
+
+    frame = photo("Al_Sharpton/1.jpg")
+    assert frame.shape == (250, 250, 3)
+    calls: list[tuple[int, ...]] = []
+    real = Image.fromarray
+
+    def counting(obj, *a, **k):
+        calls.append(np.asarray(obj).shape)
+        return real(obj, *a, **k)
+
+    monkeypatch.setattr(Image, "fromarray", counting)
+    res = pipeline.process(frame)
+    assert res.ok, res.reason
+    res.embedding = None
+    assert calls == [frame.shape]
+    # A large frame keeps converting only what it needs: the decimated
+    # letterbox input and the two face regions, never all of the frame.
+    big = photo("Barack_Obama/1.jpg")
+    calls.clear()
+    res = pipeline.process(big)
+    res.embedding = None
+    assert len(calls) == 3 and big.shape not in calls, calls

@@ -11,6 +11,7 @@ as the ArcFace template does.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,28 +43,37 @@ _MESH_MOUTH = (61, 291)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama, no reflection) mapping src -> dst, as 2x3."""
+    """Least-squares similarity (Umeyama, no reflection) mapping src -> dst, as 2x3.
+
+    ``src`` and ``dst`` are (N, 2) points. In two dimensions Umeyama's SVD has
+    a closed form: with C the cross-covariance of the centred points, scale
+    times rotation is [[a, -b], [b, a]] / var(src) for a = C00 + C11 and
+    b = C10 - C01 (the sum of singular values, sign-corrected, is hypot(a, b)),
+    which equals the SVD route to rounding (tests/vision/test_detect_align.py)
+    at a tenth of its cost.
+    """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
     cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    rot = u @ np.diag(sign) @ vt
-    scale = float((sig * sign).sum() / s.var(0).sum())
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * rot
+    a = cov[0, 0] + cov[1, 1]
+    b = cov[1, 0] - cov[0, 1]
+    var = float((s * s).sum()) / len(src)
+    m = np.empty((2, 3))
+    m[:, :2] = np.array([[a, -b], [b, a]]) / var
     m[:, 2] = mu_d - m[:, :2] @ mu_s
     return m
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:
-    """Inverse of a 2x3 affine matrix."""
-    a_inv = np.linalg.inv(m[:, :2])
-    return np.hstack([a_inv, -(a_inv @ m[:, 2:3])])
+    """Inverse of a 2x3 affine matrix (closed form); LinAlgError when it is singular."""
+    (a, b, tx), (c, d, ty) = np.asarray(m, np.float64)
+    det = a * d - b * c
+    if det == 0.0 or not np.isfinite(det):
+        raise np.linalg.LinAlgError("singular affine matrix")
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return np.array([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)]])
 
 
 def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -71,35 +81,48 @@ def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ m[:, :2].T + m[:, 2]
 
 
-def warp(frame: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+def warp(
+    frame: np.ndarray, m: np.ndarray, size: int, image: Image.Image | None = None
+) -> np.ndarray:
     """Warp ``frame`` by the frame->output affine ``m`` into a size x size RGB crop.
 
     Only the needed region of the frame is read (a view; Pillow copies just
     that), and when the crop shrinks the face by 2x or more it is first
-    box-reduced so the bilinear sampling does not alias.
+    box-reduced so the bilinear sampling does not alias. ``image`` is
+    ``frame`` already as a Pillow RGB image (``detect.frame_image``): then
+    no region is copied unless it must be reduced.
     """
-    inv = invert_affine(m)
-    corners = apply_affine(inv, np.array([[0, 0], [size, 0], [0, size], [size, size]], float))
+    (a00, a01, tx), (a10, a11, ty) = invert_affine(m).tolist()
+    # The output's corners in the frame, in plain floats (a dozen numpy calls on
+    # scalars cost more here than the arithmetic; models/README.md, "Speed").
+    xs = (tx, a00 * size + tx, a01 * size + tx, a00 * size + a01 * size + tx)
+    ys = (ty, a10 * size + ty, a11 * size + ty, a10 * size + a11 * size + ty)
     h, w = frame.shape[:2]
-    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, w - 1))
-    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, h - 1))
-    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 3, x0 + 1, w))
-    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 3, y0 + 1, h))
-    img = Image.fromarray(frame[y0:y1, x0:x1])
-    if img.mode != "RGB":
-        img = img.convert("RGB")
+    x0 = min(max(math.floor(min(xs)) - 2, 0), w - 1)
+    y0 = min(max(math.floor(min(ys)) - 2, 0), h - 1)
+    x1 = min(max(math.ceil(max(xs)) + 3, x0 + 1), w)
+    y1 = min(max(math.ceil(max(ys)) + 3, y0 + 1), h)
+    factor = int(math.sqrt(abs(a00 * a11 - a01 * a10)))
+    if image is not None and factor < 2:
+        # Sample the whole frame's image: Pillow reads only the pixels it needs.
+        img, x0, y0 = image, 0, 0
+    else:
+        img = Image.fromarray(frame[y0:y1, x0:x1])
+        if img.mode != "RGB":
+            img = img.convert("RGB")
     # output (centre coords) -> region (centre coords)
-    a = inv[:, :2].copy()
-    t = inv[:, 2] - np.array([x0, y0], float)
-    factor = int(np.sqrt(abs(np.linalg.det(a))))
+    tx -= x0
+    ty -= y0
     if factor >= 2:
         img = img.reduce(factor)
         # region centre p = f*q + (f-1)/2  ->  q = (p - (f-1)/2) / f
-        a /= factor
-        t = (t - (factor - 1) / 2) / factor
+        a00, a01, a10, a11 = a00 / factor, a01 / factor, a10 / factor, a11 / factor
+        tx = (tx - (factor - 1) / 2) / factor
+        ty = (ty - (factor - 1) / 2) / factor
     # Pillow maps output pixel edges to input edges: shift by half a pixel both sides.
-    c = t + 0.5 - a @ np.array([0.5, 0.5])
-    coeffs = (a[0, 0], a[0, 1], c[0], a[1, 0], a[1, 1], c[1])
+    cx = tx + 0.5 - (a00 * 0.5 + a01 * 0.5)
+    cy = ty + 0.5 - (a10 * 0.5 + a11 * 0.5)
+    coeffs = (a00, a01, cx, a10, a11, cy)
     out = img.transform((size, size), Image.AFFINE, coeffs, Image.BILINEAR)
     return np.asarray(out)
 
@@ -163,10 +186,14 @@ class MeshRefiner:
         m[:, 2] = (MESH_SIZE - 1) / 2 - m[:, :2] @ centre
         return m
 
-    def mesh(self, frame: np.ndarray, det: Detection) -> MeshLandmarks:
-        """Run the face mesh on ``det``'s region of ``frame``; keeps the depth output."""
+    def mesh(
+        self, frame: np.ndarray, det: Detection, image: Image.Image | None = None
+    ) -> MeshLandmarks:
+        """Run the face mesh on ``det``'s region of ``frame``; keeps the depth output.
+
+        ``image``: ``frame`` as a Pillow image, if the caller has one (see ``warp``)."""
         m = self.roi_transform(det)
-        crop = warp(frame, m, MESH_SIZE)
+        crop = warp(frame, m, MESH_SIZE, image)
         if self.exposure is not None:  # the face is the middle half of the 1.5x box
             crop = normalise(crop, self.exposure, (slice(48, 144), slice(48, 144)))
         x = crop.astype(np.float32)[None] * (1.0 / 255.0)
@@ -177,6 +204,13 @@ class MeshRefiner:
         return MeshLandmarks(raw, apply_affine(invert_affine(m), raw[:, :2] - 0.5), score)
 
 
-def align(frame: np.ndarray, src: np.ndarray, dst: np.ndarray = ARCFACE_TEMPLATE) -> np.ndarray:
-    """The 112x112 RGB crop with ``src`` frame points moved onto ``dst`` template points."""
-    return warp(frame, similarity_transform(src, dst), CROP_SIZE)
+def align(
+    frame: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray = ARCFACE_TEMPLATE,
+    image: Image.Image | None = None,
+) -> np.ndarray:
+    """The 112x112 RGB crop with ``src`` frame points moved onto ``dst`` template points.
+
+    ``image``: ``frame`` as a Pillow image, if the caller has one (see ``warp``)."""
+    return warp(frame, similarity_transform(src, dst), CROP_SIZE, image)

@@ -65,27 +65,56 @@ class Detection:
         return float(self.box[3] - self.box[1])
 
 
-def letterbox(frame: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float, float, float]:
+def decimation(frame_shape: tuple[int, ...], size: int = INPUT_SIZE) -> int:
+    """The stride ``letterbox`` takes a frame of ``frame_shape`` down by before resizing."""
+    return max(1, int(max(frame_shape[:2]) // (4 * size)))
+
+
+def letterbox(
+    frame: np.ndarray, size: int = INPUT_SIZE, image: Image.Image | None = None
+) -> tuple[np.ndarray, float, float, float]:
     """Resize keeping aspect ratio and pad to ``size``; returns (img, scale, pad_x, pad_y).
 
     ``img`` is uint8 (size, size, 3). Large frames are first decimated by a
     stride view (no copy) so Pillow only touches ~2x the target pixels.
     A 2-D luma plane is accepted and replicated to three channels.
+    ``image``: ``frame`` already as a Pillow image (``frame_image``), used
+    when no decimation is needed instead of converting the frame again.
     """
-    h, w = frame.shape[:2]
-    step = max(1, int(max(h, w) // (4 * size)))
+    step = decimation(frame.shape, size)
     small = frame[::step, ::step]
     sh, sw = small.shape[:2]
     scale = size / max(sh, sw)
     nw, nh = max(1, round(sw * scale)), max(1, round(sh * scale))
-    img = Image.fromarray(np.ascontiguousarray(small)).resize((nw, nh), Image.BILINEAR)
-    arr = np.asarray(img)
+    if image is None or step != 1:
+        image = Image.fromarray(np.ascontiguousarray(small))
+    arr = np.asarray(image.resize((nw, nh), Image.BILINEAR))
     if arr.ndim == 2:
         arr = arr[..., None]
     out = np.zeros((size, size, 3), np.uint8)
     px, py = (size - nw) // 2, (size - nh) // 2
     out[py : py + nh, px : px + nw] = arr
     return out, scale / step, float(px), float(py)
+
+
+def frame_image(frame: np.ndarray, size: int = INPUT_SIZE) -> Image.Image | None:
+    """``frame`` as one Pillow RGB image for the letterbox and both warps, or None.
+
+    Why: Pillow needs its own copy of the pixels; converting a small frame once
+    costs less than converting the letterbox's input and two face regions
+    separately (models/README.md, "Speed"). None for frames the letterbox
+    decimates (converting all of a large frame costs more than the regions)
+    and for anything but a C-contiguous (H, W, 3) uint8 array.
+    """
+    if (
+        frame.ndim != 3
+        or frame.shape[2] != 3
+        or frame.dtype != np.uint8
+        or not frame.flags.c_contiguous
+        or decimation(frame.shape, size) != 1
+    ):
+        return None
+    return Image.fromarray(frame)
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -143,10 +172,12 @@ class FaceDetector:
         """All faces above the score threshold, best first, in frame pixels."""
         return self.detect_input(frame)[0]
 
-    def detect_input(self, frame: np.ndarray) -> tuple[list[Detection], np.ndarray, float]:
+    def detect_input(
+        self, frame: np.ndarray, image: Image.Image | None = None
+    ) -> tuple[list[Detection], np.ndarray, float]:
         """Like ``detect``, plus the model input it ran on and the frame's best
-        logit (both for ``upside_down``)."""
-        img, scale, px, py = letterbox(frame)
+        logit (both for ``upside_down``). ``image``: ``frame_image(frame)``."""
+        img, scale, px, py = letterbox(frame, image=image)
         if self.exposure is not None:  # levels of the picture, not of the padding
             ix, iy = int(px), int(py)
             roi = (slice(iy, INPUT_SIZE - iy), slice(ix, INPUT_SIZE - ix))

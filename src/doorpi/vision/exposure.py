@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _IDENTITY = np.arange(256, dtype=np.uint8)
+_LEVELS = np.arange(256, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,10 @@ def levels(y: np.ndarray) -> tuple[float, float, float, float]:
     """(p1, p99, median, mean) of a uint8 luma region, from its histogram."""
     hist = np.bincount(y.reshape(-1), minlength=256)
     cdf = np.cumsum(hist)
-    n = cdf[-1]
-    p1 = float(np.searchsorted(cdf, 0.01 * n))
-    p99 = float(np.searchsorted(cdf, 0.99 * n))
-    med = float(np.searchsorted(cdf, 0.5 * n))
-    mean = float((hist * np.arange(256)).sum() / max(n, 1))
-    return p1, p99, med, mean
+    n = int(cdf[-1])
+    p1, p99, med = np.searchsorted(cdf, (0.01 * n, 0.99 * n, 0.5 * n)).tolist()
+    mean = int(hist @ _LEVELS) / max(n, 1)
+    return float(p1), float(p99), float(med), mean
 
 
 def lookup(y: np.ndarray, cfg: ExposureConfig) -> np.ndarray | None:

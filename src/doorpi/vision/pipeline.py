@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from doorpi.vision import quality as q
 from doorpi.vision.align import MeshLandmarks, MeshRefiner, align, blazeface_points
-from doorpi.vision.detect import Detection, FaceDetector, pick_resident
+from doorpi.vision.detect import Detection, FaceDetector, frame_image, pick_resident
 from doorpi.vision.embed import Embedder
 from doorpi.vision.exposure import ExposureConfig, normalise
 from doorpi.vision.models import FaceModels, load_models
@@ -95,10 +96,10 @@ class FacePipeline:
         return self._detect(frame, lores)[0]
 
     def _detect(
-        self, frame: np.ndarray, lores: np.ndarray | None
+        self, frame: np.ndarray, lores: np.ndarray | None, image: Image.Image | None = None
     ) -> tuple[list[Detection], np.ndarray, float]:
         if lores is None:
-            return self.detector.detect_input(frame)
+            return self.detector.detect_input(frame, image)
         sx = frame.shape[1] / lores.shape[1]
         sy = frame.shape[0] / lores.shape[0]
         s4 = np.array([sx, sy, sx, sy], np.float32)
@@ -115,16 +116,21 @@ class FacePipeline:
         frame = self.orientation.apply(frame)
         if lores is not None:
             lores = self.orientation.apply(lores)
-        dets, x, best = self._detect(frame, lores)
+        # One Pillow copy of a small frame serves the letterbox and both warps.
+        image = frame_image(frame) if lores is None else None
+        dets, x, best = self._detect(frame, lores, image)
         det = pick_resident(dets, frame.shape)
         t1 = time.perf_counter()
         t["detect"] = (t1 - t0) * 1e3
         if det is None:
             return FaceResult(q.NO_FACE, timings_ms=t), None
-        mesh = self.refiner.mesh(frame, det)
+        mesh = self.refiner.mesh(frame, det, image)
         points = mesh.five_points()
         # refine=False aligns on BlazeFace's 4 points (comparison); gates use the mesh's 5.
-        crop = align(frame, points) if self.refine else align(frame, *blazeface_points(det))
+        if self.refine:
+            crop = align(frame, points, image=image)
+        else:
+            crop = align(frame, *blazeface_points(det), image=image)
         t2 = time.perf_counter()
         t["align"] = (t2 - t1) * 1e3
         norm = None
