@@ -24,7 +24,7 @@ venv: system-deps $(STAMP)
 models: venv
 	@if [ -f tools/models/build.py ]; then $(BIN)/python tools/models/build.py --out $(MODELS); fi
 
-demo: venv
+demo: venv models
 	$(BIN)/doorpi demo
 
 lint: venv

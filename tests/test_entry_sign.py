@@ -11,7 +11,7 @@ import pytest
 
 from doorpi.entrysign import describe, entry_sign
 from doorpi.hardware import feedback
-from doorpi.hardware.feedback import PATTERNS, Blink
+from doorpi.hardware.feedback import PATTERNS, Blink, door_factors, more_needed
 from human_output import assert_human
 
 CARD_OR_PIN = [frozenset({"card"}), frozenset({"pin"})]
@@ -24,7 +24,8 @@ def test_every_pattern_on_the_sign_and_each_looks_different(lang: str) -> None:
     looks = [describe(p, lang) for p in shown.values()]
     assert len(set(looks)) == len(looks)  # a person can tell every pattern apart
     for p in shown.values():
-        assert f"**{describe(p, lang)}**" in text and p.meaning[lang] in text
+        meaning = more_needed({"card", "pin"}) if p is PATTERNS["pin_needed"] else p
+        assert f"**{describe(p, lang)}**" in text and meaning.meaning[lang] in text
     assert describe(PATTERNS["denied"], lang) != describe(PATTERNS["see_office"], lang)
     assert "101#2468#" in text and "office 3-001" in text
 
@@ -98,3 +99,76 @@ def test_cli_sign_of_a_face_door_has_the_menu(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert "Press #, then tap your card: the door stays locked." in p.stdout
     assert "Face not captured" in p.stdout
+
+
+# ------------------------------------------------- "more is needed": only what this door takes
+
+
+@pytest.mark.parametrize(
+    "factors,en,zh",
+    [
+        ({"card", "pin"}, "More is needed (PIN or card)", "还需要下一步（密码或卡）"),
+        ({"pin"}, "More is needed (PIN)", "还需要下一步（密码）"),
+        (
+            {"card", "pin", "face"},
+            "More is needed (PIN, card or face)",
+            "还需要下一步（密码、卡或人脸）",
+        ),
+    ],
+)
+def test_more_needed_names_only_the_factors_given(factors: set[str], en: str, zh: str) -> None:
+    p = more_needed(factors)
+    assert p.meaning == {"en": en, "zh": zh}
+    assert (p.green, p.red, p.buzzer) == (PATTERNS["pin_needed"].green, None, None)  # same lights
+    assert ("camera" in p.action["en"]) == ("face" in factors)
+    assert ("card" in p.action["en"]) == ("card" in factors)
+
+
+def test_door_factors_are_the_rules_factors_the_devices_can_read() -> None:
+    rules = [(frozenset({"card", "face"}), frozenset({"card", "pin"})), (frozenset({"pin"}),)]
+    assert door_factors(rules, {"card", "pin"}) == {"card", "pin"}  # face off
+    assert door_factors(rules, {"card", "face"}) == {"card", "face"}  # no keypad
+    assert door_factors(rules[1:], {"card", "pin", "face"}) == {"pin"}
+
+
+def _sign_line(tmp_path: Path, body: str) -> str:
+    cfg = tmp_path / "doorpi.toml"
+    cfg.write_text(f'[site]\ndata_dir = "{tmp_path / "d"}"\n' + body)
+    p = subprocess.run([sys.executable, "-m", "doorpi", "--config", str(cfg), "notice",
+                        "--sign", "entry", "--lang", "en", "--format", "md"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stdout.splitlines() if "More is needed" in ln]
+    assert len(lines) == 1, p.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "body,shown,action",
+    [
+        ("", "(PIN or card)", "Type your PIN and #, or tap your card."),
+        ('[door]\naccess = ["card", "pin"]\n[keypad]\nkind = "none"\n', "(card)", "Tap your"),
+        ('[door]\naccess = ["card"]\n', "(card)", "Tap your card."),
+        (
+            '[face]\nenabled = true\n[door]\naccess = ["card+face", "card+pin"]\n',
+            "(PIN, card or face)",
+            "or look at the camera.",
+        ),
+    ],
+)
+def test_cli_sign_names_only_the_factors_this_door_takes(tmp_path: Path, body: str, shown: str,
+                                                         action: str) -> None:  # fmt: skip
+    line = _sign_line(tmp_path, body)
+    assert f"More is needed {shown}" in line and action in line
+    if "face" not in shown:
+        assert "face" not in line and "camera" not in line
+
+
+def test_demo_prompt_names_only_card_and_pin_with_face_off() -> None:
+    p = subprocess.run([sys.executable, "-m", "doorpi", "--config", "/nonexistent/doorpi.toml",
+                        "demo"], input="keys 101#\nquit\n", capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stdout.splitlines() if "pin_needed" in ln]
+    assert len(lines) == 1 and "(More is needed (PIN or card))" in lines[0], p.stdout
+    assert "face" not in lines[0]

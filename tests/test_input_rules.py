@@ -291,7 +291,9 @@ def test_cli_refuses_keypad_numbers_no_keypad_can_type(cli, keypad: str) -> None
 def test_cli_refuses_pins_no_keypad_can_type(cli) -> None:
     cli("resident", "add", "A")
     p = cli("pin", "set", "1", "--stdin", stdin="٢٤٦٨\n", ok=False)
-    assert p.returncode == 2 and p.stderr.strip() == "doorpi: a PIN has digits 0-9 only"
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "doorpi: PIN for A (resident 1): only the digits 0-9 a keypad has; nothing changed"
+    )
     assert "٢٤٦٨" not in p.stderr
 
 
@@ -332,7 +334,7 @@ def test_card_uid_messages_agree_between_cli_and_roster(cli, tmp_path: Path) -> 
     rule = (
         "must be a card UID of 4, 7 or 10 bytes in hex, like 04a1b2c3d4e5f6; this one has 3 bytes"
     )
-    assert p.stderr.strip() == f"doorpi: --uid: {rule}"
+    assert p.stderr.strip() == f"doorpi: resident 1 (A): --uid: {rule}"  # names whose card
     assert str(exc.value).endswith(f"cards[0].uid: {rule}")
 
 

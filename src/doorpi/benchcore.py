@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -242,17 +243,24 @@ def timed_releases(site: SimulatedSite) -> list[float]:
 
 
 def decide(
-    site: SimulatedSite, released: list[float], action: tuple[str, str], period: float = SOAK_PERIOD
+    site: SimulatedSite,
+    released: list[float],
+    action: tuple[str, str],
+    period: float = SOAK_PERIOD,
+    mark: Callable[[], None] | None = None,
 ) -> float | None:
     """One decision on a `SimulatedSite` (ManualClock): ``("card", uid_hex)`` or
     ``("pin", keys)`` (the keys up to the final '#' typed first, untimed). Returns
     seconds from the card (or the final '#') to the strike release, None when not
     granted; a grant is then walked through (door opened, closed, settled) so the
-    strike is locked again for the next one. ``released``: from `timed_releases`."""
+    strike is locked again for the next one. ``released``: from `timed_releases`;
+    ``mark``: called just before the timed part starts (the soak's tracing)."""
     n = len(released)
     if action[0] == "pin":
         for k in action[1][:-1]:
             site.key(k)
+    if mark is not None:
+        mark()
     t = time.perf_counter()
     site.card(action[1]) if action[0] == "card" else site.key("#")
     site.advance(period / 10, step=period / 10)

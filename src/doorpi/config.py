@@ -310,6 +310,15 @@ def _parse_schedules(doc: dict[str, Any]) -> dict[str, Schedule]:
     return out
 
 
+def unknown_schedule(schedules: dict[str, Schedule], name: str | None) -> str | None:
+    """None if ``name`` (a resident's schedule; None = any time) is configured, else
+    one line saying so and naming the known ones (the CLI, the scenario loader)."""
+    if name is None or name in schedules:
+        return None
+    known = ", ".join(sorted(schedules)) or "none configured"
+    return f"unknown schedule {name!r} (known: {known})"
+
+
 def _rule(sec: _Section, key: str, entries: Any) -> tuple[Combination, ...]:
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise sec.fail(key, 'must be a list like ["card", "pin", "face+card"]')
@@ -590,7 +599,10 @@ def read_toml(p: Path) -> dict[str, Any]:
     try:
         text = decode_text_file(p.read_bytes())
     except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file (copy data/doorpi.toml from the package)") from None
+        raise ConfigError(
+            f"{p}: no such file (`doorpi config default > {p}` writes the shipped, "
+            "commented example there to start from)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
     except InputError as exc:

@@ -10,7 +10,7 @@ card, a wrong PIN and an unknown resident number.
 
 from __future__ import annotations
 
-from doorpi.hardware.feedback import PATTERNS, UNLOCK, Blink, Pattern
+from doorpi.hardware.feedback import MORE_NEEDED, PATTERNS, UNLOCK, Blink, Pattern, more_needed
 from doorpi.privacy.notices import NoticeText
 
 SIGN_VERSION = "2"
@@ -84,13 +84,20 @@ def describe(pattern: Pattern, lang: str) -> str:
 
 
 def entry_sign(
-    lang: str, site_name: str, access: list[frozenset[str]], contact: str, face: bool = False
+    lang: str,
+    site_name: str,
+    access: list[frozenset[str]],
+    contact: str,
+    face: bool = False,
+    factors: frozenset[str] | None = None,
 ) -> NoticeText:
     """The sign as notice text (same markup as the face notices, so same renderers).
 
     ``access`` is the door's combinations (config ``door.access``), e.g.
     ``[{"card"}, {"pin"}]``; ``contact`` is how to reach the office; ``face``
-    (config ``face.enabled``) adds the face menu's steps and patterns.
+    (config ``face.enabled``) adds the face menu's steps and patterns;
+    ``factors`` (`doorpi.hardware.feedback.door_factors`) are what the "more is
+    needed" line names, by default the factors of ``access`` (face only with ``face``).
     """
     if lang not in _WORDS:
         raise ValueError(f"--lang: {lang!r} is not one of zh, en")
@@ -106,11 +113,15 @@ def entry_sign(
     if face:
         lines += [f"## {w['menu']} {{#face_menu}}", "", w["menu_steps"], ""]
     lines += [f"## {w['lights']} {{#feedback}}", ""]
+    if factors is None:
+        factors = frozenset(f for c in access for f in c if face or f != "face")
     seen: set[int] = set()
-    for p in PATTERNS.values():
+    for name, p in PATTERNS.items():
         if not p.on_sign or (p.face and not face) or id(p) in seen:
             continue
         seen.add(id(p))
+        if name in MORE_NEEDED:
+            p = more_needed(factors)
         stop = "。" if lang == "zh" else "."
         lines.append(
             f"- **{describe(p, lang)}**: {p.meaning[lang]}{stop} {p.action[lang]}".rstrip()

@@ -24,9 +24,12 @@ The boundary:
   under /dev/shm, so a crash cannot leave a face frame behind there, and it needs no
   resource-tracker process. The worker zeroes the slot after each call.
 * The child lowers its own priority before loading anything: ``SCHED_BATCH`` (the
-  scheduler treats it as CPU-bound: it never preempts a task on wakeup, so the gate's
-  thread waking for a card runs first) and nice 10 (a CFS weight of 110 against the
-  gate's 1024: under contention the gate gets about 90 % of a core). Not
+  scheduler treats it as CPU-bound: it never preempts a task on its own wakeup) and
+  nice 10 (a weight of 110 against the gate's 1024: under contention the gate gets about
+  90 % of a core). A gate thread waking for a card preempts it: with a thread at this
+  priority spinning on the same CPU, 2 ms sleeps overslept p99 0.09-0.78 ms, max
+  0.13-2.1 ms, no worse than with that CPU otherwise idle (p99 0.19-1.16 ms, max 2.5-3.7
+  ms, other jobs on the 2-core test machine; docs/reliability.md, soak). Not
   ``SCHED_IDLE``: that starves the models whenever anything else runs, and the call
   deadline below would then kill a healthy worker on a busy machine.
 

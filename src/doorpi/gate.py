@@ -57,7 +57,8 @@ from doorpi.core.inputs import InputFilter, Settled
 from doorpi.core.lockout import CardPacer, Lockout, LockoutPolicy, PacePolicy
 from doorpi.core.parity import face_free_next
 from doorpi.core.pinpad import PadAction, PinPad, keypad_number_habit
-from doorpi.core.policy import Moment, Reason, decide, deny_pattern
+from doorpi.core.policy import LACKING_REASON, Moment, Reason, decide, deny_pattern, lacking
+from doorpi.core.uid import is_random_uid
 from doorpi.devicewatch import face_off_reason
 from doorpi.doormodes import DoorModes
 from doorpi.eventqueue import EventQueue
@@ -173,6 +174,10 @@ class Gate:
 
         # `doorpi consent capture` (admin present) asks this process to use the camera.
         self.capture_watch = CaptureWatcher(storage.db)
+        from doorpi.store.changes import CredentialsWatch
+
+        # `doorpi pin clear`, `card remove`, ... (other processes): face parity again.
+        self.credentials_watch = CredentialsWatch(storage.db)
         decoy_hash(cfg.pin.opslimit, cfg.pin.memlimit_kib)  # made now, not at the first guess
         if cfg.face.enabled:
             self._start_face_privacy()
@@ -438,6 +443,7 @@ class Gate:
         if mono - self._sync_polled >= 1.0:
             self._sync_polled = mono
             self._poll_sync()
+            self._poll_credentials()
             self._poll_capture()
             self._mode(self.modes.poll_stored())
             self._apply(self.time.poll_repair())
@@ -450,10 +456,22 @@ class Gate:
             return
         if sig is not None:
             pattern, floor = sig
+            self.credentials_watch.poll()  # the roster's changes: checked here, once
             if self.face_privacy is not None:
                 self.check_face_parity()  # the roster may have changed PINs and cards
             self._apply([*self.time.offer(floor, "bundle"), Notice("sync_finished",
                          {"result": pattern}), self._say(pattern)])  # fmt: skip
+
+    def _poll_credentials(self) -> None:
+        """A PIN, card or resident changed by another process: the same face-parity
+        check as after a sync (doorpi.store.changes)."""
+        try:
+            changed = self.credentials_watch.poll()
+        except Exception as exc:
+            log.error("credentials signal: %s", exc)
+            return
+        if changed and self.face_privacy is not None:
+            self.check_face_parity()
 
     def _poll_capture(self) -> None:
         """Start a face capture the admin asked for from the CLI, or say why not."""
@@ -523,8 +541,10 @@ class Gate:
         self._record(
             Notice("credential_presented", {"factor": "card", "reader": ev.reader, "card": h[:8]})
         )
-        wait = self.card_pacer.wait(mono)
-        if wait:  # unchecked: during a slow-down no tap is a guess
+        # A random ID (08xxxxxx) is new on every read: never a guess, never paced.
+        random_id = self._weak_card and is_random_uid(ev.card_id)
+        wait = 0.0 if random_id else self.card_pacer.wait(mono, ev.card_id)
+        if wait:  # unchecked: during a slow-down no tap near a guess is checked
             self._deny(Decision(False, Reason.RATE_LIMITED, None, ("card",), f"{wait:.1f}s"))
             return
         resident = self.storage.residents.by_card_hash(h)
@@ -533,8 +553,11 @@ class Gate:
         if menu is not None:  # '#' armed the face menu: this tap identifies, never opens
             self._on_menu(menu, "")
             return
+        if resident is None and random_id:
+            self._deny(Decision(False, Reason.UNKNOWN_CARD, None, ("card",), "random UID"))
+            return
         if resident is None:
-            paused = self.card_pacer.unknown(mono)
+            paused = self.card_pacer.unknown(mono, ev.card_id)
             detail = f"slow_down {self.card_pacer.policy.pause:g}s" if paused else ""
             self._deny(Decision(False, Reason.UNKNOWN_CARD, None, ("card",), detail))
             return
@@ -699,7 +722,8 @@ class Gate:
             self._record(Notice("fault", {"device": device, "active": active, "detail": detail}))
 
     def _on_exit(self) -> None:
-        if not self.cfg.door.exit_button_unlocks:
+        if not self.cfg.door.exit_button_unlocks:  # mechanical egress: shunt the forced alarm
+            self.door.request_exit(self.clock.mono())
             self._record(Notice("exit_requested", {"unlocks": False}))
             return
         self._apply([Decision(True, Reason.EXIT), *self.door.grant(self.clock.mono())])
@@ -808,11 +832,18 @@ class Gate:
         if decision is not None:
             decision = self.modes.admit(decision)  # lockdown: responders only
         if decision is None:
-            missing = _next_factor(rule, frozenset(a.factors), self._face_ready(fresh))
-            if missing == "pin" and not fresh.has_pin:
+            face_ready = self._face_ready(fresh)
+            holds = self._holds(fresh, face_ready)
+            have = frozenset(a.factors)
+            lack = lacking(rule, have, holds)  # a card or PIN that can never come: say so now
+            if lack in ("pin", "card"):
                 self.attempt = None
-                self._deny(Decision(False, Reason.NO_PIN_SET, fresh.id, tuple(sorted(a.factors))))
+                self._deny(Decision(False, LACKING_REASON[lack], fresh.id, tuple(sorted(have)),
+                                    f"holds no {lack}"))  # fmt: skip
                 return
+            # Only face is missing: the face path asks and says why it fails, if it does.
+            reachable = tuple(c for c in rule if c <= have | holds) if lack is None else rule
+            missing = _next_factor(reachable, have, face_ready)
             a.awaiting = missing
             a.last = self.clock.mono()
             self._apply([Notice("factor_needed", {"factor": missing, "resident_id": fresh.id}),
@@ -828,6 +859,12 @@ class Gate:
             self._mode(self.modes.entered(decision))  # first-person-in
         else:
             self._deny(decision)
+
+    def _holds(self, resident: Resident, face_ready: bool) -> frozenset[str]:
+        """What this resident can show: a bound card, a PIN, face if it can be asked."""
+        from doorpi.privacy.parity import holds
+
+        return holds(self.storage, resident) | ({"face"} if face_ready else frozenset())
 
     def _face_ready(self, resident: Resident) -> bool:
         """Would asking this resident for their face make sense right now?"""

@@ -52,6 +52,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from doorpi.core.uid import random_uid_problem
+
 #: Longest resident name in characters (code points); see the module docstring.
 NAME_MAX = 100
 #: Longest unit or card label in characters (the bundle's limit since v1).
@@ -168,7 +170,9 @@ def pin_digits(value: object) -> str:
 def card_uid(value: object) -> bytes:
     """A card UID typed as hex (``04a1b2c3d4e5f6``, ``04:A1:B2:C3``) as bytes.
 
-    Raises `InputError` unless it is 4, 7 or 10 bytes of hex and not all zero.
+    Raises `InputError` unless it is 4, 7 or 10 bytes of hex, not all zero and
+    not a random ID (``08xxxxxx``, ISO/IEC 14443-3: a phone or bank card, new on
+    every read, so a binding to it could never open; `doorpi.core.uid`).
     """
     rule = "must be a card UID of 4, 7 or 10 bytes in hex, like 04a1b2c3d4e5f6"
     if not isinstance(value, str):
@@ -181,6 +185,9 @@ def card_uid(value: object) -> bytes:
         raise InputError(f"{rule}; this one has {len(uid)} bytes")
     if not any(uid):
         raise InputError(f"{rule}; an all-zero UID is not a real card")
+    random_id = random_uid_problem(uid)
+    if random_id:
+        raise InputError(random_id)
     return uid
 
 

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from doorpi.clocks import ManualClock
 from doorpi.core.events import CardPresented, CardReadFailed
-from doorpi.sim.site import SimulatedSite, sim_config
+from site_support import recorded_site
 
-MONDAY_9 = 1_772_442_000.0
 CARD = "04a1b2c3d4e5f6"
 
 
 @pytest.fixture
 def site(tmp_path):
-    events: list[dict] = []
-    s = SimulatedSite(sim_config({}, tmp_path / "data"), ManualClock(MONDAY_9),
-                      observers=[events.append])  # fmt: skip
-    s.events = events
-    s.add_resident({"name": "Alice", "keypad_id": "101", "cards": [CARD], "pin": "2468"})
-    s.advance(0.2)
-    events.clear()
+    s = recorded_site(tmp_path / "data",
+                      [{"name": "Alice", "keypad_id": "101", "cards": [CARD], "pin": "2468"}])  # fmt: skip
     yield s
     s.close()
 

@@ -100,3 +100,79 @@ def test_next_deadline_tracks_timers():
     assert d.next_deadline == 15
     d.contact(True, 11)
     assert d.next_deadline == 41
+
+
+# ---- REX shunt (door.exit_button_unlocks = false: the exit button only signals)
+
+
+def test_rex_then_opening_within_the_shunt_is_egress_not_forced():
+    d = machine()
+    assert d.request_exit(0) is None
+    out = d.contact(True, 4.9)  # unlock_seconds = 5: the shunt window
+    assert out == [Notice("door_opened", {"egress": True})]
+    assert d.state is DoorState.OPEN and not d.strike_released
+    assert d.contact(False, 6) == [Notice("door_closed")]
+    assert d.state is DoorState.LOCKED
+
+
+def test_rex_shunt_ends_after_the_window_then_opening_is_forced():
+    d = machine()
+    d.request_exit(0)
+    assert d.tick(5) == []  # the shunt never moves the strike
+    out = d.contact(True, 5.0)
+    assert out == [Notice("door_opened"), Alarm("forced", True)]
+    assert d.state is DoorState.FORCED
+
+
+def test_rex_shunt_covers_one_opening_only():
+    d = machine()
+    d.request_exit(0)
+    d.contact(True, 1)
+    d.contact(False, 2)
+    out = d.contact(True, 3)  # still inside 5 s, but a second opening: someone outside
+    assert Alarm("forced", True) in out and d.state is DoorState.FORCED
+
+
+def test_rex_egress_door_left_open_raises_held_open_alarm():
+    d = machine()
+    d.request_exit(0)
+    d.contact(True, 2)
+    assert d.next_deadline == 32  # held_open_seconds = 30 from the opening
+    assert d.tick(31.9) == []
+    assert d.tick(32) == [Alarm("held", True)]
+    assert d.state is DoorState.HELD
+    assert d.contact(False, 40) == [Notice("door_closed"), Alarm("held", False)]
+    assert d.state is DoorState.LOCKED
+
+
+def test_rex_bounce_does_not_extend_the_shunt():
+    d = machine()
+    for t in (0, 0.06, 0.12, 1, 2, 3, 4, 4.9):  # bounce, then presses every second
+        d.request_exit(t)
+    out = d.contact(True, 5.5)  # within 5 s of the last press, not of the first
+    assert Alarm("forced", True) in out
+
+
+def test_rex_press_after_the_shunt_ended_starts_a_new_one():
+    d = machine()
+    d.request_exit(0)
+    d.request_exit(6)
+    assert d.contact(True, 10.9) == [Notice("door_opened", {"egress": True})]
+
+
+def test_rex_does_not_clear_a_forced_alarm_already_raised():
+    d = machine()
+    d.contact(True, 0)
+    d.request_exit(1)
+    assert d.contact(True, 1.5) == []
+    assert d.state is DoorState.FORCED
+    assert d.contact(False, 2) == [Notice("door_closed"), Alarm("forced", False)]
+
+
+def test_grant_opening_unchanged_and_uses_up_a_rex_shunt():
+    d = machine()
+    d.request_exit(0)
+    d.grant(0.5)
+    assert d.contact(True, 1) == [Notice("door_opened"), Lock("door_opened")]
+    d.contact(False, 2)
+    assert Alarm("forced", True) in d.contact(True, 3)

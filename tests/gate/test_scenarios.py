@@ -118,16 +118,16 @@ def test_every_field_case_passes_check_through_the_cli(faces_dir, tmp_path):
         assert p.returncode == 0 and "Traceback" not in p.stderr, (case.name, p.stderr)
 
 
-def test_safety_problem_sees_a_strike_left_energised_or_without_a_grant():
+def test_safety_problem_sees_a_strike_left_released_or_without_a_grant():
     from doorpi.sim.scenario import ScenarioRun
 
     on = {"event": "relay_on"}
     off = {"event": "relay_off"}
     granted = {"event": "access", "granted": True}
     assert ScenarioRun([granted, on, off], [False, True, False]).safety_problem() is None
-    assert "still energised" in ScenarioRun([granted, on, off], [False, True]).safety_problem()
+    assert "still released" in ScenarioRun([granted, on, off], [False, True]).safety_problem()
     assert (
-        "energised 1 times for 0 grants"
+        "released 1 times for 0 grants"
         in ScenarioRun([on, off], [False, True, False]).safety_problem()
     )
     assert "relay_off" in ScenarioRun([granted, on], [False, True, False]).safety_problem()
@@ -141,3 +141,24 @@ def test_safety_problem_sees_a_strike_left_energised_or_without_a_grant():
         "without a mode"
         in ScenarioRun([lockdown, hold, off], [False, True, False]).safety_problem()
     )
+
+
+def test_a_fail_safe_maglock_is_judged_through_its_polarity(tmp_path):
+    """A maglock (fail-safe) is locked while energised: the run reads its pin that way,
+    so a grant's release and relock pass, and the pin ends high (locked)."""
+    path = tmp_path / "maglock.toml"
+    path.write_text(
+        'name = "maglock"\nstart = "2026-03-02T08:00"\n'
+        '[config.door]\nstrike = "fail-safe"\n'
+        '[[residents]]\nname = "Ann"\ncards = ["04aa11bb22cc77"]\n'
+        '[[steps]]\nat = 1\ncard = "04aa11bb22cc77"\n',
+        encoding="utf-8",
+    )
+    result = run(Scenario.load(path), tmp_path / "data", keep=True)
+    try:
+        pin = [bool(s.state) for s in result.site.strike_pin.states]
+    finally:
+        result.site.close()
+    assert result.safety_problem() is None, result.safety_problem()
+    assert pin[-1] is True and result.relay_states[-1] is False  # energised = locked
+    assert result.relay_states.count(True) >= 1  # the grant released it (pin low)

@@ -70,6 +70,9 @@ def test_pin_cleared_after_enrolment_is_flagged_when_cleared() -> None:
     (cleared,) = [e for e in events if e["event"] == "pin_cleared"]
     (warning,) = cleared["warnings"]
     assert "no face-free way to finish (holds: card): give them a PIN" in warning, warning
+    # The running gate flags it too, within its one-second poll (not at the next start).
+    (raised,) = [e for e in events if e["event"] == "fault" and e["device"] == "face_parity"]
+    assert raised["active"] and 0 < raised["t"] - cleared["t"] <= 1.0, (cleared, raised)
     said = [e["pattern"] for e in events if e["event"] == "feedback"]
     assert "pin_needed" not in said and said[-1] == "denied", said  # no PIN to wait for
 

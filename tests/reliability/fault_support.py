@@ -1,6 +1,7 @@
 """Helpers shared by the fault tests (test_hardware_faults.py, test_faceworker.py):
 a simulated site with two residents at a fixed time, `doorpi status` from a separate
-process, the camera double, waiting and timing helpers.
+process, the camera double and the camera thread on it, a corrupted copy of the face
+models, waiting and timing helpers.
 
 A module of its own, not conftest (see reliability_support.py), and apart from
 reliability_support so that the folder's conftest does not import the gate.
@@ -199,3 +200,51 @@ def status_text(site: SimulatedSite, tmp_path: Path) -> str:
     )  # fmt: skip
     assert "Traceback" not in p.stderr, p.stderr
     return p.stdout + p.stderr
+
+
+def start_camera_loop(site: SimulatedSite, cam: Any, stall: float | None = None) -> tuple[Any, Any]:
+    """Hand ``site``'s face path to a camera thread on ``cam`` (what `doorpi run`
+    does), watched by a DeviceWatch as the gate's heartbeat watches it; the loop is
+    started. ``stall``: CameraLoop's stall_seconds (None: its default).
+    Returns (CameraLoop, DeviceWatch)."""
+    from doorpi.clocks import SystemClock
+    from doorpi.devicewatch import DeviceWatch
+    from doorpi.facebuild import CameraLoop, watch_camera
+
+    path = site.face_path
+    assert path is not None
+    site.face_path = None  # from here on only the camera thread drives the face path
+    path.camera = cam
+    extra = {} if stall is None else {"stall_seconds": stall}
+    loop = CameraLoop(path, cam, SystemClock(), **extra)
+    watch = DeviceWatch(site.gate.submit)
+    watch_camera(watch, loop, site.gate.submit)
+    loop.start()
+    return loop, watch
+
+
+def pumper(site: SimulatedSite, watch: Any) -> Callable[[], None]:
+    """One pass of what the gate's loop does on every heartbeat: poll the device
+    watch, handle the events it submitted."""
+
+    def pump() -> None:
+        watch.poll()
+        site.gate.process_pending()
+
+    return pump
+
+
+def corrupted_models(tmp_path: Path) -> Path:
+    """A copy of the built face models under ``tmp_path`` with 64 bytes in the
+    middle of sface.tflite overwritten (a few flipped sectors); returns its folder."""
+    import shutil
+
+    from doorpi.vision.models import find_models_dir
+
+    models = tmp_path / "models"
+    shutil.copytree(find_models_dir(), models)
+    bad = models / "sface.tflite"
+    blob = bytearray(bad.read_bytes())
+    blob[len(blob) // 2 : len(blob) // 2 + 64] = b"\xff" * 64
+    bad.write_bytes(bytes(blob))
+    return models

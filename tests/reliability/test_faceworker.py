@@ -24,21 +24,23 @@ from fault_support import (
     BOB,
     FaultyCamera,
     access,
+    corrupted_models,
     face_site,
     fault,
     pin,
     prompt,
+    pumper,
     shared_faces,
+    start_camera_loop,
     status,
     status_text,
     wait_for,
 )
 from reliability_support import report
 
-from doorpi.clocks import SystemClock
 from doorpi.config import ConfigError
 from doorpi.devicewatch import DeviceWatch
-from doorpi.facebuild import CameraLoop, watch_camera
+from doorpi.facebuild import CameraLoop
 from doorpi.faceworker import (
     FaceWorker,
     FaceWorkerTimeout,
@@ -195,28 +197,10 @@ def _worker_site(tmp_path: Path, **face: Any) -> SimulatedSite:
 
 
 def _loop(site: SimulatedSite) -> tuple[CameraLoop, DeviceWatch, FaceWorker]:
-    path = site.face_path
-    assert path is not None
-    site.face_path = None  # from here on only the camera thread drives the face path
-    cam = FaultyCamera(_photos(1)[0])
-    path.camera = cam
-    loop = CameraLoop(path, cam, SystemClock())
-    watch = DeviceWatch(site.gate.submit)
-    watch_camera(watch, loop, site.gate.submit)
     worker = site.gate.face_engine.worker
     assert isinstance(worker, FaceWorker)
-    loop.start()
+    loop, watch = start_camera_loop(site, FaultyCamera(_photos(1)[0]))
     return loop, watch, worker
-
-
-def _pumper(site: SimulatedSite, watch: DeviceWatch):
-    """One pass of what the gate's loop does: poll the device watch, handle events."""
-
-    def pump() -> None:
-        watch.poll()
-        site.gate.process_pending()
-
-    return pump
 
 
 def _rejections(site: SimulatedSite) -> list[str]:
@@ -227,7 +211,7 @@ def test_hung_worker_is_killed_and_restarted_card_pin_stay_fast(tmp_path) -> Non
     site = _worker_site(tmp_path)
     loop, watch, worker = _loop(site)
 
-    pump = _pumper(site, watch)
+    pump = pumper(site, watch)
 
     try:
         assert worker.wait_ready(60), worker.problem()
@@ -273,7 +257,7 @@ def test_killed_worker_is_a_camera_fault_and_recovers_with_backoff(tmp_path) -> 
     site = _worker_site(tmp_path, trigger="continuous", allow_continuous=True)
     loop, watch, worker = _loop(site)
 
-    pump = _pumper(site, watch)
+    pump = pumper(site, watch)
 
     try:
         assert worker.wait_ready(60), worker.problem()
@@ -346,23 +330,15 @@ def test_models_failing_to_load_in_the_worker_are_the_face_models_fault(tmp_path
     `doorpi status` JSON and text, the log and the gate's fault record, never the
     ``camera`` fault; no one is asked for a face meanwhile and card and PIN open."""
     import logging
-    import shutil
-
-    from doorpi.vision.models import find_models_dir
 
     caplog.set_level(logging.INFO, logger="doorpi")
-    models = tmp_path / "models"
-    shutil.copytree(find_models_dir(), models)
-    bad = models / "sface.tflite"
-    blob = bytearray(bad.read_bytes())
-    blob[len(blob) // 2 : len(blob) // 2 + 64] = b"\xff" * 64
-    bad.write_bytes(bytes(blob))
+    models = corrupted_models(tmp_path)
     t0 = time.monotonic()
     site = face_site(tmp_path, ("card+face", "card+pin", "pin"), process="worker",
                      models_dir=str(models))  # fmt: skip
     built = time.monotonic() - t0
     loop, watch, worker = _loop(site)
-    pump = _pumper(site, watch)
+    pump = pumper(site, watch)
 
     def faults_seen(device: str) -> list[tuple[bool, str]]:
         return [(e["active"], e["detail"]) for e in site.events  # type: ignore[attr-defined]

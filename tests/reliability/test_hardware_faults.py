@@ -12,7 +12,6 @@ Disk full and a read-only data partition are in tests/store/test_partition.py
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from typing import Any
 
@@ -25,21 +24,23 @@ from fault_support import (
     FaultyCamera,
     a_photo,
     access,
+    corrupted_models,
     face_site,
     fault,
     pin,
     prompt,
+    pumper,
     shared_faces,
     site_at,
+    start_camera_loop,
     status,
     status_text,
     wait_for,
 )
 
 from doorpi.cards import UidCard
-from doorpi.clocks import ManualClock, SystemClock
+from doorpi.clocks import ManualClock
 from doorpi.devicewatch import DeviceWatch, reader_probe
-from doorpi.facebuild import CameraLoop, watch_camera
 from doorpi.facepath import FaceOutcome
 from doorpi.hardware.camera import Frame, load_rgb
 from doorpi.hardware.reader import PcscReader
@@ -101,12 +102,8 @@ def test_pcscd_frozen_is_shown_and_pin_still_opens(pcsc, vcard, tmp_path, caplog
     reader = _reader_on(site)
     watch = DeviceWatch(site.gate.submit)
     watch.add("card reader", reader_probe(reader))
+    pump = pumper(site, watch)  # what `doorpi run` does on every heartbeat
     try:
-
-        def pump() -> None:
-            watch.poll()  # what `doorpi run` does on every heartbeat
-            site.gate.process_pending()
-
         wait_for(lambda: any(site.gate.readers.values()), 5, "reader ready", pump)
         pump()
         assert "card reader" not in site.gate.faults.active
@@ -135,18 +132,6 @@ def test_pcscd_frozen_is_shown_and_pin_still_opens(pcsc, vcard, tmp_path, caplog
 # ------------------------------------------------------------------ camera
 
 
-def _start_loop(site: SimulatedSite, cam: FaultyCamera, stall: float) -> tuple[CameraLoop, DeviceWatch]:  # fmt: skip
-    path = site.face_path
-    assert path is not None
-    site.face_path = None  # from here on only the camera thread drives the face path
-    path.camera = cam
-    loop = CameraLoop(path, cam, SystemClock(), stall_seconds=stall)
-    watch = DeviceWatch(site.gate.submit)
-    watch_camera(watch, loop, site.gate.submit)
-    loop.start()
-    return loop, watch
-
-
 @pytest.mark.parametrize("hang_in", ["start", "capture", "model"])
 def test_hung_camera_never_delays_card_or_pin(tmp_path, hang_in, caplog) -> None:
     caplog.set_level(logging.INFO, logger="doorpi")
@@ -160,7 +145,7 @@ def test_hung_camera_never_delays_card_or_pin(tmp_path, hang_in, caplog) -> None
             return FaceOutcome("rejected", reason="test_over")
 
         engine.process = stuck  # type: ignore[method-assign]
-    loop, watch = _start_loop(site, cam, stall=1.0)
+    loop, watch = start_camera_loop(site, cam, stall=1.0)
     times = []
     try:
         # Alice: the gate asks for her face; the camera path hangs on it.
@@ -195,14 +180,10 @@ def test_camera_gone_is_shown_face_falls_back_to_pin_and_recovers(tmp_path, capl
     caplog.set_level(logging.INFO, logger="doorpi")
     site = face_site(tmp_path)
     cam = FaultyCamera(a_photo(), fail=True)
-    loop, watch = _start_loop(site, cam, stall=1.0)
+    loop, watch = start_camera_loop(site, cam, stall=1.0)
     try:
         prompt(lambda: site.card(ALICE["cards"][0]))
-
-        def pump() -> None:
-            watch.poll()
-            site.gate.process_pending()
-
+        pump = pumper(site, watch)
         wait_for(lambda: "camera" in site.gate.faults.active, 8, "camera gone", pump)
         assert "camera not found" in fault(status(site, tmp_path), "camera")
         feedback = [e["pattern"] for e in site.events if e["event"] == "feedback"]  # type: ignore[attr-defined]
@@ -221,14 +202,7 @@ def test_camera_gone_is_shown_face_falls_back_to_pin_and_recovers(tmp_path, capl
 
 
 def test_corrupted_model_file_is_shown_and_card_pin_work(tmp_path, caplog) -> None:
-    from doorpi.vision.models import find_models_dir
-
-    models = tmp_path / "models"
-    shutil.copytree(find_models_dir(), models)
-    bad = models / "sface.tflite"
-    blob = bytearray(bad.read_bytes())
-    blob[len(blob) // 2 : len(blob) // 2 + 64] = b"\xff" * 64  # a few flipped sectors
-    bad.write_bytes(bytes(blob))
+    models = corrupted_models(tmp_path)
     caplog.set_level(logging.INFO, logger="doorpi")
     site = site_at(tmp_path, {
         "face": {"enabled": True, "models_dir": str(models)},

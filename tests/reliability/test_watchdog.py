@@ -31,6 +31,11 @@ from pcsc_fixtures import READER_0
 CHILD = Path(__file__).resolve().parent / "watchdog_child.py"
 STALE = 2.0  # seconds: the child's STALE_AFTER
 WATCHDOG_USEC = 400_000  # pings every 0.2 s
+# The longest gap between pings that still counts as pinging: below STALE, the bound
+# after which a gate that stopped reading its devices stops pinging (what the tests
+# tell apart), above a loaded machine's stalls (1.1 s seen at load 2.5 with the long
+# reliability run beside other tests; 1.0 s was the bound until then).
+MAX_GAP = 1.5
 ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
 
 
@@ -170,11 +175,11 @@ def reader_fault(e: dict[str, Any], active: bool) -> bool:
 
 
 def pinged_throughout(gate: GateProcess, t0: float, t1: float) -> float:
-    """WATCHDOG=1 arrived all through [t0, t1]: no gap longer than 1 s (pings every
-    0.2 s, five per allowed gap). Returns the longest gap in seconds."""
+    """WATCHDOG=1 arrived all through [t0, t1]: no gap longer than `MAX_GAP` (pings
+    every 0.2 s). Returns the longest gap in seconds."""
     times = [t0, *gate.notify.pings(t0, t1), t1]
     gap = max(b - a for a, b in itertools.pairwise(times))
-    assert gap <= 1.0, f"watchdog pings stopped: a {gap:.1f} s gap in {t1 - t0:.1f} s"
+    assert gap <= MAX_GAP, f"watchdog pings stopped: a {gap:.1f} s gap in {t1 - t0:.1f} s"
     return gap
 
 

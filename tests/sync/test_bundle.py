@@ -146,6 +146,7 @@ MALFORMED = [
     (lambda d: d["residents"][0].update(pin="12ab"), "residents[0].pin: a PIN has digits 0-9 only"),
     (lambda d: d["residents"][0].update(pin_tag=None), "residents[0].pin_tag: must be given exactly when pin is"),
     (lambda d: d["residents"][0]["cards"][0].update(uid="04AABB"), "residents[0].cards[0].uid: must be a card UID"),
+    (lambda d: d["residents"][0]["cards"][0].update(uid="08c0ffee"), "residents[0].cards[0].uid: 08c0ffee is a random ID (ISO/IEC 14443-3)"),
     (lambda d: d["residents"][0].update(cards=[{"uid": "04aabbcc"}] * 9), "residents[0].cards: has 9 entries, the limit is 8"),
     (lambda d: d["residents"][1].update(key="a-1"), "residents[1].key: a-1 appears twice (also residents[0])"),
     (lambda d: d["residents"][1].update(keypad_id="101"), "residents[1].keypad_id: 101 is also given to a-1"),

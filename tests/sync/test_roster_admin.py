@@ -46,6 +46,7 @@ BAD = [
     ('key = "a-1"\nname = "A"\npin = 2468', 'residents[0] (a-1).pin: write the PIN in quotes, like pin = "0246"'),
     ('key = "a-1"\nname = "A"\nuinit = "3"', "residents[0] (a-1).uinit: unknown field (did you mean unit?)"),
     ('key = "a-1"\nname = "A"\ncards = ["zz"]', "residents[0] (a-1).cards[0].uid: must be a card UID of 4, 7 or 10 bytes"),
+    ('key = "a-1"\nname = "A"\ncards = ["08a1b2c3"]', "residents[0] (a-1).cards[0].uid: 08a1b2c3 is a random ID (ISO/IEC 14443-3): a phone or bank card"),
     ('key = "a-1"\nname = "A"\nvalid_until = "soon"', "residents[0] (a-1).valid_until: must be a date like 2027-06-30"),
     ('key = "a-1"\nname = "A"\nshare_face_with_site_gates = "yes"', "residents[0] (a-1).share_face_with_site_gates: must be true or false"),
     ('key = "a-1"\nname = "A"\ngates = "main"', "residents[0] (a-1).gates: must be a list of gate names"),

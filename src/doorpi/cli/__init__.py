@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         default=os.environ.get("DOORPI_CONFIG", DEFAULT_CONFIG),
+        metavar="FILE",
         help=f"configuration file (default: $DOORPI_CONFIG or {DEFAULT_CONFIG})",
     )
     from doorpi.cli.operator import add_options
@@ -59,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"doorpi.cli.{name}")
         module.register(sub)
     from doorpi.cli.errors import bound_int_arguments
+    from doorpi.cli.helptext import apply
 
     bound_int_arguments(parser)
+    apply(parser, sub)  # `doorpi --help`: the commands grouped by who uses them
     return parser
 
 

@@ -256,7 +256,9 @@ def cmd_gate_add(args: argparse.Namespace) -> int:
                 "confirm with --fingerprint (the one the gate's console showed) or --yes"
             )
         if not common.confirm("is this the fingerprint the gate's console shows?"):
-            raise CliError("not registered")
+            raise CliError(
+                f"gate {pub.name!r} ({args.path}): not registered: the fingerprint was not confirmed"
+            )
         confirmed = True
     with common.as_cli_error(AdminError):  # its message says what to give (--name)
         rec, rules = desk.add_gate_file(

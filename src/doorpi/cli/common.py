@@ -50,9 +50,15 @@ def site_tz() -> tzinfo:
 
 
 def config(args: argparse.Namespace) -> Config:
+    """The config file ``--config`` names (default: $DOORPI_CONFIG, else
+    /etc/doorpi/doorpi.toml), or the CLI's one-line error naming that file."""
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
+        from doorpi.cli import DEFAULT_CONFIG
+
+        if str(args.config) == DEFAULT_CONFIG and "no such file" in str(exc):
+            raise CliError(f"{exc}; the default file: --config FILE names another") from None
         raise CliError(str(exc)) from None
     _site_tz[0] = cfg.site.tz  # every time this command shows or reads is site-local
     return cfg
@@ -95,7 +101,7 @@ def resident(store: Storage, rid: int) -> Any:
     """The resident with this id, or the CLI's one-line error."""
     r = store.residents.get(rid)
     if r is None:
-        raise CliError(f"no resident {rid}")
+        raise CliError(f"no resident {rid} here (`doorpi resident list` shows who is)")
     return r
 
 
@@ -117,28 +123,40 @@ def parse_date(text: str | None, flag: str, until: bool = False) -> float | None
         ) from None
 
 
-def new_pin(args: argparse.Namespace, cfg: Config, what: str = "PIN") -> str:
+def who_is(r: Any) -> str:
+    """A resident as a person names them in a message: "Alice Wang (resident 3)"."""
+    return f"{safe(r.name)} (resident {r.id})"
+
+
+KEYPAD_DIGITS = "only the digits 0-9 a keypad has"
+
+
+def new_pin(args: argparse.Namespace, cfg: Config, what: str = "PIN", whom: str = "") -> str:
     """A new PIN from stdin (``--stdin``) or typed twice without echo, as keypad
     digits (full-width read as 0-9) and within the keypad's PIN rules.
 
-    Raises `CliError` (one line) when the two typings differ or the PIN breaks a rule.
+    ``whom`` (`who_is`) names the resident in every message. Raises `CliError`
+    (one line: what, for whom, what was wrong) when the two typings differ or the
+    PIN breaks a rule.
     """
     import getpass
 
     from doorpi import validation
     from doorpi.store.credentials import PinPolicyError, check_pin_rules
 
+    where = f"{what} for {whom}" if whom else what
     if args.stdin:
         pin = sys.stdin.readline().strip()
     else:
-        pin = getpass.getpass(f"new {what}: ")
+        pin = getpass.getpass(f"new {where}: ")
         if getpass.getpass("again: ") != pin:
-            raise CliError(f"the two {what}s differ")
+            raise CliError(f"{where}: the two typings differ; nothing changed")
     try:
         pin = validation.pin_digits(pin)
         check_pin_rules(pin, cfg.keypad.pin_min_length, cfg.keypad.pin_max_length)
     except (validation.InputError, PinPolicyError) as exc:
-        raise CliError(str(exc)) from None
+        why = KEYPAD_DIGITS if "digits 0-9 only" in str(exc) else str(exc)
+        raise CliError(f"{where}: {why}; nothing changed") from None
     return pin
 
 

@@ -41,6 +41,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CliError("; ".join(problems))
     for w in config_warnings(cfg):
         print(f"WARNING: {w}")
+    for line in _no_way_in(cfg):
+        print(f"WARNING: {line}")
     # A placeholder controller is a settings error (exit 1); a missing impact
     # assessment or the like is the gate's state, a warning (face stays off).
     problem = placeholder_problem(cfg) if cfg.face.enabled else None
@@ -59,6 +61,27 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{args.config}: face stays off: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _no_way_in(cfg: common.Config) -> list[str]:
+    """Residents the door rule leaves with no way in (read-only; none without a store)."""
+    import sqlite3
+
+    from doorpi.privacy.parity import stored_no_way_in
+    from doorpi.store import DB_NAME
+    from doorpi.store.db import open_readonly
+
+    path = cfg.site.data_dir / DB_NAME
+    if not path.exists() or not path.stat().st_size:
+        return []
+    try:
+        db = open_readonly(path)
+        try:
+            return stored_no_way_in(cfg, db.conn)
+        finally:
+            db.conn.close()
+    except sqlite3.Error as exc:  # preflight has read it already; say so, do not stop
+        return [f"{path}: residents not checked against the door rule: {exc}"]
 
 
 def _values(cfg: common.Config) -> list[tuple[str, Any]]:

@@ -90,12 +90,13 @@ def _config_doc(args: argparse.Namespace) -> dict[str, Any]:
     return doc
 
 
-def _feedback_line(pattern: str) -> str:
-    """What the resident sees and hears, from the gate's own table."""
+def _feedback_line(pattern: str, factors: frozenset[str]) -> str:
+    """What the resident sees and hears, from the gate's own table; the "more is
+    needed" prompt names only ``factors``, what this door and its devices take."""
     from doorpi.entrysign import describe
-    from doorpi.hardware.feedback import PATTERNS
+    from doorpi.hardware.feedback import MORE_NEEDED, PATTERNS, more_needed
 
-    p = PATTERNS.get(pattern)
+    p = more_needed(factors) if pattern in MORE_NEEDED else PATTERNS.get(pattern)
     if p is None:
         return f"feedback: {pattern}"
     return f"feedback: {pattern}: {describe(p, 'en')} ({p.meaning['en']})"
@@ -139,13 +140,16 @@ def _interactive(args: argparse.Namespace, data_dir: Path) -> int:
     doc = _config_doc(args)
     doc.setdefault("gpio", {}).update(DEMO_MODE_INPUTS)
     cfg = sim_config(doc, data_dir)
+    from doorpi.hardware.feedback import door_factors
+
+    factors = door_factors([rule for _, rule in cfg.rules()], cfg.devices.factors)
     lines: list[str] = []
 
     def show(rec: dict[str, Any]) -> None:
         if rec["event"] == "key_pressed" or rec.get("pattern") == "key":
             return
         if rec["event"] == "feedback":
-            print(f"  {_feedback_line(rec['pattern'])}", flush=True)
+            print(f"  {_feedback_line(rec['pattern'], factors)}", flush=True)
             return
         lines.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
         print(f"  {lines[-1]}", flush=True)

@@ -200,7 +200,9 @@ def cmd_trust_site(args: argparse.Namespace) -> int:
                 "confirm with --fingerprint (the one `doorpi admin init` showed) or --yes"
             )
         if not common.confirm("is this the fingerprint on the admin's screen?"):
-            raise CliError("not trusted")
+            raise CliError(
+                f"site {site.name!r}: not trusted: the fingerprint was not confirmed; nothing changed"
+            )
     store = common.storage(cfg)
     imp = BundleImporter(store, gate, GateRules.from_config(cfg))
     old = imp.trusted_site()

@@ -102,11 +102,12 @@ def cmd_duress_set(args: argparse.Namespace) -> int:
 
     cfg = common.config(args)
     store = common.storage(cfg)
-    common.resident(store, args.id)
-    pin = common.new_pin(args, cfg, "duress PIN")
+    r = common.resident(store, args.id)
+    whom = common.who_is(r)
+    pin = common.new_pin(args, cfg, "duress PIN", whom)
     own = store.residents.pin_hash(args.id)
     if own is not None and verify_pin(store.secrets, own, pin):
-        raise CliError("the duress PIN must differ from the resident's PIN")
+        raise CliError(f"duress PIN for {whom}: must differ from their own PIN; nothing changed")
     h = hash_pin(store.secrets, pin, cfg.pin.opslimit, cfg.pin.memlimit_kib)
     RoleStore(store.db).set_duress_hash(args.id, h)
     common.audit_admin(store, "duress_pin_set", resident_id=args.id)

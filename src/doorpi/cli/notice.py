@@ -57,10 +57,12 @@ def render(cfg: common.Config, lang: str | None, fmt: str, kind: str, large: boo
 def render_entry_sign(cfg: common.Config, lang: str, fmt: str, large: bool = False) -> str:
     """The resident sign for card and PIN at this door (doorpi.entrysign)."""
     from doorpi.entrysign import entry_sign
+    from doorpi.hardware.feedback import door_factors
     from doorpi.privacy.notices import to_html, to_markdown
 
+    factors = door_factors([rule for _, rule in cfg.rules()], cfg.devices.factors)
     sign = entry_sign(lang, cfg.site.name, list(cfg.door.policy.default), cfg.site.contact,
-                      face=cfg.face.enabled)  # fmt: skip
+                      face=cfg.face.enabled, factors=factors)  # fmt: skip
     if fmt == "md":
         return to_markdown([sign])
     title = sign.text.splitlines()[1][2:].split(" {#")[0]

@@ -176,7 +176,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     secret = read_secret(args.new_passphrase_file, f"new passphrase for {args.name}: ")
     again = args.new_passphrase_file is None and sys.stdin.isatty()
     if again and read_secret(None, "the same again: ") != secret:
-        raise CliError("the two passphrases differ")
+        raise CliError(f"operator {args.name}: the two passphrases differ; nothing changed")
     with common.as_cli_error(OperatorError):
         op = ops.add(args.name, secret, time.time(), by=common.who())
     set_state(st.db, STATE_KEY, "1")

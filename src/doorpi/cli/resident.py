@@ -9,6 +9,7 @@ from typing import Any
 
 from doorpi import validation
 from doorpi.cli import CliError, common, human
+from doorpi.core.uid import random_uid_problem
 from doorpi.store.credentials import card_hash, hash_pin
 from doorpi.store.residents import ResidentError
 
@@ -74,12 +75,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_schedule(cfg: common.Config, name: str | None) -> None:
-    if name is not None and name not in cfg.schedules:
-        known = ", ".join(sorted(cfg.schedules)) or "none configured"
-        raise CliError(f"--schedule: unknown schedule {name!r} (known: {known})")
+    from doorpi.config import unknown_schedule
+
+    problem = unknown_schedule(cfg.schedules, name)
+    if problem:
+        raise CliError(f"--schedule: {problem}")
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    from doorpi.core.parity import show_rule
+
     cfg = common.config(args)
     _check_schedule(cfg, args.schedule)
     store = common.storage(cfg)
@@ -101,6 +106,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     print(
         f"resident {r.id} added: {common.safe(r.name)} ({common.safe(r.unit) or 'no unit'}{keypad})"
     )
+    ways = " | ".join(dict.fromkeys(show_rule(rule) for _, rule in cfg.rules()))
+    print(f"  no card or PIN yet: door {cfg.door.name!r} takes {ways} "
+          f"(doorpi card enroll {r.id}, doorpi pin set {r.id})")  # fmt: skip
     return 0
 
 
@@ -211,16 +219,25 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tap(cfg: common.Config, timeout: float) -> bytes:
-    """Wait for one card on the configured reader and return its identifier."""
+def _tap(cfg: common.Config, timeout: float) -> tuple[bytes, str]:
+    """Wait for one card on the configured reader; its identifier and method, read
+    as the gate reads it (doorpi.cards.policy): a secure card by its authenticated
+    UID, a UID-only card only while ``reader.legacy_uid`` lets the gate take one."""
     import queue
+    from pathlib import Path
 
-    from doorpi.cards.uid import UidCard
+    from doorpi.cards.keys import GateKeysFile
+    from doorpi.cards.policy import CardPolicyProtocol, LegacyWindow, parse_until
     from doorpi.core.events import CardPresented, CardReadFailed
     from doorpi.hardware.reader import PcscReader
 
+    try:
+        keys = GateKeysFile(Path(cfg.site.data_dir))
+        window = LegacyWindow(cfg.reader.legacy_uid, parse_until(cfg.reader.legacy_uid_until))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     got: queue.Queue = queue.Queue()
-    reader = PcscReader(cfg.reader.name, UidCard())
+    reader = PcscReader(cfg.reader.name, CardPolicyProtocol(keys, window))
     reader.start(got.put)
     print("tap the card on the reader ...", file=sys.stderr)
     deadline = time.monotonic() + timeout
@@ -231,25 +248,62 @@ def _tap(cfg: common.Config, timeout: float) -> bytes:
             except queue.Empty:
                 continue
             if isinstance(ev, CardPresented):
-                return ev.card_id
+                return ev.card_id, ev.method
             if isinstance(ev, CardReadFailed):
-                raise CliError(f"card could not be read: {ev.reason}")
+                raise CliError(f"card could not be read: {ev.reason}; not bound")
         raise CliError(f"no card was tapped within {timeout:.0f} s")
     finally:
         reader.stop()
 
 
+def _secure_only_warning(cfg: common.Config, card_id: bytes) -> str | None:
+    """A warning if the gate would refuse this typed UID today: UID-only cards are
+    off (``reader.legacy_uid``) and no synced secure-card key is for it."""
+    from pathlib import Path
+
+    from doorpi.cards.keys import load_gate_keys
+    from doorpi.cards.policy import LegacyWindow, legacy_allowed, parse_until
+
+    window = LegacyWindow(cfg.reader.legacy_uid, parse_until(cfg.reader.legacy_uid_until))
+    if legacy_allowed(window, time.time()):
+        return None
+    try:
+        keys = load_gate_keys(Path(cfg.site.data_dir))
+    except ValueError:
+        keys = None  # `doorpi status` names a broken key file
+    if keys is not None and keys.entry_key(card_id) is not None:
+        return None
+    off = (
+        "reader.legacy_uid = false"
+        if not cfg.reader.legacy_uid
+        else (f"reader.legacy_uid_until = {cfg.reader.legacy_uid_until} has passed")
+    )
+    return (
+        f"card {card_id.hex()} is bound, but this gate accepts secure cards only ({off}) "
+        "and has no key for it: it will be refused until a bundle carries its key "
+        "(doorpi admin card issue)"
+    )
+
+
 def cmd_card_enroll(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
-    common.resident(store, args.id)
+    r = common.resident(store, args.id)
+    who = f"resident {args.id} ({validation.safe_text(r.name)})"
+    warning = None
     if args.uid:
         try:
             card_id = validation.card_uid(args.uid)
         except validation.InputError as exc:
-            raise CliError(f"--uid: {exc}") from None
+            raise CliError(f"{who}: --uid: {exc}") from None
+        warning = _secure_only_warning(cfg, card_id)
     else:
-        card_id = _tap(cfg, args.timeout)
+        from doorpi.cards.policy import WEAK_METHODS
+
+        card_id, method = _tap(cfg, args.timeout)
+        problem = random_uid_problem(card_id) if method in WEAK_METHODS else None
+        if problem:
+            raise CliError(f"{who}: {problem}; not bound")
     h = card_hash(store.secrets, card_id)
     try:
         store.residents.add_card(args.id, h, time.time(), args.label)
@@ -257,14 +311,23 @@ def cmd_card_enroll(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     common.audit_admin(store, "card_enrolled", resident_id=args.id, card=h[:8])
     print(f"card {h[:8]} bound to resident {args.id}")
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    _warn_face_only(cfg, store, args.id)
     return 0
 
 
 def _warn_face_only(cfg: Any, store: Any, resident_id: int) -> None:
-    """A PIN or card taken away may leave face as someone's only way in: say so."""
-    from doorpi.privacy.parity import warn_lines
+    """A PIN or card given or taken away may leave someone no way in at this door's
+    rule, or face as their only way in: say so."""
+    from doorpi.privacy.parity import holds, no_way_in_lines, warn_lines
 
-    for line in warn_lines(cfg, store, resident_id):
+    lines = warn_lines(cfg, store, resident_id)  # the face-parity line is the more exact
+    r = store.residents.get(resident_id)
+    if not lines and r is not None and r.active:
+        held = holds(store, r)
+        lines = no_way_in_lines(cfg, [(r.id, r.name, "pin" in held, "card" in held)])
+    for line in lines:
         print(f"WARNING: {line}")
 
 
@@ -284,12 +347,13 @@ def cmd_card_remove(args: argparse.Namespace) -> int:
 def cmd_pin_set(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
-    common.resident(store, args.id)
-    pin = common.new_pin(args, cfg)
+    r = common.resident(store, args.id)
+    pin = common.new_pin(args, cfg, whom=common.who_is(r))
     h = hash_pin(store.secrets, pin, cfg.pin.opslimit, cfg.pin.memlimit_kib)
     store.residents.set_pin_hash(args.id, h, time.time())
     common.audit_admin(store, "pin_set", resident_id=args.id)
     print(f"PIN set for resident {args.id}")
+    _warn_face_only(cfg, store, args.id)
     return 0
 
 

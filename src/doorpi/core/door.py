@@ -5,8 +5,12 @@ commands (Unlock, Lock, Alarm) and notices (door_opened, door_closed). The
 strike is relocked as soon as the door opens (anti-tailgating) unless
 ``relock_on_open`` is off. A door mode (`doorpi.core.modes`: fire release,
 unlock window) can *hold* the strike released: no relock on open or timeout,
-no held-open or forced alarm, until the hold ends. Pure: time is monotonic
-seconds passed in.
+no held-open or forced alarm, until the hold ends. An exit request that does
+not release the strike (mechanical egress, ``door.exit_button_unlocks =
+false``) *shunts* the forced-open alarm for one opening within
+``unlock_seconds`` of the press, as a request-to-exit input bypasses the door
+position switch on access panels ("REX shunt time"); the held-open timer still
+runs. Pure: time is monotonic seconds passed in.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class DoorMachine:
         self._relock_at = 0.0
         self._held_at = 0.0
         self._tamper = False
+        self._shunt_until = float("-inf")  # REX shunt: an opening before this is egress
         self.held = False  # a door mode holds the strike released
 
     def _lock(self, reason: str) -> list[Output]:
@@ -62,6 +67,17 @@ class DoorMachine:
         if self.state is DoorState.LOCKED:
             self.state = DoorState.UNLOCKED
         return out
+
+    def request_exit(self, now: float) -> None:
+        """A request-to-exit (REX) that does not release the strike: the door may
+        open, once, within ``unlock_seconds`` of ``now`` (monotonic s) without a
+        forced-open alarm; that opening is egress and its held-open time runs.
+        A press while a shunt runs does not lengthen it: a bouncing, chattering
+        or fished REX line shunts at most ``unlock_seconds`` from its first
+        press. The shunt time is the grant window (``unlock_seconds``): both
+        are the time a person has to open the door once allowed to."""
+        if now >= self._shunt_until:
+            self._shunt_until = now + self.timing.unlock_seconds
 
     def hold(self, on: bool, now: float, reason: str, relock_at_once: bool = False) -> list[Output]:
         """Hold the strike released (``on``) or end the hold. An unlock of 0 s
@@ -96,8 +112,13 @@ class DoorMachine:
         if is_open:
             if self.state in (DoorState.OPEN, DoorState.HELD, DoorState.FORCED):
                 return out
-            out.append(Notice("door_opened"))
-            if self.state is DoorState.UNLOCKED:
+            egress = self.state is DoorState.LOCKED and now < self._shunt_until
+            self._shunt_until = float("-inf")  # one REX, one opening
+            out.append(Notice("door_opened", {"egress": True} if egress else {}))
+            if egress:
+                self.state = DoorState.OPEN
+                self._held_at = now + self.timing.held_open_seconds
+            elif self.state is DoorState.UNLOCKED:
                 self.state = DoorState.OPEN
                 self._held_at = now + self.timing.held_open_seconds
                 if self.timing.relock_on_open:

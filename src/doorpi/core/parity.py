@@ -122,6 +122,24 @@ def resident_parity_problem(
 _GIVE = {"pin": "give them a PIN or ", "card": "give them a card or "}
 
 
+def no_way_in_problem(rules: Iterable[Rule], holds: frozenset[str], devices: Devices) -> str | None:
+    """Why a resident holding ``holds`` (``card``, ``pin``) can finish no combination
+    of any of the door's ``rules`` without face on these devices, or None.
+
+    The resident-side twin of `door_parity_problem`: a resident with a PIN and no
+    card at a ``["card+pin"]`` door is refused every time (`doorpi.core.policy.lacking`),
+    so `doorpi config check` and the device CLI name them when it is done.
+    """
+    rules = list(rules)
+    if any(has_face_free_way(rule, holds, devices) for rule in rules):
+        return None
+    have = show(holds - {"face"}) or "no card and no PIN"
+    gives = {missing_credential(rule, holds, devices) for rule in rules} - {None}
+    give = _GIVE.get(next((g for g in ("pin", "card") if g in gives), None), "")
+    ways = " | ".join(dict.fromkeys(show_rule(r) for r in rules))
+    return f"holds {have}: no way in at this door ({ways}): {give}change the door rule"
+
+
 def face_free_next(rule: Rule, have: frozenset[str], holds: frozenset[str],
                    devices: Devices) -> str | None:  # fmt: skip
     """After a face failure: the next factor that finishes a face-free
@@ -149,6 +167,7 @@ __all__ = [
     "has_face_free_way",
     "may_ask_face",
     "missing_credential",
+    "no_way_in_problem",
     "resident_parity_problem",
     "show",
     "show_rule",

@@ -43,6 +43,9 @@ class Reason:
     HOLIDAY = "holiday"  # a restricted schedule on a dated exception (doorpi.core.modes)
     LOCKDOWN = "lockdown"  # lockdown: only residents flagged responder (doorpi.core.modes)
     NO_FACE_FREE_WAY = "no_face_free_way"  # face failed; this resident holds no face-free finish
+    # The rule needs a card with what was shown (e.g. card+pin after the PIN) and this
+    # resident holds no card: refused at once, not after the entry timeout (`lacking`).
+    NO_CARD = "no_card_enrolled"
 
 
 # A complete, correct credential that is not valid now: the resident can act on it
@@ -165,6 +168,30 @@ def check_resident(
             if not sched.allows(at.local):
                 return Reason.OUTSIDE_SCHEDULE
     return None
+
+
+#: The refusal for a card or PIN the resident can never add (`lacking`); a lacking
+#: face is the face path's to explain (doorpi.facepath).
+LACKING_REASON = {"pin": Reason.NO_PIN_SET, "card": Reason.NO_CARD}
+
+
+def lacking(
+    rule: tuple[Combination, ...], have: frozenset[str], holds: frozenset[str]
+) -> str | None:
+    """The factor that keeps an unfinished attempt from ever completing, or None.
+
+    ``have``: the factors shown and checked so far; ``holds``: what this resident
+    can still show (``card`` if a card is bound, ``pin`` if a PIN is set, ``face``
+    if the gate can ask for it now). None when some combination of ``rule`` that
+    contains ``have`` needs nothing beyond ``holds``; else the first factor
+    (pin, card, face) missing from the combination that lacks the fewest.
+    """
+    grows = [c for c in rule if have < c]
+    if not grows or any(c <= have | holds for c in grows):
+        return None
+    fewest = min(len(c - have - holds) for c in grows)
+    short = {f for c in grows if len(c - have - holds) == fewest for f in c - have - holds}
+    return next(f for f in ("pin", "card", "face") if f in short)
 
 
 def decide(

@@ -32,7 +32,8 @@ A duress entry shows exactly what a normal grant shows (it has no pattern).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from gpiozero import LED, Buzzer
@@ -143,6 +144,47 @@ PATTERNS: dict[str, Pattern] = {
 # More is wanted: the same green blinking whatever the next factor is.
 PATTERNS["card_needed"] = PATTERNS["pin_needed"]
 PATTERNS["face_needed"] = PATTERNS["pin_needed"]
+# The names of the "more is needed" prompt: which factor the gate wants next.
+MORE_NEEDED = ("pin_needed", "card_needed", "face_needed")
+_FACTOR_ORDER = ("pin", "card", "face")  # PIN first: after a card, the usual next step
+_FACTOR_WORDS = {
+    "en": {"pin": "PIN", "card": "card", "face": "face"},
+    "zh": {"pin": "密码", "card": "卡", "face": "人脸"},
+}
+_FACTOR_STEPS = {
+    "en": {"pin": "type your PIN and #", "card": "tap your card", "face": "look at the camera"},
+    "zh": {"pin": "输入密码并按 #", "card": "刷卡", "face": "看摄像头"},
+}
+
+
+def door_factors(
+    rules: Iterable[Iterable[frozenset[str]]], device_factors: Iterable[str]
+) -> frozenset[str]:
+    """The factors this door can take: those named in any of its access rules
+    (``Config.rules()``' rules) that the fitted devices can read
+    (``Config.devices.factors``: no face when face is off, no PIN without a keypad)."""
+    named = {f for rule in rules for combo in rule for f in combo}
+    return frozenset(named & set(device_factors))
+
+
+def more_needed(factors: Iterable[str]) -> Pattern:
+    """The "more is needed" prompt worded for ``factors`` (`door_factors`): the
+    same lights and beeps as ``PATTERNS["pin_needed"]``, naming only what this
+    door and its devices can take ("More is needed (PIN or card)" with face off)."""
+    have = [f for f in _FACTOR_ORDER if f in set(factors)] or ["pin", "card"]
+    base = PATTERNS["pin_needed"]
+    words = {lang: [w[f] for f in have] for lang, w in _FACTOR_WORDS.items()}
+    steps = {lang: [w[f] for f in have] for lang, w in _FACTOR_STEPS.items()}
+    en = words["en"][0] if len(have) == 1 else f"{', '.join(words['en'][:-1])} or {words['en'][-1]}"
+    zh = words["zh"][0] if len(have) == 1 else f"{'、'.join(words['zh'][:-1])}或{words['zh'][-1]}"
+    en_do = ", or ".join(steps["en"])
+    return replace(
+        base,
+        meaning={"en": f"More is needed ({en})", "zh": f"还需要下一步（{zh}）"},
+        action={"en": f"{en_do[0].upper()}{en_do[1:]}.", "zh": f"请{'，或'.join(steps['zh'])}。"},
+    )
+
+
 # Face quality hints (doorpi.vision.quality reasons) with a pattern of their own;
 # every other hint plays "face_needed".
 FACE_HINT_PATTERNS = {"too_far": "face_closer", "too_dark": "face_light"}

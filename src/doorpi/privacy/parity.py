@@ -11,11 +11,11 @@ shows), and by the device CLI when a PIN or card is taken away (a warning).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from doorpi.core.parity import Devices, resident_parity_problem
+from doorpi.core.parity import Devices, no_way_in_problem, resident_parity_problem
 from doorpi.store import Storage
 from doorpi.store.residents import Resident
 
@@ -159,6 +159,34 @@ def clear_device_templates(privacy: Any, now: float) -> int:
     return gone
 
 
+def no_way_in_lines(cfg: Any, residents: Iterable[tuple[int, str, bool, bool]]) -> list[str]:
+    """One line per active resident who can finish no combination of the door's
+    rules without face (`doorpi.core.parity.no_way_in_problem`): a PIN and no card
+    at a ``["card+pin"]`` door is refused at every attempt. ``residents``: (id,
+    name, has_pin, has_card) of the active residents."""
+    from doorpi.validation import safe_text
+
+    rules = [rule for _, rule in cfg.rules()]
+    out = []
+    for rid, name, has_pin, has_card in residents:
+        held = frozenset({"pin"} if has_pin else set()) | ({"card"} if has_card else set())
+        problem = no_way_in_problem(rules, held, cfg.devices)
+        if problem:
+            out.append(f"resident {rid} ({safe_text(name)}) at door {cfg.door.name!r} {problem}")
+    return out
+
+
+def stored_no_way_in(cfg: Any, conn: Any) -> list[str]:
+    """`no_way_in_lines` for every active resident of a database (``conn``: a
+    sqlite3 connection, read-only is enough: `doorpi config check`)."""
+    rows = conn.execute(
+        "SELECT r.id, r.name, r.pin_hash IS NOT NULL, "
+        "EXISTS (SELECT 1 FROM cards c WHERE c.resident_id = r.id) "
+        "FROM residents r WHERE r.active = 1 ORDER BY r.id"
+    ).fetchall()
+    return no_way_in_lines(cfg, [(r[0], r[1], bool(r[2]), bool(r[3])) for r in rows])
+
+
 def warn_lines(cfg: Any, storage: Storage, resident_id: int) -> list[str]:
     """For the device CLI after a PIN or card is taken away: a warning line if
     this resident is now face-dependent here (nothing when face is off)."""
@@ -187,6 +215,8 @@ __all__ = [
     "face_holders",
     "gate_dependents",
     "holds",
+    "no_way_in_lines",
     "roster_face_parity",
+    "stored_no_way_in",
     "warn_lines",
 ]

@@ -32,6 +32,13 @@ STEP_KEYS = {"card", "card_fault", "keys", "door", "exit", "tamper", "wait", "cl
 # photo repeated is what a printed photo held still looks like) and `shift`
 # (pixels the photo moves per frame: a photo waved in front of the camera).
 STEP_EXTRAS = {"at", "frames", "shift"}
+# Top-level keys of a scenario file (docs/scenarios.md): anything else is refused
+# in one line, never ignored (a misplaced [schedules] would silently change nothing).
+EXTRA_KEYS = {"settle"}  # seconds to run after the last step (default: unlock + 1 s)
+TOP_KEYS = {"name", "description", "start", "config", "residents", "steps", "expect", *EXTRA_KEYS}
+# What a [[residents]] entry may hold (doorpi.sim.site.SimulatedSite.add_resident).
+RESIDENT_KEYS = {"name", "unit", "keypad_id", "valid_from", "valid_until", "schedule", "cards",
+                 "pin", "responder", "duress_pin", "active", "face"}  # fmt: skip
 
 
 class ScenarioError(ValueError):
@@ -62,6 +69,9 @@ class Scenario:
             raise ScenarioError(f"{p}: cannot read: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, InputError) as exc:
             raise ScenarioError(f"{p}: {exc}") from None
+        for key in doc:
+            if key not in TOP_KEYS:
+                raise ScenarioError(f"{p}: {_misplaced(key, doc[key])}")
         for key, kind in (("config", dict), ("residents", list), ("steps", list)):
             if not isinstance(doc.get(key, kind()), kind):
                 raise ScenarioError(f"{p}: {key}: must be a {'table' if kind is dict else 'list'}")
@@ -69,6 +79,13 @@ class Scenario:
             for i, item in enumerate(doc.get(key, [])):
                 if not isinstance(item, dict):
                     raise ScenarioError(f"{p}: {key}[{i}]: must be a table ([[{key}]])")
+        for i, item in enumerate(doc.get("residents", [])):
+            for k in item:
+                if k not in RESIDENT_KEYS:
+                    raise ScenarioError(
+                        f"{p}: residents[{i}].{k}: unknown field (known: "
+                        f"{', '.join(sorted(RESIDENT_KEYS))})"
+                    )
         steps = doc.get("steps", [])
         for i, step in enumerate(steps):
             actions = set(step) & STEP_KEYS
@@ -89,19 +106,30 @@ class Scenario:
             doc.get("residents", []),
             steps,
             doc.get("expect"),
-            extra={
-                k: v
-                for k, v in doc.items()
-                if k
-                not in {"name", "description", "start", "config", "residents", "steps", "expect"}
-            },
+            extra={k: v for k, v in doc.items() if k in EXTRA_KEYS},
         )
+
+
+def _misplaced(key: str, value: Any) -> str:
+    """One line for an unknown top-level key: where it belongs, if it is a config section."""
+    import difflib
+    import tomllib
+
+    from doorpi.config import default_config_text
+
+    sections = set(tomllib.loads(default_config_text())) | {"schedules"}
+    if key in sections:
+        shape = f"[config.{key}]" if isinstance(value, dict) else f"config.{key}"
+        return f"{key}: not a scenario key; the gate's settings belong under {shape}"
+    near = difflib.get_close_matches(key, sorted(TOP_KEYS), n=1)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    return f"{key}: unknown key{hint}; a scenario has {', '.join(sorted(TOP_KEYS))}"
 
 
 @dataclass
 class ScenarioRun:
     events: list[dict[str, Any]]
-    relay_states: list[bool]
+    relay_states: list[bool]  # the strike released (True) or locked, in pin order
     site: SimulatedSite | None = None
 
     @property
@@ -109,10 +137,11 @@ class ScenarioRun:
         return [e for e in self.events if e["event"] not in CHATTER]
 
     def safety_problem(self) -> str | None:
-        """None if the strike behaved safely, else what went wrong: the pin rose exactly
-        once per ``relay_on`` and fell again each time, ended de-energised, and never
-        energised more often than access was granted (every scenario, with or without
-        an expect list). A door mode that holds the strike released (fire release,
+        """None if the strike behaved safely, else what went wrong: it was released
+        exactly once per ``relay_on`` and locked again each time, ended locked
+        (de-energised fail-secure, energised fail-safe: ``relay_states`` are read
+        through the polarity), and was never released more often than access was
+        granted (every scenario, with or without an expect list). A door mode that holds the strike released (fire release,
         unlock window: ``relay_on`` with ``seconds`` 0 after its ``door_mode``
         event, doorpi.core.modes) counts as a grant; any other hold is a problem."""
         ons = sum(1 for e in self.events if e["event"] == "relay_on")
@@ -130,11 +159,11 @@ class ScenarioRun:
         if ons != offs:
             return f"strike: {ons} relay_on but {offs} relay_off"
         if rises != ons:
-            return f"strike: the pin rose {rises} times for {ons} relay_on"
+            return f"strike: released {rises} times for {ons} relay_on"
         if states and states[-1]:
-            return "strike: still energised at the end"
+            return "strike: still released at the end"
         if ons > grants:
-            return f"strike: energised {ons} times for {grants} grants"
+            return f"strike: released {ons} times for {grants} grants"
         return None
 
     def mismatch(self, expect: list[dict[str, Any]]) -> str | None:
@@ -190,11 +219,22 @@ def run(scenario: Scenario, data_dir: Path | None = None, keep: bool = False) ->
             except (ValueError, KeyError) as exc:
                 raise ScenarioError(f"{scenario.path}: steps[{i}]: {exc}") from None
         site.advance(float(scenario.extra.get("settle", cfg.door.unlock_seconds + 1.0)))
-        relay = [bool(s.state) for s in site.strike_pin.states]
+        # Released, read through the strike's polarity: a fail-safe maglock is locked
+        # while energised, so its pin high at the end is the safe state (doorpi.hardware.strike).
+        relay = [bool(s.state) == cfg.door.fail_secure for s in site.strike_pin.states]
     finally:
         if not keep:
             site.close()
     return ScenarioRun(events, relay, site if keep else None)
+
+
+def _flag(step: dict[str, Any], key: str) -> bool:
+    """A step's on/off value: a TOML boolean only (``"false"`` as text would read as
+    true). Raises ValueError naming the key."""
+    value = step[key]
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} takes true or false, got {value!r}")
+    return value
 
 
 def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
@@ -214,21 +254,25 @@ def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
             raise ValueError(f"door must be 'open' or 'closed', got {step['door']!r}")
         site.door(step["door"] == "open")
     elif "exit" in step:
+        if step["exit"] is not True:  # a press; `exit = false` would be ignored silently
+            raise ValueError(
+                f"exit takes true (one press of the exit button), got {step['exit']!r}"
+            )
         return site.press_exit()
     elif "tamper" in step:
-        site.tamper(bool(step["tamper"]))
+        site.tamper(_flag(step, "tamper"))
     elif "fire" in step:  # the fire panel's contact: true = alarm
-        site.fire(bool(step["fire"]))
+        site.fire(_flag(step, "fire"))
     elif "fire_wiring" in step:  # "cut" or "whole": the supervision loop
         if step["fire_wiring"] not in ("cut", "whole"):
             raise ValueError(f"fire_wiring must be 'cut' or 'whole', got {step['fire_wiring']!r}")
         site.fire_wiring(step["fire_wiring"] == "whole")
     elif "lockdown_switch" in step:
-        site.lockdown_switch(bool(step["lockdown_switch"]))
+        site.lockdown_switch(_flag(step, "lockdown_switch"))
     elif "lockdown" in step:  # as `doorpi lockdown on|off` (the gate sees it within 1 s)
         from doorpi.doormodes import write_lockdown
 
-        write_lockdown(site.storage.db, bool(step["lockdown"]), "admin", "scenario", clock.wall())
+        write_lockdown(site.storage.db, _flag(step, "lockdown"), "admin", "scenario", clock.wall())
     elif "pin_clear" in step:  # as `doorpi pin clear ID` on the device, its warning noted
         from doorpi.privacy.parity import warn_lines
 

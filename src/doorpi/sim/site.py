@@ -104,8 +104,24 @@ class SimulatedSite:
 
         def epoch(key: str) -> float | None:
             v = spec.get(key)  # the same meaning as the device CLI and the roster
-            return parse_local(v, self.cfg.site.tz, until=key == "valid_until") if v else None
+            try:
+                return parse_local(v, self.cfg.site.tz, until=key == "valid_until") if v else None
+            except ValueError as exc:  # name the field, as the roster check does
+                raise ValueError(f"{key}: {exc}") from None
 
+        from doorpi.config import unknown_schedule
+
+        problem = unknown_schedule(self.cfg.schedules, spec.get("schedule"))
+        if problem:  # as `doorpi resident add --schedule` refuses it
+            raise ValueError(f"{validation.safe_text(spec['name'])}: schedule: {problem}")
+        card_ids = []
+        for j, uid in enumerate(spec.get("cards", [])):
+            try:
+                card_ids.append(validation.card_uid(uid))
+            except validation.InputError as exc:  # refused before anything is stored
+                raise ValueError(
+                    f"{validation.safe_text(spec['name'])}: cards[{j}]: {exc}"
+                ) from None
         r = self.storage.residents.add(
             spec["name"],
             self.clock.wall(),
@@ -115,11 +131,11 @@ class SimulatedSite:
             valid_until=epoch("valid_until"),
             schedule=spec.get("schedule"),
         )
-        for uid in spec.get("cards", []):
-            h = card_hash(self.storage.secrets, validation.card_uid(uid))
+        for card_id in card_ids:
+            h = card_hash(self.storage.secrets, card_id)
             self.storage.residents.add_card(r.id, h, self.clock.wall())
         if spec.get("pin"):
-            p, pin = self.cfg.pin, validation.pin_digits(str(spec["pin"]))
+            p, pin = self.cfg.pin, _pin_field(spec, "pin")
             h = hash_pin(self.storage.secrets, pin, p.opslimit, p.memlimit_kib)
             self.storage.residents.set_pin_hash(r.id, h, self.clock.wall())
         if spec.get("responder") or spec.get("duress_pin"):
@@ -128,7 +144,7 @@ class SimulatedSite:
             roles = RoleStore(self.storage.db)
             roles.set_responder(r.id, bool(spec.get("responder")))
             if spec.get("duress_pin"):
-                p, pin = self.cfg.pin, validation.pin_digits(str(spec["duress_pin"]))
+                p, pin = self.cfg.pin, _pin_field(spec, "duress_pin")
                 roles.set_duress_hash(r.id, hash_pin(self.storage.secrets, pin, p.opslimit,
                                                      p.memlimit_kib))  # fmt: skip
         if spec.get("active") is False:
@@ -286,3 +302,12 @@ def demo_data_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / DEMO_MARK).touch()
     return path
+
+
+def _pin_field(spec: dict[str, Any], key: str) -> str:
+    """``spec[key]`` checked as a PIN; the error names the field (``pin`` or
+    ``duress_pin``) so the admin is not sent to the wrong one. Raises ValueError."""
+    try:
+        return validation.pin_digits(str(spec[key]))
+    except validation.InputError as exc:
+        raise ValueError(f"{key}: {exc}") from None

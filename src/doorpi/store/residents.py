@@ -15,6 +15,7 @@ import sqlite_utils
 
 from doorpi import validation
 from doorpi.core.policy import ResidentView
+from doorpi.store.changes import bump as _credentials_changed
 
 
 class ResidentError(ValueError):
@@ -171,6 +172,7 @@ class ResidentStore:
 
     def set_pin_hash(self, resident_id: int, pin_hash: str | None, now: float) -> None:
         self._update(resident_id, now, pin_hash=pin_hash)
+        _credentials_changed(self.db)
 
     def update(self, resident_id: int, now: float, **fields: Any) -> None:
         allowed = {"name", "unit", "keypad_id", "valid_from", "valid_until", "schedule", "active",
@@ -186,6 +188,8 @@ class ResidentStore:
                 except validation.InputError as exc:
                     raise ResidentError(f"{key}: {exc}") from None
         self._update(resident_id, now, **fields)
+        if {"active", "face_refused"} & set(fields):  # who may be asked for face, or let in
+            _credentials_changed(self.db)
 
     def _update(self, resident_id: int, now: float, **fields: Any) -> None:
         if self.get(resident_id) is None:
@@ -204,6 +208,7 @@ class ResidentStore:
         if self.get(resident_id) is None:
             raise ResidentError(f"no resident {resident_id}")
         self.db.execute("DELETE FROM residents WHERE id = ?", [resident_id])
+        _credentials_changed(self.db)
 
     def add_card(self, resident_id: int, card_hash: str, now: float, label: str = "") -> None:
         try:
@@ -219,6 +224,7 @@ class ResidentStore:
             "INSERT INTO cards(card_hash, resident_id, label, added) VALUES (?, ?, ?, ?)",
             [card_hash, resident_id, label, now],
         )
+        _credentials_changed(self.db)
 
     def cards(self, resident_id: int) -> list[dict[str, Any]]:
         rows = self.db.execute(
@@ -229,7 +235,10 @@ class ResidentStore:
         return [{"label": r[0], "added": r[1], "ref": r[2]} for r in rows]
 
     def remove_card(self, resident_id: int, ref: str) -> int:
-        return self.db.execute(
+        gone = self.db.execute(
             "DELETE FROM cards WHERE resident_id = ? AND card_hash LIKE ?",
             [resident_id, ref + "%"],
         ).rowcount
+        if gone:
+            _credentials_changed(self.db)
+        return gone

@@ -1,0 +1,38 @@
+"""What a card's UID says about itself (ISO/IEC 14443-3), pure.
+
+Sources: ISO/IEC 14443-3:2018, 6.5.4 (UID): a single-size UID (4 bytes) whose
+first byte UID0 is ``0x08`` is a random ID, generated anew on every read
+(anticollision); UID0 ``0x?F`` marks a fixed non-unique ID, other single-size
+values are proprietary fixed numbers. In double (7-byte) and triple (10-byte)
+UIDs the first byte is the manufacturer code of ISO/IEC 7816-6, not a random
+flag. The field reports behind doorpi's case 04: pretix/pretix#3494 (UIDs
+starting 08 are random per read), adonno/tagreader#76 and
+adafruit/Adafruit-PN532#91 (a phone gives a different UID on every tap:
+Android HCE, Apple/Google Pay, many bank cards).
+"""
+
+from __future__ import annotations
+
+#: UID0 of a single-size random ID (ISO/IEC 14443-3, 6.5.4).
+RANDOM_UID0 = 0x08
+#: A single-size UID has 4 bytes (ISO/IEC 14443-3, 6.5.4).
+SINGLE_SIZE = 4
+
+
+def is_random_uid(uid: bytes) -> bool:
+    """Is ``uid`` (the bytes a reader saw, 4, 7 or 10 of them) a random ID that
+    changes on every read? True only for the single-size ``08xxxxxx`` form."""
+    return len(uid) == SINGLE_SIZE and uid[0] == RANDOM_UID0
+
+
+def random_uid_problem(uid: bytes) -> str | None:
+    """None, or one line saying why ``uid`` can never be bound to a resident."""
+    if not is_random_uid(uid):
+        return None
+    return (
+        f"{uid.hex()} is a random ID (ISO/IEC 14443-3): a phone or bank card, "
+        "it changes on every tap; enrol a card"
+    )
+
+
+__all__ = ["RANDOM_UID0", "SINGLE_SIZE", "is_random_uid", "random_uid_problem"]
