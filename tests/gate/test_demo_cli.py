@@ -105,7 +105,6 @@ def test_the_demos_temp_data_dir_is_removed_on_exit_error_and_ctrl_c(tmp_path: P
     """Without --data-dir the demo works in a fresh doorpi-sim-* folder under $TMPDIR:
     gone after `exit`, end of input, a scenario run, a scenario that fails, and Ctrl-C."""
     import signal
-    import time
 
     env = _demo_env(tmp_path / "tmp")
     run = [sys.executable, "-m", "doorpi", "demo"]
@@ -130,17 +129,67 @@ def test_the_demos_temp_data_dir_is_removed_on_exit_error_and_ctrl_c(tmp_path: P
         assert p.stdin is not None and p.stdout is not None
         p.stdin.write("card 04a1b2c3d4e5f6\n")
         p.stdin.flush()
-        deadline = time.monotonic() + 60
-        while "granted" not in p.stdout.readline():  # the card was handled: at the prompt
-            assert time.monotonic() < deadline and p.poll() is None, "demo never granted"
+        _read_until(p, '"granted":true')  # the card was handled
+        _read_until(p, "granted 1,")  # and the demo is back at its prompt
         assert [d.name[:11] for d in (tmp_path / "tmp").iterdir()] == ["doorpi-sim-"]
         p.send_signal(signal.SIGINT)
-        _, stderr = p.communicate(timeout=30)
+        stderr = _wait(p)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
     assert p.returncode == 130 and "Traceback" not in stderr, stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def _read_until(p: subprocess.Popen[str], text: str, seconds: float = 60) -> str:
+    """Demo output up to the first line holding ``text`` (the prompt ends no line:
+    it is read with the output that follows it)."""
+    import time
+
+    assert p.stdout is not None
+    seen, deadline = [], time.monotonic() + seconds
+    while text not in (line := p.stdout.readline()):
+        seen.append(line)
+        assert line and time.monotonic() < deadline, f"no {text!r} in {''.join(seen)[-2000:]}"
+    return "".join([*seen, line])
+
+
+def _wait(p: subprocess.Popen[str]) -> str:
+    """Wait for the demo to end with its stdin still open (a person at a terminal
+    presses Ctrl-C; nobody closes the terminal), then return its stderr."""
+    p.wait(timeout=30)
+    assert p.stderr is not None
+    return p.stderr.read()
+
+
+def test_ctrl_c_during_a_command_lets_it_finish_then_ends_the_demo(tmp_path: Path) -> None:
+    """Ctrl-C while a command runs (a PIN typed key by key, 50 ms apart) does not cut
+    it off at a random line: the PIN is decided and recorded, then the demo exits 130."""
+    import signal
+    import time
+
+    env = _demo_env(tmp_path / "tmp")
+    p = subprocess.Popen([sys.executable, "-m", "doorpi", "demo"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        assert p.stdin is not None and p.stdout is not None
+        # A moved-out resident's card (denied at once, printed), then a PIN of nine keys
+        # 50 ms apart (about 0.45 s, nothing printed before its '#'): Ctrl-C 0.15 s
+        # after the denial falls inside the PIN.
+        p.stdin.write("card 04c0c0c0c0c0c0\nkeys 101#2468#\n")
+        p.stdin.flush()
+        _read_until(p, '"granted":false')
+        time.sleep(0.15)
+        p.send_signal(signal.SIGINT)
+        rest = p.stdout.read()
+        stderr = _wait(p)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and "Traceback" not in stderr, stderr
+    assert '"granted":true' in rest and '"factors":["pin"]' in rest, rest
     assert list((tmp_path / "tmp").iterdir()) == []
 
 

@@ -16,10 +16,12 @@ prints one JSON object per event.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,19 +169,63 @@ def _interactive(args: argparse.Namespace, data_dir: Path) -> int:
     access = " or ".join("+".join(sorted(c)) for c in cfg.door.policy.default)
     print(f"doorpi demo: simulated gate '{cfg.door.name}' ({access}), data in {data_dir}")
     print(HELP)
+    ctrl_c = CtrlC()
     try:
-        while True:
-            print(f"[{_status(site)}] > ", end="", flush=True)
-            line = sys.stdin.readline()
-            if not line:
-                break
-            if not _command(site, line.split()):
-                break
+        with ctrl_c:
+            while not ctrl_c.pressed:
+                print(f"[{_status(site)}] > ", end="", flush=True)
+                with ctrl_c.at_prompt():
+                    line = sys.stdin.readline()
+                if not line or not _command(site, line.split()):
+                    break
     finally:
         stop.set()
         ticker.join(timeout=2)
         site.close()
+    if ctrl_c.pressed:
+        raise KeyboardInterrupt  # `doorpi` exits 130, as for Ctrl-C anywhere else
     return 0
+
+
+class CtrlC:
+    """Ctrl-C in the demo: at the prompt it ends the demo at once; during a command
+    it lets the command finish (a card decision, its audit records, the strike), then
+    ends the demo, instead of raising KeyboardInterrupt at whatever line was running,
+    where a callback called from C (SQLite, a weakref, a thread's hook) would print
+    and drop it and the demo would carry on (seen: exit 0 instead of 130 once).
+    The main thread only: signal handlers run there (Python's signal module)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._prompt = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        if self._prompt:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> CtrlC:
+        import signal
+
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, self._previous)
+
+    @contextlib.contextmanager
+    def at_prompt(self) -> Iterator[None]:
+        """While waiting for a command line: Ctrl-C raises KeyboardInterrupt here."""
+        self._prompt = True
+        try:
+            if self.pressed:  # pressed just before the prompt
+                raise KeyboardInterrupt
+            yield
+        finally:
+            self._prompt = False
 
 
 def _ticker(site: Any, stop: threading.Event, tick: Any) -> None:
