@@ -266,11 +266,18 @@ def run_guest(k: Kernel, work: Path, disks: list[Path], timeout: float = 900) ->
     it runs ``work/vm-job.json`` through vm_guest.py. Always kills and reaps qemu.
 
     Accelerator: KVM when /dev/kvm works and the guest shows life within
-    KVM_FIRST_LINE_SECONDS, else TCG (``DOORPI_VM_ACCEL=kvm|tcg`` forces one)."""
+    KVM_FIRST_LINE_SECONDS, else TCG until the host reboots (``DOORPI_VM_ACCEL=kvm|tcg``
+    forces one)."""
     global _kvm_refused
     forced = os.environ.get("DOORPI_VM_ACCEL", "")
     if forced not in ("", "kvm", "tcg"):
         raise VMError(f"DOORPI_VM_ACCEL={forced}: expected kvm or tcg")
+    # The verdict holds until the host reboots (kept beside the kernel, by boot id).
+    verdict = k.vmlinuz.parents[2] / "kvm-refused"
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    if not _kvm_refused and verdict.exists():
+        seen, _, reason = verdict.read_text().partition(" ")
+        _kvm_refused = reason.strip() if seen == boot_id else ""
     why = "DOORPI_VM_ACCEL=tcg" if forced == "tcg" else _kvm_refused or kvm_usable()
     if forced == "kvm":
         why = ""
@@ -280,6 +287,7 @@ def run_guest(k: Kernel, work: Path, disks: list[Path], timeout: float = 900) ->
         except _NoLife:
             why = _kvm_refused = (f"the KVM guest printed nothing in "
                                   f"{KVM_FIRST_LINE_SECONDS:.0f} s")  # fmt: skip
+            verdict.write_text(f"{boot_id} {why}\n")
     run = _boot(k, work, disks, "tcg", timeout, probe=False)
     run.accel = f"tcg ({why})"
     return run
