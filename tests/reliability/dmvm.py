@@ -116,22 +116,27 @@ def kernel(cache: Path = CACHE) -> Kernel:
             debs = [_download(cache)]
         deb = debs[-1]
         tree = cache / deb.name.removesuffix(".deb")
-        if not (tree / "done").exists():
-            shutil.rmtree(tree, ignore_errors=True)
-            tmp = tree.with_name(tree.name + ".part")
-            shutil.rmtree(tmp, ignore_errors=True)
-            (tmp / "root").mkdir(parents=True)
-            _run("dpkg-deb", "-x", str(deb), str(tmp / "root"))
-            (tmp / "done").touch()
-            tmp.rename(tree)
-        version = next((tree / "root/lib/modules").iterdir()).name
         recipe = hashlib.sha256(INIT.encode() + repr(MODULES).encode()).hexdigest()[:12]
-        initrd = tree / f"initrd-{recipe}.gz"
-        if not initrd.exists():
-            part = initrd.with_suffix(".part")
-            part.write_bytes(build_initramfs(tree / "root/lib/modules" / version))
-            part.rename(initrd)
-        return Kernel(version, deb.name, tree / f"root/boot/vmlinuz-{version}", initrd)
+        vmlinuz, initrd = tree / "vmlinuz", tree / f"initrd-{recipe}.gz"
+        if not (vmlinuz.exists() and initrd.exists()):
+            # Unpack, keep the kernel and our initramfs, drop the rest (~400 MB).
+            tmp = cache / "unpack.part"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            try:
+                _run("dpkg-deb", "-x", str(deb), str(tmp))
+                version = next((tmp / "lib/modules").iterdir()).name
+                tree.mkdir(exist_ok=True)
+                (tree / "version").write_text(version)
+                shutil.copyfile(tmp / f"boot/vmlinuz-{version}", tree / "vmlinuz.part")
+                (tree / "vmlinuz.part").rename(vmlinuz)
+                part = initrd.with_suffix(".part")
+                part.write_bytes(build_initramfs(tmp / "lib/modules" / version))
+                part.rename(initrd)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        version = (tree / "version").read_text()
+        return Kernel(version, deb.name, vmlinuz, initrd)
 
 
 def _download(cache: Path) -> Path:
@@ -273,7 +278,7 @@ def run_guest(k: Kernel, work: Path, disks: list[Path], timeout: float = 900) ->
     if forced not in ("", "kvm", "tcg"):
         raise VMError(f"DOORPI_VM_ACCEL={forced}: expected kvm or tcg")
     # The verdict holds until the host reboots (kept beside the kernel, by boot id).
-    verdict = k.vmlinuz.parents[2] / "kvm-refused"
+    verdict = k.vmlinuz.parent / "kvm-refused"
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     if not _kvm_refused and verdict.exists():
         seen, _, reason = verdict.read_text().partition(" ")
