@@ -167,3 +167,28 @@ def test_initramfs_is_a_newc_archive(tmp_path: Path) -> None:
     assert seen == [("bin", 0o40755, b""), ("init", 0o100755, b"#!/bin/sh\n"),
                     ("TRAILER!!!", 0, b"")]  # fmt: skip
     assert pos == len(raw) and len(gzip.compress(raw)) > 0
+
+
+def test_a_missing_tool_is_named_with_its_package(monkeypatch) -> None:
+    import dmvm
+    from harness import missing_precondition
+
+    real = dmvm.shutil.which
+    monkeypatch.setattr(dmvm.shutil, "which",
+                        lambda t: None if t == "qemu-system-x86_64" else real(t))  # fmt: skip
+    assert dmvm.missing_tools() == (
+        "power-cut tests need qemu-system-x86_64 (apt package qemu-system-x86; "
+        "scripts/system-deps.sh)"
+    )
+    if missing_precondition().startswith("power-cut tests need root"):
+        return  # not root: that is named first
+    assert "qemu-system-x86" in missing_precondition()
+
+
+def test_a_bad_accelerator_choice_is_refused(monkeypatch, tmp_path: Path) -> None:
+    import dmvm
+
+    monkeypatch.setenv("DOORPI_VM_ACCEL", "hvf")
+    k = dmvm.Kernel("6.1", "x.deb", tmp_path / "vmlinuz", tmp_path / "initrd.gz")
+    with pytest.raises(VMError, match=r"^DOORPI_VM_ACCEL=hvf: expected kvm or tcg$"):
+        dmvm.run_guest(k, tmp_path, [])
