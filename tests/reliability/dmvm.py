@@ -32,6 +32,7 @@ import lzma
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -77,15 +78,24 @@ def missing_tools() -> str:
                       ("apt-get", "apt"), ("dpkg-deb", "dpkg")):  # fmt: skip
         if shutil.which(tool) is None:
             return f"power-cut tests need {tool} (apt package {pkg}; scripts/system-deps.sh)"
-    if not Path("/bin/busybox").exists() or "statically linked" not in _file("/bin/busybox"):
+    if not _static_elf(Path("/bin/busybox")):
         return "power-cut tests need a static /bin/busybox (apt package busybox-static)"
     return ""
 
 
-def _file(path: str) -> str:
-    """Whether an ELF file has no interpreter (static), without `file`."""
-    data = Path(path).read_bytes()[: 1 << 16]
-    return "dynamically linked" if b"/lib64/ld-linux" in data else "statically linked"
+def _static_elf(path: Path) -> bool:
+    """A 64-bit ELF executable with no PT_INTERP program header (needs no ld.so)."""
+    try:
+        data = path.read_bytes()[: 1 << 16]
+    except OSError:
+        return False
+    if data[:5] != b"\x7fELF\x02" or len(data) < 64:
+        return False
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    size, count = struct.unpack_from("<HH", data, 0x36)
+    types = [struct.unpack_from("<I", data, phoff + i * size)[0] for i in range(count)
+             if phoff + (i + 1) * size <= len(data)]  # fmt: skip
+    return bool(types) and 3 not in types  # PT_INTERP
 
 
 def _run(*cmd: str, cwd: Path | None = None, timeout: int = 600) -> str:

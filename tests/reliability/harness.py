@@ -3,8 +3,9 @@
 `PowerCutRig` makes an ext4 image formatted and mounted as the image build ships the
 data partition (firmware_image/add-data-partition.sh: ``mkfs.ext4`` then
 ``tune2fs -o journal_data``; fstab-doorpi's options) and runs the setup on it (on this
-host, through a loop device). Then it boots a small KVM guest (dmvm.py: Debian's
-6.1 kernel, which has the device mapper this host's kernel lacks) that puts the
+host, through a loop device). Then it boots a small qemu guest (dmvm.py: KVM, or TCG
+where KVM guests do not run; Debian's 6.1 kernel, which has the device mapper this
+host's kernel lacks) that puts the
 ``log-writes`` target over a copy of that image, mounts it with the same options and
 runs the workload, marking each acknowledged write's place in the log (vm_guest.py).
 Back here it reads the log (dmlog.py), replays prefixes of the write stream onto the
@@ -37,7 +38,7 @@ CHILD = HERE / "powercut_child.py"
 # firmware_image/stage-doorpi/00-system/files/fstab-doorpi (checked by test_shipped_options).
 FSTAB = HERE.parents[1] / "firmware_image/stage-doorpi/00-system/files/fstab-doorpi"
 IMAGE_MIB = 48
-LOG_MIB = 512  # sparse; the short run logs about 10 MiB, the kernel stops logging when full
+LOG_MIB = 512  # sparse; a run logs about 25 MiB (a full log disables logging: checked)
 
 
 def shipped_mount_options() -> str:
@@ -103,6 +104,7 @@ class PowerCutRig:
     workload_seconds: float = 0.0
     guest: dmvm.GuestRun | None = None
     stream: Stream | None = None
+    guest_result: dict = field(default_factory=dict)  # vm_guest.py's result file
 
     def __post_init__(self) -> None:
         self.base = self.tmp / "base.img"
