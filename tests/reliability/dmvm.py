@@ -11,8 +11,9 @@ module's own ``depends=`` (modinfo; the .deb ships no modules.dep, depmod writes
 install time).
 
 The guest's root is the host's ``/`` over virtio-9p, read-only (so the venv's Python
-and the project are at the same paths), with tmpfs on /tmp and /run and the test's
-work directory as the one writable 9p share. Two virtio disks: the data image and the
+and the project are at the same paths), with a tmpfs on /run (HOME and TMPDIR there;
+not on /tmp, which would hide a tree or test directory under the host's /tmp) and the
+test's work directory as the one writable 9p share, mounted over its own path. Two virtio disks: the data image and the
 log. No network device (``-nic none``). `run_guest` always kills and reaps qemu.
 The guest runs vm_guest.py (dmsetup, mount, the workload, marks), then powers off.
 
@@ -217,13 +218,12 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroo
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
-mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 mount -t tmpfs run /newroot/run
-mkdir -p "/newroot$work"
+mkdir -p -m 1777 /newroot/run/tmp
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 work "/newroot$work" \
   || fail "mounting the work share failed"
 date +%s.%N > "/newroot$work/guest-started"
-chroot /newroot /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp \
+chroot /newroot /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/run TMPDIR=/run/tmp \
   PYTHONDONTWRITEBYTECODE=1 "$python" "$guest" "$work/vm-job.json"
 echo "doorpi-vm: guest exit $?"
 sync

@@ -61,7 +61,7 @@ def workload(job: dict) -> dict[str, object]:
     t = time.monotonic()
     proc = subprocess.Popen(
         job["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**job["env"], "POWERCUT_SYNC_ACKS": "1"},
+        text=True, env={**job["env"], "POWERCUT_SYNC_ACKS": "1", "TMPDIR": "/run/tmp"},
     )  # fmt: skip
     assert proc.stdin and proc.stdout and proc.stderr
     marks = 0
