@@ -299,9 +299,8 @@ def run_guest(k: Kernel, work: Path, disks: list[Path], timeout: float = 900) ->
     if not why:
         try:
             return _boot(k, work, disks, "kvm", timeout, probe=not forced)
-        except _NoLife:
-            why = _kvm_refused = (f"the KVM guest printed nothing in "
-                                  f"{KVM_FIRST_LINE_SECONDS:.0f} s")  # fmt: skip
+        except _NoLife as exc:
+            why = _kvm_refused = str(exc)
             verdict.write_text(f"{boot_id} {why}\n")
     run = _boot(k, work, disks, "tcg", timeout, probe=False)
     run.accel = f"tcg ({why})"
@@ -309,7 +308,7 @@ def run_guest(k: Kernel, work: Path, disks: list[Path], timeout: float = 900) ->
 
 
 class _NoLife(Exception):
-    pass
+    """The KVM guest did not get going (why, one line): try TCG."""
 
 
 def _boot(k: Kernel, work: Path, disks: list[Path], accel: str, timeout: float,
@@ -321,11 +320,11 @@ def _boot(k: Kernel, work: Path, disks: list[Path], accel: str, timeout: float,
     started = work / "guest-started"
     started.unlink(missing_ok=True)
     console.unlink(missing_ok=True)
-    # KVM: qemu's default CPU model (`-cpu host` aborts on this host, itself a VM that
-    # refuses MSR 0x10a, IA32_ARCH_CAPABILITIES). TCG: `max`, every instruction qemu
-    # emulates (7.2: up to AVX2); with the default qemu64 the workload's Python died of
-    # SIGILL (a wheel built for newer CPUs).
-    cpu = ["-cpu", "max"] if accel == "tcg" else []
+    # The guest runs the host's Python and wheels, so it needs the host's instructions:
+    # with qemu's default qemu64 model the workload died of SIGILL. KVM: the host's CPU,
+    # without IA32_ARCH_CAPABILITIES (this host, itself a VM, refuses MSR 0x10a and qemu
+    # aborts). TCG: `max`, all qemu 7.2 emulates (up to AVX2).
+    cpu = ["-cpu", "max" if accel == "tcg" else "host,-arch-capabilities"]
     cmd = [
         "qemu-system-x86_64", "-accel", accel, *cpu, "-m", "1024", "-smp", "2",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-nic", "none",
@@ -341,6 +340,7 @@ def _boot(k: Kernel, work: Path, disks: list[Path], accel: str, timeout: float,
         cmd += ["-drive", f"file={disk},format=raw,if=virtio,cache=unsafe"]
     t0 = time.monotonic()
     boot = 0.0
+    trying = probe  # KVM on trial: an early failure means "use TCG", not an error
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)  # fmt: skip
     try:
@@ -351,7 +351,9 @@ def _boot(k: Kernel, work: Path, disks: list[Path], accel: str, timeout: float,
             if probe and now > KVM_FIRST_LINE_SECONDS:
                 probe = False
                 if not (console.exists() and console.stat().st_size):
-                    raise _NoLife
+                    raise _NoLife(
+                        f"the KVM guest printed nothing in {KVM_FIRST_LINE_SECONDS:.0f} s"
+                    )
             if now > timeout:
                 raise VMError(f"guest still running after {timeout:.0f} s (console: {console})")
             time.sleep(0.05)
@@ -361,5 +363,8 @@ def _boot(k: Kernel, work: Path, disks: list[Path], accel: str, timeout: float,
         out = proc.communicate()[0].decode(errors="replace")
     text = console.read_text(errors="replace") if console.exists() else ""
     if proc.returncode:
+        last = out.strip().splitlines()[-1:] or [""]
+        if trying and not boot:
+            raise _NoLife(f"qemu -accel kvm exit {proc.returncode}: {last[0]}")
         raise VMError(f"qemu exit {proc.returncode}: {out.strip()[-500:]}")
     return GuestRun(accel, boot, time.monotonic() - t0, text)
