@@ -2,7 +2,7 @@
 # `make reliability`: the long forms of tests/reliability (power cuts, restarts, fuzzers,
 # soak), then a summary in build/reliability/summary.json and summary.md
 # (docs/reliability.md is written from it: tools/reliability_doc.py store SUMMARY).
-# Needs root (loop devices, mount, FUSE). DOORPI_RELIABILITY_TESTS picks tests (default
+# Needs root (loop devices, mount; the power cuts boot a qemu guest, dmvm.py). DOORPI_RELIABILITY_TESTS picks tests (default
 # all of tests/reliability), e.g. to re-run one part on newer code.
 set -eu
 OUT="${1:-build/reliability}"

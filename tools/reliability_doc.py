@@ -133,8 +133,11 @@ def render(stored: dict[str, Any]) -> str:
         f"({pc['workload_seconds']} s of workload)",
         f"- cuts that failed a check (integrity, chain, acknowledged record, template): "
         f"{len(pc['failures'])}",
-        "",
     ]
+    if pc.get("recorder"):  # runs since the guest rig (earlier ones: a FUSE recorder)
+        out.append(f"- recorded by {pc['recorder']}; guest booted in "
+                   f"{pc['guest_boot_seconds']} s, ran {pc['guest_seconds']} s")  # fmt: skip
+    out.append("")
     rs = parts["restarts"]
     ends = ", ".join(f"{k} {v}" for k, v in sorted(rs["ends"].items()))
     out += [f"### Start, stop, crash ({src(rs)})", ""]

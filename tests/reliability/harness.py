@@ -1,15 +1,21 @@
-"""Power cuts at the block layer: a loop device on the write recorder (blocklog.py).
+"""Power cuts at the block layer: the write stream recorded by dm-log-writes in a guest.
 
 `PowerCutRig` makes an ext4 image formatted and mounted as the image build ships the
 data partition (firmware_image/add-data-partition.sh: ``mkfs.ext4`` then
-``tune2fs -o journal_data``; fstab-doorpi's options), runs the setup on it, then runs
-the workload with every block write recorded, and afterwards replays prefixes of the
-write stream ("the power went at write k") onto the starting image, mounts each
-(the kernel replays the ext4 journal, as at the next boot) and runs the checks.
+``tune2fs -o journal_data``; fstab-doorpi's options) and runs the setup on it (on this
+host, through a loop device). Then it boots a small qemu guest (dmvm.py: KVM, or TCG
+where KVM guests do not run; Debian's 6.1 kernel, which has the device mapper this
+host's kernel lacks) that puts the
+``log-writes`` target over a copy of that image, mounts it with the same options and
+runs the workload, marking each acknowledged write's place in the log (vm_guest.py).
+Back here it reads the log (dmlog.py), replays prefixes of the write stream onto the
+starting image ("the power went at write k"), mounts each on this host (the kernel
+replays the ext4 journal, as at the next boot) and runs the checks.
 
-Needs root, loop devices, /dev/fuse and fusermount3 (package fuse3): a missing one
-fails the test naming it. Every loop device, mount and FUSE daemon is released
-by `close()`, which the fixture calls also when a test fails.
+Needs root, loop devices, qemu-system-x86_64, dmsetup, busybox-static and the kernel
+package (fetched once into build/vm by `dmvm.kernel`): a missing one fails the test
+naming it. Every loop device and mount is released, and qemu killed and reaped, by
+`close()` / `run_guest`, also when a test fails.
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blocklog import entries, replay
+import dmvm
+from dmlog import Stream, parse, replay
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "powercut_child.py"
 # firmware_image/stage-doorpi/00-system/files/fstab-doorpi (checked by test_shipped_options).
 FSTAB = HERE.parents[1] / "firmware_image/stage-doorpi/00-system/files/fstab-doorpi"
 IMAGE_MIB = 48
+LOG_MIB = 512  # sparse; a run logs about 25 MiB (a full log disables logging: checked)
 
 
 def shipped_mount_options() -> str:
@@ -47,15 +55,7 @@ def missing_precondition() -> str:
         return "power-cut tests need root (loop devices, mount); CI runs as root"
     if not Path("/dev/loop-control").exists():
         return "power-cut tests need loop devices (/dev/loop-control missing)"
-    if not Path("/dev/fuse").exists():
-        return "power-cut tests need /dev/fuse (the write recorder is a FUSE file)"
-    if shutil.which("fusermount3") is None:
-        return "power-cut tests need fusermount3 (apt package fuse3; scripts/system-deps.sh)"
-    try:
-        import mfusepy  # noqa: F401
-    except ImportError:
-        return "power-cut tests need mfusepy (pip install -e .[dev])"
-    return ""
+    return dmvm.missing_tools()
 
 
 def loops_left(folder: Path) -> list[str]:
@@ -89,7 +89,7 @@ def _run(*cmd: str) -> str:
 
 @dataclass
 class Cut:
-    entries: int  # log entries that reached the medium
+    entries: int  # stream entries (writes and flushes) that reached the medium
     phase: str
     dropped: int  # unflushed writes lost out of order (volatile cache model)
     result: str = ""
@@ -99,9 +99,12 @@ class Cut:
 class PowerCutRig:
     tmp: Path
     _undo: list[tuple[str, str]] = field(default_factory=list)  # (kind, what), newest last
-    acks: list[tuple[str, int, int]] = field(default_factory=list)  # (kind, id, log bytes)
-    phases: list[tuple[str, int]] = field(default_factory=list)  # (name, log bytes at start)
+    acks: list[tuple[str, int, int]] = field(default_factory=list)  # (kind, id, writes before)
+    phases: list[tuple[str, int]] = field(default_factory=list)  # (name, writes before it)
     workload_seconds: float = 0.0
+    guest: dmvm.GuestRun | None = None
+    stream: Stream | None = None
+    guest_result: dict = field(default_factory=dict)  # vm_guest.py's result file
 
     def __post_init__(self) -> None:
         self.base = self.tmp / "base.img"
@@ -109,8 +112,7 @@ class PowerCutRig:
         self.log = self.tmp / "writes.log"
         self.work = self.tmp / "work"
         self.mnt = self.tmp / "mnt"
-        self.fusemnt = self.tmp / "fuse"
-        for d in (self.work, self.mnt, self.fusemnt):
+        for d in (self.work, self.mnt):
             d.mkdir()
 
     # ------------------------------------------------------------ devices, always undone
@@ -133,19 +135,6 @@ class PowerCutRig:
                     subprocess.run(["umount", "-l", what], capture_output=True, timeout=60)
         elif kind == "loop":
             subprocess.run(["losetup", "-d", what], capture_output=True, timeout=60)
-        elif kind == "fuse":
-            # Busy (the loop device on it not freed yet): detach lazily, never leave a
-            # dead FUSE mount behind once the recorder is killed.
-            if subprocess.run(["fusermount3", "-u", what], capture_output=True,
-                              timeout=60).returncode:  # fmt: skip
-                subprocess.run(["fusermount3", "-u", "-z", what], capture_output=True, timeout=60)
-        elif kind == "pid":
-            pid = int(what)
-            try:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
 
     def close(self) -> None:
         """Unmount, detach and stop everything this rig set up (newest first)."""
@@ -168,43 +157,38 @@ class PowerCutRig:
         self._release_to(depth)
 
     def record(self) -> None:
-        """Run the workload on the recorded device; acks and phases come with log sizes."""
+        """Run the workload in the guest on dm-log-writes; read the log and its marks."""
+        kernel = dmvm.kernel()
         shutil.copyfile(self.base, self.live)
-        depth = len(self._undo)
-        ready = Path(str(self.log) + ".ready")
-        daemon = subprocess.Popen(
-            [sys.executable, str(HERE / "blocklog.py"), str(self.live), str(self.log),
-             str(self.fusemnt)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        self._undo.append(("pid", str(daemon.pid)))
-        self._undo.append(("fuse", str(self.fusemnt)))
-        deadline = time.monotonic() + 20
-        while not (self.fusemnt / "disk.img").exists():
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                err = daemon.stderr.read().decode() if daemon.stderr else ""
-                raise AssertionError(f"write recorder did not start: {err.strip()}")
-            time.sleep(0.05)
-        assert ready.exists()
-        self._mount(self._attach(self.fusemnt / "disk.img"))
-        t = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, str(CHILD), "run", str(self.mnt / "doorpi"), str(self.work)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env(),
-        )  # fmt: skip
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            size = self.log.stat().st_size
-            words = line.split()
-            if words[:1] == ["ack"]:
-                self.acks.append((words[1], int(words[2]), size))
-            elif words[:1] == ["phase"]:
-                self.phases.append((words[1], size))
-        err = proc.stderr.read() if proc.stderr else ""
-        if proc.wait(timeout=300):
-            raise AssertionError(f"workload failed: {err.strip()[-2000:]}")
-        self.workload_seconds = time.monotonic() - t
-        self._release_to(depth)
+        self.log.unlink(missing_ok=True)
+        _run("truncate", "-s", f"{LOG_MIB}M", str(self.log))
+        result = self.tmp / "vm-result.json"
+        result.unlink(missing_ok=True)
+        job = {"data": "/dev/vda", "log": "/dev/vdb", "options": shipped_mount_options(),
+               "mnt": str(self.mnt), "result": str(result), "env": self._env(),
+               "argv": [sys.executable, str(CHILD), "run", str(self.mnt / "doorpi"),
+                        str(self.work)]}  # fmt: skip
+        (self.tmp / "vm-job.json").write_text(json.dumps(job))
+        self.guest = dmvm.run_guest(kernel, self.tmp, [self.live, self.log])
+        tail = self.guest.console.strip()[-1500:]
+        if not result.exists():
+            raise AssertionError(f"the guest wrote no result; its console ends: {tail}")
+        out = json.loads(result.read_text())
+        if "error" in out:
+            raise AssertionError(f"in the guest: {out['error']}")
+        if out["rc"]:
+            raise AssertionError(f"workload failed in the guest: {out['stderr'].strip()}")
+        if "logging_disabled" in out["status"]:
+            raise AssertionError(f"dm-log-writes stopped logging (log full?): {out['status']}")
+        self.guest_result = out
+        self.workload_seconds = out["workload_seconds"]
+        self.stream = parse(self.log)
+        for text, before in self.stream.marks:
+            words = text.split(":")
+            if words[0] == "ack":
+                self.acks.append((words[1], int(words[2]), before))
+            elif words[0] == "phase":
+                self.phases.append((words[1], before))
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, "GPIOZERO_PIN_FACTORY": "mock",
@@ -224,23 +208,16 @@ class PowerCutRig:
     def plan(self, cuts: int, seed: int) -> list[Cut]:
         """``cuts`` cut points spread over every phase; every other one also loses a
         random part of the writes since the last flush (a write cache that reorders)."""
-        ends, flushes, pos = [], [], 0
-        from blocklog import HEADER
-
-        for i, (kind, _, data) in enumerate(entries(self.log)):
-            pos += HEADER.size + len(data)
-            ends.append(pos)
-            if kind == b"F":
-                flushes.append(i)
-        self._ends, self._flushes = ends, flushes
+        assert self.stream is not None, "record() first"
+        total = len(self.stream.writes)
+        flushes = [i for i, w in enumerate(self.stream.writes) if w.kind == b"F"]
         rnd = random.Random(seed)
-        bounds = [*self.phases, ("end", pos)]
+        bounds = [*self.phases, ("end", total)]
         out = []
         for k in range(cuts):
             name, start = bounds[k % (len(bounds) - 1)]
             stop = bounds[k % (len(bounds) - 1) + 1][1]
-            candidates = [i + 1 for i, e in enumerate(ends) if start < e <= stop] or [len(ends)]
-            n = rnd.choice(candidates)
+            n = rnd.choice(range(start + 1, stop + 1) if stop > start else [total])
             if k % 2:  # a cut with writes in the cache: end just before a flush
                 n = min((f for f in flushes if f >= n - 1), default=n)
             last_flush = max((f for f in flushes if f < n), default=-1)
@@ -250,23 +227,22 @@ class PowerCutRig:
                 if k % 2 and unflushed
                 else set()
             )
-            at = ends[n - 1] if n else 0
-            name = [p for p, b in self.phases if b < at][-1] if at > self.phases[0][1] else "start"
+            name = [p for p, b in self.phases if b < n][-1] if n > self.phases[0][1] else "start"
             out.append(Cut(n, name, len(drop)))
             out[-1]._drop = drop  # type: ignore[attr-defined]
         return out
 
     def check(self, cut: Cut) -> str:
         """Replay the cut, mount (journal recovery), run the checks; '' or the problem."""
-        acked_at = self._ends[cut.entries - 1] if cut.entries else 0
+        assert self.stream is not None, "record() first"
         acks: dict[str, list[int]] = {}
-        for kind, ident, size in self.acks:
-            if size <= acked_at:
+        for kind, ident, before in self.acks:
+            if before <= cut.entries:
                 acks.setdefault(kind, []).append(ident)
         (self.work / "acks.json").write_text(json.dumps(acks))
         (self.work / "pins.log").unlink(missing_ok=True)
         image = self.tmp / "cut.img"
-        replay(self.base, self.log, image, cut.entries, getattr(cut, "_drop", None))
+        replay(self.base, self.log, self.stream, image, cut.entries, getattr(cut, "_drop", None))
         depth = len(self._undo)
         try:
             self._mount(self._attach(image))

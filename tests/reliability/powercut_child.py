@@ -10,7 +10,9 @@ device under test (bundles, the acknowledgement list, the pin log).
   records (direct and through the gate's audit queue), enrolment of residents with
   a card, the import of bundle 2 (one consent withdrawn, one sharing ended, ten
   residents removed), more audit records, a retention sweep past every template's
-  retention end, then audit records again.
+  retention end, then audit records again. With POWERCUT_SYNC_ACKS=1 (the guest,
+  vm_guest.py) it waits for a line on stdin after each of those lines, so the
+  recorder's mark lands between this write and the next.
 - ``check``: what a restart after the cut must find (WORK_DIR/acks.json lists the
   acknowledged writes): integrity_check ok, the audit chain verifies, every
   acknowledged record present, residents old or new with their sequence number, no
@@ -75,8 +77,12 @@ def run(data: Path, work: Path) -> None:
     identity = GateIdentity.load(data / "keys")
     n_audit = int(os.environ.get("POWERCUT_AUDIT", "40"))
 
+    sync_acks = os.environ.get("POWERCUT_SYNC_ACKS") == "1"
+
     def say(*words: object) -> None:
         print(*words, flush=True)
+        if sync_acks and words[0] != "done":  # the recorder marks the log, then lets us go on
+            sys.stdin.readline()
 
     def audit(start: int) -> None:
         for i in range(start, start + n_audit):
