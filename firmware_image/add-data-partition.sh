@@ -44,7 +44,7 @@ read -r START SECTORS < <(part 3)
 SCRATCH="$(mktemp)"
 trap 'rm -f "$SCRATCH"' EXIT
 truncate -s "$((SECTORS * 512))" "$SCRATCH"
-mkfs.ext4 -q -F -L "$LABEL" "$SCRATCH"
+mkfs.ext4 -q -F -b 4096 -L "$LABEL" "$SCRATCH"  # 4 KiB blocks: SQLite's page, the SD card's page; never mke2fs's 1 KiB "small" type
 tune2fs -o journal_data "$SCRATCH" >/dev/null
 dd if="$SCRATCH" of="$IMG" bs=512 seek="$START" conv=notrunc,sparse status=none
 

@@ -149,7 +149,7 @@ class PowerCutRig:
 
     def setup(self) -> None:
         _run("truncate", "-s", f"{IMAGE_MIB}M", str(self.base))
-        _run("mkfs.ext4", "-q", "-F", "-L", "doorpi-data", str(self.base))
+        _run("mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "doorpi-data", str(self.base))
         _run("tune2fs", "-o", "journal_data", str(self.base))
         depth = len(self._undo)
         self._mount(self._attach(self.base))

@@ -18,6 +18,13 @@ def test_shipped_options_are_the_image_builds() -> None:
     assert "data=journal" in opts and "commit=5" in opts, FSTAB
     build = (FSTAB.parents[3] / "add-data-partition.sh").read_text()
     assert "tune2fs -o journal_data" in build
+    # The same block size as the rig's image (harness.PowerCutRig.setup): 4 KiB, not the
+    # 1 KiB mke2fs picks for a small file system, which would make every write smaller.
+    assert "mkfs.ext4 -q -F -b 4096 " in build
+    assert (
+        '"mkfs.ext4", "-q", "-F", "-b", "4096"'
+        in (FSTAB.parents[3].parent / "tests/reliability/harness.py").read_text()
+    )
 
 
 def test_power_cuts_lose_nothing_acknowledged(powercut_rig, tmp_path: Path) -> None:
