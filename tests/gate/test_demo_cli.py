@@ -3,9 +3,11 @@ feedback shown, `exit` leaves and `rex` is the exit button."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -123,10 +125,7 @@ def test_the_demos_temp_data_dir_is_removed_on_exit_error_and_ctrl_c(tmp_path: P
     assert err.returncode == 2 and "Traceback" not in err.stderr, err.stderr
     assert list((tmp_path / "tmp").iterdir()) == []
     # Ctrl-C at the prompt: SIGINT to the demo while it waits for a command.
-    p = subprocess.Popen(run, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-    try:
-        assert p.stdin is not None and p.stdout is not None
+    with _demo(run, env) as p:
         p.stdin.write("card 04a1b2c3d4e5f6\n")
         p.stdin.flush()
         _read_until(p, '"granted":true')  # the card was handled
@@ -134,12 +133,23 @@ def test_the_demos_temp_data_dir_is_removed_on_exit_error_and_ctrl_c(tmp_path: P
         assert [d.name[:11] for d in (tmp_path / "tmp").iterdir()] == ["doorpi-sim-"]
         p.send_signal(signal.SIGINT)
         stderr = _wait(p)
+    assert p.returncode == 130 and "Traceback" not in stderr, stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@contextlib.contextmanager
+def _demo(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """The demo as a person at a terminal runs it (stdin, stdout and stderr piped,
+    text); killed and reaped if still running when the block ends."""
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        assert p.stdin is not None and p.stdout is not None
+        yield p
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-    assert p.returncode == 130 and "Traceback" not in stderr, stderr
-    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def _read_until(p: subprocess.Popen[str], text: str, seconds: float = 60) -> str:
@@ -170,10 +180,7 @@ def test_ctrl_c_during_a_command_lets_it_finish_then_ends_the_demo(tmp_path: Pat
     import time
 
     env = _demo_env(tmp_path / "tmp")
-    p = subprocess.Popen([sys.executable, "-m", "doorpi", "demo"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-    try:
-        assert p.stdin is not None and p.stdout is not None
+    with _demo([sys.executable, "-m", "doorpi", "demo"], env) as p:
         # A moved-out resident's card (denied at once, printed), then a PIN of nine keys
         # 50 ms apart (about 0.45 s, nothing printed before its '#'): Ctrl-C 0.15 s
         # after the denial falls inside the PIN.
@@ -184,10 +191,6 @@ def test_ctrl_c_during_a_command_lets_it_finish_then_ends_the_demo(tmp_path: Pat
         p.send_signal(signal.SIGINT)
         rest = p.stdout.read()
         stderr = _wait(p)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
     assert p.returncode == 130 and "Traceback" not in stderr, stderr
     assert '"granted":true' in rest and '"factors":["pin"]' in rest, rest
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -14,33 +14,7 @@ from pathlib import Path
 
 import pytest
 
-# The shipped partition: made by firmware_image/add-data-partition.sh, mounted with
-# the options of the image's fstab (read from the files, so the test follows them).
-ROOT = Path(__file__).resolve().parents[2]
-MAKE_SCRIPT = ROOT / "firmware_image" / "add-data-partition.sh"
-FSTAB = ROOT / "firmware_image" / "stage-doorpi" / "00-system" / "files" / "fstab-doorpi"
-MKFS = ["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "doorpi-data"]
-TUNE = ["tune2fs", "-o", "journal_data"]
-
-
-def shipped_mount_options() -> str:
-    """The data partition's mount options in the image's fstab (``defaults`` dropped:
-    it is mount's own default); fails the test if the fstab has no such line."""
-    for line in FSTAB.read_text().splitlines():
-        fields = line.split()
-        if len(fields) >= 4 and fields[0] == "LABEL=doorpi-data":
-            return ",".join(o for o in fields[3].split(",") if o != "defaults")
-    pytest.fail(f"{FSTAB}: no LABEL=doorpi-data line")
-
-
-def _check_shipped_mkfs() -> None:
-    """The image script still makes the partition the way this helper does."""
-    script = MAKE_SCRIPT.read_text()
-    for cmd in (" ".join(MKFS[:-1]) + ' "$LABEL"', " ".join(TUNE)):
-        if cmd not in script:
-            pytest.fail(
-                f"{MAKE_SCRIPT}: no `{cmd}`: the shipped partition changed, update {__file__}"
-            )
+from datapart import MKFS, TUNE, check_shipped_mkfs, shipped_mount_options
 
 
 def _free_port_pair() -> int:
@@ -107,7 +81,7 @@ def shipped_partition(tmp_path: Path, size_mib: int = 64) -> Iterator[tuple[Path
     over a file; yields (image file, mount point). Read the image after the block."""
     if os.geteuid() != 0:
         pytest.fail(f"loop devices and mount need root (euid {os.geteuid()}); CI runs as root")
-    _check_shipped_mkfs()
+    check_shipped_mkfs()
     options = shipped_mount_options()
     img, mnt = tmp_path / "data-partition.img", tmp_path / "mnt"
     with open(img, "wb") as f:

@@ -33,20 +33,12 @@ from pathlib import Path
 import dmvm
 from dmlog import Stream, parse, replay
 
+from datapart import MKFS, TUNE, shipped_mount_options
+
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "powercut_child.py"
-# firmware_image/stage-doorpi/00-system/files/fstab-doorpi (checked by test_shipped_options).
-FSTAB = HERE.parents[1] / "firmware_image/stage-doorpi/00-system/files/fstab-doorpi"
 IMAGE_MIB = 48
 LOG_MIB = 512  # sparse; a run logs about 25 MiB (a full log disables logging: checked)
-
-
-def shipped_mount_options() -> str:
-    """The data partition's mount options, read from the image's fstab fragment."""
-    for line in FSTAB.read_text().splitlines():
-        if line.startswith("LABEL=doorpi-data"):
-            return line.split()[3]
-    raise AssertionError(f"{FSTAB}: no LABEL=doorpi-data line")
 
 
 def missing_precondition() -> str:
@@ -149,8 +141,8 @@ class PowerCutRig:
 
     def setup(self) -> None:
         _run("truncate", "-s", f"{IMAGE_MIB}M", str(self.base))
-        _run("mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "doorpi-data", str(self.base))
-        _run("tune2fs", "-o", "journal_data", str(self.base))
+        _run(*MKFS, str(self.base))
+        _run(*TUNE, str(self.base))
         depth = len(self._undo)
         self._mount(self._attach(self.base))
         self._child("setup")

@@ -9,8 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 from dmlog import replay
-from harness import FSTAB, loops_left, shipped_mount_options
+from harness import loops_left
 from reliability_support import report, scale
+
+from datapart import FSTAB, check_shipped_mkfs, shipped_mount_options
 
 
 def test_shipped_options_are_the_image_builds() -> None:
@@ -21,10 +23,7 @@ def test_shipped_options_are_the_image_builds() -> None:
     # The same block size as the rig's image (harness.PowerCutRig.setup): 4 KiB, not the
     # 1 KiB mke2fs picks for a small file system, which would make every write smaller.
     assert "mkfs.ext4 -q -F -b 4096 " in build
-    assert (
-        '"mkfs.ext4", "-q", "-F", "-b", "4096"'
-        in (FSTAB.parents[3].parent / "tests/reliability/harness.py").read_text()
-    )
+    check_shipped_mkfs()  # and the rig makes its image with that command (datapart.MKFS)
 
 
 def test_power_cuts_lose_nothing_acknowledged(powercut_rig, tmp_path: Path) -> None:
