@@ -24,10 +24,7 @@ FAULT = "face_parity"  # the fault board's name for the standing problem
 
 def holds(storage: Storage, resident: Resident) -> frozenset[str]:
     """The face-free credentials a resident has: ``card`` (any card), ``pin``."""
-    out = {"pin"} if resident.has_pin else set()
-    if storage.residents.cards(resident.id):
-        out.add("card")
-    return frozenset(out)
+    return _held(resident.has_pin, storage.residents.cards(resident.id))
 
 
 @dataclass(frozen=True)
@@ -159,17 +156,17 @@ def clear_device_templates(privacy: Any, now: float) -> int:
     return gone
 
 
-def no_way_in_lines(cfg: Any, residents: Iterable[tuple[int, str, bool, bool]]) -> list[str]:
+def no_way_in_lines(cfg: Any, residents: Iterable[tuple[int, str, frozenset[str]]]) -> list[str]:
     """One line per active resident who can finish no combination of the door's
     rules without face (`doorpi.core.parity.no_way_in_problem`): a PIN and no card
     at a ``["card+pin"]`` door is refused at every attempt. ``residents``: (id,
-    name, has_pin, has_card) of the active residents."""
+    name, the face-free credentials held, as `holds` gives them) of the active
+    residents."""
     from doorpi.validation import safe_text
 
     rules = [rule for _, rule in cfg.rules()]
     out = []
-    for rid, name, has_pin, has_card in residents:
-        held = frozenset({"pin"} if has_pin else set()) | ({"card"} if has_card else set())
+    for rid, name, held in residents:
         problem = no_way_in_problem(rules, held, cfg.devices)
         if problem:
             out.append(f"resident {rid} ({safe_text(name)}) at door {cfg.door.name!r} {problem}")
@@ -184,7 +181,11 @@ def stored_no_way_in(cfg: Any, conn: Any) -> list[str]:
         "EXISTS (SELECT 1 FROM cards c WHERE c.resident_id = r.id) "
         "FROM residents r WHERE r.active = 1 ORDER BY r.id"
     ).fetchall()
-    return no_way_in_lines(cfg, [(r[0], r[1], bool(r[2]), bool(r[3])) for r in rows])
+    return no_way_in_lines(cfg, [(rid, name, _held(pin, card)) for rid, name, pin, card in rows])
+
+
+def _held(has_pin: Any, has_card: Any) -> frozenset[str]:
+    return frozenset(k for k, v in (("pin", has_pin), ("card", has_card)) if v)
 
 
 def warn_lines(cfg: Any, storage: Storage, resident_id: int) -> list[str]:
