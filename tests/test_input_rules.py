@@ -260,17 +260,16 @@ def test_case_05_full_width_digits_through_the_cli_open_at_the_keypad(cli) -> No
     assert "keypad number 101" in out
     cli("pin", "set", "1", "--stdin", stdin="２４６８\n")
     from doorpi.clocks import ManualClock
-    from doorpi.sim.site import SimulatedSite, sim_config
+    from site_support import recorded_site
 
-    events: list[dict] = []
-    site = SimulatedSite(sim_config({}, cli.data), ManualClock(1.8e9), observers=[events.append])
+    site = recorded_site(cli.data, clock=ManualClock(1.8e9), settle=False)
     try:
         for k in "101#2468#":
             site.key(k)
             site.advance(0.2)
     finally:
         site.close()
-    access = [e for e in events if e["event"] == "access"]
+    access = [e for e in site.events if e["event"] == "access"]
     assert [(a["granted"], a["resident_id"]) for a in access] == [(True, 1)]
 
 

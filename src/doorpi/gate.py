@@ -66,9 +66,13 @@ from doorpi.faults import FaultBoard
 from doorpi.hardware.feedback import FACE_HINT_PATTERNS, Indicator
 from doorpi.hardware.strike import Strike
 from doorpi.lockstate import StoredLockout
+from doorpi.privacy.capture import CaptureWatcher
 from doorpi.store import Storage
+from doorpi.store.changes import CredentialsWatch
 from doorpi.store.credentials import card_hash, check_pin, decoy_hash, verify_pin
 from doorpi.store.residents import Resident
+from doorpi.sync.importer import SyncSignalWatcher
+from doorpi.timekeeper import Timekeeper
 
 log = logging.getLogger("doorpi.gate")
 
@@ -142,8 +146,6 @@ class Gate:
             LockoutPolicy(FACE_PAUSE_AFTER, FACE_PAUSE_SECONDS, FACE_PAUSE_SECONDS, 3600.0)
         )
         self.pinpad = PinPad(cfg.keypad.entry_timeout_seconds, max_digits=12)
-        from doorpi.timekeeper import Timekeeper
-
         self.time = Timekeeper(clock, storage.db, cfg.site.tz)  # the one clock service
         self.clock_guard = self.time.guard
         self.attempt: Attempt | None = None
@@ -165,17 +167,11 @@ class Gate:
         # Template-on-card mode: the reader's OnCardTemplateProtocol (holds tapped blobs).
         self.card_templates: Any = None
         self.face_problem = ""
-        from doorpi.sync.importer import SyncSignalWatcher
-
         # A USB import runs in its own process; it leaves a signal for us to show.
         self.sync_watch = SyncSignalWatcher(storage.db)
         self._sync_polled = float("-inf")
-        from doorpi.privacy.capture import CaptureWatcher
-
         # `doorpi consent capture` (admin present) asks this process to use the camera.
         self.capture_watch = CaptureWatcher(storage.db)
-        from doorpi.store.changes import CredentialsWatch
-
         # `doorpi pin clear`, `card remove`, ... (other processes): face parity again.
         self.credentials_watch = CredentialsWatch(storage.db)
         decoy_hash(cfg.pin.opslimit, cfg.pin.memlimit_kib)  # made now, not at the first guess

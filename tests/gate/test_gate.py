@@ -11,19 +11,14 @@ from doorpi.clocks import ManualClock
 from doorpi.core.events import FaceRejected
 from doorpi.sim.site import SimulatedSite, sim_config
 from doorpi.store.db import get_state
+from site_support import MONDAY_9, recorded_site
 
-MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
+ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
 
 
 @pytest.fixture
 def site(tmp_path):
-    events: list[dict] = []
-    s = SimulatedSite(
-        sim_config({}, tmp_path / "data"), ManualClock(MONDAY_9), observers=[events.append]
-    )
-    s.events = events
-    s.add_resident({"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"],
-                    "pin": "2468"})  # fmt: skip
+    s = recorded_site(tmp_path / "data", [ALICE], settle=False)
     s.strike_pin.clear_states()
     yield s
     s.close()
@@ -261,20 +256,15 @@ def test_feedback_tells_try_again_from_see_the_office(site):
 
 def test_keypad_number_after_the_tap_is_not_a_wrong_pin(tmp_path):
     """`101#2468#` out of habit on a card+PIN door: no failure, no lockout count."""
-    s = SimulatedSite(sim_config({"door": {"access": ["card+pin"]}}, tmp_path / "d"),
-                      ManualClock(MONDAY_9), observers=[])  # fmt: skip
-    events: list[dict] = []
-    s.gate.observers.append(events.append)
-    s.add_resident({"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"],
-                    "pin": "2468"})  # fmt: skip
+    s = recorded_site(tmp_path / "d", [ALICE], {"door": {"access": ["card+pin"]}}, settle=False)
     try:
         for _ in range(6):  # more often than the lockout allows wrong PINs
             s.card("04a1b2c3d4e5f6")
             for k in "101#2468#":
                 s.key(k)
             s.advance(6)
-        access = [(e["granted"], e["reason"]) for e in events if e["event"] == "access"]
+        access = [(e["granted"], e["reason"]) for e in s.events if e["event"] == "access"]
         assert access == [(True, "granted")] * 6
-        assert not [e for e in events if e["event"] == "lockout_started"]
+        assert not [e for e in s.events if e["event"] == "lockout_started"]
     finally:
         s.close()

@@ -12,27 +12,17 @@ import pytest
 
 from doorpi.clocks import ManualClock
 from doorpi.core.events import CardPresented, DeviceStatus
-from doorpi.sim.site import SimulatedSite, sim_config
+from site_support import MONDAY_9, recorded_site
 
-MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
 CARD = "04a1b2c3d4e5f6"
-
-
-def make_site(data, clock=None, **overrides):
-    events: list[dict] = []
-    s = SimulatedSite(sim_config(overrides, data), clock or ManualClock(MONDAY_9),
-                      observers=[events.append])  # fmt: skip
-    s.events = events
-    return s
 
 
 @pytest.fixture
 def site(tmp_path):
-    s = make_site(tmp_path / "data")
-    s.add_resident({"name": "Alice", "keypad_id": "101", "cards": [CARD], "pin": "2468"})
-    s.add_resident({"name": "Bob", "keypad_id": "102", "pin": "1357"})
-    s.advance(0.2)
-    s.events.clear()
+    s = recorded_site(tmp_path / "data", [
+        {"name": "Alice", "keypad_id": "101", "cards": [CARD], "pin": "2468"},
+        {"name": "Bob", "keypad_id": "102", "pin": "1357"},
+    ])  # fmt: skip
     yield s
     s.close()
 
@@ -95,7 +85,7 @@ def test_tamper_chatter_is_one_alarm(site):
 
 
 def test_settle_time_comes_from_the_config(tmp_path):
-    s = make_site(tmp_path / "data", gpio={"settle_seconds": 0})
+    s = recorded_site(tmp_path / "data", config={"gpio": {"settle_seconds": 0}}, settle=False)
     try:
         s.advance(0.2)
         chatter(s, s.cfg.gpio.door_contact, [True, False, True])
@@ -199,7 +189,7 @@ def pin_entry(site, number, pin):
 
 def test_lockout_survives_a_power_cut(tmp_path):
     clock = ManualClock(MONDAY_9)
-    first = make_site(tmp_path / "data", clock)
+    first = recorded_site(tmp_path / "data", clock=clock, settle=False)
     first.add_resident({"name": "Alice", "keypad_id": "101", "pin": "2468"})
     for _ in range(5):
         pin_entry(first, "101", "0000")
@@ -208,7 +198,7 @@ def test_lockout_survives_a_power_cut(tmp_path):
     # power cut: no shutdown, the process is gone; a new one opens the same SQLite file
     first.storage.close()
     clock.advance(10)
-    second = make_site(tmp_path / "data", clock)
+    second = recorded_site(tmp_path / "data", clock=clock, settle=False)
     try:
         pin_entry(second, "101", "2468")
         assert decisions(second)[-1] == (False, "locked_out")

@@ -5,28 +5,15 @@ the same feedback (real Gate, real SQLite, the shipped PIN cost)."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from nacl import pwhash
 
-from doorpi.clocks import ManualClock
-from doorpi.config import PinConfig
-from doorpi.sim.site import SimulatedSite, sim_config
+from site_support import recorded_site
 
-MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
-
-
-def make_site(data, shipped_cost: bool = False):
-    cfg = sim_config({}, data)
-    if shipped_cost:  # the device's cost, not the scenarios' floor
-        cfg = replace(cfg, pin=PinConfig())
-    events: list[dict] = []
-    s = SimulatedSite(cfg, ManualClock(MONDAY_9), observers=[events.append])
-    s.events = events
-    s.add_resident({"name": "Alice", "keypad_id": "101", "pin": "2468"})
-    s.add_resident({"name": "Bob", "keypad_id": "102"})  # no PIN set
-    s.advance(0.2)
-    return s
+RESIDENTS = [
+    {"name": "Alice", "keypad_id": "101", "pin": "2468"},
+    {"name": "Bob", "keypad_id": "102"},  # no PIN set
+]
 
 
 def entry(site, number: str, pin: str) -> float:
@@ -49,7 +36,7 @@ def feedback(site) -> list[tuple[str, object]]:
 
 
 def test_unknown_number_checks_a_hash_like_a_known_one(tmp_path, monkeypatch):
-    site = make_site(tmp_path / "data")
+    site = recorded_site(tmp_path / "data", RESIDENTS)
     calls: list[int] = []
     real = pwhash.argon2id.verify
     monkeypatch.setattr(pwhash.argon2id, "verify", lambda h, p: calls.append(1) or real(h, p))
@@ -63,7 +50,7 @@ def test_unknown_number_checks_a_hash_like_a_known_one(tmp_path, monkeypatch):
 
 
 def test_unknown_and_known_numbers_take_the_same_time_and_feedback(tmp_path):
-    site = make_site(tmp_path / "data", shipped_cost=True)
+    site = recorded_site(tmp_path / "data", RESIDENTS, shipped_pin_cost=True)
     try:
         known, unknown = [], []
         for _ in range(2):  # four wrong entries: below the keypad's lockout

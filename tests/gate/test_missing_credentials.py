@@ -9,24 +9,18 @@ import sys
 
 import pytest
 
-from doorpi.clocks import ManualClock
-from doorpi.sim.site import SimulatedSite, sim_config
+from site_support import recorded_site
 
-MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
 CARD = "04a1b2c3d4e5f6"
 
 
 @pytest.fixture
 def site(tmp_path):
-    events: list[dict] = []
-    s = SimulatedSite(sim_config({"door": {"access": ["card+pin"]}}, tmp_path / "data"),
-                      ManualClock(MONDAY_9), observers=[events.append])  # fmt: skip
-    s.events = events
-    s.add_resident({"name": "PinOnly", "keypad_id": "101", "pin": "2468"})
-    s.add_resident({"name": "Both", "keypad_id": "102", "pin": "1357", "cards": [CARD]})
-    s.add_resident({"name": "CardOnly", "cards": ["04a1b2c3d4e5f7"]})
-    s.advance(0.2)
-    events.clear()
+    s = recorded_site(tmp_path / "data", [
+        {"name": "PinOnly", "keypad_id": "101", "pin": "2468"},
+        {"name": "Both", "keypad_id": "102", "pin": "1357", "cards": [CARD]},
+        {"name": "CardOnly", "cards": ["04a1b2c3d4e5f7"]},
+    ], {"door": {"access": ["card+pin"]}})  # fmt: skip
     yield s
     s.close()
 

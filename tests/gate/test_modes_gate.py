@@ -19,18 +19,10 @@ from doorpi.gate import Gate
 from doorpi.sim.site import SimulatedSite, sim_config
 from doorpi.store import Storage
 from doorpi.store.db import set_state
+from site_support import MONDAY_9, recorded_site
 
-MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
 CARD = "04a1b2c3d4e5f6"
 FIRE = {"gpio": {"fire_alarm": 9}}
-
-
-def make_site(data, **overrides):
-    events: list[dict] = []
-    s = SimulatedSite(sim_config(overrides, data), ManualClock(MONDAY_9),
-                      observers=[events.append])  # fmt: skip
-    s.events = events
-    return s
 
 
 def kinds(site, *wanted):
@@ -68,7 +60,7 @@ def test_fire_release_within_one_loop_while_the_gate_is_loaded(tmp_path):
 
 
 def test_fire_release_overrides_lockdown_grants_alarms_and_a_lost_reader(tmp_path):
-    s = make_site(tmp_path / "d", **FIRE)
+    s = recorded_site(tmp_path / "d", config=FIRE, settle=False)
     s.add_resident({"name": "Alice", "cards": [CARD]})
     write_lockdown(s.storage.db, True, "admin", "test", MONDAY_9)
     s.advance(1.1)
@@ -95,7 +87,9 @@ def test_fire_release_overrides_lockdown_grants_alarms_and_a_lost_reader(tmp_pat
 
 
 def test_fail_safe_maglock_is_released_by_de_energising(tmp_path):
-    s = make_site(tmp_path / "d", door={"strike": "fail-safe"}, **FIRE)
+    s = recorded_site(
+        tmp_path / "d", config={"door": {"strike": "fail-safe"}, **FIRE}, settle=False
+    )
     assert s.strike_pin.state == 1  # energised: locked
     s.fire(True)
     assert s.strike_pin.state == 0 and s.devices.strike.released
@@ -124,8 +118,8 @@ def test_an_alarm_already_active_at_start_releases_at_once(tmp_path):
 
 
 def test_cut_supervision_loop_is_an_alarm_with_a_normally_open_contact(tmp_path):
-    s = make_site(tmp_path / "d", gpio={"fire_alarm": 9, "fire_alarm_contact": "no",
-                                        "fire_supervision": 10})  # fmt: skip
+    wiring = {"fire_alarm": 9, "fire_alarm_contact": "no", "fire_supervision": 10}
+    s = recorded_site(tmp_path / "d", config={"gpio": wiring}, settle=False)
     assert s.strike_pin.state == 0
     s.fire_wiring(False)
     assert s.strike_pin.state == 1
@@ -151,7 +145,7 @@ def test_config_warns_about_an_unsupervised_normally_open_contact():
 
 def test_lockdown_from_the_cli_survives_a_restart_and_shows_in_status(tmp_path):
     data = tmp_path / "d"
-    s = make_site(data)
+    s = recorded_site(data, settle=False)
     rid = s.add_resident({"name": "Resident", "cards": [CARD]})
     helper = s.add_resident({"name": "Caretaker", "cards": ["04aa11bb22cc02"]})
     s.close()
@@ -163,7 +157,8 @@ def test_lockdown_from_the_cli_survives_a_restart_and_shows_in_status(tmp_path):
     assert st["lockdown"] == "on" and st["responders"] == 1
     assert st["door_mode"] == "normal (until the gate applies the lockdown)"  # not running yet
     assert any("lockdown is on" in w for w in st["warnings"])
-    s = make_site(data)  # the gate starts (again): lockdown holds from the first event
+    # The gate starts (again): lockdown holds from the first event.
+    s = recorded_site(data, settle=False)
     s.card(CARD)
     s.card("04aa11bb22cc02")
     s.press_exit()
@@ -188,11 +183,11 @@ def test_lockdown_from_the_cli_survives_a_restart_and_shows_in_status(tmp_path):
 
 def test_unreadable_stored_lockdown_is_a_fault_and_counts_as_on(tmp_path):
     data = tmp_path / "d"
-    s = make_site(data)
+    s = recorded_site(data, settle=False)
     s.add_resident({"name": "Resident", "cards": [CARD]})
     set_state(s.storage.db, LOCKDOWN_KEY, "{garbage")
     s.close()
-    s = make_site(data)
+    s = recorded_site(data, settle=False)
     s.card(CARD)
     assert [e["reason"] for e in s.events if e["event"] == "access"] == ["lockdown"]
     faults = [e for e in s.events if e["event"] == "fault"]
@@ -206,7 +201,7 @@ def test_unreadable_stored_lockdown_is_a_fault_and_counts_as_on(tmp_path):
 
 
 def test_key_switch_chatter_is_one_lockdown(tmp_path):
-    s = make_site(tmp_path / "d", gpio={"lockdown_switch": 10})
+    s = recorded_site(tmp_path / "d", config={"gpio": {"lockdown_switch": 10}}, settle=False)
     pin = s.factory.pin(10)
     for low in (True, False, True, False, True):
         (pin.drive_low if low else pin.drive_high)()
@@ -221,7 +216,7 @@ def test_key_switch_chatter_is_one_lockdown(tmp_path):
 
 
 def run_pin(tmp_path, pin, name):
-    s = make_site(tmp_path / name, gpio={"duress_output": 11})
+    s = recorded_site(tmp_path / name, config={"gpio": {"duress_output": 11}}, settle=False)
     s.add_resident({"name": "Alice", "keypad_id": "101", "pin": "2468", "duress_pin": "2469"})
     s.devices.feedback.show = lambda p, _f=s.devices.feedback.show: (s.patterns.append(p), _f(p))
     s.patterns = []
@@ -256,14 +251,14 @@ def test_duress_pin_opens_as_the_pin_does_and_raises_only_a_silent_alarm(tmp_pat
 
 def test_duress_cli_sets_a_pin_that_differs_from_the_pin(tmp_path):
     data = tmp_path / "d"
-    s = make_site(data)
+    s = recorded_site(data, settle=False)
     rid = s.add_resident({"name": "Alice", "keypad_id": "101", "pin": "2468"})
     s.close()
     cfg = config_file(tmp_path, data)
     p = doorpi(cfg, "duress", "set", str(rid), "--stdin", stdin="2468\n")
     assert p.returncode == 2 and "must differ" in p.stderr
     assert doorpi(cfg, "duress", "set", str(rid), "--stdin", stdin="2469\n").returncode == 0
-    s = make_site(data)
+    s = recorded_site(data, settle=False)
     for k in "101#2469#":
         s.key(k)
     assert kinds(s, "duress", "access") == ["duress", "access"]
@@ -276,7 +271,7 @@ def test_duress_cli_sets_a_pin_that_differs_from_the_pin(tmp_path):
 
 
 def test_mode_leds(tmp_path):
-    s = make_site(tmp_path / "d", gpio={"lockdown_switch": 10})
+    s = recorded_site(tmp_path / "d", config={"gpio": {"lockdown_switch": 10}}, settle=False)
     fb = s.devices.feedback
     red = s.factory.pin(s.cfg.gpio.led_red)
     s.lockdown_switch(True)
@@ -311,7 +306,7 @@ def test_an_untrusted_clock_at_start_never_opens_a_window(tmp_path, trusted):
 def test_status_reports_an_unreadable_roles_table_instead_of_no_responders(tmp_path):
     from doorpi.doormodes import mode_status
 
-    s = make_site(tmp_path / "d")
+    s = recorded_site(tmp_path / "d", settle=False)
     s.storage.db.execute("DROP TABLE resident_roles")  # a store that looks wrong
     info = mode_status(s.storage.db)
     s.close()
@@ -331,7 +326,7 @@ def test_fire_release_on_a_full_data_partition(tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mnt)],
                    check=True, capture_output=True)  # fmt: skip
     try:
-        s = make_site(mnt / "d", **FIRE)
+        s = recorded_site(mnt / "d", config=FIRE, settle=False)
         s.add_resident({"name": "Alice", "cards": [CARD]})
         filler = mnt / "filler"
         fd = os.open(filler, os.O_CREAT | os.O_WRONLY, 0o600)

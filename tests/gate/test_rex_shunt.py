@@ -8,20 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from doorpi.clocks import ManualClock
-from doorpi.sim.site import SimulatedSite, sim_config
-
-MONDAY_9 = 1_772_442_000.0  # 2026-03-02 09:00 UTC
+from site_support import recorded_site
 
 
 def make_site(data, **door):
-    events: list[dict] = []
-    s = SimulatedSite(sim_config({"door": door}, data), ManualClock(MONDAY_9),
-                      observers=[events.append])  # fmt: skip
-    s.events = events
-    s.advance(0.2)
-    s.events.clear()
-    s.strike_pin.clear_states()
+    s = recorded_site(data, config={"door": door})
+    s.strike_pin.clear_states()  # the tests read the strike's history from here on
     return s
 
 

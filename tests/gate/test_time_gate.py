@@ -18,10 +18,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from doorpi.clocks import ManualClock
-from doorpi.sim.site import SimulatedSite, sim_config
+from doorpi.sim.site import SimulatedSite
 from doorpi.sitetime import parse_local
 from doorpi.store.db import get_state, set_state
 from doorpi.sync.roster import parse_roster
+from site_support import recorded_site
 
 CARD, CLEANER, NIGHT = "04a1b2c3d4e5f6", "04c1c1c1c1c1c1", "04d1d1d1d1d1d1"
 
@@ -30,14 +31,10 @@ def local_epoch(text: str, tz: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz)).timestamp()
 
 
-def make_site(data: Path, tz: str, start: str, **extra) -> SimulatedSite:
+def make_site(data: Path, tz: str, start: str) -> SimulatedSite:
     overrides = {"site": {"timezone": tz}, "schedules": {"night": ["daily 22:00-06:00"]}}
-    cfg = sim_config(overrides, data)
-    events: list[dict] = []
-    clock = extra.pop("clock", None) or ManualClock(local_epoch(start, tz), tz)
-    s = SimulatedSite(cfg, clock, observers=[events.append])
-    s.events = events
-    return s
+    clock = ManualClock(local_epoch(start, tz), tz)
+    return recorded_site(data, config=overrides, clock=clock, settle=False)
 
 
 def add_people(s: SimulatedSite, until: str | None = None) -> None:

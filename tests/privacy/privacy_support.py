@@ -137,8 +137,7 @@ FACE_ON = {
 def face_site(tmp_path: Path, overrides: dict, with_pia: bool = True):  # type: ignore[no-untyped-def]
     """A SimulatedSite (real gate, mock pins, replayed frames) with Alice and,
     unless told otherwise, an impact assessment on file; ``site.events`` collects."""
-    from doorpi.clocks import ManualClock
-    from doorpi.sim.site import SimulatedSite, sim_config
+    from site_support import recorded_site
 
     data = tmp_path / "data"
     if with_pia:
@@ -147,9 +146,7 @@ def face_site(tmp_path: Path, overrides: dict, with_pia: bool = True):  # type: 
             ImpactAssessment(**PIA, author="DPO", created=MONDAY_9)
         )
         s.close()
-    events: list[dict] = []
-    site = SimulatedSite(sim_config(overrides, data), ManualClock(MONDAY_9), [events.append])
-    site.events = events  # type: ignore[attr-defined]
+    site = recorded_site(data, config=overrides, settle=False)
     site.rid = site.add_resident(ALICE)  # type: ignore[attr-defined]
     return site
 

@@ -54,7 +54,7 @@ def listing():
 DRIVER = (
     r"""
 import json, os, sys
-sys.path.insert(0, sys.argv[2])  # tests/privacy: privacy_support
+sys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]  # privacy_support, site_support
 from pathlib import Path
 """
     + LISTING

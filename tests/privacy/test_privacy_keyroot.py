@@ -184,17 +184,16 @@ def test_a_lost_vault_key_keeps_face_off_and_the_door_working(tmp_path: Path) ->
         site.close()
     (tmp_path / "data" / "keys" / "vault.key").unlink()
     from doorpi.clocks import ManualClock
-    from doorpi.sim.site import SimulatedSite, sim_config
+    from site_support import recorded_site
 
-    events: list[dict] = []
-    site = SimulatedSite(sim_config(FACE_ON, tmp_path / "data"), ManualClock(MONDAY_9 + 60),
-                         [events.append])  # fmt: skip
+    site = recorded_site(tmp_path / "data", config=FACE_ON, clock=ManualClock(MONDAY_9 + 60),
+                         settle=False)  # fmt: skip
     try:
         assert site.gate.face_privacy is None
         assert "face vault:" in site.gate.face_problem and "no vault key" in site.gate.face_problem
         assert not (tmp_path / "data" / "keys" / "vault.key").exists()  # nothing made afresh
         site.card("04a1b2c3d4e5f6")
-        assert [e["granted"] for e in events if e["event"] == "access"] == [True]
+        assert [e["granted"] for e in site.events if e["event"] == "access"] == [True]
     finally:
         site.close()
 

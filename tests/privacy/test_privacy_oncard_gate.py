@@ -9,18 +9,16 @@ import time
 import numpy as np
 from privacy_support import PIA
 
-from doorpi.clocks import ManualClock
 from doorpi.facebuild import build_face_path
 from doorpi.hardware.camera import Frame, load_rgb
 from doorpi.hardware.reader import PcscReader
 from doorpi.privacy.oncard import OnCardTemplateProtocol, TemplateCardApplet
 from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
-from doorpi.sim.site import SimulatedSite, sim_config
 from doorpi.store import Storage
 from pcsc_fixtures import READER_0, EventRecorder, start_reader
+from site_support import recorded_site
 
 UID = bytes.fromhex("04a1b2c3d4e5f6")
-MONDAY_9 = 1_772_442_000.0
 
 
 def direct(applet):
@@ -42,17 +40,13 @@ def card_site(tmp_path):
     s = Storage.open(data)
     AssessmentRegistry(s.db, s.audit).record(ImpactAssessment(**PIA, author="DPO", created=1.0))
     s.close()
-    cfg = sim_config(
-        {
-            "face": {"enabled": True, "template_storage": "card"},
-            "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
-            "door": {"access": ["card+face", "card+pin"]},
-        },
-        data,
-    )
-    events: list[dict] = []
-    site = SimulatedSite(cfg, ManualClock(MONDAY_9), [events.append])
-    return site, events, OnCardTemplateProtocol()
+    over = {
+        "face": {"enabled": True, "template_storage": "card"},
+        "site": {"controller": "Sunny Garden PM Co.", "contact": "+86 10 5555 0100"},
+        "door": {"access": ["card+face", "card+pin"]},
+    }
+    site = recorded_site(data, config=over, settle=False)
+    return site, site.events, OnCardTemplateProtocol()
 
 
 def test_card_tap_then_face_against_the_cards_template(tmp_path, pcsc, vcard, faces_dir):

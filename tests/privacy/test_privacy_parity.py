@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from doorpi.clocks import ManualClock
 from doorpi.config import ConfigError
 from doorpi.core.events import FaceRejected
-from doorpi.sim.site import SimulatedSite, sim_config
+from doorpi.sim.site import sim_config
+from site_support import recorded_site
 
-MONDAY_9 = 1_772_442_000.0
 ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
 
 
@@ -41,12 +40,8 @@ def test_face_as_one_option_among_card_or_pin_is_allowed(tmp_path, access):
 
 @pytest.fixture
 def site(tmp_path, request):
-    events: list[dict] = []
     overrides = getattr(request, "param", {})
-    s = SimulatedSite(sim_config(overrides, tmp_path / "data"), ManualClock(MONDAY_9),
-                      observers=[events.append])  # fmt: skip
-    s.events = events
-    s.add_resident(ALICE)
+    s = recorded_site(tmp_path / "data", [ALICE], overrides, settle=False)
     yield s
     s.close()
 

@@ -24,8 +24,9 @@ import numpy as np
 from doorpi.clocks import ManualClock
 from doorpi.hardware.camera import Frame, load_rgb
 from doorpi.privacy.pia import AssessmentRegistry, ImpactAssessment
-from doorpi.sim.site import SimulatedSite, sim_config
+from doorpi.sim.site import SimulatedSite
 from doorpi.store import Storage
+from site_support import recorded_site
 
 NOW = 1_772_442_000.0  # 2026-03-02 09:00 UTC, a Monday
 ALICE = {"name": "Alice", "keypad_id": "101", "cards": ["04a1b2c3d4e5f6"], "pin": "2468"}
@@ -58,9 +59,7 @@ def site_at(tmp_path: Path, overrides: dict[str, Any], clock: Any = None) -> Sim
         s = Storage.open(data)
         AssessmentRegistry(s.db, s.audit).record(ImpactAssessment(**PIA, author="DPO", created=NOW))
         s.close()
-    events: list[dict[str, Any]] = []
-    site = SimulatedSite(sim_config(overrides, data), clock or ManualClock(NOW), [events.append])
-    site.events = events  # type: ignore[attr-defined]
+    site = recorded_site(data, config=overrides, clock=clock or ManualClock(NOW), settle=False)
     site.rids = [site.add_resident(ALICE), site.add_resident(BOB)]  # type: ignore[attr-defined]
     return site
 

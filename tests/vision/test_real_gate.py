@@ -219,19 +219,15 @@ def test_fusion_decides_on_the_mean_of_good_frames(models, photo) -> None:
 
 
 def test_face_hints_play_their_own_prompt(tmp_path) -> None:
-    from doorpi.clocks import ManualClock
     from doorpi.core.events import FaceHint
-    from doorpi.sim.site import SimulatedSite, sim_config
+    from site_support import recorded_site
 
-    events: list[dict] = []
-    site = SimulatedSite(
-        sim_config({}, tmp_path / "data"), ManualClock(1_772_442_000.0), observers=[events.append]
-    )
+    site = recorded_site(tmp_path / "data", settle=False)
     try:
         for hint in ("too_far", "too_dark", "look_straight"):
             site.gate.submit(FaceHint(hint))
             site.gate.process_pending()
     finally:
         site.close()
-    played = [e["pattern"] for e in events if e["event"] == "feedback"]
+    played = [e["pattern"] for e in site.events if e["event"] == "feedback"]
     assert played == ["face_closer", "face_light", "face_needed"]
