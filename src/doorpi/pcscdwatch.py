@@ -5,8 +5,8 @@ shows `card reader waits on SCard... (pcscd frozen or hung?)` (`devicewatch.read
 and keeps serving PIN. `doorpi pcscd-watch`, started by doorpi-pcscd-watch.timer every
 30 s as root, reads that fault from the gate's database (read-only) and, once this watch
 has seen it for RESTART_AFTER, runs `systemctl restart pcscd.service`: systemd sends
-SIGTERM and then SIGCONT (systemd.kill(5)), so a stopped pcscd ends too, and pcscd.socket
-starts it again at the gate's next connect.
+SIGTERM and then SIGCONT (systemd.kill(5)), so a stopped pcscd ends too, and then starts
+it again (pcscd.socket stays listening meanwhile); the gate's reader re-connects.
 
 `step` is the decision alone (no I/O); `check` is the runner around it: the stored
 faults, the state file, the restart command. Times are CLOCK_MONOTONIC seconds

@@ -418,6 +418,7 @@ def test_pcscd_watch_runs_only_beside_the_gate_and_keeps_its_state() -> None:
     assert unit["Service.ReadOnlyPaths"] == ["/var/lib/doorpi"]
     assert "ReadWritePaths" not in {k.split(".")[1] for k in unit}
     assert unit["Service.CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"]
+    assert unit["Service.CPUWeight"] == ["idle"]  # never a CPU the gate wants
     assert unit["Service.PrivateNetwork"] == ["yes"] and unit["Service.ProtectSystem"] == ["strict"]
     assert "Install.WantedBy" not in unit, "the timer starts it, nothing else"
     timer = parse_unit(UNITS_DIR / "doorpi-pcscd-watch.timer")

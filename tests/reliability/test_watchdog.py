@@ -292,8 +292,8 @@ def test_a_reader_thread_stuck_in_our_code_stops_the_pings(pcsc, tmp_path):
 def test_the_watch_restarts_a_frozen_pcscd_and_cards_work(pcsc, vcard, tmp_path, monkeypatch):
     """doorpi.pcscdwatch on the real thing: the gate shows the frozen pcscd, the watch's
     runner (`check`, what `doorpi pcscd-watch` runs) reads the fault from the gate's
-    database and restarts pcscd as `systemctl restart` does (SIGTERM and SIGCONT, then
-    socket activation: the fixture's stop + start). RESTART_AFTER is 2 s here (60 s
+    database and restarts pcscd as `systemctl restart` does (SIGTERM and SIGCONT, then a
+    new pcscd: the fixture's stop + start). RESTART_AFTER is 2 s here (60 s
     shipped) and the runner runs every 0.5 s (the timer: 30 s). A second freeze right
     after is not restarted (RESTART_EVERY, 600 s as shipped): the fault stays shown."""
     from doorpi import pcscdwatch
