@@ -192,6 +192,18 @@ def test_runner_without_a_database_or_a_fault_does_nothing(gate_db, tmp_path):
     assert restart.seen == [] and not state.exists()
 
 
+def test_a_database_that_cannot_be_read_is_one_line_and_no_restart(tmp_path):
+    db = tmp_path / "doorpi.db"
+    db.write_bytes(b"not a database" * 100)
+    state = tmp_path / "state.json"
+    restart = Restarts(state)
+    code, lines = check(db, state, restart, now=lambda: 5000.0)
+    assert code == 1 and len(lines) == 1
+    assert lines[0].startswith(f"{db}: cannot read the gate's faults (")
+    assert lines[0].endswith("pcscd left alone")
+    assert restart.seen == [] and not state.exists()
+
+
 def test_a_failed_restart_is_one_line_exit_1_and_still_rate_limited(gate_db, tmp_path):
     db, board = gate_db
     state = tmp_path / "state.json"
