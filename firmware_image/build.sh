@@ -99,7 +99,7 @@ if [[ -d "$REPO/models/build" ]]; then
 else
 	echo "   (no models/build: the image ships without face models; face stays disabled)"
 fi
-cp "$REPO"/systemd/*.service "$REPO/systemd/99-doorpi-usb.rules" "$REPO/systemd/doorpi-sysusers.conf" \
+cp "$REPO"/systemd/*.service "$REPO"/systemd/*.timer "$REPO/systemd/99-doorpi-usb.rules" "$REPO/systemd/doorpi-sysusers.conf" \
 	"$REPO/systemd/doorpi-tmpfiles.conf" "$REPO/systemd/doorpi-usb-sync" "$FILES/systemd/"
 cp "$REPO/src/doorpi/data/doorpi.toml" "$FILES/doorpi.toml"
 

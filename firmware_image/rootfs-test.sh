@@ -181,7 +181,7 @@ cp "$HERE/requirements-tpm.lock" "$WHEELS/"
 # Same layout as stage-doorpi/01-doorpi/00-run.sh + 01-run-chroot.sh.
 install -d -m 0755 "$ROOT/opt/doorpi" "$ROOT/etc/doorpi" "$ROOT/opt/doorpi/libexec"
 install -m 0644 "$REPO/src/doorpi/data/doorpi.toml" "$ROOT/etc/doorpi/doorpi.toml"
-install -m 0644 "$REPO"/systemd/*.service "$ROOT/etc/systemd/system/"
+install -m 0644 "$REPO"/systemd/*.service "$REPO"/systemd/*.timer "$ROOT/etc/systemd/system/"
 install -D -m 0644 "$REPO/systemd/99-doorpi-usb.rules" "$ROOT/etc/udev/rules.d/99-doorpi-usb.rules"
 install -D -m 0644 "$REPO/systemd/doorpi-sysusers.conf" "$ROOT/usr/lib/sysusers.d/doorpi.conf"
 install -D -m 0644 "$REPO/systemd/doorpi-tmpfiles.conf" "$ROOT/usr/lib/tmpfiles.d/doorpi.conf"
@@ -254,7 +254,7 @@ in_root /opt/doorpi/venv/bin/python -c \
 in_root /opt/doorpi/venv/bin/doorpi --help >/dev/null || die "doorpi --help failed"
 
 log "units verify against the installed rootfs"
-for unit in "$ROOT"/etc/systemd/system/doorpi*.service; do
+for unit in "$ROOT"/etc/systemd/system/doorpi*.service "$ROOT"/etc/systemd/system/doorpi*.timer; do
 	systemd-analyze verify --recursive-errors=no --root="$ROOT" "$unit" \
 		|| die "systemd-analyze verify $(basename "$unit")"
 done
@@ -291,7 +291,7 @@ show gpio.strike | grep -q '= 10 ' || die "gpio.strike is not the installer's"
 
 log "network surface: the image's removal step, then network-surface-check.sh"
 in_root systemctl enable doorpi.service doorpi-firstboot.service doorpi-selftest.service \
-	pcscd.socket >/dev/null 2>&1 || die "systemctl enable (as the image does) failed"
+	pcscd.socket doorpi-pcscd-watch.timer >/dev/null 2>&1 || die "systemctl enable (as the image does) failed"
 # The check must see the Raspberry-Pi-OS-like base as open, or it proves nothing.
 if "$HERE/network-surface-check.sh" "$ROOT" >/dev/null 2>&1; then
 	die "network-surface-check.sh passed a root with avahi, NetworkManager and SSH enabled"

@@ -30,6 +30,9 @@ CAMERA_FORMAT_FAULT = "camera format"  # red and blue swapped, seen in the faces
 FACE_MODELS_FAULT = "face models"  # will not load (inline at start, or in the face worker)
 #: The faults under which the gate asks no one for their face, and the reason it gives.
 FACE_OFF_FAULTS = {CAMERA_FAULT: "camera_fault", FACE_MODELS_FAULT: "face_models_fault"}
+#: How the `card reader` fault begins when the reader thread waits inside a PC/SC call
+#: (pcscd's fault, not ours); `doorpi.pcscdwatch` restarts pcscd on this text alone.
+READER_WAITS_ON = "card reader waits on "
 
 
 def face_off_reason(active: Any) -> str:
@@ -82,7 +85,7 @@ def reader_probe(reader: Any) -> Probe:
         if state is not None and not state.running:
             return "card reader thread has stopped"
         if state is not None and state.pcsc_call:
-            return f"card reader waits on {state.pcsc_call} (pcscd frozen or hung?)"
+            return f"{READER_WAITS_ON}{state.pcsc_call} (pcscd frozen or hung?)"
         if state is not None:
             return "card reader thread stuck outside PC/SC (gate fault)"
         return "card reader thread not answering (pcscd frozen or hung?)"
@@ -123,6 +126,7 @@ __all__ = [
     "FACE_MODELS_FAULT",
     "FACE_OFF_FAULTS",
     "READER_FAULT",
+    "READER_WAITS_ON",
     "DeviceWatch",
     "camera_format_probe",
     "device_watch",

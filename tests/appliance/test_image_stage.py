@@ -131,6 +131,12 @@ def test_doorpi_step_installs_every_systemd_file_with_modes() -> None:
     assert "--system-site-packages" in chroot
     assert "--no-index" in chroot, "the image installs from the wheelhouse, offline"
     assert "systemctl enable doorpi.service doorpi-firstboot.service" in chroot
+    assert re.search(r"systemctl enable [^\n]*\\\n\s*doorpi-pcscd-watch\.timer", chroot)
+    # Timers too: build.sh hands them to the stage, rootfs-test.sh installs and enables them.
+    assert '"$REPO"/systemd/*.timer' in (IMAGE / "build.sh").read_text()
+    rootfs = (IMAGE / "rootfs-test.sh").read_text()
+    assert '"$REPO"/systemd/*.timer' in rootfs
+    assert re.search(r"in_root systemctl enable [^\n]*\\\n[^\n]*doorpi-pcscd-watch\.timer", rootfs)
     assert "systemd-sysusers" in chroot
     assert "passwd -l root" in chroot
 

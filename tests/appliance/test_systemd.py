@@ -29,7 +29,9 @@ UNITS = [
     "doorpi-settings.service",
     "doorpi-sync@.service",
     "doorpi-selftest.service",
+    "doorpi-pcscd-watch.service",
 ]
+TIMERS = ["doorpi-pcscd-watch.timer"]
 # Executables the units start, relative to the device root.
 EXECUTABLES = ["opt/doorpi/venv/bin/doorpi", "opt/doorpi/libexec/doorpi-usb-sync"]
 SECURITY_LIMIT = 2.0
@@ -70,7 +72,7 @@ def device_root(tmp_path: Path) -> Path:
     """
     unit_dir = tmp_path / "etc/systemd/system"
     unit_dir.mkdir(parents=True)
-    for unit in UNITS:
+    for unit in UNITS + TIMERS:
         shutil.copy(UNITS_DIR / unit, unit_dir / unit)
     for exe in EXECUTABLES:
         target = tmp_path / exe
@@ -120,7 +122,7 @@ def security_score(unit_path: Path, threshold: float) -> tuple[int, float, str]:
     return proc.returncode, float(match.group(1)), proc.stdout
 
 
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("unit", UNITS + TIMERS)
 def test_unit_verifies(device_root: Path, unit: str) -> None:
     proc = verify(device_root, unit)
     assert proc.returncode == 0, proc.stderr
@@ -395,6 +397,34 @@ def test_numpy_and_tflite_survive_memory_deny_write_execute() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"ok {len(models)}"
+
+
+def test_pcscd_watch_runs_only_beside_the_gate_and_keeps_its_state() -> None:
+    """doorpi-pcscd-watch (doorpi.pcscdwatch): started by its timer every 30 s, never
+    while the gate is stopped, its state file in a /run folder that outlives each run."""
+    from doorpi.pcscdwatch import STATE_FILE
+
+    unit = parse_unit(UNITS_DIR / "doorpi-pcscd-watch.service")
+    assert unit["Service.Type"] == ["oneshot"] and unit["Service.User"] == ["root"]
+    assert unit["Unit.Requisite"] == ["doorpi.service"] and unit["Unit.After"] == ["doorpi.service"]
+    argv = unit["Service.ExecStart"][0].split()
+    assert argv[0] == "/" + EXECUTABLES[0]
+    assert argv[-3:] == ["pcscd-watch", "--state", str(STATE_FILE)]
+    assert unit["Service.RuntimeDirectory"] == [STATE_FILE.parent.name]
+    # A oneshot stops after every run: without Preserve systemd removes the folder, and
+    # the record of the last restart (the rate limit) with it.
+    assert unit["Service.RuntimeDirectoryPreserve"] == ["yes"]
+    assert unit["Service.RuntimeDirectoryMode"] == ["0700"]
+    assert unit["Service.ReadOnlyPaths"] == ["/var/lib/doorpi"]
+    assert "ReadWritePaths" not in {k.split(".")[1] for k in unit}
+    assert unit["Service.CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"]
+    assert unit["Service.CPUWeight"] == ["idle"]  # never a CPU the gate wants
+    assert unit["Service.PrivateNetwork"] == ["yes"] and unit["Service.ProtectSystem"] == ["strict"]
+    assert "Install.WantedBy" not in unit, "the timer starts it, nothing else"
+    timer = parse_unit(UNITS_DIR / "doorpi-pcscd-watch.timer")
+    assert timer["Timer.OnBootSec"] == ["2min"] and timer["Timer.OnUnitActiveSec"] == ["30s"]
+    assert timer["Timer.AccuracySec"] == ["1s"]  # the default 1 min would stretch 30 s
+    assert timer["Install.WantedBy"] == ["timers.target"]
 
 
 def test_selftest_unit_reports_without_failing_the_boot() -> None:

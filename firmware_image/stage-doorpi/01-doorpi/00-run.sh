@@ -12,7 +12,8 @@ if [ -d files/models ]; then
 	chmod -R u=rwX,go=rX "${ROOTFS_DIR}/opt/doorpi/models"
 fi
 install -m 0640 files/doorpi.toml "${ROOTFS_DIR}/etc/doorpi/doorpi.toml"
-for unit in doorpi.service doorpi-firstboot.service doorpi-settings.service doorpi-sync@.service doorpi-selftest.service; do
+for unit in doorpi.service doorpi-firstboot.service doorpi-settings.service doorpi-sync@.service doorpi-selftest.service \
+	doorpi-pcscd-watch.service doorpi-pcscd-watch.timer; do
 	install -m 0644 "files/systemd/${unit}" "${ROOTFS_DIR}/etc/systemd/system/${unit}"
 done
 install -m 0644 files/systemd/99-doorpi-usb.rules "${ROOTFS_DIR}/etc/udev/rules.d/99-doorpi-usb.rules"

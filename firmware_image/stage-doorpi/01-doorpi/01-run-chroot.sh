@@ -47,7 +47,9 @@ if [ -f /opt/doorpi/wheels/requirements-tpm.lock ]; then
 fi
 rm -rf /opt/doorpi/wheels
 
-systemctl enable doorpi.service doorpi-firstboot.service doorpi-settings.service doorpi-selftest.service pcscd.socket
+# The timer alone starts doorpi-pcscd-watch.service (every 30 s: a frozen pcscd restarted).
+systemctl enable doorpi.service doorpi-firstboot.service doorpi-settings.service doorpi-selftest.service pcscd.socket \
+	doorpi-pcscd-watch.timer
 # Some pi-gen versions set root's password to "root": lock it (with the first user locked
 # too unless DOORPI_ADMIN_PASS was set, console gettys grant nothing). A door controller offers
 # no remote login either; admin work goes through the USB stick.

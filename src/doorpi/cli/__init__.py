@@ -36,6 +36,7 @@ COMMAND_MODULES: list[str] = [
     "modes",
     "operator",
     "strike_safe",
+    "pcscd_watch",
 ]
 
 

@@ -15,7 +15,8 @@ USAGE = "doorpi [--config FILE] [--operator NAME] COMMAND ..."
 # (who, what for) -> commands, in the order a person meets them.
 GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Installer: set up and check a gate",
-     ("config", "selftest", "clock", "keys", "notice", "strike-safe", "run")),
+     ("config", "selftest", "clock", "keys", "notice", "strike-safe", "pcscd-watch",
+      "run")),
     ("Management office: residents and their cards, PINs and face consent",
      ("resident", "card", "pin", "duress", "responder", "consent")),
     ("Admin at the gate: state, records, USB sync, lockdown",
