@@ -8,7 +8,7 @@ import pytest
 
 from doorpi.core.clock import ClockGuard
 from doorpi.core.lockout import Lockout, LockoutPolicy
-from doorpi.core.pinpad import PadAction, PinPad
+from doorpi.core.pinpad import KEYS, PadAction, PinPad, keypad_key
 from doorpi.core.schedule import Schedule, ScheduleError, parse_window
 
 # ---------------------------------------------------------------- lockout
@@ -63,6 +63,26 @@ def test_pinpad_limits_length_and_ignores_unknown_keys():
     assert pad.press("B", 1).action is PadAction.IGNORED
     assert pad.press("A", 1).action is PadAction.FACE
     assert pad.press("#", 1).digits == "123"
+
+
+def test_pinpad_takes_ascii_digits_only():
+    """A keypad sends 0-9; a digit of another script is no key (never part of a PIN
+    or keypad number that then fails as unknown and counts toward the lockout)."""
+    pad = PinPad(timeout=5)
+    for k in ("\u0661", "\u0967", "\uff11", "\u00b2", "\U0001d7cf"):  # ١ १ １ ² 𝟏
+        assert pad.press(k, 0).action is PadAction.IGNORED, k
+    assert pad.press("#", 0.1).digits == ""
+
+
+@pytest.mark.parametrize(
+    ("typed", "key"),
+    [("1", "1"), ("\uff11", "1"), ("\u00b2", "2"), ("\U0001d7cf", "1"), ("\uff03", "#"),
+     ("\uff0a", "*"), ("f", "F"), ("a", "A"), ("b", "B"), ("\u0661", None),
+     ("\u0967", None), ("x", None), ("12", None), ("", None), (" ", None), ("\u200b", None)],
+)  # fmt: skip
+def test_keypad_key_reads_typed_text_as_a_keypad_sends_it(typed: str, key: str | None) -> None:
+    assert keypad_key(typed) == key
+    assert key is None or key in KEYS
 
 
 # ---------------------------------------------------------------- schedules

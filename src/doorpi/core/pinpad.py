@@ -6,6 +6,7 @@ means; the gate decides what a submitted entry is (a resident number or a PIN).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -28,6 +29,21 @@ class PadResult:
 
 
 FACE_KEYS = frozenset({"F", "A"})
+DIGITS = "0123456789"
+# What a keypad sends: a 3x4 matrix or a USB keypad's digits, '*', '#'; a 4x4 matrix
+# adds A-D (A is the face key; B-D are ignored).
+KEYS = frozenset(DIGITS + "*#ABCDF")
+
+
+def keypad_key(key: str) -> str | None:
+    """``key`` as a keypad sends it, or None when no keypad has it.
+
+    Typed text (a scenario's ``keys``, the demo's prompt) may hold full-width or
+    other compatibility forms: NFKC reads ``１`` as ``1`` and ``＃`` as ``#``, as
+    doorpi.validation reads keypad numbers and PINs. Digits of other scripts
+    (Arabic-Indic ``٣``, Devanagari ``३``) are not keypad keys: None."""
+    k = unicodedata.normalize("NFKC", key).upper()
+    return k if k in KEYS else None
 
 
 class PinPad:
@@ -56,7 +72,7 @@ class PinPad:
                 return PadResult(PadAction.TIMED_OUT)
             return result
         self._last = now
-        if key.isdigit() and len(key) == 1:
+        if len(key) == 1 and key in DIGITS:  # a keypad sends ASCII digits only
             if len(self._buf) >= self.max_digits:
                 return PadResult(PadAction.IGNORED)
             self._buf.append(key)

@@ -173,7 +173,18 @@ class SimulatedSite:
         self.gate.process_pending()
 
     def key(self, key: str) -> None:
-        self.gate.submit(KeyPressed(key, "keypad"))
+        """Press ``key`` on the simulated keypad (read as a keypad sends it:
+        `doorpi.core.pinpad.keypad_key`). Raises ValueError naming a key no keypad has."""
+        from doorpi.core.pinpad import keypad_key
+        from doorpi.validation import safe_repr
+
+        pressed = keypad_key(key)
+        if pressed is None:
+            raise ValueError(
+                f"key {safe_repr(key)}: not a keypad key (digits 0-9, * clears, # submits, "
+                "F or A asks for face)"
+            )
+        self.gate.submit(KeyPressed(pressed, "keypad"))
         self.gate.process_pending()
 
     def door(self, is_open: bool) -> None:
