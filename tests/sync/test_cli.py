@@ -115,14 +115,16 @@ def test_admin_workflow_end_to_end(
     code, out = run(["--config", cfg, "sync", "import", str(stick)], capsys)
     assert code == 0, out
     assert out.startswith("doorpi sync: applied bundle 1: 2 added, 1 pins_hashed")
+    # the same stick plugged in again (left in, or re-plugged): nothing to do, not a fault
     code, out = run(["--config", cfg, "sync", "import", str(stick)], capsys)
-    assert code == 1 and "refused (stale): sequence 1 is already applied here" in out
+    assert code == 0 and "bundle 1 already applied here: nothing changed" in out, out
     code, out = run(["--config", cfg, "keys", "show"], capsys)
     assert "last bundle: 1" in out and site_fp in out
     # 6. the laptop: read what the gate said
     code, out = run(["admin", "report", "read", str(stick), "--audit", *adm], capsys)
-    # a gate refused (the replayed stick): the admin's command says so in its exit code
-    assert code == 1 and "main-gate" in out and "NEEDS ATTENTION: refused (stale)" in out
+    # the re-plugged stick's report: current, nothing for the admin to do (exit 0)
+    assert code == 0 and "main-gate" in out and "NEEDS ATTENTION" not in out, out
+    assert "bundle 1 already applied here: nothing changed" in out
     assert "2 residents (2 active)" in out and "database ok" in out
     code, out = run(["admin", "gate", "list", *adm], capsys)
     assert "main-gate" in out
@@ -243,7 +245,7 @@ def test_two_gates_share_a_face_through_the_commands(
     south.withdraw(storage.residents.by_keypad_id("101").id, by="resident", channel="gate")
     storage.close()
     code, out = run(["--config", cfgs["south-gate"], "sync", "import", str(stick)], capsys)
-    assert code == 1 and "refused (stale)" in out  # nothing new, but a report all the same
+    assert code == 0 and "already applied here" in out  # nothing new, but a report all the same
     code, out = run(["admin", "bundle", str(roster), str(stick), *adm], capsys)
     assert "reports on the stick, read now:" in out
     assert "a-3101-wang withdrew face consent here at" in out

@@ -98,8 +98,17 @@ def test_stale_and_replayed_bundles_are_refused(rig: GateRig, site: SiteKey) -> 
     data = rig.seal(rig.bundle(5, [resident("a-1", 1, site)]))
     assert rig.importer.import_bytes(data).result == "applied"
     state = rig.snapshot()
+    # The same file again (a stick left in or re-plugged): current, not a fault.
     rep = rig.importer.import_bytes(data)
-    assert (rep.result, rep.code) == ("refused", "stale")
+    assert (rep.result, rep.code) == ("current", "already_applied") and not rep.needs_attention
+    assert rep.summary() == "bundle 5 already applied here: nothing changed"
+    assert rig.snapshot() == state
+    assert rig.storage.audit.tail(1)[0].data == {
+        "action": "current", "sequence": 5,
+        "reason": "bundle 5 is already applied here (the same bundle again): nothing changed"}  # fmt: skip
+    # Another bundle at the applied sequence (even the same content, sealed anew): a replay.
+    rep = rig.importer.import_bytes(rig.seal(rig.bundle(5, [resident("a-1", 1, site)])))
+    assert (rep.result, rep.code) == ("refused", "stale") and rep.needs_attention
     assert rep.reason == "sequence 5 is already applied here (replay refused, nothing changed)"
     old = rig.apply(rig.bundle(4, [], tombstones=("a-1",)))
     assert old.reason == "sequence 4 is older than the applied 5 (rollback refused)"
@@ -364,7 +373,10 @@ def test_running_gate_sees_each_import_once(rig: GateRig, site: SiteKey, tmp_pat
     rig.importer.import_stick(stick)
     assert watcher.poll() == ("done", T0 + 5)
     assert watcher.poll() is None
-    rig.importer.import_stick(stick)  # the same bundle again: refused
+    rig.importer.import_stick(stick)  # the same bundle again: current, shown as done
+    assert watcher.poll() == ("done", T0 + 5)
+    bundle.write_bytes(rig.seal(rig.bundle(1, [resident("a-1", 1, site)], created=T0 + 5)))
+    rig.importer.import_stick(stick)  # another bundle at the applied sequence: refused
     assert watcher.poll() == ("denied", T0 + 5)
 
 

@@ -151,4 +151,4 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"doorpi sync: {report.summary()} ({where})")
         if report.changes.get("settings_changed"):
             print("doorpi sync: the admin's settings changed: they apply when the gate restarts")
-    return {"applied": 0, "waiting": 2}.get(report.result, 1)
+    return {"applied": 0, "current": 0, "waiting": 2}.get(report.result, 1)

@@ -77,6 +77,10 @@ if TYPE_CHECKING:
     from doorpi.settings import Layers
 
 log = logging.getLogger("doorpi.sync")
+# The sha256 of the bundle file last applied (sync_sequence's), in the state table.
+APPLIED_SHA256 = "sync_bundle_sha256"
+# BundleError code of the applied bundle's own file again: a "current" report.
+ALREADY_APPLIED = "already_applied"
 
 STICK_DIR = "doorpi"
 CARD_KEY_SUFFIX = ".cardkey"
@@ -194,6 +198,9 @@ class BundleImporter:
         self.clock = clock
         self.layers = layers  # the gate's settings layers: None refuses bundle settings
         self._settings_changed: list[str] = []
+        # sha256 of the bundle file being imported: the same file plugged in again is
+        # "current" (nothing to do), any other bundle at the applied sequence a replay.
+        self._incoming = ""
 
     # ------------------------------------------------------------ trust
 
@@ -325,6 +332,7 @@ class BundleImporter:
     def import_bytes(self, data: bytes) -> SyncReport:
         """Apply a bundle or refuse it; never raises for bad input, the report says why."""
         bundle: EnrollmentBundle | None = None
+        self._incoming = hashlib.sha256(data).hexdigest()
         try:
             read_header(data)  # size, magic, version, truncation: before anything else
             site = self.trusted_site()
@@ -345,6 +353,8 @@ class BundleImporter:
             finally:
                 self.rules = rules
         except BundleError as exc:
+            if exc.code == ALREADY_APPLIED:
+                return self._already_applied(exc, bundle)
             return self._refused(exc, bundle)
         except KeyFileError as exc:
             return self._refused(BundleError("no_site_key", str(exc)), bundle)
@@ -368,6 +378,11 @@ class BundleImporter:
 
     def _check_sequence(self, bundle: EnrollmentBundle) -> None:
         last = self.last_sequence()
+        if bundle.sequence == last and self._incoming == get_state(self.db, APPLIED_SHA256):
+            raise BundleError(
+                ALREADY_APPLIED,
+                f"bundle {last} is already applied here (the same bundle again): nothing changed",
+            )
         if bundle.sequence == last:
             raise BundleError(
                 "stale",
@@ -657,6 +672,7 @@ class BundleImporter:
                 apply_modes(conn, self.db, bundle.modes, mapping, now)
             self._adopt_card_key(bundle)
             set_state(self.db, "sync_sequence", str(bundle.sequence))
+            set_state(self.db, APPLIED_SHA256, self._incoming)
             set_state(self.db, "sync_peers", json.dumps([p.to_json() for p in bundle.peers]))
             # The laptop's signed time raises the floor, bounded like every source
             # (core/clock.py): a laptop clock at 2040 must not poison the gate.
@@ -820,6 +836,16 @@ class BundleImporter:
         )
 
     # ------------------------------------------------------------ reports
+
+    def _already_applied(self, exc: BundleError, bundle: EnrollmentBundle | None) -> SyncReport:
+        """The applied bundle's own file again (a stick re-plugged, or left in): not a
+        fault, so not "refused"; the report is a fresh one (status, audit since)."""
+        data: dict[str, Any] = {"action": "current", "reason": str(exc)}
+        if bundle is not None:
+            data["sequence"] = bundle.sequence
+        with suppress(sqlite3.DatabaseError):
+            self.storage.audit.append("sync", data, ts=self.clock())
+        return self._report("current", bundle, code=exc.code, reason=str(exc))
 
     def _refused(self, exc: BundleError, bundle: EnrollmentBundle | None) -> SyncReport:
         data: dict[str, Any] = {"action": "refused", "code": exc.code, "reason": str(exc)}

@@ -46,7 +46,9 @@ MAX_REPORT_BYTES = 16 * 1024 * 1024
 class SyncReport:
     gate: str
     created: float
-    result: str  # "applied", "refused" or "waiting" (a pairing visit: no bundle yet)
+    # "applied", "current" (the applied bundle's own file again: nothing to do),
+    # "refused" or "waiting" (a pairing visit: no bundle yet)
+    result: str
     code: str = ""  # machine reason when refused
     reason: str = ""  # one line for people
     site: str | None = None
@@ -93,6 +95,12 @@ class SyncReport:
             return line
         if self.result == "waiting":
             return f"paired, waiting for a bundle: {self.reason}"
+        if self.result == "current":
+            line = f"bundle {self.bundle_sequence} already applied here: nothing changed"
+            if self.face_dependents:
+                n = len(self.face_dependents)
+                line += f"; {n} resident{'' if n == 1 else 's'} with no face-free way in"
+            return line
         return f"refused ({self.code}): {self.reason}"
 
     def to_body(self) -> bytes:
