@@ -97,3 +97,34 @@ def test_on_off_steps_take_toml_booleans_only(tmp_path, step, fragment):
     with pytest.raises(ScenarioError) as info:
         run(Scenario.load(path), tmp_path / "d")
     assert fragment in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('[[steps]]\nat = "abc"\nwait = 1\n', "steps[0].at: 'abc' is not a number of seconds"),
+        ("[[steps]]\nat = -1\nwait = 1\n", "steps[0].at: -1 is not a number of seconds"),
+        ("[[steps]]\nat = nan\nwait = 1\n", "steps[0].at: nan is not a number of seconds"),
+        ("[[steps]]\nat = true\nwait = 1\n", "steps[0].at: True is not a number of seconds"),
+        ("[[steps]]\nat = 1e12\nwait = 1\n", "steps[0].at: 1000000000000.0 is not a number of"),
+        ("[[steps]]\nat = 1\nwait = -5\n", "steps[0].wait: -5 is not a number of seconds"),
+        ("settle = 1e7\n" + STEP, "settle: 10000000.0 is not a number of seconds from 0 to 604800"),
+        ('[[steps]]\nat = 1\nclock = "tomorrow"\n',
+         "steps[0].clock: 'tomorrow' is not a date and time (like 2026-03-02T08:00)"),
+        ('[[steps]]\nat = 1\nclock = "2026-13-01T00:00"\n',
+         "steps[0].clock: '2026-13-01T00:00' is not a date and time"),
+        ('start = "2026-02-30T08:00"\n' + STEP, "start: '2026-02-30T08:00' is not a date and time"),
+    ],
+)  # fmt: skip
+def test_times_that_are_not_times_are_refused_naming_the_step(tmp_path, text, fragment):
+    """Seen in a newcomer's trial: `at = "abc"` was an unexpected ValueError naming no
+    step, `clock = "tomorrow"` Python's own message, `at = -1` taken silently and
+    `settle = 1e7` ticked for minutes."""
+    with pytest.raises(ScenarioError) as info:
+        Scenario.load(write(tmp_path, text))
+    assert fragment in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_a_week_of_simulated_time_is_still_a_scenario(tmp_path):
+    scenario = Scenario.load(write(tmp_path, "settle = 604800\n[[steps]]\nat = 0\nwait = 0.5\n"))
+    assert scenario.extra["settle"] == 604800

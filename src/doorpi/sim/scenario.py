@@ -93,10 +93,14 @@ class Scenario:
                 raise ScenarioError(
                     f"{p}: steps[{i}] needs exactly one of {', '.join(sorted(STEP_KEYS))} and 'at'"
                 )
-        try:
-            start = datetime.fromisoformat(str(doc.get("start", "2026-03-02T10:00")))
-        except ValueError as exc:
-            raise ScenarioError(f"{p}: start: {exc}") from None
+            for key in ("at", "wait"):
+                if key in step:
+                    _seconds(p, f"steps[{i}].{key}", step[key])
+            if "clock" in step:
+                _datetime(p, f"steps[{i}].clock", step["clock"])
+        if "settle" in doc:
+            _seconds(p, "settle", doc["settle"])
+        start = _datetime(p, "start", doc.get("start", "2026-03-02T10:00"))
         return cls(
             p,
             doc.get("name", p.stem),
@@ -108,6 +112,36 @@ class Scenario:
             doc.get("expect"),
             extra={k: v for k, v in doc.items() if k in EXTRA_KEYS},
         )
+
+
+# The longest a scenario's times may reach: a week of simulated time (a step's ``at``,
+# ``wait``, the final ``settle``). Longer is a typo (1e7 ran for minutes, ticking).
+MAX_SECONDS = 7 * 86400
+
+
+def _seconds(path: Path, where: str, value: Any) -> float:
+    """``value`` as seconds of simulated time, or ScenarioError naming ``where``."""
+    from doorpi.validation import safe_repr
+
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not 0 <= value <= MAX_SECONDS:  # NaN fails both comparisons
+        shown = safe_repr(value) if isinstance(value, str) else repr(value)
+        raise ScenarioError(
+            f"{path}: {where}: {shown} is not a number of seconds from 0 to {MAX_SECONDS} (a week)"
+        )
+    return float(value)
+
+
+def _datetime(path: Path, where: str, value: Any) -> datetime:
+    """``value`` as a local date and time, or ScenarioError naming ``where``."""
+    from doorpi.validation import safe_repr
+
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ScenarioError(
+            f"{path}: {where}: {safe_repr(value)} is not a date and time (like 2026-03-02T08:00)"
+        ) from None
 
 
 def _misplaced(key: str, value: Any) -> str:
