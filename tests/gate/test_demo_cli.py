@@ -196,6 +196,30 @@ def test_ctrl_c_during_a_command_lets_it_finish_then_ends_the_demo(tmp_path: Pat
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_kill_or_a_closed_terminal_ends_the_demo_cleanly(tmp_path: Path, sig: str) -> None:
+    """`kill` (SIGTERM) and a closed terminal (SIGHUP) end the demo as Ctrl-C does: the
+    strike goes to its safe state (relay_off shutdown), the temporary folder is removed,
+    one line says why, exit 128 + the signal's number. Seen in a newcomer's trial: both
+    used to kill it where it stood, leaving /tmp/doorpi-sim-* behind."""
+    import signal
+
+    signum = getattr(signal, sig)
+    env = _demo_env(tmp_path / "tmp")
+    with _demo([sys.executable, "-m", "doorpi", "demo"], env) as p:
+        p.stdin.write("card 04a1b2c3d4e5f6\n")
+        p.stdin.flush()
+        _read_until(p, '"granted":true')  # the strike is released for 5 s from here
+        assert [d.name[:11] for d in (tmp_path / "tmp").iterdir()] == ["doorpi-sim-"]
+        p.send_signal(signum)
+        rest = p.stdout.read()
+        stderr = _wait(p)
+    assert p.returncode == 128 + signum, (p.returncode, stderr)
+    assert "Traceback" not in stderr and f"doorpi demo: ended by {sig}" in stderr, stderr
+    assert '"event":"relay_off","reason":"shutdown"' in rest, rest
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
 def test_a_data_dir_the_user_gave_is_kept(tmp_path: Path) -> None:
     env = _demo_env(tmp_path / "tmp")
     mine = tmp_path / "mine"
@@ -228,3 +252,27 @@ def test_an_unknown_command_is_named_then_the_help(tmp_path: Path) -> None:
     assert "\u202e" not in p.stdout and "\x1b" not in p.stdout
     access = [r for r in _records(p.stdout) if r["event"] == "access"]
     assert [a["reason"] for a in access] == ["exit_request"], access  # it went on after them
+
+
+def test_values_the_demo_cannot_mean_are_refused_not_guessed(tmp_path: Path) -> None:
+    """Seen in a newcomer's trial: `tamper maybe` meant off, `open now` opened, a
+    5,000-key `keys` held the prompt for minutes, and keys in other scripts vanished.
+    Each is now one line and the demo goes on; the refused keys typed nothing (the
+    only decision is the full-width PIN's grant)."""
+    typed = ("tamper maybe\nfire yes please\nopen now\nrex x\nkeys " + "1" * 65 + "\n"
+             "keys \u0661\u0660\u0661#\nkeys \uff11\uff10\uff11#2468#\nquit\n")  # fmt: skip
+    p = doorpi("demo", "--data-dir", str(tmp_path / "d"), stdin=typed)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    said = [ln.split("> ")[-1].strip() for ln in p.stdout.splitlines()]
+    for line in (
+        "error: tamper takes on or off, got 'maybe'",
+        "error: fire takes on or off, got 'yes please'",
+        "'open' takes nothing after it, got 'now'",
+        "'rex' takes nothing after it, got 'x'",
+        "error: keys: at most 64 keys at a time",
+        "error: key '\u0661': not a keypad key (digits 0-9, * clears, # submits, F or A "
+        "asks for face)",
+    ):
+        assert line in said, (line, said)
+    access = [r for r in _records(p.stdout) if r["event"] == "access"]
+    assert [(a["granted"], a["reason"]) for a in access] == [(True, "granted")], access

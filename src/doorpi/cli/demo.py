@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 import threading
 import time
@@ -178,12 +179,18 @@ def _interactive(args: argparse.Namespace, data_dir: Path) -> int:
                     line = sys.stdin.readline()
                 if not line or not _command(site, line.split()):
                     break
+    except KeyboardInterrupt:
+        if ctrl_c.signum == signal.SIGINT:
+            raise
     finally:
         stop.set()
         ticker.join(timeout=2)
         site.close()
-    if ctrl_c.pressed:
+    if ctrl_c.signum == signal.SIGINT:
         raise KeyboardInterrupt  # `doorpi` exits 130, as for Ctrl-C anywhere else
+    if ctrl_c.signum:  # SIGTERM, SIGHUP (terminal closed): the same clean end
+        print(f"doorpi demo: ended by {signal.Signals(ctrl_c.signum).name}", file=sys.stderr)
+        return 128 + ctrl_c.signum
     return 0
 
 
@@ -193,28 +200,35 @@ class CtrlC:
     ends the demo, instead of raising KeyboardInterrupt at whatever line was running,
     where a callback called from C (SQLite, a weakref, a thread's hook) would print
     and drop it and the demo would carry on (seen: exit 0 instead of 130 once).
-    The main thread only: signal handlers run there (Python's signal module)."""
+    SIGTERM (`kill`) and SIGHUP (the terminal closed) end it the same way, so the
+    strike is released to its safe state and a temporary data folder removed (they
+    used to kill the demo where it stood, leaving /tmp/doorpi-sim-*). ``signum``: the
+    signal that ended it, 0 while none has. The main thread only: signal handlers run
+    there (Python's signal module)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
-        self.pressed = False
+        self.signum = 0
         self._prompt = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def pressed(self) -> bool:
+        return bool(self.signum)
 
     def _handler(self, signum: int, frame: Any) -> None:
-        self.pressed = True
+        self.signum = self.signum or signum
         if self._prompt:
             raise KeyboardInterrupt
 
     def __enter__(self) -> CtrlC:
-        import signal
-
-        self._previous = signal.signal(signal.SIGINT, self._handler)
+        self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
-        signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
     @contextlib.contextmanager
     def at_prompt(self) -> Iterator[None]:
@@ -250,19 +264,21 @@ def _command(site: Any, words: list[str]) -> bool:
         if cmd == "card" and rest:
             site.card(rest[0])
         elif cmd == "keys" and rest:
+            if len(rest[0]) > MAX_KEYS:  # 50 ms a key: 5,000 keys held the prompt 250 s
+                raise ValueError(f"keys: at most {MAX_KEYS} keys at a time")
             for k in rest[0]:
                 site.key(k.upper())
                 time.sleep(0.05)
-        elif cmd in ("open", "close"):
+        elif cmd in ("open", "close") and not rest:
             site.door(cmd == "open")
-        elif cmd in EXIT_BUTTON:
+        elif cmd in EXIT_BUTTON and not rest:
             site.press_exit()
         elif cmd == "tamper" and rest:
-            site.tamper(rest[0] == "on")
+            site.tamper(_on_off(cmd, rest))
         elif cmd == "fire" and rest:
-            site.fire(rest[0] == "on")
+            site.fire(_on_off(cmd, rest))
         elif cmd == "lockdown" and rest:
-            site.lockdown_switch(rest[0] == "on")
+            site.lockdown_switch(_on_off(cmd, rest))
         elif cmd == "status":
             print(f"  {_status(site)}")
         elif cmd == "help":
@@ -275,6 +291,20 @@ def _command(site: Any, words: list[str]) -> bool:
     return True
 
 
+# The most keys one `keys` command types (a resident number, a PIN and the '#'s are
+# under 25; typing takes 50 ms a key).
+MAX_KEYS = 64
+
+
+def _on_off(cmd: str, rest: list[str]) -> bool:
+    """``on`` or ``off`` (one word), else ValueError: `tamper maybe` meant nothing."""
+    if len(rest) == 1 and rest[0].lower() in ("on", "off"):
+        return rest[0].lower() == "on"
+    from doorpi.validation import safe_repr
+
+    raise ValueError(f"{cmd} takes on or off, got {safe_repr(' '.join(rest))}")
+
+
 NEEDS_VALUE = {"card": "a card UID", "keys": "the keys to type", "tamper": "on or off",
                "fire": "on or off", "lockdown": "on or off"}  # fmt: skip
 
@@ -282,9 +312,11 @@ NEEDS_VALUE = {"card": "a card UID", "keys": "the keys to type", "tamper": "on o
 def _unknown(cmd: str, rest: list[str]) -> str:
     """One line on a command the demo did not take: ``cmd`` shown safely (control and
     bidi characters escaped, cut at 40 characters)."""
-    from doorpi.validation import safe_text
+    from doorpi.validation import safe_repr, safe_text
 
     if cmd.lower() in NEEDS_VALUE and not rest:
         return f"'{cmd.lower()}' needs {NEEDS_VALUE[cmd.lower()]}"
+    if cmd.lower() in ("open", "close", *EXIT_BUTTON) and rest:
+        return f"'{cmd.lower()}' takes nothing after it, got {safe_repr(' '.join(rest))}"
     shown = safe_text(cmd)
     return f"unknown command '{shown if len(shown) <= 40 else shown[:37] + '...'}'"
