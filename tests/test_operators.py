@@ -118,6 +118,29 @@ def test_logname_is_not_an_identity(cli):
     assert cli("resident", "list").returncode == 0
 
 
+def test_no_passphrase_given_is_said_not_called_a_wrong_one(cli):
+    """Seen in a newcomer's trial: with no terminal (a script, cron) and no
+    --passphrase-file, an empty standard input was reported as "unknown operator or
+    wrong passphrase" although nothing was asked; nor is it a failed sign-in to audit."""
+    assert (
+        cli("operator", "add", "li", "--new-passphrase-file", str(cli.tmp / "pass")).returncode == 0
+    )
+    (cli.tmp / "empty").write_text("")
+    for argv, where in (
+        ([], "no passphrase: standard input (no terminal to ask on) was empty"),
+        (["--passphrase-file", "-"], "no passphrase: standard input was empty"),
+        (["--passphrase-file", str(cli.tmp / "empty")],
+         f"no passphrase: the file {cli.tmp / 'empty'} was empty"),
+    ):  # fmt: skip
+        r = cli("--operator", "li", *argv, "resident", "add", "Bo")
+        assert r.returncode == 2 and where in r.stderr, r.stderr
+        assert "wrong passphrase" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert [a for a in audit(cli.data) if a["kind"] == "admin_auth_failed"] == []
+    # An empty line is a passphrase typed (wrong here), not a missing one.
+    r = cli("--operator", "li", "resident", "add", "Bo", stdin="\n")
+    assert r.returncode == 2 and "wrong passphrase" in r.stderr, r.stderr
+
+
 def test_once_an_operator_exists_every_admin_action_signs_in(cli):
     assert (
         cli("operator", "add", "li", "--new-passphrase-file", str(cli.tmp / "pass")).returncode == 0

@@ -82,17 +82,25 @@ def read_secret(path: str | None, prompt: str) -> str:
 
     if path == "-" or (path is None and not sys.stdin.isatty()):
         line = sys.stdin.readline()
+        where = "standard input" if path == "-" else "standard input (no terminal to ask on)"
     elif path is not None:
         try:
             with open(path, encoding="utf-8") as f:
                 line = f.readline()
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(f"{path}: cannot read the passphrase: {exc}") from None
+        where = f"the file {path}"
     else:
         try:
-            line = getpass.getpass(prompt)
+            line = getpass.getpass(prompt) + "\n"
         except EOFError:
             line = ""
+        where = "the terminal"
+    if not line:  # end of input before any line: nothing was given, not a wrong one
+        raise CliError(
+            f"no passphrase: {where} was empty; give --passphrase-file FILE (- for "
+            "standard input) or run it at a terminal"
+        )
     return line.rstrip("\r\n")
 
 
