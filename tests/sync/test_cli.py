@@ -256,3 +256,21 @@ def test_two_gates_share_a_face_through_the_commands(
     storage = Storage.open(cfg.site.data_dir)
     assert build_face_privacy(cfg, storage).vault.count() == 0
     storage.close()
+
+
+def test_admin_check_names_every_residents_problem_in_one_run(
+    paths: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A newcomer needed four runs of `admin check` for a roster with four mistakes."""
+    adm = ["--admin-dir", str(paths["admin"])]
+    assert run(["admin", "init", "--site-name", "Test Court", *adm], capsys)[0] == 0
+    bad = paths["roster"].parent / "bad.toml"
+    bad.write_text('[[residents]]\nname = "A"\n[[residents]]\nkey = "b-1"\nname = "B"\npin = 2468\n'
+                   '[[residents]]\nkey = "c-1"\nname = "C"\ncards = ["zz"]\n')  # fmt: skip
+    for cmd in (["check", str(bad)], ["bundle", str(bad), str(paths["stick"])]):
+        code, out = run(["admin", *cmd, *adm], capsys)
+        lines = out.splitlines()
+        assert code == 2 and lines[-1] == f"doorpi: {bad}: 3 residents have problems (listed above)"
+        assert [ln.split(":")[0] for ln in lines[-4:-1]] == [
+            "  residents[0].key", "  residents[1] (b-1).pin", "  residents[2] (c-1).cards[0].uid"
+        ], lines  # fmt: skip

@@ -60,6 +60,25 @@ def test_roster_mistakes_name_entry_and_field(body: str, message: str) -> None:
     assert str(info.value).startswith(message), str(info.value)
 
 
+def test_every_residents_mistake_is_named_in_one_refusal() -> None:
+    """A newcomer fixed a roster with four mistakes in four runs of `admin check`: all
+    residents' problems now come at once, each on its line (the one-mistake message is
+    unchanged), up to MAX_PROBLEMS_SHOWN of them."""
+    bodies = [b for b, _ in BAD]
+    with pytest.raises(RosterError) as info:
+        _roster("".join("[[residents]]\n" + b + "\n" for b in bodies))
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{len(BAD)} residents have problems:"
+    for line, (_, message) in zip(lines[1:], BAD, strict=True):
+        assert line.startswith("  residents["), line
+        assert message.split("]", 1)[1] in line, (line, message)  # its own index
+    many = "".join(f'[[residents]]\nkey = "k-{i}"\nname = "N"\nuinit = "3"\n' for i in range(60))
+    with pytest.raises(RosterError) as info:
+        _roster(many)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1 + 50 + 1 and lines[-1] == "  ... and 10 more", lines[-3:]
+
+
 def test_roster_duplicates_and_file_errors(tmp_path: Path) -> None:
     two = '[[residents]]\nkey = "a-1"\nname = "A"\nkeypad_id = 5\n' * 1
     two += '[[residents]]\nkey = "b-2"\nname = "B"\nkeypad_id = "5"\n'

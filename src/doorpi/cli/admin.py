@@ -7,11 +7,14 @@ is kept in --admin-dir (default $DOORPI_ADMIN_DIR or ~/.local/share/doorpi-admin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from doorpi import validation
 from doorpi.cli import CliError, common, human
 from doorpi.sync import desk
 from doorpi.sync.admin import AdminError, AdminSite
@@ -200,8 +203,21 @@ def _site(args: argparse.Namespace) -> AdminSite:
     return site
 
 
+@contextlib.contextmanager
+def _roster_errors() -> Iterator[None]:
+    """A roster's problems as the CLI's error: one line, or, when several residents
+    have problems, each on its own line (stderr) and then the summary line."""
+    try:
+        yield
+    except RosterError as exc:
+        head, *rest = str(exc).split("\n")
+        for line in rest:
+            print(validation.safe_text(line), file=sys.stderr)
+        raise CliError(f"{head[:-1]} (listed above)" if rest else head) from None
+
+
 def _roster(site: AdminSite, path: Path) -> Roster:
-    with common.as_cli_error(RosterError):
+    with _roster_errors():
         roster = load_roster(path, site.key.pin_tag_key)
     mode = path.stat().st_mode
     if any(r.entry.pin for r in roster.residents) and mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -400,7 +416,6 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 def cmd_card_issue(args: argparse.Namespace) -> int:
     """Personalise a blank card (doorpi.cards.issue) and record it in the card register."""
-    from doorpi import validation
     from doorpi.cards.issue import issue_card
     from doorpi.cards.register import CardRegister, CardRegisterError, load_master
     from doorpi.cards.uid import CardProtocolError
@@ -424,7 +439,7 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
     roster = args.roster if args.roster is not None else args.admin_dir / ADMIN_ROSTER
     if args.roster is None and not roster.exists():
         raise CliError(f"{roster}: no roster there: give the roster file with --roster FILE")
-    with common.as_cli_error(RosterError):  # before the card is touched
+    with _roster_errors():  # before the card is touched
         check_resident(roster, args.resident, site.key.pin_tag_key)
     with common.as_cli_error(CardRegisterError):
         master = load_master(args.admin_dir, create=True)

@@ -122,7 +122,7 @@ class Handler(BaseHTTPRequestHandler):
                                      nav=False), exc.status)  # fmt: skip
         except (AdminError, SheetError, RosterError, KeyFileError, OSError, ValueError) as exc:
             lines = exc.lines if isinstance(exc, SheetError | desk.RosterProblems) else []
-            lines = lines or [str(exc)]
+            lines = lines or str(exc).splitlines()  # a roster's problems: one a line
             body = "".join(f'<p class="err">{E(line)}</p>' for line in lines)
             page = Page(self._chrome(t(self._lang(), "error"), body), 400)
         except Exception as exc:  # one line, never a traceback in front of a person

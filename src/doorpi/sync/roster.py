@@ -182,6 +182,11 @@ def _resident(raw: Any, i: int, tag_key: bytes, tz: tzinfo) -> RosterResident:
     return RosterResident(entry, tuple(gates) if gates is not None else None)
 
 
+# The most resident problems one refusal lists (a spreadsheet pasted in the wrong
+# columns gives one per row: the first 50 say what is wrong).
+MAX_PROBLEMS_SHOWN = 50
+
+
 def parse_roster(doc: dict[str, Any], tag_key: bytes) -> Roster:
     for k in doc:
         if k not in ("site", "residents", "modes"):
@@ -198,7 +203,22 @@ def parse_roster(doc: dict[str, Any], tag_key: bytes) -> Roster:
     raw = doc.get("residents", [])
     if not isinstance(raw, list):
         raise RosterError("residents: write each resident as a [[residents]] table")
-    residents = tuple(_resident(r, i, tag_key, tz) for i, r in enumerate(raw))
+    residents, problems = [], []
+    for i, r in enumerate(raw):  # every resident's problems at once, not one a run
+        try:
+            residents.append(_resident(r, i, tag_key, tz))
+        except RosterError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise RosterError(problems[0])
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = len(problems) - len(shown)
+        raise RosterError(
+            f"{len(problems)} residents have problems:\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more else "")
+        )
     try:
         check_consistency(EnrollmentBundle("0" * 32, "0" * 32, 1, 0.0,
                                            residents=tuple(r.entry for r in residents)))  # fmt: skip
@@ -212,7 +232,7 @@ def parse_roster(doc: dict[str, Any], tag_key: bytes) -> Roster:
     for k in modes.responders if modes else ():
         if k not in keys:
             raise RosterError(f"modes.responders: no resident with key {k!r}")
-    return Roster(str(site.get("name", "")), residents, modes)
+    return Roster(str(site.get("name", "")), tuple(residents), modes)
 
 
 def read_roster_bytes(path: Path) -> bytes:
