@@ -272,6 +272,14 @@ def test_parse_assignment_and_changed_keys() -> None:
     assert parse_assignment('site.contact="+86 10"') == ("site", "contact", "+86 10")
     with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_assignment("enabled=true")
+    # A list of bare words is no TOML: said so, with the quoted form (seen in a trial:
+    # "must be a list, got '[card]'", although it looked like one).
+    with pytest.raises(ConfigError) as info:
+        parse_assignment("door.access=[card, card+pin]")
+    assert str(info.value) == (
+        "'door.access=[card, card+pin]': [card, card+pin] is not a list TOML reads: quote "
+        'each item, e.g. door.access=["card", "card+pin"]'
+    )
     old = {"site": {"name": "a", "contact": "c"}, "door": {"access": ["card"]}}
     new = {"site": {"name": "b", "contact": "c"}, "face": {"enabled": False}}
     assert changed_keys(old, new) == ["door.access", "face.enabled", "site.name"]

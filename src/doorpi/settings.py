@@ -384,8 +384,16 @@ def parse_assignment(text: str) -> tuple[str, str, Any]:
     section, dot, key = name.strip().partition(".")
     if not sep or not dot or not section or not key:
         raise ConfigError(f'{text!r}: give section.key=value, e.g. site.contact="+86 10 ..."')
+    value = value.strip()
     try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+        parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
-        parsed = value.strip()
+        if value.startswith("[") and value.endswith("]"):  # a list with bare words in it
+            items = [i.strip().strip("'\"") for i in value[1:-1].split(",") if i.strip()]
+            meant = "[" + ", ".join(f'"{i}"' for i in items) + "]"
+            raise ConfigError(
+                f"{text!r}: {value} is not a list TOML reads: quote each item, "
+                f"e.g. {name.strip()}={meant}"
+            ) from None
+        parsed = value
     return section, key.strip(), parsed
