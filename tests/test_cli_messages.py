@@ -108,3 +108,16 @@ def test_an_unknown_resident_says_where_to_look(cfg: Path) -> None:
     p = doorpi("--config", str(cfg), "pin", "clear", "7")
     assert p.returncode == 2
     assert p.stderr.strip() == "doorpi: no resident 7 here (`doorpi resident list` shows who is)"
+
+
+def test_log_refuses_an_unknown_kind_naming_the_kinds(cfg: Path) -> None:
+    p = doorpi("--config", str(cfg), "log", "--kind", "nosuch")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip() == (
+        "doorpi: --kind nosuch: no such record kind in this gate's log (kinds in it: admin)"
+    )
+    # A kind the gate writes but this log has none of yet is an empty answer, not an error.
+    quiet = doorpi("--config", str(cfg), "log", "--kind", "alarm")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    admin = doorpi("--config", str(cfg), "log", "--kind", "admin")
+    assert admin.returncode == 0 and "resident_added" in admin.stdout

@@ -29,7 +29,13 @@ from doorpi.core.policy import (
 )
 from doorpi.core.schedule import Schedule, ScheduleError
 from doorpi.modesconfig import ModesConfig, parse_modes
-from doorpi.pinsafety import OTHER_OUTPUTS, output_warnings, strike_pin_problem
+from doorpi.pinsafety import (
+    INPUTS,
+    OTHER_OUTPUTS,
+    output_warnings,
+    reserved_pin_problem,
+    strike_pin_problem,
+)
 from doorpi.sitetime import DEFAULT_TIMEZONE, TimeZoneError, zone
 from doorpi.validation import InputError, check_text, decode_text_file, safe_text
 
@@ -263,7 +269,8 @@ class _Section:
     def pin(self, key: str, default: int, optional: bool = False) -> int:
         v = self._raw(key, default)
         lo = 0 if optional else 2
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= 27:
+        # GPIO1 (HAT ID EEPROM, hw/pinout.md) slipped through "0 disables" before.
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= 27 or v == 1:
             hint = " (0 disables)" if optional else ""
             raise self.fail(key, f"must be a BCM GPIO number from 2 to 27{hint}, got {_show(v)}")
         return v
@@ -381,6 +388,10 @@ def _parse_gpio(doc: dict[str, Any]) -> GpioConfig:
     problem = strike_pin_problem(cfg.strike)
     if problem:
         raise s.fail("strike", problem)
+    for key in INPUTS:
+        problem = reserved_pin_problem(getattr(cfg, key))
+        if problem:
+            raise s.fail(key, problem)
     return cfg
 
 
@@ -397,6 +408,10 @@ def _parse_keypad(doc: dict[str, Any]) -> KeypadConfig:
         )
         if kind == "matrix" and not ok:
             raise s.fail(key, f"must list {want} BCM GPIO numbers for a {layout} keypad")
+        for i, pin in enumerate(value if kind == "matrix" else ()):
+            problem = reserved_pin_problem(pin)
+            if problem:
+                raise s.fail(f"{key}[{i}]", problem)
         pins[key] = tuple(value)
     lo = s.int("pin_min_length", d.pin_min_length, 4, 12)
     hi = s.int("pin_max_length", d.pin_max_length, 4, 12)

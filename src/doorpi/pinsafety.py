@@ -14,7 +14,13 @@ of header pins do not (BCM numbers, 40-pin header):
 
 The strike is refused on all of them (config and selftest). Other outputs
 (LEDs, buzzer, camera LED) are only warned about: they flash or chirp at boot
-but do not open a door. Keypad rows are left alone: they idle high anyway.
+but do not open a door.
+
+Inputs and keypad matrix pins are refused on the pins hw/pinout.md reserves
+(GPIO2/3 and 14/15; 0/1 are below the config's range): an input on I2C1 reads the
+bus's pull-ups instead of the wiring (a normally-closed fire contact there reads
+"alarm" and holds the door in fire release) and the gate claiming the pin takes
+the clock off the bus; on UART0 it reads console traffic and ends the console.
 Pure tables; documented for installers in hw/pinout.md.
 """
 
@@ -29,6 +35,16 @@ BUSY_AT_BOOT = {
     14: "UART0 TXD: the serial console toggles it during boot",
     15: "UART0 RXD of the serial console",
 }
+# Pins hw/pinout.md reserves (GPIO0/1, the HAT EEPROM, are outside the config's 2-27).
+RESERVED = {
+    2: "reserved for the DS3231 real-time clock (I2C1 SDA, pulled up on the board)",
+    3: "reserved for the DS3231 real-time clock (I2C1 SCL, pulled up on the board)",
+    14: "reserved for the serial console (UART0 TXD)",
+    15: "reserved for the serial console (UART0 RXD)",
+}
+# Inputs in [gpio], by config key (doorpi.hw; hw/pinout.md "Direction").
+INPUTS = ("door_contact", "exit_button", "tamper", "presence", "fire_alarm",
+          "fire_supervision", "lockdown_switch")  # fmt: skip
 # Outputs besides the strike, by config key.
 OTHER_OUTPUTS = ("led_green", "led_red", "buzzer", "camera_led", "duress_output")
 
@@ -40,6 +56,17 @@ def boot_problem(pin: int) -> str:
     if pin in PULLED_HIGH_AT_RESET:
         return f"GPIO{pin} is pulled high from power-on until the gate runs"
     return ""
+
+
+def reserved_pin_problem(pin: int) -> str:
+    """One line saying why an input or keypad pin may not be ``pin`` ("" when it may)."""
+    if pin not in RESERVED:
+        return ""
+    what = "the bus" if pin in (2, 3) else "console traffic"
+    return (
+        f"GPIO{pin} is {RESERVED[pin]}: an input or keypad line there reads {what}, "
+        "not its wiring, and disturbs it; use a free pin (hw/pinout.md)"
+    )
 
 
 def strike_pin_problem(pin: int) -> str:

@@ -17,6 +17,8 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -384,6 +386,94 @@ def test_update_card_refuses_a_card_without_data_partition(tmp_path: Path) -> No
         check=False,
     )
     assert run.returncode != 0 and "no data partition" in run.stderr
+    # Only here may a full flash come up, and then with what it costs.
+    assert "erases the gate's keys, database and audit log" in run.stderr
+    assert "pair again" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def _update_card(*args: str, user: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(user or []), "bash", str(IMAGE / "update-card.sh"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _one_line_without_flash_advice(run: subprocess.CompletedProcess[str], *words: str) -> None:
+    """A failure that is not "the card truly lacks partition 3" must never suggest
+    flashing the full image: following that advice wipes the gate's keys and data."""
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "flash" not in run.stderr and "partition 3" not in run.stderr, run.stderr
+    for word in words:
+        assert word in lines[0], run.stderr
+
+
+def test_update_card_usage_is_a_usage_line() -> None:
+    for args in ((), ("only-one.img",), ("a.img", "")):
+        run = _update_card(*args)
+        assert run.returncode == 2
+        assert run.stderr.startswith("usage: update-card.sh NEW_IMAGE CARD"), run.stderr
+        assert "line " not in run.stderr
+
+
+def test_update_card_names_a_missing_image_or_card(tmp_path: Path) -> None:
+    card = tmp_path / "card.img"
+    make_pi_gen_like_image(card)
+    subprocess.run(
+        [str(IMAGE / "add-data-partition.sh"), str(card), "16"], check=True, capture_output=True
+    )
+    before = card.read_bytes()
+    _one_line_without_flash_advice(
+        _update_card(str(tmp_path / "nonexist.img"), str(card)), "image", "does not exist"
+    )
+    typo = tmp_path / "sdz"
+    _one_line_without_flash_advice(_update_card(str(card), str(typo)), "card", str(typo))
+    assert not typo.exists(), "a mistyped device must not become a file"
+    _one_line_without_flash_advice(
+        _update_card(str(card), "/dev/null"), "/dev/null", "not a block device"
+    )
+    # An image file the card "reader" cannot parse: sfdisk's own reason, not "flash".
+    blank = tmp_path / "blank.img"
+    subprocess.run(["truncate", "-s", "8M", str(blank)], check=True)
+    _one_line_without_flash_advice(_update_card(str(card), str(blank)), "sfdisk", str(blank))
+    _one_line_without_flash_advice(_update_card(str(blank), str(card)), "image", str(blank))
+    assert card.read_bytes() == before
+
+
+@pytest.fixture
+def dead_block_device() -> Iterator[Path]:
+    """A block device node no driver answers (major 240 is reserved for local use): what
+    sfdisk sees for a card reader with no card or a device that went away. It lives in a
+    directory anyone may enter (pytest's tmp_path is root's alone), with the image."""
+    if os.geteuid() != 0:
+        pytest.skip("making a block device node needs root")
+    with tempfile.TemporaryDirectory() as shared:
+        os.chmod(shared, 0o755)
+        node = Path(shared) / "sdz"
+        os.mknod(node, 0o660 | stat.S_IFBLK, os.makedev(240, 0))
+        yield node
+
+
+def test_update_card_needs_root_for_a_device(dead_block_device: Path) -> None:
+    image = dead_block_device.parent / "new.img"
+    make_pi_gen_like_image(image)
+    image.chmod(0o644)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    run = _update_card(str(image), str(dead_block_device), user=nobody)
+    _one_line_without_flash_advice(run, str(dead_block_device), "root", "sudo")
+
+
+def test_update_card_names_a_card_sfdisk_cannot_read(
+    tmp_path: Path, dead_block_device: Path
+) -> None:
+    image = tmp_path / "new.img"
+    make_pi_gen_like_image(image)
+    run = _update_card(str(image), str(dead_block_device))
+    _one_line_without_flash_advice(run, "sfdisk cannot read", str(dead_block_device))
 
 
 def _unit(name: str) -> dict[str, list[str]]:

@@ -52,6 +52,55 @@ def test_other_outputs_on_unsafe_pins_are_warned_not_refused(tmp_path):
     assert "WARNING" not in plain.stdout  # the shipped pins are quiet
 
 
+# Every input and keypad matrix pin on a pin hw/pinout.md reserves (I2C1 of the RTC,
+# UART0 of the console) is refused, naming the key; the default function on the pin
+# (presence on 4 is not one) needs no moving since 2, 3, 14, 15 are free by default.
+RESERVED_INPUTS = [
+    ("[gpio]\nfire_alarm = 2\n", "gpio.fire_alarm", 2, "real-time clock"),
+    ("[gpio]\nlockdown_switch = 3\n", "gpio.lockdown_switch", 3, "real-time clock"),
+    ("[gpio]\ndoor_contact = 2\n", "gpio.door_contact", 2, "real-time clock"),
+    ("[gpio]\nexit_button = 3\n", "gpio.exit_button", 3, "real-time clock"),
+    ("[gpio]\ntamper = 14\n", "gpio.tamper", 14, "serial console"),
+    ("[gpio]\npresence = 15\n", "gpio.presence", 15, "serial console"),
+    ("[gpio]\nfire_alarm = 9\nfire_supervision = 3\n", "gpio.fire_supervision", 3, "clock"),
+    ("[keypad]\nrows = [2, 3, 13, 19]\n", "keypad.rows[0]", 2, "real-time clock"),
+    ("[keypad]\nrows = [5, 6, 13, 3]\n", "keypad.rows[3]", 3, "real-time clock"),
+    ("[keypad]\ncols = [26, 16, 20, 14]\n", "keypad.cols[3]", 14, "serial console"),
+]
+
+
+@pytest.mark.parametrize(("toml", "key", "pin", "why"), RESERVED_INPUTS)
+def test_config_check_refuses_inputs_and_keypad_on_reserved_pins(tmp_path, toml, key, pin, why):
+    p = run(tmp_path, toml, "config", "check")
+    assert p.returncode == 2, p.stdout
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr
+    assert f"{key}: GPIO{pin} is reserved for the " in lines[0] and why in lines[0]
+    assert "hw/pinout.md" in lines[0]
+
+
+def test_the_gate_does_not_start_with_an_input_on_the_rtc_bus(tmp_path):
+    """At start, before any pin is claimed: an NC fire contact on GPIO2 would read the
+    I2C pull-up as "alarm" and hold the door released."""
+    p = run(tmp_path, "[gpio]\nfire_alarm = 2\n", "run", "--sim")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gpio.fire_alarm: GPIO2 is reserved" in lines[0]
+
+
+def test_a_usb_keypad_ignores_the_matrix_pins_and_outputs_keep_their_warning(tmp_path):
+    p = run(tmp_path, '[gpio]\nled_red = 3\n[keypad]\nkind = "none"\nrows = [2, 3, 13, 19]\n',
+            "config", "check")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "WARNING: gpio.led_red = 3" in p.stdout
+
+
+def test_gpio1_is_refused_like_the_message_says(tmp_path):
+    p = run(tmp_path, "[gpio]\nbuzzer = 1\n", "config", "check")
+    assert p.returncode == 2
+    assert "gpio.buzzer: must be a BCM GPIO number from 2 to 27 (0 disables), got 1" in p.stderr
+
+
 def test_selftest_fails_the_strike_on_14_and_warns_other_outputs(tmp_path):
     cfg = tmp_path / "doorpi.toml"
     cfg.write_text('[gpio]\nstrike = 14\n[keypad]\nkind = "none"\n')

@@ -139,3 +139,26 @@ def test_wiring_diagram_names_every_configured_pin() -> None:
         assert re.search(rf"\bGPIO{bcm}\b", labels), f"{key} (GPIO{bcm}) not in wiring.svg"
         # The header drawing labels the physical pin with its number too.
         assert re.search(rf"\b{BCM_TO_PHYSICAL[bcm]}\b", labels)
+
+
+def test_every_reserved_pin_the_config_can_name_is_refused_for_inputs(
+    reserved: list[dict[str, str]],
+) -> None:
+    """The config's table of reserved pins (doorpi.pinsafety.RESERVED) is pinout.md's
+    table within the range the config accepts (2-27: 0 disables, 1 is refused)."""
+    from doorpi.pinsafety import RESERVED
+
+    declared = {int(r["BCM GPIO"]) for r in reserved}
+    assert set(RESERVED) == {p for p in declared if 2 <= p <= 27}
+
+
+def test_every_gpio_pin_key_is_an_input_or_an_output() -> None:
+    """A pin key added to [gpio] must be classed, or it escapes both the input refusal
+    and the output warning."""
+    from doorpi.config import GpioConfig
+    from doorpi.pinsafety import INPUTS, OTHER_OUTPUTS
+
+    pins = {k for k, v in vars(GpioConfig()).items() if type(v) is int}
+    assert pins == {"strike", *INPUTS, *OTHER_OUTPUTS}
+    assert not set(INPUTS) & set(OTHER_OUTPUTS)
+    assert {f"gpio.{k}" for k in OTHER_OUTPUTS} >= OUTPUTS - {"gpio.strike"}

@@ -114,3 +114,38 @@ def test_random_uid_bounds_of_the_rule(tmp_path, uid):
     cli = make_cli(tmp_path, "[reader]\nlegacy_uid = true\n")
     assert "is a random ID" in cli("card", "enroll", "1", "--uid", uid, ok=False).stderr
     assert "bound" in cli("card", "enroll", "1", "--uid", "09" + uid[2:]).stdout
+
+
+def test_enroll_with_no_pcscd_names_pcscd_not_the_card(tmp_path, monkeypatch):
+    """pcscd absent (PC/SC pointed at a socket nobody serves): said at once, with how
+    to check, instead of "no card was tapped" after the whole timeout."""
+    cli = make_cli(tmp_path)
+    monkeypatch.setenv("PCSCLITE_CSOCK_NAME", str(tmp_path / "no-pcscd.comm"))
+    start = time.monotonic()
+    p = cli("card", "enroll", "1", "--timeout", "20", ok=False)
+    assert time.monotonic() - start < 15, "waited out the timeout"
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "pcscd (the PC/SC service) is not answering (pcscd not running)" in lines[0]
+    assert "systemctl status pcscd" in lines[0] and "not bound" in lines[0]
+    assert "tapped" not in p.stderr and "tap the card" not in p.stderr
+    assert cards_of(cli) == 0
+
+
+def test_enroll_with_no_matching_reader_names_the_reader(tmp_path, pcsc):
+    cli = make_cli(tmp_path, '[reader]\nname = "ACR1252"\n')
+    start = time.monotonic()
+    p = cli("card", "enroll", "1", "--timeout", "20", ok=False)
+    assert time.monotonic() - start < 15, "waited out the timeout"
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "no card reader matching reader.name 'ACR1252' is attached" in lines[0]
+    assert "doorpi selftest" in lines[0] and "tapped" not in lines[0]
+    assert cards_of(cli) == 0
+
+
+def test_enroll_timeout_has_a_help_text(tmp_path):
+    cli = make_cli(tmp_path)
+    out = cli("card", "enroll", "--help").stdout
+    assert "seconds to wait for the tap" in " ".join(out.split())

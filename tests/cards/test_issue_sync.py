@@ -155,6 +155,19 @@ def test_issue_refusals_are_one_line_and_record_nothing(laptop, pcsc, vcard) -> 
     assert not (laptop.admin / REGISTER_FILE).exists()
 
 
+def test_issue_with_no_pcscd_says_so_in_one_line(laptop, monkeypatch, tmp_path) -> None:
+    """PC/SC pointed at a pcscd that is not running: no pyscard exception text."""
+    monkeypatch.setenv("PCSCLITE_CSOCK_NAME", str(tmp_path / "no-pcscd.comm"))
+    out = issue(laptop, None, code=2)
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    assert lines[0].startswith("doorpi: card not issued: pcscd (the PC/SC service) is not "
+                               "answering (pcscd not running)"), out  # fmt: skip
+    assert "systemctl status pcscd" in lines[0] and "plug in the reader" in lines[0]
+    assert "Exception" not in out and "0x8010" not in out
+    assert not (laptop.admin / REGISTER_FILE).exists()
+
+
 class RunningGate:
     """`doorpi run` (the real gate process) on the vpcd reader, GPIO from gpiozero's
     MockFactory (GPIOZERO_PIN_FACTORY=mock), its records read from --json-events."""

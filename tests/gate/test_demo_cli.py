@@ -276,3 +276,14 @@ def test_values_the_demo_cannot_mean_are_refused_not_guessed(tmp_path: Path) -> 
         assert line in said, (line, said)
     access = [r for r in _records(p.stdout) if r["event"] == "access"]
     assert [(a["granted"], a["reason"]) for a in access] == [(True, "granted")], access
+
+
+def test_demo_check_without_a_scenario_is_refused(tmp_path: Path) -> None:
+    """--check has nothing to check without --scenario: not a silent interactive demo."""
+    p = doorpi("demo", "--check", "--data-dir", str(tmp_path / "demo"), stdin="exit\n")
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("doorpi: demo --check checks a scenario")
+    assert "--scenario FILE" in lines[0]
+    assert not (tmp_path / "demo").exists()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -140,6 +142,24 @@ def test_conflict_midway_leaves_everything_as_it_was(rig: GateRig, site: SiteKey
     assert clash.reason == (f"residents[0] (e-5): keypad number 900 is already used by resident "
                             f"{local.id} on this gate")  # fmt: skip
     assert rig.snapshot() == before
+
+
+def test_import_help_says_a_conflict_refuses_the_whole_bundle() -> None:
+    """The help a person reads matches the two tests above: a keypad number or card
+    clash refuses everything; an entry past the gate's limits alone is skipped."""
+    p = subprocess.run([sys.executable, "-m", "doorpi", "sync", "import", "--help"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    text = " ".join(p.stdout.split())
+    assert "bad entries are named and skipped" not in text
+    skipped, refused = text.split("Refused whole, nothing changes:")
+    assert (
+        "a PIN too short, too long or too weak" in skipped and "is named in the report" in skipped
+    )
+    assert "keypad number or card already used by another resident on this gate" in refused
+    listing = subprocess.run([sys.executable, "-m", "doorpi", "sync", "--help"],
+                             capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    assert "a conflict refuses the whole bundle" in " ".join(listing.split())
 
 
 def test_local_residents_are_left_alone(rig: GateRig, site: SiteKey) -> None:

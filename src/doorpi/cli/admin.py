@@ -419,6 +419,7 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
     from doorpi.cards.issue import issue_card
     from doorpi.cards.register import CardRegister, CardRegisterError, load_master
     from doorpi.cards.uid import CardProtocolError
+    from doorpi.hardware.reader import PCSCD_CHECK
     from doorpi.privacy.oncard import OnCardError, pcsc_card
     from doorpi.sync.bundle import KEY_RE
 
@@ -450,8 +451,15 @@ def cmd_card_issue(args: argparse.Namespace) -> int:
             uid = issue_card(transmit, master)
     except OnCardError as exc:
         where = validation.safe_text(args.reader) or "(any reader)"
-        what = "no such reader" if exc.reason == "no_reader" else "no card on the reader"
-        raise CliError(f"card not issued: {where}: {what}") from None
+        if exc.reason == "no_service":
+            detail = str(exc).removeprefix("no_service: ")
+            raise CliError(f"card not issued: pcscd (the PC/SC service) is not answering "
+                           f"({detail}), so no reader can be used: {PCSCD_CHECK}; "
+                           "then plug in the reader and run this again") from None  # fmt: skip
+        if exc.reason == "no_reader":
+            raise CliError(f"card not issued: {where}: no such reader attached; plug it in "
+                           "(pcsc_scan lists the readers pcscd sees)") from None  # fmt: skip
+        raise CliError(f"card not issued: {where}: no card on the reader") from None
     except CardProtocolError as exc:
         raise CliError(f"card not issued: {exc.reason}") from None
     except Exception as exc:  # pyscard: the card left the field, the reader went away

@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.check and not args.scenario:
+        raise CliError("demo --check checks a scenario's events: give --scenario FILE "
+                       "(docs/scenarios.md); without --check the demo is interactive")  # fmt: skip
     if args.scenario:
         return run_scenario(args)
     return interactive(args)

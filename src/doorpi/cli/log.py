@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lg = sub.add_parser("log", help="show the audit log readably")
     lg.add_argument("-n", type=int, default=50, help="last N records (default 50)")
     lg.add_argument("--json", action="store_true", help="one JSON object per line")
-    lg.add_argument("--kind", help="only records of this kind (access, admin, alarm ...)")
+    lg.add_argument("--kind", help="only records of this kind (access, admin, alarm ...; a kind "
+                    "the gate never writes and this log lacks is refused, naming the log's kinds)")  # fmt: skip
     lg.add_argument("--processing", action="store_true",
                     help="processing records only (consent, enrolment, withdrawal, deletion, "
                          "admin), also those kept after the entry log was pruned")  # fmt: skip
@@ -46,8 +47,29 @@ def describe(kind: str, data: dict[str, common.Any]) -> str:
     return f"{kind} {rest}".rstrip()
 
 
+def written_kinds() -> frozenset[str]:
+    """Record kinds the gate's core and the processing records write, whether or not
+    this log has one yet (the notices' kinds are many and open: see the log's own)."""
+    from doorpi.core import events
+    from doorpi.gate import NOT_AUDITED
+    from doorpi.store.audit import GOVERNANCE_KINDS
+
+    declared = {
+        kind
+        for obj in vars(events).values()
+        if isinstance(obj, type) and isinstance(kind := getattr(obj, "kind", None), str)
+    }
+    return frozenset((declared - {"event", "command", "notice"} - NOT_AUDITED) | GOVERNANCE_KINDS)
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     store = common.storage(common.config(args), create=False)
+    if args.kind is not None:
+        present = store.audit.kinds()
+        if args.kind not in present and args.kind not in written_kinds():
+            have = ", ".join(present) if present else "none: the log is empty"
+            raise CliError(f"--kind {common.safe(args.kind)}: no such record kind in this "
+                           f"gate's log (kinds in it: {have})")  # fmt: skip
     if getattr(args, "processing", False):  # kept for audit.governance_retention_days
         records = store.audit.governance()
     else:

@@ -56,7 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     en.add_argument("id", type=int, help="resident id")
     en.add_argument("--uid", help="card UID in hex instead of a tap")
     en.add_argument("--label", default="")
-    en.add_argument("--timeout", type=float, default=30.0)
+    en.add_argument(
+        "--timeout", type=float, default=30.0,
+        help="seconds to wait for the tap (default 30); a missing reader or pcscd is said at once",
+    )  # fmt: skip
     en.set_defaults(func=cmd_card_enroll)
     cr = cs.add_parser("remove", help="remove a card by the reference `resident show` prints")
     cr.add_argument("id", type=int)
@@ -228,8 +231,8 @@ def _tap(cfg: common.Config, timeout: float) -> tuple[bytes, str]:
 
     from doorpi.cards.keys import GateKeysFile
     from doorpi.cards.policy import CardPolicyProtocol, LegacyWindow, parse_until
-    from doorpi.core.events import CardPresented, CardReadFailed
-    from doorpi.hardware.reader import PcscReader
+    from doorpi.core.events import CardPresented, CardReadFailed, ReaderStatus
+    from doorpi.hardware.reader import PCSCD_CHECK, READER_CHECK, PcscReader, reader_absent_text
 
     try:
         keys = GateKeysFile(Path(cfg.site.data_dir))
@@ -239,8 +242,9 @@ def _tap(cfg: common.Config, timeout: float) -> tuple[bytes, str]:
     got: queue.Queue = queue.Queue()
     reader = PcscReader(cfg.reader.name, CardPolicyProtocol(keys, window))
     reader.start(got.put)
-    print("tap the card on the reader ...", file=sys.stderr)
     deadline = time.monotonic() + timeout
+    ready = False  # a reader said "ready" (the prompt was printed)
+    present: set[str] = set()
     try:
         while time.monotonic() < deadline:
             try:
@@ -251,6 +255,16 @@ def _tap(cfg: common.Config, timeout: float) -> tuple[bytes, str]:
                 return ev.card_id, ev.method
             if isinstance(ev, CardReadFailed):
                 raise CliError(f"card could not be read: {ev.reason}; not bound")
+            if isinstance(ev, ReaderStatus):
+                if ev.present and not ready:  # a card already on the reader is not a tap
+                    print("tap the card on the reader ...", file=sys.stderr)
+                (present.add if ev.present else present.discard)(ev.reader)
+                ready = ready or ev.present
+                if not present and not ev.present:  # pcscd or the (last) reader is not there
+                    raise CliError(f"{reader_absent_text(ev.reason, cfg.reader.name)}; not bound")
+        if not ready:
+            raise CliError(f"the card reader did not get ready within {timeout:.0f} s (pcscd "
+                           f"not answering?): {PCSCD_CHECK}; {READER_CHECK}")  # fmt: skip
         raise CliError(f"no card was tapped within {timeout:.0f} s")
     finally:
         reader.stop()

@@ -29,11 +29,36 @@ if TYPE_CHECKING:
     from doorpi.privacy.enrolment import FacePrivacy
 
 
+# What doorpi.sync.importer really does (BundleImporter._screen, _apply, _upsert and
+# bundle.check_consistency): keep in step with it.
+IMPORT_DESCRIPTION = """\
+Apply the admin's bundle and write the signed report (onto the stick).
+
+Skipped, the rest applies: a resident entry past this gate's own limits
+(a schedule it does not have, a PIN too short, too long or too weak) is named in
+the report; a resident the gate already holds keeps the previous entry, a new
+one is not added. Face templates the gate cannot take (face off, no impact
+assessment) are counted as skipped.
+
+Refused whole, nothing changes: a bad signature, another gate's bundle, an old
+or replayed sequence, a malformed bundle, a key, keypad number or card given
+twice in it, a keypad number or card already used by another resident on this
+gate, a face template without consent to sharing, a sealed part that does
+not open, settings this gate refuses.
+
+Exit 0 applied, 1 refused (the report and `doorpi log` say why), 2 nothing to
+import (a pairing visit)."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sync", help="import the admin's bundle from a USB stick")
     ss = s.add_subparsers(dest="action", required=True)
     im = ss.add_parser(
-        "import", help="apply a bundle and write a report (bad entries are named and skipped)"
+        "import",
+        help="apply a bundle and write a report (an entry past this gate's limits is named "
+        "and skipped; a conflict refuses the whole bundle)",
+        description=IMPORT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     im.add_argument(
         "path", type=Path, help="the stick's mount point, a .bundle file, or - (see --tar-fd)"

@@ -118,6 +118,27 @@ def pcsc_error_text(hresult: int) -> str:
     return _ERROR_TEXT.get(hresult, f"PC/SC error 0x{hresult:08X}")
 
 
+# How to look, for a person told that the reader or pcscd is not there.
+PCSCD_CHECK = "`systemctl status pcscd` shows it; `sudo systemctl start pcscd` starts it"
+READER_CHECK = "`doorpi selftest` (or pcsc_scan) lists the readers pcscd sees"
+
+
+def service_down(hresult_or_reason: int | str) -> bool:
+    """Is this PC/SC error (an hresult, or the text `pcsc_error_text` gave for one,
+    as in `ReaderStatus.reason`) "pcscd is not there" rather than a reader or card?"""
+    if isinstance(hresult_or_reason, str):
+        return hresult_or_reason in {pcsc_error_text(h) for h in _SERVICE_DOWN}
+    return hresult_or_reason & _MASK in _SERVICE_DOWN
+
+
+def reader_absent_text(reason: str, name_filter: str = "") -> str:
+    """One line saying which of pcscd or the reader is missing, and how to check."""
+    if service_down(reason):
+        return f"pcscd (the PC/SC service) is not answering ({reason}): {PCSCD_CHECK}"
+    which = f" matching reader.name {name_filter!r}" if name_filter else ""
+    return f"no card reader{which} is attached ({reason}): plug it in; {READER_CHECK}"
+
+
 class CardReader(Protocol):
     """What the gate needs from any card reader (real or simulated)."""
 

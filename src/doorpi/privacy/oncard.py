@@ -312,7 +312,16 @@ def pcsc_card(reader_name: str, timeout: float = 5.0) -> Iterator[Transmit]:
     from smartcard.scard import SCARD_LEAVE_CARD
     from smartcard.System import readers
 
-    match = [r for r in readers() if reader_name in str(r)]
+    try:
+        found = readers()
+    except Exception as exc:  # EstablishContextException, ListReadersException: no pcscd
+        hresult = getattr(exc, "hresult", None)
+        from doorpi.hardware.reader import pcsc_error_text, service_down
+
+        if isinstance(hresult, int) and service_down(hresult):
+            raise OnCardError("no_service", pcsc_error_text(hresult)) from None
+        raise OnCardError("no_service", f"{type(exc).__name__}: {exc}") from None
+    match = [r for r in found if reader_name in str(r)]
     if not match:
         raise OnCardError("no_reader", reader_name)
     conn = match[0].createConnection()

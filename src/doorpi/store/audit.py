@@ -194,6 +194,13 @@ class AuditLog:
         ).fetchall()
         return [AuditRecord(s, t, k, json.loads(d)) for s, t, k, d in rows]
 
+    def kinds(self) -> list[str]:
+        """Every record kind in the log (entry log and kept processing records), sorted."""
+        rows = self.db.execute(
+            "SELECT DISTINCT kind FROM audit UNION SELECT DISTINCT kind FROM governance_records"
+        ).fetchall()
+        return sorted(k for (k,) in rows)
+
     def tail(self, n: int) -> list[AuditRecord]:
         rows = self.db.execute(
             "SELECT seq, ts, kind, data FROM audit ORDER BY seq DESC LIMIT ?", [n]
