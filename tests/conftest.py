@@ -13,6 +13,18 @@ from doorpi.fsutil import find_shared_dir
 pytest_plugins = ["pcsc_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _cli_site_zone():
+    """The CLI keeps the loaded config's zone in a module global (doorpi.cli.common:
+    every time it shows is site-local); a test that runs the CLI in this process with
+    another site's zone must not change how later tests' times read."""
+    from doorpi.cli import common
+
+    saved = list(common._site_tz)
+    yield
+    common._site_tz[:] = saved
+
+
 @pytest.fixture
 def mock_factory():
     factory = MockFactory()
