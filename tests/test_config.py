@@ -32,6 +32,7 @@ def test_shipped_default_config_is_valid(tmp_path):
         ('[door]\naccess = ["card", "retina"]', "door.access: unknown factor 'retina'"),
         ('[door]\nstrike = "fail-open"', "door.strike: must be one of fail-secure, fail-safe"),
         ("[gpio]\nstrike = 40", "gpio.strike: must be a BCM GPIO number from 2 to 27"),
+        ("[gpio]\nclose_confirm_seconds = 30", "gpio.close_confirm_seconds: must be a number from 0 to 5, got 30"),
         ("[gpio]\nbuzzer = 17", "gpio.buzzer: GPIO17 is already used by gpio.strike"),
         ("[keypad]\nrows = [5, 6]", "keypad.rows: must list 4 BCM GPIO numbers"),
         ('[keypad]\nkind = "usb"', 'keypad.device: must name the evdev device'),

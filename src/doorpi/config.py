@@ -88,6 +88,12 @@ class GpioConfig:
     # 10 ms, a few take tens of ms) and reed chatter on a swinging door (10-20 ms
     # in field reports) while delaying a real change by only 50 ms.
     settle_seconds: float = 0.05
+    # Close confirmation for the door contact: the door counts as closed once the
+    # settled contact has stayed closed this long; a shorter closed blip is part of
+    # the same opening (no forced-open alarm when it reopens). 1 s, the door sensor
+    # "Debounce Time" default of Niagara access controllers (doorpi.core.door
+    # CLOSE_CONFIRM_SECONDS has the source); 0 = closed on the settled edge.
+    close_confirm_seconds: float = 1.0
     # An exit button held longer than this is reported as stuck (a fault).
     exit_stuck_seconds: float = 60.0
     # Door modes (doorpi.core.modes, hw/pinout.md): 0 = not fitted.
@@ -377,6 +383,7 @@ def _parse_gpio(doc: dict[str, Any]) -> GpioConfig:
         camera_led=s.pin("camera_led", d.camera_led, optional=True),
         presence=s.pin("presence", d.presence, optional=True),
         settle_seconds=s.num("settle_seconds", d.settle_seconds, 0, 1),
+        close_confirm_seconds=s.num("close_confirm_seconds", d.close_confirm_seconds, 0, 5),
         exit_stuck_seconds=s.num("exit_stuck_seconds", d.exit_stuck_seconds, 5, 3600),
         fire_alarm=s.pin("fire_alarm", 0, optional=True),
         fire_alarm_contact=s.str("fire_alarm_contact", "nc", ("nc", "no")),

@@ -122,6 +122,7 @@ class Gate:
                 cfg.door.held_open_seconds,
                 cfg.door.relock_on_open,
                 has_contact=cfg.gpio.door_contact != 0,
+                close_confirm_seconds=cfg.gpio.close_confirm_seconds,
             )
         )
         lk = cfg.lockout
@@ -134,7 +135,9 @@ class Gate:
             PacePolicy(lk.threshold, lk.window_seconds, lk.unknown_card_pause_seconds)
         )
         self.inputs = InputFilter(
-            cfg.gpio.settle_seconds, {"exit_button": cfg.gpio.exit_stuck_seconds}
+            cfg.gpio.settle_seconds,
+            {"exit_button": cfg.gpio.exit_stuck_seconds},
+            report_glitches=frozenset({"door_contact"}),  # restarts the close confirmation
         )
         self.faults = FaultBoard(storage.db)
         if self.lockout.problem:

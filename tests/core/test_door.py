@@ -36,7 +36,9 @@ def test_opening_relocks_immediately_then_close_returns_to_locked():
     d.grant(0)
     assert kinds(d.contact(True, 1)) == ["door_opened", "relay_off"]
     assert d.state is DoorState.OPEN
-    assert kinds(d.contact(False, 2)) == ["door_closed"]
+    assert d.contact(False, 2) == []  # closed, confirmed after close_confirm_seconds (1 s)
+    assert d.tick(2.9) == []
+    assert d.tick(3) == [Notice("door_closed", {"confirmed_after": 1.0})]
     assert d.state is DoorState.LOCKED
 
 
@@ -57,7 +59,8 @@ def test_held_open_alarm_and_clear():
     assert d.tick(31) == [Alarm("held", True)]
     assert d.state is DoorState.HELD
     assert d.tick(40) == []  # raised once
-    assert kinds(d.contact(False, 50)) == ["door_closed", "alarm"]
+    assert d.contact(False, 50) == []
+    assert kinds(d.tick(51)) == ["door_closed", "alarm"]
     assert d.state is DoorState.LOCKED
 
 
@@ -67,7 +70,8 @@ def test_forced_open_alarm_and_clear():
     assert kinds(out) == ["door_opened", "alarm"] and out[1] == Alarm("forced", True)
     assert d.state is DoorState.FORCED
     assert d.contact(True, 1) == []  # bounce
-    out = d.contact(False, 2)
+    assert d.contact(False, 2) == []
+    out = d.tick(3)
     assert out[1] == Alarm("forced", False)
     assert d.state is DoorState.LOCKED
 
@@ -111,7 +115,8 @@ def test_rex_then_opening_within_the_shunt_is_egress_not_forced():
     out = d.contact(True, 4.9)  # unlock_seconds = 5: the shunt window
     assert out == [Notice("door_opened", {"egress": True})]
     assert d.state is DoorState.OPEN and not d.strike_released
-    assert d.contact(False, 6) == [Notice("door_closed")]
+    assert d.contact(False, 6) == []
+    assert d.tick(7) == [Notice("door_closed", {"confirmed_after": 1.0})]
     assert d.state is DoorState.LOCKED
 
 
@@ -129,7 +134,8 @@ def test_rex_shunt_covers_one_opening_only():
     d.request_exit(0)
     d.contact(True, 1)
     d.contact(False, 2)
-    out = d.contact(True, 3)  # still inside 5 s, but a second opening: someone outside
+    d.tick(3)  # the close is confirmed
+    out = d.contact(True, 3.5)  # still inside 5 s, but a second opening: someone outside
     assert Alarm("forced", True) in out and d.state is DoorState.FORCED
 
 
@@ -141,7 +147,8 @@ def test_rex_egress_door_left_open_raises_held_open_alarm():
     assert d.tick(31.9) == []
     assert d.tick(32) == [Alarm("held", True)]
     assert d.state is DoorState.HELD
-    assert d.contact(False, 40) == [Notice("door_closed"), Alarm("held", False)]
+    assert d.contact(False, 40) == []
+    assert d.tick(41) == [Notice("door_closed", {"confirmed_after": 1.0}), Alarm("held", False)]
     assert d.state is DoorState.LOCKED
 
 
@@ -166,7 +173,8 @@ def test_rex_does_not_clear_a_forced_alarm_already_raised():
     d.request_exit(1)
     assert d.contact(True, 1.5) == []
     assert d.state is DoorState.FORCED
-    assert d.contact(False, 2) == [Notice("door_closed"), Alarm("forced", False)]
+    assert d.contact(False, 2) == []
+    assert d.tick(3) == [Notice("door_closed", {"confirmed_after": 1.0}), Alarm("forced", False)]
 
 
 def test_grant_opening_unchanged_and_uses_up_a_rex_shunt():
@@ -175,4 +183,5 @@ def test_grant_opening_unchanged_and_uses_up_a_rex_shunt():
     d.grant(0.5)
     assert d.contact(True, 1) == [Notice("door_opened"), Lock("door_opened")]
     d.contact(False, 2)
-    assert Alarm("forced", True) in d.contact(True, 3)
+    d.tick(3)
+    assert Alarm("forced", True) in d.contact(True, 3.5)

@@ -272,7 +272,8 @@ def test_hold_releases_and_survives_open_close_and_time():
     assert d.hold(True, 1, "m") == []
     assert whats(d.contact(True, 2)) == ["door_opened"]  # no relock, no forced alarm
     assert d.tick(500) == [] and d.state is DoorState.OPEN  # no held-open alarm
-    assert whats(d.contact(False, 501)) == ["door_closed"]
+    assert d.contact(False, 501) == []
+    assert whats(d.tick(502)) == ["door_closed"]
     assert d.strike_released and d.next_deadline is None
 
 
@@ -307,7 +308,8 @@ def test_a_forced_door_then_fire_release_clears_on_close():
     d.contact(True, 0)  # forced
     assert d.state is DoorState.FORCED
     d.hold(True, 1, "m")
-    assert whats(d.contact(False, 2)) == ["door_closed", "alarm"]
+    assert d.contact(False, 2) == []
+    assert whats(d.tick(3)) == ["door_closed", "alarm"]
     assert d.state is DoorState.UNLOCKED and d.strike_released
 
 

@@ -57,7 +57,7 @@ def test_bounce_after_a_grant_is_one_opening_no_forced_alarm(site):
     chatter(site, site.cfg.gpio.door_contact, [True, False, True, False, True])
     site.advance(3)
     chatter(site, site.cfg.gpio.door_contact, [False, True, False, True, False])  # slam
-    site.advance(1)
+    site.advance(1.5)  # door_closed once the contact stayed closed close_confirm_seconds (1 s)
     assert kinds(site, "door_opened", "door_closed") == ["door_opened", "door_closed"]
     assert alarms(site) == []
 
@@ -66,7 +66,7 @@ def test_forced_door_with_chatter_raises_and_clears_the_alarm_once(site):
     chatter(site, site.cfg.gpio.door_contact, [True, False, True, False, True])
     site.advance(2)
     chatter(site, site.cfg.gpio.door_contact, [False, True, False, True, False, True, False])
-    site.advance(1)
+    site.advance(1.5)  # cleared once the contact stayed closed close_confirm_seconds (1 s)
     assert alarms(site) == [("forced", True), ("forced", False)]  # no flicker
 
 
@@ -85,13 +85,33 @@ def test_tamper_chatter_is_one_alarm(site):
 
 
 def test_settle_time_comes_from_the_config(tmp_path):
-    s = recorded_site(tmp_path / "data", config={"gpio": {"settle_seconds": 0}}, settle=False)
+    gpio = {"settle_seconds": 0, "close_confirm_seconds": 0}  # both off: every edge counts
+    s = recorded_site(tmp_path / "data", config={"gpio": gpio}, settle=False)
     try:
         s.advance(0.2)
         chatter(s, s.cfg.gpio.door_contact, [True, False, True])
         s.advance(1)
         assert kinds(s, "door_opened", "door_closed") == ["door_opened", "door_closed",
                                                          "door_opened"]  # fmt: skip
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("confirm,closed_blip,forced", [(1.0, 0.9, False), (0.5, 0.9, True),
+                                                        (2.0, 1.5, False)])  # fmt: skip
+def test_close_confirmation_comes_from_the_config(tmp_path, confirm, closed_blip, forced):
+    """gpio.close_confirm_seconds: a closed spell shorter than it is the same opening."""
+    s = recorded_site(tmp_path / "data", [{"name": "Alice", "cards": [CARD]}],
+                      config={"gpio": {"close_confirm_seconds": confirm}})  # fmt: skip
+    try:
+        s.card(CARD)
+        s.advance(1)
+        chatter(s, s.cfg.gpio.door_contact, [True], gap=0.5)
+        chatter(s, s.cfg.gpio.door_contact, [False], gap=closed_blip)
+        chatter(s, s.cfg.gpio.door_contact, [True], gap=0.5)
+        assert decisions(s) == [(True, "granted")]
+        assert (("forced", True) in alarms(s)) is forced
+        assert s.cfg.gpio.close_confirm_seconds == confirm
     finally:
         s.close()
 

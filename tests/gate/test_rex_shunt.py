@@ -68,6 +68,8 @@ def test_egress_door_left_open_raises_the_held_open_alarm(signal_only):
     assert alarms(s) == [("held", True)]
     s.door(False)
     s.advance(0.5)
+    assert alarms(s) == [("held", True)]  # shut, not yet confirmed (close_confirm_seconds, 1 s)
+    s.advance(1.0)
     assert alarms(s) == [("held", True), ("held", False)]
 
 

@@ -10,7 +10,22 @@ not release the strike (mechanical egress, ``door.exit_button_unlocks =
 false``) *shunts* the forced-open alarm for one opening within
 ``unlock_seconds`` of the press, as a request-to-exit input bypasses the door
 position switch on access panels ("REX shunt time"); the held-open timer still
-runs. Pure: time is monotonic seconds passed in.
+runs.
+
+A door is *closed* only once its contact has stayed closed for
+``close_confirm_seconds`` (close confirmation, `CLOSE_CONFIRM_SECONDS`): a
+closed blip shorter than that (a door slipping from the hand as it is pulled
+open, a slammed door bouncing back) is part of the same opening. No second
+``door_opened``, no forced-open alarm on the reopening, the held-open time
+keeps counting from the first opening (a blip never resets it) and an alarm
+already on stays on instead of flickering off and on. ``door_closed`` is
+emitted at the confirmation, with ``confirmed_after``: the seconds the contact
+had been closed by then (the contact closed that long before the record). An
+opening after a confirmed close, with no grant, REX shunt or mode hold, is
+forced at once (as soon as the settled contact says open). A grant while a
+close is being confirmed confirms it at once: the next opening is a new one
+(relock on open applies to it). None of this moves the strike. Pure: time is
+monotonic seconds passed in.
 """
 
 from __future__ import annotations
@@ -29,12 +44,25 @@ class DoorState(Enum):
     FORCED = "forced"
 
 
+# Close confirmation: the door contact must stay closed this long before the
+# door counts as closed (re-armed for a forced-open alarm). 1 s is the door
+# sensor "Debounce Time" default of Niagara access controllers, whose manual
+# gives the same reason: "A bounce closed is not counted if it is less than the
+# debounce time" (a slammed door bouncing open, a door slipping shut for a
+# moment as a person pulls it). It is longer than any closed blip in our field
+# reports (20-200 ms, cases/01 "open/closed/open within a second") and short
+# against a person walking up to a locked door. Settable as
+# ``gpio.close_confirm_seconds`` (0 turns it off: closed on the settled edge).
+CLOSE_CONFIRM_SECONDS = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class DoorTiming:
     unlock_seconds: float = 5.0
     held_open_seconds: float = 30.0
     relock_on_open: bool = True
     has_contact: bool = True
+    close_confirm_seconds: float = CLOSE_CONFIRM_SECONDS
 
 
 Output = Command | Notice
@@ -49,6 +77,7 @@ class DoorMachine:
         self._held_at = 0.0
         self._tamper = False
         self._shunt_until = float("-inf")  # REX shunt: an opening before this is egress
+        self._closed_since: float | None = None  # contact closed, close not yet confirmed
         self.held = False  # a door mode holds the strike released
 
     def _lock(self, reason: str) -> list[Output]:
@@ -57,9 +86,33 @@ class DoorMachine:
         self.strike_released = False
         return [Lock(reason)]
 
+    @property
+    def closing(self) -> bool:
+        """The contact is closed but the close is not confirmed yet."""
+        return self._closed_since is not None
+
+    def _close_due(self, now: float) -> bool:
+        return self._closed_since is not None and (
+            now >= self._closed_since + self.timing.close_confirm_seconds
+        )
+
+    def _confirm_closed(self, now: float) -> list[Output]:
+        """The door is closed: ``door_closed`` (with how long the contact had been
+        closed), the held-open or forced-open alarm cleared."""
+        since = now if self._closed_since is None else self._closed_since
+        self._closed_since = None
+        out: list[Output] = [Notice("door_closed", {"confirmed_after": round(now - since, 3)})]
+        if self.state is DoorState.HELD:
+            out.append(Alarm("held", False))
+        elif self.state is DoorState.FORCED:
+            out.append(Alarm("forced", False))
+        self.state = DoorState.UNLOCKED if self.strike_released else DoorState.LOCKED
+        return out
+
     def grant(self, now: float) -> list[Output]:
-        """Release the strike for the configured time (extends a running unlock)."""
-        out: list[Output] = []
+        """Release the strike for the configured time (extends a running unlock).
+        A close being confirmed is confirmed now: the next opening is a new one."""
+        out: list[Output] = self._confirm_closed(now) if self.closing else []
         self._relock_at = now + self.timing.unlock_seconds
         if not self.strike_released:
             self.strike_released = True
@@ -108,8 +161,14 @@ class DoorMachine:
         return out
 
     def contact(self, is_open: bool, now: float) -> list[Output]:
+        """A settled change of the door contact (``is_open``) at ``now``."""
         out: list[Output] = []
+        if self._close_due(now):
+            out += self._confirm_closed(now)  # confirmed before this change (no tick between)
         if is_open:
+            if self.closing:  # reopened before the close was confirmed: the same opening
+                self._closed_since = None
+                return out
             if self.state in (DoorState.OPEN, DoorState.HELD, DoorState.FORCED):
                 return out
             egress = self.state is DoorState.LOCKED and now < self._shunt_until
@@ -129,12 +188,11 @@ class DoorMachine:
             return out
         if self.state in (DoorState.LOCKED, DoorState.UNLOCKED):
             return out
-        out.append(Notice("door_closed"))
-        if self.state is DoorState.HELD:
-            out.append(Alarm("held", False))
-        elif self.state is DoorState.FORCED:
-            out.append(Alarm("forced", False))
-        self.state = DoorState.UNLOCKED if self.strike_released else DoorState.LOCKED
+        # Closed (or, while closing, closed again after a glitch too short to settle:
+        # `InputFilter.report_glitches`): the confirmation counts from now.
+        self._closed_since = now
+        if self.timing.close_confirm_seconds <= 0:
+            return self._confirm_closed(now)
         return out
 
     def tick(self, now: float) -> list[Output]:
@@ -143,6 +201,10 @@ class DoorMachine:
             out += self._lock("timeout")
             if self.state is DoorState.UNLOCKED:
                 self.state = DoorState.LOCKED
+        if self._closed_since is not None:
+            if self._close_due(now):
+                out += self._confirm_closed(now)
+            return out  # a door shut, or shutting, is not held open
         if self.state is DoorState.OPEN and now >= self._held_at and not self.held:
             self.state = DoorState.HELD
             out.append(Alarm("held", True))
@@ -168,6 +230,8 @@ class DoorMachine:
         times = []
         if self.strike_released and not self.held:
             times.append(self._relock_at)
-        if self.state is DoorState.OPEN and not self.held:
+        if self._closed_since is not None:
+            times.append(self._closed_since + self.timing.close_confirm_seconds)
+        elif self.state is DoorState.OPEN and not self.held:
             times.append(self._held_at)
         return min(times) if times else None

@@ -7,6 +7,13 @@ only after the raw line has *held* it for ``settle_seconds`` (trailing-edge
 debounce): a burst of edges restarts the wait, a glitch that returns to the
 old level is dropped, and the door state machine sees one transition.
 
+For lines named in ``report_glitches`` (the door contact) a glitch is not
+silent: when the line returns to its accepted level before the settle time, a
+`Settled` with ``glitch`` set repeats that level at that moment. The door
+machine's close confirmation (`doorpi.core.door`) counts "closed without
+interruption" from there, so a 10 ms open blip in the middle of a closed
+blip does not merge two short closed spells into one long enough to confirm.
+
 It also watches for an input stuck active (an exit button jammed in for
 minutes): a ``stuck`` report once the input has been active longer than its
 limit, so the gate reports a fault instead of treating it as a long press.
@@ -25,12 +32,15 @@ from dataclasses import dataclass
 class Settled:
     """One clean change of an input (``active`` = door open / button pressed /
     lid off), or with ``stuck`` set: the input has been active too long
-    (``active`` stays True), reported once per activation."""
+    (``active`` stays True), reported once per activation; or with ``glitch``
+    set (``report_glitches`` lines only): no change, the line left ``active``
+    for less than the settle time and is back at it ``at`` this moment."""
 
     name: str
     active: bool
     at: float
     stuck: bool = False
+    glitch: bool = False
 
 
 @dataclass(slots=True)
@@ -45,27 +55,38 @@ class _Line:
 class InputFilter:
     """Debounce named contact inputs; report inputs stuck active.
 
-    ``settle_seconds`` (>= 0; 0 passes every edge through at once) and
+    ``settle_seconds`` (>= 0; 0 passes every edge through at once),
     ``stuck_after``: input name -> seconds of continuous activity after
-    which a `Settled(stuck=True)` is reported.
+    which a `Settled(stuck=True)` is reported, and ``report_glitches``: input
+    names whose returns to the accepted level are reported (`Settled.glitch`).
     """
 
-    def __init__(self, settle_seconds: float, stuck_after: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        settle_seconds: float,
+        stuck_after: dict[str, float] | None = None,
+        report_glitches: frozenset[str] = frozenset(),
+    ) -> None:
         if settle_seconds < 0:
             raise ValueError("settle_seconds must be >= 0")
         self.settle = settle_seconds
         self.stuck_after = dict(stuck_after or {})
+        self.report_glitches = frozenset(report_glitches)
         self._lines: dict[str, _Line] = {}
 
     def feed(self, name: str, active: bool, now: float) -> list[Settled]:
-        """A raw edge: the line now reads ``active``. Returns what settled already."""
+        """A raw edge: the line now reads ``active``. Returns what settled already
+        (a level that had held for the settle time before this edge first)."""
+        out = self.poll(now)
         line = self._lines.setdefault(name, _Line())
         if active == line.stable:
+            if line.pending is not None and name in self.report_glitches:
+                out.append(Settled(name, active, now, glitch=True))
             line.pending = None  # back to the accepted level: chatter, not a change
         elif active != line.pending:
             line.pending = active
             line.pending_since = now
-        return self.poll(now)
+        return out + self.poll(now)
 
     def poll(self, now: float) -> list[Settled]:
         """Changes that have held for the settle time by ``now``, then stuck reports."""
