@@ -320,13 +320,19 @@ def read_sectors(image: Path, start: int, count: int) -> bytes:
         return fh.read(count * 512)
 
 
-def test_update_card_keeps_the_data_partition(tmp_path: Path) -> None:
-    """An update rewrites boot and root, never the keys and database on partition 3."""
+def _flashed_card(tmp_path: Path) -> Path:
+    """A card as the image leaves it: pi-gen's two partitions plus the 16 MiB data one."""
     card = tmp_path / "card.img"
     make_pi_gen_like_image(card)
     subprocess.run(
         [str(IMAGE / "add-data-partition.sh"), str(card), "16"], check=True, capture_output=True
     )
+    return card
+
+
+def test_update_card_keeps_the_data_partition(tmp_path: Path) -> None:
+    """An update rewrites boot and root, never the keys and database on partition 3."""
+    card = _flashed_card(tmp_path)
     data = sfdisk_parts(card)[2]
     data_before = read_sectors(card, int(data["start"]), int(data["size"]))
 
@@ -356,11 +362,7 @@ def test_update_card_keeps_the_data_partition(tmp_path: Path) -> None:
 
 
 def test_update_card_refuses_a_root_that_does_not_fit(tmp_path: Path) -> None:
-    card = tmp_path / "card.img"
-    make_pi_gen_like_image(card)
-    subprocess.run(
-        [str(IMAGE / "add-data-partition.sh"), str(card), "16"], check=True, capture_output=True
-    )
+    card = _flashed_card(tmp_path)
     before = card.read_bytes()
     new = tmp_path / "new.img"
     subprocess.run(["truncate", "-s", "96M", str(new)], check=True)
@@ -421,11 +423,7 @@ def test_update_card_usage_is_a_usage_line() -> None:
 
 
 def test_update_card_names_a_missing_image_or_card(tmp_path: Path) -> None:
-    card = tmp_path / "card.img"
-    make_pi_gen_like_image(card)
-    subprocess.run(
-        [str(IMAGE / "add-data-partition.sh"), str(card), "16"], check=True, capture_output=True
-    )
+    card = _flashed_card(tmp_path)
     before = card.read_bytes()
     _one_line_without_flash_advice(
         _update_card(str(tmp_path / "nonexist.img"), str(card)), "image", "does not exist"
