@@ -90,9 +90,8 @@ class GpioConfig:
     settle_seconds: float = 0.05
     # Close confirmation for the door contact: the door counts as closed once the
     # settled contact has stayed closed this long; a shorter closed blip is part of
-    # the same opening (no forced-open alarm when it reopens). 1 s, the door sensor
-    # "Debounce Time" default of Niagara access controllers (doorpi.core.door
-    # CLOSE_CONFIRM_SECONDS has the source); 0 = closed on the settled edge.
+    # the same opening (no forced-open alarm when it reopens). 1 s (doorpi.core.door
+    # CLOSE_CONFIRM_SECONDS says why); 0 = closed on the settled edge.
     close_confirm_seconds: float = 1.0
     # An exit button held longer than this is reported as stuck (a fault).
     exit_stuck_seconds: float = 60.0

@@ -45,14 +45,16 @@ class DoorState(Enum):
 
 
 # Close confirmation: the door contact must stay closed this long before the
-# door counts as closed (re-armed for a forced-open alarm). 1 s is the door
-# sensor "Debounce Time" default of Niagara access controllers, whose manual
-# gives the same reason: "A bounce closed is not counted if it is less than the
-# debounce time" (a slammed door bouncing open, a door slipping shut for a
-# moment as a person pulls it). It is longer than any closed blip in our field
-# reports (20-200 ms, cases/01 "open/closed/open within a second") and short
-# against a person walking up to a locked door. Settable as
-# ``gpio.close_confirm_seconds`` (0 turns it off: closed on the settled edge).
+# door counts as closed (re-armed for a forced-open alarm): a slammed door bouncing
+# open, a door slipping shut for a moment as a person pulls it. Door contacts are
+# commonly debounced for hundreds of milliseconds to a second (Rinho's tracker
+# docs, command IT: a door input at 1.0 s / 0.3 s; Hubitat's "Debounce contact"
+# example app: 1000 ms by default). Here only the closing waits: an opening of a
+# locked door must raise the forced-open alarm within the settle time. 1 s is longer
+# than any closed blip in our field reports (20-200 ms, cases/01 "open/closed/open
+# within a second") and short against a person walking up to a locked door.
+# Settable as ``gpio.close_confirm_seconds`` (0 turns it off: closed on the
+# settled edge).
 CLOSE_CONFIRM_SECONDS = 1.0
 
 
