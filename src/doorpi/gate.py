@@ -651,7 +651,12 @@ class Gate:
             Notice("credential_presented", {"factor": "pin", "keypad": keypad_subject[7:]})
         )
         subjects = [keypad_subject] + ([f"resident:{rid}"] if rid is not None else [])
-        locked = max(self.lockout.locked_for(s, mono) for s in subjects)
+        # The keypad-wide counter stops one PIN tried over many keypad numbers; after a
+        # card has named the resident only their own counter may hold them back, or
+        # strangers' wrong PINs would lock card holders out (case 04's kind).
+        named = rid is not None and "card" in a.factors
+        checked = [f"resident:{rid}"] if named else subjects
+        locked = max(self.lockout.locked_for(s, mono) for s in checked)
         if locked:
             self.attempt = None
             self._deny(Decision(False, Reason.LOCKED_OUT, rid, ("pin",), f"{locked:.0f}s left"))

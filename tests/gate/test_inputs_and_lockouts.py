@@ -243,3 +243,37 @@ def test_a_correct_pin_clears_only_that_residents_counter(site):
     assert decisions(site)[-1] == (False, "locked_out")
     site.card(CARD)  # the card path is not locked
     assert decisions(site)[-1] == (True, "granted")
+
+
+def test_strangers_wrong_pins_never_lock_out_a_card_holder_at_a_card_and_pin_door(tmp_path):
+    """Case 04's kind at the keypad (a newcomer's variant): five wrong entries by
+    strangers lock the keypad-wide counter (it stops one PIN tried over many numbers),
+    but a resident whose card names them is held back only by their own counter."""
+    site = recorded_site(tmp_path / "data", [
+        {"name": "Alice", "keypad_id": "101", "cards": [CARD], "pin": "2468"},
+    ], config={"door": {"access": ["card+pin"]}})  # fmt: skip
+    try:
+        for number in ("901", "902", "903", "904", "905"):
+            pin_entry(site, number, "0000")
+            site.advance(1)
+        assert ("keypad:keypad" in
+                [e["subject"] for e in site.events if e["event"] == "lockout_started"])  # fmt: skip
+        pin_entry(site, "101", "2468")  # no card: a keypad entry, held by the keypad counter
+        assert decisions(site)[-1] == (False, "locked_out")
+        site.card(CARD)
+        for k in "2468#":
+            site.key(k)
+        assert decisions(site)[-1] == (True, "granted"), decisions(site)
+        # The card holder's own wrong PINs still lock their card+PIN (their counter).
+        site.advance(10)
+        for _ in range(5):
+            site.card(CARD)
+            for k in "0000#":
+                site.key(k)
+            site.advance(1)
+        site.card(CARD)
+        for k in "2468#":
+            site.key(k)
+        assert decisions(site)[-1] == (False, "locked_out"), decisions(site)[-3:]
+    finally:
+        site.close()
