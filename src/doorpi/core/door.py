@@ -170,6 +170,9 @@ class DoorMachine:
         if is_open:
             if self.closing:  # reopened before the close was confirmed: the same opening
                 self._closed_since = None
+                # Past the held-open time, a bounce must not flick the alarm on and off
+                # (it would close again at once): held only if it stays open a while.
+                self._held_at = max(self._held_at, now + self.timing.close_confirm_seconds)
                 return out
             if self.state in (DoorState.OPEN, DoorState.HELD, DoorState.FORCED):
                 return out
