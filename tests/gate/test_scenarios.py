@@ -136,6 +136,10 @@ def test_safety_problem_sees_a_strike_left_released_or_without_a_grant():
     fire = {"event": "door_mode", "mode": "fire_release"}
     lockdown = {"event": "door_mode", "mode": "lockdown"}
     assert ScenarioRun([fire, hold, off], [False, True, False]).safety_problem() is None
+    # Released at the end is right only while a door mode still holds it (the run ended
+    # inside an unlock window or a fire release; the shutdown relocks it).
+    assert ScenarioRun([fire, hold, off], [False, True], held_at_end=True).safety_problem() is None
+    assert "still released" in ScenarioRun([fire, hold, off], [False, True]).safety_problem()
     assert "without a mode" in ScenarioRun([hold, off], [False, True, False]).safety_problem()
     assert (
         "without a mode"
