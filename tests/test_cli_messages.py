@@ -104,6 +104,20 @@ def test_duress_pin_equal_to_the_own_pin_names_the_resident(cfg: Path) -> None:
     )
 
 
+def test_a_pin_equal_to_the_duress_pin_is_refused_the_other_way_round_too(cfg: Path) -> None:
+    """A second newcomer trial: duress 1357, then `pin set` to 1357 was taken, and the
+    duress PIN then opened as the PIN and never raised the alarm."""
+    run = ("--config", str(cfg))
+    assert doorpi(*run, "pin", "set", "1", "--stdin", stdin="2468\n").returncode == 0
+    assert doorpi(*run, "duress", "set", "1", "--stdin", stdin="１３５７\n").returncode == 0
+    p = doorpi(*run, "pin", "set", "1", "--stdin", stdin="1357\n")
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "doorpi: PIN for Wang Xiaoming (resident 1): must differ from their duress PIN; "
+        "nothing changed"
+    )
+    assert doorpi(*run, "pin", "set", "1", "--stdin", stdin="9753\n").returncode == 0
+
+
 def test_an_unknown_resident_says_where_to_look(cfg: Path) -> None:
     p = doorpi("--config", str(cfg), "pin", "clear", "7")
     assert p.returncode == 2

@@ -361,7 +361,14 @@ def cmd_pin_set(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
     r = common.resident(store, args.id)
-    pin = common.new_pin(args, cfg, whom=common.who_is(r))
+    whom = common.who_is(r)
+    pin = common.new_pin(args, cfg, whom=whom)
+    from doorpi.store.credentials import verify_pin
+    from doorpi.store.roles import RoleStore
+
+    duress = RoleStore(store.db).duress_hash(args.id)
+    if duress is not None and verify_pin(store.secrets, duress, pin):
+        raise CliError(f"PIN for {whom}: must differ from their duress PIN; nothing changed")
     h = hash_pin(store.secrets, pin, cfg.pin.opslimit, cfg.pin.memlimit_kib)
     store.residents.set_pin_hash(args.id, h, time.time())
     common.audit_admin(store, "pin_set", resident_id=args.id)

@@ -122,6 +122,12 @@ class SimulatedSite:
                 raise ValueError(
                     f"{validation.safe_text(spec['name'])}: cards[{j}]: {exc}"
                 ) from None
+        pins = {k: _pin_field(spec, k) for k in ("pin", "duress_pin") if spec.get(k)}
+        if len(pins) == 2 and pins["pin"] == pins["duress_pin"]:  # refused before storing
+            raise ValueError(
+                f"{validation.safe_text(spec['name'])}: duress_pin: must differ from the PIN "
+                "(the same digits open as the PIN and would never raise the alarm)"
+            )
         r = self.storage.residents.add(
             spec["name"],
             self.clock.wall(),
@@ -134,8 +140,8 @@ class SimulatedSite:
         for card_id in card_ids:
             h = card_hash(self.storage.secrets, card_id)
             self.storage.residents.add_card(r.id, h, self.clock.wall())
-        if spec.get("pin"):
-            p, pin = self.cfg.pin, _pin_field(spec, "pin")
+        if "pin" in pins:
+            p, pin = self.cfg.pin, pins["pin"]
             h = hash_pin(self.storage.secrets, pin, p.opslimit, p.memlimit_kib)
             self.storage.residents.set_pin_hash(r.id, h, self.clock.wall())
         if spec.get("responder") or spec.get("duress_pin"):
@@ -143,8 +149,8 @@ class SimulatedSite:
 
             roles = RoleStore(self.storage.db)
             roles.set_responder(r.id, bool(spec.get("responder")))
-            if spec.get("duress_pin"):
-                p, pin = self.cfg.pin, _pin_field(spec, "duress_pin")
+            if "duress_pin" in pins:
+                p, pin = self.cfg.pin, pins["duress_pin"]
                 roles.set_duress_hash(r.id, hash_pin(self.storage.secrets, pin, p.opslimit,
                                                      p.memlimit_kib))  # fmt: skip
         if spec.get("active") is False:
