@@ -128,3 +128,21 @@ def test_times_that_are_not_times_are_refused_naming_the_step(tmp_path, text, fr
 def test_a_week_of_simulated_time_is_still_a_scenario(tmp_path):
     scenario = Scenario.load(write(tmp_path, "settle = 604800\n[[steps]]\nat = 0\nwait = 0.5\n"))
     assert scenario.extra["settle"] == 604800
+
+
+@pytest.mark.parametrize(
+    ("step", "fragment"),
+    [
+        ("pin_clear = true", "steps[0]: pin_clear takes a resident's number (1, 2, ...), got True"),
+        ("pin_clear = 1.9", "steps[0]: pin_clear takes a resident's number (1, 2, ...), got 1.9"),
+        ('pin_clear = "\u0661"', "steps[0]: pin_clear takes a resident's number"),
+        ("keys = 1234", 'steps[0]: keys takes the keys as text, like keys = "101#2468#", got 1234'),
+    ],
+)  # fmt: skip
+def test_step_values_of_the_wrong_kind_are_refused_not_coerced(tmp_path, step, fragment):
+    """A second newcomer trial: pin_clear = true (or 1.9, or an Arabic-Indic one) cleared
+    resident 1's PIN, and keys = 1234 was typed."""
+    text = '[[residents]]\nname = "R"\nkeypad_id = "101"\npin = "2468"\n'
+    with pytest.raises(ScenarioError) as info:
+        run(Scenario.load(write(tmp_path, text + f"[[steps]]\nat = 1\n{step}\n")), tmp_path / "d")
+    assert fragment in str(info.value) and "\n" not in str(info.value), str(info.value)

@@ -283,7 +283,9 @@ def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
     elif "card_fault" in step:
         site.card_fault(str(step["card_fault"]))
     elif "keys" in step:
-        keys = str(step["keys"])
+        keys = step["keys"]
+        if not isinstance(keys, str):  # keys = 1234 would type a number's digits by luck
+            raise ValueError(f'keys takes the keys as text, like keys = "101#2468#", got {keys!r}')
         for k in keys:
             site.key(k)
             site.advance(0.2)
@@ -315,7 +317,9 @@ def _do(site: SimulatedSite, step: dict[str, Any], clock: ManualClock) -> float:
     elif "pin_clear" in step:  # as `doorpi pin clear ID` on the device, its warning noted
         from doorpi.privacy.parity import warn_lines
 
-        rid = int(step["pin_clear"])
+        rid = step["pin_clear"]
+        if not isinstance(rid, int) or isinstance(rid, bool) or rid < 1:
+            raise ValueError(f"pin_clear takes a resident's number (1, 2, ...), got {rid!r}")
         if site.storage.residents.get(rid) is None:
             raise ValueError(f"pin_clear: no resident {rid}")
         site.storage.residents.set_pin_hash(rid, None, clock.wall())
