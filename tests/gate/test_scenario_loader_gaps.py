@@ -114,6 +114,7 @@ def test_on_off_steps_take_toml_booleans_only(tmp_path, step, fragment):
         ('[[steps]]\nat = 1\nclock = "2026-13-01T00:00"\n',
          "steps[0].clock: '2026-13-01T00:00' is not a date and time"),
         ('start = "2026-02-30T08:00"\n' + STEP, "start: '2026-02-30T08:00' is not a date and time"),
+        ("[[steps]\nat = 1\n", "s.toml: not valid TOML: "),
     ],
 )  # fmt: skip
 def test_times_that_are_not_times_are_refused_naming_the_step(tmp_path, text, fragment):

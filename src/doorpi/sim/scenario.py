@@ -67,7 +67,9 @@ class Scenario:
             doc = tomllib.loads(decode_text_file(p.read_bytes()))
         except OSError as exc:
             raise ScenarioError(f"{p}: cannot read: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, InputError) as exc:
+        except tomllib.TOMLDecodeError as exc:  # as doorpi.config says it
+            raise ScenarioError(f"{p}: not valid TOML: {exc}") from None
+        except InputError as exc:
             raise ScenarioError(f"{p}: {exc}") from None
         for key in doc:
             if key not in TOP_KEYS:
