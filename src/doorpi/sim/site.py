@@ -122,12 +122,6 @@ class SimulatedSite:
                 raise ValueError(
                     f"{validation.safe_text(spec['name'])}: cards[{j}]: {exc}"
                 ) from None
-        pins = {k: _pin_field(spec, k) for k in ("pin", "duress_pin") if spec.get(k)}
-        if len(pins) == 2 and pins["pin"] == pins["duress_pin"]:  # refused before storing
-            raise ValueError(
-                f"{validation.safe_text(spec['name'])}: duress_pin: must differ from the PIN "
-                "(the same digits open as the PIN and would never raise the alarm)"
-            )
         r = self.storage.residents.add(
             spec["name"],
             self.clock.wall(),
@@ -140,6 +134,12 @@ class SimulatedSite:
         for card_id in card_ids:
             h = card_hash(self.storage.secrets, card_id)
             self.storage.residents.add_card(r.id, h, self.clock.wall())
+        pins = {k: _pin_field(spec, k) for k in ("pin", "duress_pin") if spec.get(k)}
+        if len(pins) == 2 and pins["pin"] == pins["duress_pin"]:  # the run stops here
+            raise ValueError(
+                f"{validation.safe_text(spec['name'])}: duress_pin: must differ from the PIN "
+                "(the same digits open as the PIN and would never raise the alarm)"
+            )
         if "pin" in pins:
             p, pin = self.cfg.pin, pins["pin"]
             h = hash_pin(self.storage.secrets, pin, p.opslimit, p.memlimit_kib)
