@@ -840,20 +840,22 @@ class BundleImporter:
     def _already_applied(self, exc: BundleError, bundle: EnrollmentBundle | None) -> SyncReport:
         """The applied bundle's own file again (a stick re-plugged, or left in): not a
         fault, so not "refused"; the report is a fresh one (status, audit since)."""
-        data: dict[str, Any] = {"action": "current", "reason": str(exc)}
-        if bundle is not None:
-            data["sequence"] = bundle.sequence
-        with suppress(sqlite3.DatabaseError):
-            self.storage.audit.append("sync", data, ts=self.clock())
-        return self._report("current", bundle, code=exc.code, reason=str(exc))
+        return self._unapplied("current", exc, bundle)
 
     def _refused(self, exc: BundleError, bundle: EnrollmentBundle | None) -> SyncReport:
-        data: dict[str, Any] = {"action": "refused", "code": exc.code, "reason": str(exc)}
+        return self._unapplied("refused", exc, bundle, code=exc.code)
+
+    def _unapplied(
+        self, result: str, exc: BundleError, bundle: EnrollmentBundle | None, **extra: str
+    ) -> SyncReport:
+        """A bundle that changed nothing: its audit record (``action`` ``result``) and
+        the report saying why."""
+        data: dict[str, Any] = {"action": result, **extra, "reason": str(exc)}
         if bundle is not None:
             data["sequence"] = bundle.sequence
         with suppress(sqlite3.DatabaseError):  # the report still says why
             self.storage.audit.append("sync", data, ts=self.clock())
-        return self._report("refused", bundle, code=exc.code, reason=str(exc))
+        return self._report(result, bundle, code=exc.code, reason=str(exc))
 
     def _report(
         self,
