@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 
@@ -62,3 +63,41 @@ def find_shared_dir(*starts: Path, need: str = "") -> Path | None:
         if (base / need).exists() if need else base.is_dir():
             return base
     return None
+
+
+def _unescape_mount_field(field: str) -> str:
+    """A mountinfo path with its octal escapes (``\\040`` for a space) undone."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def read_only_layer(path: Path, mountinfo: str | None = None) -> str:
+    """Which layer makes ``path`` read-only: "file system", "mount" or "".
+
+    "file system": the file system itself is read-only (its superblock options say
+    ``ro``: mounted read-only, or remounted so after errors), so nothing can write it.
+    "mount": only the mount this process sees is read-only (a read-only bind mount, such
+    as systemd's ``ReadOnlyPaths=``/``ProtectSystem=strict`` for one service); the
+    partition is writable for the processes that mount it read-write. "": writable at
+    both layers (permissions aside).
+
+    Read from /proc/self/mountinfo (proc(5): field 6 is the mount's options, and after
+    the " - " separator the file system type, its source and the superblock options);
+    ``mountinfo`` is that text, for tests. The mount is the one whose mount point is the
+    longest prefix of ``path`` resolved (symbolic links followed); no match gives ""."""
+    text = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
+    target = os.path.realpath(path)
+    best, layer = -1, ""
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if " - " not in line or len(fields) < 10:
+            continue
+        point = _unescape_mount_field(fields[4])
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if not inside or len(point) < best:
+            continue
+        sep = fields.index("-", 6)
+        mount_ro = "ro" in fields[5].split(",")
+        super_ro = "ro" in fields[sep + 3].split(",") if len(fields) > sep + 3 else False
+        best = len(point)
+        layer = "file system" if super_ro else "mount" if mount_ro else ""
+    return layer

@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from doorpi.fsutil import sha256_file
+from doorpi.fsutil import read_only_layer, sha256_file
 
 PASS = "PASS"
 WARN = "WARN"
@@ -123,8 +123,19 @@ def check_data_dir(data_dir: Path) -> CheckResult:
     mode = _mode(data_dir)
     if mode & 0o077:
         return CheckResult(FAIL, f"{data_dir}: mode {mode:04o}, want 0700")
-    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
-        return CheckResult(FAIL, f"{data_dir}: not writable by this user (run as doorpi)")
+    if not os.access(data_dir, os.R_OK | os.X_OK):
+        return CheckResult(FAIL, f"{data_dir}: not readable by this user (run as doorpi)")
+    if not os.access(data_dir, os.W_OK):
+        # os.access says EROFS for a read-only mount too: tell the partition (a fault the
+        # gate must live with) from this check's own sandbox (doorpi-selftest.service
+        # mounts the folder read-only for itself: ReadOnlyPaths=), which is no fault.
+        layer = read_only_layer(data_dir)
+        if layer == "file system":
+            return CheckResult(FAIL, f"{data_dir}: the data partition is mounted read-only "
+                               "(file system errors? docs/recovery.md)")  # fmt: skip
+        if layer != "mount" or data_dir.stat().st_uid != os.geteuid():
+            return CheckResult(FAIL, f"{data_dir}: not writable by this user (run as doorpi)")
+        return CheckResult(PASS, f"{data_dir}: mode 0700 (read-only to this check only)")
     return CheckResult(PASS, f"{data_dir}: mode 0700")
 
 

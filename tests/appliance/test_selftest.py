@@ -134,6 +134,75 @@ def test_data_dir_missing_and_open_mode_fail(tmp_path: Path, good_install: Path)
     assert result.status == FAIL and "0755" in result.detail
 
 
+# A mountinfo as proc(5) gives it: a writable root, the data partition (ext4) under it,
+# that partition bind-mounted read-only onto itself (systemd's ReadOnlyPaths=), and a
+# second partition whose file system is read-only (remounted so after errors).
+MOUNTINFO = """\
+22 1 179:2 / / rw,noatime shared:1 - ext4 /dev/mmcblk0p2 rw
+30 22 179:3 / /var/lib/doorpi rw,noatime shared:9 - ext4 /dev/mmcblk0p3 rw,errors=remount-ro
+41 30 179:3 / /var/lib/doorpi ro,nosuid,nodev,noatime shared:20 - ext4 /dev/mmcblk0p3 rw,errors=remount-ro
+50 22 8:1 / /mnt/usb\\040stick rw,relatime shared:30 - vfat /dev/sda1 rw
+51 22 179:4 / /srv/broken rw,noatime shared:31 - ext4 /dev/mmcblk0p4 ro,errors=remount-ro
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "layer"),
+    [
+        ("/", ""),
+        ("/etc/doorpi", ""),
+        ("/var/lib/doorpi", "mount"),  # the later mount on the same point wins
+        ("/var/lib/doorpi/keys", "mount"),
+        ("/var/lib/doorpi-old", ""),  # a prefix of the name, not of the path
+        ("/mnt/usb stick/bundle.zip", ""),  # \040 is a space
+        ("/srv/broken/data", "file system"),
+    ],
+)
+def test_read_only_layer_from_mountinfo(path: str, layer: str) -> None:
+    from doorpi.fsutil import read_only_layer
+
+    assert read_only_layer(Path(path), MOUNTINFO) == layer
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+def test_data_dir_read_only_to_the_check_alone_passes_a_read_only_partition_fails(
+    tmp_path: Path,
+) -> None:
+    """doorpi-selftest.service sees the data folder read-only (ReadOnlyPaths=): that is
+    its sandbox, not a fault (it was a FAIL "not writable by this user" at every boot
+    under systemd). A file system that is itself read-only stays a FAIL. Real mounts."""
+    assert os.geteuid() == 0, "mounting needs root (make test runs as root)"
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(fs))
+    try:
+        data = fs / "doorpi"
+        data.mkdir(mode=0o700)
+        view = tmp_path / "view"
+        view.mkdir()
+        _mount("--bind", str(data), str(view))
+        try:
+            _mount("-o", "remount,bind,ro", str(view))
+            assert not os.access(view, os.W_OK)  # what made the false FAIL
+            result = selftest.check_data_dir(view)
+            assert result.status == PASS and "read-only to this check only" in result.detail
+            os.chown(data, 1234, 1234)  # read-only to us and not ours either: run as doorpi
+            result = selftest.check_data_dir(view)
+            assert result.status == FAIL and "run as doorpi" in result.detail, result.detail
+            os.chown(data, 0, 0)
+        finally:
+            subprocess.run(["umount", str(view)], check=True)
+        assert selftest.check_data_dir(data).status == PASS
+        _mount("-o", "remount,ro", str(fs))
+        result = selftest.check_data_dir(data)
+        assert result.status == FAIL and "mounted read-only" in result.detail, result.detail
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
+
+
 def test_keys_good_allows_public_key_readable(good_install: Path) -> None:
     result = selftest.check_keys(good_install)
     assert result.status == PASS, result.detail
