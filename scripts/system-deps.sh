@@ -6,7 +6,7 @@
 # `system-deps.sh image` adds what `make image-test` needs (an arm64 rootfs under qemu).
 set -eu
 IMAGE_PKGS="mmdebstrap arch-test qemu-user-static binfmt-support"
-PKGS="python3-venv python3-dev gcc swig libpcsclite-dev pcscd vsmartcard-vpcd shellcheck systemd mtools dosfstools fdisk e2fsprogs chromium fonts-wqy-microhei strace swtpm swtpm-tools libtss2-dev pkg-config util-linux chromium-driver qemu-system-x86 busybox-static dmsetup"
+PKGS="python3-venv python3-dev gcc swig libpcsclite-dev pcscd vsmartcard-vpcd shellcheck systemd systemd-container mtools dosfstools fdisk e2fsprogs chromium fonts-wqy-microhei strace swtpm swtpm-tools libtss2-dev pkg-config util-linux chromium-driver qemu-system-x86 busybox-static dmsetup"
 [ "${1:-}" = "image" ] && PKGS="$PKGS $IMAGE_PKGS"
 missing=""
 for p in $PKGS; do

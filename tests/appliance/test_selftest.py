@@ -203,6 +203,58 @@ def test_data_dir_read_only_to_the_check_alone_passes_a_read_only_partition_fail
         subprocess.run(["umount", str(fs)], check=True)
 
 
+def _wal_database(path: Path) -> None:
+    """A WAL-mode database closed cleanly: no -shm left, as after the gate stops."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(500)])
+    conn.commit()
+    conn.close()
+    path.chmod(0o600)
+
+
+def test_database_check_in_a_read_only_sandbox_with_the_gate_stopped(tmp_path: Path) -> None:
+    """At boot doorpi-selftest.service (ReadOnlyPaths=) ran before the gate had the
+    database open: mode=ro could not make the WAL's shared memory, and the check said
+    "data partition is read-only" (FAIL) at every boot. It now reads the file as it is
+    on disk; damage is still found; a partition that is read-only is still said so."""
+    from doorpi.store.faults import partition_problem
+
+    assert os.geteuid() == 0, "mounting needs root (make test runs as root)"
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    _wal_database(data / "doorpi.db")
+    assert not (data / "doorpi.db-shm").exists()
+    view = tmp_path / "view"
+    view.mkdir()
+    _mount("--bind", str(data), str(view))
+    try:
+        _mount("-o", "remount,bind,ro", str(view))
+        result = selftest.check_database(view)
+        assert result.status == PASS and "read as on disk" in result.detail, result.detail
+        assert "to this process only" in partition_problem(view)
+        raw = bytearray((data / "doorpi.db").read_bytes())  # damage a b-tree page
+        raw[4096 + 8 : 4096 + 200] = b"\xff" * 192
+        (data / "doorpi.db").write_bytes(bytes(raw))
+        result = selftest.check_database(view)
+        assert result.status == FAIL, result.detail
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(fs))
+    try:
+        (fs / "d").mkdir(mode=0o700)
+        _wal_database(fs / "d" / "doorpi.db")
+        _mount("-o", "remount,ro", str(fs))
+        result = selftest.check_database(fs / "d")
+        assert result.status == FAIL and "data partition" in result.detail, result.detail
+        assert partition_problem(fs / "d") == f"data partition {fs / 'd'} is read-only"
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
+
+
 def test_keys_good_allows_public_key_readable(good_install: Path) -> None:
     result = selftest.check_keys(good_install)
     assert result.status == PASS, result.detail

@@ -1,7 +1,9 @@
 """A read-only or full data partition, at start and while running (issue #12, part 2).
 
-Real mounts (root only): a small tmpfs filled to the last byte, and a read-only
-bind mount. Card and PIN keep opening the door from what can be read; audit
+Real mounts (root only): a small tmpfs filled to the last byte, and a tmpfs
+remounted read-only (the file system itself, as ext4 does after errors; a read-only
+bind mount alone is a service's sandbox, not a read-only partition:
+fsutil.read_only_layer). Card and PIN keep opening the door from what can be read; audit
 records wait in memory and reach the disk, in order and hash-chained, once the
 partition takes writes again; the cause is named in the journal and `doorpi status`.
 """
@@ -66,14 +68,22 @@ def fill(mnt: Path) -> Path:
 
 @pytest.fixture
 def readonly_view(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """(writable source, read-only bind mount of it)."""
+    """(a small file system, the gate's data folder: a bind mount of it). Both take
+    writes until the test calls read_only(src)."""
     src, view = tmp_path / "src", tmp_path / "view"
     src.mkdir(mode=0o700)
     view.mkdir(mode=0o700)
+    sh("mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(src))
     sh("mount", "--bind", str(src), str(view))
-    sh("mount", "-o", "remount,bind,ro", str(view))
     yield src, view
     subprocess.run(["umount", "-l", str(view)], check=False)
+    subprocess.run(["umount", "-l", str(src)], check=False)
+
+
+def read_only(src: Path, writable: bool = False) -> None:
+    """The file system under ``src`` read-only (its superblock: every mount of it), or
+    writable again."""
+    sh("mount", "-o", "remount,rw" if writable else "remount,ro", str(src))
 
 
 def make_gate(data: Path, events: list | None = None) -> SimulatedSite:
@@ -108,6 +118,7 @@ def granted_in_audit(site: SimulatedSite) -> int:
 def test_read_only_partition_at_start(readonly_view, caplog):
     src, view = readonly_view
     enrol(src)
+    read_only(src)
     caplog.set_level(logging.INFO)
     site = make_gate(view)
     try:
@@ -117,7 +128,7 @@ def test_read_only_partition_at_start(readonly_view, caplog):
         q = site.storage.audit_queue
         assert q.pending >= 2 and q.cause == f"data partition {view} is read-only"
         assert not q.flush()
-        sh("mount", "-o", "remount,bind,rw", str(view))
+        read_only(src, writable=True)
         assert q.flush() and q.pending == 0
         assert site.storage.degraded == ""  # reads moved to a read-write connection
         assert granted_in_audit(site) == 2
@@ -205,6 +216,7 @@ def test_queue_writes_in_the_background_once_space_is_back(tmpfs):
 def test_gate_process_on_read_only_partition_serves_and_status_names_it(readonly_view, tmp_path):
     src, view = readonly_view
     enrol(src)
+    read_only(src)
     cfg = tmp_path / "doorpi.toml"
     cfg.write_text(f'[site]\ndata_dir = "{view}"\n[keypad]\nkind = "none"\n')
     run_dir = tmp_path / "run"
@@ -241,7 +253,8 @@ def test_gate_process_on_read_only_partition_serves_and_status_names_it(readonly
 def test_gate_process_exits_75_not_2_when_nothing_can_be_read(readonly_view, tmp_path):
     """A read-only partition without a database yet: a fault that may pass (systemd
     restarts on 75; 2 is RestartPreventExitStatus)."""
-    _, view = readonly_view
+    src, view = readonly_view
+    read_only(src)
     cfg = tmp_path / "doorpi.toml"
     cfg.write_text(f'[site]\ndata_dir = "{view / "data"}"\n[keypad]\nkind = "none"\n')
     p = subprocess.run([sys.executable, "-m", "doorpi", "--config", str(cfg), "run", "--sim"],
@@ -255,6 +268,7 @@ def test_selftest_names_a_read_only_partition(readonly_view):
 
     src, view = readonly_view
     enrol(src)
+    read_only(src)
     result = selftest.check_database(view)
     assert result.status == selftest.FAIL
     assert result.detail == f"{view / 'doorpi.db'}: data partition {view} is read-only"

@@ -12,6 +12,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from doorpi.fsutil import read_only_layer
+
 # Below this much free space a write of one WAL frame plus its shared-memory page
 # can fail: 4 KiB pages, a handful of them per audit transaction (SQLite's default page size).
 LOW_SPACE_BYTES = 64 * 1024
@@ -26,7 +28,10 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def partition_problem(data_dir: Path) -> str:
-    """ "data partition X is read-only" / "no space left on X", or "" when neither."""
+    """ "data partition X is read-only" / "no space left on X", or "" when neither.
+
+    A folder read-only only to this process (a read-only bind mount: systemd's
+    ReadOnlyPaths=, fsutil.read_only_layer) is said to be that, not a read-only partition."""
     probe = data_dir
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
@@ -34,7 +39,9 @@ def partition_problem(data_dir: Path) -> str:
         st = os.statvfs(probe)
     except OSError:
         return ""
-    if st.f_flag & os.ST_RDONLY:
+    if st.f_flag & os.ST_RDONLY:  # the mount's flag: a service's sandbox sets it too
+        if read_only_layer(probe) == "mount":
+            return f"{data_dir} is read-only to this process only (its service's sandbox)"
         return f"data partition {data_dir} is read-only"
     free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
     if free < LOW_SPACE_BYTES:
