@@ -33,7 +33,8 @@ UNITS = [
 ]
 TIMERS = ["doorpi-pcscd-watch.timer"]
 # Executables the units start, relative to the device root.
-EXECUTABLES = ["opt/doorpi/venv/bin/doorpi", "opt/doorpi/libexec/doorpi-usb-sync"]
+EXECUTABLES = ["opt/doorpi/venv/bin/doorpi", "opt/doorpi/libexec/doorpi-usb-sync",
+               "opt/doorpi/venv/bin/python", "usr/bin/grep"]  # fmt: skip
 SECURITY_LIMIT = 2.0
 # The TPM key root's device (docs/keys.md) and its device-cgroup rule: the kernel's tpm
 # driver registers one char region named "tpm" (/proc/devices) for tpmN and tpmrmN.
@@ -401,22 +402,26 @@ def test_numpy_and_tflite_survive_memory_deny_write_execute() -> None:
 
 def test_pcscd_watch_runs_only_beside_the_gate_and_keeps_its_state() -> None:
     """doorpi-pcscd-watch (doorpi.pcscdwatch): started by its timer every 30 s, never
-    while the gate is stopped, its state file in a /run folder that outlives each run."""
-    from doorpi.pcscdwatch import STATE_FILE
+    while the gate is stopped, its state file in a /run folder that outlives each run;
+    it reads the gate's runtime file, never its data."""
+    from doorpi.pcscdwatch import GATE_FAULTS, STATE_FILE
 
     unit = parse_unit(UNITS_DIR / "doorpi-pcscd-watch.service")
     assert unit["Service.Type"] == ["oneshot"] and unit["Service.User"] == ["root"]
     assert unit["Unit.Requisite"] == ["doorpi.service"] and unit["Unit.After"] == ["doorpi.service"]
     argv = unit["Service.ExecStart"][0].split()
-    assert argv[0] == "/" + EXECUTABLES[0]
-    assert argv[-3:] == ["pcscd-watch", "--state", str(STATE_FILE)]
+    assert argv[:3] == ["/opt/doorpi/venv/bin/python", "-m", "doorpi.pcscdwatch"]
+    assert argv[0] == "/" + EXECUTABLES[2]
+    assert argv[3:] == ["--faults", str(GATE_FAULTS), "--state", str(STATE_FILE)]
     assert unit["Service.RuntimeDirectory"] == [STATE_FILE.parent.name]
     # A oneshot stops after every run: without Preserve systemd removes the folder, and
     # the record of the last restart (the rate limit) with it.
     assert unit["Service.RuntimeDirectoryPreserve"] == ["yes"]
     assert unit["Service.RuntimeDirectoryMode"] == ["0700"]
-    assert unit["Service.ReadOnlyPaths"] == ["/var/lib/doorpi"]
-    assert "ReadWritePaths" not in {k.split(".")[1] for k in unit}
+    # The gate's keys and database are out of its reach; /run/doorpi is read-only to it.
+    assert unit["Service.InaccessiblePaths"] == ["-/var/lib/doorpi"]
+    assert not {"ReadWritePaths", "ReadOnlyPaths", "BindPaths", "TemporaryFileSystem",
+                "RequiresMountsFor"} & {k.split(".")[1] for k in unit}  # fmt: skip
     assert unit["Service.CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"]
     assert unit["Service.CPUWeight"] == ["idle"]  # never a CPU the gate wants
     assert unit["Service.PrivateNetwork"] == ["yes"] and unit["Service.ProtectSystem"] == ["strict"]
@@ -425,6 +430,67 @@ def test_pcscd_watch_runs_only_beside_the_gate_and_keeps_its_state() -> None:
     assert timer["Timer.OnBootSec"] == ["2min"] and timer["Timer.OnUnitActiveSec"] == ["30s"]
     assert timer["Timer.AccuracySec"] == ["1s"]  # the default 1 min would stretch 30 s
     assert timer["Install.WantedBy"] == ["timers.target"]
+
+
+def _exec_condition(faults: Path) -> list[str]:
+    """The unit's ExecCondition= command line, split as systemd splits it (double
+    quotes group words), the gate's file replaced by ``faults``."""
+    import shlex
+
+    from doorpi.pcscdwatch import GATE_FAULTS
+
+    (line,) = parse_unit(UNITS_DIR / "doorpi-pcscd-watch.service")["Service.ExecCondition"]
+    argv = shlex.split(line)
+    assert argv[-1] == str(GATE_FAULTS), argv  # the file the watch itself reads
+    return [*argv[:-1], str(faults)]
+
+
+def test_pcscd_watch_condition_runs_python_only_on_a_pcsc_wait(tmp_path: Path) -> None:
+    """The ExecCondition= command itself, on runtime files the real FaultBoard writes:
+    exit 0 (systemd runs the watch) only while the gate reports a wait on pcscd; 1 for
+    other faults or none, 2 without a file (both: skipped, not failed)."""
+    from doorpi.devicewatch import READER_FAULT, READER_WAITS_ON
+    from doorpi.faults import FaultBoard
+    from doorpi.pcscdwatch import pcsc_call
+
+    faults = tmp_path / "run" / "faults.json"
+    argv = _exec_condition(faults)
+    assert argv[0] == "/usr/bin/grep" and os.access(argv[0], os.X_OK)
+    text = argv[-2]
+    assert text == READER_WAITS_ON + "SCard"  # what the gate writes, what the watch acts on
+
+    def condition() -> int:
+        return subprocess.run(argv, capture_output=True, timeout=10).returncode
+
+    assert condition() == 2  # no gate running: no file
+    board = FaultBoard(_NoDb())
+    board.publish(faults)
+    assert condition() == 1  # a healthy gate
+    frozen = f"{READER_WAITS_ON}SCardGetStatusChange (pcscd frozen or hung?)"
+    for detail, runs in [
+        ("card reader thread has stopped", 1),
+        ("card reader thread stuck outside PC/SC (gate fault)", 1),
+        ("card reader thread not answering (pcscd frozen or hung?)", 1),
+        (frozen, 0),
+        (f"{READER_WAITS_ON}SCardTransmit (pcscd frozen or hung?)", 0),
+    ]:
+        board.set(READER_FAULT, detail, 1.0)
+        assert condition() == runs, detail
+        # The grep only ever lets more through than the watch acts on, never less.
+        assert runs == 0 or not pcsc_call(detail)
+    board.set("exit_button", "pressed for over 30 s (stuck?)", 1.0)
+    assert condition() == 0  # other faults beside it change nothing
+    board.clear(READER_FAULT)
+    assert condition() == 1
+    board.unpublish()
+    assert not faults.exists() and condition() == 2
+
+
+class _NoDb:
+    """A database that refuses every write, as a read-only partition does."""
+
+    def execute(self, *_args: Any) -> Any:
+        raise OSError(30, "Read-only file system")
 
 
 def test_selftest_unit_reports_without_failing_the_boot() -> None:

@@ -289,23 +289,39 @@ def test_a_reader_thread_stuck_in_our_code_stops_the_pings(pcsc, tmp_path):
         assert gate.stop() == 0, gate.stderr()
 
 
+def exec_condition(faults: Path) -> int:
+    """The exit code of doorpi-pcscd-watch.service's ExecCondition= (its command line
+    as the unit file has it, split as systemd splits it) on the gate's ``faults`` file."""
+    import shlex
+
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "doorpi-pcscd-watch.service"
+    (line,) = [x.split("=", 1)[1] for x in unit.read_text().splitlines()
+               if x.startswith("ExecCondition=")]  # fmt: skip
+    argv = shlex.split(line)
+    assert argv[-1] == "/run/doorpi/faults.json", argv
+    return subprocess.run([*argv[:-1], str(faults)], timeout=10).returncode
+
+
 def test_the_watch_restarts_a_frozen_pcscd_and_cards_work(pcsc, vcard, tmp_path, monkeypatch):
-    """doorpi.pcscdwatch on the real thing: the gate shows the frozen pcscd, the watch's
-    runner (`check`, what `doorpi pcscd-watch` runs) reads the fault from the gate's
-    database and restarts pcscd as `systemctl restart` does (SIGTERM and SIGCONT, then a
-    new pcscd: the fixture's stop + start). RESTART_AFTER is 2 s here (60 s
-    shipped) and the runner runs every 0.5 s (the timer: 30 s). A second freeze right
-    after is not restarted (RESTART_EVERY, 600 s as shipped): the fault stays shown."""
+    """doorpi.pcscdwatch on the real thing: the gate shows the frozen pcscd, the unit's
+    ExecCondition= (its exact command line) lets the watch run, the watch's runner
+    (`check`, what the unit runs) reads the fault from the gate's runtime file and
+    restarts pcscd as `systemctl restart` does (SIGTERM and SIGCONT, then a new pcscd:
+    the fixture's stop + start). RESTART_AFTER is 2 s here (60 s shipped) and the
+    runner runs every 0.5 s (the timer: 30 s). A second freeze right after is not
+    restarted (RESTART_EVERY, 600 s as shipped): the fault stays shown."""
     from doorpi import pcscdwatch
 
     monkeypatch.setattr(pcscdwatch, "RESTART_AFTER", 2.0)
-    db = tmp_path / "data" / "doorpi.db"
     state = tmp_path / "watch" / "state.json"
+    faults = tmp_path / "run" / "faults.json"
     restarts: list[tuple[float, float]] = []
     events_before: list[int] = []
+    raised: list[float] = []
 
     def restart() -> str:  # what `systemctl restart pcscd.service` does to it
         events_before.append(len(gate.events))
+        raised.append(json.loads(faults.read_text())["faults"]["card reader"]["raised_monotonic"])
         t0 = time.monotonic()
         pcsc.stop(signal.SIGTERM)
         pcsc.start()
@@ -316,7 +332,7 @@ def test_the_watch_restarts_a_frozen_pcscd_and_cards_work(pcsc, vcard, tmp_path,
         lines: list[str] = []
         end = time.monotonic() + timeout
         while time.monotonic() < end and not cond():
-            code, out = pcscdwatch.check(db, state, restart)
+            code, out = pcscdwatch.check(faults, state, restart)
             assert code == 0, out
             lines += out
             time.sleep(0.5)
@@ -325,16 +341,20 @@ def test_the_watch_restarts_a_frozen_pcscd_and_cards_work(pcsc, vcard, tmp_path,
     gate = GateProcess(tmp_path)
     try:
         started(gate)
+        assert exec_condition(faults) == 1  # healthy: systemd would not start Python
         assert watch_until(lambda: False, 1.0) == [] and not restarts  # healthy: nothing
         pcsc.freeze()
         t_freeze = time.monotonic()
         gate.wait_event("card reader fault", lambda e: reader_fault(e, True), 15)
         shown = time.monotonic() - t_freeze
+        assert exec_condition(faults) == 0
         lines = watch_until(lambda: bool(restarts), 20)
         assert len(restarts) == 1, f"no restart within 20 s; {lines}"
         assert len(lines) == 1 and "waited on SCardGetStatusChange" in lines[0], lines
+        assert t_freeze < raised[0] < t_freeze + shown + 0.5  # the gate's own stamp
+        assert restarts[0][0] - raised[0] >= 2.0  # the (shortened) minute
         seen = json.loads(state.read_text())
-        assert restarts[0][0] - seen["frozen_since"] >= 2.0  # the (shortened) minute
+        assert seen == {"restarted_at": seen["restarted_at"]}  # all the watch keeps
         assert seen["restarted_at"] <= restarts[0][0]  # recorded before the restart
         after = events_before[0]
         wait_for(lambda: any(reader_fault(e, False) for e in gate.events[after:]), 15,
@@ -347,8 +367,9 @@ def test_the_watch_restarts_a_frozen_pcscd_and_cards_work(pcsc, vcard, tmp_path,
         assert gate.access() == [(True, ["card"])]
         assert gate.status()["device_faults"] == {}
         gap = pinged_throughout(gate, t_freeze, time.monotonic())
-        assert pcscdwatch.check(db, state, restart) == (0, [])  # answering: freeze forgotten
-        assert json.loads(state.read_text())["frozen_since"] is None
+        assert pcscdwatch.check(faults, state, restart) == (0, [])  # answering: nothing
+        assert exec_condition(faults) == 1
+        assert json.loads(state.read_text()) == seen
         # Frozen again at once: not restarted within RESTART_EVERY, the fault stays shown.
         pcsc.freeze()
         after = len(gate.events)

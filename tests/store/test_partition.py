@@ -250,6 +250,59 @@ def test_gate_process_on_read_only_partition_serves_and_status_names_it(readonly
         gate.kill()
 
 
+def test_status_shows_the_gate_s_own_faults_when_the_partition_took_none(readonly_view,
+                                                                          tmp_path):  # fmt: skip
+    """The compound fault: the data partition is read-only, so the gate cannot store the
+    faults it raises (nor clear the ones an earlier run left); `doorpi status` shows the
+    running gate's own, from its runtime file, and the stored ones once it has stopped."""
+    from doorpi.store import Storage
+    from doorpi.store.db import set_state
+
+    src, view = readonly_view
+    enrol(src)
+    store = Storage.open(src)
+    set_state(store.db, "lockouts", "{garbled")  # the gate raises `lockout_state` at start
+    set_state(store.db, "device_faults", json.dumps({"usb-keypad": {"detail": "gone (old)",
+                                                                    "since": 1.0}}))  # fmt: skip
+    store.close()
+    cfg = tmp_path / "doorpi.toml"
+    cfg.write_text(f'[site]\ndata_dir = "{view}"\n[keypad]\nkind = "none"\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    env = {**os.environ, "DOORPI_RUNTIME_DIR": str(run_dir)}
+    faults = run_dir / "faults.json"
+
+    def status() -> dict:
+        p = subprocess.run([sys.executable, "-m", "doorpi", "--config", str(cfg), "status",
+                            "--json"], env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+        return json.loads(p.stdout)
+
+    gate = subprocess.Popen([sys.executable, "-m", "doorpi", "--config", str(cfg), "run", "--sim"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (faults.exists() and
+                                                   "lockout_state" in faults.read_text()):  # fmt: skip
+            time.sleep(0.2)
+        assert gate.poll() is None, gate.stderr.read() if gate.stderr else ""
+        info = status()
+        assert info["database"] == f"ok, read-only (data partition {view} is read-only)"
+        assert list(info["device_faults"]) == ["lockout_state"], info["device_faults"]
+        assert info["device_faults"]["lockout_state"].startswith("stored lockouts unreadable")
+        assert info["device_faults_from"] == "the running gate"
+        gate.send_signal(signal.SIGTERM)
+        _out, err = gate.communicate(timeout=20)
+        assert gate.returncode == 0, err
+        assert "cannot save device faults" in err  # the database took none of it
+        assert not faults.exists()  # removed as the gate stopped
+        info = status()
+        assert info["device_faults"] == {"usb-keypad": "gone (old)"}
+        assert info["device_faults_from"] == "the database (as the gate last stored them)"
+    finally:
+        gate.kill()
+
+
 def test_gate_process_exits_75_not_2_when_nothing_can_be_read(readonly_view, tmp_path):
     """A read-only partition without a database yet: a fault that may pass (systemd
     restarts on 75; 2 is RestartPreventExitStatus)."""

@@ -53,6 +53,9 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
         if getattr(args, "json_events", False):
             obs.append(lambda rec: print(dump(rec), flush=True))
         gate = Gate(cfg, store, devices.strike, devices.feedback, SystemClock(cfg.site.tz), obs)
+        from doorpi.faults import faults_path
+
+        gate.faults.publish(faults_path())  # doorpi status and pcscd-watch read it
         devices.start(gate.submit, cfg, sim)
         from doorpi.device import attach_card_templates, attach_mode_outputs
 
@@ -101,6 +104,8 @@ def serve(args: argparse.Namespace, sim: bool, observers: list | None = None) ->
             except Exception as exc:
                 print(f"doorpi: shutdown: {exc}", file=sys.stderr)
         devices.close()
+        if gate is not None:
+            gate.faults.unpublish()
         if store is not None:
             store.close()  # writes deferred audit records, or logs them to the journal
 

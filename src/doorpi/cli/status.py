@@ -76,10 +76,10 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
     info["warnings"].extend(gate_lines)
     if clock["advice"]:
         info["warnings"].append(clock["advice"])
-    from doorpi.faults import stored_faults
-
-    faults = stored_faults(db)
+    faults, source, lines = device_faults(db)
     info["device_faults"] = {k: v["detail"] for k, v in sorted(faults.items())}
+    info["device_faults_from"] = source
+    info["warnings"].extend(lines)
     info["warnings"].extend(f"device fault: {k}: {v['detail']}" for k, v in sorted(faults.items()))
     info.update(_lockout_info(db, now))
     from doorpi.doormodes import mode_status
@@ -98,6 +98,26 @@ def collect(cfg: common.Config, store: common.Storage) -> dict[str, common.Any]:
             f"{intake.reason}"
         )
     return info
+
+
+def device_faults(db: Any) -> tuple[dict[str, dict[str, Any]], str, list[str]]:
+    """(faults, where they come from, warnings): the running gate's own (its runtime
+    file: fresh even when it cannot write the database), else the ones it last stored
+    (``db`` None: none known)."""
+    from doorpi.faults import running_faults, stored_faults
+    from doorpi.runtimefile import RuntimeFileError
+
+    lines: list[str] = []
+    try:
+        live = running_faults()
+    except RuntimeFileError as exc:
+        live = None
+        lines.append(f"{exc}: device faults shown as last stored")
+    if live is not None:
+        return live, "the running gate", lines
+    if db is None:
+        return {}, "nowhere (no gate running, no database)", lines
+    return stored_faults(db), "the database (as the gate last stored them)", lines
 
 
 def _key_root_line(cfg: common.Config) -> str:
@@ -242,6 +262,8 @@ def main(args: argparse.Namespace) -> int:
         store = common.storage(cfg, degrade=True, create=False)  # looking never creates it
     except CliError as exc:  # the fault itself is the status: one line each, exit 2
         lines = gate_storage_warnings(read_health())
+        faults, _, more = device_faults(None)
+        lines += more + [f"device fault: {k}: {v['detail']}" for k, v in sorted(faults.items())]
         if args.json:
             common.print_json({"door": cfg.door.name, "database": f"FAULT: {exc}",
                                "warnings": lines})  # fmt: skip
