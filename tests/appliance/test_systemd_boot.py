@@ -160,9 +160,14 @@ def test_the_face_worker_runs_in_the_gates_sandbox(box: Container) -> None:
 
 def test_the_pcscd_watch_restarts_pcscd_from_its_sandbox(box: Container) -> None:
     """The watch unit as shipped: root with CAP_DAC_READ_SEARCH only, ProtectSystem=
-    strict, no network but AF_UNIX. It must reach PID 1 to restart pcscd, once."""
+    strict, no network but AF_UNIX. While the gate reports nothing its ExecCondition=
+    skips Python; on a PC/SC wait it reads the gate's /run/doorpi (0700, doorpi) and
+    reaches PID 1 to restart pcscd, once."""
     box.run("systemctl", "start", "doorpi.service", "pcscd.service")
     before = box.show("pcscd.service", "MainPID")["MainPID"]
+    box.run("systemctl", "start", "doorpi-pcscd-watch.service")  # healthy: skipped
+    assert "exec-condition" in box.journal("doorpi-pcscd-watch.service")
+    assert box.show("doorpi-pcscd-watch.service", "ExecMainPID")["ExecMainPID"] == "0"
     _report_frozen_pcscd(box)
     box.run("systemctl", "start", "doorpi-pcscd-watch.service")
     after = box.show("pcscd.service", "MainPID", "ActiveState")
@@ -181,20 +186,19 @@ def test_the_pcscd_watch_restarts_pcscd_from_its_sandbox(box: Container) -> None
 
 
 def _report_frozen_pcscd(box: Container) -> None:
-    """What the gate stores when its reader has waited on pcscd (devicewatch), and a
-    watch state that has seen it for 100 s (the shipped RESTART_AFTER is 60 s)."""
+    """The running gate's runtime file as its FaultBoard writes it when the reader has
+    waited on pcscd (devicewatch) since 100 s ago (the shipped RESTART_AFTER is 60 s)."""
     script = """
-import json, sqlite3, time
+import json, time
 from doorpi.devicewatch import READER_FAULT, READER_WAITS_ON
-from doorpi.faults import STATE_KEY
-db = sqlite3.connect("/var/lib/doorpi/doorpi.db")
+from doorpi.runtimefile import write_runtime
+from pathlib import Path
+path = Path("/run/doorpi/faults.json")
+gate = json.loads(path.read_text())["pid"]
 detail = READER_WAITS_ON + "SCardGetStatusChange (pcscd frozen or hung?)"
-db.execute("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)",
-           (STATE_KEY, json.dumps({READER_FAULT: {"detail": detail, "since": time.time()}})))
-db.commit()
-import os
-os.makedirs("/run/doorpi-pcscd-watch", mode=0o700, exist_ok=True)
-with open("/run/doorpi-pcscd-watch/state.json", "w") as f:
-    json.dump({"frozen_since": time.monotonic() - 100, "restarted_at": None}, f)
+fault = {"detail": detail, "since": time.time() - 100, "raised_monotonic": time.monotonic() - 100}
+write_runtime(path, {"updated": time.time(), "faults": {READER_FAULT: fault}})
+info = json.loads(path.read_text()); info["pid"] = gate  # the gate's file: its pid
+path.write_text(json.dumps(info))
 """
     box.run("/opt/doorpi/venv/bin/python", "-c", script)
