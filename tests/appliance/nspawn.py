@@ -10,7 +10,8 @@ it found `doorpi selftest` failing its own data-folder check at every boot.
 The container: ``systemd-nspawn -D / --volatile=yes`` (systemd-nspawn(1): a tmpfs root
 with this machine's /usr read-only, so the installed systemd 252 boots as PID 1; /etc
 and /var start empty), no registration with a host systemd (this machine has none),
-the repository, the venv and the models bound read-only at their own paths. The gate's
+the repository and CACHE (the venv, the models, the test's files) bound read-only at
+their own paths. The gate's
 venv is built with Debian's /usr/bin/python3, as the image's is: a venv whose Python
 lives under /root would be hidden by the units' ProtectHome=yes. Commands run inside
 with nsenter(1) on the container's PID 1.
@@ -21,6 +22,7 @@ camera; no reader in the container's pcscd) and not the image's read-only root.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -30,7 +32,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = REPO / "build" / "nspawn"
+# Outside /tmp, /var/tmp, /home and /root: the units' PrivateTmp= and ProtectHome= hide
+# those, so a venv, a model or a script there could not be run by them (a clone under
+# /tmp failed that way). Bound read-only into the container at the same path.
+CACHE = Path(os.environ.get("DOORPI_NSPAWN_CACHE", "/var/cache/doorpi-test"))
 DEBIAN_PYTHON = Path("/usr/bin/python3")
 # The image installs these (firmware_image/stage-doorpi/01-doorpi/00-run.sh).
 UNIT_GLOBS = ("*.service", "*.timer")
@@ -51,16 +56,26 @@ def _tree_stamp() -> str:
 
 def gate_venv() -> Path:
     """The gate's venv as the image builds it (Debian's Python, ``doorpi[reader,face]``
-    installed, not editable), rebuilt when the sources change; its ``bin`` folder."""
-    venv = BUILD / "venv"
-    stamp = BUILD / "venv.stamp"
-    want = _tree_stamp()
-    if stamp.exists() and stamp.read_text() == want and (venv / "bin" / "doorpi").exists():
+    installed, not editable), one per state of the sources (``CACHE/venv-STAMP``), built
+    under a lock so that two test runs never build one at once; venvs of other sources
+    older than a day are removed."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        want = _tree_stamp()
+        for old in CACHE.glob("venv-*"):
+            if old.name != f"venv-{want}" and time.time() - old.stat().st_mtime > 86400:
+                shutil.rmtree(old, ignore_errors=True)
+        venv = CACHE / f"venv-{want}"
+        if not (venv / "ready").exists():
+            _build_venv(venv)
         return venv
+
+
+def _build_venv(venv: Path) -> None:
     if not DEBIAN_PYTHON.exists():
         raise ContainerError(f"{DEBIAN_PYTHON} missing (apt-get install python3-venv)")
     shutil.rmtree(venv, ignore_errors=True)
-    BUILD.mkdir(parents=True, exist_ok=True)
     steps = [
         [str(DEBIAN_PYTHON), "-m", "venv", str(venv)],
         [str(venv / "bin" / "pip"), "install", "-q", "--no-warn-script-location",
@@ -72,15 +87,12 @@ def gate_venv() -> Path:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise ContainerError(f"{' '.join(cmd[:3])}: exit {done.returncode}: {tail}")
     shutil.rmtree(REPO / "build" / "lib", ignore_errors=True)  # pip's build leftovers
-    stamp.write_text(want)
-    return venv
+    (venv / "ready").write_text("")
 
 
-def gate_models() -> Path:
-    """/opt/doorpi/models as the image lays it out: models/build plus the manifest and
-    the known answers (firmware_image/build.sh)."""
-    out = BUILD / "models"
-    shutil.rmtree(out, ignore_errors=True)
+def gate_models(out: Path) -> Path:
+    """/opt/doorpi/models as the image lays it out, in ``out``: models/build plus the
+    manifest and the known answers (firmware_image/build.sh)."""
     shutil.copytree(REPO / "models" / "build", out)
     for name in ("manifest.toml", "kat.json"):
         shutil.copy2(REPO / "models" / name, out / name)
@@ -92,17 +104,16 @@ def gate_models() -> Path:
 class Container:
     """This machine's OS booted under systemd-nspawn; ``run`` executes inside."""
 
-    def __init__(self, binds_ro: list[Path], name: str | None = None) -> None:
+    def __init__(self, binds_ro: list[Path], log: Path, name: str | None = None) -> None:
         self.name = name or f"doorpi-test-{os.getpid()}"
         self.binds_ro = binds_ro
         self.proc: subprocess.Popen[bytes] | None = None
         self.leader = 0
-        self.log = BUILD / f"{self.name}.log"
+        self.log = log  # systemd-nspawn's own output (its last lines go into a boot error)
 
     def boot(self, timeout: float = 90.0) -> None:
         if not shutil.which("systemd-nspawn"):
             raise ContainerError("systemd-nspawn missing (apt-get install systemd-container)")
-        BUILD.mkdir(parents=True, exist_ok=True)
         cmd = ["systemd-nspawn", "-D", "/", "--volatile=yes", "--register=no", "--keep-unit",
                f"--machine={self.name}", "--console=pipe", "--quiet",
                *(f"--bind-ro={p}" for p in self.binds_ro), "-b"]  # fmt: skip

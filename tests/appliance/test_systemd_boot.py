@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from appliance.nspawn import BUILD, REPO, Container, gate_models, gate_venv, install_units
+from appliance.nspawn import CACHE, REPO, Container, gate_models, gate_venv, install_units
 from doorpi.fsutil import find_shared_dir
 
 # What a container cannot be: no GPIO chip (simulated pins, for the gate and for the
@@ -31,7 +32,6 @@ GATE_DROP_IN = (
     "ExecStopPost=/opt/doorpi/venv/bin/doorpi --config /etc/doorpi/doorpi.toml strike-safe --sim\n"
     f"WatchdogSec={WATCHDOG_SECONDS}s"
 )
-FACE_CHECK = BUILD / "face_check.py"
 # The face worker as the gate starts it (doorpi.facebuild), real photos through the
 # real models, run as a unit with doorpi.service's [Service] sandbox (face_unit()).
 FACE_SCRIPT = """\
@@ -53,7 +53,7 @@ print("FACECHECK " + json.dumps(out), flush=True)
 """
 
 
-def face_unit(faces: Path) -> str:
+def face_unit(script: Path, faces: Path) -> str:
     """doorpi.service with its ExecStart (and what only a long-running notify service
     has) replaced by the face check: the same user, groups and sandbox lines."""
     skip = {"Type", "NotifyAccess", "ExecStart", "ExecStopPost", "WatchdogSec", "Restart",
@@ -64,7 +64,7 @@ def face_unit(faces: Path) -> str:
             continue
         out.append(line)
         if line.strip() == "[Service]":
-            out += ["Type=oneshot", f"ExecStart=/opt/doorpi/venv/bin/python {FACE_CHECK} {faces}"]
+            out += ["Type=oneshot", f"ExecStart=/opt/doorpi/venv/bin/python {script} {faces}"]
     return "\n".join(out) + "\n"
 
 
@@ -73,19 +73,30 @@ def box() -> Iterator[Container]:
     assert os.geteuid() == 0, "booting a container needs root (make test runs as root)"
     shared = find_shared_dir(REPO, need="faces")
     assert shared, "shared photos not found (set DOORPI_SHARED_DIR)"
-    venv, models = gate_venv(), gate_models()
-    FACE_CHECK.write_text(FACE_SCRIPT)
-    (BUILD / "doorpi-facecheck.service").write_text(face_unit(shared / "faces"))
-    c = Container([REPO, shared.resolve()])
+    venv = gate_venv()
+    run = CACHE / f"run-{os.getpid()}"  # this run's files, where the units can see them
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    models = gate_models(run / "models")
+    faces = run / "faces"
+    for photo in sorted((shared / "faces").glob("*/*.jpg"))[:3]:
+        (faces / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(photo, faces / photo.parent.name / photo.name)
+    (run / "face_check.py").write_text(FACE_SCRIPT)
+    (run / "doorpi-facecheck.service").write_text(face_unit(run / "face_check.py", faces))
+    for path in [run, *run.rglob("*")]:  # readable by the gate's user
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    c = Container([REPO, CACHE], log=run / "nspawn.log")
     try:
         c.boot()
         install_units(c, venv, models, {"doorpi.service": GATE_DROP_IN})
-        c.run("install", "-m", "0644", str(BUILD / "doorpi-facecheck.service"),
+        c.run("install", "-m", "0644", str(run / "doorpi-facecheck.service"),
               "/etc/systemd/system/doorpi-facecheck.service")  # fmt: skip
         c.run("systemctl", "daemon-reload")
         yield c
     finally:
         c.stop()
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def test_first_boot_makes_the_gate_keys_private(box: Container) -> None:
