@@ -159,8 +159,9 @@ def test_the_boot_selftest_does_not_fail_its_own_sandbox(box: Container) -> None
 def test_the_face_worker_runs_in_the_gates_sandbox(box: Container) -> None:
     """MemoryDenyWriteExecute=, the system-call filter, no capabilities: the worker still
     lowers its priority, loads TFLite (XNNPACK) and answers on real photos."""
-    box.run("systemctl", "start", "doorpi-facecheck.service", timeout=240)
+    started = box.run("systemctl", "start", "doorpi-facecheck.service", timeout=240, check=False)
     journal = box.journal("doorpi-facecheck.service")
+    assert started.returncode == 0, journal[-1500:]
     found = [line for line in journal.splitlines() if line.startswith("FACECHECK ")]
     assert found, journal[-1500:]
     out = json.loads(found[-1].split(" ", 1)[1])
