@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 # /tmp failed that way). Bound read-only into the container at the same path.
 CACHE = Path(os.environ.get("DOORPI_NSPAWN_CACHE", "/var/cache/doorpi-test"))
 DEBIAN_PYTHON = Path("/usr/bin/python3")
+KEEP_VENVS = 2
 # The image installs these (firmware_image/stage-doorpi/01-doorpi/00-run.sh).
 UNIT_GLOBS = ("*.service", "*.timer")
 
@@ -57,15 +58,16 @@ def _tree_stamp() -> str:
 def gate_venv() -> Path:
     """The gate's venv as the image builds it (Debian's Python, ``doorpi[reader,face]``
     installed, not editable), one per state of the sources (``CACHE/venv-STAMP``), built
-    under a lock so that two test runs never build one at once; venvs of other sources
-    older than a day are removed."""
+    under a lock so that two test runs never build one at once; of the venvs of other
+    sources the newest KEEP_VENVS are kept (another run may be using one)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         want = _tree_stamp()
-        for old in CACHE.glob("venv-*"):
-            if old.name != f"venv-{want}" and time.time() - old.stat().st_mtime > 86400:
-                shutil.rmtree(old, ignore_errors=True)
+        others = sorted((p for p in CACHE.glob("venv-*") if p.name != f"venv-{want}"),
+                        key=lambda p: p.stat().st_mtime, reverse=True)  # fmt: skip
+        for old in others[KEEP_VENVS:]:  # ~220 MB each
+            shutil.rmtree(old, ignore_errors=True)
         venv = CACHE / f"venv-{want}"
         if not (venv / "ready").exists():
             _build_venv(venv)
