@@ -265,6 +265,7 @@ def test_status_shows_the_gate_s_own_faults_when_the_partition_took_none(readonl
     set_state(store.db, "device_faults", json.dumps({"usb-keypad": {"detail": "gone (old)",
                                                                     "since": 1.0}}))  # fmt: skip
     store.close()
+    read_only(src)
     cfg = tmp_path / "doorpi.toml"
     cfg.write_text(f'[site]\ndata_dir = "{view}"\n[keypad]\nkind = "none"\n')
     run_dir = tmp_path / "run"
