@@ -137,7 +137,7 @@ class Gate:
         self.inputs = InputFilter(
             cfg.gpio.settle_seconds,
             {"exit_button": cfg.gpio.exit_stuck_seconds},
-            report_glitches=frozenset({"door_contact"}),  # restarts the close confirmation
+            report_glitches=frozenset({"door_contact", "tamper"}),  # restart a confirmation
         )
         self.faults = FaultBoard(storage.db)
         if self.lockout.problem:
@@ -707,7 +707,7 @@ class Gate:
         if s.name == "door_contact":
             self._apply(self.door.contact(s.active, self.clock.mono()))
         elif s.name == "tamper":
-            self._apply(self.door.tamper(s.active))
+            self._apply(self.door.tamper(s.active, self.clock.mono()))
         elif s.stuck:  # the exit button, held far longer than a press
             limit = self.cfg.gpio.exit_stuck_seconds
             self._fault("exit_button", True, f"pressed for over {limit:g} s (stuck?)")

@@ -85,9 +85,15 @@ def test_forced_door_never_releases_the_strike():
 
 def test_tamper_alarm_edges_only():
     d = machine()
-    assert d.tamper(True) == [Alarm("tamper", True)]
-    assert d.tamper(True) == []
-    assert d.tamper(False) == [Alarm("tamper", False)]
+    assert d.tamper(True, 0) == [Alarm("tamper", True)]
+    assert d.tamper(True, 0.5) == []
+    assert d.tamper(False, 1) == []  # the lid is on: confirmed after close_confirm_seconds
+    assert d.next_deadline == 2
+    assert d.tick(1.99) == [] and d.tick(2) == [Alarm("tamper", False)]
+    assert machine(close_confirm_seconds=0).tamper(True, 0)[0] == Alarm("tamper", True)
+    d = machine(close_confirm_seconds=0)
+    d.tamper(True, 0)
+    assert d.tamper(False, 1) == [Alarm("tamper", False)]  # 0: cleared on the settled edge
 
 
 def test_shutdown_secures_a_released_strike():
