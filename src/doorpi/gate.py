@@ -520,7 +520,8 @@ class Gate:
         cutoff = self.moment.epoch - self.cfg.audit.retention_days * 86400
         try:
             keep = self.moment.epoch - self.cfg.audit.governance_retention_days * 86400
-            n = self.storage.audit.prune(cutoff, governance_older_than=keep)
+            n = self.storage.audit.prune(cutoff, governance_older_than=keep,
+                                         now=self.moment.epoch)  # fmt: skip
             if n:
                 log.info("audit retention: pruned %d records", n)
         except Exception as exc:

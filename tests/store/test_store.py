@@ -178,6 +178,22 @@ def test_audit_prune_keeps_chain_verifiable(store):
     assert store.audit.verify().ok
 
 
+def test_audit_prune_never_cuts_past_a_record_inside_the_retention(store):
+    """A record stamped 1970 (another process, a flat RTC) after records of this
+    month: pruning by its stamp would take the month along. Not past the first
+    record inside the period (older_than .. now); one stamped 2040 holds nothing."""
+    fill(store, 6, t0=1000)  # seq 1-6, ts 1000-1005
+    store.audit.append("access", {"rtc": 1970}, ts=1.0)  # seq 7
+    assert store.audit.prune(older_than=1003, now=1010) == 3  # seq 1-3 only
+    assert [r.seq for r in store.audit.records()][:4] == [4, 5, 6, 7]
+    store.audit.append("access", {"rtc": 2040}, ts=2.2e9)  # seq 9 (8: audit_pruned)
+    store.audit.append("access", {"set right": True}, ts=1006)  # seq 10
+    store.audit.append("access", {"recent": True}, ts=1009)  # seq 11
+    assert store.audit.prune(older_than=1007, now=1010) == 7  # 4-10: through the 2040 stamp
+    assert [r.seq for r in store.audit.records()] == [11, 12]
+    assert store.audit.verify().ok
+
+
 def test_audit_key_matters(store, data_dir):
     fill(store, 3)
     from doorpi.store.audit import AuditLog
