@@ -339,7 +339,7 @@ def _warn_face_only(cfg: Any, store: Any, resident_id: int) -> None:
     lines = warn_lines(cfg, store, resident_id)  # the face-parity line is the more exact
     r = store.residents.get(resident_id)
     if not lines and r is not None and r.active:
-        lines = no_way_in_lines(cfg, [(r.id, r.name, holds(store, r))])
+        lines = no_way_in_lines(cfg, [(r.id, r.name, holds(store, r), r.keypad_id is not None)])
     for line in lines:
         print(f"WARNING: {line}")
 
