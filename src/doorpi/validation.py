@@ -198,6 +198,19 @@ def card_uid_hex(value: object) -> str:
     return card_uid(value).hex()
 
 
+_REF = re.compile(r"[0-9a-f]{8,64}")
+
+
+def card_ref(value: object) -> str | None:
+    """A card reference as `doorpi resident show` prints it (the start of the card's
+    hash, 8 to 64 hex characters) in lowercase, or None when it is not one. Read as
+    card UIDs are: NFKC (full-width), case and surrounding spaces ignored."""
+    if not isinstance(value, str):
+        return None
+    text = unicodedata.normalize("NFKC", value).strip().lower()
+    return text if _REF.fullmatch(text) else None
+
+
 def safe_text(value: object) -> str:
     """``value`` as text safe to print on a terminal, one line.
 
@@ -259,6 +272,7 @@ __all__ = [
     "SHORT_TEXT_MAX",
     "UID_LENGTHS",
     "InputError",
+    "card_ref",
     "card_uid",
     "card_uid_hex",
     "check_name",

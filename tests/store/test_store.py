@@ -80,6 +80,21 @@ def test_resident_lifecycle_and_cards(store):
     assert store.db.execute("SELECT count(*) FROM cards").fetchone()[0] == 0
 
 
+def test_a_card_reference_is_hex_never_a_pattern(store):
+    """`doorpi card remove 1 %%%%%%%%` removed every card of the resident (a LIKE
+    pattern) and then said "no card": a reference is hex only, and one that names
+    more than one card removes none."""
+    r = store.residents.add("Alice", 1.0)
+    for h in ("ab12cd34" + "0" * 56, "ab12cd34" + "1" * 56, "ef56ab78" + "2" * 56):
+        store.residents.add_card(r.id, h, 2.0)
+    for typed in ("%%%%%%%%", "________", "ab12cd3%", "ab12cd34", "", "ab12"):
+        assert store.residents.remove_card(r.id, typed) == 0, typed  # 0: nothing removed
+    assert len(store.residents.cards(r.id)) == 3
+    assert store.residents.remove_card(r.id, " ＥＦ５６ＡＢ７８ ") == 1  # full-width, upper case
+    assert store.residents.remove_card(r.id, "AB12CD340") == 1
+    assert [c["ref"] for c in store.residents.cards(r.id)] == ["ab12cd34"]
+
+
 def test_card_hash_is_keyed_and_raw_uid_is_not_stored(store, data_dir):
     uid = bytes.fromhex("04a1b2c3d4e5f6")
     h = card_hash(store.secrets, uid)
