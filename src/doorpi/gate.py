@@ -731,7 +731,8 @@ class Gate:
             self.door.request_exit(self.clock.mono())
             self._record(Notice("exit_requested", {"unlocks": False}))
             return
-        self._apply([Decision(True, Reason.EXIT), *self.door.grant(self.clock.mono())])
+        repeat, out = self.door.exit(self.clock.mono())  # a repeat press: the same request
+        self._apply(out if repeat else [Decision(True, Reason.EXIT), *out])
 
     # ------------------------------------------------------------ face
 

@@ -83,6 +83,19 @@ def test_forced_door_never_releases_the_strike():
     assert d.tick(100) == []
 
 
+def test_an_exit_press_while_its_release_runs_is_a_repeat():
+    """A REX pressed twice, or bouncing longer than the settle time: one request. The
+    release runs from the last press; after a relock, or a resident's grant, the
+    next press is a new request."""
+    d = machine()
+    assert d.exit(0) == (False, [Unlock(5)])
+    assert d.exit(0.3) == (True, [])  # the same request: no second Unlock, no new grant
+    assert d.tick(5.2) == [] and d.tick(5.3) == [Lock("timeout")]  # from the last press
+    assert d.exit(6)[0] is False  # relocked: a new request
+    d.grant(7)  # a card at the same time
+    assert d.exit(7.5)[0] is False
+
+
 def test_tamper_alarm_edges_only():
     d = machine()
     assert d.tamper(True, 0) == [Alarm("tamper", True)]

@@ -86,12 +86,14 @@ class DoorMachine:
         self._tamper_ok_since: float | None = None  # lid back on, not yet confirmed
         self._shunt_until = float("-inf")  # REX shunt: an opening before this is egress
         self._closed_since: float | None = None  # contact closed, close not yet confirmed
+        self._exit_release = False  # the strike is released for an exit press
         self.held = False  # a door mode holds the strike released
 
     def _lock(self, reason: str) -> list[Output]:
         if not self.strike_released or self.held:
             return []
         self.strike_released = False
+        self._exit_release = False
         return [Lock(reason)]
 
     @property
@@ -121,6 +123,7 @@ class DoorMachine:
         """Release the strike for the configured time (extends a running unlock).
         A close being confirmed is confirmed now: the next opening is a new one."""
         out: list[Output] = self._confirm_closed(now) if self.closing else []
+        self._exit_release = False  # a resident's grant: the next exit press is new
         self._relock_at = now + self.timing.unlock_seconds
         if not self.strike_released:
             self.strike_released = True
@@ -128,6 +131,17 @@ class DoorMachine:
         if self.state is DoorState.LOCKED:
             self.state = DoorState.UNLOCKED
         return out
+
+    def exit(self, now: float) -> tuple[bool, list[Output]]:
+        """An exit press that releases the strike (``door.exit_button_unlocks``): a
+        grant. Returns (``repeat``, outputs): ``repeat`` when the strike is still
+        released for an earlier exit press: a REX pressed twice, or bouncing longer
+        than the settle time, is one request (the release runs from this press, but
+        the caller records no second exit grant)."""
+        repeat = self.strike_released and self._exit_release
+        out = self.grant(now)
+        self._exit_release = True
+        return repeat, out
 
     def request_exit(self, now: float) -> None:
         """A request-to-exit (REX) that does not release the strike: the door may
