@@ -52,6 +52,11 @@ def test_resident_card_pin_roundtrip(cli):
     actions = [json.loads(line)["action"] for line in log]
     assert actions == ["resident_added", "card_enrolled", "pin_set"]
     assert "chain intact" in cli("audit", "verify").stdout
+    for typed in ("%%%%%%%%", "________"):  # a LIKE pattern removed every card
+        p = cli("card", "remove", "1", typed, ok=False)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+        assert "8-character hex reference" in p.stderr
+    assert json.loads(cli("status", "--json").stdout)["cards"] == 1
     cli("resident", "remove", "1")
     assert json.loads(cli("status", "--json").stdout)["cards"] == 0
 

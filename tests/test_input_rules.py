@@ -106,10 +106,32 @@ def test_card_uids_in_the_usual_spellings(typed: str, uid: str) -> None:
     assert v.card_uid_hex(typed) == uid
 
 
-@pytest.mark.parametrize("typed", ["zz", "04a1b", "04a1b2c3d4", "00000000", "", "04a1\nb2c3"])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "zz",
+        "04a1b",
+        "04a1b2c3d4",
+        "00000000",
+        "",
+        "04a1\nb2c3",
+        "ffffffff",
+        "FF:FF:FF:FF:FF:FF:FF",
+        "ｆｆ" * 10,
+    ],
+)
 def test_bad_card_uids_get_the_same_message(typed: str) -> None:
     with pytest.raises(v.InputError, match=r"^must be a card UID of 4, 7 or 10 bytes in hex"):
         v.card_uid(typed)
+
+
+@pytest.mark.parametrize("typed", ["00000000", "ffffffff", "FF-FF-FF-FF-FF-FF-FF", "00" * 10])
+def test_blank_uids_are_no_card(typed: str) -> None:
+    """All 00 or all FF: a read of nothing, or an ID several cards share (doorpi.core.uid)."""
+    blank = "all-zero" if typed.startswith("0") else "all-FF"
+    with pytest.raises(v.InputError, match=rf"; an {blank} UID is not a real card$"):
+        v.card_uid(typed)
+    assert v.card_uid_hex("ffffff00") == "ffffff00" and v.card_uid_hex("04ffffff") == "04ffffff"
 
 
 def test_safe_text_escapes_what_names_may_not_hold_and_nothing_else() -> None:

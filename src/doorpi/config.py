@@ -91,7 +91,8 @@ class GpioConfig:
     # Close confirmation for the door contact: the door counts as closed once the
     # settled contact has stayed closed this long; a shorter closed blip is part of
     # the same opening (no forced-open alarm when it reopens). 1 s (doorpi.core.door
-    # CLOSE_CONFIRM_SECONDS says why); 0 = closed on the settled edge.
+    # CLOSE_CONFIRM_SECONDS says why); 0 = closed on the settled edge. The tamper
+    # alarm clears the same way: once the lid has stayed on this long.
     close_confirm_seconds: float = 1.0
     # An exit button held longer than this is reported as stuck (a fault).
     exit_stuck_seconds: float = 60.0

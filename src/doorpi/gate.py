@@ -137,7 +137,7 @@ class Gate:
         self.inputs = InputFilter(
             cfg.gpio.settle_seconds,
             {"exit_button": cfg.gpio.exit_stuck_seconds},
-            report_glitches=frozenset({"door_contact"}),  # restarts the close confirmation
+            report_glitches=frozenset({"door_contact", "tamper"}),  # restart a confirmation
         )
         self.faults = FaultBoard(storage.db)
         if self.lockout.problem:
@@ -520,7 +520,8 @@ class Gate:
         cutoff = self.moment.epoch - self.cfg.audit.retention_days * 86400
         try:
             keep = self.moment.epoch - self.cfg.audit.governance_retention_days * 86400
-            n = self.storage.audit.prune(cutoff, governance_older_than=keep)
+            n = self.storage.audit.prune(cutoff, governance_older_than=keep,
+                                         now=self.moment.epoch)  # fmt: skip
             if n:
                 log.info("audit retention: pruned %d records", n)
         except Exception as exc:
@@ -707,7 +708,7 @@ class Gate:
         if s.name == "door_contact":
             self._apply(self.door.contact(s.active, self.clock.mono()))
         elif s.name == "tamper":
-            self._apply(self.door.tamper(s.active))
+            self._apply(self.door.tamper(s.active, self.clock.mono()))
         elif s.stuck:  # the exit button, held far longer than a press
             limit = self.cfg.gpio.exit_stuck_seconds
             self._fault("exit_button", True, f"pressed for over {limit:g} s (stuck?)")
@@ -730,7 +731,8 @@ class Gate:
             self.door.request_exit(self.clock.mono())
             self._record(Notice("exit_requested", {"unlocks": False}))
             return
-        self._apply([Decision(True, Reason.EXIT), *self.door.grant(self.clock.mono())])
+        repeat, out = self.door.exit(self.clock.mono())  # a repeat press: the same request
+        self._apply(out if repeat else [Decision(True, Reason.EXIT), *out])
 
     # ------------------------------------------------------------ face
 

@@ -154,7 +154,18 @@ class Timekeeper:
             log.error("cannot save clock state: %s", exc)
 
 
-__all__ = ["OK", "ClockRepair", "Timekeeper", "read_repair", "read_state", "write_repair"]
+__all__ = ["OK", "ClockRepair", "Timekeeper", "read_repair", "read_state", "vouched_by_floor",
+           "write_repair"]  # fmt: skip
+
+
+def vouched_by_floor(db: Any, wall: float) -> float:
+    """The time another process (``doorpi audit prune``) may cut records by: the
+    wall clock ``wall``, but never later than the gate's saved clock floor, the
+    latest time it has vouched for (saved every `FLOOR_SAVE_SECONDS`, so at most
+    that much early). A clock reading 2040 must not make 30 days of entries
+    "older than 30 days"; one reading 1970 cuts nothing."""
+    floor = float(get_state(db, "clock_floor", "0") or 0)
+    return min(wall, floor) if floor else wall
 
 
 def assess(db: Any, wall: float, tz: tzinfo) -> dict[str, Any]:

@@ -32,7 +32,8 @@ The rules, and why:
   emoji is up to 11 code points), and keeps listings, the audit log and the
   bundle bounded. Units and card labels: 40.
 * **Card UIDs** are hex, 4, 7 or 10 bytes (ISO/IEC 14443-3 single, double,
-  triple size), not all zero; ``:``, ``-`` and spaces between bytes are
+  triple size), not all zero nor all FF (`doorpi.core.uid.blank_uid`: a
+  read of nothing, or an ID several cards share); ``:``, ``-`` and spaces between bytes are
   ignored, case is ignored, full-width hex is read as ASCII (NFKC).
 
 Printing: `safe_text` escapes exactly the characters names may not hold, so
@@ -52,7 +53,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from doorpi.core.uid import random_uid_problem
+from doorpi.core.uid import blank_uid, random_uid_problem
 
 #: Longest resident name in characters (code points); see the module docstring.
 NAME_MAX = 100
@@ -170,7 +171,7 @@ def pin_digits(value: object) -> str:
 def card_uid(value: object) -> bytes:
     """A card UID typed as hex (``04a1b2c3d4e5f6``, ``04:A1:B2:C3``) as bytes.
 
-    Raises `InputError` unless it is 4, 7 or 10 bytes of hex, not all zero and
+    Raises `InputError` unless it is 4, 7 or 10 bytes of hex, not all zero or all FF and
     not a random ID (``08xxxxxx``, ISO/IEC 14443-3: a phone or bank card, new on
     every read, so a binding to it could never open; `doorpi.core.uid`).
     """
@@ -183,8 +184,9 @@ def card_uid(value: object) -> bytes:
     uid = bytes.fromhex(text)
     if len(uid) not in UID_LENGTHS:
         raise InputError(f"{rule}; this one has {len(uid)} bytes")
-    if not any(uid):
-        raise InputError(f"{rule}; an all-zero UID is not a real card")
+    blank = blank_uid(uid)
+    if blank:
+        raise InputError(f"{rule}; an {blank} UID is not a real card")
     random_id = random_uid_problem(uid)
     if random_id:
         raise InputError(random_id)
@@ -194,6 +196,19 @@ def card_uid(value: object) -> bytes:
 def card_uid_hex(value: object) -> str:
     """`card_uid` in the canonical form the roster and bundle carry (lowercase hex)."""
     return card_uid(value).hex()
+
+
+_REF = re.compile(r"[0-9a-f]{8,64}")
+
+
+def card_ref(value: object) -> str | None:
+    """A card reference as `doorpi resident show` prints it (the start of the card's
+    hash, 8 to 64 hex characters) in lowercase, or None when it is not one. Read as
+    card UIDs are: NFKC (full-width), case and surrounding spaces ignored."""
+    if not isinstance(value, str):
+        return None
+    text = unicodedata.normalize("NFKC", value).strip().lower()
+    return text if _REF.fullmatch(text) else None
 
 
 def safe_text(value: object) -> str:
@@ -257,6 +272,7 @@ __all__ = [
     "SHORT_TEXT_MAX",
     "UID_LENGTHS",
     "InputError",
+    "card_ref",
     "card_uid",
     "card_uid_hex",
     "check_name",

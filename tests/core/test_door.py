@@ -83,11 +83,30 @@ def test_forced_door_never_releases_the_strike():
     assert d.tick(100) == []
 
 
+def test_an_exit_press_while_its_release_runs_is_a_repeat():
+    """A REX pressed twice, or bouncing longer than the settle time: one request. The
+    release runs from the last press; after a relock, or a resident's grant, the
+    next press is a new request."""
+    d = machine()
+    assert d.exit(0) == (False, [Unlock(5)])
+    assert d.exit(0.3) == (True, [])  # the same request: no second Unlock, no new grant
+    assert d.tick(5.2) == [] and d.tick(5.3) == [Lock("timeout")]  # from the last press
+    assert d.exit(6)[0] is False  # relocked: a new request
+    d.grant(7)  # a card at the same time
+    assert d.exit(7.5)[0] is False
+
+
 def test_tamper_alarm_edges_only():
     d = machine()
-    assert d.tamper(True) == [Alarm("tamper", True)]
-    assert d.tamper(True) == []
-    assert d.tamper(False) == [Alarm("tamper", False)]
+    assert d.tamper(True, 0) == [Alarm("tamper", True)]
+    assert d.tamper(True, 0.5) == []
+    assert d.tamper(False, 1) == []  # the lid is on: confirmed after close_confirm_seconds
+    assert d.next_deadline == 2
+    assert d.tick(1.99) == [] and d.tick(2) == [Alarm("tamper", False)]
+    assert machine(close_confirm_seconds=0).tamper(True, 0)[0] == Alarm("tamper", True)
+    d = machine(close_confirm_seconds=0)
+    d.tamper(True, 0)
+    assert d.tamper(False, 1) == [Alarm("tamper", False)]  # 0: cleared on the settled edge
 
 
 def test_shutdown_secures_a_released_strike():

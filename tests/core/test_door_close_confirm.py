@@ -370,3 +370,40 @@ def test_a_genuine_opening_after_a_confirmed_close_is_always_forced(
     assert rig.kinds.count("forced:on") == 1 and rig.kinds.count("forced:off") == 1
     assert 0 <= rig.at("forced:on")[0] - opened <= SETTLE + 1e-3
     assert rig.kinds.count("unlock") == 1  # the strike was never moved by any of this
+
+
+# ---------------------------------------------------------------- the tamper switch
+
+TAMPER_TABLE = [
+    ("lid jolted by a slammed door: two 100 ms blips", [(4.0, True), (4.1, False), (4.2, True),
+                                                         (4.3, False)], [4.05], [5.35]),
+    ("enclosure opened, the switch chatters on the way",
+     [(1.0, True), (1.1, False), (1.2, True), (1.3, False), (1.4, True)], [1.05], []),
+    ("lid put back with chatter, a 10 ms glitch restarts the count",
+     [(1.0, True), (5.0, False), (5.1, True), (5.2, False), (5.7, True), (5.71, False)],
+     [1.05], [6.71]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("script,on,off", [c[1:] for c in TAMPER_TABLE],
+                         ids=[c[0] for c in TAMPER_TABLE])  # fmt: skip
+def test_tamper_chatter_is_one_alarm_cleared_once_the_lid_stayed_on(script, on, off):
+    """Case 01's kind on the tamper input: one alarm, never on and off with the
+    chatter; it clears once the lid has stayed on close_confirm_seconds."""
+    f = InputFilter(SETTLE, report_glitches=frozenset({"tamper"}))  # as the gate
+    door = DoorMachine(DoorTiming())
+    f.feed("tamper", False, 0.0)
+    f.poll(SETTLE)
+    log: list[tuple[float, str]] = []
+    t, edges = 0.0, list(script)
+    while t < 10.0:
+        t = round(t + 0.01, 3)
+        outs = []
+        while edges and edges[0][0] <= t:
+            _, lid_off = edges.pop(0)
+            outs += [o for s in f.feed("tamper", lid_off, t) for o in door.tamper(s.active, t)]
+        outs += [o for s in f.poll(t) for o in door.tamper(s.active, t)]
+        outs += door.tick(t)
+        log += [(t, label(o)) for o in outs]
+    assert [t for t, k in log if k == "tamper:on"] == pytest.approx(on, abs=0.011)
+    assert [t for t, k in log if k == "tamper:off"] == pytest.approx(off, abs=0.011)

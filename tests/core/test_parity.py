@@ -20,6 +20,7 @@ from doorpi.core.parity import (
     has_face_free_way,
     may_ask_face,
     missing_credential,
+    no_way_in_problem,
     resident_parity_problem,
 )
 from doorpi.core.policy import completes, parse_rule
@@ -158,3 +159,25 @@ def test_a_pin_only_resident_is_told_to_get_a_card():
     problem = resident_parity_problem([rule], frozenset({"pin"}), Devices(True, True, True))
     assert problem is not None and problem.endswith("(holds: pin): give them a card or "
                                                     "change the door rule"), problem  # fmt: skip
+
+
+def test_a_pin_without_a_keypad_number_or_a_card_is_no_face_free_way():
+    """A PIN names nobody: with no keypad number to type before it and no card to tap
+    first, it can only follow a face match (face+pin), so at ["face", "pin"] face is
+    that resident's only way in; a keypad number or a card gives the PIN back."""
+    rule, dev = parse_rule(["face", "pin"]), Devices(True, True, True)
+    pin = frozenset({"pin"})
+    problem = resident_parity_problem([rule], pin, dev, keypad_number=False)
+    assert problem is not None and problem.endswith(
+        "(holds: a PIN but no keypad number to type it after, and no card): give them a "
+        "keypad number or a card or change the door rule"), problem  # fmt: skip
+    assert resident_parity_problem([rule], pin, dev) is None  # keypad number 301
+    assert resident_parity_problem([rule], pin | {"card"}, dev, keypad_number=False) is None
+    # face+pin can ask them (face names them, then the PIN): still no face-free way
+    both = parse_rule(["face+pin", "card"])
+    assert resident_parity_problem([both], pin, dev, keypad_number=False) is not None
+    way = no_way_in_problem([parse_rule(["pin"])], pin, dev, keypad_number=False)
+    assert way is not None and way.endswith(
+        "no way in at this door (pin): give them a keypad number or a card or change the door "
+        "rule"), way  # fmt: skip
+    assert no_way_in_problem([parse_rule(["pin"])], pin, dev) is None

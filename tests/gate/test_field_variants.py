@@ -24,6 +24,9 @@ REFUSED = {
     "v05k-fullwidth-valid-until": "residents[0]: valid_until: '２０２７-06-30T23:59' is not a date",
     "v05l-arabic-indic-duress-pin": "residents[0]: duress_pin: a PIN has digits 0-9 only",
     "v05o-duress-pin-equal-to-the-pin-fullwidth": "residents[0]: R: duress_pin: must differ",
+    # A UID that is no card's: a read of nothing, or an ID several cards share (s10).
+    "v04m-all-ff-uid-enrolled": "residents[0]: R: cards[0]: must be a card UID of 4, 7 or 10 "
+    "bytes in hex, like 04a1b2c3d4e5f6; an all-FF UID is not a real card",
     "v05n-arabic-indic-keys-typed": "steps[0]: key '\u0661': not a keypad key",
     "v01l-exit-false": "steps[0]: exit takes true (one press of the exit button), got False",
     # A schedule rule in which face is the only way in (requirement 1).

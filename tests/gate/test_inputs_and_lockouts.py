@@ -84,6 +84,26 @@ def test_tamper_chatter_is_one_alarm(site):
     assert alarms(site) == [("tamper", True)]
 
 
+def test_tamper_clears_once_the_lid_stayed_on_and_a_glitch_restarts_the_count(site):
+    """Case 01's kind on the tamper input (tests/field_variants/v01y): the alarm clears
+    only once the lid has stayed on close_confirm_seconds (1 s); a 10 ms bounce half
+    way, too short to settle, starts the second again."""
+    pin = site.factory.pin(site.cfg.gpio.tamper)
+
+    def lid(off: bool, then: float, step: float = 0.1) -> None:
+        (pin.drive_high if off else pin.drive_low)()
+        site.gate.process_pending()
+        site.advance(then, step=step)
+
+    lid(True, 0.2)  # lid off: the alarm at once
+    lid(False, 0.5)  # lid on (settled at the next tick, 0.1 s)
+    lid(True, 0.01, step=0.01)  # a 10 ms bounce, 0.5 s later
+    lid(False, 0.7)  # 1.2 s after the lid went on, 0.7 s after the bounce
+    assert alarms(site) == [("tamper", True)]
+    site.advance(0.4)
+    assert alarms(site) == [("tamper", True), ("tamper", False)]
+
+
 def test_settle_time_comes_from_the_config(tmp_path):
     gpio = {"settle_seconds": 0, "close_confirm_seconds": 0}  # both off: every edge counts
     s = recorded_site(tmp_path / "data", config={"gpio": gpio}, settle=False)

@@ -92,6 +92,18 @@ def test_the_cli_names_a_resident_left_with_no_way_in(tmp_path):
 
 def test_a_door_that_takes_a_pin_alone_warns_no_one_with_a_pin(tmp_path):
     cli = cli_for(tmp_path, '["card", "pin"]')
-    cli("resident", "add", "Ann Lee")
+    cli("resident", "add", "Ann Lee", "--keypad-id", "101")  # 101#2468# at the keypad
     assert "WARNING" not in cli("pin", "set", "1", "--stdin", stdin="2468\n").stdout
     assert "WARNING" not in cli("config", "check").stdout
+
+
+def test_a_pin_without_a_keypad_number_or_a_card_is_no_way_in(tmp_path):
+    """A PIN names nobody: Ann has no keypad number to type before it and no card to
+    tap first, so 2468# is read as keypad number 2468 and her PIN never opens."""
+    cli = cli_for(tmp_path, '["card", "pin"]')
+    cli("resident", "add", "Ann Lee")
+    said = ("WARNING: resident 1 (Ann Lee) at door 'door' holds a PIN but no keypad number "
+            "to type it after, and no card: no way in at this door (card | pin): give them a "
+            "keypad number or a card or change the door rule")  # fmt: skip
+    assert said in cli("pin", "set", "1", "--stdin", stdin="2468\n").stdout
+    assert said in cli("config", "check").stdout

@@ -300,3 +300,46 @@ def test_rtc_garbage_at_start_does_not_shred_face_templates(tmp_path):
     s.advance(2)  # the first tick runs the retention sweep
     assert not s.gate.moment.trusted and templates() == 1
     s.close()
+
+
+# ---------------------------------------------------------------- retention under a wrong clock
+
+
+def test_taps_while_the_rtc_reads_1970_never_prune_the_month_before_them(tmp_path):
+    """Case 03's kind at the hourly retention sweep: the RTC reads 1970 for a while,
+    the gate's records of those taps carry 1970. The next sweep must not cut the
+    entry log up to them: every record before them is inside the 30-day retention."""
+    s = make_site(tmp_path / "d", "Etc/UTC", "2026-03-02T08:00")
+    add_people(s)
+    assert tap(s, CARD) == (True, "granted")  # stamped 2026-03-02
+    good = s.clock.wall()
+    s.clock.set_wall(60.0)  # flat RTC battery: 1970
+    assert tap(s, CARD) == (True, "granted")  # stamped 1970
+    s.clock.set_wall(good + 20)  # set right again
+    s.advance(3601, step=600)  # the hourly retention sweep
+    access = [r for r in s.storage.audit.records() if r.kind == "access"]
+    assert [r.ts > 1e9 for r in access] == [True, False]  # both taps are still on record
+    assert s.storage.audit.verify().ok
+    s.close()
+
+
+def test_audit_prune_with_the_clock_at_2040_keeps_the_entry_log(tmp_path, monkeypatch):
+    """`doorpi audit prune` run while the RTC reads 2040 cuts by the time the gate
+    vouched for (its floor), not by 2040: the month of entries stays."""
+    from doorpi.cli import log as log_cli
+    from doorpi.cli import main
+    from doorpi.store import Storage
+
+    data = tmp_path / "d"
+    cfg = write_config(tmp_path, data, "Etc/UTC")
+    now = local_epoch("2026-03-02T08:00", "UTC")
+    st = Storage.open(data)
+    for i in range(3):
+        st.audit.append("access", {"granted": True, "i": i}, ts=now - 86400 * (2 - i))
+    set_state(st.db, "clock_floor", repr(now))
+    st.close()
+    monkeypatch.setattr(log_cli.time, "time", lambda: local_epoch("2040-01-02T08:00", "UTC"))
+    assert main(["--config", str(cfg), "audit", "prune"]) == 0
+    st = Storage.open(data)
+    assert [r.data["i"] for r in st.audit.records() if r.kind == "access"] == [0, 1, 2]
+    st.close()

@@ -63,6 +63,8 @@ def test_uidcard_accepts_iso14443_lengths(uid: bytes) -> None:
         ([*UID4, 0x5A], (0x90, 0x00), "length 5"),
         ([*UID10, 1], (0x90, 0x00), "length 11"),
         ([0, 0, 0, 0], (0x90, 0x00), "all-zero"),
+        ([0xFF] * 4, (0x90, 0x00), "all-FF"),
+        ([0xFF] * 7, (0x90, 0x00), "all-FF"),
         ([0x100, 1, 2, 3], (0x90, 0x00), "malformed"),
     ],
 )

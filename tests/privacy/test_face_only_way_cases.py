@@ -84,3 +84,16 @@ def test_a_card_face_only_door_is_refused_at_the_config() -> None:
     assert lines == [f"doorpi: {CASES / 'card-face-only-door.toml'}: config: door.access: "
                      "face is the only way in; add a card or PIN combination"], lines  # fmt: skip
     assert r.stdout == ""
+
+
+def test_a_pin_without_a_keypad_number_is_not_a_face_free_way() -> None:
+    """tests/field_variants/v06f: a PIN and no keypad number or card at ["face", "pin"]:
+    the PIN could only follow a face match, so the enrolment is refused naming the fix."""
+    variant = (
+        CASES.parents[1] / "field_variants" / "v06f-pin-but-no-keypad-number-face-or-pin-door.toml"
+    )
+    events = _events(_demo(variant).stdout)
+    (refused,) = [e for e in events if e["event"] == "face_enrolment_refused"]
+    assert refused["reason"].endswith(
+        "(holds: a PIN but no keypad number to type it after, and no card): give them a "
+        "keypad number or a card or change the door rule"), refused  # fmt: skip

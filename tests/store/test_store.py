@@ -80,6 +80,21 @@ def test_resident_lifecycle_and_cards(store):
     assert store.db.execute("SELECT count(*) FROM cards").fetchone()[0] == 0
 
 
+def test_a_card_reference_is_hex_never_a_pattern(store):
+    """`doorpi card remove 1 %%%%%%%%` removed every card of the resident (a LIKE
+    pattern) and then said "no card": a reference is hex only, and one that names
+    more than one card removes none."""
+    r = store.residents.add("Alice", 1.0)
+    for h in ("ab12cd34" + "0" * 56, "ab12cd34" + "1" * 56, "ef56ab78" + "2" * 56):
+        store.residents.add_card(r.id, h, 2.0)
+    for typed in ("%%%%%%%%", "________", "ab12cd3%", "ab12cd34", "", "ab12"):
+        assert store.residents.remove_card(r.id, typed) == 0, typed  # 0: nothing removed
+    assert len(store.residents.cards(r.id)) == 3
+    assert store.residents.remove_card(r.id, " ＥＦ５６ＡＢ７８ ") == 1  # full-width, upper case
+    assert store.residents.remove_card(r.id, "AB12CD340") == 1
+    assert [c["ref"] for c in store.residents.cards(r.id)] == ["ab12cd34"]
+
+
 def test_card_hash_is_keyed_and_raw_uid_is_not_stored(store, data_dir):
     uid = bytes.fromhex("04a1b2c3d4e5f6")
     h = card_hash(store.secrets, uid)
@@ -175,6 +190,22 @@ def test_audit_prune_keeps_chain_verifiable(store):
     assert r.ok, r.problem
     assert [rec.seq for rec in store.audit.records()][:2] == [6, 7]
     store.audit.append("access", {"after": True}, ts=2000)
+    assert store.audit.verify().ok
+
+
+def test_audit_prune_never_cuts_past_a_record_inside_the_retention(store):
+    """A record stamped 1970 (another process, a flat RTC) after records of this
+    month: pruning by its stamp would take the month along. Not past the first
+    record inside the period (older_than .. now); one stamped 2040 holds nothing."""
+    fill(store, 6, t0=1000)  # seq 1-6, ts 1000-1005
+    store.audit.append("access", {"rtc": 1970}, ts=1.0)  # seq 7
+    assert store.audit.prune(older_than=1003, now=1010) == 3  # seq 1-3 only
+    assert [r.seq for r in store.audit.records()][:4] == [4, 5, 6, 7]
+    store.audit.append("access", {"rtc": 2040}, ts=2.2e9)  # seq 9 (8: audit_pruned)
+    store.audit.append("access", {"set right": True}, ts=1006)  # seq 10
+    store.audit.append("access", {"recent": True}, ts=1009)  # seq 11
+    assert store.audit.prune(older_than=1007, now=1010) == 7  # 4-10: through the 2040 stamp
+    assert [r.seq for r in store.audit.records()] == [11, 12]
     assert store.audit.verify().ok
 
 

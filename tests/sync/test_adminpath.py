@@ -221,3 +221,22 @@ def test_check_and_report_name_residents_with_no_face_free_way_in(site: AdminSit
         "north" in out and "NEEDS ATTENTION" in out and "1 resident with no face-free way in" in out
     )
     assert "a-101-wang can be asked for face (card+face | card+pin) but has no face-free way" in out
+
+
+def test_the_laptop_names_a_pin_without_a_keypad_number_as_no_face_free_way() -> None:
+    """A PIN names nobody: without a keypad number (and no card to tap first) it can
+    only follow a face match, so at ["face", "pin"] face is the only way in."""
+    from doorpi.core.parity import Devices
+    from doorpi.core.policy import parse_rule
+    from doorpi.sync.admin import face_free_gap
+    from doorpi.sync.bundle import ResidentEntry
+
+    rules, devices = [parse_rule(["face", "pin"])], Devices(True, True, True)
+    wang = ResidentEntry("a-101-wang", "Wang", pin="135790")
+    assert face_free_gap(wang, "north", rules, devices) == (
+        "Wang (a-101-wang) can be asked for face at gate 'north' (face | pin) but has a PIN "
+        "and no keypad number to type it after, nor a card: give them a keypad number or a "
+        "card or change the door rule"
+    )
+    numbered = ResidentEntry("a-101-wang", "Wang", keypad_id="101", pin="135790")
+    assert face_free_gap(numbered, "north", rules, devices) == ""

@@ -223,6 +223,7 @@ BAD_CELLS = [
     ("uid_hex", "a,A,,,04a1b,,,,\n", "E", 2),
     ("uid_len", "a,A,,,04a1b2,,,,\n", "E", 2),
     ("uid_zero", "a,A,,,00000000,,,,\n", "E", 2),
+    ("uid_ff", "a,A,,,FF:FF:FF:FF:FF:FF:FF,,,,\n", "E", 2),
     ("card_twice", "a,A,,,04a1b2c3,,,,\nb,B,,,04a1b2c3,,,,\n", "E", 3),
     ("text_long", "a,A,,,04a1b2c3 (" + "x" * 41 + "),,,,\n", "E", 2),
     ("list_limit", "a,A,,," + ";".join(f"04a1b2{i:02x}" for i in range(9)) + ",,,,\n", "E", 2),

@@ -72,7 +72,7 @@ MUTATIONS: tuple[Mutation, ...] = (
       (("if any(c <= devices.factors for c in face_free):", "if face_free:"),)),
     M("no-pin-resident-asked-face", 1, "a resident with no face-free factor is asked for face anyway",
       "src/doorpi/core/parity.py",
-      (("if may_ask_face(rule, holds, devices) and not has_face_free_way(rule, holds, devices):",
+      (("if may_ask_face(rule, holds, devices) and not has_face_free_way(rule, free, devices):",
         "if False:"),)),
     M("refusal-clears-schedule", 2, "refusing face also clears the resident's schedule",
       "src/doorpi/privacy/enrolment.py",

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from doorpi.core.uid import blank_uid
+
 #: ``transmit(apdu)`` -> ``(response data, SW1, SW2)``. It raises
 #: `CardProtocolError` (or anything else) if the card cannot be reached.
 Transmit = Callable[[list[int]], tuple[list[int], int, int]]
@@ -77,8 +79,9 @@ class UidCard:
             uid = bytes(data)
         except (TypeError, ValueError) as exc:
             raise CardProtocolError(f"malformed UID bytes: {exc}") from exc
-        if uid == b"\x00" * len(uid):
-            raise CardProtocolError("all-zero UID")
+        blank = blank_uid(uid)  # a read of nothing, not a card (doorpi.core.uid)
+        if blank:
+            raise CardProtocolError(f"{blank} UID")
         return uid
 
 

@@ -128,15 +128,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
-    from doorpi.store.db import get_state
+    from doorpi.timekeeper import vouched_by_floor
 
-    now = time.time()
-    # Processing records are cut only by a time the gate has vouched for (its clock
-    # floor, doorpi.core.clock): a clock reading 2040 must not delete them early.
-    floor = float(get_state(store.db, "clock_floor", "0") or 0)
-    vouched = min(now, floor) if floor else now
-    n = store.audit.prune(now - cfg.audit.retention_days * 86400,
-                          governance_older_than=vouched - cfg.audit.governance_retention_days * 86400)  # fmt: skip
+    # Both periods end at a time the gate has vouched for (its clock floor,
+    # doorpi.core.clock), as the gate's own hourly sweep does: a clock reading 2040
+    # must delete neither the entry log nor the processing records early.
+    vouched = vouched_by_floor(store.db, time.time())
+    n = store.audit.prune(vouched - cfg.audit.retention_days * 86400,
+                          governance_older_than=vouched - cfg.audit.governance_retention_days * 86400,
+                          now=vouched)  # fmt: skip
     print(f"pruned {n} records older than {cfg.audit.retention_days} days; processing records "
           f"are kept {cfg.audit.governance_retention_days} days")  # fmt: skip
     return 0

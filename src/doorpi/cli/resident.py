@@ -339,7 +339,7 @@ def _warn_face_only(cfg: Any, store: Any, resident_id: int) -> None:
     lines = warn_lines(cfg, store, resident_id)  # the face-parity line is the more exact
     r = store.residents.get(resident_id)
     if not lines and r is not None and r.active:
-        lines = no_way_in_lines(cfg, [(r.id, r.name, holds(store, r))])
+        lines = no_way_in_lines(cfg, [(r.id, r.name, holds(store, r), r.keypad_id is not None)])
     for line in lines:
         print(f"WARNING: {line}")
 
@@ -347,12 +347,16 @@ def _warn_face_only(cfg: Any, store: Any, resident_id: int) -> None:
 def cmd_card_remove(args: argparse.Namespace) -> int:
     cfg = common.config(args)
     store = common.storage(cfg)
-    if len(args.ref) < 8:
-        raise CliError("give the 8-character card reference from `doorpi resident show`")
-    if store.residents.remove_card(args.id, args.ref) != 1:
-        raise CliError(f"resident {args.id} has no card {args.ref}")
-    common.audit_admin(store, "card_removed", resident_id=args.id, card=args.ref)
-    print(f"card {args.ref} removed")
+    from doorpi import validation
+
+    ref = validation.card_ref(args.ref)  # hex only: `%` and `_` are no wildcards
+    if ref is None:
+        raise CliError(f"card reference {validation.safe_repr(args.ref)}: give the "
+                       "8-character hex reference from `doorpi resident show`")  # fmt: skip
+    if store.residents.remove_card(args.id, ref) != 1:
+        raise CliError(f"resident {args.id} has no card {ref} (nothing removed)")
+    common.audit_admin(store, "card_removed", resident_id=args.id, card=ref)
+    print(f"card {ref} removed")
     _warn_face_only(cfg, store, args.id)
     return 0
 

@@ -24,8 +24,13 @@ had been closed by then (the contact closed that long before the record). An
 opening after a confirmed close, with no grant, REX shunt or mode hold, is
 forced at once (as soon as the settled contact says open). A grant while a
 close is being confirmed confirms it at once: the next opening is a new one
-(relock on open applies to it). None of this moves the strike. Pure: time is
-monotonic seconds passed in.
+(relock on open applies to it). None of this moves the strike.
+
+The tamper switch is confirmed the same way: the tamper alarm is raised as
+soon as the settled switch says the lid is off, and cleared only once the lid
+has stayed on for ``close_confirm_seconds`` (a lid switch chattering as the
+enclosure is opened or jolted by a slammed door raises one alarm, never a
+string of alarms on and off). Pure: time is monotonic seconds passed in.
 """
 
 from __future__ import annotations
@@ -77,15 +82,18 @@ class DoorMachine:
         self.strike_released = False
         self._relock_at = 0.0
         self._held_at = 0.0
-        self._tamper = False
+        self._tamper = False  # the tamper alarm is on
+        self._tamper_ok_since: float | None = None  # lid back on, not yet confirmed
         self._shunt_until = float("-inf")  # REX shunt: an opening before this is egress
         self._closed_since: float | None = None  # contact closed, close not yet confirmed
+        self._exit_release = False  # the strike is released for an exit press
         self.held = False  # a door mode holds the strike released
 
     def _lock(self, reason: str) -> list[Output]:
         if not self.strike_released or self.held:
             return []
         self.strike_released = False
+        self._exit_release = False
         return [Lock(reason)]
 
     @property
@@ -115,6 +123,7 @@ class DoorMachine:
         """Release the strike for the configured time (extends a running unlock).
         A close being confirmed is confirmed now: the next opening is a new one."""
         out: list[Output] = self._confirm_closed(now) if self.closing else []
+        self._exit_release = False  # a resident's grant: the next exit press is new
         self._relock_at = now + self.timing.unlock_seconds
         if not self.strike_released:
             self.strike_released = True
@@ -122,6 +131,17 @@ class DoorMachine:
         if self.state is DoorState.LOCKED:
             self.state = DoorState.UNLOCKED
         return out
+
+    def exit(self, now: float) -> tuple[bool, list[Output]]:
+        """An exit press that releases the strike (``door.exit_button_unlocks``): a
+        grant. Returns (``repeat``, outputs): ``repeat`` when the strike is still
+        released for an earlier exit press: a REX pressed twice, or bouncing longer
+        than the settle time, is one request (the release runs from this press, but
+        the caller records no second exit grant)."""
+        repeat = self.strike_released and self._exit_release
+        out = self.grant(now)
+        self._exit_release = True
+        return repeat, out
 
     def request_exit(self, now: float) -> None:
         """A request-to-exit (REX) that does not release the strike: the door may
@@ -201,7 +221,7 @@ class DoorMachine:
         return out
 
     def tick(self, now: float) -> list[Output]:
-        out: list[Output] = []
+        out: list[Output] = self._tamper_restored(now)
         if self.strike_released and not self.held and now >= self._relock_at:
             out += self._lock("timeout")
             if self.state is DoorState.UNLOCKED:
@@ -215,11 +235,27 @@ class DoorMachine:
             out.append(Alarm("held", True))
         return out
 
-    def tamper(self, active: bool) -> list[Output]:
-        if active == self._tamper:
+    def tamper(self, active: bool, now: float) -> list[Output]:
+        """A settled change of the tamper switch (``active``: lid off) at ``now``:
+        the alarm at once; its end once the lid stayed on ``close_confirm_seconds``
+        (a lid on again after a glitch too short to settle restarts the count)."""
+        if active:
+            self._tamper_ok_since = None
+            if self._tamper:
+                return []  # still the same alarm: chatter never flicks it off and on
+            self._tamper = True
+            return [Alarm("tamper", True)]
+        if not self._tamper:
             return []
-        self._tamper = active
-        return [Alarm("tamper", active)]
+        self._tamper_ok_since = now
+        return self._tamper_restored(now)
+
+    def _tamper_restored(self, now: float) -> list[Output]:
+        since = self._tamper_ok_since
+        if since is None or now < since + self.timing.close_confirm_seconds:
+            return []
+        self._tamper, self._tamper_ok_since = False, None
+        return [Alarm("tamper", False)]
 
     def shutdown(self) -> list[Output]:
         """Process is stopping: the strike goes back to its safe state."""
@@ -233,6 +269,8 @@ class DoorMachine:
     def next_deadline(self) -> float | None:
         """Monotonic time of the next timer, so the loop knows when to tick."""
         times = []
+        if self._tamper_ok_since is not None:
+            times.append(self._tamper_ok_since + self.timing.close_confirm_seconds)
         if self.strike_released and not self.held:
             times.append(self._relock_at)
         if self._closed_since is not None:

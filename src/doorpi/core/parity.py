@@ -17,6 +17,11 @@ Art. 10, MFR 2025 Art. 10: face may not be the only way in) and requirement 4
 
 A *device set* is the factors the configured hardware can read: ``card`` when
 the reader is enabled, ``pin`` when a keypad is fitted, ``face`` when face is on.
+
+A PIN names nobody: a face-free attempt starts with a card, or with the
+resident's keypad number typed before the PIN (``101#2468#``). A resident with a
+PIN but neither a card nor a keypad number can type that PIN only after a face
+match (``face+pin``): it is no face-free way in (`face_free_holds`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,27 @@ def show(combo: Iterable[str]) -> str:
 
 def show_rule(rule: Rule) -> str:
     return " | ".join(show(c) for c in rule)
+
+
+def face_free_holds(holds: frozenset[str], keypad_number: bool) -> frozenset[str]:
+    """The credentials in ``holds`` (``card``, ``pin``) a resident can use without
+    face: all of them, except a PIN when they have no card to tap first and no
+    keypad number (``keypad_number`` False) to name themselves before typing it."""
+    if "pin" in holds and "card" not in holds and not keypad_number:
+        return holds - {"pin"}
+    return holds
+
+
+def _have_give(rules: list[Rule], holds: frozenset[str],
+               devices: Devices) -> tuple[str, str]:  # fmt: skip
+    """What a resident with no face-free way at ``rules`` holds, and what to give
+    them, in the messages' words: a keypad number when their PIN would do with one."""
+    if any(has_face_free_way(rule, holds, devices) for rule in rules):
+        return ("a PIN but no keypad number to type it after, and no card",
+                "give them a keypad number or a card or ")  # fmt: skip
+    gives = {missing_credential(rule, holds, devices) for rule in rules} - {None}
+    give = _GIVE.get(next((g for g in ("pin", "card") if g in gives), None), "")
+    return show(holds - {"face"}) or "no card and no PIN", give
 
 
 def door_parity_problem(rule: Rule, devices: Devices) -> str | None:
@@ -98,20 +124,21 @@ def missing_credential(rule: Rule, holds: frozenset[str], devices: Devices) -> s
 
 
 def resident_parity_problem(
-    rules: Iterable[Rule], holds: frozenset[str], devices: Devices
+    rules: Iterable[Rule], holds: frozenset[str], devices: Devices, keypad_number: bool = True
 ) -> str | None:
     """Why a resident would depend on face at this door, or None.
 
     ``rules`` are the door's default and scheduled rules; ``holds`` the
-    credentials the resident has (``card`` for a card, ``pin`` for a PIN). A
+    credentials the resident has (``card`` for a card, ``pin`` for a PIN);
+    ``keypad_number``: whether they have one (`face_free_holds`). A
     resident who can be asked for face under a rule must also be able to
     finish that rule without face; one who can never be asked is not a
     face-parity problem (they may lack a way in for other reasons).
     """
+    free = face_free_holds(holds, keypad_number)
     for rule in rules:
-        if may_ask_face(rule, holds, devices) and not has_face_free_way(rule, holds, devices):
-            have = show(holds - {"face"}) or "no card and no PIN"
-            give = _GIVE.get(missing_credential(rule, holds, devices), "")
+        if may_ask_face(rule, holds, devices) and not has_face_free_way(rule, free, devices):
+            have, give = _have_give([rule], holds, devices)
             return (
                 f"can be asked for face ({show_rule(rule)}) but has no face-free way to "
                 f"finish (holds: {have}): {give}change the door rule"
@@ -122,20 +149,21 @@ def resident_parity_problem(
 _GIVE = {"pin": "give them a PIN or ", "card": "give them a card or "}
 
 
-def no_way_in_problem(rules: Iterable[Rule], holds: frozenset[str], devices: Devices) -> str | None:
+def no_way_in_problem(rules: Iterable[Rule], holds: frozenset[str], devices: Devices,
+                      keypad_number: bool = True) -> str | None:  # fmt: skip
     """Why a resident holding ``holds`` (``card``, ``pin``) can finish no combination
     of any of the door's ``rules`` without face on these devices, or None.
 
     The resident-side twin of `door_parity_problem`: a resident with a PIN and no
     card at a ``["card+pin"]`` door is refused every time (`doorpi.core.policy.lacking`),
-    so `doorpi config check` and the device CLI name them when it is done.
+    so `doorpi config check` and the device CLI name them when it is done. A PIN
+    without a keypad number or a card is no way in (`face_free_holds`).
     """
     rules = list(rules)
-    if any(has_face_free_way(rule, holds, devices) for rule in rules):
+    free = face_free_holds(holds, keypad_number)
+    if any(has_face_free_way(rule, free, devices) for rule in rules):
         return None
-    have = show(holds - {"face"}) or "no card and no PIN"
-    gives = {missing_credential(rule, holds, devices) for rule in rules} - {None}
-    give = _GIVE.get(next((g for g in ("pin", "card") if g in gives), None), "")
+    have, give = _have_give(rules, holds, devices)
     ways = " | ".join(dict.fromkeys(show_rule(r) for r in rules))
     return f"holds {have}: no way in at this door ({ways}): {give}change the door rule"
 
@@ -163,6 +191,7 @@ def face_free_next(rule: Rule, have: frozenset[str], holds: frozenset[str],
 __all__ = [
     "Devices",
     "door_parity_problem",
+    "face_free_holds",
     "face_free_next",
     "has_face_free_way",
     "may_ask_face",

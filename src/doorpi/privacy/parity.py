@@ -51,7 +51,8 @@ class ParityCheck:
         """Would this resident depend on face here, once they hold a template?"""
         if not resident.active:
             return None
-        return resident_parity_problem(self.rules, holds(self.storage, resident), self.devices)
+        return resident_parity_problem(self.rules, holds(self.storage, resident), self.devices,
+                                       keypad_number=resident.keypad_id is not None)  # fmt: skip
 
     def dependents(self, asked_for_face: Callable[[Resident], bool]) -> list[FaceDependent]:
         """Residents who can be asked for face now and have no face-free finish."""
@@ -125,7 +126,8 @@ def roster_face_parity(
         if r is None or not r.active or not asked(r):
             continue
         holders.append(key)
-        problem = resident_parity_problem(rules, holds(storage, r), devices)
+        problem = resident_parity_problem(rules, holds(storage, r), devices,
+                                          keypad_number=r.keypad_id is not None)  # fmt: skip
         if problem:
             dependents.append({"resident": key, "problem": problem})
     return holders, dependents
@@ -156,18 +158,20 @@ def clear_device_templates(privacy: Any, now: float) -> int:
     return gone
 
 
-def no_way_in_lines(cfg: Any, residents: Iterable[tuple[int, str, frozenset[str]]]) -> list[str]:
+def no_way_in_lines(
+    cfg: Any, residents: Iterable[tuple[int, str, frozenset[str], bool]]
+) -> list[str]:
     """One line per active resident who can finish no combination of the door's
     rules without face (`doorpi.core.parity.no_way_in_problem`): a PIN and no card
     at a ``["card+pin"]`` door is refused at every attempt. ``residents``: (id,
-    name, the face-free credentials held, as `holds` gives them) of the active
-    residents."""
+    name, the face-free credentials held, as `holds` gives them, whether they
+    have a keypad number) of the active residents."""
     from doorpi.validation import safe_text
 
     rules = [rule for _, rule in cfg.rules()]
     out = []
-    for rid, name, held in residents:
-        problem = no_way_in_problem(rules, held, cfg.devices)
+    for rid, name, held, keypad_number in residents:
+        problem = no_way_in_problem(rules, held, cfg.devices, keypad_number)
         if problem:
             out.append(f"resident {rid} ({safe_text(name)}) at door {cfg.door.name!r} {problem}")
     return out
@@ -178,10 +182,11 @@ def stored_no_way_in(cfg: Any, conn: Any) -> list[str]:
     sqlite3 connection, read-only is enough: `doorpi config check`)."""
     rows = conn.execute(
         "SELECT r.id, r.name, r.pin_hash IS NOT NULL, "
-        "EXISTS (SELECT 1 FROM cards c WHERE c.resident_id = r.id) "
+        "EXISTS (SELECT 1 FROM cards c WHERE c.resident_id = r.id), r.keypad_id IS NOT NULL "
         "FROM residents r WHERE r.active = 1 ORDER BY r.id"
     ).fetchall()
-    return no_way_in_lines(cfg, [(rid, name, _held(pin, card)) for rid, name, pin, card in rows])
+    return no_way_in_lines(cfg, [(rid, name, _held(pin, card), bool(number))
+                                 for rid, name, pin, card, number in rows])  # fmt: skip
 
 
 def _held(has_pin: Any, has_card: Any) -> frozenset[str]:

@@ -261,8 +261,19 @@ class AuditLog:
         self.db.conn.execute("DELETE FROM governance_records WHERE ts < ?", [older_than])
         set_state(self.db, "governance_prune_before", "0")
 
-    def prune(self, older_than: float, governance_older_than: float | None = None) -> int:
+    def prune(
+        self, older_than: float, governance_older_than: float | None = None,
+        now: float | None = None,
+    ) -> int:  # fmt: skip
         """Delete records with ts < older_than; keep the chain verifiable.
+
+        The log is cut as a prefix (up to the newest record stamped before
+        ``older_than``), but never at or past a record stamped inside the
+        retention period, from ``older_than`` to ``now`` (the caller's vouched
+        time; None: no end): a record another process stamped while the clock
+        read 1970 must not take the month of entries before it along. One
+        stamped after ``now`` (a clock at 2040) holds nothing back, or it would
+        keep the whole log until 2040.
 
         Governance records (`GOVERNANCE_KINDS`) among them move to the
         ``governance_records`` table with their chain link, and are deleted only
@@ -271,9 +282,14 @@ class AuditLog:
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
+                kept = conn.execute(  # the oldest record inside the retention period
+                    "SELECT MIN(seq) FROM audit WHERE ts >= ? AND ts <= ?",
+                    [older_than, float("inf") if now is None else now],
+                ).fetchone()[0]
                 row = conn.execute(
-                    "SELECT seq, hash FROM audit WHERE ts < ? ORDER BY seq DESC LIMIT 1",
-                    [older_than],
+                    "SELECT seq, hash FROM audit WHERE ts < ? AND seq < ? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    [older_than, 2**62 if kept is None else kept],
                 ).fetchone()
                 if row is None:  # no entry to cut; processing records may be due all the same
                     self._prune_governance(governance_older_than)

@@ -235,10 +235,20 @@ class ResidentStore:
         return [{"label": r[0], "added": r[1], "ref": r[2]} for r in rows]
 
     def remove_card(self, resident_id: int, ref: str) -> int:
-        gone = self.db.execute(
-            "DELETE FROM cards WHERE resident_id = ? AND card_hash LIKE ?",
-            [resident_id, ref + "%"],
-        ).rowcount
-        if gone:
-            _credentials_changed(self.db)
-        return gone
+        """Remove the card of ``resident_id`` whose reference is ``ref``: the start of
+        its hash as `cards` shows it, at least 8 hex characters (case, spaces around it
+        and full-width forms are read as `doorpi.validation` reads hex). Returns 1, or
+        0 with nothing removed when no card or more than one matches, or ``ref`` is
+        not hex: ``%`` and ``_`` are no wildcards (``%%%%%%%%`` removed every card)."""
+        key = validation.card_ref(ref)
+        if key is None:
+            return 0
+        found = self.db.execute(
+            "SELECT card_hash FROM cards WHERE resident_id = ? AND substr(card_hash, 1, ?) = ?",
+            [resident_id, len(key), key],
+        ).fetchall()
+        if len(found) != 1:
+            return 0
+        self.db.execute("DELETE FROM cards WHERE card_hash = ?", [found[0][0]])
+        _credentials_changed(self.db)
+        return 1

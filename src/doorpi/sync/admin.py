@@ -35,6 +35,7 @@ from typing import Any
 from doorpi.core.parity import (
     Devices,
     Rule,
+    face_free_holds,
     has_face_free_way,
     may_ask_face,
     missing_credential,
@@ -525,11 +526,15 @@ def face_free_gap(entry: Any, gate: str, rules: list[Rule], devices: Devices) ->
     """Why this roster entry, once asked for face at ``gate``, could not finish
     without it, in the admin's words ("" when it can): what is missing and the fix."""
     held = frozenset(({"card"} if entry.cards else set()) | ({"pin"} if entry.pin else set()))
+    free = face_free_holds(held, bool(entry.keypad_id))  # a PIN needs a number or a card
     for rule in rules:
-        if not may_ask_face(rule, held, devices) or has_face_free_way(rule, held, devices):
+        if not may_ask_face(rule, held, devices) or has_face_free_way(rule, free, devices):
             continue
         missing = missing_credential(rule, held, devices)
-        if missing == "pin":
+        if has_face_free_way(rule, held, devices):  # their PIN, with a keypad number
+            gap = ("has a PIN and no keypad number to type it after, nor a card: give them "
+                   "a keypad number or a card or change the door rule")  # fmt: skip
+        elif missing == "pin":
             gap = "has no PIN: give them a PIN or change the door rule"
         elif missing == "card":
             gap = "has no card: give them a card or change the door rule"

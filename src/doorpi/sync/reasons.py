@@ -66,6 +66,7 @@ REASONS: tuple[Reason, ...] = (
     _r("uid_hex", _UID + r"; (?P<v>.*) is not hex", _UID_ZH + "；{v} 不是十六进制数"),
     _r("uid_len", _UID + r"; this one has (?P<n>\d+) bytes", _UID_ZH + "；此卡号为 {n} 字节"),
     _r("uid_zero", _UID + r"; an all-zero UID is not a real card", _UID_ZH + "；全为零的卡号不是真卡"),
+    _r("uid_ff", _UID + r"; an all-FF UID is not a real card", _UID_ZH + "；全为 FF 的卡号不是真卡"),
     _r("uid", _UID, _UID_ZH),
     _r("pin_digits", r"a PIN has digits 0-9 only", "密码只能包含数字 0-9"),
     _r("pin_max", r"a PIN has at most (?P<n>\d+) digits", "密码最多 {n} 位数字"),
