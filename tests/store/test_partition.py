@@ -213,15 +213,20 @@ def test_queue_writes_in_the_background_once_space_is_back(tmpfs):
 # ------------------------------------------------------------------ the real process
 
 
+def gate_files(tmp_path: Path, data: Path) -> tuple[Path, Path, dict[str, str]]:
+    """(config for a gate on ``data``, its runtime folder, the environment naming it)."""
+    cfg = tmp_path / "doorpi.toml"
+    cfg.write_text(f'[site]\ndata_dir = "{data}"\n[keypad]\nkind = "none"\n')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return cfg, run_dir, {**os.environ, "DOORPI_RUNTIME_DIR": str(run_dir)}
+
+
 def test_gate_process_on_read_only_partition_serves_and_status_names_it(readonly_view, tmp_path):
     src, view = readonly_view
     enrol(src)
     read_only(src)
-    cfg = tmp_path / "doorpi.toml"
-    cfg.write_text(f'[site]\ndata_dir = "{view}"\n[keypad]\nkind = "none"\n')
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    env = {**os.environ, "DOORPI_RUNTIME_DIR": str(run_dir)}
+    cfg, run_dir, env = gate_files(tmp_path, view)
     gate = subprocess.Popen([sys.executable, "-m", "doorpi", "--config", str(cfg), "run", "--sim"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -266,11 +271,7 @@ def test_status_shows_the_gate_s_own_faults_when_the_partition_took_none(readonl
                                                                     "since": 1.0}}))  # fmt: skip
     store.close()
     read_only(src)
-    cfg = tmp_path / "doorpi.toml"
-    cfg.write_text(f'[site]\ndata_dir = "{view}"\n[keypad]\nkind = "none"\n')
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    env = {**os.environ, "DOORPI_RUNTIME_DIR": str(run_dir)}
+    cfg, run_dir, env = gate_files(tmp_path, view)
     faults = run_dir / "faults.json"
 
     def status() -> dict:
