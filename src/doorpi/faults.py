@@ -21,6 +21,7 @@ functions that need it: the pcscd watch imports this module without a database.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -94,8 +95,6 @@ class FaultBoard:
     def _save(self) -> None:
         self._write_file()  # first: the tmpfs takes it when the data partition does not
         try:
-            import json
-
             from doorpi.store.db import set_state
 
             set_state(self._db, STATE_KEY, json.dumps(self.active, sort_keys=True))
@@ -125,8 +124,6 @@ class FaultBoard:
 
 def stored_faults(db: Any) -> dict[str, dict[str, Any]]:
     """The faults the gate last stored ({} when none or never written)."""
-    import json
-
     from doorpi.store.db import get_state
 
     try:

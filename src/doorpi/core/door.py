@@ -75,6 +75,27 @@ class DoorTiming:
 Output = Command | Notice
 
 
+@dataclass(slots=True)
+class Confirmation:
+    """A level that counts only once it has held ``seconds`` without interruption:
+    the door contact closed (close confirmation), the tamper lid back on. ``since``:
+    monotonic seconds it began holding, None while nothing is being confirmed."""
+
+    seconds: float
+    since: float | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.since is not None
+
+    def due(self, now: float) -> bool:
+        """It has held ``seconds`` by ``now``."""
+        return self.since is not None and now >= self.since + self.seconds
+
+    def deadline(self) -> float | None:
+        return None if self.since is None else self.since + self.seconds
+
+
 class DoorMachine:
     def __init__(self, timing: DoorTiming, door_open: bool = False) -> None:
         self.timing = timing
@@ -83,9 +104,10 @@ class DoorMachine:
         self._relock_at = 0.0
         self._held_at = 0.0
         self._tamper = False  # the tamper alarm is on
-        self._tamper_ok_since: float | None = None  # lid back on, not yet confirmed
+        confirm = self.timing.close_confirm_seconds
+        self._lid_on = Confirmation(confirm)  # lid back on, not yet confirmed
         self._shunt_until = float("-inf")  # REX shunt: an opening before this is egress
-        self._closed_since: float | None = None  # contact closed, close not yet confirmed
+        self._closed = Confirmation(confirm)  # contact closed, close not yet confirmed
         self._exit_release = False  # the strike is released for an exit press
         self.held = False  # a door mode holds the strike released
 
@@ -99,18 +121,13 @@ class DoorMachine:
     @property
     def closing(self) -> bool:
         """The contact is closed but the close is not confirmed yet."""
-        return self._closed_since is not None
-
-    def _close_due(self, now: float) -> bool:
-        return self._closed_since is not None and (
-            now >= self._closed_since + self.timing.close_confirm_seconds
-        )
+        return self._closed.pending
 
     def _confirm_closed(self, now: float) -> list[Output]:
         """The door is closed: ``door_closed`` (with how long the contact had been
         closed), the held-open or forced-open alarm cleared."""
-        since = now if self._closed_since is None else self._closed_since
-        self._closed_since = None
+        since = now if self._closed.since is None else self._closed.since
+        self._closed.since = None
         out: list[Output] = [Notice("door_closed", {"confirmed_after": round(now - since, 3)})]
         if self.state is DoorState.HELD:
             out.append(Alarm("held", False))
@@ -185,11 +202,11 @@ class DoorMachine:
     def contact(self, is_open: bool, now: float) -> list[Output]:
         """A settled change of the door contact (``is_open``) at ``now``."""
         out: list[Output] = []
-        if self._close_due(now):
+        if self._closed.due(now):
             out += self._confirm_closed(now)  # confirmed before this change (no tick between)
         if is_open:
             if self.closing:  # reopened before the close was confirmed: the same opening
-                self._closed_since = None
+                self._closed.since = None
                 # Past the held-open time, a bounce must not flick the alarm on and off
                 # (it would close again at once): held only if it stays open a while.
                 self._held_at = max(self._held_at, now + self.timing.close_confirm_seconds)
@@ -215,7 +232,7 @@ class DoorMachine:
             return out
         # Closed (or, while closing, closed again after a glitch too short to settle:
         # `InputFilter.report_glitches`): the confirmation counts from now.
-        self._closed_since = now
+        self._closed.since = now
         if self.timing.close_confirm_seconds <= 0:
             return self._confirm_closed(now)
         return out
@@ -226,8 +243,8 @@ class DoorMachine:
             out += self._lock("timeout")
             if self.state is DoorState.UNLOCKED:
                 self.state = DoorState.LOCKED
-        if self._closed_since is not None:
-            if self._close_due(now):
+        if self._closed.pending:
+            if self._closed.due(now):
                 out += self._confirm_closed(now)
             return out  # a door shut, or shutting, is not held open
         if self.state is DoorState.OPEN and now >= self._held_at and not self.held:
@@ -240,21 +257,20 @@ class DoorMachine:
         the alarm at once; its end once the lid stayed on ``close_confirm_seconds``
         (a lid on again after a glitch too short to settle restarts the count)."""
         if active:
-            self._tamper_ok_since = None
+            self._lid_on.since = None
             if self._tamper:
                 return []  # still the same alarm: chatter never flicks it off and on
             self._tamper = True
             return [Alarm("tamper", True)]
         if not self._tamper:
             return []
-        self._tamper_ok_since = now
+        self._lid_on.since = now
         return self._tamper_restored(now)
 
     def _tamper_restored(self, now: float) -> list[Output]:
-        since = self._tamper_ok_since
-        if since is None or now < since + self.timing.close_confirm_seconds:
+        if not self._lid_on.due(now):
             return []
-        self._tamper, self._tamper_ok_since = False, None
+        self._tamper, self._lid_on.since = False, None
         return [Alarm("tamper", False)]
 
     def shutdown(self) -> list[Output]:
@@ -268,13 +284,9 @@ class DoorMachine:
     @property
     def next_deadline(self) -> float | None:
         """Monotonic time of the next timer, so the loop knows when to tick."""
-        times = []
-        if self._tamper_ok_since is not None:
-            times.append(self._tamper_ok_since + self.timing.close_confirm_seconds)
+        times = [t for t in (self._lid_on.deadline(), self._closed.deadline()) if t is not None]
         if self.strike_released and not self.held:
             times.append(self._relock_at)
-        if self._closed_since is not None:
-            times.append(self._closed_since + self.timing.close_confirm_seconds)
-        elif self.state is DoorState.OPEN and not self.held:
+        if not self._closed.pending and self.state is DoorState.OPEN and not self.held:
             times.append(self._held_at)
         return min(times) if times else None
